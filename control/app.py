@@ -1,0 +1,1 @@
+"""Builds the aiohttp application: middlewares, services on app keys, the routes table."""

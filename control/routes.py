@@ -1,0 +1,1 @@
+"""The whole control API in one routes table (see ROUTES)."""

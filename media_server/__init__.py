@@ -1,0 +1,1 @@
+"""Televisit SFU: forwards RTP between participants on aiortc without decoding."""

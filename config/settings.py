@@ -127,6 +127,13 @@ class MediaSettings(_Section):
 class ClinicSettings(_Section):
     request_expiry_seconds: int = Field(ge=5)
     webhook_url: str
+    webhook_secret: str
+    webhook_timeout_seconds: float = Field(gt=0)
+    webhook_max_attempts: int = Field(ge=1, le=20)
+    sweep_seconds: float = Field(gt=0, le=60)
+    login_hours: float = Field(gt=0)
+    station_days: float = Field(gt=0)
+    decline_note_max_chars: int = Field(ge=1, le=2000)
 
 
 class Settings(_Section):

@@ -8,8 +8,10 @@ A dashboard may hear one event on two topics; the event ``id`` lets it drop the 
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from control.clinic.webhook import Webhook
@@ -56,3 +58,10 @@ class Events:
         for topic in topics:
             await self.bus.publish(topic, event)
         self.webhook.enqueue(event)
+
+
+@contextlib.asynccontextmanager
+async def listen(bus: Any, topics: list[str]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    """Events of ``topics`` while the block runs (subscribed before the block starts)."""
+    async with bus.subscribe(*topics) as feed:
+        yield feed

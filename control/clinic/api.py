@@ -1,0 +1,549 @@
+"""HTTP handlers of the virtual clinic (routes are listed in control/routes.py).
+
+Staff authenticate with ``Authorization: Bearer tvs_...`` (clinic software, apps) or the
+``tv_staff`` cookie the login sets (the dashboards). The cookie is HttpOnly and SameSite=Lax,
+and every state-changing call takes a JSON body, which a cross-site form cannot send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+from aiohttp import WSMsgType, web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from control.clinic import accounts, events, policy, requests, sessions, visits
+from control.clinic.accounts import Staff
+from control.clinic.errors import ClinicError, Invalid, Unauthenticated
+from control.clinic.node import ClinicNode
+from control.clinic.sessions import Login
+
+M = TypeVar("M", bound=BaseModel)
+NODE = web.AppKey("clinic_node", ClinicNode)
+COOKIE = "tv_staff"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class LoginBody(_Body):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=256)
+    station: str | None = Field(
+        default=None,
+        max_length=80,
+        description="name of a dedicated station: stays signed in for clinic.station_days",
+    )
+
+
+class AvailabilityBody(_Body):
+    available: bool
+
+
+class RequestBody(_Body):
+    provider_id: str = Field(max_length=64)
+    service: str | None = Field(default=None, max_length=80)
+
+
+class AcceptBody(_Body):
+    enter: bool = Field(
+        default=False, description="accept and enter: the answer carries the provider's join"
+    )
+
+
+class DeclineBody(_Body):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class StaffCreateBody(_Body):
+    username: str = Field(max_length=64)
+    display_name: str = Field(max_length=100)
+    password: str = Field(max_length=256)
+    groups: list[str] = Field(max_length=3)
+
+
+class StaffPatchBody(_Body):
+    display_name: str | None = Field(default=None, max_length=100)
+    groups: list[str] | None = Field(default=None, max_length=3)
+    disabled: bool | None = None
+    password: str | None = Field(default=None, max_length=256)
+
+
+class PolicyBody(_Body):
+    notes_enabled: bool | None = None
+    services: list[str] | None = Field(default=None, max_length=50)
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return web.json_response(body, status=status, content_type="application/problem+json")
+
+
+def _problem_of(exc: ClinicError) -> web.Response:
+    extra = dict(exc.extra)
+    if exc.field:
+        extra["field"] = exc.field
+    return problem(exc.status, exc.title, exc.detail, **extra)
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    raw = await request.read()
+    try:
+        data = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Invalid(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise Invalid("body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(body)"
+        raise Invalid(f"{where}: {err['msg']}", field=where) from exc
+
+
+def _node(request: web.Request) -> ClinicNode:
+    return request.app[NODE]
+
+
+def _token_of(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        return auth[7:].strip()
+    return request.cookies.get(COOKIE)
+
+
+async def _who(request: web.Request) -> tuple[Login, Staff]:
+    token = _token_of(request)
+    node = _node(request)
+    found = token and await sessions.resolve(node.clinic.store, token, now=node.clinic.clock())
+    if not found:
+        raise Unauthenticated("sign in first (POST /api/v1/clinic/login)")
+    return found
+
+
+async def _staff(request: web.Request) -> Staff:
+    return (await _who(request))[1]
+
+
+def handler(fn):  # type: ignore[no-untyped-def]
+    """Turn ClinicError into problem+json."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await fn(request)
+        except ClinicError as exc:
+            return _problem_of(exc)
+
+    wrapped.__name__ = fn.__name__
+    wrapped.__doc__ = fn.__doc__
+    return wrapped
+
+
+class _LoginThrottle:
+    """At most ``limit`` failed logins per client address per minute (password guessing)."""
+
+    def __init__(self, limit: int = 10, window: float = 60.0) -> None:
+        self.limit, self.window = limit, window
+        self.failures: dict[str, deque[float]] = {}
+
+    def blocked(self, ip: str, now: float) -> float:
+        q = self.failures.get(ip)
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        if q and len(q) >= self.limit:
+            return q[0] + self.window - now
+        return 0.0
+
+    def failed(self, ip: str, now: float) -> None:
+        if len(self.failures) > 10_000:
+            self.failures.clear()  # bounded memory under a spray of addresses
+        self.failures.setdefault(ip, deque()).append(now)
+
+
+THROTTLE = web.AppKey("clinic_login_throttle", _LoginThrottle)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+# --- login -------------------------------------------------------------------------------
+
+
+@handler
+async def login(request: web.Request) -> web.Response:
+    """Sign in a staff member; sets the dashboard cookie and returns a bearer token."""
+    node = _node(request)
+    throttle = request.app[THROTTLE]
+    ip = request.remote or "?"
+    now = time.monotonic()
+    wait = throttle.blocked(ip, now)
+    if wait > 0:
+        resp = problem(429, "Too many attempts", "too many failed sign-ins; wait and try again")
+        resp.headers["Retry-After"] = str(int(wait) + 1)
+        return resp
+    body = await _body(request, LoginBody)
+    staff = await accounts.authenticate(node.clinic.store, body.username, body.password)
+    if staff is None:
+        throttle.failed(ip, now)
+        raise Unauthenticated("wrong user name or password", field="password")
+    cfg = node.settings.clinic
+    ttl = (cfg.station_days * 86400) if body.station else (cfg.login_hours * 3600)
+    token, session = await sessions.open_login(
+        node.clinic.store, staff, now=node.clinic.clock(), ttl_seconds=ttl, station=body.station
+    )
+    resp = _json({"token": token, "session": session.public(), "staff": staff.public()})
+    resp.set_cookie(
+        COOKIE, token, max_age=int(ttl), httponly=True, samesite="Lax", path="/",
+        secure=node.settings.server.base_url.startswith("https://"),
+    )  # fmt: skip
+    return resp
+
+
+@handler
+async def logout(request: web.Request) -> web.Response:
+    """End this session (the cookie's or the bearer token's)."""
+    await _who(request)
+    token = _token_of(request)
+    assert token is not None
+    await sessions.close_login(_node(request).clinic.store, token)
+    resp = web.Response(status=204)
+    resp.del_cookie(COOKIE, path="/")
+    return resp
+
+
+@handler
+async def me(request: web.Request) -> web.Response:
+    """The signed-in staff member, their session and the organization's clinic policy."""
+    session, staff = await _who(request)
+    pol = await policy.get_policy(_node(request).clinic.store, staff.org_id)
+    return _json({"staff": staff.public(), "session": session.public(), "policy": pol.public()})
+
+
+# --- dashboard ---------------------------------------------------------------------------
+
+
+async def _providers(node: ClinicNode, staff: Staff) -> list[dict[str, Any]]:
+    found = await accounts.list_staff(node.clinic.store, staff.org_id, providers_only=True)
+    return [
+        {"id": p.id, "name": p.display_name, "available": p.available}
+        for p in found
+        if p.id != staff.id
+    ]
+
+
+@handler
+async def dashboard(request: web.Request) -> web.Response:
+    """Everything one dashboard shows, in one answer (then follow /clinic/events)."""
+    node = _node(request)
+    staff = await _staff(request)
+    clinic = node.clinic
+    out: dict[str, Any] = {
+        "staff": staff.public(),
+        "policy": (await policy.get_policy(clinic.store, staff.org_id)).public(),
+        "visits": [v.public() for v in await visits.open_visits(clinic, staff)],
+    }
+    if staff.can("provide"):
+        out["inbox"] = [r.public() for r in await requests.provider_inbox(clinic, staff)]
+    if staff.can("request"):
+        out["providers"] = await _providers(node, staff)
+        out["outbox"] = [r.public() for r in await requests.requester_outbox(clinic, staff)]
+    return _json(out)
+
+
+@handler
+async def list_providers(request: web.Request) -> web.Response:
+    """Providers of the caller's organization with their availability."""
+    staff = await _staff(request)
+    staff.require("request")
+    return _json({"providers": await _providers(_node(request), staff)})
+
+
+@handler
+async def set_availability(request: web.Request) -> web.Response:
+    """The provider's toggle; going unavailable declines open requests ("unavailable")."""
+    staff = await _staff(request)
+    body = await _body(request, AvailabilityBody)
+    staff = await requests.set_availability(_node(request).clinic, staff, body.available)
+    return _json({"staff": staff.public()})
+
+
+# --- requests ----------------------------------------------------------------------------
+
+
+@handler
+async def create_request(request: web.Request) -> web.Response:
+    """Request a session now with a provider (declined at once if they are unavailable)."""
+    staff = await _staff(request)
+    body = await _body(request, RequestBody)
+    req = await requests.create_request(
+        _node(request).clinic, staff, body.provider_id, body.service
+    )
+    return _json({"request": req.public()}, status=201)
+
+
+@handler
+async def list_requests(request: web.Request) -> web.Response:
+    """The caller's open requests as provider (inbox) and as requester (outbox)."""
+    staff = await _staff(request)
+    clinic = _node(request).clinic
+    inbox = await requests.provider_inbox(clinic, staff) if staff.can("provide") else []
+    outbox = await requests.requester_outbox(clinic, staff)
+    return _json({"inbox": [r.public() for r in inbox], "outbox": [r.public() for r in outbox]})
+
+
+@handler
+async def get_request(request: web.Request) -> web.Response:
+    staff = await _staff(request)
+    req = await requests.get_request(_node(request).clinic, staff, request.match_info["id"])
+    return _json({"request": req.public()})
+
+
+async def _join(request: web.Request, visit: visits.Visit, role: str) -> dict[str, Any]:
+    from control.clinic.join import join_for
+
+    return await join_for(request.app, _node(request), visit, role)
+
+
+@handler
+async def accept_request(request: web.Request) -> web.Response:
+    """Accept (opens a visit); with ``enter`` the answer carries the provider's join."""
+    staff = await _staff(request)
+    body = await _body(request, AcceptBody)
+    req, visit = await requests.accept(_node(request).clinic, staff, request.match_info["id"])
+    out: dict[str, Any] = {"request": req.public(), "visit": visit.public()}
+    if body.enter:
+        out["join"] = await _join(request, visit, "provider")
+    return _json(out)
+
+
+@handler
+async def decline_request(request: web.Request) -> web.Response:
+    """Decline, with an optional note for the requester when notes are enabled."""
+    staff = await _staff(request)
+    body = await _body(request, DeclineBody)
+    req = await requests.decline(_node(request).clinic, staff, request.match_info["id"], body.note)
+    return _json({"request": req.public()})
+
+
+@handler
+async def cancel_request(request: web.Request) -> web.Response:
+    """The requester withdraws an open request."""
+    staff = await _staff(request)
+    await _body(request, _Body)
+    req = await requests.cancel(_node(request).clinic, staff, request.match_info["id"])
+    return _json({"request": req.public()})
+
+
+@handler
+async def dismiss_request(request: web.Request) -> web.Response:
+    """The requester clears a declined or expired request from their dashboard."""
+    staff = await _staff(request)
+    await _body(request, _Body)
+    req = await requests.dismiss(_node(request).clinic, staff, request.match_info["id"])
+    return _json({"request": req.public()})
+
+
+# --- visits ------------------------------------------------------------------------------
+
+
+@handler
+async def list_visits(request: web.Request) -> web.Response:
+    """The caller's open visits with both parties' status."""
+    staff = await _staff(request)
+    found = await visits.open_visits(_node(request).clinic, staff)
+    return _json({"visits": [v.public() for v in found]})
+
+
+@handler
+async def get_visit(request: web.Request) -> web.Response:
+    staff = await _staff(request)
+    visit = await visits.get_visit(_node(request).clinic, staff, request.match_info["id"])
+    return _json({"visit": visit.public()})
+
+
+@handler
+async def enter_visit(request: web.Request) -> web.Response:
+    """A join token and room link: "Enter waiting room" (requester) / "Enter meeting"."""
+    staff = await _staff(request)
+    await _body(request, _Body)
+    visit, role = await visits.joinable_visit(
+        _node(request).clinic, staff, request.match_info["id"]
+    )
+    return _json({"visit": visit.public(), "join": await _join(request, visit, role)})
+
+
+@handler
+async def end_visit(request: web.Request) -> web.Response:
+    """Close a visit (it leaves both dashboards)."""
+    staff = await _staff(request)
+    await _body(request, _Body)
+    visit = await visits.end_visit(_node(request).clinic, staff, request.match_info["id"])
+    return _json({"visit": visit.public()})
+
+
+# --- administration ----------------------------------------------------------------------
+
+
+async def _admin(request: web.Request) -> Staff:
+    staff = await _staff(request)
+    staff.require("administer")
+    return staff
+
+
+@handler
+async def list_staff(request: web.Request) -> web.Response:
+    admin = await _admin(request)
+    found = await accounts.list_staff(_node(request).clinic.store, admin.org_id)
+    return _json({"staff": [s.public() for s in found]})
+
+
+@handler
+async def create_staff(request: web.Request) -> web.Response:
+    """Create an account in the administrator's organization."""
+    admin = await _admin(request)
+    body = await _body(request, StaffCreateBody)
+    staff = await accounts.create_staff(
+        _node(request).clinic.store, admin.org_id, username=body.username,
+        display_name=body.display_name, password=body.password, groups=body.groups,
+    )  # fmt: skip
+    return _json({"staff": staff.public()}, status=201)
+
+
+@handler
+async def update_staff(request: web.Request) -> web.Response:
+    """Change groups, name, password or disable an account (its sessions end)."""
+    admin = await _admin(request)
+    body = await _body(request, StaffPatchBody)
+    store = _node(request).clinic.store
+    target = await accounts.staff_in_org(store, admin.org_id, request.match_info["id"])
+    staff = await accounts.update_staff(
+        store, target.id, display_name=body.display_name, groups=body.groups,
+        disabled=body.disabled, password=body.password,
+    )  # fmt: skip
+    if body.disabled or body.password is not None:
+        await sessions.revoke_all(store, staff.id)
+    return _json({"staff": staff.public()})
+
+
+@handler
+async def list_stations(request: web.Request) -> web.Response:
+    """Dedicated stations signed in to the organization."""
+    admin = await _admin(request)
+    node = _node(request)
+    found = await sessions.list_stations(node.clinic.store, admin.org_id, now=node.clinic.clock())
+    return _json({"stations": [s.public() for s in found]})
+
+
+@handler
+async def revoke_session(request: web.Request) -> web.Response:
+    """Sign out a dedicated station (or any session) of the organization."""
+    admin = await _admin(request)
+    node = _node(request)
+    gone = await sessions.revoke(node.clinic.store, admin.org_id, request.match_info["id"])
+    await node.clinic.events.emit(
+        "session.revoked", admin.org_id, (gone.staff_id,), session={"id": gone.id}
+    )
+    return web.Response(status=204)
+
+
+@handler
+async def get_policy(request: web.Request) -> web.Response:
+    staff = await _staff(request)
+    pol = await policy.get_policy(_node(request).clinic.store, staff.org_id)
+    return _json({"policy": pol.public()})
+
+
+@handler
+async def set_policy(request: web.Request) -> web.Response:
+    """Decline notes on/off and the organization's account services."""
+    admin = await _admin(request)
+    body = await _body(request, PolicyBody)
+    pol = await policy.set_policy(
+        _node(request).clinic.store, admin.org_id, notes_enabled=body.notes_enabled,
+        services=body.services,
+    )  # fmt: skip
+    return _json({"policy": pol.public()})
+
+
+# --- live events -------------------------------------------------------------------------
+
+SEEN_MAX = 256
+
+
+@handler
+async def events_socket(request: web.Request) -> web.StreamResponse:
+    """WebSocket of live dashboard events (the caller's, their organization's broadcasts, and
+    for administrators every event of the organization). First frame: ``{"type": "hello"}``
+    once subscribed, so a client that then loads /clinic/dashboard misses nothing."""
+    session, staff = await _who(request)
+    node = _node(request)
+    topics = [events.staff_topic(staff.id), events.orgwide_topic(staff.org_id)]
+    if staff.can("administer"):
+        topics.append(events.org_topic(staff.org_id))
+    ws = web.WebSocketResponse(heartbeat=25)
+    await ws.prepare(request)
+    seen: deque[str] = deque(maxlen=SEEN_MAX)
+    async with events.listen(node.bus, topics) as feed:
+        await ws.send_json({"type": "hello", "staff": staff.public()})
+        pump = asyncio.create_task(_pump(ws, feed, seen, session.id))
+        try:
+            async for msg in ws:  # clients send nothing; reading notices the close
+                if msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+    return ws
+
+
+async def _pump(
+    ws: web.WebSocketResponse, feed: AsyncIterator[dict[str, Any]], seen: deque[str], login: str
+) -> None:
+    async for event in feed:
+        if event["id"] in seen:
+            continue  # heard on two topics
+        seen.append(event["id"])
+        if event["type"] == "session.revoked" and event["session"]["id"] == login:
+            await ws.close(code=4001, message=b"session revoked")
+            return
+        await ws.send_json(event)
+
+
+# (method, path under /api/v1, handler): control/routes.py lists these in the one table.
+ROUTES = [
+    ("POST", "/clinic/login", login),
+    ("POST", "/clinic/logout", logout),
+    ("GET", "/clinic/me", me),
+    ("PUT", "/clinic/me/availability", set_availability),
+    ("GET", "/clinic/dashboard", dashboard),
+    ("GET", "/clinic/events", events_socket),
+    ("GET", "/clinic/providers", list_providers),
+    ("GET", "/clinic/requests", list_requests),
+    ("POST", "/clinic/requests", create_request),
+    ("GET", "/clinic/requests/{id}", get_request),
+    ("POST", "/clinic/requests/{id}/accept", accept_request),
+    ("POST", "/clinic/requests/{id}/decline", decline_request),
+    ("POST", "/clinic/requests/{id}/cancel", cancel_request),
+    ("POST", "/clinic/requests/{id}/dismiss", dismiss_request),
+    ("GET", "/clinic/visits", list_visits),
+    ("GET", "/clinic/visits/{id}", get_visit),
+    ("POST", "/clinic/visits/{id}/enter", enter_visit),
+    ("POST", "/clinic/visits/{id}/end", end_visit),
+    ("GET", "/clinic/staff", list_staff),
+    ("POST", "/clinic/staff", create_staff),
+    ("PATCH", "/clinic/staff/{id}", update_staff),
+    ("GET", "/clinic/stations", list_stations),
+    ("DELETE", "/clinic/sessions/{id}", revoke_session),
+    ("GET", "/clinic/policy", get_policy),
+    ("PUT", "/clinic/policy", set_policy),
+]

@@ -1,0 +1,70 @@
+"""SMS through a configurable HTTP gateway (settings [notify.sms]).
+
+One JSON POST ``{"to", "from", "text"}`` with ``Authorization: Bearer <api_key>`` when a key
+is set and ``Idempotency-Key``: the gateway drops a repeat of a key it has already accepted,
+which is what makes retrying an SMS after a crash safe.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from config.settings import SmsSettings
+from control.notify.errors import DeliveryError
+
+_RETRYABLE_4XX = (408, 425, 429)
+_ERROR_TEXT_MAX = 200
+
+
+class SmsSender:
+    def __init__(self, settings: SmsSettings, timeout_seconds: float) -> None:
+        self.settings = settings
+        self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._http: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def send(
+        self, message: dict[str, Any], handoff: Callable[[], Awaitable[None]]
+    ) -> str | None:
+        """Return the gateway's message id if it gives one; raise DeliveryError otherwise.
+
+        ``handoff`` is not called: with the idempotency key a repeat is harmless, so the
+        worker need not know whether the gateway saw the request.
+        """
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=self.timeout)
+        headers = {"Idempotency-Key": message["idempotency_key"]}
+        if self.settings.api_key:
+            headers["Authorization"] = f"Bearer {self.settings.api_key}"
+        payload = {"to": message["to"], "from": self.settings.sender, "text": message["body"]}
+        try:
+            async with self._http.post(
+                self.settings.gateway_url, json=payload, headers=headers, allow_redirects=False
+            ) as resp:
+                text = await resp.text(errors="replace")
+                if 200 <= resp.status < 300:
+                    return _provider_id(resp, text)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(f"SMS gateway unreachable: {exc!r}") from exc
+        reason = f"SMS gateway answered HTTP {resp.status}: {text[:_ERROR_TEXT_MAX]}"
+        permanent = 400 <= resp.status < 500 and resp.status not in _RETRYABLE_4XX
+        raise DeliveryError(reason, permanent=permanent)
+
+
+def _provider_id(resp: aiohttp.ClientResponse, text: str) -> str | None:
+    if resp.content_type != "application/json":
+        return None
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None
+    ident = body.get("id") if isinstance(body, dict) else None
+    return str(ident) if ident is not None else None

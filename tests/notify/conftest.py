@@ -1,0 +1,61 @@
+import pytest
+
+from config import load_settings
+
+from .helpers import SmsGateway, SmtpServer, free_port
+
+
+@pytest.fixture
+def smtp_server():
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def sms_gateway():
+    gateway = SmsGateway()
+    await gateway.start()
+    yield gateway
+    await gateway.stop()
+
+
+def notify_overrides(smtp_port: int, sms_url: str, **notify) -> dict:
+    """Tiny timings so retries happen within a test; generous send timeout for a busy machine."""
+    values = {
+        "poll_seconds": 0.05,
+        "max_attempts": 4,
+        "backoff_base_seconds": 0.05,
+        "backoff_max_seconds": 0.2,
+        "send_timeout_seconds": 10.0,
+        "smtp": {"host": "127.0.0.1", "port": smtp_port},
+        "sms": {"gateway_url": sms_url, "api_key": "test-key", "sender": "Kärpänen"},
+    }
+    values.update(notify)
+    return values
+
+
+@pytest.fixture
+def make_settings(tmp_path, smtp_server, sms_gateway):
+    def make(**notify):
+        sms_url = notify.pop("sms_url", sms_gateway.url)
+        return load_settings(
+            environ={},
+            overrides={
+                "server": {"data_dir": str(tmp_path)},
+                "notify": notify_overrides(smtp_server.port, sms_url, **notify),
+            },
+        )
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings):
+    return make_settings()
+
+
+@pytest.fixture
+def dead_url():
+    return f"http://127.0.0.1:{free_port()}/sms"

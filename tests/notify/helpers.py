@@ -1,0 +1,210 @@
+"""Stand-ins for what lies outside Televisit: an SMTP server (real aiosmtpd) and an SMS
+provider (a small aiohttp server that dedupes on Idempotency-Key like a real gateway)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+from aiohttp import web
+from aiosmtpd.controller import Controller
+
+STALL_LIMIT_SECONDS = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_for(condition, limit: float = 30.0, what: str = "condition") -> None:
+    """Poll ``condition`` (sync or async) until true; fail after ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def appointment(**client: Any) -> dict[str, Any]:
+    base_client = {
+        "name": "Åsa Öberg",
+        "phone": "+358401234567",
+        "email": "asa.oberg@example.org",
+        "language": "sv",
+    }
+    base_client.update(client)
+    return {
+        "id": "appt-1",
+        "org_id": "org-1",
+        "department_id": "dep-1",
+        "external_id": "A-77",
+        "start": "2026-11-23T14:30:00Z",
+        "end": "2026-11-23T15:00:00Z",
+        "provider": {"id": "prov-1", "name": "Dr. Virtanen"},
+        "client": base_client,
+        "patient": {"name": "Mörri", "species": "dog"},
+        "status": "booked",
+        "telemedicine": {
+            "room_id": "room-1",
+            "pin": "123456789",
+            "join_url": "https://visit.example.org/j/room-1?t=eyJhbGciOi.payload.sig",
+            "host_url": "https://visit.example.org/h/room-1?t=host",
+            "links_sent_at": None,
+        },
+    }
+
+
+def department(**over: Any) -> dict[str, Any]:
+    dep = {
+        "id": "dep-1",
+        "org_id": "org-1",
+        "name": "Small animals",
+        "telemedicine_enabled": True,
+        "default_language": "fi",
+        "contact": {
+            "name": "Eläinklinikka Kärpänen",
+            "address": "Hämeentie 12, 00530 Helsinki",
+            "phone": "+358 9 123 4567",
+            "email": "info@karpanen.example",
+        },
+    }
+    dep.update(over)
+    return dep
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        return message_from_bytes(self.raw, policy=policy.default)  # type: ignore[return-value]
+
+
+@dataclass
+class Mailbox:
+    """aiosmtpd handler. ``stall_at`` ("RCPT" or "DATA") makes the next transaction hang there
+    until ``release`` is set; a stalled DATA has already stored the message (the server took it
+    but its answer never reached the sender)."""
+
+    messages: list[Received] = field(default_factory=list)
+    reject_rcpt: str | None = None
+    reject_data: list[str] = field(default_factory=list)
+    stall_at: str | None = None
+    stalled: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.messages)
+
+    async def _stall(self, where: str) -> None:
+        if self.stall_at != where:
+            return
+        self.stall_at = None
+        self.stalled.set()
+        await asyncio.to_thread(self.release.wait, STALL_LIMIT_SECONDS)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        await self._stall("RCPT")
+        if self.reject_rcpt:
+            return self.reject_rcpt
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        if self.reject_data:
+            return self.reject_data.pop(0)
+        with self.lock:
+            self.messages.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
+            )
+        await self._stall("DATA")
+        return "250 Message accepted for delivery"
+
+
+class SmtpServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.mailbox = Mailbox()
+        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self.mailbox.release.set()
+        self._controller.stop()
+
+
+class SmsGateway:
+    """POST /sms {"to","from","text"}; answers the statuses queued in ``failures`` first,
+    then accepts. A key it accepted before is answered again without a second delivery."""
+
+    def __init__(self, api_key: str = "test-key") -> None:
+        self.api_key = api_key
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/sms"
+        self.requests: list[dict[str, Any]] = []
+        self.delivered: dict[str, dict[str, Any]] = {}
+        self.failures: list[int] = []
+        self.stall_next = False
+        self.stalled = asyncio.Event()
+        self.release = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    def keys_seen(self) -> list[str]:
+        return [r["key"] for r in self.requests]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return web.json_response({"error": "bad api key"}, status=401)
+        key = request.headers.get("Idempotency-Key")
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "body is not JSON"}, status=400)
+        self.requests.append({"key": key, "body": body, "at": time.monotonic()})
+        if not key or not all(isinstance(body.get(f), str) for f in ("to", "from", "text")):
+            return web.json_response(
+                {"error": "to, from, text and Idempotency-Key required"}, status=400
+            )
+        if self.failures:
+            status = self.failures.pop(0)
+            return web.json_response({"error": f"simulated {status}"}, status=status)
+        if key in self.delivered:
+            return web.json_response({"id": self.delivered[key]["id"], "duplicate": True})
+        self.delivered[key] = {"id": f"sms-{len(self.delivered) + 1}", "body": body}
+        if self.stall_next:
+            self.stall_next = False
+            self.stalled.set()
+            await asyncio.wait_for(self.release.wait(), STALL_LIMIT_SECONDS)
+        return web.json_response({"id": self.delivered[key]["id"]})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/sms", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        self.release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -44,13 +44,14 @@ def build_mime(message: dict[str, Any], settings: SmtpSettings) -> EmailMessage:
     mime["Subject"] = message["subject"]
     mime["Date"] = formatdate(message["created_at"], usegmt=True)
     mime["Message-ID"] = message_id(message["idempotency_key"], settings)
-    mime["Content-Language"] = message["language"]
     mime["Auto-Submitted"] = "auto-generated"
     mime.set_content(message["body"], charset="utf-8", cte="quoted-printable")
     if message.get("html"):
         mime.add_alternative(
             message["html"], subtype="html", charset="utf-8", cte="quoted-printable"
         )
+    # After the body: set_content drops, and add_alternative moves, every Content-* header.
+    mime["Content-Language"] = message["language"]
     return mime
 
 

@@ -2,7 +2,7 @@ import pytest
 
 from config import load_settings
 
-from .helpers import SmsGateway, SmtpServer, free_port
+from .helpers import SmsGateway, SmtpServer, free_port, open_test_store
 
 
 @pytest.fixture
@@ -59,3 +59,15 @@ def settings(make_settings):
 @pytest.fixture
 def dead_url():
     return f"http://127.0.0.1:{free_port()}/sms"
+
+
+@pytest.fixture(params=["sqlite"])
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+async def store(backend, settings):
+    s = await open_test_store(backend, settings)
+    yield s
+    await s.close()

@@ -18,6 +18,17 @@ from aiosmtpd.controller import Controller
 STALL_LIMIT_SECONDS = 120.0
 
 
+async def open_test_store(backend: str, settings):
+    import sys
+
+    sys.path.insert(0, "/tmp/notifydev")  # FIXME: SqliteStore not landed yet
+    from devsqlite import DevSqlite
+
+    store = DevSqlite(str(settings.sqlite_path))
+    await store.open()
+    return store
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

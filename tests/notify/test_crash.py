@@ -1,0 +1,152 @@
+"""At most once across a crash: a worker process is SIGKILLed in the middle of a send, then a
+new worker takes over the store. The new worker runs with its clock moved past the dead
+worker's lease, which is what waiting out the lease would do, without the wait."""
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from control.notify import UNKNOWN_AFTER_RESTART, OutboxWorker, delivery_status, queue_links
+from control.notify.worker import lease_seconds
+
+from .helpers import appointment, department, wait_for
+
+SCRIPT = Path(__file__).with_name("worker_process.py")
+
+
+@pytest.fixture
+def crash_settings(make_settings, store):
+    # The dead worker's send must still be in flight when it is killed: a long send timeout.
+    return make_settings(send_timeout_seconds=60.0)
+
+
+async def run_worker_process(backend, settings):
+    spec = {"backend": backend, "settings": settings_overrides(settings)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(SCRIPT), json.dumps(spec), stdout=asyncio.subprocess.PIPE
+    )
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    assert line.strip() == b"ready"
+    return proc
+
+
+def settings_overrides(settings):
+    data = settings.model_dump(mode="json")
+    return {section: data[section] for section in ("server", "store", "notify", "pins")}
+
+
+async def kill(proc):
+    proc.kill()  # SIGKILL: no cleanup, no outcome written
+    await asyncio.wait_for(proc.wait(), 30)
+    assert proc.returncode == -9
+
+
+async def message(store, message_id):
+    return (await store.get("message", message_id)).data
+
+
+async def restart_after_lease(store, settings):
+    later = lease_seconds(settings.notify) + 1
+    worker = OutboxWorker(store, settings, clock=lambda: time.time() + later)
+    await worker.start()
+    return worker
+
+
+async def settle(store, channel):
+    async def done():
+        status = await delivery_status(store, "appt-1")
+        return status[channel]["status"] in ("sent", "failed")
+
+    await wait_for(done, limit=60, what=f"{channel} settled after restart")
+    return (await delivery_status(store, "appt-1"))[channel]
+
+
+async def test_email_killed_during_data_is_not_sent_twice(
+    backend, store, crash_settings, smtp_server
+):
+    mailbox = smtp_server.mailbox
+    mailbox.stall_at = "DATA"
+    [queued] = await queue_links(store, crash_settings, appointment(), department(), ["email"])
+    proc = await run_worker_process(backend, crash_settings)
+    await wait_for(mailbox.stalled.is_set, limit=60, what="the server to hold DATA")
+    assert (await message(store, queued["id"]))["handoff_at"] is not None
+    await kill(proc)
+    mailbox.release.set()
+    assert (await message(store, queued["id"]))["status"] == "sending"
+
+    worker = await restart_after_lease(store, crash_settings)
+    try:
+        status = await settle(store, "email")
+    finally:
+        await worker.stop()
+    assert status["status"] == "failed" and status["last_error"] == UNKNOWN_AFTER_RESTART
+    assert mailbox.count() == 1
+
+
+async def test_email_killed_before_data_is_sent_after_restart(
+    backend, store, crash_settings, smtp_server
+):
+    mailbox = smtp_server.mailbox
+    mailbox.stall_at = "RCPT"
+    [queued] = await queue_links(store, crash_settings, appointment(), department(), ["email"])
+    proc = await run_worker_process(backend, crash_settings)
+    await wait_for(mailbox.stalled.is_set, limit=60, what="the server to hold RCPT")
+    await kill(proc)
+    mailbox.release.set()
+    stuck = await message(store, queued["id"])
+    assert stuck["status"] == "sending" and stuck["handoff_at"] is None and mailbox.count() == 0
+
+    worker = await restart_after_lease(store, crash_settings)
+    try:
+        status = await settle(store, "email")
+    finally:
+        await worker.stop()
+    assert status["status"] == "sent" and status["attempts"] == 2
+    [received] = mailbox.messages
+    assert received.message["Message-ID"].startswith(f"<{queued['idempotency_key']}@")
+
+
+async def test_sms_killed_mid_request_is_retried_with_the_same_key(
+    backend, store, crash_settings, sms_gateway
+):
+    sms_gateway.stall_next = True
+    [queued] = await queue_links(store, crash_settings, appointment(), department(), ["sms"])
+    proc = await run_worker_process(backend, crash_settings)
+    await wait_for(sms_gateway.stalled.is_set, limit=60, what="the gateway to hold the request")
+    await kill(proc)
+    sms_gateway.release.set()
+    assert (await message(store, queued["id"]))["status"] == "sending"
+
+    worker = await restart_after_lease(store, crash_settings)
+    try:
+        status = await settle(store, "sms")
+    finally:
+        await worker.stop()
+    assert status["status"] == "sent" and status["attempts"] == 2
+    assert sms_gateway.keys_seen() == [queued["idempotency_key"]] * 2
+    assert len(sms_gateway.delivered) == 1  # the gateway's dedupe kept it to one text
+
+
+async def test_a_live_worker_does_not_touch_a_message_another_worker_holds(
+    backend, store, crash_settings, sms_gateway
+):
+    sms_gateway.stall_next = True
+    [queued] = await queue_links(store, crash_settings, appointment(), department(), ["sms"])
+    proc = await run_worker_process(backend, crash_settings)
+    try:
+        await wait_for(sms_gateway.stalled.is_set, limit=60, what="the gateway to hold the request")
+        # A second worker within the lease: it must leave the held message alone.
+        worker = OutboxWorker(store, crash_settings)
+        await worker.run_once()
+        await worker.stop()
+        assert (await message(store, queued["id"]))["attempts"] == 1
+        assert len(sms_gateway.requests) == 1
+        sms_gateway.release.set()
+        status = await settle(store, "sms")
+        assert status["status"] == "sent" and status["attempts"] == 1
+    finally:
+        await kill(proc)

@@ -117,6 +117,7 @@ class Mailbox:
     reject_rcpt: str | None = None
     reject_data: list[str] = field(default_factory=list)
     stall_at: str | None = None
+    drop_in_data: bool = False
     stalled: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -147,6 +148,9 @@ class Mailbox:
                 Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
             )
         await self._stall("DATA")
+        if self.drop_in_data:
+            self.drop_in_data = False
+            server.transport.close()  # the message is stored but its 250 never goes out
         return "250 Message accepted for delivery"
 
 

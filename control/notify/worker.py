@@ -146,11 +146,9 @@ class OutboxWorker:
         """Claim and deliver the messages due now; True if there may be more."""
         now = self.clock()
         due = await self.store.range(DUE_INDEX, hi=now, limit=BATCH)
-        claimed = []
-        for record in due:
-            if record.kind == KIND and (mine := await self._claim(record, now)) is not None:
-                claimed.append(mine)
-        results = await asyncio.gather(*(self._deliver(r) for r in claimed), return_exceptions=True)
+        results = await asyncio.gather(
+            *(self._process(r) for r in due if r.kind == KIND), return_exceptions=True
+        )
         for result in results:
             if isinstance(result, BaseException):
                 # The message stays "sending" and is recovered when its lease runs out.
@@ -158,7 +156,16 @@ class OutboxWorker:
                 log.error("outbox delivery bookkeeping failed: %r", result)
         return len(due) == BATCH
 
-    async def _claim(self, record: Record, now: float) -> Record | None:
+    async def _process(self, record: Record) -> None:
+        # Claim only when a send slot is free, so no lease runs out while waiting for one.
+        async with self._limit:
+            mine = await self._claim(record)
+            if mine is not None:
+                await self._deliver(mine)
+
+    async def _claim(self, record: Record) -> Record | None:
+        """Take the message for one attempt, or settle it if it must not be attempted."""
+        now = self.clock()
         m = dict(record.data)
         if m["status"] not in ACTIVE or m["next_attempt_at"] > now:
             return None
@@ -197,27 +204,26 @@ class OutboxWorker:
         message = record.data
         outcome: DeliveryError | None = None
         ref = None
-        async with self._limit:
-            try:
-                async with asyncio.timeout(self.settings.send_timeout_seconds):
-                    ref = await self.senders[message["channel"]].send(message, handoff)
-            except DeliveryError as exc:
-                outcome = exc
-            except (VersionConflict, NotFound):
-                log.warning(
-                    "message %s: lease lost before handoff; left to its new owner", message["id"]
-                )
-                return
-            except TimeoutError:
-                outcome = DeliveryError(
-                    f"no answer within {self.settings.send_timeout_seconds:g}s",
-                    unknown=current.data.get("handoff_at") is not None,
-                )
-            except Exception as exc:
-                log.exception("message %s: sender failed unexpectedly", message["id"])
-                outcome = DeliveryError(
-                    f"sender error: {exc!r}", unknown=current.data.get("handoff_at") is not None
-                )
+        try:
+            async with asyncio.timeout(self.settings.send_timeout_seconds):
+                ref = await self.senders[message["channel"]].send(message, handoff)
+        except DeliveryError as exc:
+            outcome = exc
+        except (VersionConflict, NotFound):
+            log.warning(
+                "message %s: lease lost before handoff; left to its new owner", message["id"]
+            )
+            return
+        except TimeoutError:
+            outcome = DeliveryError(
+                f"no answer within {self.settings.send_timeout_seconds:g}s",
+                unknown=current.data.get("handoff_at") is not None,
+            )
+        except Exception as exc:
+            log.exception("message %s: sender failed unexpectedly", message["id"])
+            outcome = DeliveryError(
+                f"sender error: {exc!r}", unknown=current.data.get("handoff_at") is not None
+            )
         await self._record(current, outcome, ref)
 
     async def _record(

@@ -1,11 +1,12 @@
 """Link delivery: messages recorded in a durable outbox, delivered by SMS and email.
 
-The API calls ``queue_links`` (then ``OutboxWorker.wake``) and reads ``delivery_status``;
+The API calls ``queue_links`` (then ``OutboxWorker.wake``), reads ``delivery_status`` and
+calls ``cancel_links`` when an appointment is cancelled;
 each control node runs one ``OutboxWorker``. Guarantees are described in worker.py.
 """
 
 from control.notify.errors import DeliveryError, LinkError, MissingContact
-from control.notify.outbox import delivery_status, queue_links
+from control.notify.outbox import cancel_links, delivery_status, queue_links
 from control.notify.worker import UNKNOWN_AFTER_RESTART, OutboxWorker
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "LinkError",
     "MissingContact",
     "OutboxWorker",
+    "cancel_links",
     "delivery_status",
     "queue_links",
 ]

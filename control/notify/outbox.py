@@ -24,7 +24,7 @@ from typing import Any
 from config.settings import Settings
 from control.notify import templates
 from control.notify.errors import LinkError, MissingContact
-from control.store import Record, Store
+from control.store import Record, Store, VersionConflict
 
 KIND = "message"
 DUE_INDEX = "outbox:due"
@@ -93,9 +93,16 @@ async def queue_links(
     """Render and record one message per channel; a worker delivers them.
 
     Raises LinkError (a ValueError) naming the field when a channel is unknown, the client
-    lacks that contact (MissingContact) or the appointment has no telemedicine links.
+    lacks that contact (MissingContact), the department has telemedicine off, or the
+    appointment is cancelled or has no telemedicine links.
     """
     chosen = _check_channels(channels)
+    if not department.get("telemedicine_enabled"):
+        raise LinkError(
+            "department.telemedicine_enabled", "telemedicine is turned off for this department"
+        )
+    if appointment.get("status") == "cancelled":
+        raise LinkError("status", "the appointment is cancelled")
     tele = appointment.get("telemedicine") or {}
     if not tele.get("join_url") or not tele.get("pin"):
         raise LinkError("telemedicine", "the appointment has no telemedicine room to link to")
@@ -131,6 +138,28 @@ async def queue_links(
         record = await store.create(KIND, message_id, message, indexes=indexes(message))
         queued.append(record.data)
     return queued
+
+
+async def cancel_links(store: Store, appointment_id: str) -> int:
+    """Fail the appointment's messages that no worker has started (the appointment was
+    cancelled: its links are dead). Returns how many. A message already ``sending`` cannot
+    be called back."""
+    cancelled = 0
+    for message in await messages_of(store, appointment_id):
+        if message["status"] != "queued":
+            continue
+        for _ in range(3):  # a worker may claim it meanwhile: then it is no longer queued
+            record = await store.get(KIND, message["id"])
+            if record is None or record.data["status"] != "queued":
+                break
+            data = dict(record.data, status="failed", last_error="appointment cancelled")
+            try:
+                await save(store, record, data)
+            except VersionConflict:
+                continue
+            cancelled += 1
+            break
+    return cancelled
 
 
 def iso(timestamp: float | None) -> str | None:

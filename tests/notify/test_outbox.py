@@ -1,6 +1,6 @@
 import pytest
 
-from control.notify import LinkError, MissingContact, delivery_status, queue_links
+from control.notify import LinkError, MissingContact, cancel_links, delivery_status, queue_links
 from control.notify.outbox import DUE_INDEX, appointment_index
 
 from .helpers import appointment, department
@@ -85,3 +85,26 @@ async def test_an_appointment_without_a_room_is_refused(store, settings):
     with pytest.raises(LinkError) as err:
         await queue_links(store, settings, appt, department(), ["sms"])
     assert err.value.field == "telemedicine"
+
+
+async def test_telemedicine_off_or_a_cancelled_appointment_is_refused(store, settings):
+    with pytest.raises(LinkError) as err:
+        await queue_links(
+            store, settings, appointment(), department(telemedicine_enabled=False), ["sms"]
+        )
+    assert err.value.field == "department.telemedicine_enabled"
+    cancelled = dict(appointment(), status="cancelled")
+    with pytest.raises(LinkError) as err:
+        await queue_links(store, settings, cancelled, department(), ["sms"])
+    assert err.value.field == "status"
+    assert await store.count(DUE_INDEX) == 0
+
+
+async def test_cancel_links_fails_what_is_still_queued(store, settings):
+    await queue_links(store, settings, appointment(), department(), ["sms", "email"])
+    assert await cancel_links(store, "appt-1") == 2
+    status = await delivery_status(store, "appt-1")
+    assert {s["status"] for s in status.values()} == {"failed"}
+    assert {s["last_error"] for s in status.values()} == {"appointment cancelled"}
+    assert await store.count(DUE_INDEX) == 0  # no worker will pick them up
+    assert await cancel_links(store, "appt-1") == 0

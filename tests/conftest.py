@@ -1,0 +1,137 @@
+"""Shared fixtures: a real redis-server on a free loopback port, and free_port().
+
+- ``redis_server``: one server for the whole session (AOF, appendfsync always).
+- ``redis_url``: its URL with the database flushed before the test (use this one).
+- ``make_redis_server``: a private server per call (for tests that kill or restart it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REDIS_BINARY = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_START_SECONDS = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A redis-server child process; restartable on the same directory (same AOF)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                REDIS_BINARY,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + REDIS_START_SECONDS
+        while not _ping(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                log = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-server did not answer PING on {self.port}:\n{log}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final fsync; what survives is what the AOF already had."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self.proc = None
+
+
+def _require_redis() -> None:
+    if not os.access(REDIS_BINARY, os.X_OK):
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+
+
+@pytest.fixture(scope="session")
+def make_redis_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[], RedisServer]]:
+    started: list[RedisServer] = []
+
+    def make() -> RedisServer:
+        _require_redis()
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+        server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(make_redis_server: Callable[[], RedisServer]) -> RedisServer:
+    return make_redis_server()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    import redis
+
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url

@@ -36,14 +36,28 @@ def notify_overrides(smtp_port: int, sms_url: str, **notify) -> dict:
     return values
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request):
+    return request.param
+
+
 @pytest.fixture
-def make_settings(tmp_path, smtp_server, sms_gateway):
+def store_overrides(backend, request):
+    if backend == "sqlite":
+        return {"backend": "sqlite"}
+    pytest.importorskip("control.store.redis", reason="RedisStore has not landed yet")
+    return {"backend": "redis", "redis_url": request.getfixturevalue("redis_url")}
+
+
+@pytest.fixture
+def make_settings(tmp_path, smtp_server, sms_gateway, store_overrides):
     def make(**notify):
         sms_url = notify.pop("sms_url", sms_gateway.url)
         return load_settings(
             environ={},
             overrides={
                 "server": {"data_dir": str(tmp_path)},
+                "store": store_overrides,
                 "notify": notify_overrides(smtp_server.port, sms_url, **notify),
             },
         )
@@ -61,13 +75,8 @@ def dead_url():
     return f"http://127.0.0.1:{free_port()}/sms"
 
 
-@pytest.fixture(params=["sqlite"])
-def backend(request):
-    return request.param
-
-
 @pytest.fixture
-async def store(backend, settings):
-    s = await open_test_store(backend, settings)
+async def store(settings):
+    s = await open_test_store(settings)
     yield s
     await s.close()

@@ -18,13 +18,16 @@ from aiosmtpd.controller import Controller
 STALL_LIMIT_SECONDS = 120.0
 
 
-async def open_test_store(backend: str, settings):
-    import sys
+async def open_test_store(settings):
+    """Another client of the store the settings name (SQLite file or Redis)."""
+    if settings.store.backend == "redis":
+        from control.store.redis import RedisStore
 
-    sys.path.insert(0, "/tmp/notifydev")  # FIXME: SqliteStore not landed yet
-    from devsqlite import DevSqlite
+        store = RedisStore(settings.store.redis_url)
+    else:
+        from control.store.sqlite import SqliteStore
 
-    store = DevSqlite(str(settings.sqlite_path))
+        store = SqliteStore(settings.sqlite_path)
     await store.open()
     return store
 

@@ -24,8 +24,8 @@ def crash_settings(make_settings, store):
     return make_settings(send_timeout_seconds=60.0)
 
 
-async def run_worker_process(backend, settings):
-    spec = {"backend": backend, "settings": settings_overrides(settings)}
+async def run_worker_process(settings):
+    spec = settings_overrides(settings)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(SCRIPT), json.dumps(spec), stdout=asyncio.subprocess.PIPE
     )
@@ -65,13 +65,11 @@ async def settle(store, channel):
     return (await delivery_status(store, "appt-1"))[channel]
 
 
-async def test_email_killed_during_data_is_not_sent_twice(
-    backend, store, crash_settings, smtp_server
-):
+async def test_email_killed_during_data_is_not_sent_twice(store, crash_settings, smtp_server):
     mailbox = smtp_server.mailbox
     mailbox.stall_at = "DATA"
     [queued] = await queue_links(store, crash_settings, appointment(), department(), ["email"])
-    proc = await run_worker_process(backend, crash_settings)
+    proc = await run_worker_process(crash_settings)
     await wait_for(mailbox.stalled.is_set, limit=60, what="the server to hold DATA")
     assert (await message(store, queued["id"]))["handoff_at"] is not None
     await kill(proc)
@@ -87,13 +85,11 @@ async def test_email_killed_during_data_is_not_sent_twice(
     assert mailbox.count() == 1
 
 
-async def test_email_killed_before_data_is_sent_after_restart(
-    backend, store, crash_settings, smtp_server
-):
+async def test_email_killed_before_data_is_sent_after_restart(store, crash_settings, smtp_server):
     mailbox = smtp_server.mailbox
     mailbox.stall_at = "RCPT"
     [queued] = await queue_links(store, crash_settings, appointment(), department(), ["email"])
-    proc = await run_worker_process(backend, crash_settings)
+    proc = await run_worker_process(crash_settings)
     await wait_for(mailbox.stalled.is_set, limit=60, what="the server to hold RCPT")
     await kill(proc)
     mailbox.release.set()
@@ -111,11 +107,11 @@ async def test_email_killed_before_data_is_sent_after_restart(
 
 
 async def test_sms_killed_mid_request_is_retried_with_the_same_key(
-    backend, store, crash_settings, sms_gateway
+    store, crash_settings, sms_gateway
 ):
     sms_gateway.stall_next = True
     [queued] = await queue_links(store, crash_settings, appointment(), department(), ["sms"])
-    proc = await run_worker_process(backend, crash_settings)
+    proc = await run_worker_process(crash_settings)
     await wait_for(sms_gateway.stalled.is_set, limit=60, what="the gateway to hold the request")
     await kill(proc)
     sms_gateway.release.set()
@@ -132,11 +128,11 @@ async def test_sms_killed_mid_request_is_retried_with_the_same_key(
 
 
 async def test_a_live_worker_does_not_touch_a_message_another_worker_holds(
-    backend, store, crash_settings, sms_gateway
+    store, crash_settings, sms_gateway
 ):
     sms_gateway.stall_next = True
     [queued] = await queue_links(store, crash_settings, appointment(), department(), ["sms"])
-    proc = await run_worker_process(backend, crash_settings)
+    proc = await run_worker_process(crash_settings)
     try:
         await wait_for(sms_gateway.stalled.is_set, limit=60, what="the gateway to hold the request")
         # A second worker within the lease: it must leave the held message alone.

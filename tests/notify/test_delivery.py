@@ -168,11 +168,11 @@ async def test_unreachable_smtp_server_is_retried_then_failed(store, make_settin
 
 
 async def test_two_workers_racing_deliver_each_message_once(
-    backend, store, settings, smtp_server, sms_gateway
+    store, settings, smtp_server, sms_gateway
 ):
     from .helpers import open_test_store
 
-    other_store = await open_test_store(backend, settings)
+    other_store = await open_test_store(settings)
     ids = [f"appt-{i}" for i in range(15)]
     for appointment_id in ids:
         appt = appointment()

@@ -1,6 +1,6 @@
 """An outbox worker in its own process, for the crash tests (they SIGKILL it mid-send).
 
-argv[1]: JSON {"backend": ..., "settings": {overrides for load_settings}}.
+argv[1]: JSON overrides for load_settings (they name the store to use).
 Prints "ready" once the worker runs; exits by itself after LIFETIME seconds at the latest.
 """
 
@@ -20,9 +20,8 @@ LIFETIME = 120.0
 
 
 async def main() -> None:
-    spec = json.loads(sys.argv[1])
-    settings = load_settings(environ={}, overrides=spec["settings"])
-    store = await open_test_store(spec["backend"], settings)
+    settings = load_settings(environ={}, overrides=json.loads(sys.argv[1]))
+    store = await open_test_store(settings)
     worker = OutboxWorker(store, settings)
     await worker.start()
     print("ready", flush=True)

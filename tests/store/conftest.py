@@ -2,7 +2,7 @@ import pytest
 
 from control.store.sqlite import SqliteStore
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "redis"]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -89,3 +89,24 @@ async def test_sqlite_survives_sigkill_of_the_writer(tmp_path):
         await store.create("durable", "after", {}, claims=["pin:after"])
     finally:
         await store.close()
+
+
+async def test_redis_survives_sigkill_of_the_server(make_redis_server):
+    from control.store.redis import RedisStore
+
+    server = make_redis_server()
+    proc = start_writer("redis", server.url)
+    acked: dict[str, int] = {}
+    try:
+        acked.update(read_acks(proc, ACKS_BEFORE_KILL))
+        server.kill()  # while the writer is still writing
+    finally:
+        finish(proc, acked)
+    server.start()  # same directory, so the same AOF
+    store = RedisStore(server.url)
+    await store.open()
+    try:
+        await check_acknowledged(store, acked)
+        await store.create("durable", "after", {}, claims=["pin:after"])
+    finally:
+        await store.close()

@@ -45,7 +45,6 @@ def backend(request):
 def store_overrides(backend, request):
     if backend == "sqlite":
         return {"backend": "sqlite"}
-    pytest.importorskip("control.store.redis", reason="RedisStore has not landed yet")
     return {"backend": "redis", "redis_url": request.getfixturevalue("redis_url")}
 
 

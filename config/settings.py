@@ -115,6 +115,9 @@ class MediaSettings(_Section):
     media_timeout_seconds: float = Field(gt=0)
     reconnect_grace_seconds: float = Field(ge=0)
     chat_max_bytes: int = Field(ge=64)
+    join_timeout_seconds: float = Field(gt=0)
+    signaling_max_bytes: int = Field(ge=4096)
+    room_max_participants: int = Field(ge=2, le=64)
     send_history_packets: int = Field(ge=1000)
 
     @model_validator(mode="after")

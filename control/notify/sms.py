@@ -8,6 +8,7 @@ which is what makes retrying an SMS after a crash safe.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from control.notify.errors import DeliveryError
 
 _RETRYABLE_4XX = (408, 425, 429)
 _ERROR_TEXT_MAX = 200
+_SECRETS = re.compile(r"https?://\S+|\d{6,}")
 
 
 class SmsSender:
@@ -54,9 +56,15 @@ class SmsSender:
                     return _provider_id(resp, text)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryError(f"SMS gateway unreachable: {exc!r}") from exc
-        reason = f"SMS gateway answered HTTP {resp.status}: {text[:_ERROR_TEXT_MAX]}"
+        reason = f"SMS gateway answered HTTP {resp.status}: {_redact(text)[:_ERROR_TEXT_MAX]}"
         permanent = 400 <= resp.status < 500 and resp.status not in _RETRYABLE_4XX
         raise DeliveryError(reason, permanent=permanent)
+
+
+def _redact(text: str) -> str:
+    # Gateways may echo the request: keep the join link (a token) and PIN out of logs and
+    # of the status the API shows.
+    return _SECRETS.sub("[redacted]", text)
 
 
 def _provider_id(resp: aiohttp.ClientResponse, text: str) -> str | None:

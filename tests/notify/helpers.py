@@ -205,7 +205,8 @@ class SmsGateway:
             )
         if self.failures:
             status = self.failures.pop(0)
-            return web.json_response({"error": f"simulated {status}"}, status=status)
+            # Like some real gateways, echo the request in the error.
+            return web.Response(status=status, text=f"simulated {status}: {body['text']}")
         if key in self.delivered:
             return web.json_response({"id": self.delivered[key]["id"], "duplicate": True})
         self.delivered[key] = {"id": f"sms-{len(self.delivered) + 1}", "body": body}

@@ -106,9 +106,10 @@ async def test_client_errors_fail_at_once_with_the_reason(store, settings, worke
     worker.wake()
     status = await settled(store, channels=("sms",))
     assert status["sms"]["status"] == "failed" and status["sms"]["attempts"] == 1
-    assert (
-        "HTTP 400" in status["sms"]["last_error"] and "simulated 400" in status["sms"]["last_error"]
-    )
+    reason = status["sms"]["last_error"]
+    assert "HTTP 400" in reason and "simulated 400" in reason
+    # The stand-in echoes the text: the link and PIN are masked, not stored or logged.
+    assert "[redacted]" in reason and "https://" not in reason and "123456789" not in reason
     assert len(sms_gateway.requests) == 1
     assert await store.count(DUE_INDEX) == 0
 

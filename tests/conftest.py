@@ -49,8 +49,9 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
-        self.port = free_port()
+    def start(self, port: int | None = None) -> None:
+        """Start on ``port`` (a restart keeping its address) or on a free one."""
+        self.port = port or free_port()
         self.proc = subprocess.Popen(
             [
                 REDIS_BINARY,

@@ -15,6 +15,8 @@ from typing import Any
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
+from control.notify.devgateway import DevSmsGateway
+
 STALL_LIMIT_SECONDS = 120.0
 
 
@@ -171,59 +173,30 @@ class SmtpServer:
         self._controller.stop()
 
 
-class SmsGateway:
-    """POST /sms {"to","from","text"}; answers the statuses queued in ``failures`` first,
-    then accepts. A key it accepted before is answered again without a second delivery."""
+class SmsGateway(DevSmsGateway):
+    """The SMS provider stand-in: answers the statuses queued in ``failures`` first (echoing
+    the text like some real gateways do), and with ``stall_next`` records the next delivery
+    but holds its answer until ``release`` is set (the provider took it, the answer is lost)."""
 
-    def __init__(self, api_key: str = "test-key") -> None:
-        self.api_key = api_key
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/sms"
-        self.requests: list[dict[str, Any]] = []
-        self.delivered: dict[str, dict[str, Any]] = {}
+    def __init__(self) -> None:
+        super().__init__(free_port(), api_key="test-key")
         self.failures: list[int] = []
         self.stall_next = False
         self.stalled = asyncio.Event()
         self.release = asyncio.Event()
-        self._runner: web.AppRunner | None = None
 
-    def keys_seen(self) -> list[str]:
-        return [r["key"] for r in self.requests]
+    async def before_delivery(self, body: dict[str, Any]) -> web.Response | None:
+        if not self.failures:
+            return None
+        status = self.failures.pop(0)
+        return web.Response(status=status, text=f"simulated {status}: {body['text']}")
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return web.json_response({"error": "bad api key"}, status=401)
-        key = request.headers.get("Idempotency-Key")
-        try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response({"error": "body is not JSON"}, status=400)
-        self.requests.append({"key": key, "body": body, "at": time.monotonic()})
-        if not key or not all(isinstance(body.get(f), str) for f in ("to", "from", "text")):
-            return web.json_response(
-                {"error": "to, from, text and Idempotency-Key required"}, status=400
-            )
-        if self.failures:
-            status = self.failures.pop(0)
-            # Like some real gateways, echo the request in the error.
-            return web.Response(status=status, text=f"simulated {status}: {body['text']}")
-        if key in self.delivered:
-            return web.json_response({"id": self.delivered[key]["id"], "duplicate": True})
-        self.delivered[key] = {"id": f"sms-{len(self.delivered) + 1}", "body": body}
+    async def after_delivery(self, key: str) -> None:
         if self.stall_next:
             self.stall_next = False
             self.stalled.set()
             await asyncio.wait_for(self.release.wait(), STALL_LIMIT_SECONDS)
-        return web.json_response({"id": self.delivered[key]["id"]})
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/sms", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def stop(self) -> None:
         self.release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super().stop()

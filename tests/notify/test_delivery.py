@@ -72,7 +72,7 @@ async def test_sms_goes_to_the_gateway_with_key_and_bearer(store, settings, work
     status = await settled(store, channels=("sms",))
     assert status["sms"]["status"] == "sent"
     [request] = sms_gateway.requests
-    assert request["key"] == queued["idempotency_key"]
+    assert request["key"] == queued["idempotency_key"] and request["auth"] == "Bearer test-key"
     assert request["body"]["to"] == "+358401234567" and request["body"]["from"] == "Kärpänen"
     text = request["body"]["text"]
     assert text.startswith(

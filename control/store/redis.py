@@ -18,10 +18,12 @@ id, that is (kind, id) order, the same as SQLite's.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from control.store import codec
 from control.store.base import (
@@ -33,6 +35,8 @@ from control.store.base import (
     UniqueConflict,
     VersionConflict,
 )
+
+log = logging.getLogger(__name__)
 
 # KEYS: record hash, claims hash. ARGV: prefix, mode (create|update|delete), member,
 # expected version ('' = any), data, claims JSON, indexes JSON,
@@ -117,6 +121,22 @@ def _records(flat: list[str]) -> list[Record]:
     return out
 
 
+async def _warn_unless_durable(client: aioredis.Redis) -> None:
+    """Acknowledged writes survive a crash only with AOF fsynced on every write; say so."""
+    try:
+        config = await client.config_get("append*")
+    except redis.exceptions.ResponseError as exc:  # managed servers may refuse CONFIG
+        log.info("store: cannot read the Redis persistence settings (%s)", exc)
+        return
+    if config.get("appendonly") != "yes" or config.get("appendfsync") != "always":
+        log.warning(
+            "store: Redis runs with appendonly=%s appendfsync=%s; acknowledged writes can be "
+            "lost in a crash (use appendonly yes, appendfsync always)",
+            config.get("appendonly"),
+            config.get("appendfsync"),
+        )
+
+
 class RedisStore(Store):
     def __init__(self, url: str, *, prefix: str = "tv:") -> None:
         self.url = url
@@ -136,6 +156,7 @@ class RedisStore(Store):
         except BaseException:
             await client.aclose()
             raise
+        await _warn_unless_durable(client)
         self._redis = client
         self._write = client.register_script(WRITE)
         self._range = client.register_script(RANGE)

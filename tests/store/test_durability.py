@@ -110,3 +110,20 @@ async def test_redis_survives_sigkill_of_the_server(make_redis_server):
         await store.create("durable", "after", {}, claims=["pin:after"])
     finally:
         await store.close()
+
+
+async def test_redis_store_warns_when_the_server_is_not_durable(make_redis_server, caplog):
+    import redis.asyncio as aioredis
+
+    from control.store.redis import RedisStore
+
+    server = make_redis_server()
+    store = RedisStore(server.url)
+    await store.open()
+    await store.close()
+    assert "can be lost" not in caplog.text
+    async with aioredis.from_url(server.url) as admin:
+        await admin.config_set("appendfsync", "everysec")
+    await store.open()
+    await store.close()
+    assert "appendfsync=everysec" in caplog.text

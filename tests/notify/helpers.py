@@ -16,20 +16,14 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 
 from control.notify.devgateway import DevSmsGateway
+from control.store.factory import open_store
 
 STALL_LIMIT_SECONDS = 120.0
 
 
 async def open_test_store(settings):
     """Another client of the store the settings name (SQLite file or Redis)."""
-    if settings.store.backend == "redis":
-        from control.store.redis import RedisStore
-
-        store = RedisStore(settings.store.redis_url)
-    else:
-        from control.store.sqlite import SqliteStore
-
-        store = SqliteStore(settings.sqlite_path)
+    store = open_store(settings)
     await store.open()
     return store
 

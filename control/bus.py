@@ -30,6 +30,8 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from control.store.redis import connect
+
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 1000
@@ -187,7 +189,7 @@ class RedisBus(EventBus):
         return False, self.prefix + key
 
     async def open(self) -> None:
-        self._redis = aioredis.from_url(self.url, decode_responses=True)
+        self._redis = connect(self.url)
         self._pubsub = self._redis.pubsub()
         try:
             # A private channel keeps the connection subscribed, so the reader always has a

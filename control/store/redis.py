@@ -121,6 +121,19 @@ def _records(flat: list[str]) -> list[Record]:
     return out
 
 
+# A burst of requests waits for a free connection instead of failing ("Too many connections").
+POOL_CONNECTIONS = 32
+POOL_WAIT_SECONDS = 30.0
+
+
+def connect(url: str) -> aioredis.Redis:
+    """A client whose pool makes callers queue when all its connections are busy."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT_SECONDS, decode_responses=True
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
 async def _warn_unless_durable(client: aioredis.Redis) -> None:
     """Acknowledged writes survive a crash only with AOF fsynced on every write; say so."""
     try:
@@ -150,7 +163,7 @@ class RedisStore(Store):
         return self._redis
 
     async def open(self) -> None:
-        client = aioredis.from_url(self.url, decode_responses=True)
+        client = connect(self.url)
         try:
             await client.ping()
         except BaseException:

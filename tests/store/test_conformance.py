@@ -386,3 +386,19 @@ async def test_racing_for_one_claim_one_winner(make_store):
         for i in range(5):
             expected = winners[0] if f"r{round}-{i}" == winners[0].id else None
             assert await writers[0].get("room", f"r{round}-{i}") == expected
+
+
+async def test_a_burst_of_concurrent_calls_on_one_store(store):
+    """More calls at once than any connection pool holds: they queue, none fails."""
+
+    async def one(i):
+        rec = await store.create(
+            "burst", f"b{i:03}", {"i": i}, claims=[f"c:{i}"], indexes={"ix": i}
+        )
+        rec = await store.update("burst", rec.id, {"i": -i}, expect_version=1, indexes={"ix": -i})
+        return await store.get("burst", rec.id)
+
+    got = await asyncio.gather(*(one(i) for i in range(300)))
+    assert [(r.version, r.data["i"]) for r in got] == [(2, -i) for i in range(300)]
+    assert await store.count("ix") == 300
+    assert [r.id for r in await store.range("ix", limit=3)] == ["b299", "b298", "b297"]

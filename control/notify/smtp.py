@@ -55,12 +55,16 @@ def build_mime(message: dict[str, Any], settings: SmtpSettings) -> EmailMessage:
     return mime
 
 
-def _check_address(address: str) -> None:
-    # Refuse what SMTP cannot carry rather than let the server guess (permanent failure).
+def _message_bytes(message: dict[str, Any], settings: SmtpSettings) -> bytes:
+    """The MIME message, or a permanent failure: what cannot be built now never will be."""
+    address = message["to"]
+    if not address.isascii():
+        raise DeliveryError("email address is not ASCII (SMTPUTF8 is not used)", permanent=True)
     try:
         Address(addr_spec=address)
-    except (ValueError, IndexError) as exc:
-        raise DeliveryError(f"invalid email address: {exc}", permanent=True) from exc
+        return build_mime(message, settings).as_bytes()
+    except (ValueError, TypeError, IndexError) as exc:
+        raise DeliveryError(f"cannot build the email: {exc}", permanent=True) from exc
 
 
 def _reply_error(exc: aiosmtplib.SMTPResponseException) -> DeliveryError:
@@ -81,9 +85,8 @@ class EmailSender:
         self, message: dict[str, Any], handoff: Callable[[], Awaitable[None]]
     ) -> str | None:
         """Return the Message-ID; raise DeliveryError (``unknown`` if DATA broke off)."""
-        _check_address(message["to"])
-        mime = build_mime(message, self.settings)
         cfg = self.settings
+        raw = _message_bytes(message, cfg)
         client = aiosmtplib.SMTP(
             hostname=cfg.host,
             port=cfg.port,
@@ -103,7 +106,7 @@ class EmailSender:
                 raise DeliveryError(f"SMTP server unreachable: {exc!r}") from exc
             await handoff()
             try:
-                await client.data(mime.as_bytes())
+                await client.data(raw)
             except aiosmtplib.SMTPResponseException as exc:
                 # A reply to DATA is definite: the server did not take the message.
                 raise _reply_error(exc) from exc
@@ -113,6 +116,6 @@ class EmailSender:
                 ) from exc
             with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
                 await client.quit()  # the message is accepted; a failed goodbye changes nothing
-            return mime["Message-ID"]
+            return message_id(message["idempotency_key"], cfg)
         finally:
             client.close()

@@ -207,3 +207,15 @@ def test_retry_delay_doubles_is_capped_and_jittered(settings):
         delays = {retry_delay(attempts, notify, rng) for _ in range(50)}
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(delays) > 1
+
+
+async def test_an_email_address_smtp_cannot_carry_fails_at_once(
+    store, settings, worker, smtp_server
+):
+    appt = appointment(email="åsa@exämple.org")
+    await queue_links(store, settings, appt, department(), ["email"])
+    worker.wake()
+    status = await settled(store, channels=("email",))
+    assert status["email"]["status"] == "failed" and status["email"]["attempts"] == 1
+    assert "not ASCII" in status["email"]["last_error"]
+    assert smtp_server.mailbox.count() == 0

@@ -24,14 +24,28 @@ def crash_settings(make_settings, store):
     return make_settings(send_timeout_seconds=60.0)
 
 
-async def run_worker_process(settings):
-    spec = settings_overrides(settings)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(SCRIPT), json.dumps(spec), stdout=asyncio.subprocess.PIPE
-    )
-    line = await asyncio.wait_for(proc.stdout.readline(), 60)
-    assert line.strip() == b"ready"
-    return proc
+@pytest.fixture
+async def run_worker_process():
+    """Start the worker in its own process; whatever a test leaves running is killed after."""
+    started = []
+
+    async def run(settings):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(SCRIPT),
+            json.dumps(settings_overrides(settings)),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        started.append(proc)
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert line.strip() == b"ready"
+        return proc
+
+    yield run
+    for proc in started:
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.wait_for(proc.wait(), 30)
 
 
 def settings_overrides(settings):
@@ -65,7 +79,9 @@ async def settle(store, channel):
     return (await delivery_status(store, "appt-1"))[channel]
 
 
-async def test_email_killed_during_data_is_not_sent_twice(store, crash_settings, smtp_server):
+async def test_email_killed_during_data_is_not_sent_twice(
+    run_worker_process, store, crash_settings, smtp_server
+):
     mailbox = smtp_server.mailbox
     mailbox.stall_at = "DATA"
     [queued] = await queue_links(store, crash_settings, appointment(), department(), ["email"])
@@ -85,7 +101,9 @@ async def test_email_killed_during_data_is_not_sent_twice(store, crash_settings,
     assert mailbox.count() == 1
 
 
-async def test_email_killed_before_data_is_sent_after_restart(store, crash_settings, smtp_server):
+async def test_email_killed_before_data_is_sent_after_restart(
+    run_worker_process, store, crash_settings, smtp_server
+):
     mailbox = smtp_server.mailbox
     mailbox.stall_at = "RCPT"
     [queued] = await queue_links(store, crash_settings, appointment(), department(), ["email"])
@@ -107,7 +125,7 @@ async def test_email_killed_before_data_is_sent_after_restart(store, crash_setti
 
 
 async def test_sms_killed_mid_request_is_retried_with_the_same_key(
-    store, crash_settings, sms_gateway
+    run_worker_process, store, crash_settings, sms_gateway
 ):
     sms_gateway.stall_next = True
     [queued] = await queue_links(store, crash_settings, appointment(), department(), ["sms"])
@@ -128,7 +146,7 @@ async def test_sms_killed_mid_request_is_retried_with_the_same_key(
 
 
 async def test_a_live_worker_does_not_touch_a_message_another_worker_holds(
-    store, crash_settings, sms_gateway
+    run_worker_process, store, crash_settings, sms_gateway
 ):
     sms_gateway.stall_next = True
     [queued] = await queue_links(store, crash_settings, appointment(), department(), ["sms"])

@@ -33,7 +33,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from config.settings import NotifySettings, Settings
@@ -53,7 +53,9 @@ CONCURRENCY = 8
 
 
 class Sender(Protocol):
-    async def send(self, message: dict[str, Any], handoff: Callable[[], Any]) -> str | None:
+    async def send(
+        self, message: dict[str, Any], handoff: Callable[[], Awaitable[None]]
+    ) -> str | None:
         """Deliver ``message``; call ``await handoff()`` right before the point after which
         the provider may have accepted it. Raise DeliveryError on failure."""
 

@@ -1,0 +1,92 @@
+"""Clinic fixtures: each test runs on both stores (SQLite file, real redis-server) with the
+matching event bus; the clock is a test clock so expiry needs no waiting."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from config import load_settings
+from control.clinic import api
+from control.clinic.node import ClinicNode
+from control.store.factory import open_bus, open_store
+
+from .helpers import Clock
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def settings(backend, tmp_path, request):
+    store = {"backend": backend}
+    if backend == "redis":
+        store["redis_url"] = request.getfixturevalue("redis_url")
+    return load_settings(
+        environ={}, overrides={"server": {"data_dir": str(tmp_path)}, "store": store}
+    )
+
+
+@pytest.fixture
+def reopenable_store(settings):
+    """Opens a new Store on the same data each call (a node restarting)."""
+
+    async def reopen():
+        s = open_store(settings)
+        await s.open()
+        return s
+
+    return reopen
+
+
+@pytest.fixture
+async def store(reopenable_store):
+    s = await reopenable_store()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def bus(settings):
+    b = open_bus(settings)
+    await b.open()
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+async def node(store, bus, settings):
+    return ClinicNode(store, bus, settings, clock=Clock())
+
+
+@pytest.fixture
+async def client(node):
+    app = web.Application()
+    app[api.NODE] = node
+    app[api.THROTTLE] = api._LoginThrottle()
+    for m, p, h in api.ROUTES:
+        app.router.add_route(m, "/api/v1" + p, h)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
+        yield c
+
+
+@pytest.fixture
+async def live_server(node):
+    from control.clinic.pages import add_pages
+
+    app = web.Application()
+    app[api.NODE] = node
+    app[api.THROTTLE] = api._LoginThrottle()
+    for m, p, h in api.ROUTES:
+        app.router.add_route(m, "/api/v1" + p, h)
+    add_pages(app.router)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()

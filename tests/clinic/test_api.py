@@ -1,0 +1,301 @@
+"""The virtual clinic REST API: every transition over HTTP, refusals as problem+json."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from control.clinic import requests as vc_requests
+from control.clinic.accounts import create_staff
+
+PASSWORD = "correct horse battery"
+
+
+async def _problem(resp, status: int, field: str | None = None) -> dict:
+    assert resp.status == status, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    body = await resp.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    if field is not None:
+        assert body.get("field") == field, body
+    return body
+
+
+async def _login(client, username: str, **extra) -> dict:
+    resp = await client.post(
+        "/api/v1/clinic/login", json={"username": username, "password": PASSWORD, **extra}
+    )
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    client.session.cookie_jar.clear()  # these tests authenticate with the bearer token
+    return {"Authorization": f"Bearer {body['token']}"}
+
+
+@pytest.fixture
+async def org(client, node):
+    """org1: an administrator who creates a provider, a second provider and a station;
+    org2: a provider of another organization."""
+    store = node.clinic.store
+    await create_staff(store, "org1", username="admin", display_name="Admin",
+                       password=PASSWORD, groups=["administer"])  # fmt: skip
+    await create_staff(store, "org2", username="far", display_name="Dr Far",
+                       password=PASSWORD, groups=["provide", "request"])  # fmt: skip
+    admin = await _login(client, "admin")
+    ids = {}
+    for username, name, groups in (
+        ("drwho", "Dr Who", ["provide"]),
+        ("drno", "Dr No", ["provide"]),
+        ("desk", "Front desk", ["request"]),
+    ):
+        resp = await client.post(
+            "/api/v1/clinic/staff", headers=admin,
+            json={"username": username, "display_name": name, "password": PASSWORD, "groups": groups},
+        )  # fmt: skip
+        assert resp.status == 201, await resp.text()
+        ids[username] = (await resp.json())["staff"]["id"]
+    h = {u: await _login(client, u) for u in ("drwho", "drno", "desk", "far")}
+    h["admin"] = admin
+    for who in ("drwho", "drno", "far"):
+        resp = await client.put("/api/v1/clinic/me/availability", headers=h[who],
+                                json={"available": True})  # fmt: skip
+        assert resp.status == 200 and (await resp.json())["staff"]["available"]
+    return h, ids
+
+
+async def _request(client, h, provider_id: str, **extra):
+    return await client.post(
+        "/api/v1/clinic/requests", headers=h, json={"provider_id": provider_id, **extra}
+    )
+
+
+async def test_login_me_logout(client, org):
+    h, _ = org
+    resp = await client.post(
+        "/api/v1/clinic/login", json={"username": "desk", "password": "nope nope"}
+    )
+    await _problem(resp, 401, "password")
+    resp = await client.post(
+        "/api/v1/clinic/login", json={"username": "ghost", "password": "nope nope"}
+    )
+    await _problem(resp, 401, "password")
+    resp = await client.post(
+        "/api/v1/clinic/login", json={"username": "desk", "password": PASSWORD}
+    )
+    assert resp.cookies["tv_staff"]["httponly"]
+    assert resp.cookies["tv_staff"]["samesite"] == "Lax"
+    # The cookie alone signs the dashboards in.
+    assert (await client.get("/api/v1/clinic/me")).status == 200
+    client.session.cookie_jar.clear()
+    me = await (await client.get("/api/v1/clinic/me", headers=h["desk"])).json()
+    assert me["staff"]["username"] == "desk" and me["policy"]["notes_enabled"] is True
+    await _problem(
+        await client.get("/api/v1/clinic/me", headers={"Authorization": "Bearer x"}), 401
+    )
+    assert (await client.post("/api/v1/clinic/logout", headers=h["desk"])).status == 204
+    await _problem(await client.get("/api/v1/clinic/me", headers=h["desk"]), 401)
+
+
+async def test_bad_bodies_are_422_naming_the_field(client, org):
+    h, ids = org
+    url = "/api/v1/clinic/requests"
+    resp = await client.post(
+        url, headers={**h["desk"], "Content-Type": "application/json"}, data=b"{nope"
+    )
+    await _problem(resp, 422)
+    await _problem(await client.post(url, headers=h["desk"], json=[1]), 422)
+    await _problem(await client.post(url, headers=h["desk"], json={}), 422, "provider_id")
+    resp = await client.post(url, headers=h["desk"], json={"provider_id": ids["drwho"], "x": 1})
+    await _problem(resp, 422, "x")
+    resp = await client.put(
+        "/api/v1/clinic/me/availability", headers=h["drwho"], json={"available": "yes"}
+    )
+    await _problem(resp, 422, "available")
+
+
+async def test_request_decline_with_note_dismiss_again_accept(client, org):
+    h, ids = org
+    resp = await _request(client, h["desk"], ids["drwho"])
+    assert resp.status == 201
+    rq = (await resp.json())["request"]
+    assert rq["state"] == "requested" and rq["provider"]["name"] == "Dr Who"
+    body = await _problem(await _request(client, h["desk"], ids["drwho"]), 409, "provider_id")
+    assert body["request_id"] == rq["id"]
+    inbox = (await (await client.get("/api/v1/clinic/requests", headers=h["drwho"])).json())[
+        "inbox"
+    ]
+    assert [r["id"] for r in inbox] == [rq["id"]]
+
+    url = f"/api/v1/clinic/requests/{rq['id']}"
+    resp = await client.post(
+        url + "/decline", headers=h["drwho"], json={"note": "In surgery until 3"}
+    )
+    assert (await resp.json())["request"]["note"] == "In surgery until 3"
+    await _problem(await client.post(url + "/accept", headers=h["drwho"], json={}), 409, "state")
+    got = (await (await client.get(url, headers=h["desk"])).json())["request"]
+    assert (got["state"], got["note"]) == ("declined", "In surgery until 3")
+    assert (await client.post(url + "/dismiss", headers=h["desk"], json={})).status == 200
+    await _problem(await client.post(url + "/dismiss", headers=h["desk"], json={}), 409)
+
+    rq2 = (await (await _request(client, h["desk"], ids["drwho"])).json())["request"]
+    resp = await client.post(
+        f"/api/v1/clinic/requests/{rq2['id']}/accept", headers=h["drwho"], json={}
+    )
+    out = await resp.json()
+    assert out["request"]["state"] == "accepted" and "join" not in out
+    visit = out["visit"]
+    assert visit["requester"]["status"] == "not_arrived" and visit["room_id"]
+    mine = (await (await client.get("/api/v1/clinic/visits", headers=h["desk"])).json())["visits"]
+    assert [v["id"] for v in mine] == [visit["id"]]
+    dash = await (await client.get("/api/v1/clinic/dashboard", headers=h["desk"])).json()
+    assert dash["outbox"] == [] and [v["id"] for v in dash["visits"]] == [visit["id"]]
+    assert {p["name"] for p in dash["providers"]} == {"Dr Who", "Dr No"}
+    # Another provider's and another organization's staff cannot see the visit.
+    await _problem(await client.get(f"/api/v1/clinic/visits/{visit['id']}", headers=h["drno"]), 403)
+    await _problem(await client.get(f"/api/v1/clinic/visits/{visit['id']}", headers=h["far"]), 404)
+    resp = await client.post(
+        f"/api/v1/clinic/visits/{visit['id']}/end", headers=h["drwho"], json={}
+    )
+    assert (await resp.json())["visit"]["state"] == "ended"
+    await _problem(
+        await client.post(f"/api/v1/clinic/visits/{visit['id']}/enter", headers=h["desk"], json={}),
+        409,
+    )
+
+
+async def test_illegal_transitions(client, org, node):
+    h, ids = org
+    rq = (await (await _request(client, h["desk"], ids["drwho"])).json())["request"]
+    url = f"/api/v1/clinic/requests/{rq['id']}"
+    # A requester acting as provider.
+    await _problem(await client.post(url + "/accept", headers=h["desk"], json={}), 403)
+    # Another provider of the same organization.
+    await _problem(await client.post(url + "/decline", headers=h["drno"], json={}), 403)
+    # A provider of another organization: the request does not exist for them.
+    await _problem(await client.post(url + "/accept", headers=h["far"], json={}), 404, "request_id")
+    await _problem(await _request(client, h["far"], ids["drwho"]), 404, "provider_id")
+    # Providers cannot request (no request group), requesters cannot toggle availability.
+    await _problem(await _request(client, h["drwho"], ids["drno"]), 403)
+    resp = await client.put(
+        "/api/v1/clinic/me/availability", headers=h["desk"], json={"available": True}
+    )
+    await _problem(resp, 403)
+    # Dismissing an open request; cancelling someone else's.
+    await _problem(await client.post(url + "/dismiss", headers=h["desk"], json={}), 409, "state")
+    await _problem(await client.post(url + "/cancel", headers=h["drwho"], json={}), 403)
+    await _problem(
+        await client.post("/api/v1/clinic/requests/rq_nope/accept", headers=h["drwho"], json={}),
+        404,
+    )
+    # Not signed in.
+    await _problem(await client.post(url + "/accept", json={}), 401)
+
+    # Expired: the deadline passes, the sweeper runs, accepting is refused.
+    node.clinic.clock.advance(node.settings.clinic.request_expiry_seconds + 1)
+    assert await vc_requests.sweep(node.clinic) == 1
+    body = await _problem(
+        await client.post(url + "/accept", headers=h["drwho"], json={}), 409, "state"
+    )
+    assert body["state"] == "expired"
+    got = (await (await client.get(url, headers=h["desk"])).json())["request"]
+    assert (got["state"], got["reason"]) == ("expired", "no answer")
+    # Cancel is the requester's; then the pair is free again.
+    await client.post(url + "/dismiss", headers=h["desk"], json={})
+    rq = (await (await _request(client, h["desk"], ids["drwho"])).json())["request"]
+    resp = await client.post(
+        f"/api/v1/clinic/requests/{rq['id']}/cancel", headers=h["desk"], json={}
+    )
+    assert (await resp.json())["request"]["state"] == "cancelled"
+
+
+async def test_unavailable_provider_and_notes_policy(client, org):
+    h, ids = org
+    await client.put("/api/v1/clinic/me/availability", headers=h["drno"], json={"available": False})
+    resp = await _request(client, h["desk"], ids["drno"])
+    assert resp.status == 201
+    rq = (await resp.json())["request"]
+    assert (rq["state"], rq["reason"]) == ("declined", "unavailable")
+
+    resp = await client.put("/api/v1/clinic/policy", headers=h["admin"],
+                            json={"notes_enabled": False, "services": ["Cardiology", "Dermatology"]})  # fmt: skip
+    assert (await resp.json())["policy"]["services"] == ["Cardiology", "Dermatology"]
+    await _problem(await client.put("/api/v1/clinic/policy", headers=h["drwho"], json={}), 403)
+    await _problem(await _request(client, h["desk"], ids["drwho"]), 422, "service")
+    rq = (await (await _request(client, h["desk"], ids["drwho"], service="Cardiology")).json())[
+        "request"
+    ]
+    assert rq["service"] == "Cardiology"
+    url = f"/api/v1/clinic/requests/{rq['id']}/decline"
+    await _problem(await client.post(url, headers=h["drwho"], json={"note": "no"}), 422, "note")
+    assert (await client.post(url, headers=h["drwho"], json={})).status == 200
+
+
+async def test_dedicated_station_revoked_by_admin(client, org):
+    h, _ = org
+    station = await _login(client, "desk", station="Exam room 2")
+    listed = (await (await client.get("/api/v1/clinic/stations", headers=h["admin"])).json())[
+        "stations"
+    ]
+    assert [s["station"] for s in listed] == ["Exam room 2"]
+    assert listed[0]["expires_at"] - listed[0]["created_at"] == pytest.approx(365 * 86400)
+    await _problem(await client.get("/api/v1/clinic/stations", headers=h["desk"]), 403)
+    await _problem(
+        await client.delete(f"/api/v1/clinic/sessions/{listed[0]['id']}", headers=h["far"]), 403
+    )
+    assert (await client.get("/api/v1/clinic/me", headers=station)).status == 200
+    resp = await client.delete(f"/api/v1/clinic/sessions/{listed[0]['id']}", headers=h["admin"])
+    assert resp.status == 204
+    await _problem(await client.get("/api/v1/clinic/me", headers=station), 401)
+    assert (await client.get("/api/v1/clinic/me", headers=h["desk"])).status == 200  # other login
+
+
+async def test_disabling_an_account_ends_its_sessions(client, org):
+    h, ids = org
+    resp = await client.patch(
+        f"/api/v1/clinic/staff/{ids['desk']}", headers=h["admin"], json={"disabled": True}
+    )
+    assert (await resp.json())["staff"]["disabled"]
+    await _problem(await client.get("/api/v1/clinic/me", headers=h["desk"]), 401)
+    resp = await client.post(
+        "/api/v1/clinic/login", json={"username": "desk", "password": PASSWORD}
+    )
+    await _problem(resp, 401)
+
+
+async def test_login_guessing_is_throttled(client, org):
+    statuses = []
+    for _ in range(12):
+        resp = await client.post(
+            "/api/v1/clinic/login", json={"username": "desk", "password": "wrong one"}
+        )
+        statuses.append(resp.status)
+    assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429]
+    assert int(resp.headers["Retry-After"]) >= 1
+
+
+async def test_provider_dashboard_hears_requests_live(client, org):
+    h, ids = org
+    async with client.ws_connect("/api/v1/clinic/events", headers=h["drwho"]) as ws:
+        hello = await asyncio.wait_for(ws.receive_json(), 30)
+        assert hello["type"] == "hello"
+        rq = (await (await _request(client, h["desk"], ids["drwho"])).json())["request"]
+        event = await asyncio.wait_for(ws.receive_json(), 30)
+        assert (event["type"], event["request"]["id"]) == ("request.created", rq["id"])
+        await client.post(f"/api/v1/clinic/requests/{rq['id']}/cancel", headers=h["desk"], json={})
+        event = await asyncio.wait_for(ws.receive_json(), 30)
+        assert (event["type"], event["request"]["state"]) == ("request.cancelled", "cancelled")
+    resp = await client.get("/api/v1/clinic/events")
+    await _problem(resp, 401)
+
+
+async def test_revoked_station_is_signed_out_of_its_live_feed(client, org):
+    h, _ = org
+    station = await _login(client, "desk", station="Lobby kiosk")
+    listed = (await (await client.get("/api/v1/clinic/stations", headers=h["admin"])).json())[
+        "stations"
+    ]
+    async with client.ws_connect("/api/v1/clinic/events", headers=station) as ws:
+        assert (await asyncio.wait_for(ws.receive_json(), 30))["type"] == "hello"
+        await client.delete(f"/api/v1/clinic/sessions/{listed[0]['id']}", headers=h["admin"])
+        msg = await asyncio.wait_for(ws.receive(), 30)
+        assert msg.type.name in ("CLOSE", "CLOSED") and ws.close_code == 4001

@@ -1,0 +1,177 @@
+"""HTTP handlers of appointments and their telemedicine links (routes in control/routes.py)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from config.settings import Settings
+from control import appointments, departments
+from control.auth import authenticated_org
+from control.bodies import read_body
+from control.models import AppointmentCreate, AppointmentPatch, SendLinks
+from control.notify import LinkError, MissingContact, cancel_links, delivery_status, queue_links
+from control.problems import Problem, conflict, invalid
+from control.services import services
+from control.store import Store
+from control.times import iso_at
+
+MAX_PAGE = 500
+DEFAULT_PAGE = 100
+
+
+async def present(store: Store, settings: Settings, data: dict[str, Any]) -> dict[str, Any]:
+    """The API view of a stored appointment: adds the room's window and link delivery."""
+    tele = data["telemedicine"]
+    if not tele:
+        return data
+    win = appointments.window(data, settings)
+    return {
+        **data,
+        "telemedicine": {
+            **tele,
+            "valid_from": iso_at(win.opens),
+            "valid_until": iso_at(win.closes),
+            "delivery": await delivery_status(store, data["id"]),
+        },
+    }
+
+
+async def create_handler(request: web.Request) -> web.Response:
+    org_id = await authenticated_org(request)
+    body = await read_body(request, AppointmentCreate)
+    svc = services(request)
+    record = await svc.store.get(departments.KIND, body.department_id)
+    if record is None or record.data["org_id"] != org_id:
+        raise invalid("department_id", f"no department {body.department_id} in this organization")
+    data, created = await appointments.create(
+        svc.store, svc.settings, svc.keyring, org_id, record.data, body, svc.clock()
+    )
+    return web.json_response(
+        await present(svc.store, svc.settings, data), status=201 if created else 200
+    )
+
+
+async def get_handler(request: web.Request) -> web.Response:
+    org_id = await authenticated_org(request)
+    svc = services(request)
+    record = await appointments.load(svc.store, org_id, request.match_info["id"])
+    return web.json_response(await present(svc.store, svc.settings, record.data))
+
+
+async def update_handler(request: web.Request) -> web.Response:
+    org_id = await authenticated_org(request)
+    patch = await read_body(request, AppointmentPatch)
+    svc = services(request)
+    record = await appointments.load(svc.store, org_id, request.match_info["id"])
+    department = await departments.get_department(svc.store, org_id, record.data["department_id"])
+    data = await appointments.update(
+        svc.store, svc.settings, svc.keyring, org_id, record.id, patch, department, svc.clock()
+    )
+    return web.json_response(await present(svc.store, svc.settings, data))
+
+
+async def cancel_handler(request: web.Request) -> web.Response:
+    org_id = await authenticated_org(request)
+    svc = services(request)
+    data, newly = await appointments.cancel(
+        svc.store, org_id, request.match_info["id"], svc.clock()
+    )
+    if newly:
+        await cancel_links(svc.store, data["id"])
+        if svc.bus is not None and data["telemedicine"]:
+            # Rooms in progress end now; joins are refused by the status check anyway.
+            room_id = data["telemedicine"]["room_id"]
+            await svc.bus.publish(
+                f"room:{room_id}",
+                {"type": "appointment.cancelled", "room_id": room_id, "appointment_id": data["id"]},
+            )
+    return web.json_response(await present(svc.store, svc.settings, data))
+
+
+def _time_param(request: web.Request, name: str, default: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise invalid(name, "must be an ISO 8601 time such as 2026-11-23T09:00:00Z") from exc
+    if moment.tzinfo is None:
+        raise invalid(name, "must carry a time zone (Z or +02:00)")
+    return moment.timestamp()
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise invalid(name, f"must be a whole number from {lo} to {hi}")
+    return int(raw)
+
+
+async def list_handler(request: web.Request) -> web.Response:
+    """?from=&to= (ISO times, on the start), ?provider_id=, ?limit=&offset=."""
+    org_id = await authenticated_org(request)
+    svc = services(request)
+    lo = _time_param(request, "from", -math.inf)
+    hi = _time_param(request, "to", math.inf)
+    if hi < lo:
+        raise invalid("to", "must not be before from")
+    limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+    provider_id = request.query.get("provider_id") or None
+    found = await appointments.list_range(svc.store, org_id, lo, hi, provider_id, limit, offset)
+    return web.json_response(
+        {
+            "appointments": [await present(svc.store, svc.settings, a) for a in found],
+            "next_offset": offset + len(found) if len(found) == limit else None,
+        }
+    )
+
+
+async def send_handler(request: web.Request) -> web.Response:
+    """Send (or resend) the client's links by SMS and/or email through the outbox."""
+    org_id = await authenticated_org(request)
+    body = await read_body(request, SendLinks)
+    svc = services(request)
+    record = await appointments.load(svc.store, org_id, request.match_info["id"])
+    department = await departments.get_department(svc.store, org_id, record.data["department_id"])
+    data = record.data
+    if data["status"] == "cancelled":
+        raise conflict("appointment-cancelled", "the appointment is cancelled", field="status")
+    if not department["telemedicine_enabled"]:
+        raise conflict(
+            "telemedicine-disabled",
+            "telemedicine is turned off for this department",
+            field="department.telemedicine_enabled",
+        )
+    if not data["telemedicine"]:
+        # Telemedicine was switched on after this appointment was booked: give it a room now.
+        data = await appointments.update(
+            svc.store,
+            svc.settings,
+            svc.keyring,
+            org_id,
+            data["id"],
+            AppointmentPatch(),
+            department,
+            svc.clock(),
+        )
+    try:
+        await queue_links(svc.store, svc.settings, data, department, list(body.channels))
+    except MissingContact as exc:
+        raise Problem(422, "missing-contact", str(exc), field=exc.field) from exc
+    except LinkError as exc:
+        raise conflict("links-refused", str(exc), field=exc.field) from exc
+    if svc.outbox_worker is not None:
+        svc.outbox_worker.wake()
+    data = await appointments.mark_links_sent(svc.store, org_id, data["id"], svc.clock())
+    return web.json_response(
+        {"appointment": await present(svc.store, svc.settings, data), "queued": body.channels},
+        status=202,
+    )

@@ -1,0 +1,329 @@
+"""Appointments (kind ``appointment``) and the telemedicine room each one carries.
+
+Stored record (the notify and web code read this exact shape)::
+
+    {id, org_id, department_id, external_id, start, end, provider {id, name},
+     client {name, phone | null, email | null, language | null}, patient {name, species},
+     status ("scheduled" | "cancelled"), created_at, updated_at,
+     telemedicine: null | {room_id, pin, join_url, host_url, links_sent_at}}
+
+Claims: ``ext:<org>:<external_id>`` (idempotent create), ``room:<room_id>`` (the SFU finds
+the appointment by room) and, while scheduled, ``pin:<pin>``. A PIN held by an appointment
+whose window has closed is released when a new PIN collides with it, so PINs are unique among
+usable rooms without a sweeper. Indexes: ``appt:<org>`` and ``appt:<org>:prov:<provider>``,
+both scored by start time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from config.settings import Settings
+from control import pins
+from control.models import AppointmentCreate, AppointmentPatch, given
+from control.pins import PIN_CLAIM, ROOM_CLAIM, Window
+from control.problems import Problem, conflict, invalid, not_found
+from control.store import Record, Store, UniqueConflict, VersionConflict
+from control.times import epoch, iso, iso_at
+from control.tokens import Keyring
+
+KIND = "appointment"
+# A fresh 9-digit PIN colliding even once is rare; twenty in a row means the space is full.
+PIN_ATTEMPTS = 20
+WRITE_ATTEMPTS = 5
+# Fields of a create body that decide whether a repeated create is "the same".
+SAME_FIELDS = ("department_id", "start", "end", "provider", "client", "patient")
+
+
+def ext_claim(org_id: str, external_id: str) -> str:
+    return f"ext:{org_id}:{external_id}"
+
+
+def org_index(org_id: str) -> str:
+    return f"appt:{org_id}"
+
+
+def provider_index(org_id: str, provider_id: str) -> str:
+    return f"appt:{org_id}:prov:{provider_id}"
+
+
+def window(data: dict[str, Any], settings: Settings) -> Window:
+    return Window.of(epoch(data["start"]), epoch(data["end"]), settings.pins)
+
+
+def claims_of(data: dict[str, Any]) -> list[str]:
+    claims = [ext_claim(data["org_id"], data["external_id"])]
+    tele = data["telemedicine"]
+    if tele:
+        claims.append(ROOM_CLAIM + tele["room_id"])
+        if data["status"] == "scheduled":
+            claims.append(PIN_CLAIM + tele["pin"])
+    return claims
+
+
+def indexes_of(data: dict[str, Any]) -> dict[str, float]:
+    start = epoch(data["start"])
+    return {
+        org_index(data["org_id"]): start,
+        provider_index(data["org_id"], data["provider"]["id"]): start,
+    }
+
+
+def links(data: dict[str, Any], settings: Settings, keyring: Keyring, now: float) -> dict[str, str]:
+    """Fresh client and host URLs, their tokens valid until the room closes."""
+    tele = data["telemedicine"]
+    closes = window(data, settings).closes
+    base = settings.server.base_url
+
+    def token(name: str, role: str) -> str:
+        return keyring.issue_token(
+            room_id=tele["room_id"],
+            name=name,
+            role=role,
+            expires_at=closes,
+            appointment_id=data["id"],
+            now=now,
+        )
+
+    return {
+        "join_url": f"{base}/j/{token(data['client']['name'], 'guest')}",
+        "host_url": f"{base}/h/{token(data['provider']['name'], 'host')}",
+    }
+
+
+def with_room(
+    data: dict[str, Any], settings: Settings, keyring: Keyring, now: float
+) -> dict[str, Any]:
+    """The appointment with a new telemedicine room (room id, PIN, links)."""
+    tele = {
+        "room_id": pins.new_room_id(),
+        "pin": pins.new_pin(settings.pins.digits),
+        "join_url": "",
+        "host_url": "",
+        "links_sent_at": None,
+    }
+    out = dict(data, telemedicine=tele)
+    tele.update(links(out, settings, keyring, now))
+    return out
+
+
+async def _release_stale_pin(store: Store, holder_id: str, settings: Settings, now: float) -> None:
+    """Drop the PIN claim of an appointment whose room can no longer be used."""
+    record = await store.get(KIND, holder_id)
+    if record is None or window(record.data, settings).state(now) != "closed":
+        return
+    claims = [c for c in record.claims if not c.startswith(PIN_CLAIM)]
+    try:
+        await store.update(
+            KIND,
+            holder_id,
+            record.data,
+            expect_version=record.version,
+            claims=claims,
+            indexes=record.indexes,
+        )
+    except (VersionConflict, UniqueConflict):
+        pass  # it changed meanwhile: the caller just picks another PIN
+
+
+async def _write(
+    store: Store, settings: Settings, data: dict[str, Any], existing: Record | None, now: float
+) -> Record:
+    """Create or update; on a PIN collision pick another PIN (a room's PIN is not shown
+    anywhere until this write succeeds, so changing it here is invisible)."""
+    for _ in range(PIN_ATTEMPTS):
+        try:
+            if existing is None:
+                return await store.create(
+                    KIND, data["id"], data, claims=claims_of(data), indexes=indexes_of(data)
+                )
+            return await store.update(
+                KIND,
+                data["id"],
+                data,
+                expect_version=existing.version,
+                claims=claims_of(data),
+                indexes=indexes_of(data),
+            )
+        except UniqueConflict as exc:
+            if not exc.claim.startswith(PIN_CLAIM) or exc.holder_id == data["id"]:
+                raise
+            await _release_stale_pin(store, exc.holder_id, settings, now)
+            tele = dict(data["telemedicine"], pin=pins.new_pin(settings.pins.digits))
+            data = dict(data, telemedicine=tele)
+    raise Problem(503, "pin-space-exhausted", "no free PIN found; raise pins.digits")
+
+
+def _normalized(body: AppointmentCreate) -> dict[str, Any]:
+    out = body.model_dump(mode="json")
+    out["start"], out["end"] = iso(body.start), iso(body.end)
+    return out
+
+
+def _same_request(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    return all(existing[f] == wanted[f] for f in SAME_FIELDS)
+
+
+async def load(store: Store, org_id: str, appointment_id: str) -> Record:
+    """The org's appointment record, or 404 (other orgs' appointments do not exist for it)."""
+    record = await store.get(KIND, appointment_id)
+    if record is None or record.data["org_id"] != org_id:
+        raise not_found(f"appointment {appointment_id}")
+    return record
+
+
+async def create(
+    store: Store,
+    settings: Settings,
+    keyring: Keyring,
+    org_id: str,
+    department: dict[str, Any],
+    body: AppointmentCreate,
+    now: float,
+) -> tuple[dict[str, Any], bool]:
+    """(appointment, created). Creating again with the same external_id and the same
+    fields returns the first one (created False); different fields are a 409."""
+    wanted = _normalized(body)
+    for _ in range(WRITE_ATTEMPTS):
+        held = await store.get_by_claim(ext_claim(org_id, body.external_id))
+        if held is not None:
+            if not _same_request(held.data, wanted):
+                raise conflict(
+                    "external-id-conflict",
+                    f"external_id {body.external_id!r} already names a different appointment",
+                    field="external_id",
+                )
+            return held.data, False
+        stamp = iso_at(now)
+        data: dict[str, Any] = {
+            "id": "apt_" + uuid.uuid4().hex[:16],
+            "org_id": org_id,
+            **wanted,
+            "status": "scheduled",
+            "created_at": stamp,
+            "updated_at": stamp,
+            "telemedicine": None,
+        }
+        if department["telemedicine_enabled"]:
+            data = with_room(data, settings, keyring, now)
+        try:
+            record = await _write(store, settings, data, None, now)
+        except UniqueConflict as exc:
+            if exc.claim == ext_claim(org_id, body.external_id):
+                continue  # a concurrent create with the same external_id won: compare with it
+            raise
+        return record.data, True
+    raise conflict("concurrent-update", "the appointment kept changing meanwhile; try again")
+
+
+async def update(
+    store: Store,
+    settings: Settings,
+    keyring: Keyring,
+    org_id: str,
+    appointment_id: str,
+    patch: AppointmentPatch,
+    department: dict[str, Any] | None,
+    now: float,
+) -> dict[str, Any]:
+    """Apply ``patch``. New times or names re-issue the links (the room and PIN stay);
+    ``department`` (when given and telemedicine is on there) adds a room if there is none."""
+    changes = given(patch)
+    if patch.start is not None:
+        changes["start"] = iso(patch.start)
+    if patch.end is not None:
+        changes["end"] = iso(patch.end)
+    for _ in range(WRITE_ATTEMPTS):
+        record = await load(store, org_id, appointment_id)
+        if record.data["status"] == "cancelled":
+            raise conflict("appointment-cancelled", "a cancelled appointment cannot change")
+        data = {**record.data, **changes, "updated_at": iso_at(now)}
+        if epoch(data["end"]) <= epoch(data["start"]):
+            raise invalid("end", "end must be after start")
+        if data["telemedicine"]:
+            relinked = any(
+                data[f] != record.data[f] for f in ("start", "end", "client", "provider")
+            )
+            if relinked:
+                data["telemedicine"] = {
+                    **data["telemedicine"],
+                    **links(data, settings, keyring, now),
+                }
+        elif department is not None and department["telemedicine_enabled"]:
+            data = with_room(data, settings, keyring, now)
+        try:
+            return (await _write(store, settings, data, record, now)).data
+        except VersionConflict:
+            continue
+    raise conflict("concurrent-update", "the appointment kept changing meanwhile; try again")
+
+
+async def cancel(
+    store: Store, org_id: str, appointment_id: str, now: float
+) -> tuple[dict[str, Any], bool]:
+    """(appointment, newly cancelled). Releases the PIN; joins check the status, so links,
+    tokens and the PIN stop working at once."""
+    for _ in range(WRITE_ATTEMPTS):
+        record = await load(store, org_id, appointment_id)
+        if record.data["status"] == "cancelled":
+            return record.data, False
+        data = dict(record.data, status="cancelled", updated_at=iso_at(now))
+        try:
+            await store.update(
+                KIND,
+                appointment_id,
+                data,
+                expect_version=record.version,
+                claims=claims_of(data),
+                indexes=indexes_of(data),
+            )
+        except VersionConflict:
+            continue
+        return data, True
+    raise conflict("concurrent-update", "the appointment kept changing meanwhile; try again")
+
+
+async def mark_links_sent(
+    store: Store, org_id: str, appointment_id: str, now: float
+) -> dict[str, Any]:
+    for _ in range(WRITE_ATTEMPTS):
+        record = await load(store, org_id, appointment_id)
+        tele = dict(record.data["telemedicine"], links_sent_at=iso_at(now))
+        data = dict(record.data, telemedicine=tele, updated_at=iso_at(now))
+        try:
+            await store.update(
+                KIND,
+                appointment_id,
+                data,
+                expect_version=record.version,
+                claims=record.claims,
+                indexes=record.indexes,
+            )
+        except VersionConflict:
+            continue
+        return data
+    raise conflict("concurrent-update", "the appointment kept changing meanwhile; try again")
+
+
+async def list_range(
+    store: Store,
+    org_id: str,
+    lo: float,
+    hi: float,
+    provider_id: str | None,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    index = provider_index(org_id, provider_id) if provider_id else org_index(org_id)
+    return [r.data for r in await store.range(index, lo, hi, limit=limit, offset=offset)]
+
+
+async def by_room(store: Store, room_id: str) -> dict[str, Any] | None:
+    record = await store.get_by_claim(ROOM_CLAIM + room_id)
+    return None if record is None or record.kind != KIND else record.data
+
+
+async def by_pin(store: Store, pin: str) -> dict[str, Any] | None:
+    record = await store.get_by_claim(PIN_CLAIM + pin)
+    return None if record is None or record.kind != KIND else record.data

@@ -1,0 +1,102 @@
+"""Departments of an organization and their telemedicine settings (kind ``department``).
+
+Record: ``{id, org_id, name, telemedicine_enabled, default_language,
+contact {name, address, phone, email}}``; listed per org in the index ``depts:<org_id>``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from control.auth import authenticated_org
+from control.bodies import read_body
+from control.models import DepartmentCreate, DepartmentPatch, given
+from control.problems import conflict, not_found
+from control.services import services
+from control.store import Store, VersionConflict
+
+KIND = "department"
+_WRITE_ATTEMPTS = 5
+
+
+def org_index(org_id: str) -> str:
+    return f"depts:{org_id}"
+
+
+async def get_department(store: Store, org_id: str, department_id: str) -> dict[str, Any]:
+    """The org's department, or 404 (another org's department does not exist for it)."""
+    record = await store.get(KIND, department_id)
+    if record is None or record.data["org_id"] != org_id:
+        raise not_found(f"department {department_id}")
+    return record.data
+
+
+async def create_department(
+    store: Store, org_id: str, body: DepartmentCreate, now: float
+) -> dict[str, Any]:
+    department_id = "dep_" + uuid.uuid4().hex[:16]
+    data = {"id": department_id, "org_id": org_id, **body.model_dump(mode="json")}
+    await store.create(KIND, department_id, data, indexes={org_index(org_id): now})
+    return data
+
+
+async def update_department(
+    store: Store, org_id: str, department_id: str, patch: DepartmentPatch
+) -> dict[str, Any]:
+    changes = given(patch)
+    for _ in range(_WRITE_ATTEMPTS):
+        record = await store.get(KIND, department_id)
+        if record is None or record.data["org_id"] != org_id:
+            raise not_found(f"department {department_id}")
+        data = {**record.data, **changes}
+        try:
+            await store.update(
+                KIND, department_id, data, expect_version=record.version, indexes=record.indexes
+            )
+        except VersionConflict:
+            continue
+        return data
+    raise conflict("concurrent-update", "the department kept changing meanwhile; try again")
+
+
+async def list_departments(store: Store, org_id: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while True:
+        page = await store.range(org_index(org_id), limit=500, offset=len(out))
+        out.extend(r.data for r in page)
+        if len(page) < 500:
+            return out
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+async def create_handler(request: web.Request) -> web.Response:
+    org_id = await authenticated_org(request)
+    body = await read_body(request, DepartmentCreate)
+    svc = services(request)
+    data = await create_department(svc.store, org_id, body, svc.clock())
+    return web.json_response(data, status=201)
+
+
+async def get_handler(request: web.Request) -> web.Response:
+    org_id = await authenticated_org(request)
+    data = await get_department(services(request).store, org_id, request.match_info["id"])
+    return web.json_response(data)
+
+
+async def update_handler(request: web.Request) -> web.Response:
+    org_id = await authenticated_org(request)
+    patch = await read_body(request, DepartmentPatch)
+    data = await update_department(services(request).store, org_id, request.match_info["id"], patch)
+    return web.json_response(data)
+
+
+async def list_handler(request: web.Request) -> web.Response:
+    org_id = await authenticated_org(request)
+    return web.json_response(
+        {"departments": await list_departments(services(request).store, org_id)}
+    )

@@ -1,0 +1,208 @@
+"""Joining a room: by PIN (native apps), by token (the /j/ and /h/ pages), and the check the
+SFU's signaling runs on every WebSocket join (``authorize_join``).
+
+PIN answers never tell a wrong PIN from an expired, cancelled or not-yet-open one (one
+generic 404), and both buckets of control/ratelimit.py throttle guessing. A token holder is
+already authenticated, so token refusals say what is wrong, in the language to show it in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from config.settings import Settings
+from control import appointments, departments, pins
+from control.bodies import read_body
+from control.models import JoinRequest
+from control.problems import Problem
+from control.services import services
+from control.store import Store
+from control.times import iso_at
+from control.tokens import Grant, TokenError, keyring_for
+
+__all__ = ["Admission", "Grant", "JoinRefused", "authorize_join", "register_room_guard"]
+
+
+class JoinRefused(Exception):
+    """``reason``: invalid | expired | cancelled | not-yet-open."""
+
+    def __init__(self, reason: str, detail: str, *, language: str = "en", **extra: Any) -> None:
+        super().__init__(detail)
+        self.reason, self.detail, self.language, self.extra = reason, detail, language, extra
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A grant the room's owner accepted, with what the join page shows."""
+
+    grant: Grant
+    language: str
+    start: str
+    end: str
+    host_view: dict[str, str] | None = None
+
+
+Guard = Callable[[Store, Settings, Grant, float], Awaitable[Admission]]
+
+
+async def _language(store: Store, appointment: dict[str, Any], role: str) -> str:
+    client_language = appointment["client"].get("language")
+    if role == "guest" and client_language:
+        return client_language
+    record = await store.get(departments.KIND, appointment["department_id"])
+    return record.data["default_language"] if record else "en"
+
+
+async def _appointment_guard(
+    store: Store, settings: Settings, grant: Grant, now: float
+) -> Admission:
+    appointment = await appointments.by_room(store, grant.room_id)
+    if appointment is None or appointment["id"] != grant.appointment_id:
+        raise JoinRefused("invalid", "this link does not open any room")
+    language = await _language(store, appointment, grant.role)
+    if appointment["status"] != "scheduled":
+        raise JoinRefused("cancelled", "the appointment was cancelled", language=language)
+    win = appointments.window(appointment, settings)
+    state = win.state(now)
+    if state == "early":
+        raise JoinRefused(
+            "not-yet-open",
+            "the room is not open yet",
+            language=language,
+            opens_at=iso_at(win.opens),
+        )
+    if state == "closed":
+        raise JoinRefused("expired", "the appointment is over", language=language)
+    host_view = None
+    if grant.role == "host":
+        host_view = {
+            "client_name": appointment["client"]["name"],
+            "patient_name": appointment["patient"]["name"],
+            "patient_species": appointment["patient"]["species"],
+            "start": appointment["start"],
+            "end": appointment["end"],
+        }
+    return Admission(grant, language, appointment["start"], appointment["end"], host_view)
+
+
+# Room id prefix -> the check of its owner. Other kinds of rooms (the virtual clinic's
+# visits) register theirs with register_room_guard.
+_GUARDS: dict[str, Guard] = {pins.ROOM_PREFIX: _appointment_guard}
+
+
+def register_room_guard(prefix: str, guard: Guard) -> None:
+    _GUARDS[prefix] = guard
+
+
+async def admit(store: Store, settings: Settings, token: str, now: float) -> Admission:
+    try:
+        grant = keyring_for(settings).verify_token(token, now=now)
+    except TokenError as exc:
+        reason = "expired" if exc.reason == "expired" else "invalid"
+        raise JoinRefused(reason, str(exc)) from exc
+    for prefix, guard in _GUARDS.items():
+        if grant.room_id.startswith(prefix):
+            return await guard(store, settings, grant, now)
+    raise JoinRefused("invalid", "this link does not open any room")
+
+
+async def authorize_join(
+    store: Store, settings: Settings, token: str, *, now: float | None = None
+) -> Grant:
+    """Signature, expiry, and the room's owner still open: the grant, or JoinRefused."""
+    return (await admit(store, settings, token, time.time() if now is None else now)).grant
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+_TOKEN_PROBLEMS = {
+    "invalid": (401, "token-invalid"),
+    "expired": (410, "token-expired"),
+    "cancelled": (410, "appointment-cancelled"),
+    "not-yet-open": (403, "room-not-open"),
+}
+
+NO_ROOM = "no room with this PIN is open"
+
+
+def signaling_url(settings: Settings) -> str:
+    base = settings.server.base_url
+    scheme, _, rest = base.partition("://")
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws"
+
+
+def _answer(settings: Settings, admission: Admission, token: str) -> dict[str, Any]:
+    grant = admission.grant
+    out: dict[str, Any] = {
+        "room_id": grant.room_id,
+        "token": token,
+        "role": grant.role,
+        "name": grant.name,
+        "signaling_url": signaling_url(settings),
+        "ice_servers": [s.model_dump(exclude_none=True) for s in settings.media.ice_servers],
+        "appointment": {"start": admission.start, "end": admission.end},
+        "language": admission.language,
+    }
+    if admission.host_view is not None:
+        out["host_view"] = admission.host_view
+    return out
+
+
+async def _by_pin(request: web.Request, pin: str, now: float) -> dict[str, Any]:
+    svc = services(request)
+    no_room = Problem(404, "no-room", NO_ROOM, field="pin")
+    if not pins.looks_like_pin(pin, svc.settings.pins.digits):
+        raise no_room
+    appointment = await appointments.by_pin(svc.store, pin)
+    if appointment is None or appointment["status"] != "scheduled":
+        raise no_room
+    win = appointments.window(appointment, svc.settings)
+    if win.state(now) != "open":
+        raise no_room
+    token = svc.keyring.issue_token(
+        room_id=appointment["telemedicine"]["room_id"],
+        name=appointment["client"]["name"],
+        role="guest",
+        expires_at=win.closes,
+        appointment_id=appointment["id"],
+        now=now,
+    )
+    try:
+        admission = await admit(svc.store, svc.settings, token, now)
+    except JoinRefused as exc:  # cancelled between the two reads
+        raise no_room from exc
+    return _answer(svc.settings, admission, token)
+
+
+async def _by_token(request: web.Request, token: str, now: float) -> dict[str, Any]:
+    svc = services(request)
+    try:
+        admission = await admit(svc.store, svc.settings, token, now)
+    except JoinRefused as exc:
+        status, kind = _TOKEN_PROBLEMS[exc.reason]
+        raise Problem(status, kind, exc.detail, language=exc.language, **exc.extra) from exc
+    return _answer(svc.settings, admission, token)
+
+
+async def join_handler(request: web.Request) -> web.Response:
+    svc = services(request)
+    now = svc.clock()
+    wait = svc.limiter.check(request.remote or "unknown", now)
+    if wait:
+        raise Problem(
+            429,
+            "rate-limited",
+            "too many join attempts; wait and try again",
+            headers={"Retry-After": str(wait)},
+            retry_after=wait,
+        )
+    body = await read_body(request, JoinRequest)
+    if body.pin is not None:
+        return web.json_response(await _by_pin(request, body.pin, now))
+    assert body.token is not None
+    return web.json_response(await _by_token(request, body.token, now))

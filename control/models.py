@@ -1,0 +1,289 @@
+"""The API's request and response bodies (pydantic). The OpenAPI document is built from these.
+
+Requests are strict and closed (``extra="forbid"``): an unknown field, a wrong type, a phone
+that is not E.164 or an end before the start is a 422 naming the field, never a guess.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+Language = Literal["en", "fi", "sv"]
+Channel = Literal["sms", "email"]
+Status = Literal["scheduled", "cancelled"]
+Role = Literal["host", "guest"]
+
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+# Deliberately plain: one @, a dot in the domain, no spaces. Deliverability is the SMTP
+# server's call; this only catches what is certainly not an address.
+_EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;.]+$")
+
+
+def _e164(value: str) -> str:
+    if not _E164.match(value):
+        raise ValueError("must be an E.164 phone number such as +358401234567")
+    return value
+
+
+def _email(value: str) -> str:
+    if len(value) > 254 or not _EMAIL.match(value):
+        raise ValueError("must be an email address such as name@example.com")
+    return value
+
+
+Phone = Annotated[str, AfterValidator(_e164)]
+Email = Annotated[str, AfterValidator(_email)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- departments --------------------------------------------------------------------------
+
+
+class Contact(_Request):
+    """Clinic contact details shown in link emails."""
+
+    name: str = Field(default="", max_length=200)
+    address: str = Field(default="", max_length=500)
+    phone: Phone | None = None
+    email: Email | None = None
+
+
+class DepartmentCreate(_Request):
+    name: Name
+    telemedicine_enabled: bool = False
+    default_language: Language = "en"
+    contact: Contact = Field(default_factory=Contact)
+
+
+class DepartmentPatch(_Request):
+    name: Name | None = None
+    telemedicine_enabled: bool | None = None
+    default_language: Language | None = None
+    contact: Contact | None = Field(default=None, description="replaces the whole contact")
+
+
+class Department(_Response):
+    id: str
+    org_id: str
+    name: str
+    telemedicine_enabled: bool
+    default_language: Language
+    contact: Contact
+
+
+class DepartmentList(_Response):
+    departments: list[Department]
+
+
+# --- appointments -------------------------------------------------------------------------
+
+
+class Provider(_Request):
+    id: Id
+    name: Name
+
+
+class Client(_Request):
+    name: Name
+    phone: Phone | None = None
+    email: Email | None = None
+    language: Language | None = Field(
+        default=None, description="language of the client's messages; default: the department's"
+    )
+
+
+class Patient(_Request):
+    name: Name
+    species: str = Field(default="", max_length=100)
+
+
+class AppointmentCreate(_Request):
+    department_id: Id
+    external_id: Id = Field(description="the clinic's own id; creating twice returns the first")
+    start: AwareDatetime
+    end: AwareDatetime
+    provider: Provider
+    client: Client
+    patient: Patient
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> AppointmentCreate:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class AppointmentPatch(_Request):
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    provider: Provider | None = None
+    client: Client | None = Field(default=None, description="replaces the whole client")
+    patient: Patient | None = Field(default=None, description="replaces the whole patient")
+
+
+class Delivery(_Response):
+    status: Literal["queued", "sending", "sent", "failed"]
+    attempts: int
+    last_error: str | None
+    sent_at: str | None
+    queued_at: str | None
+
+
+class Telemedicine(_Response):
+    room_id: str
+    pin: str
+    join_url: str = Field(description="the client's link (carries a guest token)")
+    host_url: str = Field(description="'open telemedicine view' for the clinic (host token)")
+    links_sent_at: str | None
+    valid_from: str = Field(description="the room opens (start - pins.early_minutes)")
+    valid_until: str = Field(description="the room closes (end + pins.grace_minutes)")
+    delivery: dict[str, Delivery] = Field(description="latest link message per channel")
+
+
+class AppointmentProvider(_Response):
+    id: str
+    name: str
+
+
+class AppointmentClient(_Response):
+    name: str
+    phone: str | None
+    email: str | None
+    language: Language | None
+
+
+class AppointmentPatient(_Response):
+    name: str
+    species: str
+
+
+class Appointment(_Response):
+    id: str
+    org_id: str
+    department_id: str
+    external_id: str
+    start: str
+    end: str
+    provider: AppointmentProvider
+    client: AppointmentClient
+    patient: AppointmentPatient
+    status: Status
+    created_at: str
+    updated_at: str
+    telemedicine: Telemedicine | None
+
+
+class AppointmentList(_Response):
+    appointments: list[Appointment]
+    next_offset: int | None = Field(description="pass as offset for the next page; null: done")
+
+
+class SendLinks(_Request):
+    channels: list[Channel] = Field(min_length=1, max_length=2)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> SendLinks:
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError("a channel is listed twice")
+        return self
+
+
+class SendResult(_Response):
+    appointment: Appointment
+    queued: list[Channel]
+
+
+# --- join ---------------------------------------------------------------------------------
+
+
+class JoinRequest(_Request):
+    pin: str | None = Field(default=None, max_length=32, description="what native apps send")
+    token: str | None = Field(
+        default=None, max_length=2048, description="from a /j/<token> or /h/<token> link"
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> JoinRequest:
+        if (self.pin is None) == (self.token is None):
+            raise ValueError("give exactly one of pin and token")
+        return self
+
+
+class IceServer(_Response):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class Window(_Response):
+    start: str
+    end: str
+
+
+class HostView(_Response):
+    """What the clinic's 'open telemedicine view' shows above the call."""
+
+    client_name: str
+    patient_name: str
+    patient_species: str
+    start: str
+    end: str
+
+
+class JoinResponse(_Response):
+    room_id: str
+    token: str = Field(description="present it in the signaling join message")
+    role: Role
+    name: str
+    signaling_url: str
+    ice_servers: list[IceServer]
+    appointment: Window
+    language: Language
+    host_view: HostView | None = None
+
+
+# --- misc ---------------------------------------------------------------------------------
+
+
+class Health(_Response):
+    status: Literal["ok"]
+    store: str
+
+
+class ProblemBody(_Response):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+
+
+def given(model: BaseModel) -> dict[str, Any]:
+    """The fields a PATCH body set to a value, each dumped whole (a nested object given in a
+    PATCH replaces the stored one, with its unset fields at their defaults)."""
+    out = {}
+    for name in model.model_fields_set:
+        value = getattr(model, name)
+        if value is not None:
+            out[name] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    return out

@@ -1,0 +1,127 @@
+"""The OpenAPI 3.1 document, generated from control/routes.py and the pydantic models."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from control.routes import Route
+
+from control.models import ProblemBody
+
+TITLE = "Televisit control API"
+VERSION = "1"
+_PARAM = re.compile(r"{(\w+)}")
+_SECURITY = {"apikey": "apiKey", "staff": "staffSession"}
+
+
+class _Schemas:
+    """Component schemas collected from every model, referenced as #/components/schemas/X."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def ref(self, model: type[BaseModel], mode: str) -> dict[str, str]:
+        schema = model.model_json_schema(
+            ref_template="#/components/schemas/{model}",
+            mode=mode,  # type: ignore[arg-type]
+        )
+        for name, sub in schema.pop("$defs", {}).items():
+            self.components.setdefault(name, sub)
+        self.components.setdefault(model.__name__, schema)
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _problem_response(schemas: _Schemas, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/problem+json": {"schema": schemas.ref(ProblemBody, "serialization")}
+        },
+    }
+
+
+def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": route.summary,
+        "operationId": f"{route.handler.__module__.rsplit('.', 1)[-1]}.{route.handler.__name__}",
+        "tags": [route.tag],
+    }
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PARAM.findall(route.path)
+    ]
+    params += [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": text,
+            "schema": {"type": "string"},
+        }
+        for name, text in route.query
+    ]
+    if params:
+        op["parameters"] = params
+    if route.request is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schemas.ref(route.request, "validation")}},
+        }
+    ok: dict[str, Any] = {"description": "success"}
+    if route.response is not None:
+        ok["content"] = {
+            "application/json": {"schema": schemas.ref(route.response, "serialization")}
+        }
+    op["responses"] = {str(route.status): ok}
+    if route.request is not None:
+        op["responses"]["400"] = _problem_response(schemas, "malformed JSON")
+        op["responses"]["413"] = _problem_response(schemas, "body over server.max_body_bytes")
+        op["responses"]["422"] = _problem_response(schemas, "invalid input (field named)")
+    if route.auth is not None:
+        op["security"] = [{_SECURITY[route.auth]: []}]
+        op["responses"]["401"] = _problem_response(schemas, "missing or unknown credentials")
+    if _PARAM.search(route.path):
+        op["responses"]["404"] = _problem_response(schemas, "not found (or another org's)")
+    op["responses"]["default"] = _problem_response(schemas, "error")
+    return op
+
+
+def document(routes: list[Route] | None = None) -> dict[str, Any]:
+    if routes is None:
+        from control.routes import ROUTES  # the table lists this document's own route
+
+        routes = ROUTES
+    schemas = _Schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": TITLE, "version": VERSION},
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(schemas.components.items())),
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an organization's API key, tv_...",
+                },
+                "staffSession": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a virtual clinic staff login (tvs_...) or its cookie",
+                },
+            },
+        },
+    }
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document of this API."""
+    return web.json_response(document())

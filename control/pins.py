@@ -1,0 +1,48 @@
+"""PINs and rooms: what a native app types, and the room it opens.
+
+A PIN is ``pins.digits`` random digits, held as the store claim ``pin:<digits>`` by its
+appointment while the room is usable, so no two usable rooms share one. A room id is random
+and URL-safe, held as ``room:<room_id>`` for as long as the appointment exists (the SFU finds
+the appointment by its room).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from config.settings import PinSettings
+
+PIN_CLAIM = "pin:"
+ROOM_CLAIM = "room:"
+ROOM_PREFIX = "ap-"
+
+
+def new_pin(digits: int) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(digits))
+
+
+def new_room_id() -> str:
+    return ROOM_PREFIX + secrets.token_urlsafe(12)
+
+
+def looks_like_pin(text: str, digits: int) -> bool:
+    return len(text) == digits and text.isascii() and text.isdigit()
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """When a room is usable: from ``opens`` to ``closes`` (epoch seconds)."""
+
+    opens: float
+    closes: float
+
+    @classmethod
+    def of(cls, start: float, end: float, pins: PinSettings) -> Window:
+        return cls(start - pins.early_minutes * 60, end + pins.grace_minutes * 60)
+
+    def state(self, now: float) -> str:
+        """``early``, ``open`` or ``closed``."""
+        if now < self.opens:
+            return "early"
+        return "open" if now < self.closes else "closed"

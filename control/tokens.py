@@ -1,0 +1,179 @@
+"""Join tokens: short HS256 JWTs naming a room, a participant and a role.
+
+The client's link carries its guest token (``{base_url}/j/<token>``) inside an SMS, so the
+claims are short: ``r`` room id, ``n`` participant name, ``ro`` role (``h`` host, ``g`` guest),
+``a`` appointment id (absent for rooms that are not appointments), ``iat``, ``exp``. The
+header's ``kid`` names the signing key; every configured key verifies, so keys rotate by adding
+a new one as ``tokens.active_kid`` and removing the old one after its tokens expired.
+
+With no keys configured a random one is generated once and kept in ``<data_dir>/secrets.json``
+(mode 0600) so links stay valid across restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+
+from config.settings import Settings
+
+ALGORITHM = "HS256"
+SECRETS_FILE = "secrets.json"
+ROLE_CODES = {"host": "h", "guest": "g"}
+ROLES = {code: role for role, code in ROLE_CODES.items()}
+
+
+class _CompactJson(json.JSONEncoder):
+    """Names as UTF-8, not \\u escapes: shorter tokens, shorter SMS."""
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs["ensure_ascii"] = False
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+
+
+class TokenError(Exception):
+    """A token that cannot be used. ``reason`` is ``invalid``, ``expired`` or ``unknown-key``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a verified token allows: ``name`` may join ``room_id`` as ``role`` until then."""
+
+    room_id: str
+    name: str
+    role: str
+    appointment_id: str | None
+    expires_at: float
+
+
+class Keyring:
+    def __init__(self, keys: dict[str, str], active_kid: str) -> None:
+        if active_kid not in keys:
+            raise ValueError(f"active key {active_kid!r} is not among the keys")
+        self.keys = dict(keys)
+        self.active_kid = active_kid
+
+    def issue_token(
+        self,
+        *,
+        room_id: str,
+        name: str,
+        role: str,
+        expires_at: float,
+        appointment_id: str | None = None,
+        now: float | None = None,
+    ) -> str:
+        claims: dict[str, object] = {
+            "r": room_id,
+            "n": name,
+            "ro": ROLE_CODES[role],
+            "iat": int(time.time() if now is None else now),
+            "exp": int(expires_at),
+        }
+        if appointment_id is not None:
+            claims["a"] = appointment_id
+        # No "typ" header: every byte counts in an SMS.
+        headers = {"kid": self.active_kid, "typ": None}
+        return jwt.encode(
+            claims,
+            self.keys[self.active_kid],
+            algorithm=ALGORITHM,
+            headers=headers,
+            json_encoder=_CompactJson,
+        )
+
+    def verify_token(self, token: str, *, now: float | None = None) -> Grant:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.InvalidTokenError as exc:
+            raise TokenError("invalid", "the token is malformed") from exc
+        key = self.keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise TokenError("unknown-key", "the token was signed with a key this server lacks")
+        try:
+            # Expiry is checked here (not by PyJWT) so tests can move the clock.
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "require": ["exp", "r", "n", "ro"],
+                },
+            )
+        except jwt.InvalidTokenError as exc:
+            raise TokenError("invalid", "the token is not valid") from exc
+        role = ROLES.get(claims["ro"])
+        if role is None or not isinstance(claims["r"], str) or not isinstance(claims["n"], str):
+            raise TokenError("invalid", "the token is not valid")
+        if not isinstance(claims["exp"], int | float):
+            raise TokenError("invalid", "the token is not valid")
+        if (time.time() if now is None else now) >= claims["exp"]:
+            raise TokenError("expired", "the token has expired")
+        appointment_id = claims.get("a")
+        return Grant(
+            room_id=claims["r"],
+            name=claims["n"],
+            role=role,
+            appointment_id=appointment_id if isinstance(appointment_id, str) else None,
+            expires_at=float(claims["exp"]),
+        )
+
+
+def _generated_key(data_dir: Path) -> dict[str, str]:
+    """The key kept in <data_dir>/secrets.json, created once (atomically, owner-only)."""
+    path = data_dir / SECRETS_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    created = {"kid": "k" + secrets.token_hex(3), "secret": secrets.token_urlsafe(48)}
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(created, out)
+        out.flush()
+        os.fsync(out.fileno())
+    try:
+        # link() fails if another process created the file meanwhile: then theirs wins.
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return json.loads(path.read_text())
+
+
+def load_keyring(settings: Settings) -> Keyring:
+    if settings.tokens.secrets:
+        return Keyring(settings.tokens.secrets, settings.tokens.active_kid)
+    generated = _generated_key(settings.server.data_dir)
+    return Keyring({generated["kid"]: generated["secret"]}, generated["kid"])
+
+
+_KEYRINGS: dict[tuple[object, ...], Keyring] = {}
+
+
+def keyring_for(settings: Settings) -> Keyring:
+    """One keyring per distinct key configuration (loaded once per process)."""
+    key = (
+        tuple(sorted(settings.tokens.secrets.items())),
+        settings.tokens.active_kid,
+        str(settings.server.data_dir.resolve()),
+    )
+    ring = _KEYRINGS.get(key)
+    if ring is None:
+        ring = _KEYRINGS[key] = load_keyring(settings)
+    return ring

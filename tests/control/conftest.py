@@ -1,0 +1,111 @@
+"""Fixtures of the control API tests: the app on a real store (SQLite file or redis-server),
+a clock the test moves, an organization with its API key, a department."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from config import load_settings
+from control.app import create_app
+from control.orgs import create_org
+from control.store import Store
+
+from .helpers import Clock, department_body
+
+BACKENDS = ["sqlite", "redis"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+def settings(tmp_path, settings_overrides):
+    base = {"server": {"data_dir": str(tmp_path / "data"), "public_url": "https://tv.example"}}
+    for section, values in settings_overrides.items():
+        base[section] = {**base.get(section, {}), **values}
+    return load_settings(environ={}, overrides=base)
+
+
+@pytest.fixture
+async def make_store(backend, request, tmp_path) -> AsyncIterator[Callable[[], Any]]:
+    """Open a store of the test's backend; each call opens another client of the same data."""
+    from control.store.sqlite import SqliteStore
+
+    url = request.getfixturevalue("redis_url") if backend == "redis" else None
+    opened: list[Store] = []
+
+    async def make() -> Store:
+        if url is None:
+            store: Store = SqliteStore(tmp_path / "store.db")
+        else:
+            from control.store.redis import RedisStore
+
+            store = RedisStore(url)
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def store(make_store) -> Store:
+    return await make_store()
+
+
+@pytest.fixture
+async def make_client(settings, clock):
+    """A test client of a fresh app on the given store (several may share one store)."""
+    clients: list[TestClient] = []
+
+    async def make(store: Store, **kwargs: Any) -> TestClient:
+        app = create_app(settings, store, clock=clock, background=False, **kwargs)
+        client = TestClient(TestServer(app, host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def client(make_client, store) -> TestClient:
+    return await make_client(store)
+
+
+@pytest.fixture
+async def org(store, clock) -> dict[str, str]:
+    org, key = await create_org(store, "Kallio Vet", clock())
+    return {"id": org["id"], "key": key, "auth": f"Bearer {key}"}
+
+
+@pytest.fixture
+def auth(org) -> dict[str, str]:
+    return {"Authorization": org["auth"]}
+
+
+@pytest.fixture
+async def department(client, auth) -> dict[str, Any]:
+    resp = await client.post("/api/v1/departments", json=department_body(), headers=auth)
+    assert resp.status == 201, await resp.text()
+    return await resp.json()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
+import time
+from typing import Any
 
-from config import ConfigError, load_settings
+from config import ConfigError, Settings, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -13,11 +17,56 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="TOML settings file (over the defaults)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the control plane and SFU in one process")
-    admin = sub.add_parser("admin", help="administration")
+    admin = sub.add_parser("admin", help="administration (prints JSON)")
     asub = admin.add_subparsers(dest="admin_command", required=True)
     co = asub.add_parser("create-org", help="create an organization; prints its id and an API key")
     co.add_argument("--name", required=True)
+    ck = asub.add_parser("create-key", help="another API key for an organization")
+    ck.add_argument("--org", required=True, metavar="ORG_ID")
+    rk = asub.add_parser("revoke-key", help="revoke an API key (it stops working at once)")
+    rk.add_argument("--key-id", required=True)
     return p
+
+
+class AdminError(Exception):
+    pass
+
+
+async def _admin(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from control import auth, orgs
+    from control.store.factory import open_store
+
+    store = open_store(settings)
+    await store.open()
+    try:
+        now = time.time()
+        if args.admin_command == "create-org":
+            try:
+                org, key_record, key = await orgs.create_org(store, args.name, now)
+            except ValueError as exc:
+                raise AdminError(str(exc)) from exc
+            return {
+                "org_id": org["id"],
+                "name": org["name"],
+                "key_id": key_record["id"],
+                "api_key": key,
+            }
+        if args.admin_command == "create-key":
+            if await orgs.get_org(store, args.org) is None:
+                raise AdminError(f"no organization {args.org}")
+            key_record, key = await auth.create_key(store, args.org, now)
+            return {"org_id": args.org, "key_id": key_record["id"], "api_key": key}
+        try:
+            record = await auth.revoke_key(store, args.key_id, now)
+        except auth.UnknownKey as exc:
+            raise AdminError(f"no API key {args.key_id}") from exc
+        return {
+            "key_id": record["id"],
+            "org_id": record["org_id"],
+            "revoked_at": record["revoked_at"],
+        }
+    finally:
+        await store.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         from control.server import serve
 
         return serve(settings)
+    if args.command == "admin":
+        try:
+            out = asyncio.run(_admin(settings, args))
+        except AdminError as exc:
+            print(f"televisit: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(out))
+        return 0
     print(f"televisit: {args.command} is not available yet", file=sys.stderr)
     return 2
 

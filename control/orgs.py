@@ -12,16 +12,18 @@ from control.times import iso_at
 KIND = "org"
 
 
-async def create_org(store: Store, name: str, now: float) -> tuple[dict[str, Any], str]:
-    """A new organization and its first API key (returned once, stored hashed)."""
+async def create_org(
+    store: Store, name: str, now: float
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """A new organization, its first API key's record and the key (shown once, stored hashed)."""
     name = name.strip()
     if not name or len(name) > 200:
         raise ValueError("name: must be 1 to 200 characters")
     org_id = "org_" + uuid.uuid4().hex[:16]
     org = {"id": org_id, "name": name, "created_at": iso_at(now)}
     await store.create(KIND, org_id, org)
-    _, key = await auth.create_key(store, org_id, now)
-    return org, key
+    key_record, key = await auth.create_key(store, org_id, now)
+    return org, key_record, key
 
 
 async def get_org(store: Store, org_id: str) -> dict[str, Any] | None:

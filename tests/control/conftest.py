@@ -95,7 +95,7 @@ async def client(make_client, store) -> TestClient:
 
 @pytest.fixture
 async def org(store, clock) -> dict[str, str]:
-    org, key = await create_org(store, "Kallio Vet", clock())
+    org, _, key = await create_org(store, "Kallio Vet", clock())
     return {"id": org["id"], "key": key, "auth": f"Bearer {key}"}
 
 

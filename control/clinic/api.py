@@ -9,104 +9,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from control.bodies import read_body
 from control.clinic import accounts, events, policy, requests, sessions, visits
 from control.clinic.accounts import Staff
-from control.clinic.errors import ClinicError, Invalid, Unauthenticated
+from control.clinic.errors import ClinicError, Unauthenticated
 from control.clinic.node import ClinicNode
+from control.clinic.schemas import (
+    AcceptBody,
+    AcceptOut,
+    AvailabilityBody,
+    DashboardOut,
+    DeclineBody,
+    Empty,
+    EnterOut,
+    LoginBody,
+    LoginOut,
+    MeOut,
+    PolicyBody,
+    PolicyEnvelope,
+    ProvidersOut,
+    RequestBody,
+    RequestEnvelope,
+    RequestsOut,
+    StaffCreateBody,
+    StaffEnvelope,
+    StaffList,
+    StaffPatchBody,
+    StationsOut,
+    VisitEnvelope,
+    VisitsOut,
+)  # fmt: skip
 from control.clinic.sessions import Login
+from control.problems import Problem
 
-M = TypeVar("M", bound=BaseModel)
 NODE = web.AppKey("clinic_node", ClinicNode)
 COOKIE = "tv_staff"
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class LoginBody(_Body):
-    username: str = Field(max_length=64)
-    password: str = Field(max_length=256)
-    station: str | None = Field(
-        default=None,
-        max_length=80,
-        description="name of a dedicated station: stays signed in for clinic.station_days",
-    )
-
-
-class AvailabilityBody(_Body):
-    available: bool
-
-
-class RequestBody(_Body):
-    provider_id: str = Field(max_length=64)
-    service: str | None = Field(default=None, max_length=80)
-
-
-class AcceptBody(_Body):
-    enter: bool = Field(
-        default=False, description="accept and enter: the answer carries the provider's join"
-    )
-
-
-class DeclineBody(_Body):
-    note: str | None = Field(default=None, max_length=2000)
-
-
-class StaffCreateBody(_Body):
-    username: str = Field(max_length=64)
-    display_name: str = Field(max_length=100)
-    password: str = Field(max_length=256)
-    groups: list[str] = Field(max_length=3)
-
-
-class StaffPatchBody(_Body):
-    display_name: str | None = Field(default=None, max_length=100)
-    groups: list[str] | None = Field(default=None, max_length=3)
-    disabled: bool | None = None
-    password: str | None = Field(default=None, max_length=256)
-
-
-class PolicyBody(_Body):
-    notes_enabled: bool | None = None
-    services: list[str] | None = Field(default=None, max_length=50)
-
-
-def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return web.json_response(body, status=status, content_type="application/problem+json")
-
-
-def _problem_of(exc: ClinicError) -> web.Response:
-    extra = dict(exc.extra)
-    if exc.field:
-        extra["field"] = exc.field
-    return problem(exc.status, exc.title, exc.detail, **extra)
-
-
-async def _body(request: web.Request, model: type[M]) -> M:
-    raw = await request.read()
-    try:
-        data = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Invalid(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise Invalid("body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(body)"
-        raise Invalid(f"{where}: {err['msg']}", field=where) from exc
 
 
 def _node(request: web.Request) -> ClinicNode:
@@ -134,13 +78,13 @@ async def _staff(request: web.Request) -> Staff:
 
 
 def handler(fn):  # type: ignore[no-untyped-def]
-    """Turn ClinicError into problem+json."""
+    """Raise the domain's refusals as Problem (the app's middleware answers problem+json)."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await fn(request)
         except ClinicError as exc:
-            return _problem_of(exc)
+            raise Problem(exc.status, exc.kind, exc.detail, field=exc.field, **exc.extra) from exc
 
     wrapped.__name__ = fn.__name__
     wrapped.__doc__ = fn.__doc__
@@ -187,10 +131,12 @@ async def login(request: web.Request) -> web.Response:
     now = time.monotonic()
     wait = throttle.blocked(ip, now)
     if wait > 0:
-        resp = problem(429, "Too many attempts", "too many failed sign-ins; wait and try again")
-        resp.headers["Retry-After"] = str(int(wait) + 1)
-        return resp
-    body = await _body(request, LoginBody)
+        retry = int(wait) + 1
+        raise Problem(
+            429, "rate-limited", "too many failed sign-ins; wait and try again",
+            headers={"Retry-After": str(retry)}, retry_after=retry,
+        )  # fmt: skip
+    body = await read_body(request, LoginBody)
     staff = await accounts.authenticate(node.clinic.store, body.username, body.password)
     if staff is None:
         throttle.failed(ip, now)
@@ -271,7 +217,7 @@ async def list_providers(request: web.Request) -> web.Response:
 async def set_availability(request: web.Request) -> web.Response:
     """The provider's toggle; going unavailable declines open requests ("unavailable")."""
     staff = await _staff(request)
-    body = await _body(request, AvailabilityBody)
+    body = await read_body(request, AvailabilityBody)
     staff = await requests.set_availability(_node(request).clinic, staff, body.available)
     return _json({"staff": staff.public()})
 
@@ -283,7 +229,7 @@ async def set_availability(request: web.Request) -> web.Response:
 async def create_request(request: web.Request) -> web.Response:
     """Request a session now with a provider (declined at once if they are unavailable)."""
     staff = await _staff(request)
-    body = await _body(request, RequestBody)
+    body = await read_body(request, RequestBody)
     req = await requests.create_request(
         _node(request).clinic, staff, body.provider_id, body.service
     )
@@ -317,7 +263,7 @@ async def _join(request: web.Request, visit: visits.Visit, role: str) -> dict[st
 async def accept_request(request: web.Request) -> web.Response:
     """Accept (opens a visit); with ``enter`` the answer carries the provider's join."""
     staff = await _staff(request)
-    body = await _body(request, AcceptBody)
+    body = await read_body(request, AcceptBody)
     req, visit = await requests.accept(_node(request).clinic, staff, request.match_info["id"])
     out: dict[str, Any] = {"request": req.public(), "visit": visit.public()}
     if body.enter:
@@ -329,7 +275,7 @@ async def accept_request(request: web.Request) -> web.Response:
 async def decline_request(request: web.Request) -> web.Response:
     """Decline, with an optional note for the requester when notes are enabled."""
     staff = await _staff(request)
-    body = await _body(request, DeclineBody)
+    body = await read_body(request, DeclineBody)
     req = await requests.decline(_node(request).clinic, staff, request.match_info["id"], body.note)
     return _json({"request": req.public()})
 
@@ -338,7 +284,7 @@ async def decline_request(request: web.Request) -> web.Response:
 async def cancel_request(request: web.Request) -> web.Response:
     """The requester withdraws an open request."""
     staff = await _staff(request)
-    await _body(request, _Body)
+    await read_body(request, Empty)
     req = await requests.cancel(_node(request).clinic, staff, request.match_info["id"])
     return _json({"request": req.public()})
 
@@ -347,7 +293,7 @@ async def cancel_request(request: web.Request) -> web.Response:
 async def dismiss_request(request: web.Request) -> web.Response:
     """The requester clears a declined or expired request from their dashboard."""
     staff = await _staff(request)
-    await _body(request, _Body)
+    await read_body(request, Empty)
     req = await requests.dismiss(_node(request).clinic, staff, request.match_info["id"])
     return _json({"request": req.public()})
 
@@ -374,7 +320,7 @@ async def get_visit(request: web.Request) -> web.Response:
 async def enter_visit(request: web.Request) -> web.Response:
     """A join token and room link: "Enter waiting room" (requester) / "Enter meeting"."""
     staff = await _staff(request)
-    await _body(request, _Body)
+    await read_body(request, Empty)
     visit, role = await visits.joinable_visit(
         _node(request).clinic, staff, request.match_info["id"]
     )
@@ -385,7 +331,7 @@ async def enter_visit(request: web.Request) -> web.Response:
 async def end_visit(request: web.Request) -> web.Response:
     """Close a visit (it leaves both dashboards)."""
     staff = await _staff(request)
-    await _body(request, _Body)
+    await read_body(request, Empty)
     visit = await visits.end_visit(_node(request).clinic, staff, request.match_info["id"])
     return _json({"visit": visit.public()})
 
@@ -410,7 +356,7 @@ async def list_staff(request: web.Request) -> web.Response:
 async def create_staff(request: web.Request) -> web.Response:
     """Create an account in the administrator's organization."""
     admin = await _admin(request)
-    body = await _body(request, StaffCreateBody)
+    body = await read_body(request, StaffCreateBody)
     staff = await accounts.create_staff(
         _node(request).clinic.store, admin.org_id, username=body.username,
         display_name=body.display_name, password=body.password, groups=body.groups,
@@ -422,7 +368,7 @@ async def create_staff(request: web.Request) -> web.Response:
 async def update_staff(request: web.Request) -> web.Response:
     """Change groups, name, password or disable an account (its sessions end)."""
     admin = await _admin(request)
-    body = await _body(request, StaffPatchBody)
+    body = await read_body(request, StaffPatchBody)
     store = _node(request).clinic.store
     target = await accounts.staff_in_org(store, admin.org_id, request.match_info["id"])
     staff = await accounts.update_staff(
@@ -466,7 +412,7 @@ async def get_policy(request: web.Request) -> web.Response:
 async def set_policy(request: web.Request) -> web.Response:
     """Decline notes on/off and the organization's account services."""
     admin = await _admin(request)
-    body = await _body(request, PolicyBody)
+    body = await read_body(request, PolicyBody)
     pol = await policy.set_policy(
         _node(request).clinic.store, admin.org_id, notes_enabled=body.notes_enabled,
         services=body.services,
@@ -519,31 +465,32 @@ async def _pump(
         await ws.send_json(event)
 
 
-# (method, path under /api/v1, handler): control/routes.py lists these in the one table.
+# The rows control/routes.py adds to the one routes table: method, path under /api/v1,
+# handler, request body, answer, success status, auth ("staff" = a login, None = public).
 ROUTES = [
-    ("POST", "/clinic/login", login),
-    ("POST", "/clinic/logout", logout),
-    ("GET", "/clinic/me", me),
-    ("PUT", "/clinic/me/availability", set_availability),
-    ("GET", "/clinic/dashboard", dashboard),
-    ("GET", "/clinic/events", events_socket),
-    ("GET", "/clinic/providers", list_providers),
-    ("GET", "/clinic/requests", list_requests),
-    ("POST", "/clinic/requests", create_request),
-    ("GET", "/clinic/requests/{id}", get_request),
-    ("POST", "/clinic/requests/{id}/accept", accept_request),
-    ("POST", "/clinic/requests/{id}/decline", decline_request),
-    ("POST", "/clinic/requests/{id}/cancel", cancel_request),
-    ("POST", "/clinic/requests/{id}/dismiss", dismiss_request),
-    ("GET", "/clinic/visits", list_visits),
-    ("GET", "/clinic/visits/{id}", get_visit),
-    ("POST", "/clinic/visits/{id}/enter", enter_visit),
-    ("POST", "/clinic/visits/{id}/end", end_visit),
-    ("GET", "/clinic/staff", list_staff),
-    ("POST", "/clinic/staff", create_staff),
-    ("PATCH", "/clinic/staff/{id}", update_staff),
-    ("GET", "/clinic/stations", list_stations),
-    ("DELETE", "/clinic/sessions/{id}", revoke_session),
-    ("GET", "/clinic/policy", get_policy),
-    ("PUT", "/clinic/policy", set_policy),
-]
+    ("POST", "/clinic/login", login, LoginBody, LoginOut, 200, None),
+    ("POST", "/clinic/logout", logout, None, None, 204, "staff"),
+    ("GET", "/clinic/me", me, None, MeOut, 200, "staff"),
+    ("PUT", "/clinic/me/availability", set_availability, AvailabilityBody, StaffEnvelope, 200, "staff"),
+    ("GET", "/clinic/dashboard", dashboard, None, DashboardOut, 200, "staff"),
+    ("GET", "/clinic/events", events_socket, None, None, 101, "staff"),
+    ("GET", "/clinic/providers", list_providers, None, ProvidersOut, 200, "staff"),
+    ("GET", "/clinic/requests", list_requests, None, RequestsOut, 200, "staff"),
+    ("POST", "/clinic/requests", create_request, RequestBody, RequestEnvelope, 201, "staff"),
+    ("GET", "/clinic/requests/{id}", get_request, None, RequestEnvelope, 200, "staff"),
+    ("POST", "/clinic/requests/{id}/accept", accept_request, AcceptBody, AcceptOut, 200, "staff"),
+    ("POST", "/clinic/requests/{id}/decline", decline_request, DeclineBody, RequestEnvelope, 200, "staff"),
+    ("POST", "/clinic/requests/{id}/cancel", cancel_request, Empty, RequestEnvelope, 200, "staff"),
+    ("POST", "/clinic/requests/{id}/dismiss", dismiss_request, Empty, RequestEnvelope, 200, "staff"),
+    ("GET", "/clinic/visits", list_visits, None, VisitsOut, 200, "staff"),
+    ("GET", "/clinic/visits/{id}", get_visit, None, VisitEnvelope, 200, "staff"),
+    ("POST", "/clinic/visits/{id}/enter", enter_visit, Empty, EnterOut, 200, "staff"),
+    ("POST", "/clinic/visits/{id}/end", end_visit, Empty, VisitEnvelope, 200, "staff"),
+    ("GET", "/clinic/staff", list_staff, None, StaffList, 200, "staff"),
+    ("POST", "/clinic/staff", create_staff, StaffCreateBody, StaffEnvelope, 201, "staff"),
+    ("PATCH", "/clinic/staff/{id}", update_staff, StaffPatchBody, StaffEnvelope, 200, "staff"),
+    ("GET", "/clinic/stations", list_stations, None, StationsOut, 200, "staff"),
+    ("DELETE", "/clinic/sessions/{id}", revoke_session, None, None, 204, "staff"),
+    ("GET", "/clinic/policy", get_policy, None, PolicyEnvelope, 200, "staff"),
+    ("PUT", "/clinic/policy", set_policy, PolicyBody, PolicyEnvelope, 200, "staff"),
+]  # fmt: skip

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 
 class ClinicError(Exception):
-    """A refused operation: ``status`` (4xx), a short ``title`` and the offending ``field``."""
+    """A refused operation: ``status`` (4xx), ``kind`` (the problem type) and the offending
+    ``field``; the API answers it as problem+json (control/problems.py)."""
 
     status = 400
-    title = "Bad request"
+    kind = "bad-request"
 
     def __init__(self, detail: str, *, field: str | None = None, **extra: object) -> None:
         super().__init__(detail)
@@ -18,29 +19,24 @@ class ClinicError(Exception):
 
 class Invalid(ClinicError):
     status = 422
-    title = "Invalid input"
+    kind = "invalid-input"
 
 
 class Unauthenticated(ClinicError):
     status = 401
-    title = "Not signed in"
+    kind = "unauthenticated"
 
 
 class Forbidden(ClinicError):
     status = 403
-    title = "Not allowed"
+    kind = "forbidden"
 
 
 class Missing(ClinicError):
     status = 404
-    title = "Not found"
+    kind = "not-found"
 
 
 class Conflict(ClinicError):
     status = 409
-    title = "Conflict"
-
-
-class Gone(ClinicError):
-    status = 410
-    title = "Gone"
+    kind = "conflict"

@@ -8,6 +8,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from config import load_settings
+from control.app import create_app
 from control.clinic import api
 from control.clinic.node import ClinicNode
 from control.store.factory import open_bus, open_store
@@ -58,35 +59,30 @@ async def bus(settings):
 
 
 @pytest.fixture
-async def node(store, bus, settings):
-    return ClinicNode(store, bus, settings, clock=Clock())
+def app(settings, store, bus):
+    """The real control plane app; the test clock moves the clinic's time."""
+    return create_app(settings, store, bus=bus, clock=Clock(), background=False)
 
 
 @pytest.fixture
-async def client(node):
-    app = web.Application()
-    app[api.NODE] = node
-    app[api.THROTTLE] = api._LoginThrottle()
-    for m, p, h in api.ROUTES:
-        app.router.add_route(m, "/api/v1" + p, h)
+def node(app) -> ClinicNode:
+    return app[api.NODE]
+
+
+@pytest.fixture
+async def client(app):
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         yield c
 
 
 @pytest.fixture
-async def live_server(node):
-    from control.clinic.pages import add_pages
-
-    app = web.Application()
-    app[api.NODE] = node
-    app[api.THROTTLE] = api._LoginThrottle()
-    for m, p, h in api.ROUTES:
-        app.router.add_route(m, "/api/v1" + p, h)
-    add_pages(app.router)
+async def live_server(settings, store, bus):
+    """The control plane with its background tasks on a real port, on real time."""
+    app = create_app(settings, store, bus=bus)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{port}", app
     await runner.cleanup()

@@ -102,8 +102,9 @@ ROUTES: list[Route] = [
           JoinRequest, JoinResponse, auth=None, tag="join"),
     # virtual clinic (control/clinic/api.py lists its handlers)
     *[
-        Route(method, API + path, handler, _doc(handler), auth="staff", tag="clinic")
-        for method, path, handler in clinic_api.ROUTES
+        Route(method, API + path, handler, _doc(handler), request, response, status=status,
+              auth=auth, tag="clinic")
+        for method, path, handler, request, response, status, auth in clinic_api.ROUTES
     ],
 ]
 # fmt: on

@@ -14,6 +14,7 @@ from aiohttp import web
 from config.settings import Settings
 from control import logs
 from control.app import create_app
+from control.clinic.demo import DemoLogin, banner_lines, ensure_demo_staff
 from control.demo import Demo, ensure_demo
 from control.store import Store
 from control.store.factory import open_bus, open_store
@@ -33,7 +34,9 @@ def attach_sfu(app: web.Application, settings: Settings, store: Store) -> None:
     """
 
 
-def _banner(settings: Settings, port: int, demo: Demo | None) -> str:
+def _banner(
+    settings: Settings, port: int, demo: Demo | None, clinic_demo: list[DemoLogin] | None = None
+) -> str:
     base = settings.server.base_url
     if not settings.server.public_url:
         base = f"http://{settings.server.host}:{port}"
@@ -49,6 +52,7 @@ def _banner(settings: Settings, port: int, demo: Demo | None) -> str:
             f"  Demo API key: {demo.api_key}   (a new one each start; the last one is revoked)",
             f'  Try:          curl -H "Authorization: Bearer {demo.api_key}" {base}/api/v1/departments',
         ]
+        lines += banner_lines(base, clinic_demo or [])
     return "\n".join(lines)
 
 
@@ -72,7 +76,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await site.start()
         port = runner.addresses[0][1] if runner.addresses else settings.server.port
         demo = await ensure_demo(store, time.time()) if settings.store.backend == "sqlite" else None
-        print(_banner(settings, port, demo), flush=True)
+        clinic_demo = await ensure_demo_staff(store, demo.org_id) if demo else []
+        print(_banner(settings, port, demo, clinic_demo), flush=True)
         log.info("serving", extra={"host": settings.server.host, "port": port})
         await stop.wait()
         log.info("stopping")

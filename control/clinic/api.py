@@ -20,6 +20,7 @@ from control.bodies import read_body
 from control.clinic import accounts, events, policy, requests, sessions, visits
 from control.clinic.accounts import Staff
 from control.clinic.errors import ClinicError, Unauthenticated
+from control.clinic.join import join_for
 from control.clinic.node import ClinicNode
 from control.clinic.schemas import (
     AcceptBody,
@@ -253,10 +254,8 @@ async def get_request(request: web.Request) -> web.Response:
     return _json({"request": req.public()})
 
 
-async def _join(request: web.Request, visit: visits.Visit, role: str) -> dict[str, Any]:
-    from control.clinic.join import join_for
-
-    return await join_for(request.app, _node(request), visit, role)
+async def _join(request: web.Request, visit: visits.Visit, party: str) -> dict[str, Any]:
+    return await join_for(_node(request), visit, party)
 
 
 @handler

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from control.clinic.requests import Request
 
 KIND = "vc_visit"
+ROOM_PREFIX = "vc-"  # room ids of visits (appointments use "ap-")
 ROOM_CLAIM = "vc-room:"
 STATUSES = ("not_arrived", "waiting", "in_meeting", "left")
 
@@ -102,7 +103,7 @@ async def open_visit(clinic: Clinic, req: Request) -> Visit:
         "requester_id": req.requester_id,
         "requester_name": req.requester_name,
         "service": req.service,
-        "room_id": "vc-" + secrets.token_urlsafe(12),
+        "room_id": ROOM_PREFIX + secrets.token_urlsafe(12),
         "state": "open",
         "created_at": clinic.clock(),
         "ended_at": None,

@@ -299,3 +299,39 @@ async def test_revoked_station_is_signed_out_of_its_live_feed(client, org):
         await client.delete(f"/api/v1/clinic/sessions/{listed[0]['id']}", headers=h["admin"])
         msg = await asyncio.wait_for(ws.receive(), 30)
         assert msg.type.name in ("CLOSE", "CLOSED") and ws.close_code == 4001
+
+
+async def test_visit_tokens_open_the_room_only_while_the_visit_is_open(client, org, node, settings):
+    from control.join import JoinRefused, authorize_join
+
+    h, ids = org
+    rq = (await (await _request(client, h["desk"], ids["drwho"])).json())["request"]
+    resp = await client.post(
+        f"/api/v1/clinic/requests/{rq['id']}/accept", headers=h["drwho"], json={"enter": True}
+    )
+    out = await resp.json()
+    host, visit = out["join"], out["visit"]
+    assert host["role"] == "host" and host["room_id"] == visit["room_id"]
+    assert host["url"].endswith(f"/h/{host['token']}")
+    resp = await client.post(
+        f"/api/v1/clinic/visits/{visit['id']}/enter", headers=h["desk"], json={}
+    )
+    guest = (await resp.json())["join"]
+    assert guest["role"] == "guest" and guest["url"].endswith(f"/j/{guest['token']}")
+    store, now = node.clinic.store, node.clinic.clock()
+    for j, name in ((host, "Dr Who"), (guest, "Front desk")):
+        grant = await authorize_join(store, settings, j["token"], now=now)
+        assert (grant.room_id, grant.role, grant.name) == (visit["room_id"], j["role"], name)
+    # The page's own join call (POST /api/v1/join with the link's token) admits it too.
+    resp = await client.post("/api/v1/join", json={"token": guest["token"]})
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["room_id"] == visit["room_id"]
+    # Someone else cannot enter; once closed, the tokens stop working.
+    await _problem(
+        await client.post(f"/api/v1/clinic/visits/{visit['id']}/enter", headers=h["drno"], json={}),
+        403,
+    )
+    await client.post(f"/api/v1/clinic/visits/{visit['id']}/end", headers=h["desk"], json={})
+    with pytest.raises(JoinRefused) as exc:
+        await authorize_join(store, settings, guest["token"], now=now)
+    assert exc.value.reason == "cancelled"

@@ -108,11 +108,11 @@ def with_room(
     return out
 
 
-async def _release_stale_pin(store: Store, holder_id: str, settings: Settings, now: float) -> None:
-    """Drop the PIN claim of an appointment whose room can no longer be used."""
+async def _release_stale_pin(store: Store, holder_id: str, settings: Settings, now: float) -> bool:
+    """Drop the PIN claim of an appointment whose room can no longer be used (True: done)."""
     record = await store.get(KIND, holder_id)
     if record is None or window(record.data, settings).state(now) != "closed":
-        return
+        return False
     claims = [c for c in record.claims if not c.startswith(PIN_CLAIM)]
     try:
         await store.update(
@@ -124,7 +124,8 @@ async def _release_stale_pin(store: Store, holder_id: str, settings: Settings, n
             indexes=record.indexes,
         )
     except (VersionConflict, UniqueConflict):
-        pass  # it changed meanwhile: the caller just picks another PIN
+        return False  # it changed meanwhile: the caller just picks another PIN
+    return True
 
 
 async def _write(
@@ -149,7 +150,8 @@ async def _write(
         except UniqueConflict as exc:
             if not exc.claim.startswith(PIN_CLAIM) or exc.holder_id == data["id"]:
                 raise
-            await _release_stale_pin(store, exc.holder_id, settings, now)
+            if await _release_stale_pin(store, exc.holder_id, settings, now):
+                continue  # the PIN is free now: take it
             tele = dict(data["telemedicine"], pin=pins.new_pin(settings.pins.digits))
             data = dict(data, telemedicine=tele)
     raise Problem(503, "pin-space-exhausted", "no free PIN found; raise pins.digits")

@@ -12,12 +12,14 @@ class Bucket:
     rate: float  # tokens per second
     burst: float
     tokens: float
-    stamp: float
+    stamp: float | None = None
 
     def take(self, now: float) -> float:
         """Take one token; return 0 on success, else seconds until one is available."""
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
+        if self.stamp is not None and now > self.stamp:  # a clock stepping back refills nothing
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        if self.stamp is None or now > self.stamp:
+            self.stamp = now
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return 0.0
@@ -35,7 +37,7 @@ class JoinLimiter:
     ) -> None:
         self.per_ip_rate = per_ip_per_minute / 60.0
         self.per_ip_burst = float(per_ip_per_minute)
-        self.everyone = Bucket(global_per_second, global_per_second, global_per_second, 0.0)
+        self.everyone = Bucket(global_per_second, global_per_second, global_per_second)
         self.addresses: OrderedDict[str, Bucket] = OrderedDict()
         self.max_addresses = max_addresses
         self.refused = 0
@@ -44,14 +46,12 @@ class JoinLimiter:
         """0 when allowed, else the Retry-After in whole seconds (at least 1)."""
         bucket = self.addresses.get(address)
         if bucket is None:
-            bucket = Bucket(self.per_ip_rate, self.per_ip_burst, self.per_ip_burst, now)
+            bucket = Bucket(self.per_ip_rate, self.per_ip_burst, self.per_ip_burst)
             self.addresses[address] = bucket
             if len(self.addresses) > self.max_addresses:
                 self.addresses.popitem(last=False)
         else:
             self.addresses.move_to_end(address)
-        if self.everyone.stamp == 0.0:
-            self.everyone.stamp = now
         wait = bucket.take(now)
         if not wait:
             wait = self.everyone.take(now)

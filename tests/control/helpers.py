@@ -59,3 +59,21 @@ def appointment_body(department_id: str, **over: Any) -> dict[str, Any]:
     }
     body.update(over)
     return body
+
+
+PROBLEM = "application/problem+json"
+
+
+async def problem(resp: Any, status: int) -> dict[str, Any]:
+    """Assert ``resp`` is a problem+json with ``status``; return its body."""
+    text = await resp.text()
+    assert resp.status == status, text
+    assert resp.content_type == PROBLEM, (resp.content_type, text)
+    body = await resp.json(content_type=None)
+    assert body["status"] == status and body["type"].startswith("urn:televisit:problem:")
+    assert body["title"] and body["detail"]
+    return body
+
+
+def token_of(url: str) -> str:
+    return url.rsplit("/", 1)[1]

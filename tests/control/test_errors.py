@@ -1,0 +1,152 @@
+"""Bad input and bad credentials: always problem+json naming the field, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+
+from control import auth as auth_keys
+from control.orgs import create_org
+
+from .helpers import appointment_body, department_body, problem
+
+
+async def post(client, auth, body, url="/api/v1/appointments", **kwargs):
+    return await client.post(url, data=body if isinstance(body, bytes | str) else None,
+                             json=None if isinstance(body, bytes | str) else body,
+                             headers={**auth, **kwargs.pop("headers", {})}, **kwargs)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{", b"not json", b"\xff\xfe", b'{"a": 1,}', b"[1, 2]", b'"text"', b"null"],
+)
+async def test_malformed_json_is_400(client, auth, raw):
+    body = await problem(
+        await post(client, auth, raw, headers={"Content-Type": "application/json"}), 400
+    )
+    assert body["type"].endswith("malformed-json")
+
+
+def _with(department_id, path, value):
+    body = appointment_body(department_id)
+    node = body
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return body
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("client.phone", "0401234567", "client.phone"),  # not E.164
+        ("client.phone", "+0401234567", "client.phone"),
+        ("client.phone", "+35840 1234567", "client.phone"),
+        ("client.email", "matti.example.com", "client.email"),
+        ("client.email", "matti@", "client.email"),
+        ("client.email", "a b@example.com", "client.email"),
+        ("client.language", "de", "client.language"),
+        ("start", "2026-12-01T10:00:00", "start"),  # no time zone
+        ("start", "tomorrow", "start"),
+        ("end", 1733047200, "end"),  # a number is not a time here
+        ("end", "2026-12-01T09:59:00Z", "(body)"),  # before the start
+        ("end", "2026-12-01T10:00:00Z", "(body)"),  # zero length
+        ("external_id", "", "external_id"),
+        ("external_id", "x" * 129, "external_id"),
+        ("provider.name", None, "provider.name"),
+        ("patient.species", 7, "patient.species"),
+        ("surprise", "field", "surprise"),  # unknown fields are refused
+        ("client.nickname", "Masa", "client.nickname"),
+    ],
+)
+async def test_bad_appointment_fields_are_named(client, auth, department, path, value, field):
+    body = await problem(await post(client, auth, _with(department["id"], path, value)), 422)
+    assert body["field"] == field, body
+    assert body["errors"][0]["field"] == field
+    if path == "end" and field == "(body)":
+        assert "end must be after start" in body["detail"]
+
+
+async def test_missing_fields_are_named(client, auth, department):
+    body = appointment_body(department["id"])
+    del body["client"]
+    assert (await problem(await post(client, auth, body), 422))["field"] == "client"
+
+
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        ({"default_language": "de"}, "default_language"),
+        ({"telemedicine_enabled": "yes"}, "telemedicine_enabled"),
+        ({"contact": {"phone": "12345"}}, "contact.phone"),
+        ({"contact": {"email": "nope"}}, "contact.email"),
+        ({"name": ""}, "name"),
+        ({"color": "red"}, "color"),
+    ],
+)
+async def test_bad_department_fields_are_named(client, auth, over, field):
+    resp = await post(client, auth, department_body(**over), url="/api/v1/departments")
+    assert (await problem(resp, 422))["field"] == field
+
+
+async def test_oversize_body_is_413(client, auth, department, settings):
+    body = appointment_body(department["id"])
+    body["patient"]["name"] = "x" * settings.server.max_body_bytes
+    resp = await post(client, auth, body)
+    assert (await problem(resp, 413))["type"].endswith("body-too-large")
+    # The server is fine afterwards.
+    assert (await post(client, auth, appointment_body(department["id"]))).status == 201
+
+
+async def test_unknown_paths_and_methods(client, auth):
+    await problem(await client.get("/api/v1/nothing-here", headers=auth), 404)
+    await problem(await client.get("/api/v1/appointments/apt_missing", headers=auth), 404)
+    resp = await client.delete("/api/v1/departments", headers=auth)
+    await problem(resp, 405)
+    assert "POST" in resp.headers["Allow"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer tv_unknown", "Bearer nope"],
+)
+async def test_missing_or_unknown_key_is_401(client, header):
+    headers = {} if header is None else {"Authorization": header}
+    resp = await client.get("/api/v1/departments", headers=headers)
+    body = await problem(resp, 401)
+    assert body["type"].endswith("unauthenticated")
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_revoked_key_stops_at_once_and_others_keep_working(client, store, clock):
+    org, first_record, first = await create_org(store, "Keys", clock())
+    _, second = await auth_keys.create_key(store, org["id"], clock())
+    for key in (first, second):
+        resp = await client.get("/api/v1/departments", headers={"Authorization": f"Bearer {key}"})
+        assert resp.status == 200
+    await auth_keys.revoke_key(store, first_record["id"], clock())
+    await problem(
+        await client.get("/api/v1/departments", headers={"Authorization": f"Bearer {first}"}), 401
+    )
+    assert (
+        await client.get("/api/v1/departments", headers={"Authorization": f"Bearer {second}"})
+    ).status == 200
+
+
+async def test_keys_are_stored_only_hashed(store, clock):
+    org, record, key = await create_org(store, "Hashes", clock())
+    stored = await store.get("apikey", record["id"])
+    assert key not in repr(stored)
+    assert stored.claims == (f"apikey:{auth_keys._digest(key)}",)
+
+
+async def test_unexpected_errors_are_a_generic_500_problem(client, auth, monkeypatch):
+    from control import departments
+
+    async def broken(store, org_id):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(departments, "list_departments", broken)
+    body = await problem(await client.get("/api/v1/departments", headers=auth), 500)
+    assert "secret internals" not in body["detail"]

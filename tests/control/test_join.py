@@ -1,0 +1,232 @@
+"""Joining by PIN and by token, the SFU's authorize_join, and throttled guessing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from control import join, pins
+from control.join import JoinRefused, authorize_join
+from control.models import JoinResponse
+from control.services import SERVICES
+
+from .helpers import BASE, appointment_body, problem, token_of
+
+
+@pytest.fixture
+async def appt(client, auth, department):
+    resp = await client.post(
+        "/api/v1/appointments", json=appointment_body(department["id"]), headers=auth
+    )
+    assert resp.status == 201
+    return await resp.json()
+
+
+async def join_pin(client, pin):
+    return await client.post("/api/v1/join", json={"pin": pin})
+
+
+async def test_join_by_pin(client, appt, clock):
+    clock.set(BASE - timedelta(minutes=59))  # an early client: inside the 60 min before
+    resp = await join_pin(client, appt["telemedicine"]["pin"])
+    body = await resp.json()
+    assert resp.status == 200, body
+    JoinResponse.model_validate(body)
+    assert body["room_id"] == appt["telemedicine"]["room_id"]
+    assert body["role"] == "guest" and body["name"] == appt["client"]["name"]
+    assert body["signaling_url"] == "wss://tv.example/ws"
+    assert body["ice_servers"] == [] and body["language"] == "fi"
+    assert body["appointment"] == {"start": appt["start"], "end": appt["end"]}
+    assert "host_view" not in body
+    # The token it hands out is what the SFU accepts.
+    grant = await authorize_join(
+        client.app[SERVICES].store, client.app[SERVICES].settings, body["token"], now=clock()
+    )
+    assert (grant.room_id, grant.role, grant.appointment_id) == (
+        body["room_id"],
+        "guest",
+        appt["id"],
+    )
+
+
+async def test_wrong_expired_early_and_cancelled_pins_look_the_same(
+    client, auth, appt, department, clock, settings
+):
+    pin = appt["telemedicine"]["pin"]
+    other = str((int(pin) + 1) % 10**settings.pins.digits).zfill(settings.pins.digits)
+    answers = []
+    clock.set(BASE - timedelta(minutes=61))  # not yet open
+    answers.append(await problem(await join_pin(client, pin), 404))
+    clock.set(BASE)
+    answers.append(await problem(await join_pin(client, other), 404))  # never existed
+    answers.append(await problem(await join_pin(client, "12ab"), 404))  # not even a PIN
+    clock.set(BASE + timedelta(minutes=30 + 60))  # end + grace: over
+    answers.append(await problem(await join_pin(client, pin), 404))
+    clock.set(BASE)
+    await client.post(f"/api/v1/appointments/{appt['id']}/cancel", headers=auth)
+    answers.append(await problem(await join_pin(client, pin), 404))
+    assert all(a == answers[0] for a in answers), answers
+
+
+async def test_join_by_token_for_guest_and_host(client, appt, clock):
+    clock.set(BASE)
+    guest = await client.post(
+        "/api/v1/join", json={"token": token_of(appt["telemedicine"]["join_url"])}
+    )
+    body = await guest.json()
+    assert guest.status == 200 and body["role"] == "guest" and "host_view" not in body
+    host = await client.post(
+        "/api/v1/join", json={"token": token_of(appt["telemedicine"]["host_url"])}
+    )
+    body = await host.json()
+    assert host.status == 200 and body["role"] == "host", body
+    assert body["name"] == "Dr. Aino Lehto"
+    assert body["host_view"] == {
+        "client_name": appt["client"]["name"],
+        "patient_name": "Musti",
+        "patient_species": "dog",
+        "start": appt["start"],
+        "end": appt["end"],
+    }
+    assert body["language"] == "fi"  # the department's default for the clinic side
+
+
+async def test_token_refusals_are_distinct(client, appt, clock, settings):
+    token = token_of(appt["telemedicine"]["join_url"])
+    clock.set(BASE - timedelta(hours=2))
+    early = await problem(await client.post("/api/v1/join", json={"token": token}), 403)
+    assert early["type"].endswith("room-not-open") and early["opens_at"] == "2026-12-01T09:00:00Z"
+    assert early["language"] == "fi"
+    clock.set(BASE + timedelta(hours=2))
+    expired = await problem(await client.post("/api/v1/join", json={"token": token}), 410)
+    assert expired["type"].endswith("token-expired")
+    clock.set(BASE)
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    invalid = await problem(await client.post("/api/v1/join", json={"token": tampered}), 401)
+    assert invalid["type"].endswith("token-invalid")
+    garbage = await problem(await client.post("/api/v1/join", json={"token": "not-a-jwt"}), 401)
+    assert garbage["type"].endswith("token-invalid")
+
+
+async def test_join_body_errors(client):
+    for body, field in [
+        ({}, "(body)"),
+        ({"pin": "1", "token": "x"}, "(body)"),
+        ({"pin": 123456789}, "pin"),
+        ({"room": "x"}, "room"),
+    ]:
+        resp = await client.post("/api/v1/join", json=body)
+        assert (await problem(resp, 422))["field"] == field, body
+
+
+async def test_authorize_join_follows_the_appointment(client, auth, appt, clock):
+    svc = client.app[SERVICES]
+    host = token_of(appt["telemedicine"]["host_url"])
+    grant = await authorize_join(svc.store, svc.settings, host, now=BASE.timestamp())
+    assert grant.role == "host" and grant.name == "Dr. Aino Lehto"
+    with pytest.raises(JoinRefused) as early:
+        await authorize_join(
+            svc.store, svc.settings, host, now=(BASE - timedelta(hours=2)).timestamp()
+        )
+    assert early.value.reason == "not-yet-open"
+    with pytest.raises(JoinRefused) as forged:
+        await authorize_join(svc.store, svc.settings, host + "x", now=BASE.timestamp())
+    assert forged.value.reason == "invalid"
+    # A correctly signed token for a room nobody owns.
+    stray = svc.keyring.issue_token(
+        room_id=pins.new_room_id(),
+        name="x",
+        role="guest",
+        expires_at=BASE.timestamp() + 3600,
+        appointment_id=appt["id"],
+    )
+    with pytest.raises(JoinRefused) as unknown:
+        await authorize_join(svc.store, svc.settings, stray, now=BASE.timestamp())
+    assert unknown.value.reason == "invalid"
+    clock.set(BASE)
+    await client.post(f"/api/v1/appointments/{appt['id']}/cancel", headers=auth)
+    with pytest.raises(JoinRefused) as cancelled:
+        await authorize_join(svc.store, svc.settings, host, now=BASE.timestamp())
+    assert cancelled.value.reason == "cancelled"
+
+
+async def test_other_room_kinds_register_a_guard(client, clock):
+    svc = client.app[SERVICES]
+    seen = []
+
+    async def guard(store, settings, grant, now):
+        seen.append(grant.room_id)
+        return join.Admission(grant, "sv", "2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z")
+
+    join.register_room_guard("zz-", guard)
+    try:
+        token = svc.keyring.issue_token(
+            room_id="zz-1", name="Nurse", role="host", expires_at=clock() + 60
+        )
+        grant = await authorize_join(svc.store, svc.settings, token, now=clock())
+        assert grant.room_id == "zz-1" and grant.appointment_id is None and seen == ["zz-1"]
+    finally:
+        del join._GUARDS["zz-"]
+
+
+@pytest.mark.parametrize(
+    "settings_overrides", [{"join": {"per_ip_per_minute": 5, "global_per_second": 1000}}]
+)
+async def test_pin_guessing_is_throttled_per_address(client, appt, clock, settings):
+    clock.set(BASE)
+    digits = settings.pins.digits
+    real = appt["telemedicine"]["pin"]
+    guesses = [str(n).zfill(digits) for n in range(40) if str(n).zfill(digits) != real]
+    statuses = []
+    for guess in guesses[:12]:
+        resp = await join_pin(client, guess)
+        statuses.append(resp.status)
+        if resp.status == 429:
+            body = await problem(resp, 429)
+            retry = int(resp.headers["Retry-After"])
+            assert retry >= 1 and body["retry_after"] == retry
+    assert statuses[:5] == [404] * 5 and set(statuses[5:]) == {429}
+    # Even the right PIN is refused while throttled: guessing cannot go on at full speed.
+    assert (await join_pin(client, real)).status == 429
+    # A minute later (5 per minute refill) the address may try again.
+    clock.set(BASE + timedelta(seconds=13))
+    assert (await join_pin(client, real)).status == 200
+
+
+@pytest.mark.parametrize(
+    "settings_overrides", [{"join": {"per_ip_per_minute": 1000, "global_per_second": 3}}]
+)
+async def test_global_bucket_throttles_everyone(client, appt, clock):
+    clock.set(BASE)
+    statuses = [(await join_pin(client, "000000000")).status for _ in range(5)]
+    assert statuses == [404, 404, 404, 429, 429]
+    clock.set(BASE + timedelta(seconds=1))
+    assert (await join_pin(client, appt["telemedicine"]["pin"])).status == 200
+
+
+async def test_a_closed_room_frees_its_pin_for_a_new_appointment(
+    client, auth, department, clock, monkeypatch, store
+):
+    """PINs are unique among usable rooms: a PIN whose room closed can be issued again."""
+    issued = iter(["111111111", "111111111", "222222222", "111111111"])
+    monkeypatch.setattr(pins, "new_pin", lambda digits: next(issued))
+
+    async def book(external_id, start):
+        body = appointment_body(department["id"], external_id=external_id, start_at=start)
+        resp = await client.post("/api/v1/appointments", json=body, headers=auth)
+        assert resp.status == 201, await resp.text()
+        return await resp.json()
+
+    first = await book("P-1", BASE)
+    assert first["telemedicine"]["pin"] == "111111111"
+    # While the first room is usable the same PIN collides and another is chosen.
+    second = await book("P-2", BASE + timedelta(days=1))
+    assert second["telemedicine"]["pin"] == "222222222"
+    # After the first room closed, its PIN is released on collision and reused.
+    clock.set(BASE + timedelta(hours=3))
+    third = await book("P-3", BASE + timedelta(days=2))
+    assert third["telemedicine"]["pin"] == "111111111"
+    clock.set(BASE + timedelta(days=2))
+    resp = await join_pin(client, "111111111")
+    assert (await resp.json())["room_id"] == third["telemedicine"]["room_id"]

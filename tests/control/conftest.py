@@ -81,7 +81,9 @@ async def make_client(settings, clock):
     clients: list[TestClient] = []
 
     async def make(store: Store, **kwargs: Any) -> TestClient:
-        app = create_app(settings, store, clock=clock, background=False, **kwargs)
+        kwargs.setdefault("background", False)
+        kwargs.setdefault("clock", clock)
+        app = create_app(kwargs.pop("settings", settings), store, **kwargs)
         client = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
         clients.append(client)

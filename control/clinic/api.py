@@ -22,6 +22,7 @@ from control.clinic.accounts import Staff
 from control.clinic.errors import ClinicError, Unauthenticated
 from control.clinic.join import join_for
 from control.clinic.node import ClinicNode
+from control.clinic.roomwatch import close_room
 from control.clinic.schemas import (
     AcceptBody,
     AcceptOut,
@@ -331,7 +332,9 @@ async def end_visit(request: web.Request) -> web.Response:
     """Close a visit (it leaves both dashboards)."""
     staff = await _staff(request)
     await read_body(request, Empty)
-    visit = await visits.end_visit(_node(request).clinic, staff, request.match_info["id"])
+    node = _node(request)
+    visit = await visits.end_visit(node.clinic, staff, request.match_info["id"])
+    await close_room(node.bus, visit.room_id)
     return _json({"visit": visit.public()})
 
 

@@ -198,3 +198,38 @@ async def open_visits(clinic: Clinic, staff: Staff) -> list[Visit]:
         for rec in await clinic.store.range(f"vcvisit:{side}:{staff.id}", limit=500):
             found[rec.id] = _visit(rec)
     return sorted(found.values(), key=lambda v: v.created_at, reverse=True)
+
+
+async def on_room_event(clinic: Clinic, event: dict[str, Any]) -> Visit | None:
+    """Follow the SFU's room events (docs: media_server/room.py ``_emit``) for a visit's room.
+
+    A guest (the requester) who joins while the provider is absent is "waiting" ("In waiting
+    room" on the provider's dashboard); once both are in, both are "in_meeting". A hang-up
+    ends the consultation, and with it the visit.
+    """
+    room_id, type = event.get("room_id"), event.get("type")
+    if not isinstance(room_id, str) or not room_id.startswith(ROOM_PREFIX):
+        return None
+    if type == "ended":
+        if event.get("reason") != "hangup":
+            return None  # a server stop or timeout: the parties may enter again
+        visit = await visit_for_room(clinic.store, room_id)
+        if visit is None or visit.state != "open":
+            return None
+        try:
+            return await end_visit(clinic, None, visit.id)
+        except Conflict:
+            return None  # closed meanwhile (another node, or a party)
+    participant = event.get("participant")
+    role = participant.get("role") if isinstance(participant, dict) else None
+    if role not in ("host", "guest"):
+        return None
+    if type == "participant_joined":
+        status = "in_meeting" if event.get("state") == "active" else "waiting"
+        visit = await set_status(clinic, room_id, role, status)
+        if status == "in_meeting":  # the other party, already there, is now in the meeting too
+            visit = await set_status(clinic, room_id, "guest" if role == "host" else "host", status)
+        return visit
+    if type == "participant_left":
+        return await set_status(clinic, room_id, role, "left")
+    return None

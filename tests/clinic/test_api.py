@@ -335,3 +335,19 @@ async def test_visit_tokens_open_the_room_only_while_the_visit_is_open(client, o
     with pytest.raises(JoinRefused) as exc:
         await authorize_join(store, settings, guest["token"], now=now)
     assert exc.value.reason == "cancelled"
+
+
+async def test_openapi_documents_the_clinic_api(client):
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    clinic = {p: ops for p, ops in doc["paths"].items() if p.startswith("/api/v1/clinic/")}
+    assert len(clinic) >= 18
+    login = clinic["/api/v1/clinic/login"]["post"]
+    assert "security" not in login  # public
+    assert login["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "LoginBody"
+    )
+    decline = clinic["/api/v1/clinic/requests/{id}/decline"]["post"]
+    assert decline["security"] == [{"staffSession": []}]
+    assert set(decline["responses"]) >= {"200", "401", "404", "422"}
+    assert "RequestOut" in doc["components"]["schemas"]
+    assert clinic["/api/v1/clinic/requests"]["post"]["responses"]["201"]

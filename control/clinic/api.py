@@ -2,7 +2,8 @@
 
 Staff authenticate with ``Authorization: Bearer tvs_...`` (clinic software, apps) or the
 ``tv_staff`` cookie the login sets (the dashboards). The cookie is HttpOnly and SameSite=Lax,
-and every state-changing call takes a JSON body, which a cross-site form cannot send.
+so pages of other sites cannot make a signed-in browser change anything; the live events
+socket also refuses a browser Origin other than this server's.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
 from control.bodies import read_body
 from control.clinic import accounts, events, policy, requests, sessions, visits
 from control.clinic.accounts import Staff
-from control.clinic.errors import ClinicError, Unauthenticated
+from control.clinic.errors import ClinicError, Forbidden, Unauthenticated
 from control.clinic.join import join_for
 from control.clinic.node import ClinicNode
 from control.clinic.roomwatch import close_room
@@ -79,7 +81,10 @@ async def _staff(request: web.Request) -> Staff:
     return (await _who(request))[1]
 
 
-def handler(fn):  # type: ignore[no-untyped-def]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def handler(fn: Handler) -> Handler:
     """Raise the domain's refusals as Problem (the app's middleware answers problem+json)."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -433,6 +438,9 @@ async def events_socket(request: web.Request) -> web.StreamResponse:
     for administrators every event of the organization). First frame: ``{"type": "hello"}``
     once subscribed, so a client that then loads /clinic/dashboard misses nothing."""
     session, staff = await _who(request)
+    origin = request.headers.get("Origin")
+    if origin and urlsplit(origin).netloc != request.host:
+        raise Forbidden("this socket is for this server's own pages (Origin mismatch)")
     node = _node(request)
     topics = [events.staff_topic(staff.id), events.orgwide_topic(staff.org_id)]
     if staff.can("administer"):

@@ -351,3 +351,9 @@ async def test_openapi_documents_the_clinic_api(client):
     assert set(decline["responses"]) >= {"200", "401", "404", "422"}
     assert "RequestOut" in doc["components"]["schemas"]
     assert clinic["/api/v1/clinic/requests"]["post"]["responses"]["201"]
+
+
+async def test_events_socket_refuses_other_origins(client, org):
+    h, _ = org
+    headers = {**h["drwho"], "Origin": "https://evil.example"}
+    await _problem(await client.get("/api/v1/clinic/events", headers=headers), 403)

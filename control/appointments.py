@@ -157,6 +157,10 @@ async def _write(
     raise Problem(503, "pin-space-exhausted", "no free PIN found; raise pins.digits")
 
 
+def _busy() -> Exception:
+    return conflict("concurrent-update", "the appointment kept changing meanwhile; try again")
+
+
 def _normalized(body: AppointmentCreate) -> dict[str, Any]:
     out = body.model_dump(mode="json")
     out["start"], out["end"] = iso(body.start), iso(body.end)
@@ -216,7 +220,7 @@ async def create(
                 continue  # a concurrent create with the same external_id won: compare with it
             raise
         return record.data, True
-    raise conflict("concurrent-update", "the appointment kept changing meanwhile; try again")
+    raise _busy()
 
 
 async def update(
@@ -258,7 +262,7 @@ async def update(
             return (await _write(store, settings, data, record, now)).data
         except VersionConflict:
             continue
-    raise conflict("concurrent-update", "the appointment kept changing meanwhile; try again")
+    raise _busy()
 
 
 async def cancel(
@@ -283,7 +287,24 @@ async def cancel(
         except VersionConflict:
             continue
         return data, True
-    raise conflict("concurrent-update", "the appointment kept changing meanwhile; try again")
+    raise _busy()
+
+
+async def ensure_room(
+    store: Store, settings: Settings, keyring: Keyring, org_id: str, appointment_id: str, now: float
+) -> dict[str, Any]:
+    """The appointment with its telemedicine room, adding one if it has none (telemedicine
+    was switched on for the department after the appointment was booked)."""
+    for _ in range(WRITE_ATTEMPTS):
+        record = await load(store, org_id, appointment_id)
+        if record.data["telemedicine"]:
+            return record.data
+        data = with_room(dict(record.data, updated_at=iso_at(now)), settings, keyring, now)
+        try:
+            return (await _write(store, settings, data, record, now)).data
+        except VersionConflict:
+            continue
+    raise _busy()
 
 
 async def mark_links_sent(
@@ -305,7 +326,7 @@ async def mark_links_sent(
         except VersionConflict:
             continue
         return data
-    raise conflict("concurrent-update", "the appointment kept changing meanwhile; try again")
+    raise _busy()
 
 
 async def list_range(

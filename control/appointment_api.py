@@ -11,7 +11,7 @@ from aiohttp import web
 from config.settings import Settings
 from control import appointments, departments
 from control.auth import authenticated_org
-from control.bodies import read_body
+from control.bodies import is_id, path_id, read_body
 from control.models import AppointmentCreate, AppointmentPatch, SendLinks
 from control.notify import LinkError, MissingContact, cancel_links, delivery_status, queue_links
 from control.problems import Problem, conflict, invalid
@@ -58,7 +58,7 @@ async def create_handler(request: web.Request) -> web.Response:
 async def get_handler(request: web.Request) -> web.Response:
     org_id = await authenticated_org(request)
     svc = services(request)
-    record = await appointments.load(svc.store, org_id, request.match_info["id"])
+    record = await appointments.load(svc.store, org_id, path_id(request, "appointment"))
     return web.json_response(await present(svc.store, svc.settings, record.data))
 
 
@@ -66,7 +66,7 @@ async def update_handler(request: web.Request) -> web.Response:
     org_id = await authenticated_org(request)
     patch = await read_body(request, AppointmentPatch)
     svc = services(request)
-    record = await appointments.load(svc.store, org_id, request.match_info["id"])
+    record = await appointments.load(svc.store, org_id, path_id(request, "appointment"))
     department = await departments.get_department(svc.store, org_id, record.data["department_id"])
     data = await appointments.update(
         svc.store, svc.settings, svc.keyring, org_id, record.id, patch, department, svc.clock()
@@ -78,7 +78,7 @@ async def cancel_handler(request: web.Request) -> web.Response:
     org_id = await authenticated_org(request)
     svc = services(request)
     data, newly = await appointments.cancel(
-        svc.store, org_id, request.match_info["id"], svc.clock()
+        svc.store, org_id, path_id(request, "appointment"), svc.clock()
     )
     if newly:
         await cancel_links(svc.store, data["id"])
@@ -125,6 +125,8 @@ async def list_handler(request: web.Request) -> web.Response:
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     offset = _int_param(request, "offset", 0, 0, 10**9)
     provider_id = request.query.get("provider_id") or None
+    if provider_id is not None and not is_id(provider_id):
+        raise invalid("provider_id", "must be a provider id (1 to 128 printable characters)")
     found = await appointments.list_range(svc.store, org_id, lo, hi, provider_id, limit, offset)
     return web.json_response(
         {
@@ -139,7 +141,7 @@ async def send_handler(request: web.Request) -> web.Response:
     org_id = await authenticated_org(request)
     body = await read_body(request, SendLinks)
     svc = services(request)
-    record = await appointments.load(svc.store, org_id, request.match_info["id"])
+    record = await appointments.load(svc.store, org_id, path_id(request, "appointment"))
     department = await departments.get_department(svc.store, org_id, record.data["department_id"])
     data = record.data
     if data["status"] == "cancelled":

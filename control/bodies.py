@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from control.problems import Problem, invalid
+from control.models import ID_PATTERN
+from control.problems import Problem, invalid, not_found
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -31,7 +33,7 @@ async def read_body(request: web.Request, model: type[M]) -> M:
     raw = await request.read()
     try:
         data = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise Problem(400, "malformed-json", f"the body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise Problem(400, "malformed-json", "the body must be a JSON object")
@@ -39,3 +41,19 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
         raise validation_problem(exc) from exc
+
+
+_ID = re.compile(ID_PATTERN)
+MAX_ID_CHARS = 128
+
+
+def is_id(text: str) -> bool:
+    return 0 < len(text) <= MAX_ID_CHARS and bool(_ID.match(text))
+
+
+def path_id(request: web.Request, what: str) -> str:
+    """The ``{id}`` of the path; one that cannot be an id is simply not found."""
+    value = request.match_info["id"]
+    if not is_id(value):
+        raise not_found(what)
+    return value

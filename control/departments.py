@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from control.auth import authenticated_org
-from control.bodies import read_body
+from control.bodies import path_id, read_body
 from control.models import DepartmentCreate, DepartmentPatch, given
 from control.problems import conflict, not_found
 from control.services import services
@@ -84,14 +84,16 @@ async def create_handler(request: web.Request) -> web.Response:
 
 async def get_handler(request: web.Request) -> web.Response:
     org_id = await authenticated_org(request)
-    data = await get_department(services(request).store, org_id, request.match_info["id"])
+    data = await get_department(services(request).store, org_id, path_id(request, "department"))
     return web.json_response(data)
 
 
 async def update_handler(request: web.Request) -> web.Response:
     org_id = await authenticated_org(request)
     patch = await read_body(request, DepartmentPatch)
-    data = await update_department(services(request).store, org_id, request.match_info["id"], patch)
+    data = await update_department(
+        services(request).store, org_id, path_id(request, "department"), patch
+    )
     return web.json_response(data)
 
 

@@ -44,7 +44,9 @@ def _email(value: str) -> str:
 Phone = Annotated[str, AfterValidator(_e164)]
 Email = Annotated[str, AfterValidator(_email)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
-Id = Annotated[str, Field(min_length=1, max_length=128)]
+# Ids become store keys, claims and index names: no control characters.
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
 
 
 class _Request(BaseModel):

@@ -150,3 +150,26 @@ async def test_unexpected_errors_are_a_generic_500_problem(client, auth, monkeyp
     monkeypatch.setattr(departments, "list_departments", broken)
     body = await problem(await client.get("/api/v1/departments", headers=auth), 500)
     assert "secret internals" not in body["detail"]
+
+
+async def test_deeply_nested_json_is_400_not_a_crash(client, auth):
+    raw = b"[" * 30000 + b"]" * 30000
+    body = await problem(await post(client, auth, raw), 400)
+    assert body["type"].endswith("malformed-json")
+
+
+async def test_ids_that_cannot_be_store_keys(client, auth, department):
+    for url in [
+        "/api/v1/appointments/%00",
+        "/api/v1/appointments/" + "a" * 200,
+        "/api/v1/departments/x%01y",
+    ]:
+        await problem(await client.get(url, headers=auth), 404)
+    for field in ["external_id", "department_id"]:
+        body = appointment_body(department["id"])
+        body[field] = "A\x00B"
+        assert (await problem(await post(client, auth, body), 422))["field"] == field
+    body = appointment_body(department["id"], provider={"id": "v\x00", "name": "Dr"})
+    assert (await problem(await post(client, auth, body), 422))["field"] == "provider.id"
+    resp = await client.get("/api/v1/appointments", params={"provider_id": "v\x00"}, headers=auth)
+    assert (await problem(resp, 422))["field"] == "provider_id"

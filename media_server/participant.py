@@ -1,0 +1,545 @@
+"""One room member's peer connection: what it publishes, what it receives, its RTCP.
+
+API used by the session layer (room.py):
+
+    p = Participant(id, settings=media_settings, on_offer=..., on_publication=..., on_chat=...,
+                    on_state=...)
+    answer_sdp = await p.handle_offer(offer_sdp)   # the client's one offer: it publishes
+    await p.add_ice_candidate({"candidate": ..., "sdpMid": ..., "sdpMLineIndex": ...})
+    sub = await p.subscribe(other.publications[0])  # returns at once; renegotiates via on_offer
+    await p.handle_answer(answer_sdp)               # the client's answer to that offer
+    p.send_chat({...}) -> bool                      # JSON on the "chat" data channel, if open
+    sub.switch_source(new_publication)              # the publisher rejoined
+    await p.close()
+
+Callbacks: ``on_offer(sdp)`` (async) carries a server offer to the client;
+``on_publication(pub)`` announces each publication once the client's offer is answered;
+``on_chat(participant, raw)`` passes each "chat" data-channel message (str or bytes) as is;
+``on_state(participant, state)`` reports "connected", "failed", "closed" (by the peer),
+"connect_timeout" (no ICE+DTLS within ``connect_timeout_seconds``) and "media_timeout" (a
+publishing participant sent no RTP for ``media_timeout_seconds``), each at most once.
+
+Negotiation is serialized: one offer/answer in flight. ``subscribe()`` queues the subscription;
+a single negotiation task adds every queued transceiver to one offer and binds the
+subscriptions when the answer arrives, so subscribing to audio and video costs one round trip.
+
+Bad input raises ``ValueError`` (a malformed or unforwardable SDP, an answer nobody asked for,
+a bad candidate); it never leaves the peer connection half-configured for packets.
+
+Counters (plain ints; ``dropped``: reason -> int): ``packets_in``, ``bytes_in``,
+``rtcp_packets_in``, ``dropped`` (malformed_rtp, unknown_ssrc, payload_type, malformed_rtcp,
+srtp_rejected, srtcp_rejected, not_dtls_or_srtp), ``faults.count`` (media-path exceptions);
+per stream on ``publications`` and ``subscriptions``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+
+from config.settings import MediaSettings
+from media_server import codecs, ports, rtcp, rtpheader
+from media_server.faults import Faults
+from media_server.publication import Publication
+from media_server.subscription import Subscription
+from media_server.transport import adopt, forwarding_sender
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.05  # NACK retries
+REPORT_SECONDS = 1.0  # receiver reports, REMB, media timeout (jittered +-50%)
+CHAT_LABEL = "chat"
+
+OnOffer = Callable[[str], Awaitable[None]]
+OnPublication = Callable[[Publication], None]
+OnChat = Callable[["Participant", Any], None]
+OnState = Callable[["Participant", str], None]
+
+
+class Participant:
+    def __init__(
+        self,
+        id: str,
+        *,
+        settings: MediaSettings,
+        on_offer: OnOffer,
+        on_publication: OnPublication,
+        on_chat: OnChat,
+        on_state: OnState,
+    ) -> None:
+        self.id = id
+        self.settings = settings
+        self._on_offer = on_offer
+        self._on_publication = on_publication
+        self._on_chat = on_chat
+        self._on_state = on_state
+        self._gather = ports.GatherPolicy.from_settings(settings)
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(
+                iceServers=[
+                    RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+                    for s in settings.ice_servers
+                ],
+                bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+            )
+        )
+        self.pc.on("connectionstatechange", self._connection_state_changed)
+        self.pc.on("datachannel", self._data_channel)
+
+        self.publications: list[Publication] = []
+        self.subscriptions: list[Subscription] = []
+        self._by_ssrc: dict[int, Publication] = {}
+        self._by_mid: dict[str, Publication] = {}
+        self._mid_ext_id: int | None = None
+        self._by_out_ssrc: dict[int, Subscription] = {}
+        self._transport = None
+        self._chat = None
+        self._offered = False
+        self._answered = asyncio.Event()  # the client's offer is answered: we may offer
+        self._pending: list[Subscription] = []
+        self._negotiating: asyncio.Task[None] | None = None
+        self._answer_waiter: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reported: set[str] = set()
+        self._closed = False
+        self._connected_at: float | None = None
+
+        self.faults = Faults(f"participant {id}")
+        self.dropped: dict[str, int] = {}
+        self.packets_in = 0
+        self.bytes_in = 0
+        self.rtcp_packets_in = 0
+        self.rtcp_packets_out = 0
+        self.chat_messages_in = 0
+
+    # ---- negotiation ------------------------------------------------------------------------
+
+    async def handle_offer(self, sdp: str) -> str:
+        """Answer the client's offer: its audio/video m-lines become publications."""
+        if self._closed:
+            raise ValueError("participant is closed")
+        if self._offered:
+            raise ValueError("the client offers once per peer connection; the server renegotiates")
+        try:
+            description = SessionDescription.parse(sdp)
+        except Exception as exc:
+            raise ValueError(f"offer is not valid SDP: {exc}") from exc
+        media_lines = [m for m in description.media if m.kind in ("audio", "video")]
+        chosen = []
+        for media in media_lines:
+            try:
+                chosen.append((media, codecs.publish_codec(media.kind, media.rtp.codecs)))
+            except codecs.NoCommonCodec as exc:
+                raise ValueError(str(exc)) from exc
+        self._offered = True
+
+        # Our transceivers exist before setRemoteDescription so each is pinned to the chosen
+        # codec (aiortc matches m-lines to unassigned transceivers of the same kind in order).
+        publishing: list[tuple[Any, RTCRtpTransceiver]] = []
+        for media, codec in chosen:
+            transceiver = self.pc.addTransceiver(media.kind, direction="recvonly")
+            transceiver.setCodecPreferences([codecs.capability(codec)])
+            publishing.append((media, transceiver))
+            self._adopt(transceiver.receiver.transport)
+        try:
+            with ports.gathering(self._gather):
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                for transport in self._transports():
+                    self._adopt(transport)
+                await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except Exception as exc:
+            raise ValueError(f"cannot answer the offer: {exc}") from exc
+
+        for media, transceiver in publishing:
+            if media.direction not in ("sendrecv", "sendonly") or not transceiver._codecs:
+                continue
+            self._add_publication(media, transceiver)
+        self._answered.set()
+        self._spawn(self._watch_connect(), "connect-timeout")
+        self._spawn(self._run_ticks(), "rtcp")
+        for publication in self.publications:
+            self._on_publication(publication)
+        return self.pc.localDescription.sdp
+
+    def _transports(self) -> list[Any]:
+        transports = [t.receiver.transport for t in self.pc.getTransceivers()]
+        if self.pc.sctp is not None:
+            transports.append(self.pc.sctp.transport)
+        return transports
+
+    def _adopt(self, transport: Any) -> None:
+        adopt(transport, self)
+        if self._transport is None:
+            self._transport = transport
+
+    def _add_publication(self, media: Any, transceiver: RTCRtpTransceiver) -> None:
+        codec = next(c for c in transceiver._codecs if c.mimeType.lower() != f"{media.kind}/rtx")
+        secondary = {g.items[1] for g in media.ssrc_group if len(g.items) > 1}
+        ssrcs = [s.ssrc for s in media.ssrc if s.ssrc not in secondary]
+        extensions = rtpheader.extension_ids(transceiver._headerExtensions)
+        publication = Publication(
+            participant_id=self.id,
+            kind=media.kind,
+            mid=transceiver.mid,
+            codec=codec,
+            ssrc=ssrcs[0] if ssrcs else None,
+            extensions=extensions,
+            send_rtcp=self.send_rtcp,
+            rtcp_ssrc=transceiver.sender._ssrc,
+        )
+        self.publications.append(publication)
+        self._by_mid[publication.mid] = publication
+        if publication.ssrc is not None:
+            self._by_ssrc[publication.ssrc] = publication
+        if self._mid_ext_id is None:
+            self._mid_ext_id = extensions.get(rtpheader.URI_MID)
+
+    async def handle_answer(self, sdp: str) -> None:
+        """The client's answer to our latest offer."""
+        waiter = self._answer_waiter
+        if waiter is None or waiter.done():
+            raise ValueError("no server offer is waiting for an answer")
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except Exception as exc:
+            raise ValueError(f"cannot apply the answer: {exc}") from exc
+        if not waiter.done():
+            waiter.set_result(None)
+
+    async def add_ice_candidate(self, candidate: dict[str, Any]) -> None:
+        """A trickled client candidate; an empty ``candidate`` means end of candidates."""
+        value = candidate.get("candidate")
+        if not isinstance(value, str):
+            raise ValueError("candidate must be a string")
+        if not self._offered:
+            raise ValueError("candidate before offer")
+        if not value:
+            await self.pc.addIceCandidate(None)
+            return
+        try:
+            parsed = candidate_from_sdp(value.removeprefix("candidate:"))
+        except Exception as exc:
+            raise ValueError(f"malformed candidate: {exc}") from exc
+        parsed.sdpMid = candidate.get("sdpMid")
+        parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
+        if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
+            parsed.sdpMLineIndex = 0
+        try:
+            await self.pc.addIceCandidate(parsed)
+        except Exception as exc:
+            raise ValueError(f"candidate rejected: {exc}") from exc
+
+    async def subscribe(self, publication: Publication) -> Subscription:
+        """Receive ``publication``: a new sendonly m-line, negotiated in the background."""
+        if self._closed:
+            raise ValueError("participant is closed")
+        subscription = Subscription(
+            publication, history_packets=self.settings.send_history_packets, faults=self.faults
+        )
+        self.subscriptions.append(subscription)
+        self._pending.append(subscription)
+        if self._negotiating is None or self._negotiating.done():
+            self._negotiating = self._spawn(self._negotiate(), "negotiate")
+        return subscription
+
+    async def _negotiate(self) -> None:
+        await self._answered.wait()
+        while self._pending and not self._closed:
+            batch = [s for s in self._pending if not s.closed]
+            self._pending = []
+            if batch:
+                await self._offer(batch)
+
+    async def _offer(self, batch: list[Subscription]) -> None:
+        added = []
+        for subscription in batch:
+            transceiver = self.pc.addTransceiver(subscription.kind, direction="sendonly")
+            transceiver.setCodecPreferences([codecs.capability(subscription.source.codec)])
+            sender = forwarding_sender(transceiver.sender)
+            # One msid stream per publisher: the subscriber lip-syncs that publisher's audio
+            # and video, and nobody else's.
+            sender._stream_id = subscription.source.participant_id
+            added.append((subscription, transceiver))
+        with ports.gathering(self._gather):
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+        self._answer_waiter = asyncio.get_running_loop().create_future()
+        await self._on_offer(self.pc.localDescription.sdp)
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(self._answer_waiter), self.settings.connect_timeout_seconds
+            )
+        except TimeoutError:
+            log.warning("participant %s: no answer to our offer", self.id)
+            self._report("failed")
+            return
+        for subscription, transceiver in added:
+            self._bind(subscription, transceiver)
+
+    def _bind(self, subscription: Subscription, transceiver: RTCRtpTransceiver) -> None:
+        if subscription.closed:
+            return
+        media_codecs = [c for c in transceiver._codecs if not c.mimeType.lower().endswith("/rtx")]
+        if not media_codecs or transceiver.currentDirection not in ("sendonly", "sendrecv"):
+            subscription.dropped["refused_by_subscriber"] = 1
+            log.warning("participant %s refused %s", self.id, subscription.source.id)
+            return
+        ssrc = transceiver.sender._ssrc
+        self._by_out_ssrc[ssrc] = subscription
+        subscription.bind(
+            ssrc=ssrc,
+            payload_type=media_codecs[0].payloadType,
+            mid=transceiver.mid,
+            extensions=rtpheader.extension_ids(transceiver._headerExtensions),
+            send_rtp=self._transport._send_rtp,
+            send_rtcp=self.send_rtcp,
+        )
+
+    # ---- packets in (called by SfuDtlsTransport) --------------------------------------------
+
+    async def on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+        try:
+            header = rtpheader.parse(data)
+        except rtpheader.MalformedRtp:
+            self._drop("malformed_rtp")
+            return
+        publication = self._by_ssrc.get(header.ssrc)
+        if publication is None:
+            publication = self._route_unknown(data, header)
+            if publication is None:
+                self._drop("unknown_ssrc")
+                return
+        if header.payload_type != publication.payload_type:
+            self._drop("payload_type")
+            return
+        self.packets_in += 1
+        self.bytes_in += len(data)
+        await publication.on_rtp(data, header, arrival_time_ms)
+
+    def _route_unknown(self, data: bytes, header: rtpheader.Header) -> Publication | None:
+        """A publication without a=ssrc learns its SSRC from the MID extension, else from
+        being the only publication with this payload type."""
+        value = rtpheader.element_value(data, header, self._mid_ext_id)
+        if value is not None:
+            candidate = self._by_mid.get(value.decode("ascii", "replace"))
+        else:
+            matches = [p for p in self.publications if p.payload_type == header.payload_type]
+            candidate = matches[0] if len(matches) == 1 else None
+        if candidate is None or candidate.ssrc is not None:
+            return None
+        candidate.ssrc = header.ssrc
+        self._by_ssrc[header.ssrc] = candidate
+        return candidate
+
+    async def on_rtcp(self, data: bytes) -> None:
+        try:
+            packets = RtcpPacket.parse(data)
+        except (ValueError, IndexError):
+            self._drop("malformed_rtcp")
+            return
+        self.rtcp_packets_in += 1
+        for packet in packets:
+            if isinstance(packet, RtcpSrPacket):
+                publication = self._by_ssrc.get(packet.ssrc)
+                if publication is not None:
+                    info = packet.sender_info
+                    publication.on_sender_report(info.ntp_timestamp, info.rtp_timestamp)
+            if isinstance(packet, (RtcpSrPacket, RtcpRrPacket)):
+                for report in packet.reports:
+                    subscription = self._by_out_ssrc.get(report.ssrc)
+                    if subscription is not None:
+                        subscription.on_receiver_report(report)
+            elif isinstance(packet, RtcpRtpfbPacket):
+                subscription = self._by_out_ssrc.get(packet.media_ssrc)
+                if subscription is not None and packet.fmt == RTCP_RTPFB_NACK:
+                    await subscription.on_nack(rtcp.nack_seqs(packet.lost))
+            elif isinstance(packet, RtcpPsfbPacket):
+                self._payload_feedback(packet)
+
+    def _payload_feedback(self, packet: RtcpPsfbPacket) -> None:
+        if packet.fmt == RTCP_PSFB_PLI:
+            targets = [packet.media_ssrc]
+        elif packet.fmt == RTCP_PSFB_FIR:
+            targets = rtcp.fir_ssrcs(packet.fci)
+        elif packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                self._drop("malformed_rtcp")
+                return
+            for ssrc in ssrcs:
+                subscription = self._by_out_ssrc.get(ssrc)
+                if subscription is not None:
+                    subscription.on_remb(bitrate)
+            return
+        else:
+            return
+        for ssrc in targets:
+            subscription = self._by_out_ssrc.get(ssrc)
+            if subscription is not None:
+                subscription.on_keyframe_request()
+
+    def _drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    # ---- RTCP out -------------------------------------------------------------------------
+
+    def send_rtcp(self, data: bytes) -> None:
+        """Send one RTCP packet to this participant (in the background)."""
+        if self._transport is None or self._closed:
+            return
+        self._spawn(self._send_rtcp(data), "rtcp-send")
+
+    async def _send_rtcp(self, data: bytes) -> None:
+        try:
+            await self._transport._send_rtp(data)
+            self.rtcp_packets_out += 1
+        except ConnectionError:
+            self._drop("rtcp_not_connected")
+
+    async def _run_ticks(self) -> None:
+        next_report = time.monotonic() + REPORT_SECONDS
+        while not self._closed:
+            await asyncio.sleep(TICK_SECONDS)
+            now = time.monotonic()
+            try:
+                for publication in self.publications:
+                    if publication.nacks is not None and publication.nacks.missing:
+                        publication.send_nacks(now, self._upstream_rtt())
+                if now >= next_report:
+                    next_report = now + REPORT_SECONDS * (0.5 + random.random())
+                    self._send_reports()
+                    self._check_media(now)
+            except Exception as exc:
+                self.faults.record("rtcp-tick", exc)
+
+    def _upstream_rtt(self) -> float:
+        return 0.0  # aiortc reports no RTT on a receive-only leg; retries use the 40 ms floor
+
+    def _send_reports(self) -> None:
+        if self.pc.connectionState != "connected":
+            return
+        blocks = [b for b in (p.report_block() for p in self.publications) if b is not None]
+        if not blocks:
+            return
+        rtcp_ssrc = self.publications[0].rtcp_ssrc
+        data = bytes(RtcpRrPacket(ssrc=rtcp_ssrc, reports=blocks[:31]))
+        video = [p for p in self.publications if p.kind == "video" and p.ssrc is not None]
+        caps = [(p, p.bitrate_cap()) for p in video]
+        caps = [(p, c) for p, c in caps if c is not None]
+        if caps:
+            bitrate = min(c for _, c in caps)
+            data += rtcp.pack_remb(rtcp_ssrc, bitrate, [p.ssrc for p, _ in caps])
+        self.send_rtcp(data)
+
+    def _check_media(self, now: float) -> None:
+        if not self.publications or self._connected_at is None:
+            return
+        last = max((p.last_packet_at or self._connected_at) for p in self.publications)
+        if now - last > self.settings.media_timeout_seconds:
+            self._report("media_timeout")
+
+    async def _watch_connect(self) -> None:
+        await asyncio.sleep(self.settings.connect_timeout_seconds)
+        if self._connected_at is None and not self._closed:
+            self._report("connect_timeout")
+
+    # ---- state, chat, lifecycle ----------------------------------------------------------
+
+    def _connection_state_changed(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected" and self._connected_at is None:
+            self._connected_at = time.monotonic()
+            # Keyframes asked for before the subscriber could receive were wasted: ask again.
+            for subscription in self.subscriptions:
+                if subscription.active:
+                    subscription.source.request_keyframe()
+            self._report("connected")
+        elif state in ("failed", "closed") and not self._closed:
+            self._report(state)
+
+    def _report(self, state: str) -> None:
+        if state in self._reported or self._closed:
+            return
+        self._reported.add(state)
+        try:
+            self._on_state(self, state)
+        except Exception as exc:
+            self.faults.record("on_state", exc)
+
+    def _data_channel(self, channel: Any) -> None:
+        if channel.label != CHAT_LABEL or self._chat is not None:
+            self._drop("unexpected_data_channel")
+            channel.close()
+            return
+        self._chat = channel
+
+        @channel.on("message")
+        def on_message(message: Any) -> None:
+            self.chat_messages_in += 1
+            try:
+                self._on_chat(self, message)
+            except Exception as exc:
+                self.faults.record("on_chat", exc)
+
+    def send_chat(self, message: dict[str, Any]) -> bool:
+        """Send ``message`` as JSON on the chat data channel; False when it is not open."""
+        channel = self._chat
+        if channel is None or channel.readyState != "open" or self._closed:
+            return False
+        try:
+            channel.send(json.dumps(message))
+        except Exception as exc:
+            self.faults.record("send_chat", exc)
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        for subscription in self.subscriptions:
+            await subscription.close()
+        self._closed = True
+        if self._answer_waiter is not None and not self._answer_waiter.done():
+            self._answer_waiter.cancel()
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+        await self.pc.close()
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self.id}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.faults.record(task.get_name().split(":", 1)[-1], task.exception())

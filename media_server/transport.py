@@ -1,0 +1,145 @@
+"""The SFU's DTLS transport: decrypted RTP/RTCP go to the participant, never to a decoder.
+
+aiortc's ``RTCDtlsTransport`` decrypts SRTP and hands packets to its receivers, which depayload,
+jitter-buffer and decode them (~130 us per packet). ``SfuDtlsTransport`` overrides the two
+private hand-off methods (``_handle_rtp_data``, ``_handle_rtcp_data``) so the bytes go to a
+``MediaSink`` (the Participant) instead; aiortc's receivers never see a packet, so no decoder
+ever runs.
+
+It is installed per peer connection: ``adopt(transport, sink)`` switches the class of the
+transport aiortc created for the SFU's own connection, before DTLS starts. (Replacing
+``aiortc.rtcpeerconnection.RTCDtlsTransport`` module-wide would also capture every other
+peer connection of the process - test clients, a future recording or transcoding leg.)
+
+It also makes the receive loop robust and accountable: an empty datagram (which would make
+aiortc's ``_recv_next`` raise and close the transport), datagrams that are neither DTLS nor SRTP
+and SRTP that fails authentication are dropped and counted in ``sink.dropped``.
+``tests/media_path/test_hooks.py`` fails loudly if an aiortc name used here moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+import pylibsrtp
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpsender import RTCRtpSender
+
+from media_server.faults import Faults
+
+log = logging.getLogger(__name__)
+
+
+class MediaSink(Protocol):
+    dropped: dict[str, int]
+    faults: Faults
+
+    async def on_rtp(self, data: bytes, arrival_time_ms: int) -> None: ...
+
+    async def on_rtcp(self, data: bytes) -> None: ...
+
+
+class _CountingSrtp:
+    """Wraps the receive-side SRTP session to count what fails authentication."""
+
+    __slots__ = ("_session", "_dropped")
+
+    def __init__(self, session: pylibsrtp.Session, dropped: dict[str, int]) -> None:
+        self._session = session
+        self._dropped = dropped
+
+    def unprotect(self, data: bytes) -> bytes:
+        try:
+            return self._session.unprotect(data)
+        except pylibsrtp.Error:
+            self._dropped["srtp_rejected"] = self._dropped.get("srtp_rejected", 0) + 1
+            raise
+
+    def unprotect_rtcp(self, data: bytes) -> bytes:
+        try:
+            return self._session.unprotect_rtcp(data)
+        except pylibsrtp.Error:
+            self._dropped["srtcp_rejected"] = self._dropped.get("srtcp_rejected", 0) + 1
+            raise
+
+
+class SfuDtlsTransport(RTCDtlsTransport):
+    _sfu_sink: MediaSink
+
+    def _setup_srtp(self) -> None:
+        super()._setup_srtp()
+        self._rx_srtp = _CountingSrtp(self._rx_srtp, self._sfu_sink.dropped)
+
+    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        try:
+            await self._sfu_sink.on_rtp(data, arrival_time_ms)
+        except Exception as exc:
+            self._sfu_sink.faults.record("rtp", exc)
+
+    async def _handle_rtcp_data(self, data: bytes) -> None:
+        try:
+            await self._sfu_sink.on_rtcp(data)
+        except Exception as exc:
+            self._sfu_sink.faults.record("rtcp", exc)
+
+
+def adopt(transport: RTCDtlsTransport, sink: MediaSink) -> SfuDtlsTransport:
+    """Make one aiortc DTLS transport deliver to ``sink`` (call before it starts)."""
+    if not isinstance(transport, SfuDtlsTransport):
+        if transport.state != "new":
+            raise RuntimeError("adopt() must run before the DTLS transport starts")
+        transport.__class__ = SfuDtlsTransport
+        transport._sfu_sink = sink
+        ice = transport.transport
+        ice._recv = _filtered_recv(ice._recv, sink.dropped)
+    return transport  # type: ignore[return-value]
+
+
+def _filtered_recv(recv, dropped: dict[str, int]):  # noqa: ANN001, ANN202 - aiortc's callable
+    async def filtered() -> bytes:
+        while True:
+            data = await recv()
+            # aiortc demultiplexes on the first byte: 20-63 DTLS, 128-191 SRTP/SRTCP (RFC 7983).
+            if data and (19 < data[0] < 64 or 127 < data[0] < 192):
+                return data
+            dropped["not_dtls_or_srtp"] = dropped.get("not_dtls_or_srtp", 0) + 1
+
+    return filtered
+
+
+class ForwardingSender(RTCRtpSender):
+    """The sender of a subscription's m-line: aiortc negotiates it, the Subscription sends.
+
+    aiortc's sender would pull frames from a track and encode them (``_run_rtp``) and send
+    sender reports whose counters only move with what *it* sent (``_run_rtcp``). Here both loops
+    only idle until ``stop()``: packets and translated sender reports come from the
+    Subscription, and incoming RTCP reaches the Subscription through ``SfuDtlsTransport``.
+    Installed per transceiver with ``forwarding_sender(sender)``.
+    """
+
+    async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
+        self._RTCRtpSender__rtp_started.set()
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._RTCRtpSender__rtp_exited.set()
+
+    async def _run_rtcp(self) -> None:
+        self._RTCRtpSender__rtcp_started.set()
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._RTCRtpSender__rtcp_exited.set()
+
+
+def forwarding_sender(sender: RTCRtpSender) -> ForwardingSender:
+    """Turn a fresh aiortc sender into a ForwardingSender (call before negotiation)."""
+    sender.__class__ = ForwardingSender
+    return sender  # type: ignore[return-value]

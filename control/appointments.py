@@ -131,8 +131,9 @@ async def _release_stale_pin(store: Store, holder_id: str, settings: Settings, n
 async def _write(
     store: Store, settings: Settings, data: dict[str, Any], existing: Record | None, now: float
 ) -> Record:
-    """Create or update; on a PIN collision pick another PIN (a room's PIN is not shown
-    anywhere until this write succeeds, so changing it here is invisible)."""
+    """Create or update; on a PIN collision free the PIN if its holder's room has closed, else
+    pick another PIN. A new room's PIN is shown nowhere before this write succeeds; an old
+    room's PIN only collides after its own claim was released, when it no longer worked."""
     for _ in range(PIN_ATTEMPTS):
         try:
             if existing is None:

@@ -97,7 +97,8 @@ def _time_param(request: web.Request, name: str, default: float) -> float:
     if raw is None:
         return default
     try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        # An unencoded "+02:00" arrives as " 02:00" (a + in a query string is a space).
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
     except ValueError as exc:
         raise invalid(name, "must be an ISO 8601 time such as 2026-11-23T09:00:00Z") from exc
     if moment.tzinfo is None:

@@ -170,6 +170,11 @@ async def test_list_by_date_range_and_provider(client, auth, department):
     assert everything["next_offset"] is None
     window = await listed({"from": "2026-12-02T00:00:00Z", "to": "2026-12-03T23:59:59Z"})
     assert [a["external_id"] for a in window["appointments"]] == ["A-1", "A-2"]
+    # "+02:00" sent unencoded arrives as " 02:00": still understood.
+    raw = await client.get(
+        "/api/v1/appointments?from=2026-12-02T02:00:00+02:00&to=2026-12-02T23:00:00Z", headers=auth
+    )
+    assert [a["external_id"] for a in (await raw.json())["appointments"]] == ["A-1"]
     vet9 = await listed({"provider_id": "vet-9"})
     assert [a["external_id"] for a in vet9["appointments"]] == ["A-1", "A-3"]
     page = await listed({"limit": "3"})

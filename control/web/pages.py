@@ -1,0 +1,64 @@
+"""The visit page for clients and staff: /j/<token> (client link), /h/<token> (the clinic's
+"open telemedicine view"), /pin (join with the SMS code), and its static files.
+
+One HTML page serves all three; its script reads the path, asks POST /api/v1/join and shows
+the matching view. The token sits in the URL, so every page answer forbids caching and
+referrers, and the access log masks the ``token`` route parameter (control/logs.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from control.join import signaling_url
+from control.services import services
+
+WEB_DIR = Path(__file__).resolve().parent / "visit"
+PAGE = WEB_DIR / "visit.html"
+STATIC_PREFIX = "/static/visit"
+# The client sees its link's token in the page path, never in a query string.
+PAGE_PATHS = ("/j/{token}", "/h/{token}", "/pin")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def page_headers(signaling: str) -> dict[str, str]:
+    """Headers of the page: no caching, no referrer (the URL holds a credential), and a
+    policy that lets the page talk only to this server and its signaling socket."""
+    csp = "; ".join(
+        [
+            "default-src 'self'",
+            f"connect-src 'self' {_origin(signaling)}",
+            "img-src 'self' data:",
+            "media-src 'self' blob: mediastream:",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+        ]
+    )
+    return {
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": csp,
+        "Permissions-Policy": "camera=(self), microphone=(self), display-capture=()",
+    }
+
+
+async def visit_page(request: web.Request) -> web.FileResponse:
+    settings = services(request).settings
+    return web.FileResponse(PAGE, headers=page_headers(signaling_url(settings)))
+
+
+def add_pages(router: web.UrlDispatcher) -> None:
+    """The visit page at its three paths, and its scripts, styles and strings."""
+    for path in PAGE_PATHS:
+        router.add_get(path, visit_page)
+    router.add_static(STATIC_PREFIX, WEB_DIR, append_version=False)

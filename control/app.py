@@ -21,6 +21,7 @@ from control.routes import add_routes
 from control.services import SERVICES, Services
 from control.store import Store
 from control.tokens import keyring_for
+from control.web.pages import add_pages as add_visit_pages
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ def create_app(
     app[clinic_api.THROTTLE] = clinic_api._LoginThrottle()
     add_routes(app.router)
     add_clinic_pages(app.router)
+    add_visit_pages(app.router)
 
     if background:
 

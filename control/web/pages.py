@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from control.join import signaling_url
+from control.problems import not_found
 from control.services import services
 
 WEB_DIR = Path(__file__).resolve().parent / "visit"
@@ -21,6 +22,8 @@ PAGE = WEB_DIR / "visit.html"
 STATIC_PREFIX = "/static/visit"
 # The client sees its link's token in the page path, never in a query string.
 PAGE_PATHS = ("/j/{token}", "/h/{token}", "/pin")
+# What the page loads; nothing else under WEB_DIR is served.
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".json": "application/json"}
 
 
 def _origin(url: str) -> str:
@@ -57,8 +60,19 @@ async def visit_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(PAGE, headers=page_headers(signaling_url(settings)))
 
 
+async def static_file(request: web.Request) -> web.FileResponse:
+    """A script, the stylesheet or a language file (revalidated on each load, so a new
+    release is picked up at once)."""
+    path = (WEB_DIR / request.match_info["path"]).resolve()
+    kind = STATIC_TYPES.get(path.suffix)
+    if kind is None or not path.is_relative_to(WEB_DIR) or not path.is_file():
+        raise not_found("file")
+    headers = {"Content-Type": kind, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    return web.FileResponse(path, headers=headers)
+
+
 def add_pages(router: web.UrlDispatcher) -> None:
     """The visit page at its three paths, and its scripts, styles and strings."""
     for path in PAGE_PATHS:
         router.add_get(path, visit_page)
-    router.add_static(STATIC_PREFIX, WEB_DIR, append_version=False)
+    router.add_get(STATIC_PREFIX + "/{path:.+}", static_file)

@@ -77,7 +77,10 @@ function openTime(problem) {
 
 async function showError(kind, problem = {}, retry = null) {
   const texts = ERRORS[kind] || ERRORS.server;
-  if (problem.language && problem.language !== language()) await setLanguage(problem.language);
+  // A token that does not verify names no appointment, so its answer's language is only
+  // the server's default: the browser's own language serves the reader better.
+  const lang = kind === "token-invalid" ? null : problem.language;
+  if (lang && lang !== language()) await setLanguage(lang);
   dyn($("error-title"), () => texts(problem)[0]);
   dyn($("error-text"), () => texts(problem)[1]);
   dyn($("error-hint"), () => (state.mode === "host" ? t("error.hint_host") : t("error.hint_guest")));
@@ -231,6 +234,7 @@ async function fillDevices() {
       select.append(option);
     });
     select.disabled = found[kind].length < 2 || !media.track(kind);
+    select.closest(".field").hidden = found[kind].length === 0;
   }
 }
 

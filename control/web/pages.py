@@ -67,7 +67,11 @@ async def static_file(request: web.Request) -> web.FileResponse:
     kind = STATIC_TYPES.get(path.suffix)
     if kind is None or not path.is_relative_to(WEB_DIR) or not path.is_file():
         raise not_found("file")
-    headers = {"Content-Type": kind, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    headers = {
+        "Content-Type": kind,
+        "Cache-Control": "no-cache",
+        "X-Content-Type-Options": "nosniff",
+    }
     return web.FileResponse(path, headers=headers)
 
 

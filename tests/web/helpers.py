@@ -27,13 +27,19 @@ def open_page(browser, url: str, *, viewport=DESKTOP, locale="en-GB", permission
     page.on("pageerror", lambda e: print(f"[{label}] page error: {e}"))
     page.on(
         "console",
-        lambda m: print(f"[{label}] console {m.type}: {m.text}") if m.type in ("error", "warning") else None,
+        lambda m: (
+            print(f"[{label}] console {m.type}: {m.text}")
+            if m.type in ("error", "warning")
+            else None
+        ),
     )
     page.goto(url)
     return page
 
 
-def poll(read: Callable[[], Any], ok: Callable[[Any], bool], what: str, seconds: float = 30.0) -> Any:
+def poll(
+    read: Callable[[], Any], ok: Callable[[Any], bool], what: str, seconds: float = 30.0
+) -> Any:
     """Read until ``ok(value)``, at most ``seconds``; fail naming ``what`` and the last value."""
     deadline = time.monotonic() + seconds
     value = read()

@@ -24,7 +24,9 @@ def test_join_by_pin(browser, live_server, screenshots):
     appt = live_server.make_appointment(client_language="sv", client="Sven Berg")
     pin = appt["telemedicine"]["pin"]
     # A Finnish browser: before the PIN is known, the page follows the browser.
-    page = open_page(browser, f"{live_server.base}/pin", viewport=PHONE, locale="fi-FI", label="pin")
+    page = open_page(
+        browser, f"{live_server.base}/pin", viewport=PHONE, locale="fi-FI", label="pin"
+    )
     fi = strings("fi")
     expect(page.locator("h1").first).to_have_text(fi["pin.title"])
     pin_box = page.get_by_label(fi["pin.label"], exact=True)

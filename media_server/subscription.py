@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from aiortc.rtp import RtcpByePacket, RtcpSenderInfo, RtcpSrPacket
 
 from media_server import rtcp, rtpheader
+from media_server.codecs import starts_keyframe
 from media_server.faults import Faults
 from media_server.publication import Publication
 from media_server.sendhistory import SendHistory
@@ -53,6 +54,7 @@ class Subscription:
         self._faults = faults
         # Output = input + offset (mod 2^16 / 2^32); re-based on the first packet of a source.
         self._rebase = True
+        self._gate_keyframes = source.kind == "video"
         self._seq_offset = 0
         self._ts_offset = 0
         self._next_seq = random.randrange(0x8000)  # like aiortc: low start avoids SRTP rollover
@@ -129,6 +131,14 @@ class Subscription:
             self._drop("not_negotiated")
             return
         if self._rebase:
+            # A fresh or switched stream starts at a keyframe: anything before it would only
+            # give the subscriber's decoder errors (and a PLI storm).
+            if self._gate_keyframes and not starts_keyframe(
+                self.source.codec.name, data[header.payload_offset :]
+            ):
+                self._drop("awaiting_keyframe")
+                self.source.request_keyframe()
+                return
             self._rebase_on(header)
         seq = (header.sequence_number + self._seq_offset) & 0xFFFF
         ts = (header.timestamp + self._ts_offset) & 0xFFFFFFFF
@@ -143,6 +153,8 @@ class Subscription:
             await send(packet)
         except ConnectionError:
             self._drop("not_connected")
+            if self._last_seq is None:
+                self._rebase = True  # nothing reached the subscriber yet: start at a keyframe
             return
         except Exception as exc:  # a packet pylibsrtp refuses (too long), a closed socket...
             self._drop("send_error")

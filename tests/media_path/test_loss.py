@@ -1,0 +1,57 @@
+"""2% packet loss on one leg is repaired: NACKs, retransmissions, and the video keeps decoding."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from .peers import DecodeErrors, wait_for
+
+FRAMES = 150  # ~5 s of video at aiortc's 30 fps
+
+
+@pytest.fixture
+def decode_errors() -> DecodeErrors:
+    handler = DecodeErrors()
+    logger = logging.getLogger("aiortc.rtcrtpreceiver")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+async def test_loss_towards_the_subscriber_is_repaired_from_the_send_history(
+    make_call, decode_errors: DecodeErrors
+) -> None:
+    call = await make_call()
+    a, b = call.a, call.b
+    await wait_for(lambda: b.client.frames("video") >= 5, 30, "first frames")
+    lost = b.client.drop_incoming_rtp(0.02)
+    start = b.client.frames("video")
+    await wait_for(lambda: b.client.frames("video") >= start + FRAMES, 90, "video under loss")
+
+    video = next(s for s in b.participant.subscriptions if s.kind == "video")
+    assert lost() >= 5
+    assert video.nacks_received > 0
+    assert video.retransmissions > 0
+    # Every loss the subscriber asked about was still in the history.
+    assert video.retransmissions_missed == 0
+    sent = a.client.video.frames
+    assert decode_errors.count <= 2, "lost packets reached the decoder unrepaired"
+    assert b.client.frames("video") >= 0.8 * (sent - 10)
+
+
+async def test_loss_from_the_publisher_is_nacked_upstream(make_call, decode_errors: DecodeErrors) -> None:
+    call = await make_call()
+    a, b = call.a, call.b
+    await wait_for(lambda: b.client.frames("video") >= 5, 30, "first frames")
+    lost = a.client.drop_outgoing_rtp(0.02)
+    start = b.client.frames("video")
+    await wait_for(lambda: b.client.frames("video") >= start + FRAMES, 90, "video under loss")
+
+    video = next(p for p in a.participant.publications if p.kind == "video")
+    assert lost() >= 5
+    assert video.nacks_sent > 0
+    assert video.nacks.recovered > 0  # the publisher's retransmissions filled the gaps
+    assert decode_errors.count <= 2
+    assert b.client.frames("video") >= 0.8 * (a.client.video.frames - 10)

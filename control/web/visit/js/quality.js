@@ -13,11 +13,12 @@ export class QualityMeter {
   // {lossPct, rttMs, downKbps, upKbps, level: good|fair|poor|unknown}
   async sample(pc) {
     const report = await pc.getStats();
-    const now = { at: performance.now(), received: 0, lost: 0, bytesIn: 0, bytesOut: 0, rtt: null };
+    const now = { at: performance.now(), inbound: 0, received: 0, lost: 0, bytesIn: 0, bytesOut: 0, rtt: null };
     let pairRtt = null;
     let remoteRtt = null;
     report.forEach((s) => {
       if (s.type === "inbound-rtp") {
+        now.inbound += 1;
         now.received += s.packetsReceived || 0;
         now.lost += Math.max(0, s.packetsLost || 0);
         now.bytesIn += s.bytesReceived || 0;
@@ -42,13 +43,15 @@ export class QualityMeter {
       downKbps: Math.max(0, ((now.bytesIn - prev.bytesIn) * 8) / 1000 / seconds),
       upKbps: Math.max(0, ((now.bytesOut - prev.bytesOut) * 8) / 1000 / seconds),
     };
-    out.level = level(out, got);
+    // Nothing subscribed yet (waiting alone): only the round trip says anything.
+    out.level = level(out, now.inbound ? got : null);
     return out;
   }
 }
 
 function level({ lossPct, rttMs }, packets) {
-  if (packets === 0) return "poor"; // nothing arrived in the whole interval
+  if (packets === 0) return "poor"; // subscribed, yet nothing arrived in the whole interval
+  if (packets === null && rttMs === null) return "unknown";
   const loss = lossPct ?? 0;
   const rtt = rttMs ?? 0;
   if (loss > 5 || rtt > 500) return "poor";

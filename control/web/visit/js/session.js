@@ -9,6 +9,8 @@
 
 const REJOIN_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 const REJOIN_MAX_ATTEMPTS = 25; // ~3 minutes of trying, then the page offers a button
+// A failed SDP exchange is retried by rejoining; one that keeps failing will not heal.
+const NEGOTIATION_FAILURES_MAX = 3;
 const PING_EVERY_MS = 10000;
 const PONG_WITHIN_MS = 20000;
 // Close codes after which rejoining cannot help.
@@ -33,11 +35,13 @@ export class Session extends EventTarget {
     this.pendingCandidates = null;
     // Bumped on every new socket: SDP work queued for an older one is dropped.
     this.generation = 0;
+    this.negotiationFailures = 0;
   }
 
   start() {
     this.stopped = false;
     this.attempts = 0;
+    this.negotiationFailures = 0;
     this._connect();
   }
 
@@ -234,7 +238,14 @@ export class Session extends EventTarget {
       .then(() => (current() ? fn() : undefined))
       .catch((err) => {
         console.error("negotiation failed", err);
-        if (current()) this._rejoin("negotiation failed");
+        if (!current()) return;
+        this.negotiationFailures += 1;
+        if (this.negotiationFailures >= NEGOTIATION_FAILURES_MAX) {
+          this.stop();
+          this._emit("fatal", { code: 0, reason: `negotiation failed: ${err}` });
+        } else {
+          this._rejoin("negotiation failed");
+        }
       });
   }
 

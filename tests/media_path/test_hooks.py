@@ -1,0 +1,75 @@
+"""The private aiortc/aioice names the media path hooks into. If an upgrade moves one, this
+fails first and says which (pin: aiortc==1.16.*)."""
+
+from __future__ import annotations
+
+import inspect
+
+import aioice.ice
+import aiortc
+from aiortc import rtcpeerconnection, rtcrtpreceiver
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
+from aiortc.rtcrtpsender import RTCRtpSender
+
+
+def params(func) -> list[str]:
+    return list(inspect.signature(func).parameters)
+
+
+def test_aiortc_version_is_the_one_the_hooks_were_written_for() -> None:
+    assert aiortc.__version__.startswith("1.16."), aiortc.__version__
+
+
+def test_dtls_transport_hooks() -> None:
+    # SfuDtlsTransport overrides these; _recv_next calls them after decrypting.
+    assert params(RTCDtlsTransport._handle_rtp_data) == ["self", "data", "arrival_time_ms"]
+    assert params(RTCDtlsTransport._handle_rtcp_data) == ["self", "data"]
+    assert params(RTCDtlsTransport._setup_srtp) == ["self"]
+    source = inspect.getsource(RTCDtlsTransport._recv_next)
+    for name in ("self._rx_srtp.unprotect(", "self._rx_srtp.unprotect_rtcp(", "self._handle_rtp_data(",
+                 "self._handle_rtcp_data(", "self.transport._recv()"):
+        assert name in source, name
+    assert "self._rx_srtp = " in inspect.getsource(RTCDtlsTransport._setup_srtp)
+    assert params(RTCDtlsTransport._send_rtp) == ["self", "data"]
+
+
+def test_ice_transport_receive_hook() -> None:
+    # transport.adopt() wraps the per-instance _recv attribute.
+    assert "self._recv = self._connection.recv" in inspect.getsource(RTCIceTransport.__init__)
+    assert RTCIceGatherer  # gathering runs through aioice.ice.Connection below
+
+
+def test_sender_hooks() -> None:
+    # ForwardingSender replaces these loops and sets the events stop() waits for.
+    init = inspect.getsource(RTCRtpSender.__init__)
+    for name in ("__rtp_started", "__rtp_exited", "__rtcp_started", "__rtcp_exited"):
+        assert f"self.{name} = asyncio.Event()" in init, name
+    assert params(RTCRtpSender._run_rtp) == ["self", "codec"]
+    assert params(RTCRtpSender._run_rtcp) == ["self"]
+    assert "self._ssrc = random32()" in init
+    assert "self._stream_id" in init
+
+
+def test_peer_connection_internals_we_read() -> None:
+    # Transceiver attributes read after negotiation, and the answer-side codec pinning.
+    source = inspect.getsource(rtcpeerconnection.RTCPeerConnection.setRemoteDescription)
+    assert "t.kind == media.kind and t.mid in [None, media.rtp.muxId]" in source
+    assert "filter_preferred_codecs(" in source
+    assert "transceiver._codecs = common" in source
+    assert "transceiver._headerExtensions = " in source
+    assert callable(rtcpeerconnection.find_common_codecs)
+    assert hasattr(rtcrtpreceiver, "StreamStatistics")
+
+
+def test_aioice_gathering_hook() -> None:
+    assert params(aioice.ice.Connection.get_component_candidates) == [
+        "self", "component", "addresses", "timeout",
+    ] or aioice.ice.Connection.get_component_candidates.__module__ == "media_server.ports"
+    from media_server import ports
+
+    assert params(ports._ORIGINAL) == ["self", "component", "addresses", "timeout"]
+    assert "get_component_candidates(" in inspect.getsource(aioice.ice.Connection.gather_candidates)
+    assert params(aioice.ice.server_reflexive_candidate) == ["protocol", "stun_server"]
+    assert "local_candidate" in inspect.getsource(aioice.ice.StunProtocol)
+    assert "self._protocols" in inspect.getsource(ports._ORIGINAL)

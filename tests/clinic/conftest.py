@@ -4,7 +4,6 @@ matching event bus; the clock is a test clock so expiry needs no waiting."""
 from __future__ import annotations
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from config import load_settings
@@ -12,6 +11,7 @@ from control.app import create_app
 from control.clinic import api
 from control.clinic.node import ClinicNode
 from control.store.factory import open_bus, open_store
+from tests.web.conftest import browser, playwright_driver, screenshots  # noqa: F401 - fixtures
 
 from .helpers import Clock
 
@@ -73,16 +73,3 @@ def node(app) -> ClinicNode:
 async def client(app):
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         yield c
-
-
-@pytest.fixture
-async def live_server(settings, store, bus):
-    """The control plane with its background tasks on a real port, on real time."""
-    app = create_app(settings, store, bus=bus)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}", app
-    await runner.cleanup()

@@ -253,3 +253,25 @@ async def test_visit_status_follows_room_and_ends(clinic, people):
         await visits.joinable_visit(clinic, req, visit.id)
     assert await visits.open_visits(clinic, req) == []
     assert await visits.set_status(clinic, visit.room_id, "guest", "left") is None
+
+
+async def test_background_sweeper_expires_without_being_asked(node):
+    """The node's own sweeper task (not a test's call) expires a request once its time is up."""
+    clinic = node.clinic
+    prov = await create_staff(clinic.store, "org1", username="drwho", display_name="Dr Who",
+                              password="correct horse", groups=["provide"])  # fmt: skip
+    prov = await requests.set_availability(clinic, prov, True)
+    desk = await create_staff(clinic.store, "org1", username="desk", display_name="Desk",
+                              password="correct horse", groups=["request"])  # fmt: skip
+    r = await requests.create_request(clinic, desk, prov.id)
+    node.sweeper.start()
+    try:
+        clinic.clock.advance(clinic.settings.request_expiry_seconds)
+        for _ in range(600):  # bounded: up to 30 s on a busy machine
+            if (await requests.get_request(clinic, desk, r.id)).state == "expired":
+                break
+            await asyncio.sleep(0.05)
+        assert (await requests.get_request(clinic, desk, r.id)).reason == "no answer"
+        assert node.sweeper.expired == 1 and node.sweeper.errors == 0
+    finally:
+        await node.sweeper.stop()

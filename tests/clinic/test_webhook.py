@@ -83,3 +83,45 @@ def test_disabled_without_url():
     hook = Webhook(load_settings(environ={}).clinic)
     hook.enqueue({"id": "ev_3", "type": "x"})
     assert not hook.enabled and hook.queue.qsize() == 0
+
+
+async def test_clinic_events_reach_the_webhook(tmp_path):
+    """Through the real app: a request and its decline are POSTed to the configured URL."""
+    from control.app import create_app
+    from control.clinic import api, requests
+    from control.clinic.accounts import create_staff
+    from control.store.factory import open_bus, open_store
+
+    runner, url, got, _ = await _receiver(fail_first=0)
+    settings = load_settings(
+        environ={},
+        overrides={"server": {"data_dir": str(tmp_path)}, "clinic": {"webhook_url": url}},
+    )
+    store, bus = open_store(settings), open_bus(settings)
+    await store.open()
+    await bus.open()
+    app = create_app(settings, store, bus=bus, background=False)
+    node = app[api.NODE]
+    await node.webhook.start()
+    try:
+        prov = await create_staff(store, "o1", username="p1", display_name="P", password="x" * 8,
+                                  groups=["provide"])  # fmt: skip
+        prov = await requests.set_availability(node.clinic, prov, True)
+        desk = await create_staff(store, "o1", username="d1", display_name="D", password="x" * 8,
+                                  groups=["request"])  # fmt: skip
+        r = await requests.create_request(node.clinic, desk, prov.id)
+        await requests.decline(node.clinic, prov, r.id, "busy")
+        await _wait_for(lambda: node.webhook.delivered == 3)
+    finally:
+        await node.webhook.stop()
+        await runner.cleanup()
+        await bus.close()
+        await store.close()
+    sent = [json.loads(body) for _, body in got]
+    assert [e["type"] for e in sent] == [
+        "provider.availability",
+        "request.created",
+        "request.declined",
+    ]
+    assert sent[2]["request"]["note"] == "busy" and sent[2]["org_id"] == "o1"
+    assert len({e["id"] for e in sent}) == 3

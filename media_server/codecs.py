@@ -99,5 +99,9 @@ def _h264_keyframe_start(payload: bytes) -> bool:
     if nal_type == 24:  # STAP-A: 16-bit size, then the first NAL unit header
         return len(payload) > 3 and payload[3] & 0x1F in (H264_IDR, H264_SPS)
     if nal_type == 28:  # FU-A: start bit and the fragmented unit's type
-        return len(payload) > 1 and bool(payload[1] & 0x80) and payload[1] & 0x1F in (H264_IDR, H264_SPS)
+        return (
+            len(payload) > 1
+            and bool(payload[1] & 0x80)
+            and payload[1] & 0x1F in (H264_IDR, H264_SPS)
+        )
     return False

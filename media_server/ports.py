@@ -105,7 +105,11 @@ def _announced(policy: GatherPolicy, bound: str) -> str:
     if not policy.announce_address:
         return bound
     announce_version = ipaddress.ip_address(policy.announce_address).version
-    return policy.announce_address if ipaddress.ip_address(bound).version == announce_version else bound
+    return (
+        policy.announce_address
+        if ipaddress.ip_address(bound).version == announce_version
+        else bound
+    )
 
 
 async def _host_candidates(
@@ -141,7 +145,10 @@ async def _host_candidates(
 
 
 async def _get_component_candidates(
-    self: aioice.ice.Connection, component: int, addresses: list[str], timeout: int = 5  # noqa: ASYNC109 - aioice signature
+    self: aioice.ice.Connection,
+    component: int,
+    addresses: list[str],
+    timeout: int = 5,  # noqa: ASYNC109 - aioice signature
 ) -> list[Candidate]:
     policy = _policy.get()
     if policy is None:

@@ -140,7 +140,9 @@ class NackList:
         return out
 
 
-def report_block(ssrc: int, stats: StreamStatistics, lsr: int, lsr_time: float | None) -> RtcpReceiverInfo:
+def report_block(
+    ssrc: int, stats: StreamStatistics, lsr: int, lsr_time: float | None
+) -> RtcpReceiverInfo:
     """One receiver report block for an incoming stream (RFC 3550 6.4.1)."""
     dlsr = 0
     if lsr_time is not None:

@@ -119,7 +119,9 @@ class Subscription:
         self.switches += 1
         self._rebase = True
         if self._send is not None:
-            self._ext = rtpheader.ExtensionRewrite(publication.extensions, self._subscriber_ext, self.mid or "")
+            self._ext = rtpheader.ExtensionRewrite(
+                publication.extensions, self._subscriber_ext, self.mid or ""
+            )
         publication.attach(self)
         publication.request_keyframe()
 

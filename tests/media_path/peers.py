@@ -42,7 +42,9 @@ class PatternTrack(VideoStreamTrack):
         self.width, self.height = width, height
         self.frames = 0
         yy, xx = np.mgrid[0:height, 0:width]
-        self._base = np.stack([(xx + yy) % 256, (2 * xx) % 256, (3 * yy) % 256], -1).astype(np.uint8)
+        self._base = np.stack([(xx + yy) % 256, (2 * xx) % 256, (3 * yy) % 256], -1).astype(
+            np.uint8
+        )
 
     async def recv(self) -> av.VideoFrame:
         pts, time_base = await self.next_timestamp()
@@ -212,7 +214,9 @@ class ServerSide:
 class Call:
     """Two clients, two server participants, each subscribed to the other's publications."""
 
-    def __init__(self, settings: MediaSettings, codec: str = "VP8", sizes=((320, 240), (320, 240))) -> None:
+    def __init__(
+        self, settings: MediaSettings, codec: str = "VP8", sizes=((320, 240), (320, 240))
+    ) -> None:
         self.a = ServerSide("a", settings, Client("a", codec, sizes[0]))
         self.b = ServerSide("b", settings, Client("b", codec, sizes[1]))
 

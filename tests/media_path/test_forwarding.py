@@ -60,7 +60,11 @@ async def test_each_client_decodes_the_other(make_call, codec_spies, codec: str)
         assert isinstance(participant.pc.getTransceivers()[-1].sender, ForwardingSender)
         # The subscriber's m-line carries the publisher's codec and nothing else.
         video_section = participant.pc.localDescription.sdp.split("m=video")[-1]
-        names = {line.split()[1].split("/")[0] for line in video_section.splitlines() if line.startswith("a=rtpmap:")}
+        names = {
+            line.split()[1].split("/")[0]
+            for line in video_section.splitlines()
+            if line.startswith("a=rtpmap:")
+        }
         assert names == {codec}
 
     # The SFU forwarded thousands of packets without one reaching a depayloader/decoder or an
@@ -88,4 +92,6 @@ async def test_chat_channel_both_ways(make_call) -> None:
     a.client.chat.send('{"text": "hello"}')
     await wait_for(lambda: a.chats == ['{"text": "hello"}'], 20, "chat at the server")
     await wait_for(lambda: b.participant.send_chat({"type": "chat", "text": "hi"}), 20, "b open")
-    await wait_for(lambda: b.client.chat_received == ['{"type": "chat", "text": "hi"}'], 20, "chat at b")
+    await wait_for(
+        lambda: b.client.chat_received == ['{"type": "chat", "text": "hi"}'], 20, "chat at b"
+    )

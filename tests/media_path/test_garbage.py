@@ -21,7 +21,9 @@ def media_address(sdp: str) -> tuple[str, int]:
 
 
 def rtp(ssrc: int, pt: int = 97, seq: int = 1, payload: bytes = b"\x00" * 40) -> bytes:
-    packet = RtpPacket(payload_type=pt, sequence_number=seq, timestamp=1234, ssrc=ssrc, payload=payload)
+    packet = RtpPacket(
+        payload_type=pt, sequence_number=seq, timestamp=1234, ssrc=ssrc, payload=payload
+    )
     return packet.serialize()
 
 
@@ -72,7 +74,10 @@ async def test_garbage_datagrams_are_counted_and_forwarding_continues(make_call)
     # Still forwarding both ways, and the DTLS transport is alive.
     before = (a.client.frames("video"), b.client.frames("video"))
     await wait_for(
-        lambda: a.client.frames("video") >= before[0] + 30 and b.client.frames("video") >= before[1] + 30,
+        lambda: (
+            a.client.frames("video") >= before[0] + 30
+            and b.client.frames("video") >= before[1] + 30
+        ),
         30,
         "video after garbage",
     )

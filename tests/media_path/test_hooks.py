@@ -27,8 +27,13 @@ def test_dtls_transport_hooks() -> None:
     assert params(RTCDtlsTransport._handle_rtcp_data) == ["self", "data"]
     assert params(RTCDtlsTransport._setup_srtp) == ["self"]
     source = inspect.getsource(RTCDtlsTransport._recv_next)
-    for name in ("self._rx_srtp.unprotect(", "self._rx_srtp.unprotect_rtcp(", "self._handle_rtp_data(",
-                 "self._handle_rtcp_data(", "self.transport._recv()"):
+    for name in (
+        "self._rx_srtp.unprotect(",
+        "self._rx_srtp.unprotect_rtcp(",
+        "self._handle_rtp_data(",
+        "self._handle_rtcp_data(",
+        "self.transport._recv()",
+    ):
         assert name in source, name
     assert "self._rx_srtp = " in inspect.getsource(RTCDtlsTransport._setup_srtp)
     assert params(RTCDtlsTransport._send_rtp) == ["self", "data"]
@@ -63,9 +68,16 @@ def test_peer_connection_internals_we_read() -> None:
 
 
 def test_aioice_gathering_hook() -> None:
-    assert params(aioice.ice.Connection.get_component_candidates) == [
-        "self", "component", "addresses", "timeout",
-    ] or aioice.ice.Connection.get_component_candidates.__module__ == "media_server.ports"
+    assert (
+        params(aioice.ice.Connection.get_component_candidates)
+        == [
+            "self",
+            "component",
+            "addresses",
+            "timeout",
+        ]
+        or aioice.ice.Connection.get_component_candidates.__module__ == "media_server.ports"
+    )
     from media_server import ports
 
     assert params(ports._ORIGINAL) == ["self", "component", "addresses", "timeout"]

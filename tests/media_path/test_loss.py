@@ -41,7 +41,9 @@ async def test_loss_towards_the_subscriber_is_repaired_from_the_send_history(
     assert b.client.frames("video") >= 0.8 * (sent - 10)
 
 
-async def test_loss_from_the_publisher_is_nacked_upstream(make_call, decode_errors: DecodeErrors) -> None:
+async def test_loss_from_the_publisher_is_nacked_upstream(
+    make_call, decode_errors: DecodeErrors
+) -> None:
     call = await make_call()
     a, b = call.a, call.b
     await wait_for(lambda: b.client.frames("video") >= 5, 30, "first frames")

@@ -1,0 +1,186 @@
+"""The byte-level pieces of the forwarding path: header parsing and rewriting, send history,
+NACK packing and retries, keyframe detection."""
+
+from __future__ import annotations
+
+import struct
+
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtpPacket
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from media_server import codecs, rtcp, rtpheader
+from media_server.sendhistory import SendHistory
+
+MID, AST, LEVEL = rtpheader.URI_MID, rtpheader.URI_ABS_SEND_TIME, rtpheader.URI_AUDIO_LEVEL
+
+
+def ext_map(ids: dict[str, int]) -> HeaderExtensionsMap:
+    m = HeaderExtensionsMap()
+    m.configure(
+        RTCRtpParameters(
+            headerExtensions=[RTCRtpHeaderExtensionParameters(id=i, uri=u) for u, i in ids.items()]
+        )
+    )
+    return m
+
+
+def packet(ids: dict[str, int], mid: str = "1", ast: int = 0x123456) -> bytes:
+    p = RtpPacket(
+        payload_type=96, sequence_number=65535, timestamp=0xFFFFFFF0, ssrc=1111, payload=b"payload!"
+    )
+    p.extensions.mid = mid
+    p.extensions.abs_send_time = ast
+    p.marker = 1
+    return p.serialize(ext_map(ids))
+
+
+def test_parse_reads_fixed_header_and_extensions() -> None:
+    data = packet({MID: 4, AST: 2})
+    h = rtpheader.parse(data)
+    assert (h.payload_type, h.sequence_number, h.timestamp, h.ssrc, h.marker) == (
+        96,
+        65535,
+        0xFFFFFFF0,
+        1111,
+        True,
+    )
+    assert rtpheader.element_value(data, h, 4) == b"1"
+    assert rtpheader.abs_send_time(data, h, 2) == 0x123456
+    assert data[h.payload_offset :] == b"payload!"
+
+
+def rewrite(data: bytes, pub: dict[str, int], sub: dict[str, int], mid: str) -> RtpPacket:
+    h = rtpheader.parse(data)
+    buf = rtpheader.ExtensionRewrite(pub, sub, mid).rewrite(bytearray(data), h)
+    return RtpPacket.parse(bytes(buf), ext_map(sub))
+
+
+def test_extension_ids_are_renumbered_and_mid_replaced() -> None:
+    # A browser's ids on the publish leg, aiortc's on the subscribe leg.
+    out = rewrite(packet({MID: 4, AST: 2}), {MID: 4, AST: 2}, {MID: 1, AST: 3}, "7")
+    assert out.extensions.mid == "7"
+    assert out.extensions.abs_send_time == 0x123456
+    assert out.payload == b"payload!"
+
+
+def test_a_shorter_mid_is_padded_and_a_longer_one_rebuilds_the_block() -> None:
+    out = rewrite(packet({MID: 1, AST: 3}, mid="12"), {MID: 1, AST: 3}, {MID: 1, AST: 3}, "3")
+    assert (out.extensions.mid, out.extensions.abs_send_time, out.payload) == (
+        "3",
+        0x123456,
+        b"payload!",
+    )
+    out = rewrite(packet({MID: 1, AST: 3}, mid="3"), {MID: 1, AST: 3}, {MID: 1, AST: 3}, "12")
+    assert (out.extensions.mid, out.extensions.abs_send_time, out.payload) == (
+        "12",
+        0x123456,
+        b"payload!",
+    )
+
+
+def test_extensions_the_subscriber_did_not_negotiate_are_blanked() -> None:
+    out = rewrite(packet({MID: 1, AST: 3}), {MID: 1, AST: 3}, {MID: 1}, "1")
+    assert out.extensions.mid == "1" and out.extensions.abs_send_time is None
+    assert out.payload == b"payload!"
+
+
+def test_unknown_extensions_survive_untouched() -> None:
+    # Element id 9 (say, video orientation) travels through when both legs agree on it.
+    data = bytearray(packet({MID: 1, AST: 3}))
+    h = rtpheader.parse(bytes(data))
+    block = bytes(data[h.ext_offset : h.ext_end]).rstrip(b"\x00") + bytes([0x90, 0x05])
+    block += bytes(-len(block) % 4)
+    data = data[: h.ext_offset - 2] + struct.pack("!H", len(block) // 4) + block + data[h.ext_end :]
+    pub = {MID: 1, AST: 3, "urn:3gpp:video-orientation": 9}
+    h = rtpheader.parse(bytes(data))
+    out = rtpheader.ExtensionRewrite(pub, pub, "1").rewrite(bytearray(data), h)
+    assert rtpheader.element_value(bytes(out), rtpheader.parse(bytes(out)), 9) == b"\x05"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=80))
+def test_parse_never_raises_anything_but_malformed(data: bytes) -> None:
+    try:
+        h = rtpheader.parse(data)
+    except rtpheader.MalformedRtp:
+        return
+    assert h.payload_offset <= len(data)
+    for el in h.elements:
+        assert el.value_offset + el.length <= h.ext_end <= len(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=4, max_size=40), st.integers(0, 14))
+def test_rewrite_of_any_parsed_packet_stays_parseable(block: bytes, ident: int) -> None:
+    words = (len(block) + 3) // 4
+    block = block + bytes(words * 4 - len(block))
+    data = (
+        struct.pack("!BBHII", 0x90, 96, 1, 2, 3) + struct.pack("!HH", 0xBEDE, words) + block + b"xy"
+    )
+    try:
+        h = rtpheader.parse(data)
+    except rtpheader.MalformedRtp:
+        return
+    out = rtpheader.ExtensionRewrite({MID: ident or 1, AST: 3}, {MID: 2, AST: 5}, "10").rewrite(
+        bytearray(data), h
+    )
+    assert bytes(out).endswith(b"xy")
+    rtpheader.parse(bytes(out))
+
+
+def test_send_history_keeps_the_last_packets_by_sequence_number() -> None:
+    history = SendHistory(1000)
+    assert history.capacity == 1024
+    for seq in range(65000, 65536 + 1500):
+        s = seq & 0xFFFF
+        history.store(s, struct.pack("!BBH", 0x80, 96, s))
+    newest = (65536 + 1499) & 0xFFFF
+    assert history.get(newest)[2:4] == struct.pack("!H", newest)
+    assert history.get((newest - 1023) & 0xFFFF) is not None
+    assert history.get((newest - 1024) & 0xFFFF) is None  # overwritten, never resent for another
+
+
+def test_nack_packing_wraps_and_round_trips() -> None:
+    seqs = [65530, 65535, 0, 3, 40]
+    (parsed,) = RtcpPacket.parse(rtcp.pack_nack(1, 2, seqs))
+    assert sorted(rtcp.nack_seqs(parsed.lost)) == sorted(seqs)
+    assert parsed.media_ssrc == 2
+
+
+def test_nack_list_retries_then_gives_up() -> None:
+    nacks = rtcp.NackList()
+    nacks.add(10, 0.0)
+    assert nacks.add(13, 0.0)  # 11 and 12 missing
+    assert nacks.due(0.0, 0.0) == [11, 12]
+    assert nacks.due(0.01, 0.0) == []  # not before the retry interval
+    nacks.add(11, 0.02)  # retransmission arrived
+    assert nacks.recovered == 1
+    times = [0.05 * i for i in range(1, 10)]
+    asked = [nacks.due(t, 0.0) for t in times]
+    assert sum(1 for a in asked if a == [12]) == rtcp.NACK_MAX_RETRIES - 1
+    assert nacks.missing == {} and nacks.given_up == 1
+
+
+def test_nack_list_treats_a_huge_jump_as_a_restart() -> None:
+    nacks = rtcp.NackList()
+    nacks.add(1, 0.0)
+    assert not nacks.add(30000, 0.0)
+    assert nacks.missing == {}
+
+
+def test_keyframe_detection() -> None:
+    # VP8 with X, I (15-bit picture id): keyframe iff P bit of the payload header is 0.
+    assert codecs.starts_keyframe("VP8", bytes([0x90, 0x80, 0x80, 0x01, 0x10]))
+    assert not codecs.starts_keyframe("VP8", bytes([0x90, 0x80, 0x80, 0x01, 0x11]))
+    assert not codecs.starts_keyframe("VP8", bytes([0x80, 0x80, 0x80, 0x01, 0x10]))  # not a start
+    assert codecs.starts_keyframe("VP8", bytes([0x10, 0x10]))
+    assert not codecs.starts_keyframe("VP8", bytes([0x90]))  # truncated
+    # H.264: SPS alone, STAP-A starting with SPS, FU-A start of an IDR; a P slice is not.
+    assert codecs.starts_keyframe("H264", bytes([0x67, 0x42]))
+    assert codecs.starts_keyframe("H264", bytes([0x78, 0x00, 0x10, 0x67]))
+    assert codecs.starts_keyframe("H264", bytes([0x7C, 0x85]))
+    assert not codecs.starts_keyframe("H264", bytes([0x7C, 0x05]))  # FU-A middle
+    assert not codecs.starts_keyframe("H264", bytes([0x41, 0x9A]))
+    assert codecs.starts_keyframe("opus", b"\x01")

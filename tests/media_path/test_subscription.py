@@ -1,0 +1,187 @@
+"""Subscription rewriting, continuity across switch_source, NACK answers, keyframe throttling
+and SR translation, on hand-made packets (the end-to-end tests cover real peers)."""
+
+from __future__ import annotations
+
+import pytest
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
+)
+from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtcpReceiverInfo, RtpPacket
+
+from media_server import rtcp, rtpheader
+from media_server.faults import Faults
+from media_server.publication import Publication
+from media_server.subscription import Subscription
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=120)
+KEY = bytes([0x90, 0x80, 0x80, 0x01, 0x10]) + b"key"
+DELTA = bytes([0x90, 0x80, 0x80, 0x01, 0x11]) + b"delta"
+
+
+def publication(sent: list[bytes], ssrc: int = 5000, mid: str = "1") -> Publication:
+    return Publication(
+        participant_id="pub",
+        kind="video",
+        mid=mid,
+        codec=VP8,
+        ssrc=ssrc,
+        extensions={rtpheader.URI_MID: 1},
+        send_rtcp=sent.append,
+        rtcp_ssrc=77,
+    )
+
+
+def rtp(seq: int, ts: int, ssrc: int = 5000, payload: bytes = DELTA, mid: str = "1") -> bytes:
+    m = HeaderExtensionsMap()
+    m.configure(
+        RTCRtpParameters(
+            headerExtensions=[RTCRtpHeaderExtensionParameters(id=1, uri=rtpheader.URI_MID)]
+        )
+    )
+    p = RtpPacket(payload_type=120, sequence_number=seq, timestamp=ts, ssrc=ssrc, payload=payload)
+    p.extensions.mid = mid
+    return p.serialize(m)
+
+
+class Wire:
+    def __init__(self) -> None:
+        self.rtp: list[bytes] = []
+        self.rtcp: list[bytes] = []
+
+    async def send(self, data: bytes) -> None:
+        self.rtp.append(data)
+
+    def parsed(self) -> list[RtpPacket]:
+        return [RtpPacket.parse(d) for d in self.rtp]
+
+
+def bound(source: Publication, wire: Wire) -> Subscription:
+    sub = Subscription(source, history_packets=1024, faults=Faults("test"))
+    sub.bind(
+        ssrc=9999,
+        payload_type=97,
+        mid="4",
+        extensions={rtpheader.URI_MID: 1},
+        send_rtp=wire.send,
+        send_rtcp=wire.rtcp.append,
+    )
+    return sub
+
+
+async def push(pub: Publication, data: bytes) -> None:
+    await pub.on_rtp(data, rtpheader.parse(data), 0)
+
+
+async def test_rewrite_starts_at_a_keyframe_and_keeps_steps() -> None:
+    upstream: list[bytes] = []
+    pub = publication(upstream)
+    wire = Wire()
+    sub = bound(pub, wire)
+    await push(pub, rtp(100, 1000))  # delta before any keyframe: held back
+    await push(pub, rtp(101, 4000, payload=KEY))
+    await push(pub, rtp(102, 4000))
+    await push(pub, rtp(104, 7000))
+    out = wire.parsed()
+    assert sub.dropped == {"awaiting_keyframe": 1}
+    assert [p.ssrc for p in out] == [9999] * 3 and {p.payload_type for p in out} == {97}
+    assert [(p.sequence_number - out[0].sequence_number) & 0xFFFF for p in out] == [0, 1, 3]
+    assert [(p.timestamp - out[0].timestamp) & 0xFFFFFFFF for p in out] == [0, 0, 3000]
+    assert all(rtpheader.element_value(d, rtpheader.parse(d), 1) == b"4" for d in wire.rtp)
+    assert pub.plis_sent == 1  # the bind asked once; the held-back delta was throttled
+
+
+async def test_switch_source_continues_sequence_and_time() -> None:
+    upstream: list[bytes] = []
+    old, new = publication(upstream), publication(upstream, ssrc=6000, mid="0")
+    wire = Wire()
+    sub = bound(old, wire)
+    await push(old, rtp(500, 90000, payload=KEY))
+    await push(old, rtp(501, 93000))
+    sub.switch_source(new)
+    assert sub not in old.subscriptions and sub in new.subscriptions
+    await push(old, rtp(502, 96000))  # the old connection is gone from the path
+    await push(new, rtp(40000, 7, ssrc=6000, payload=KEY, mid="0"))
+    await push(new, rtp(40001, 3007, ssrc=6000, mid="0"))
+    out = wire.parsed()
+    assert len(out) == 4 and {p.ssrc for p in out} == {9999}
+    seqs = [p.sequence_number for p in out]
+    assert [(s - seqs[0]) & 0xFFFF for s in seqs] == [0, 1, 2, 3]
+    gap = (out[2].timestamp - out[1].timestamp) & 0xFFFFFFFF
+    assert 0 < gap < 90000 * 5  # moved on by the wall time between the two, never backwards
+    assert (out[3].timestamp - out[2].timestamp) & 0xFFFFFFFF == 3000
+    assert sub.switches == 1
+
+
+async def test_nacks_are_answered_from_history() -> None:
+    pub = publication([])
+    wire = Wire()
+    sub = bound(pub, wire)
+    await push(pub, rtp(10, 0, payload=KEY))
+    for seq in range(11, 20):
+        await push(pub, rtp(seq, 3000 * seq))
+    first = wire.parsed()[0].sequence_number
+    lost = [(first + 3) & 0xFFFF, (first + 5) & 0xFFFF, (first + 5000) & 0xFFFF]
+    wire.rtp.clear()
+    await sub.on_nack(lost)
+    assert [p.sequence_number for p in wire.parsed()] == lost[:2]
+    assert (sub.retransmissions, sub.retransmissions_missed, sub.nacks_received) == (2, 1, 1)
+
+
+async def test_keyframe_requests_are_throttled_per_stream() -> None:
+    upstream: list[bytes] = []
+    pub = publication(upstream)
+    subs = [bound(pub, Wire()) for _ in range(3)]  # each bind asks once
+    for sub in subs:
+        for _ in range(5):
+            sub.on_keyframe_request()
+    assert pub.plis_sent == 1 and len(upstream) == 1
+    assert pub.keyframe_requests_throttled == 3 * 5 + 2
+    (pli,) = RtcpPacket.parse(upstream[0])
+    assert (pli.fmt, pli.ssrc, pli.media_ssrc) == (1, 77, 5000)
+
+
+async def test_sender_reports_are_translated_to_the_subscriber_timeline() -> None:
+    pub = publication([])
+    wire = Wire()
+    sub = bound(pub, wire)
+    await push(pub, rtp(10, 1000, payload=KEY))
+    out_ts = wire.parsed()[0].timestamp
+    pub.on_sender_report(0xAABBCCDD00112233, 4000)
+    (sr,) = RtcpPacket.parse(wire.rtcp[-1])
+    assert sr.ssrc == 9999
+    assert sr.sender_info.ntp_timestamp == 0xAABBCCDD00112233
+    assert sr.sender_info.rtp_timestamp == (out_ts + 3000) & 0xFFFFFFFF
+    assert sr.sender_info.packet_count == 1
+    # The subscriber's report echoing that SR gives an RTT.
+    sub.on_receiver_report(RtcpReceiverInfo(9999, 3, 1, 0, 0, lsr=0xCCDD0011, dlsr=0))
+    assert sub.rtt is not None and sub.fraction_lost == 3
+
+
+async def test_bitrate_cap_is_the_lowest_subscriber_remb() -> None:
+    pub = publication([])
+    a, b = bound(pub, Wire()), bound(pub, Wire())
+    assert pub.bitrate_cap() is None
+    a.on_remb(800_000)
+    b.on_remb(300_000)
+    assert pub.bitrate_cap() == 300_000
+    await b.close()
+    assert pub.bitrate_cap() == 800_000
+
+
+async def test_closed_subscription_sends_bye_and_stops() -> None:
+    pub = publication([])
+    wire = Wire()
+    sub = bound(pub, wire)
+    await sub.close()
+    (bye,) = RtcpPacket.parse(wire.rtcp[-1])
+    assert bye.sources == [9999]
+    await push(pub, rtp(1, 1, payload=KEY))
+    assert wire.rtp == []
+
+
+@pytest.mark.parametrize("seqs", [[1, 2, 3], [65535, 0, 1]])
+def test_seq_newer_wraps(seqs: list[int]) -> None:
+    assert rtcp.seq_newer(seqs[1], seqs[0]) and not rtcp.seq_newer(seqs[0], seqs[1])

@@ -24,10 +24,12 @@ a single negotiation task adds every queued transceiver to one offer and binds t
 subscriptions when the answer arrives, so subscribing to audio and video costs one round trip.
 
 Bad input raises ``ValueError`` (a malformed or unforwardable SDP, an answer nobody asked for,
-a bad candidate); it never leaves the peer connection half-configured for packets.
+a bad candidate). An offer refused before it touched the peer connection (not SDP, no media,
+no forwardable codec) may be retried; one that aiortc refused half-way leaves the participant
+unusable: close it and start a new one.
 
 Counters (plain ints; ``dropped``: reason -> int): ``packets_in``, ``bytes_in``,
-``rtcp_packets_in``, ``dropped`` (malformed_rtp, unknown_ssrc, payload_type, malformed_rtcp,
+``rtcp_packets_in``, ``rtcp_packets_out``, ``rembs_sent``, ``chat_messages_in``, ``dropped`` (malformed_rtp, unknown_ssrc, payload_type, malformed_rtcp,
 srtp_rejected, srtcp_rejected, not_dtls_or_srtp), ``faults.count`` (media-path exceptions);
 per stream on ``publications`` and ``subscriptions``.
 """
@@ -137,6 +139,7 @@ class Participant:
         self.bytes_in = 0
         self.rtcp_packets_in = 0
         self.rtcp_packets_out = 0
+        self.rembs_sent = 0
         self.chat_messages_in = 0
 
     # ---- negotiation ------------------------------------------------------------------------
@@ -151,6 +154,8 @@ class Participant:
             description = SessionDescription.parse(sdp)
         except Exception as exc:
             raise ValueError(f"offer is not valid SDP: {exc}") from exc
+        if not description.media:
+            raise ValueError("offer has no media sections")
         media_lines = [m for m in description.media if m.kind in ("audio", "video")]
         chosen = []
         for media in media_lines:
@@ -456,6 +461,7 @@ class Participant:
         if caps:
             bitrate = min(c for _, c in caps)
             data += rtcp.pack_remb(rtcp_ssrc, bitrate, [p.ssrc for p, _ in caps])
+            self.rembs_sent += 1
         self.send_rtcp(data)
 
     def _check_media(self, now: float) -> None:

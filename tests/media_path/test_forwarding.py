@@ -75,14 +75,32 @@ async def test_each_client_decodes_the_other(make_call, codec_spies, codec: str)
     assert codec_spies["client_encode"] > 30
 
 
-async def test_sender_reports_are_translated(make_call) -> None:
-    """Receivers get SRs on our SSRC with our RTP timeline (aiortc clients send SRs ~1/s)."""
+async def test_rtcp_per_leg(make_call, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Receivers get SRs on our SSRC with our RTP timeline (aiortc clients send SRs ~1/s) and
+    report back (RTT); publishers get receiver reports and a REMB capped by the subscribers'."""
+    at_clients: list[Any] = []
+    handle = rtcrtpsender.RTCRtpSender._handle_rtcp_packet
+
+    async def spy(self: Any, packet: Any) -> None:
+        if not isinstance(self.transport, SfuDtlsTransport):
+            at_clients.append(packet)
+        await handle(self, packet)
+
+    monkeypatch.setattr(rtcrtpsender.RTCRtpSender, "_handle_rtcp_packet", spy)
     call = await make_call()
     subscriptions = call.a.participant.subscriptions + call.b.participant.subscriptions
     await wait_for(lambda: all(s.srs_sent >= 2 for s in subscriptions), 30, "translated SRs")
     await wait_for(lambda: all(s.rtt is not None for s in subscriptions), 30, "RTT from RRs")
     for participant in (call.a.participant, call.b.participant):
         assert all(p.srs_received >= 2 for p in participant.publications)
+    video_subs = [s for s in subscriptions if s.kind == "video"]
+    await wait_for(lambda: all(s.remb for s in video_subs), 30, "REMB from the subscribers")
+    await wait_for(lambda: call.a.participant.rembs_sent > 0, 30, "REMB to the publisher")
+    video_pub = call.a.participant.publications[1]
+    assert video_pub.bitrate_cap() <= min(s.remb for s in video_pub.subscriptions)
+    kinds = {(type(p).__name__, getattr(p, "fmt", None)) for p in at_clients}
+    assert ("RtcpRrPacket", None) in kinds  # our receiver reports reach the publishers
+    assert ("RtcpPsfbPacket", 15) in kinds  # and our REMB
 
 
 async def test_chat_channel_both_ways(make_call) -> None:

@@ -190,8 +190,15 @@ async function prejoin() {
 
 async function openMedia() {
   const media = state.media;
+  const join = $("join-button");
   state.stopLevel();
-  await media.open(state.choice);
+  // Joining before the devices answered would publish nothing.
+  join.disabled = true;
+  try {
+    await media.open(state.choice);
+  } finally {
+    join.disabled = false;
+  }
   const box = $("media-problem");
   let key = media.problem;
   if (key === "missing") {

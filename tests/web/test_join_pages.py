@@ -140,3 +140,32 @@ def test_denied_camera_is_explained(browser_without_media_permission, live_serve
     expect(page.get_by_role("button", name=en["prejoin.join"])).to_be_enabled()
     page.screenshot(path=screenshots / "prejoin-camera-denied.png")
     page.context.close()
+
+
+# Each control's accessible name: aria-label, its <label>, or its own text.
+UNNAMED_CONTROLS = """() => [...document.querySelectorAll(
+    "button, select, input, textarea, [role=meter], [role=dialog], nav, aside, ol")]
+  .filter((el) => !(el.getAttribute("aria-label") || "").trim()
+    && !(el.labels && [...el.labels].some((l) => l.textContent.trim()))
+    && !(el.getAttribute("aria-labelledby"))
+    && !(el.tagName === "BUTTON" && el.textContent.trim()))
+  .map((el) => el.id || el.outerHTML.slice(0, 80))"""
+
+
+def test_every_control_is_labelled_in_every_language(browser, live_server):
+    appt = live_server.make_appointment(client_language="en")
+    page = open_page(browser, appt["telemedicine"]["host_url"], label="a11y")
+    expect(page.locator("body")).to_have_attribute("data-view", "prejoin")
+    for lang in ("fi", "sv", "en"):
+        page.get_by_role(
+            "combobox", name=strings(page.locator("html").get_attribute("lang"))["app.language"]
+        ).select_option(lang)
+        expect(page.locator("html")).to_have_attribute("lang", lang)
+        s = strings(lang)
+        assert page.evaluate(UNNAMED_CONTROLS) == []
+        # Labels follow the language, including ones set by scripts.
+        expect(page.locator("#btn-hangup")).to_have_attribute("aria-label", s["controls.hangup"])
+        expect(page.locator("#pre-mic")).to_have_attribute("aria-label", s["controls.mute"])
+        expect(page.locator("#prejoin-who")).to_contain_text("Maija Virtanen")
+        expect(page.locator("#join-button")).to_have_text(s["prejoin.join"])
+    page.context.close()

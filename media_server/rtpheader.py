@@ -25,15 +25,6 @@ class MalformedRtp(ValueError):
     """The datagram is not a well-formed RTP packet."""
 
 
-class Element(NamedTuple):
-    """One header extension element: where its id lives, its id, where its value lives."""
-
-    id_offset: int
-    id: int
-    value_offset: int
-    length: int
-
-
 class Header(NamedTuple):
     payload_type: int
     sequence_number: int
@@ -43,7 +34,10 @@ class Header(NamedTuple):
     two_byte: bool  # extension profile 0x100X (RFC 8285 two-byte form)
     ext_offset: int  # first byte of the extension elements, 0 when there is no extension
     ext_end: int
-    elements: tuple[Element, ...]
+    # One (offset of the element's first byte, id, value length) per element; the value starts
+    # 1 byte (one-byte form) or 2 bytes (two-byte form) after that offset. Plain tuples: this
+    # runs for every packet, and it doubles as the cache key of ExtensionRewrite plans.
+    elements: tuple[tuple[int, int, int], ...]
     payload_offset: int
 
 
@@ -58,7 +52,7 @@ def parse(data: bytes) -> Header:
     offset = 12 + 4 * (b0 & 0x0F)
     ext_offset = ext_end = 0
     two_byte = False
-    elements: tuple[Element, ...] = ()
+    elements: tuple[tuple[int, int, int], ...] = ()
     if b0 & 0x10:
         if size < offset + 4:
             raise MalformedRtp("truncated header extension")
@@ -82,47 +76,44 @@ def parse(data: bytes) -> Header:
     )
 
 
-def _one_byte_elements(data: bytes, pos: int, end: int) -> tuple[Element, ...]:
+def _one_byte_elements(data: bytes, pos: int, end: int) -> tuple[tuple[int, int, int], ...]:
     out = []
     while pos < end:
         byte = data[pos]
         if byte == 0:  # padding between elements
             pos += 1
             continue
-        ident = byte >> 4
-        if ident == 15:  # reserved: stop parsing (RFC 8285 4.2)
+        if byte >> 4 == 15:  # reserved id: stop parsing (RFC 8285 4.2)
             break
         length = (byte & 0x0F) + 1
         if pos + 1 + length > end:
             raise MalformedRtp("header extension element overruns the block")
-        out.append(Element(pos, ident, pos + 1, length))
+        out.append((pos, byte >> 4, length))
         pos += 1 + length
     return tuple(out)
 
 
-def _two_byte_elements(data: bytes, pos: int, end: int) -> tuple[Element, ...]:
+def _two_byte_elements(data: bytes, pos: int, end: int) -> tuple[tuple[int, int, int], ...]:
     out = []
     while pos < end:
         ident = data[pos]
         if ident == 0:
             pos += 1
             continue
-        if pos + 2 > end:
+        if pos + 2 > end or pos + 2 + data[pos + 1] > end:
             raise MalformedRtp("header extension element overruns the block")
-        length = data[pos + 1]
-        if pos + 2 + length > end:
-            raise MalformedRtp("header extension element overruns the block")
-        out.append(Element(pos, ident, pos + 2, length))
-        pos += 2 + length
+        out.append((pos, ident, data[pos + 1]))
+        pos += 2 + data[pos + 1]
     return tuple(out)
 
 
 def element_value(data: bytes, header: Header, ident: int | None) -> bytes | None:
     if ident is None:
         return None
-    for element in header.elements:
-        if element.id == ident:
-            return data[element.value_offset : element.value_offset + element.length]
+    skip = 2 if header.two_byte else 1
+    for offset, element_id, length in header.elements:
+        if element_id == ident:
+            return data[offset + skip : offset + skip + length]
     return None
 
 
@@ -143,63 +134,74 @@ class ExtensionRewrite:
 
     Ids are renumbered (the two legs negotiated them independently), elements the subscriber
     did not negotiate are blanked to padding bytes (zeros are legal between elements), and the
-    MID value becomes the subscriber's transceiver MID. Everything happens in place unless the
-    new MID is longer than the old value (then ``rewrite`` returns a rebuilt packet).
+    MID value becomes the subscriber's transceiver MID. A sender keeps the same element layout
+    packet after packet, so the byte writes for a layout are worked out once (a *plan*) and
+    replayed; only a MID longer than the publisher's forces a rebuilt packet.
     """
 
-    __slots__ = ("_ids", "_mid_in", "_mid_value", "identity")
+    __slots__ = ("_ids", "_mid_in", "_mid_value", "_plans", "identity")
+
+    MAX_PLANS = 32
 
     def __init__(self, publisher: dict[str, int], subscriber: dict[str, int], mid: str) -> None:
         self._ids = {pid: subscriber.get(uri) for uri, pid in publisher.items()}
         self._mid_in = publisher.get(URI_MID)
         self._mid_value = mid.encode()
+        self._plans: dict[tuple, tuple[tuple[int, int, bytes], ...] | None] = {}
         # No renumbering and no MID to patch: the elements pass untouched.
         self.identity = self._mid_in is None and all(k == v for k, v in self._ids.items())
 
     def rewrite(self, buf: bytearray, header: Header) -> bytearray:
-        ids = self._ids
-        rebuild = None
-        for el in header.elements:
-            new = ids.get(el.id)
-            if new is None or (header.two_byte is False and new > 14):
-                _blank(buf, el, header.two_byte)
-                continue
-            if el.id == self._mid_in:
-                value = self._mid_value
-                if len(value) > el.length:
-                    rebuild = el
-                    continue
-                buf[el.value_offset : el.value_offset + len(value)] = value
-                if len(value) < el.length:
-                    buf[el.value_offset + len(value) : el.value_offset + el.length] = bytes(
-                        el.length - len(value)
-                    )
-                self._set_id(buf, el, new, len(value), header.two_byte)
-            elif new != el.id:
-                self._set_id(buf, el, new, el.length, header.two_byte)
-        if rebuild is not None:
-            return self._with_longer_mid(buf, header, rebuild)
+        key = (header.two_byte, header.elements)
+        try:
+            plan = self._plans[key]
+        except KeyError:
+            if len(self._plans) >= self.MAX_PLANS:
+                self._plans.clear()
+            plan = self._plans[key] = self._plan(header)
+        if plan is None:
+            return self._with_longer_mid(buf, header)
+        for start, end, chunk in plan:
+            buf[start:end] = chunk
         return buf
 
-    @staticmethod
-    def _set_id(buf: bytearray, el: Element, ident: int, length: int, two_byte: bool) -> None:
-        if two_byte:
-            buf[el.id_offset] = ident
-            buf[el.id_offset + 1] = length
-        else:
-            buf[el.id_offset] = (ident << 4) | (length - 1)
+    def _plan(self, header: Header) -> tuple[tuple[int, int, bytes], ...] | None:
+        """(start, end, bytes) writes for this layout; None when the MID needs more room."""
+        two_byte = header.two_byte
+        skip = 2 if two_byte else 1
+        writes = []
+        for offset, ident, length in header.elements:
+            new = self._ids.get(ident)
+            if new is None or (not two_byte and new > 14):
+                writes.append((offset, offset + skip + length, bytes(skip + length)))
+            elif ident == self._mid_in:
+                value = self._mid_value
+                if len(value) > length:
+                    return None
+                element = _element_header(new, len(value), two_byte) + value
+                writes.append(
+                    (offset, offset + skip + length, element + bytes(length - len(value)))
+                )
+            elif new != ident:
+                writes.append((offset, offset + skip, _element_header(new, length, two_byte)))
+        return tuple(writes)
 
-    def _with_longer_mid(self, buf: bytearray, header: Header, el: Element) -> bytearray:
-        """Drop the old MID element and append the new one at the end of the block."""
-        new_id = self._ids[el.id]
-        assert new_id is not None
-        _blank(buf, el, header.two_byte)
-        value = self._mid_value
-        if header.two_byte:
-            element = bytes((new_id, len(value))) + value
-        else:
-            element = bytes(((new_id << 4) | (len(value) - 1),)) + value
-        block = bytes(buf[header.ext_offset : header.ext_end]) + element
+    def _with_longer_mid(self, buf: bytearray, header: Header) -> bytearray:
+        """Rewrite every other element in place, blank the old MID and append the new one."""
+        two_byte = header.two_byte
+        skip = 2 if two_byte else 1
+        mid_new = None
+        for offset, ident, length in header.elements:
+            new = self._ids.get(ident)
+            if ident == self._mid_in or new is None or (not two_byte and new > 14):
+                buf[offset : offset + skip + length] = bytes(skip + length)
+                if ident == self._mid_in:
+                    mid_new = new
+            elif new != ident:
+                buf[offset : offset + skip] = _element_header(new, length, two_byte)
+        block = bytes(buf[header.ext_offset : header.ext_end])
+        if mid_new is not None:
+            block += _element_header(mid_new, len(self._mid_value), two_byte) + self._mid_value
         block += bytes(-len(block) % 4)
         out = bytearray(buf[: header.ext_offset - 2])  # keeps the profile word
         out += struct.pack("!H", len(block) // 4)
@@ -208,6 +210,5 @@ class ExtensionRewrite:
         return out
 
 
-def _blank(buf: bytearray, el: Element, two_byte: bool) -> None:
-    start = el.id_offset
-    buf[start : el.value_offset + el.length] = bytes(el.value_offset + el.length - start)
+def _element_header(ident: int, length: int, two_byte: bool) -> bytes:
+    return bytes((ident, length)) if two_byte else bytes(((ident << 4) | (length - 1),))

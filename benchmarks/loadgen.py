@@ -1,0 +1,177 @@
+"""A load-client process: joins rooms on one system under test and reports counters.
+
+The orchestrator (scenarios.py) starts it (pinned to another core than the SFU, inside Janus's
+network namespace for Janus) and talks JSON lines: commands on stdin, one answer per command on
+stdout. It exits on `stop`, when stdin closes, or after --max-seconds, whatever comes first.
+
+Commands: {"cmd": "add", "count": n, "decode": bool} opens n rooms (2 participants each);
+{"cmd": "remove", "count": n} closes the oldest n rooms; {"cmd": "snapshot"} returns cumulative
+counters plus latency samples and join-to-first-frame times collected since the last snapshot;
+{"cmd": "stop"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import statistics
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import uvloop
+
+from . import media, rtpio
+from .clients import ROOMS, Context, Member
+
+JOIN_CONCURRENCY = 4
+FIRST_FRAME_SECONDS = 20.0
+
+
+class LoadProcess:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.rooms: list[list[Member]] = []
+        self.closed: list[list[Member]] = []  # counters of rooms already closed still count
+        self.join_errors: list[str] = []
+        self.first_frame: list[float] = []
+        self._opened = 0
+
+    async def add(self, count: int, decode: bool) -> dict[str, Any]:
+        gate = asyncio.Semaphore(JOIN_CONCURRENCY)
+        new: list[list[Member]] = []
+
+        async def one(i: int) -> None:
+            async with gate:
+                self._opened += 1
+                try:
+                    members = await asyncio.wait_for(
+                        ROOMS[self.ctx.system](self.ctx, self._opened, decode and i == 0), 60
+                    )
+                except Exception as exc:  # reported to the orchestrator, which decides
+                    self.join_errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                    return
+                new.append(members)
+                self.rooms.append(members)
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+        # join-to-first-frame: join start to the first video packet from the other side
+        deadline = time.monotonic() + FIRST_FRAME_SECONDS
+        pending = [m for room in new for m in room]
+        while pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            for m in [m for m in pending if m.first_video_at]:
+                self.first_frame.append(m.first_video_at - m.started)
+                pending.remove(m)
+        return {"rooms": len(self.rooms), "added": len(new), "no_video": len(pending),
+                "errors": self.join_errors[-5:]}  # fmt: skip
+
+    async def remove(self, count: int) -> dict[str, Any]:
+        gone, self.rooms = self.rooms[:count], self.rooms[count:]
+        for room in gone:
+            for member in room:
+                await member.close()
+        self.closed += gone
+        return {"rooms": len(self.rooms), "removed": len(gone)}
+
+    def snapshot(self) -> dict[str, Any]:
+        totals: dict[str, int] = {}
+        latencies: list[float] = []
+        decoded = 0
+        for room in self.rooms + self.closed:
+            for member in room:
+                decoded += member.decoded_frames
+                for peer in member.peers:
+                    for key, value in peer.meter.snapshot().items():
+                        totals[key] = totals.get(key, 0) + value
+                    latencies += peer.meter.latencies
+                    peer.meter.latencies = []
+        first, self.first_frame = self.first_frame, []
+        errors, self.join_errors = self.join_errors, []
+        return {
+            "rooms": len(self.rooms), "totals": totals, "decoded_frames": decoded,
+            "latencies_ms": _summary([x * 1000 for x in latencies]),
+            "latency_samples": len(latencies),
+            "first_frame_s": first, "join_errors": errors,
+        }  # fmt: skip
+
+    async def close(self) -> None:
+        await self.remove(len(self.rooms))
+
+
+def _summary(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    values.sort()
+    return {
+        "p50": values[len(values) // 2],
+        "p99": values[min(len(values) - 1, int(len(values) * 0.99))],
+        "mean": statistics.fmean(values),
+    }
+
+
+async def _main(args: argparse.Namespace) -> None:
+    rtpio.install()
+    loops = [media.encode_video(args.width, args.height, args.fps, args.bitrate), media.encode_audio()]
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=60)
+    ) as http:
+        ctx = Context(args.system, args.base_url, loops, http, args.max_seconds,
+                      args.api_key, args.department_id)  # fmt: skip
+        load = LoadProcess(ctx)
+        reader = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        deadline = time.monotonic() + args.max_seconds
+        _emit({"event": "ready", "video_bitrate": loops[0].bitrate})
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    line = await asyncio.wait_for(reader.readline(), deadline - time.monotonic())
+                except TimeoutError:
+                    break
+                if not line:
+                    break
+                command = json.loads(line)
+                if command["cmd"] == "stop":
+                    break
+                if command["cmd"] == "add":
+                    _emit(await load.add(command["count"], command.get("decode", False)))
+                elif command["cmd"] == "remove":
+                    _emit(await load.remove(command["count"]))
+                elif command["cmd"] == "snapshot":
+                    _emit(load.snapshot())
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(load.close(), 60)
+            _emit({"event": "stopped"})
+
+
+def _emit(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--system", choices=sorted(ROOMS), required=True)
+    p.add_argument("--base-url", required=True)
+    p.add_argument("--api-key", default="")
+    p.add_argument("--department-id", default="")
+    p.add_argument("--max-seconds", type=float, default=600)
+    p.add_argument("--bitrate", type=int, default=1_500_000)
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    uvloop.run(_main(args))
+
+
+if __name__ == "__main__":
+    main()

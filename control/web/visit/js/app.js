@@ -358,6 +358,10 @@ function renderRoom() {
     clearInterval(state.waitingTimer);
     state.waitingTimer = null;
   }
+  const present = others().find((p) => p.status !== "reconnecting");
+  const noVideo = $("remote-no-video");
+  noVideo.hidden = waiting || !present;
+  if (present) dyn(noVideo, () => t("room.no_video", { name: present.name }));
   const away = others().find((p) => p.status === "reconnecting");
   const overlay = $("reconnecting");
   if (state.link === "reconnecting") {

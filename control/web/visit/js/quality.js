@@ -14,8 +14,12 @@ export class QualityMeter {
   async sample(pc) {
     const report = await pc.getStats();
     const now = { at: performance.now(), inbound: 0, received: 0, lost: 0, bytesIn: 0, bytesOut: 0, rtt: null };
+    let selectedPair = null;
     let pairRtt = null;
     let remoteRtt = null;
+    report.forEach((s) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) selectedPair = s.selectedCandidatePairId;
+    });
     report.forEach((s) => {
       if (s.type === "inbound-rtp") {
         now.inbound += 1;
@@ -24,7 +28,7 @@ export class QualityMeter {
         now.bytesIn += s.bytesReceived || 0;
       } else if (s.type === "outbound-rtp") {
         now.bytesOut += s.bytesSent || 0;
-      } else if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
+      } else if (s.type === "candidate-pair" && (selectedPair ? s.id === selectedPair : s.nominated)) {
         if (typeof s.currentRoundTripTime === "number") pairRtt = s.currentRoundTripTime;
       } else if (s.type === "remote-inbound-rtp" && typeof s.roundTripTime === "number") {
         remoteRtt = Math.max(remoteRtt ?? 0, s.roundTripTime);

@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     ck.add_argument("--org", required=True, metavar="ORG_ID")
     rk = asub.add_parser("revoke-key", help="revoke an API key (it stops working at once)")
     rk.add_argument("--key-id", required=True)
+    from benchmarks.cli import add_arguments as bench_arguments
+
+    bench_arguments(sub.add_parser("bench", help="load benchmarks against Janus and a baseline"))
     return p
 
 
@@ -88,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(json.dumps(out))
         return 0
+    if args.command == "bench":
+        from benchmarks.cli import run as bench
+
+        return bench(args)
     print(f"televisit: {args.command} is not available yet", file=sys.stderr)
     return 2
 

@@ -1,0 +1,155 @@
+"""The report: ratios to Janus and to the baseline, a terminal table, JSON and a PNG plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+# Figures compared across systems at the same load level; lower is better for all of them.
+RATIO_FIGURES = ("sfu_us_per_packet", "sfu_cpu_pct", "latency_p50_ms", "sfu_mb_per_participant")
+LEVEL = {"consults": "consults", "fanout": "subscribers", "churn": "rooms_per_second"}
+COLUMNS = [  # (key, header, format)
+    ("system", "system", "{}"), ("level", "N", "{}"),
+    ("forwarded_pps", "fwd pkt/s", "{:.0f}"), ("forwarded_mbps", "Mbit/s", "{:.1f}"),
+    ("sfu_us_per_packet", "us/pkt", "{:.1f}"), ("sfu_cpu_pct", "CPU%", "{:.0f}"),
+    ("client_cpu_pct", "client%", "{:.0f}"),
+    ("loss_down_pct", "loss dn%", "{:.2f}"), ("loss_up_pct", "loss up%", "{:.2f}"),
+    ("nacks_down", "NACK dn", "{}"), ("nacks_up", "NACK up", "{}"),
+    ("retransmitted_up", "rtx up", "{}"),
+    ("latency_p50_ms", "lat p50 ms", "{:.2f}"), ("latency_p99_ms", "lat p99 ms", "{:.2f}"),
+    ("join_to_first_frame_p50_s", "j2f p50 s", "{:.2f}"),
+    ("join_to_first_frame_p95_s", "j2f p95 s", "{:.2f}"),
+    ("sfu_mb_per_participant", "MB/part", "{:.2f}"),
+    ("ratio_janus_us_per_packet", "us/pkt vs janus", "{:.2f}x"),
+    ("ratio_baseline_us_per_packet", "us/pkt vs base", "{:.3f}x"),
+]  # fmt: skip
+CHURN_COLUMNS = [
+    ("system", "system", "{}"), ("rooms_per_second", "rooms/s", "{}"),
+    ("joins_per_second", "joins/s", "{:.1f}"), ("failures", "failures", "{}"),
+    ("join_to_first_frame_p50_s", "j2f p50 s", "{:.2f}"),
+    ("join_to_first_frame_p95_s", "j2f p95 s", "{:.2f}"), ("sfu_cpu_pct", "CPU%", "{:.0f}"),
+]  # fmt: skip
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
+            "kernel": platform.release()}  # fmt: skip
+
+
+def add_ratios(results: dict[str, Any]) -> None:
+    """Each row's figures divided by the same figure of Janus / the baseline at the same level,
+    plus a summary over the levels all three reached."""
+    level = LEVEL[results["scenario"]]
+    systems = results["systems"]
+    by_level = {
+        name: {row.get(level): row for row in data["rows"]} for name, data in systems.items()
+    }
+    for data in systems.values():
+        for row in data["rows"]:
+            row["level"] = row.get(level)
+            for other in ("janus", "baseline"):
+                ref = by_level.get(other, {}).get(row.get(level))
+                for key in RATIO_FIGURES:
+                    if ref and row.get(key) is not None and ref.get(key):
+                        row[f"ratio_{other}_{key}"] = row[key] / ref[key]
+    summary: dict[str, Any] = {}
+    for name in systems:
+        for other in ("janus", "baseline"):
+            if other == name or other not in systems:
+                continue
+            for key in RATIO_FIGURES:
+                ratios = [r[f"ratio_{other}_{key}"] for r in systems[name]["rows"]
+                          if f"ratio_{other}_{key}" in r]  # fmt: skip
+                if ratios:
+                    summary[f"{name}/{other} {key}"] = {
+                        "mean": sum(ratios) / len(ratios), "levels": len(ratios),
+                    }  # fmt: skip
+    results["ratios"] = summary
+
+
+def table(results: dict[str, Any]) -> str:
+    columns = CHURN_COLUMNS if results["scenario"] == "churn" else COLUMNS
+    rows = [r for data in results["systems"].values() for r in data["rows"]]
+    cells = [[h for _, h, _ in columns]]
+    for row in rows:
+        cells.append([
+            "-" if row.get(k) is None else f.format(row[k]) for k, _, f in columns
+        ])  # fmt: skip
+    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for name, data in results["systems"].items():
+        for row in data["rows"]:
+            if row.get("stopped"):
+                lines.append(f"{name} stopped at {row['level']}: {row['stopped']}")
+    for name, why in results["skipped"].items():
+        lines.append(f"{name} skipped: {why}")
+    for key, value in results.get("ratios", {}).items():
+        lines.append(f"ratio {key}: {value['mean']:.3f} (mean over {value['levels']} levels)")
+    return "\n".join(lines)
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    columns = CHURN_COLUMNS if results["scenario"] == "churn" else COLUMNS
+    out = ["| " + " | ".join(h for _, h, _ in columns) + " |",
+           "|" + " --- |" * len(columns)]  # fmt: skip
+    for data in results["systems"].values():
+        for row in data["rows"]:
+            out.append("| " + " | ".join(
+                "-" if row.get(k) is None else f.format(row[k]) for k, _, f in columns) + " |")
+    return "\n".join(out)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    level = LEVEL[results["scenario"]]
+    panels = [("sfu_cpu_pct", "SFU CPU, % of one core"), ("loss_down_pct", "packet loss, %"),
+              ("sfu_us_per_packet", "SFU CPU per forwarded packet, us")]  # fmt: skip
+    fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.6))
+    colors = {"televisit": "tab:blue", "janus": "tab:orange", "baseline": "tab:red"}
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for name, data in results["systems"].items():
+            points = [(r[level], r[key]) for r in data["rows"] if r.get(key) is not None]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, marker="o", label=name, color=colors.get(name))
+        if key == "sfu_cpu_pct":
+            ax.axhline(100, color="grey", linestyle=":", linewidth=1)
+        if key == "sfu_us_per_packet":
+            ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel(f"number of {level.replace('_', ' ')}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"televisit bench {results['scenario']} - {results['machine']['cpus']} cores, "
+                 f"{results['machine']['cpu_model']}")  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path | None]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"bench-{results['scenario']}"
+    json_path = out_dir / f"{stem}.json"
+    json_path.write_text(json.dumps(results, indent=2, default=str))
+    png = None
+    if results["scenario"] in ("consults", "fanout") and results["systems"]:
+        png = out_dir / f"{stem}.png"
+        plot(results, png)
+    return json_path, png

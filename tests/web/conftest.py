@@ -77,6 +77,17 @@ def browser_without_media_permission(playwright_driver):
     browser.close()
 
 
+@pytest.fixture(scope="module")
+def browser_without_devices(playwright_driver):
+    """Media allowed, but no fake camera or microphone: this machine has none."""
+    flags = [f for f in BASE_FLAGS if f != "--use-fake-device-for-media-stream"]
+    browser = playwright_driver.chromium.launch(
+        executable_path=CHROMIUM, headless=True, args=[*flags, ALLOW_MEDIA]
+    )
+    yield browser
+    browser.close()
+
+
 @pytest.fixture(scope="session")
 def screenshots() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -175,3 +175,42 @@ def test_consultation(browser, live_server, screenshots):
     clinic.screenshot(path=screenshots / "ended-clinic-desktop.png")
     clinic.context.close()
     client.context.close()
+
+
+def test_client_without_camera_or_microphone_still_joins(
+    browser, browser_without_media_permission, live_server, screenshots
+):
+    """A client whose browser blocks the devices joins anyway: sees and hears the clinic,
+    chats, and the clinic sees who is there without video."""
+    appt = live_server.make_appointment(client_language="en", client="Pekka Blocked")
+    en, fi = strings("en"), strings(CLINIC_LANG)
+    clinic = open_page(browser, appt["telemedicine"]["host_url"], label="clinic")
+    join_call(clinic)
+    client = open_page(
+        browser_without_media_permission, appt["telemedicine"]["join_url"], viewport=PHONE,
+        label="client",
+    )  # fmt: skip
+    expect(client.locator("#media-problem-title")).to_have_text(en["media.denied_title"])
+    client.get_by_role("button", name=en["prejoin.join"]).click()
+    expect(clinic.locator("body")).to_have_attribute("data-room", "active")
+    assert_decoding(client, "the client without devices")
+    expect(client.locator("#btn-mic")).to_be_disabled()
+    expect(client.locator("#btn-cam")).to_be_disabled()
+    expect(clinic.locator("#remote-no-video")).to_have_text(
+        fi["room.no_video"].format(name="Pekka Blocked")
+    )
+    client.get_by_role("button", name=en["controls.chat"]).click()
+    client.get_by_role("textbox", name=en["chat.input"]).fill("No camera here, can you hear me?")
+    client.get_by_role("textbox", name=en["chat.input"]).press("Enter")
+    expect(clinic.locator("#unread")).to_have_text("1")
+    clinic.screenshot(path=screenshots / "in-call-client-without-video-clinic.png")
+    # On a phone the chat covers the call; close it to reach the controls.
+    client.get_by_role("button", name=en["chat.close"]).click()
+    client.locator("#btn-hangup").click()
+    client.get_by_role("dialog").get_by_role("button", name=en["hangup.confirm"]).click()
+    expect(client.locator("#ended-reason")).to_have_text(en["ended.by_you"])
+    expect(clinic.locator("#ended-reason")).to_have_text(
+        fi["ended.by_other"].format(name="Pekka Blocked")
+    )
+    clinic.context.close()
+    client.context.close()

@@ -169,3 +169,16 @@ def test_every_control_is_labelled_in_every_language(browser, live_server):
         expect(page.locator("#prejoin-who")).to_contain_text("Maija Virtanen")
         expect(page.locator("#join-button")).to_have_text(s["prejoin.join"])
     page.context.close()
+
+
+def test_missing_devices_are_explained(browser_without_devices, live_server):
+    appt = live_server.make_appointment(client_language="sv")
+    page = open_page(browser_without_devices, appt["telemedicine"]["join_url"], label="nodevice")
+    sv = strings("sv")
+    expect(page.locator("#media-problem-title")).to_have_text(sv["media.missing_title"])
+    expect(page.locator("#media-problem-text")).to_have_text(sv["media.missing_both_text"])
+    # No empty device pickers, and joining (to see, hear and chat) stays possible.
+    expect(page.locator("#camera-select")).to_be_hidden()
+    expect(page.locator("#mic-select")).to_be_hidden()
+    expect(page.get_by_role("button", name=sv["prejoin.join"])).to_be_enabled()
+    page.context.close()

@@ -1,0 +1,409 @@
+"""A consult room: one session of one appointment's members and the streams between them.
+
+Members are keyed by (role, name) from their join grant, so a rejoin with the same token is the
+same member. A member is either present (a signaling channel and a peer connection) or away
+(dropped, inside the reconnect grace). States: waiting (not both a host and a guest) -> active ->
+ended; an ended room is never reused: joining again starts a new Room (the worker's job).
+
+Every state change happens synchronously inside one method, so no await can interleave two
+changes; the slow parts (closing peer connections, subscribing) run as tasks the room tracks
+and cancels when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from config.settings import MediaSettings
+from media_server import chat
+from media_server.chat import now_iso
+from media_server.participant import Participant
+from media_server.publication import Publication
+from media_server.subscription import Subscription
+
+log = logging.getLogger(__name__)
+
+# WebSocket close codes the room decides (docs/signaling.md lists them all).
+CLOSE_ENDED = 4000
+CLOSE_REPLACED = 4009
+CLOSE_CONNECT_TIMEOUT = 4010
+CLOSE_MEDIA_LOST = 4011
+
+
+class Channel(Protocol):
+    """The signaling connection of a present member (see signaling.Connection)."""
+
+    def send(self, message: dict[str, Any]) -> None: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+class Grant(Protocol):
+    """What the room reads from a join grant (control.join.Grant)."""
+
+    room_id: str
+    name: str
+    role: str
+
+
+class RoomError(Exception):
+    """A join the room refuses; ``code`` is the WebSocket close code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+ParticipantFactory = Callable[..., Participant]
+RoomEventSink = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class Member:
+    id: str
+    name: str
+    role: str
+    joined_at: str
+    channel: Channel | None = None
+    participant: Participant | None = None
+    generation: int = 0
+    # The first offer/answer of the current peer connection is done: the server may now
+    # renegotiate to add subscriptions.
+    negotiated: bool = False
+    # (publisher member id, kind) -> the subscription and the publication it currently carries.
+    subscriptions: dict[tuple[str, str], tuple[Subscription, Publication]] = field(
+        default_factory=dict
+    )
+    grace: asyncio.TimerHandle | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def present(self) -> bool:
+        return self.channel is not None
+
+    def public(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "role": self.role}
+
+
+class Room:
+    def __init__(
+        self,
+        room_id: str,
+        settings: MediaSettings,
+        *,
+        participant_factory: ParticipantFactory = Participant,
+        on_ended: Callable[[Room], None] = lambda room: None,
+        on_event: RoomEventSink | None = None,
+    ) -> None:
+        self.id = room_id
+        self.session = secrets.token_hex(8)
+        self.settings = settings
+        self.state = "waiting"
+        self.waiting_since: str | None = now_iso()
+        self.active_since: str | None = None
+        self.ended_reason: str | None = None
+        self.members: dict[tuple[str, str], Member] = {}
+        self.chat_messages = 0
+        self.chat_rejected = 0
+        self.task_errors = 0
+        self._participant_factory = participant_factory
+        self._on_ended = on_ended
+        self._on_event = on_event
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- joining and leaving -------------------------------------------------------------
+
+    def join(self, grant: Grant, channel: Channel) -> tuple[Member, bool]:
+        """Admit a member's new connection; returns (member, resumed)."""
+        if self.state == "ended":
+            raise RoomError(CLOSE_ENDED, "this session has ended")
+        if grant.room_id != self.id:
+            raise RoomError(4003, "the token is not for this room")
+        if grant.role not in ("host", "guest"):
+            raise RoomError(4003, f"role {grant.role!r} cannot join a consult")
+        key = (grant.role, grant.name)
+        member = self.members.get(key)
+        resumed = member is not None
+        if member is None:
+            if len(self.members) >= self.settings.room_max_participants:
+                raise RoomError(4003, "the room is full")
+            member = Member(
+                id=secrets.token_hex(6), name=grant.name, role=grant.role, joined_at=now_iso()
+            )
+            self.members[key] = member
+        else:
+            self._detach(member, CLOSE_REPLACED, "replaced by a newer connection")
+            if member.grace is not None:
+                member.grace.cancel()
+                member.grace = None
+        member.channel = channel
+        member.generation += 1
+        member.participant = self._new_participant(member)
+        member.negotiated = False
+        member.subscriptions = {}
+        self._update_state()
+        channel.send(
+            {
+                "type": "joined",
+                "participant": member.public(),
+                "room": self.state_message(),
+                "ice_servers": [s.model_dump(exclude_none=True) for s in self.settings.ice_servers],
+                "resumed": resumed,
+            }
+        )
+        self._broadcast(
+            {"type": "participant_joined", "participant": member.public(), "resumed": resumed},
+            exclude=member,
+        )
+        self._broadcast_state(exclude=member)
+        self._emit("participant_joined", member, resumed=resumed)
+        return member, resumed
+
+    def disconnected(self, member: Member, channel: Channel) -> None:
+        """The member's signaling channel closed without a hang-up: a drop (see _detach)."""
+        if member.channel is channel and self.state != "ended":
+            self._drop(member, 1000, "signaling closed")
+
+    def hangup(self, member: Member) -> None:
+        if member.channel is not None and self.state != "ended":
+            self.end("hangup", by=member)
+
+    def end(self, reason: str, by: Member | None = None) -> None:
+        """End the session for everyone: every client gets `ended`, every connection closes."""
+        if self.state == "ended":
+            return
+        self.state = "ended"
+        self.ended_reason = reason
+        message = {"type": "ended", "reason": reason, "by": by.public() if by else None}
+        for member in self.members.values():
+            if member.grace is not None:
+                member.grace.cancel()
+                member.grace = None
+            if member.channel is not None:
+                member.channel.send(message)
+            self._detach(member, CLOSE_ENDED, f"session ended: {reason}")
+        self._emit("ended", None, reason=reason, by=by.public() if by else None)
+        for task in self._tasks:
+            if task.get_name().startswith("sync:"):
+                task.cancel()
+        self._on_ended(self)
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _drop(self, member: Member, code: int, reason: str) -> None:
+        """A present member lost its connection: away for the grace, then left."""
+        self._detach(member, code, reason)
+        self._broadcast({"type": "participant_reconnecting", "participant": member.public()})
+        self._broadcast_state()
+        self._emit("participant_reconnecting", member)
+        loop = asyncio.get_running_loop()
+        member.grace = loop.call_later(
+            self.settings.reconnect_grace_seconds, self._grace_expired, member
+        )
+
+    def _detach(self, member: Member, code: int, reason: str) -> None:
+        """Close the member's channel and peer connection (subscriptions of others stay)."""
+        channel, participant = member.channel, member.participant
+        member.channel = None
+        member.participant = None
+        member.negotiated = False
+        member.subscriptions = {}
+        if channel is not None:
+            channel.close(code, reason)
+        if participant is not None:
+            self._spawn(participant.close(), name=f"close:{member.id}")
+
+    def _grace_expired(self, member: Member) -> None:
+        member.grace = None
+        if self.state == "ended" or member.present:
+            return
+        del self.members[(member.role, member.name)]
+        for other in self.members.values():
+            for key in [k for k in other.subscriptions if k[0] == member.id]:
+                subscription, _ = other.subscriptions.pop(key)
+                self._spawn(subscription.close(), name=f"close:{other.id}:{key[1]}")
+        self._broadcast({"type": "participant_left", "participant": member.public()})
+        self._emit("participant_left", member)
+        if not self.members:
+            self.end("left")
+            return
+        self._update_state()
+        self._broadcast_state()
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def _update_state(self) -> None:
+        roles = {m.role for m in self.members.values()}
+        if {"host", "guest"} <= roles:
+            if self.state != "active":
+                self.state = "active"
+                # waiting_since stays: it tells the party that arrived how long the other waited.
+                self.active_since = now_iso()
+        elif self.state != "waiting":
+            self.state = "waiting"
+            self.waiting_since = now_iso()
+            self.active_since = None
+
+    def state_message(self) -> dict[str, Any]:
+        return {
+            "type": "room_state",
+            "session": self.session,
+            "state": self.state,
+            "waiting_since": self.waiting_since,
+            "active_since": self.active_since,
+            "participants": [
+                {
+                    **m.public(),
+                    "status": "connected" if m.present else "reconnecting",
+                    "joined_at": m.joined_at,
+                }
+                for m in self.members.values()
+            ],
+        }
+
+    def _broadcast_state(self, exclude: Member | None = None) -> None:
+        self._broadcast(self.state_message(), exclude=exclude)
+
+    def _broadcast(self, message: dict[str, Any], exclude: Member | None = None) -> None:
+        for member in self.members.values():
+            if member is not exclude and member.channel is not None:
+                member.channel.send(message)
+
+    def _emit(self, type: str, member: Member | None, **extra: Any) -> None:
+        """Room events for the control plane (visit status, dashboards)."""
+        if self._on_event is None:
+            return
+        event = {"type": type, "room_id": self.id, "session": self.session, "state": self.state}
+        if member is not None:
+            event["participant"] = member.public()
+        self._spawn(self._on_event({**event, **extra}), name=f"event:{type}")
+
+    # ---- peer connections and streams ------------------------------------------------------
+
+    def _new_participant(self, member: Member) -> Participant:
+        generation = member.generation
+        holder: list[Participant] = []
+
+        def current() -> bool:
+            return bool(holder) and member.participant is holder[0]
+
+        async def on_offer(sdp: str) -> None:
+            if current() and member.channel is not None:
+                member.channel.send({"type": "offer", "sdp": sdp})
+
+        def on_publication(publication: Publication) -> None:
+            if current():
+                self._sync_all()
+
+        def on_chat(participant: Participant, text: str) -> None:
+            if not current():
+                return
+            try:
+                self.relay_chat(member, chat.parse_channel_message(text))
+            except chat.ChatError as exc:
+                self.chat_rejected += 1
+                if member.channel is not None:
+                    member.channel.send(exc.as_error(ref="chat"))
+
+        def on_state(participant: Participant, state: str) -> None:
+            if not current() or self.state == "ended":
+                return
+            if state == "connect_timeout":
+                self._drop(
+                    member,
+                    CLOSE_CONNECT_TIMEOUT,
+                    "media connection not established within "
+                    f"{self.settings.connect_timeout_seconds:g} s",
+                )
+            elif state in ("media_timeout", "failed", "closed"):
+                self._drop(member, CLOSE_MEDIA_LOST, f"media connection lost ({state}); rejoin")
+
+        participant = self._participant_factory(
+            f"{member.id}.{generation}",
+            settings=self.settings,
+            on_offer=on_offer,
+            on_publication=on_publication,
+            on_chat=on_chat,
+            on_state=on_state,
+        )
+        holder.append(participant)
+        return participant
+
+    def negotiated(self, member: Member) -> None:
+        """The member's first offer was answered: subscribe it to everything published."""
+        member.negotiated = True
+        self._sync_all()
+
+    def _sync_all(self) -> None:
+        for member in self.members.values():
+            if member.negotiated:
+                self._spawn(self._sync(member), name=f"sync:{member.id}")
+
+    async def _sync(self, member: Member) -> None:
+        """Make the member's subscriptions match what the others publish (idempotent).
+
+        A publisher that came back on a new peer connection has new publications: the existing
+        subscription switches to them so the subscriber's stream continues.
+        """
+        async with member.lock:
+            participant = member.participant
+            for other in list(self.members.values()):
+                if other is member or other.participant is None:
+                    continue
+                for publication in list(other.participant.publications):
+                    if participant is not member.participant or not member.negotiated:
+                        return
+                    key = (other.id, publication.kind)
+                    held = member.subscriptions.get(key)
+                    if held is None:
+                        subscription = await participant.subscribe(publication)
+                        if participant is member.participant:
+                            member.subscriptions[key] = (subscription, publication)
+                    elif held[1] is not publication:
+                        held[0].switch_source(publication)
+                        member.subscriptions[key] = (held[0], publication)
+
+    # ---- chat ------------------------------------------------------------------------------
+
+    def relay_chat(self, member: Member, text: Any) -> None:
+        """Stamp and relay one chat message to every member (the sender too).
+
+        Raises chat.ChatError for a message that is not acceptable text.
+        """
+        message = chat.stamp(member.name, member.role, text, self.settings.chat_max_bytes)
+        self.chat_messages += 1
+        for other in self.members.values():
+            if other.participant is not None and other.participant.send_chat(message):
+                continue
+            if other.channel is not None:
+                other.channel.send(message)
+
+    # ---- tasks -----------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.task_errors += 1
+            log.error("room %s: task %s failed", self.id, task.get_name(), exc_info=exc)
+
+    @property
+    def participant_count(self) -> int:
+        return sum(1 for m in self.members.values() if m.present)
+
+    def participants(self) -> list[Participant]:
+        return [m.participant for m in self.members.values() if m.participant is not None]

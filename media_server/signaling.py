@@ -1,0 +1,328 @@
+"""The signaling WebSocket (docs/signaling.md): join, SDP both ways, candidates, chat, hang-up.
+
+One socket per member connection. A reader loop validates every frame and hands it to the room;
+a writer task drains a bounded outbox, so the room never awaits a slow client. Every loop is
+bounded: the join deadline, the close handshake, the outbox size, a message rate and an error
+budget per socket. The authorizer is injected so an SFU node can run apart from the control
+plane (it then verifies tokens itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import types
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from media_server import chat
+from media_server.room import Grant, Member, Room, RoomError
+from media_server.worker import Worker
+
+log = logging.getLogger(__name__)
+
+Authorize = Callable[[str], Awaitable[Grant]]
+
+CLOSE_BAD_TOKEN = 4001
+CLOSE_TOO_MANY_ERRORS = 4002
+CLOSE_WRONG_ROOM = 4003
+CLOSE_NO_JOIN = 4008
+CLOSE_TOO_SLOW = 4013
+
+OUTBOX_MESSAGES = 256
+ERROR_BUDGET = 50
+RATE_PER_SECOND = 50.0
+RATE_BURST = 200.0
+CLOSE_HANDSHAKE_SECONDS = 5.0
+NEGOTIATION_SECONDS = 20.0
+HEARTBEAT_SECONDS = 15.0
+# aiohttp drops the connection (1009) above this; below it, oversize frames get an `error`.
+HARD_FRAME_FACTOR = 4
+
+_STR = (str,)
+_OPT_STR = (str, types.NoneType)
+# type -> {field: (accepted types, required)}
+MESSAGES: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
+    "join": {"token": (_STR, True), "client": (_OPT_STR, False), "room": (_OPT_STR, False)},
+    "offer": {"sdp": (_STR, True)},
+    "answer": {"sdp": (_STR, True)},
+    "candidate": {
+        "candidate": (_STR, True),
+        "sdpMid": (_OPT_STR, False),
+        "sdpMLineIndex": ((int, types.NoneType), False),
+    },
+    "chat": {"text": (_STR, True)},
+    "hangup": {},
+    "ping": {"id": ((str, int, types.NoneType), False)},
+}
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.ref = ref
+
+    def as_error(self) -> dict[str, Any]:
+        return {"type": "error", "code": self.code, "message": str(self), "ref": self.ref}
+
+
+def parse(frame: str, max_bytes: int) -> dict[str, Any]:
+    """One validated client message, or ProtocolError naming what is wrong."""
+    if len(frame) > max_bytes or len(frame.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise ProtocolError("too_large", f"messages are at most {max_bytes} bytes")
+    try:
+        data = json.loads(frame)
+    except ValueError as exc:
+        raise ProtocolError("bad_json", f"not JSON: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise ProtocolError("not_object", "a message is a JSON object with a `type`")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("missing_type", "field `type` must be a string")
+    fields = MESSAGES.get(kind)
+    if fields is None:
+        raise ProtocolError("unknown_type", f"unknown message type {kind[:40]!r}", ref=kind[:40])
+    for name, (accepted, required) in fields.items():
+        if name not in data:
+            if required:
+                raise ProtocolError("missing_field", f"field `{name}` is required", ref=kind)
+            continue
+        value = data[name]
+        if isinstance(value, bool) or not isinstance(value, accepted):
+            raise ProtocolError("bad_field", f"field `{name}` has the wrong type", ref=kind)
+    return data
+
+
+def close_reason(text: str) -> str:
+    """WebSocket close reasons are limited to 123 bytes of UTF-8."""
+    raw = text.encode("utf-8")
+    return raw[:123].decode("utf-8", "ignore") if len(raw) > 123 else text
+
+
+class Connection:
+    """The room's Channel for one socket: a bounded outbox and a writer task."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self._outbox: asyncio.Queue[dict[str, Any] | tuple[int, str]] = asyncio.Queue(
+            OUTBOX_MESSAGES + 1
+        )
+        self.closing: tuple[int, str] | None = None
+        self.writer = asyncio.get_running_loop().create_task(self._write(), name="ws-writer")
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.closing is not None:
+            return
+        if self._outbox.qsize() >= OUTBOX_MESSAGES:
+            self.close(CLOSE_TOO_SLOW, "client does not read its messages")
+            return
+        self._outbox.put_nowait(message)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing is None:
+            self.closing = (code, close_reason(reason))
+            self._outbox.put_nowait(self.closing)
+
+    async def _write(self) -> None:
+        while True:
+            item = await self._outbox.get()
+            if isinstance(item, tuple):
+                await self.ws.close(code=item[0], message=item[1].encode())
+                return
+            if self.ws.closed:
+                continue
+            try:
+                await self.ws.send_str(json.dumps(item, separators=(",", ":")))
+            except (ConnectionError, RuntimeError):
+                # The peer went away; the reader loop sees the close and reports the drop.
+                continue
+
+    async def finish(self) -> None:
+        """Flush what is queued (ending with a close) within the close-handshake bound."""
+        self.close(1000, "")
+        try:
+            await asyncio.wait_for(self.writer, CLOSE_HANDSHAKE_SECONDS)
+        except (TimeoutError, ConnectionError):
+            self.writer.cancel()
+
+
+class Session:
+    """One socket's conversation: join, then messages until the socket or the session ends."""
+
+    def __init__(self, worker: Worker, authorize: Authorize, conn: Connection) -> None:
+        self.worker = worker
+        self.settings = worker.settings
+        self.authorize = authorize
+        self.conn = conn
+        self.errors = 0
+        self.tokens = RATE_BURST
+        self.refilled = time.monotonic()
+        self.room: Room | None = None
+        self.member: Member | None = None
+
+    def refuse(self, error: ProtocolError) -> None:
+        """Answer a bad message with `error`; too many of them close the socket."""
+        self.worker.signaling_errors[error.code] += 1
+        self.errors += 1
+        if self.errors > ERROR_BUDGET:
+            self.conn.close(CLOSE_TOO_MANY_ERRORS, "too many bad messages")
+        else:
+            self.conn.send(error.as_error())
+
+    def rate_ok(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(RATE_BURST, self.tokens + (now - self.refilled) * RATE_PER_SECOND)
+        self.refilled = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    async def next_message(self, deadline: float | None) -> dict[str, Any] | None:
+        """The next valid message, or None when the socket closed or the deadline passed."""
+        ws = self.conn.ws
+        while self.conn.closing is None:
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                return None
+            try:
+                msg = await ws.receive(timeout=timeout)
+            except TimeoutError:
+                return None
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                return None
+            if msg.type is WSMsgType.ERROR:
+                self.worker.signaling_errors["transport"] += 1
+                return None
+            if not self.rate_ok():
+                self.refuse(ProtocolError("rate_limited", "too many messages; slow down"))
+                continue
+            if msg.type is WSMsgType.BINARY:
+                self.refuse(ProtocolError("not_text", "messages are JSON text frames"))
+                continue
+            if msg.type is not WSMsgType.TEXT:
+                continue
+            try:
+                return parse(msg.data, self.settings.signaling_max_bytes)
+            except ProtocolError as exc:
+                self.refuse(exc)
+        return None
+
+    async def run(self) -> None:
+        deadline = time.monotonic() + self.settings.join_timeout_seconds
+        while True:
+            message = await self.next_message(deadline)
+            if message is None:
+                if self.conn.closing is None and not self.conn.ws.closed:
+                    self.worker.signaling_errors["no_join"] += 1
+                    self.conn.close(CLOSE_NO_JOIN, "no join message in time")
+                return
+            if message["type"] == "join":
+                break
+            if message["type"] == "ping":
+                self.conn.send({"type": "pong", "id": message.get("id")})
+                continue
+            self.refuse(ProtocolError("join_first", "send `join` first", ref=message["type"]))
+        if not await self.join(message):
+            return
+        assert self.room is not None and self.member is not None
+        try:
+            while (message := await self.next_message(None)) is not None:
+                if self.member.channel is not self.conn:
+                    break
+                await self.dispatch(message)
+        finally:
+            self.room.disconnected(self.member, self.conn)
+
+    async def join(self, message: dict[str, Any]) -> bool:
+        try:
+            grant = await self.authorize(message["token"])
+        except Exception as exc:  # the authorizer's refusal, whatever its type, is the reason
+            self.worker.signaling_errors["bad_token"] += 1
+            self.conn.close(CLOSE_BAD_TOKEN, f"invalid token: {exc}")
+            return False
+        wanted = message.get("room")
+        if wanted is not None and wanted != grant.room_id:
+            self.worker.signaling_errors["wrong_room"] += 1
+            self.conn.close(CLOSE_WRONG_ROOM, "the token is not for this room")
+            return False
+        room = self.worker.room(grant.room_id)
+        try:
+            self.member, _ = room.join(grant, self.conn)
+        except RoomError as exc:
+            self.worker.signaling_errors["join_refused"] += 1
+            self.conn.close(exc.code, str(exc))
+            return False
+        self.room = room
+        return True
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        room, member = self.room, self.member
+        assert room is not None and member is not None
+        kind = message["type"]
+        participant = member.participant
+        if kind == "ping":
+            self.conn.send({"type": "pong", "id": message.get("id")})
+        elif kind == "hangup":
+            room.hangup(member)
+        elif kind == "chat":
+            try:
+                room.relay_chat(member, message["text"])
+            except chat.ChatError as exc:
+                self.refuse(ProtocolError(exc.code, str(exc), ref="chat"))
+        elif participant is None:
+            self.refuse(ProtocolError("no_connection", "no peer connection", ref=kind))
+        elif kind == "offer":
+            try:
+                sdp = await asyncio.wait_for(
+                    participant.handle_offer(message["sdp"]), NEGOTIATION_SECONDS
+                )
+            except Exception as exc:  # a bad offer must not end the socket; report it
+                self.refuse(ProtocolError("bad_offer", f"offer refused: {exc}", ref=kind))
+                return
+            if participant is member.participant:
+                self.conn.send({"type": "answer", "sdp": sdp})
+                if not member.negotiated:
+                    room.negotiated(member)
+        elif kind == "answer":
+            try:
+                await asyncio.wait_for(
+                    participant.handle_answer(message["sdp"]), NEGOTIATION_SECONDS
+                )
+            except Exception as exc:
+                self.refuse(ProtocolError("bad_answer", f"answer refused: {exc}", ref=kind))
+        elif kind == "candidate":
+            candidate = {k: message.get(k) for k in ("candidate", "sdpMid", "sdpMLineIndex")}
+            try:
+                await participant.add_ice_candidate(candidate)
+            except Exception as exc:
+                self.refuse(ProtocolError("bad_candidate", f"candidate refused: {exc}", ref=kind))
+        else:  # join again on a joined socket
+            self.refuse(ProtocolError("already_joined", "this socket has joined", ref=kind))
+
+
+def websocket_handler(
+    worker: Worker, authorize: Authorize
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The `GET /ws` handler for an aiohttp routes table."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(
+            heartbeat=HEARTBEAT_SECONDS,
+            timeout=CLOSE_HANDSHAKE_SECONDS,
+            max_msg_size=worker.settings.signaling_max_bytes * HARD_FRAME_FACTOR,
+        )
+        await ws.prepare(request)
+        conn = Connection(ws)
+        try:
+            await Session(worker, authorize, conn).run()
+        finally:
+            await conn.finish()
+        return ws
+
+    return handle

@@ -1,0 +1,90 @@
+"""The SFU worker: one per process, owns the live rooms of this process and reports its load.
+
+A room is created on its first join and forgotten once it ends; a join after that (inside the
+appointment window) creates a new Room, i.e. a new session. Control planes place rooms on the
+least loaded worker using ``load()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from dataclasses import dataclass
+
+from config.settings import MediaSettings
+from media_server.participant import Participant
+from media_server.room import ParticipantFactory, Room, RoomEventSink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Load:
+    rooms: int
+    participants: int
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: MediaSettings,
+        *,
+        participant_factory: ParticipantFactory = Participant,
+        on_event: RoomEventSink | None = None,
+    ) -> None:
+        self.settings = settings
+        self.rooms: dict[str, Room] = {}
+        self.sessions_started = 0
+        self.sessions_ended: collections.Counter[str] = collections.Counter()
+        # Signaling errors by protocol error code (read by metrics at scrape time).
+        self.signaling_errors: collections.Counter[str] = collections.Counter()
+        self._participant_factory = participant_factory
+        self._on_event = on_event
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def room(self, room_id: str) -> Room:
+        """The live session of ``room_id``, started if there is none."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            room = Room(
+                room_id,
+                self.settings,
+                participant_factory=self._participant_factory,
+                on_ended=self._ended,
+                on_event=self._on_event,
+            )
+            self.rooms[room_id] = room
+            self.sessions_started += 1
+        return room
+
+    def end_room(self, room_id: str, reason: str) -> bool:
+        """End a live session from outside (appointment cancelled); False if none is live."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            return False
+        room.end(reason)
+        return True
+
+    def load(self) -> Load:
+        return Load(
+            rooms=len(self.rooms),
+            participants=sum(r.participant_count for r in self.rooms.values()),
+        )
+
+    def _ended(self, room: Room) -> None:
+        if self.rooms.get(room.id) is room:
+            del self.rooms[room.id]
+        self.sessions_ended[room.ended_reason or "unknown"] += 1
+        # The room's own close tasks finish the peer connections; keep a handle so close()
+        # can wait for them.
+        task = asyncio.get_running_loop().create_task(room.drain(), name=f"drain:{room.id}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        """End every session (reason `closed`) and wait for their connections to close."""
+        for room in list(self.rooms.values()):
+            room.end("closed")
+        while self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)

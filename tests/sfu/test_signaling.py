@@ -1,0 +1,134 @@
+"""Bad signaling: malformed messages get `error` and leave the room working; bad tokens close."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from media_server.signaling import MESSAGES, ProtocolError, parse
+
+from .harness import Sfu, both_decode, pair
+
+MAX = 65536
+
+
+@pytest.fixture
+def media_overrides() -> dict[str, Any]:
+    return {"join_timeout_seconds": 2.0}
+
+
+async def test_malformed_messages_are_answered_and_the_room_keeps_working(sfu: Sfu) -> None:
+    guest, host = await pair(sfu, room="room-m")
+    await both_decode(guest, host)
+    bad: list[tuple[str | bytes, str]] = [
+        ("not json {", "bad_json"),
+        ("[1, 2]", "not_object"),
+        ("{}", "missing_type"),
+        ('{"type": 5}', "missing_type"),
+        ('{"type": "teleport"}', "unknown_type"),
+        ('{"type": "offer"}', "missing_field"),
+        ('{"type": "answer", "sdp": 12}', "bad_field"),
+        ('{"type": "candidate", "candidate": "x", "sdpMLineIndex": true}', "bad_field"),
+        ('{"type": "answer", "sdp": "v=0 garbage"}', "bad_answer"),
+        ('{"type": "candidate", "candidate": "candidate:garbage", "sdpMid": "0"}', "bad_candidate"),
+        ('{"type": "join", "token": "again"}', "already_joined"),
+        ('{"type": "chat", "text": ""}', "chat_empty"),
+        (json.dumps({"type": "chat", "text": "x" * (MAX + 10)}), "too_large"),
+        (b"\x00\x01binary", "not_text"),
+    ]
+    for frame, _ in bad:
+        await host.send_raw(frame)
+    await host.wait_for(lambda: len(host.of_type("error")) >= len(bad), 30, "all errors")
+    assert [e["code"] for e in host.of_type("error")] == [code for _, code in bad]
+    counted = sfu.worker.signaling_errors
+    for _, code in bad:
+        assert counted[code] >= 1
+    assert host.closed is None
+
+    # The room still works: media keeps flowing, chat and ping are answered.
+    await both_decode(guest, host, frames=10)
+    await host.send({"type": "chat", "text": "still here"})
+    await guest.wait_for(
+        lambda: any(c["text"] == "still here" for c in guest.chats), 20, "chat after garbage"
+    )
+    await host.send({"type": "ping", "id": "p1"})
+    await host.wait_for(lambda: host.last("pong"), 20, "pong")
+    assert host.last("pong")["id"] == "p1"
+
+
+async def test_invalid_token_closes_with_a_reason(sfu: Sfu) -> None:
+    client = await sfu.client("not-a-token")
+    with pytest.raises(ConnectionError):
+        await client.join()
+    assert client.closed.code == 4001
+    assert "invalid token" in client.closed.reason
+    assert sfu.worker.load().rooms == 0
+
+
+async def test_a_token_for_room_a_cannot_join_room_b(sfu: Sfu) -> None:
+    guest_b = await sfu.client(sfu.token("room-b", "guest", "Bea"))
+    await guest_b.join()
+    intruder = await sfu.client(sfu.token("room-a", "host", "Dr A"))
+    with pytest.raises(ConnectionError):
+        await intruder.join(room="room-b")
+    assert intruder.closed.code == 4003
+    # A token only ever reaches its own room: room B still has just its guest.
+    host_a = await sfu.client(sfu.token("room-a", "host", "Dr A"))
+    joined = await host_a.join()
+    assert joined["room"]["state"] == "waiting"
+    assert [p["name"] for p in joined["room"]["participants"]] == ["Dr A"]
+    assert [m.name for m in sfu.worker.rooms["room-b"].members.values()] == ["Bea"]
+    assert guest_b.last("participant_joined") is None
+
+
+async def test_no_join_in_time_closes_and_only_ping_is_answered_before_join(sfu: Sfu) -> None:
+    client = await sfu.client("whatever")
+    await client.send({"type": "ping", "id": 1})
+    await client.send({"type": "offer", "sdp": "v=0"})
+    await client.wait_for(lambda: client.closed, 30, "close after the join timeout")
+    assert client.last("pong")["id"] == 1
+    assert client.last("error")["code"] == "join_first"
+    assert client.closed.code == 4008
+
+
+async def test_too_many_bad_messages_close_the_socket(sfu: Sfu) -> None:
+    client = await sfu.client(sfu.token("room-e", "guest", "Pat"))
+    await client.join()
+    for _ in range(60):
+        await client.send_raw("nonsense")
+    await client.wait_for(lambda: client.closed, 30, "close after the error budget")
+    assert client.closed.code == 4002
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=200),
+        st.dictionaries(
+            st.sampled_from(["type", "sdp", "token", "candidate", "sdpMLineIndex", "text", "id"]),
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(),
+                st.text(max_size=20),
+                st.sampled_from(sorted(MESSAGES)),
+                st.lists(st.integers(), max_size=3),
+            ),
+        ).map(json.dumps),
+    )
+)
+def test_parse_accepts_only_well_formed_messages(frame: str) -> None:
+    try:
+        message = parse(frame, MAX)
+    except ProtocolError as exc:
+        assert exc.as_error()["code"]
+        return
+    fields = MESSAGES[message["type"]]
+    for name, (accepted, required) in fields.items():
+        assert name in message or not required
+        if name in message:
+            assert isinstance(message[name], accepted) and not isinstance(message[name], bool)

@@ -98,9 +98,13 @@ async def test_rtcp_per_leg(make_call, monkeypatch: pytest.MonkeyPatch) -> None:
     await wait_for(lambda: call.a.participant.rembs_sent > 0, 30, "REMB to the publisher")
     video_pub = call.a.participant.publications[1]
     assert video_pub.bitrate_cap() <= min(s.remb for s in video_pub.subscriptions)
-    kinds = {(type(p).__name__, getattr(p, "fmt", None)) for p in at_clients}
-    assert ("RtcpRrPacket", None) in kinds  # our receiver reports reach the publishers
-    assert ("RtcpPsfbPacket", 15) in kinds  # and our REMB
+
+    def reached_clients() -> set[tuple[str, Any]]:
+        return {(type(p).__name__, getattr(p, "fmt", None)) for p in at_clients}
+
+    # Our receiver reports and our REMB reach the publishers' senders.
+    await wait_for(lambda: ("RtcpRrPacket", None) in reached_clients(), 30, "RR at a client")
+    await wait_for(lambda: ("RtcpPsfbPacket", 15) in reached_clients(), 30, "REMB at a client")
 
 
 async def test_chat_channel_both_ways(make_call) -> None:

@@ -214,3 +214,24 @@ def test_client_without_camera_or_microphone_still_joins(
     )
     clinic.context.close()
     client.context.close()
+
+
+def test_same_link_in_a_second_tab_takes_over(browser, live_server):
+    """Opening the link again elsewhere moves the call there; the first tab says so and can
+    take it back."""
+    appt = live_server.make_appointment(client_language="en")
+    fi = strings(CLINIC_LANG)
+    first = open_page(browser, appt["telemedicine"]["host_url"], label="tab1")
+    join_call(first)
+    expect(first.locator("body")).to_have_attribute("data-room", "waiting")
+    second = first.context.new_page()
+    second.goto(appt["telemedicine"]["host_url"])
+    join_call(second)
+    expect(second.locator("body")).to_have_attribute("data-room", "waiting")
+    expect(first.locator("#error-title")).to_have_text(fi["error.replaced_title"])
+    take_back = first.get_by_role("button", name=fi["error.use_here"])
+    take_back.click()
+    expect(first.locator("body")).to_have_attribute("data-view", "room")
+    expect(first.locator("#waiting")).to_be_visible()
+    expect(second.locator("#error-title")).to_have_text(fi["error.replaced_title"])
+    first.context.close()

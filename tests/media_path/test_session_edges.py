@@ -118,3 +118,29 @@ async def test_subscribe_queues_behind_an_offer_in_flight(make_call) -> None:
         await extra.participant.close()
         await extra.client.close()
         await asyncio.sleep(0)
+
+
+async def test_publisher_without_ssrc_lines_is_routed_by_mid() -> None:
+    """An offer without a=ssrc (simulcast-style senders omit them): the first packet's MID
+    header extension names the publication, and its SSRC is learned from then on."""
+    settings = media_settings()
+    publisher, viewer = (
+        ServerSide("p", settings, Client("p")),
+        ServerSide("v", settings, Client("v")),
+    )
+    try:
+        offer = await publisher.client.offer()
+        stripped = "\r\n".join(x for x in offer.split("\r\n") if not x.startswith("a=ssrc"))
+        answer = await publisher.participant.handle_offer(stripped)
+        await publisher.client.accept_answer(answer)
+        assert [p.ssrc for p in publisher.participant.publications] == [None, None]
+        await viewer.connect()
+        for publication in publisher.participant.publications:
+            await viewer.participant.subscribe(publication)
+        await wait_for(lambda: viewer.client.frames("video") >= 10, 30, "video routed by MID")
+        assert all(p.ssrc is not None for p in publisher.participant.publications)
+        assert publisher.participant.dropped.get("unknown_ssrc", 0) == 0
+    finally:
+        for side in (publisher, viewer):
+            await side.participant.close()
+            await side.client.close()

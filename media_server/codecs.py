@@ -105,3 +105,16 @@ def _h264_keyframe_start(payload: bytes) -> bool:
             and payload[1] & 0x1F in (H264_IDR, H264_SPS)
         )
     return False
+
+
+def interchangeable(a: RTCRtpCodecParameters, b: RTCRtpCodecParameters) -> bool:
+    """Can a receiver negotiated for ``a`` be fed ``b``'s payloads (same codec and, for H.264,
+    the same profile and packetization mode)? Payload types may differ: they are rewritten."""
+    if a.mimeType.lower() != b.mimeType.lower() or a.clockRate != b.clockRate:
+        return False
+    if a.mimeType.lower() == "video/h264":
+        keys = ("profile-level-id", "packetization-mode")
+        return all(
+            str(a.parameters.get(k)).lower() == str(b.parameters.get(k)).lower() for k in keys
+        )
+    return True

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from aiortc.rtp import RtcpByePacket, RtcpSenderInfo, RtcpSrPacket
 
 from media_server import rtcp, rtpheader
-from media_server.codecs import starts_keyframe
+from media_server.codecs import interchangeable, starts_keyframe
 from media_server.faults import Faults
 from media_server.publication import Publication
 from media_server.sendhistory import SendHistory
@@ -34,6 +34,10 @@ from media_server.sendhistory import SendHistory
 log = logging.getLogger(__name__)
 
 SendRtp = Callable[[bytes], Awaitable[None]]
+
+
+class CodecMismatch(ValueError):
+    """switch_source to a publication whose codec the subscriber did not negotiate."""
 
 
 class Subscription:
@@ -111,9 +115,16 @@ class Subscription:
 
         Sequence numbers continue from the last one sent and timestamps advance by the wall
         time that passed, so the subscriber sees one stream with a gap rather than a new one.
+        Raises CodecMismatch when the new publication's codec differs from the negotiated one
+        (a publisher that came back with H.264 instead of VP8): subscribe to it anew.
         """
         if publication is self.source:
             return
+        if not interchangeable(self.source.codec, publication.codec):
+            raise CodecMismatch(
+                f"{publication.id} sends {publication.codec_name}; this subscription was "
+                f"negotiated for {self.source.codec_name}: subscribe to it instead"
+            )
         self.source.detach(self)
         self.source = publication
         self.switches += 1

@@ -11,10 +11,10 @@ from aiortc.rtcrtpparameters import (
 )
 from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtcpReceiverInfo, RtpPacket
 
-from media_server import rtcp, rtpheader
+from media_server import codecs, rtcp, rtpheader
 from media_server.faults import Faults
 from media_server.publication import Publication
-from media_server.subscription import Subscription
+from media_server.subscription import CodecMismatch, Subscription
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=120)
 KEY = bytes([0x90, 0x80, 0x80, 0x01, 0x10]) + b"key"
@@ -185,3 +185,42 @@ async def test_closed_subscription_sends_bye_and_stops() -> None:
 @pytest.mark.parametrize("seqs", [[1, 2, 3], [65535, 0, 1]])
 def test_seq_newer_wraps(seqs: list[int]) -> None:
     assert rtcp.seq_newer(seqs[1], seqs[0]) and not rtcp.seq_newer(seqs[0], seqs[1])
+
+
+def test_switch_source_refuses_another_codec() -> None:
+    pub = publication([])
+    sub = bound(pub, Wire())
+    h264 = Publication(
+        participant_id="pub2",
+        kind="video",
+        mid="1",
+        codec=RTCRtpCodecParameters(
+            mimeType="video/H264",
+            clockRate=90000,
+            payloadType=102,
+            parameters={"packetization-mode": "1", "profile-level-id": "42e01f"},
+        ),
+        ssrc=1,
+        extensions={},
+        send_rtcp=lambda data: None,
+    )
+    with pytest.raises(CodecMismatch, match="subscribe to it instead"):
+        sub.switch_source(h264)
+    assert sub.source is pub and sub in pub.subscriptions
+
+
+def test_codec_interchangeability() -> None:
+    def h264(profile: str, mode: str = "1", pt: int = 100) -> RTCRtpCodecParameters:
+        return RTCRtpCodecParameters(
+            mimeType="video/H264",
+            clockRate=90000,
+            payloadType=pt,
+            parameters={"packetization-mode": mode, "profile-level-id": profile},
+        )
+
+    assert codecs.interchangeable(h264("42e01f"), h264("42E01F", pt=102))
+    assert not codecs.interchangeable(h264("42e01f"), h264("42001f"))
+    assert not codecs.interchangeable(h264("42e01f"), h264("42e01f", mode="0"))
+    assert codecs.interchangeable(
+        VP8, RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    )

@@ -41,6 +41,7 @@ class Context:
     max_seconds: float
     api_key: str = ""
     department_id: str = ""
+    data_dir: str = ""  # televisit: its data dir, to sign viewer tokens for fan-out
 
 
 @dataclass
@@ -80,7 +81,7 @@ async def _json(resp: aiohttp.ClientResponse, what: str) -> Any:
 # ---- Televisit ------------------------------------------------------------------------------
 
 
-async def televisit_room(ctx: Context, index: int, decode: bool) -> list[Member]:
+async def _appointment(ctx: Context, index: int) -> dict[str, Any]:
     now = datetime.now(UTC).replace(microsecond=0)
     body = {
         "department_id": ctx.department_id,
@@ -94,8 +95,11 @@ async def televisit_room(ctx: Context, index: int, decode: bool) -> list[Member]
     headers = {"Authorization": f"Bearer {ctx.api_key}"}
     url = f"{ctx.base_url}/api/v1/appointments"
     async with ctx.http.post(url, json=body, headers=headers) as resp:
-        appointment = await _json(resp, "create appointment")
-    tele = appointment["telemedicine"]
+        return await _json(resp, "create appointment")
+
+
+async def televisit_room(ctx: Context, index: int, decode: bool) -> list[Member]:
+    tele = (await _appointment(ctx, index))["telemedicine"]
     guest = await televisit_member(ctx, {"pin": tele["pin"]}, "guest", False)
     try:
         host_token = tele["host_url"].rsplit("/", 1)[1]
@@ -107,7 +111,7 @@ async def televisit_room(ctx: Context, index: int, decode: bool) -> list[Member]
 
 
 async def televisit_member(
-    ctx: Context, credentials: dict[str, str], role: str, decode: bool
+    ctx: Context, credentials: dict[str, str], role: str, decode: bool, publish: bool = True
 ) -> Member:
     member = Member(role, time.monotonic())
     async with ctx.http.post(f"{ctx.base_url}/api/v1/join", json=credentials) as resp:
@@ -121,7 +125,10 @@ async def televisit_member(
         first = await asyncio.wait_for(ws.receive(), STEP_SECONDS)
         if first.type is not aiohttp.WSMsgType.TEXT or json.loads(first.data)["type"] != "joined":
             raise JoinFailed(f"signaling join refused: {first.data!r} {first.extra!r}")
-        peer.publish(ctx.loops)
+        if publish:
+            peer.publish(ctx.loops)
+        else:
+            peer.receive()
         peer.pc.createDataChannel("chat")
         await ws.send_str(json.dumps({"type": "offer", "sdp": await peer.offer()}))
         reader = asyncio.create_task(_televisit_signaling(ws, peer))
@@ -294,14 +301,7 @@ async def janus_room(ctx: Context, index: int, decode: bool) -> list[Member]:
 
         async def subscribe(member: Member, feed: int, decode: bool) -> None:
             session: JanusSession = member.session  # type: ignore[attr-defined]
-            handle = await session.attach()
-            offer = await session.request(handle, {
-                "request": "join", "ptype": "subscriber", "room": room, "streams": [{"feed": feed}],
-            })  # fmt: skip
-            sub = LoadPeer(decode)
-            member.peers.append(sub)
-            answer = await sub.answer(offer["jsep"]["sdp"])
-            await session.request(handle, {"request": "start"}, {"type": "answer", "sdp": answer})
+            await _janus_subscribe(session, member, room, feed, decode)
 
         await asyncio.gather(
             subscribe(members[0], feeds[1], False), subscribe(members[1], feeds[0], decode)
@@ -312,6 +312,115 @@ async def janus_room(ctx: Context, index: int, decode: bool) -> list[Member]:
         raise
     return members
 
+
+# ---- Fan-out: one publisher, many subscribers -------------------------------------------------
+
+
+async def televisit_fanout(ctx: Context, index: int) -> tuple[Member, dict[str, Any]]:
+    appointment = await _appointment(ctx, index)
+    tele = appointment["telemedicine"]
+    host = await televisit_member(ctx, {"token": tele["host_url"].rsplit("/", 1)[1]}, "host", False)
+    return host, {"room_id": tele["room_id"], "appointment_id": appointment["id"]}
+
+
+async def televisit_viewer(ctx: Context, room: dict[str, Any], i: int, decode: bool) -> Member:
+    """A guest that only receives; its token is signed with the server's own key (same data
+    dir), as the control plane would for a named guest."""
+    from config import load_settings
+    from control.tokens import keyring_for
+
+    settings = load_settings(environ={}, overrides={"server": {"data_dir": ctx.data_dir}})
+    token = keyring_for(settings).issue_token(
+        room_id=room["room_id"], name=f"Viewer {i}", role="guest",
+        expires_at=time.time() + 3600, appointment_id=room["appointment_id"],
+    )  # fmt: skip
+    return await televisit_member(ctx, {"token": token}, "guest", decode, publish=False)
+
+
+async def baseline_fanout(ctx: Context, index: int) -> tuple[Member, dict[str, Any]]:
+    room = f"fan-{os.getpid()}-{index}"
+    host = Member("host", time.monotonic())
+    pub = LoadPeer()
+    host.peers.append(pub)
+    pub.publish(ctx.loops)
+    await pub.accept(await _baseline_post(ctx, room, "host", "publish", await pub.offer()))
+    await pub.start_sending(ctx.max_seconds)
+    return host, {"room": room}
+
+
+async def baseline_viewer(ctx: Context, room: dict[str, Any], i: int, decode: bool) -> Member:
+    member = Member("guest", time.monotonic())
+    sub = LoadPeer(decode)
+    member.peers.append(sub)
+    sub.receive()
+    await sub.accept(await _baseline_post(ctx, room["room"], "guest", "subscribe", await sub.offer()))
+    return member
+
+
+async def janus_fanout(ctx: Context, index: int) -> tuple[Member, dict[str, Any]]:
+    room = os.getpid() * 1000 + next(_janus_rooms)
+    host = Member("host", time.monotonic())
+    session = JanusSession(ctx)
+    host.closers.append(session.close)
+    try:
+        await session.open()
+        handle = await session.attach()
+        await session.request(handle, {"request": "create", "room": room, "publishers": 1,
+                                       "audiocodec": "opus", "videocodec": "vp8"})  # fmt: skip
+        joined = await session.request(
+            handle, {"request": "join", "ptype": "publisher", "room": room, "display": "host"}
+        )
+        pub = LoadPeer()
+        host.peers.append(pub)
+        pub.publish(ctx.loops)
+        answer = await session.request(handle, {"request": "publish", "audio": True, "video": True},
+                                       {"type": "offer", "sdp": await pub.offer()})  # fmt: skip
+        await pub.accept(answer["jsep"]["sdp"])
+        await pub.start_sending(ctx.max_seconds)
+    except BaseException:
+        await host.close()
+        raise
+    return host, {"room": room, "feed": joined["plugindata"]["data"]["id"]}
+
+
+async def janus_viewer(ctx: Context, room: dict[str, Any], i: int, decode: bool) -> Member:
+    member = Member("guest", time.monotonic())
+    session = JanusSession(ctx)
+    member.closers.append(session.close)
+    try:
+        await session.open()
+        await _janus_subscribe(session, member, room["room"], room["feed"], decode)
+    except BaseException:
+        await member.close()
+        raise
+    return member
+
+
+async def _janus_subscribe(session: JanusSession, member: Member, room: int, feed: int,
+                           decode: bool) -> None:  # fmt: skip
+    handle = await session.attach()
+    for attempt in range(20):  # the feed is listed once its peer connection is up
+        try:
+            offer = await session.request(handle, {
+                "request": "join", "ptype": "subscriber", "room": room, "streams": [{"feed": feed}],
+            })  # fmt: skip
+            break
+        except JoinFailed:
+            if attempt == 19:
+                raise
+            await asyncio.sleep(0.25)
+    sub = LoadPeer(decode)
+    member.peers.append(sub)
+    answer = await sub.answer(offer["jsep"]["sdp"])
+    await session.request(handle, {"request": "start"}, {"type": "answer", "sdp": answer})
+
+
+FANOUT: dict[str, tuple[Callable[..., Awaitable[tuple[Member, dict[str, Any]]]],
+                        Callable[..., Awaitable[Member]]]] = {
+    "televisit": (televisit_fanout, televisit_viewer),
+    "baseline": (baseline_fanout, baseline_viewer),
+    "janus": (janus_fanout, janus_viewer),
+}  # fmt: skip
 
 ROOMS: dict[str, Callable[[Context, int, bool], Awaitable[list[Member]]]] = {
     "televisit": televisit_room,

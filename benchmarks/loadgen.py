@@ -26,7 +26,7 @@ import aiohttp
 import uvloop
 
 from . import media, rtpio
-from .clients import ROOMS, Context, Member
+from .clients import FANOUT, ROOMS, Context, Member
 
 JOIN_CONCURRENCY = 4
 FIRST_FRAME_SECONDS = 20.0
@@ -40,6 +40,8 @@ class LoadProcess:
         self.join_errors: list[str] = []
         self.first_frame: list[float] = []
         self._opened = 0
+        self.fan: tuple[Member, dict[str, Any]] | None = None
+        self.viewers: list[Member] = []
 
     async def add(self, count: int, decode: bool) -> dict[str, Any]:
         gate = asyncio.Semaphore(JOIN_CONCURRENCY)
@@ -59,15 +61,50 @@ class LoadProcess:
                 self.rooms.append(members)
 
         await asyncio.gather(*(one(i) for i in range(count)))
-        # join-to-first-frame: join start to the first video packet from the other side
+        pending = await self._first_frames([m for room in new for m in room])
+        return {"rooms": len(self.rooms), "added": len(new), "no_video": len(pending),
+                "errors": self.join_errors[-5:]}  # fmt: skip
+
+    async def _first_frames(self, members: list[Member]) -> list[Member]:
+        """Join-to-first-frame (join start to the first video packet from the other side) of
+        ``members``; returns those that got no video in time."""
         deadline = time.monotonic() + FIRST_FRAME_SECONDS
-        pending = [m for room in new for m in room]
+        pending = list(members)
         while pending and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
             for m in [m for m in pending if m.first_video_at]:
                 self.first_frame.append(m.first_video_at - m.started)
                 pending.remove(m)
-        return {"rooms": len(self.rooms), "added": len(new), "no_video": len(pending),
+        return pending
+
+    async def fanout(self, count: int) -> dict[str, Any]:
+        """Add ``count`` subscribers to this process's one publisher (created on first use)."""
+        publisher, viewer = FANOUT[self.ctx.system]
+        if self.fan is None:
+            try:
+                self.fan = await asyncio.wait_for(publisher(self.ctx, 0), 60)
+            except Exception as exc:
+                self.join_errors.append(f"publisher: {type(exc).__name__}: {exc}"[:300])
+                return {"subscribers": 0, "added": 0, "no_video": 0, "errors": self.join_errors}
+            self.rooms.append([self.fan[0]])
+        gate = asyncio.Semaphore(JOIN_CONCURRENCY)
+        new: list[Member] = []
+
+        async def one(i: int) -> None:
+            async with gate:
+                try:
+                    assert self.fan is not None
+                    member = await asyncio.wait_for(viewer(self.ctx, self.fan[1], i, i == 0), 60)
+                except Exception as exc:
+                    self.join_errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                    return
+                new.append(member)
+                self.viewers.append(member)
+
+        start = len(self.viewers)
+        await asyncio.gather(*(one(start + i) for i in range(count)))
+        pending = await self._first_frames(new)
+        return {"subscribers": len(self.viewers), "added": len(new), "no_video": len(pending),
                 "errors": self.join_errors[-5:]}  # fmt: skip
 
     async def remove(self, count: int) -> dict[str, Any]:
@@ -82,7 +119,7 @@ class LoadProcess:
         totals: dict[str, int] = {}
         latencies: list[float] = []
         decoded = 0
-        for room in self.rooms + self.closed:
+        for room in self.rooms + self.closed + [self.viewers]:
             for member in room:
                 decoded += member.decoded_frames
                 for peer in member.peers:
@@ -100,6 +137,8 @@ class LoadProcess:
         }  # fmt: skip
 
     async def close(self) -> None:
+        for member in self.viewers:
+            await member.close()
         await self.remove(len(self.rooms))
 
 
@@ -122,7 +161,7 @@ async def _main(args: argparse.Namespace) -> None:
         connector=connector, timeout=aiohttp.ClientTimeout(total=60)
     ) as http:
         ctx = Context(args.system, args.base_url, loops, http, args.max_seconds,
-                      args.api_key, args.department_id)  # fmt: skip
+                      args.api_key, args.department_id, args.data_dir)  # fmt: skip
         load = LoadProcess(ctx)
         reader = asyncio.StreamReader()
         loop = asyncio.get_running_loop()
@@ -142,6 +181,8 @@ async def _main(args: argparse.Namespace) -> None:
                     break
                 if command["cmd"] == "add":
                     _emit(await load.add(command["count"], command.get("decode", False)))
+                elif command["cmd"] == "fanout":
+                    _emit(await load.fanout(command["count"]))
                 elif command["cmd"] == "remove":
                     _emit(await load.remove(command["count"]))
                 elif command["cmd"] == "snapshot":
@@ -163,6 +204,7 @@ def main() -> None:
     p.add_argument("--base-url", required=True)
     p.add_argument("--api-key", default="")
     p.add_argument("--department-id", default="")
+    p.add_argument("--data-dir", default="", help="televisit: its data dir (fan-out tokens)")
     p.add_argument("--max-seconds", type=float, default=600)
     p.add_argument("--bitrate", type=int, default=1_500_000)
     p.add_argument("--fps", type=float, default=30.0)
@@ -170,6 +212,8 @@ def main() -> None:
     p.add_argument("--height", type=int, default=480)
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # A decoder joining mid-stream fails until the next keyframe: expected, not news.
+    logging.getLogger("aiortc.rtcrtpreceiver").setLevel(logging.ERROR)
     uvloop.run(_main(args))
 
 

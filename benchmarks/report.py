@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 # Figures compared across systems at the same load level; lower is better for all of them.
-RATIO_FIGURES = ("sfu_us_per_packet", "sfu_cpu_pct", "latency_p50_ms", "sfu_mb_per_participant")
+RATIO_FIGURES = ("sfu_us_per_packet", "sfu_us_per_packet_marginal", "sfu_cpu_pct", "latency_p50_ms", "sfu_mb_per_participant")
 LEVEL = {"consults": "consults", "fanout": "subscribers", "churn": "rooms_per_second"}
 COLUMNS = [  # (key, header, format)
     ("system", "system", "{}"), ("level", "N", "{}"),
     ("forwarded_pps", "fwd pkt/s", "{:.0f}"), ("forwarded_mbps", "Mbit/s", "{:.1f}"),
-    ("sfu_us_per_packet", "us/pkt", "{:.1f}"), ("sfu_cpu_pct", "CPU%", "{:.0f}"),
+    ("sfu_us_per_packet", "us/pkt", "{:.1f}"),
+    ("sfu_us_per_packet_marginal", "us/pkt-idle", "{:.1f}"), ("sfu_cpu_pct", "CPU%", "{:.0f}"),
     ("client_cpu_pct", "client%", "{:.0f}"),
     ("loss_down_pct", "loss dn%", "{:.2f}"), ("loss_up_pct", "loss up%", "{:.2f}"),
     ("nacks_down", "NACK dn", "{}"), ("nacks_up", "NACK up", "{}"),
@@ -23,8 +24,8 @@ COLUMNS = [  # (key, header, format)
     ("join_to_first_frame_p50_s", "j2f p50 s", "{:.2f}"),
     ("join_to_first_frame_p95_s", "j2f p95 s", "{:.2f}"),
     ("sfu_mb_per_participant", "MB/part", "{:.2f}"),
-    ("ratio_janus_us_per_packet", "us/pkt vs janus", "{:.2f}x"),
-    ("ratio_baseline_us_per_packet", "us/pkt vs base", "{:.3f}x"),
+    ("ratio_janus_sfu_us_per_packet", "us/pkt vs janus", "{:.2f}x"),
+    ("ratio_baseline_sfu_us_per_packet", "us/pkt vs base", "{:.3f}x"),
 ]  # fmt: skip
 CHURN_COLUMNS = [
     ("system", "system", "{}"), ("rooms_per_second", "rooms/s", "{}"),

@@ -49,6 +49,7 @@ from .media import EncodedLoop
 log = logging.getLogger(__name__)
 
 HISTORY = 1024
+KEYFRAME_MIN_INTERVAL = 0.5  # seconds; PLIs in between are answered by the next one
 LATENCY_KEY_BYTES = 20
 SENT_MEMORY_SECONDS = 3.0
 MAX_LATENCY_SAMPLES = 200_000
@@ -117,6 +118,7 @@ class Outbound:
     retransmitted: int = 0
     nacked: int = 0  # sequence numbers the SFU asked again for (upstream NACK)
     plis: int = 0
+    keyframes_on_request: int = 0
     lost_reported: int = 0  # cumulative loss in the SFU's receiver reports
     frames: int = 0
 
@@ -127,6 +129,12 @@ class Outbound:
         self._seq = 1000
         self._ts = 0
         self._history: list[bytes | None] = [None] * HISTORY
+        self._keyframe_wanted = False
+
+    def request_keyframe(self) -> None:
+        """A PLI: restart the loop at its keyframe (as an encoder would send one)."""
+        self.plis += 1
+        self._keyframe_wanted = True
 
     def _template(self) -> bytes:
         pt = self.parameters.codecs[0].payloadType
@@ -151,6 +159,8 @@ class Outbound:
         start = time.monotonic()
         end = start + max_seconds
         index = 0
+        position = 0  # in the loop; jumps back to its keyframe on a PLI
+        last_keyframe = 0.0
         try:
             while not stop.is_set():
                 due = start + index * period
@@ -163,7 +173,14 @@ class Outbound:
                         pass
                 if due > end:
                     break
-                payloads = frames[index % len(frames)]
+                if position % len(frames) == 0:
+                    last_keyframe = now
+                elif self._keyframe_wanted and now - last_keyframe >= KEYFRAME_MIN_INTERVAL:
+                    position, last_keyframe = 0, now
+                    self.keyframes_on_request += 1
+                self._keyframe_wanted = False
+                payloads = frames[position % len(frames)]
+                position += 1
                 last = len(payloads) - 1
                 picture_id = (0x8000 | (index & 0x7FFF)) if video else 0
                 for i, payload in enumerate(payloads):
@@ -352,7 +369,7 @@ class MeteredDtlsTransport(RTCDtlsTransport):
                 await out.retransmit(packet.lost)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_PLI:
             if (out := meter.outbound.get(packet.media_ssrc)) is not None:
-                out.plis += 1
+                out.request_keyframe()
 
 
 def install() -> None:

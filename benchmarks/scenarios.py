@@ -59,7 +59,8 @@ def running(name: str, opts: Options) -> Iterator[tuple[Target, LoadClient]]:
                 "--bitrate", str(opts.bitrate), "--fps", str(opts.fps),
                 "--width", str(opts.width), "--height", str(opts.height)]  # fmt: skip
         if config.get("api_key"):
-            argv += ["--api-key", config["api_key"], "--department-id", config["department_id"]]
+            argv += ["--api-key", config["api_key"], "--department-id", config["department_id"],
+                     "--data-dir", config["data_dir"]]
         client = LoadClient(target.wrap(argv), opts.cpus(opts.client_cpu), str(ROOT),
                             str(opts.log_dir / f"loadclient-{name}.log"))  # fmt: skip
         yield target, client
@@ -76,8 +77,24 @@ def _pct(values: list[float], p: float) -> float | None:
     return values[min(len(values) - 1, int(p * len(values)))]
 
 
+@dataclass
+class Idle:
+    """The SFU process before any load: what it costs doing nothing (timers, the control
+    plane's sweepers in Televisit's one-process setup), subtracted for the marginal figure."""
+
+    rss: int
+    cpu_per_second: float
+
+
+def idle(target: Target, seconds: float) -> Idle:
+    u0, t0 = usage(target.pid), time.monotonic()
+    time.sleep(seconds)
+    u1 = usage(target.pid)
+    return Idle(u1.rss_bytes, (u1.cpu_seconds - u0.cpu_seconds) / (time.monotonic() - t0))
+
+
 def measure(target: Target, client: LoadClient, opts: Options, participants: int,
-            idle_rss: int, extra: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+            base: Idle, extra: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     """One window's figures (see the module docstring)."""
     time.sleep(opts.settle)
     before, u0 = client.request("snapshot"), usage(target.pid)
@@ -104,6 +121,9 @@ def measure(target: Target, client: LoadClient, opts: Options, participants: int
         "sent_pps": sent / seconds,
         "sfu_cpu_pct": 100 * cpu / seconds,
         "sfu_us_per_packet": cpu * 1e6 / fwd if fwd else None,
+        "sfu_us_per_packet_marginal":
+            max(0.0, cpu - base.cpu_per_second * seconds) * 1e6 / fwd if fwd else None,
+        "sfu_idle_cpu_pct": 100 * base.cpu_per_second,
         "client_cpu_pct": 100 * client_cpu / seconds,
         "loss_down_pct": 100 * max(0, expected - fwd) / expected if expected else None,
         "loss_up_pct": 100 * max(0, d.get("up_lost_reported", 0)) / sent if sent else None,
@@ -116,7 +136,7 @@ def measure(target: Target, client: LoadClient, opts: Options, participants: int
         "latency_p99_ms": lat.get("p99"),
         "latency_samples": after["latency_samples"],
         "sfu_rss_mb": rss_peak / 1e6,
-        "sfu_mb_per_participant": (rss_peak - idle_rss) / 1e6 / participants if participants else None,
+        "sfu_mb_per_participant": (rss_peak - base.rss) / 1e6 / participants if participants else None,
         "sfu_sockets": u1.sockets,
         "decoded_frames": after["decoded_frames"],
         "join_errors": after["join_errors"] + before["join_errors"],
@@ -132,14 +152,14 @@ def consults(name: str, opts: Options, bar: tqdm) -> list[dict[str, Any]]:
     """N rooms x 2 participants, ramped through ``opts.steps`` until loss or CPU says stop."""
     rows: list[dict[str, Any]] = []
     with running(name, opts) as (target, client):
-        idle_rss = usage(target.pid).rss_bytes
+        base = idle(target, opts.settle)
         rooms = 0
         for n in opts.steps:
             bar.set_postfix_str(f"{name}: {n} consults")
             added = client.request("add", count=n - rooms, decode=rooms == 0)
             rooms = added["rooms"]
             first = _first_frames(client)
-            row = measure(target, client, opts, 2 * rooms, idle_rss, {
+            row = measure(target, client, opts, 2 * rooms, base, {
                 "system": name, "scenario": "consults", "consults": rooms,
                 "join_to_first_frame_p50_s": _pct(first, 0.5),
                 "join_to_first_frame_p95_s": _pct(first, 0.95),
@@ -164,6 +184,8 @@ def _stop_reason(row: dict[str, Any], rooms: int, wanted: int) -> str:
         return f"loss {row['loss_down_pct']:.1f}% > {100 * LOSS_STOP:.0f}%"
     if row["sfu_cpu_pct"] > 100 * CPU_STOP:
         return f"SFU CPU {row['sfu_cpu_pct']:.0f}% > {100 * CPU_STOP:.0f}% of a core"
+    if row["client_cpu_pct"] > 100 * CPU_STOP:
+        return f"load client CPU {row['client_cpu_pct']:.0f}%: the load generator is the limit"
     return ""
 
 
@@ -171,14 +193,14 @@ def fanout(name: str, opts: Options, bar: tqdm) -> list[dict[str, Any]]:
     """1 publisher -> K subscribers, K through ``opts.steps``."""
     rows: list[dict[str, Any]] = []
     with running(name, opts) as (target, client):
-        idle_rss = usage(target.pid).rss_bytes
+        base = idle(target, opts.settle)
         subscribers = 0
         for k in opts.steps:
             bar.set_postfix_str(f"{name}: 1 -> {k}")
             added = client.request("fanout", count=k - subscribers)
             subscribers = added["subscribers"]
             first = _first_frames(client)
-            row = measure(target, client, opts, subscribers + 1, idle_rss, {
+            row = measure(target, client, opts, subscribers + 1, base, {
                 "system": name, "scenario": "fanout", "subscribers": subscribers,
                 "join_to_first_frame_p50_s": _pct(first, 0.5),
                 "join_to_first_frame_p95_s": _pct(first, 0.95),

@@ -109,6 +109,7 @@ class Televisit(Target):
             "TELEVISIT__MEDIA__LISTEN_ADDRESSES": '["127.0.0.1"]',
             "TELEVISIT__JOIN__PER_IP_PER_MINUTE": "100000000",
             "TELEVISIT__JOIN__GLOBAL_PER_SECOND": "100000000",
+            "TELEVISIT__MEDIA__ROOM_MAX_PARTICIPANTS": "64",  # fan-out viewers (the most allowed)
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "control.cli", "serve"], cwd=ROOT, env=env,
@@ -124,7 +125,8 @@ class Televisit(Target):
         key = json.loads(out.stdout)["api_key"]
         department = _request(f"{base}/api/v1/departments", key, {"name": "Bench",
                               "telemedicine_enabled": True})  # fmt: skip
-        return {"base_url": base, "api_key": key, "department_id": department["id"]}
+        return {"base_url": base, "api_key": key, "department_id": department["id"],
+                "data_dir": str(self.tmp)}
 
 
 def _request(url: str, key: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,80 @@
+"""The benchmark harness cannot rot: `televisit bench consults --smoke` runs end to end against
+Televisit (and Janus and the relay baseline where they can run) and writes a sane report.
+No performance assertions: only that the harness measured something real."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import targets
+from benchmarks.rtpio import TransportMeter
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench(*args: str, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "control.cli", "bench", *args, "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(660)
+def test_consults_smoke_runs_every_system_and_reports(tmp_path: Path) -> None:
+    done = _bench("consults", "--smoke", out=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "bench-consults.json").read_text())
+    assert (tmp_path / "bench-consults.png").stat().st_size > 0
+    assert results["scenario"] == "consults" and results["machine"]["cpus"] >= 1
+    assert set(results["systems"]) | set(results["skipped"]) == {"televisit", "janus", "baseline"}
+    for name, why in results["skipped"].items():
+        assert name != "televisit", why
+        assert why, f"{name} skipped without a reason"
+    rows = results["systems"]["televisit"]["rows"]
+    assert [r["consults"] for r in rows][:1] == [1]
+    for row in rows:
+        assert row["forwarded_pps"] > 0 and row["sent_pps"] > 0, row
+        assert row["sfu_us_per_packet"] > 0 and row["sfu_rss_mb"] > 0, row
+        assert row["latency_samples"] > 0, row  # payloads arrived unchanged (no transcoding)
+        assert row["join_to_first_frame_p50_s"] is not None, row
+    assert rows[-1]["decoded_frames"] > 0  # one client decoded: the stream is real video
+    for name, data in results["systems"].items():
+        assert data["rows"][0]["forwarded_pps"] > 0, name
+    if "janus" in results["systems"]:
+        assert "televisit/janus sfu_us_per_packet" in results["ratios"]
+    table = done.stdout
+    assert "televisit" in table and "us/pkt" in table
+
+
+def test_unknown_system_is_refused(tmp_path: Path) -> None:
+    done = _bench("consults", "--smoke", "--systems", "televisit,nosuch", out=tmp_path)
+    assert done.returncode == 2 and "nosuch" in done.stderr
+
+
+def test_janus_missing_is_a_clear_skip(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(targets.shutil, "which", lambda name: None)
+    with pytest.raises(targets.TargetUnavailable, match="janus is not installed"):
+        targets.Janus(None)
+
+
+def _rtp(seq: int, pt: int = 96, ssrc: int = 5) -> bytes:
+    return struct.pack("!BBHII", 0x80, pt, seq, 0, ssrc) + b"\x90\x80\x80\x01" + bytes(30)
+
+
+def test_meter_counts_loss_nacks_retransmissions_and_wraparound() -> None:
+    meter = TransportMeter()
+    meter.learn_sdp("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n")
+    nacks = [meter.on_rtp(_rtp(seq), 0.0) for seq in (65533, 65534, 1, 2)]  # 65535, 0 missing
+    assert nacks[2] == [65535, 0]
+    assert meter.on_rtp(_rtp(0), 0.0) == []  # a retransmission fills the gap
+    assert meter.on_rtp(_rtp(0), 0.0) == []  # a duplicate does not count twice
+    assert meter.on_rtp(b"\x80\x60", 0.0) == []  # garbage is ignored
+    stream = meter.inbound[5]
+    assert (stream.kind, stream.expected, stream.packets) == ("video", 6, 5)
+    assert (stream.lost, stream.recovered, stream.duplicates, stream.nacks_sent) == (1, 1, 1, 2)

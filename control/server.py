@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import sys
@@ -13,11 +14,13 @@ from aiohttp import web
 
 from config.settings import Settings
 from control import logs
-from control.app import create_app
+from control.app import BUS, create_app
 from control.clinic.demo import DemoLogin, banner_lines, ensure_demo_staff
 from control.demo import Demo, ensure_demo
+from control.join import authorize_join
 from control.store import Store
 from control.store.factory import open_bus, open_store
+from media_server import node as sfu_node
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +28,12 @@ SHUTDOWN_TIMEOUT_SECONDS = 10.0
 
 
 def attach_sfu(app: web.Application, settings: Settings, store: Store) -> None:
-    """Hook for the SFU running inside this process (the embedded single-node setup).
-
-    media_server mounts its signaling socket here (``GET /ws``, authorizing every join with
-    ``functools.partial(control.join.authorize_join, store, settings)``) and starts/stops its
-    worker with the app (``app.cleanup_ctx``). Until it does, this node serves the control
-    API only and the join answers' signaling_url has nothing behind it.
-    """
+    """Hook for the SFU running inside this process (the embedded single-node setup):
+    ``GET /ws`` (every join authorized by control.join.authorize_join), ``GET /metrics``, room
+    events on the bus and sessions ended when the control plane cancels them."""
+    sfu_node.attach(
+        app, settings, authorize=functools.partial(authorize_join, store, settings), bus=app[BUS]
+    )
 
 
 def _banner(

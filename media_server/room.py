@@ -13,6 +13,7 @@ and cancels when it ends.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
@@ -98,7 +99,9 @@ class Room:
         *,
         participant_factory: ParticipantFactory = Participant,
         on_ended: Callable[[Room], None] = lambda room: None,
+        on_closed: Callable[[Participant], None] = lambda participant: None,
         on_event: RoomEventSink | None = None,
+        counters: collections.Counter[str] | None = None,
     ) -> None:
         self.id = room_id
         self.session = secrets.token_hex(8)
@@ -108,11 +111,14 @@ class Room:
         self.active_since: str | None = None
         self.ended_reason: str | None = None
         self.members: dict[tuple[str, str], Member] = {}
-        self.chat_messages = 0
-        self.chat_rejected = 0
-        self.task_errors = 0
+        # Session-layer events by kind (chat relayed/rejected, drops, task failures); the
+        # worker shares one Counter across its rooms so metrics outlive the room.
+        self.counters: collections.Counter[str] = (
+            counters if counters is not None else collections.Counter()
+        )
         self._participant_factory = participant_factory
         self._on_ended = on_ended
+        self._on_closed = on_closed
         self._on_event = on_event
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -199,6 +205,7 @@ class Room:
 
     def _drop(self, member: Member, code: int, reason: str) -> None:
         """A present member lost its connection: away for the grace, then left."""
+        self.counters[f"drop_{code}"] += 1
         self._detach(member, code, reason)
         self._broadcast({"type": "participant_reconnecting", "participant": member.public()})
         self._broadcast_state()
@@ -218,7 +225,13 @@ class Room:
         if channel is not None:
             channel.close(code, reason)
         if participant is not None:
-            self._spawn(participant.close(), name=f"close:{member.id}")
+            self._spawn(self._close(participant), name=f"close:{member.id}")
+
+    async def _close(self, participant: Participant) -> None:
+        try:
+            await participant.close()
+        finally:
+            self._on_closed(participant)
 
     def _grace_expired(self, member: Member) -> None:
         member.grace = None
@@ -308,7 +321,7 @@ class Room:
             try:
                 self.relay_chat(member, chat.parse_channel_message(text))
             except chat.ChatError as exc:
-                self.chat_rejected += 1
+                self.counters["chat_rejected"] += 1
                 if member.channel is not None:
                     member.channel.send(exc.as_error(ref="chat"))
 
@@ -378,7 +391,7 @@ class Room:
         Raises chat.ChatError for a message that is not acceptable text.
         """
         message = chat.stamp(member.name, member.role, text, self.settings.chat_max_bytes)
-        self.chat_messages += 1
+        self.counters["chat_relayed"] += 1
         for other in self.members.values():
             if other.participant is not None and other.participant.send_chat(message):
                 continue
@@ -398,7 +411,7 @@ class Room:
             return
         exc = task.exception()
         if exc is not None:
-            self.task_errors += 1
+            self.counters["task_errors"] += 1
             log.error("room %s: task %s failed", self.id, task.get_name(), exc_info=exc)
 
     @property

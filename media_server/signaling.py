@@ -25,6 +25,8 @@ from media_server.worker import Worker
 
 log = logging.getLogger(__name__)
 
+# Returns the grant, or raises an exception with a string ``reason`` ("invalid", "expired",
+# "cancelled", "not-yet-open"...) and a message fit for the client (control.join.JoinRefused).
 Authorize = Callable[[str], Awaitable[Grant]]
 
 CLOSE_BAD_TOKEN = 4001
@@ -32,6 +34,10 @@ CLOSE_TOO_MANY_ERRORS = 4002
 CLOSE_WRONG_ROOM = 4003
 CLOSE_NO_JOIN = 4008
 CLOSE_TOO_SLOW = 4013
+CLOSE_SERVER_ERROR = 1011
+# Refusals (the authorizer's exception ``reason``) that are about the token itself: 4001;
+# any other reason (cancelled, not-yet-open) is about the room: 4003.
+TOKEN_REASONS = {"invalid", "expired", "revoked"}
 
 OUTBOX_MESSAGES = 256
 ERROR_BUDGET = 50
@@ -242,9 +248,18 @@ class Session:
     async def join(self, message: dict[str, Any]) -> bool:
         try:
             grant = await self.authorize(message["token"])
-        except Exception as exc:  # the authorizer's refusal, whatever its type, is the reason
-            self.worker.signaling_errors["bad_token"] += 1
-            self.conn.close(CLOSE_BAD_TOKEN, f"invalid token: {exc}")
+        except Exception as exc:
+            reason = getattr(exc, "reason", None)
+            if not isinstance(reason, str):
+                # Not a refusal but a failure (store down, a bug): say so, never "bad token".
+                log.exception("join authorization failed")
+                self.worker.signaling_errors["authorize_failed"] += 1
+                self.conn.close(CLOSE_SERVER_ERROR, "the server could not check the token")
+                return False
+            self.worker.signaling_errors[f"token_{reason}"] += 1
+            code = CLOSE_BAD_TOKEN if reason in TOKEN_REASONS else CLOSE_WRONG_ROOM
+            what = "invalid token" if reason == "invalid" else reason
+            self.conn.close(code, f"{what}: {exc}")
             return False
         wanted = message.get("room")
         if wanted is not None and wanted != grant.room_id:

@@ -11,8 +11,10 @@ import asyncio
 import collections
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from config.settings import MediaSettings
+from media_server import metrics
 from media_server.participant import Participant
 from media_server.room import ParticipantFactory, Room, RoomEventSink
 
@@ -39,6 +41,11 @@ class Worker:
         self.sessions_ended: collections.Counter[str] = collections.Counter()
         # Signaling errors by protocol error code (read by metrics at scrape time).
         self.signaling_errors: collections.Counter[str] = collections.Counter()
+        # Session-layer events of every room (room.counters).
+        self.counters: collections.Counter[str] = collections.Counter()
+        # Peer connections not closed yet, and the summed counters of the closed ones.
+        self.live_participants: set[Participant] = set()
+        self.retired: collections.Counter[tuple[str, tuple[str, ...]]] = collections.Counter()
         self._participant_factory = participant_factory
         self._on_event = on_event
         self._closing: set[asyncio.Task[None]] = set()
@@ -50,9 +57,11 @@ class Worker:
             room = Room(
                 room_id,
                 self.settings,
-                participant_factory=self._participant_factory,
+                participant_factory=self._new_participant,
                 on_ended=self._ended,
+                on_closed=self._retire,
                 on_event=self._on_event,
+                counters=self.counters,
             )
             self.rooms[room_id] = room
             self.sessions_started += 1
@@ -71,6 +80,17 @@ class Worker:
             rooms=len(self.rooms),
             participants=sum(r.participant_count for r in self.rooms.values()),
         )
+
+    def _new_participant(self, *args: Any, **kwargs: Any) -> Participant:
+        participant = self._participant_factory(*args, **kwargs)
+        self.live_participants.add(participant)
+        return participant
+
+    def _retire(self, participant: Participant) -> None:
+        """Fold a closed peer connection's counters into the totals metrics report."""
+        if participant in self.live_participants:
+            self.live_participants.discard(participant)
+            metrics.add_samples(self.retired, [participant])
 
     def _ended(self, room: Room) -> None:
         if self.rooms.get(room.id) is room:

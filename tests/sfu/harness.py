@@ -32,7 +32,7 @@ class Grant:
 
 
 class TokenRefused(Exception):
-    pass
+    reason = "invalid"
 
 
 @dataclass

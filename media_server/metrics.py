@@ -1,0 +1,165 @@
+"""Prometheus metrics of one SFU worker, read from the plain int counters at scrape time.
+
+Nothing on the packet path touches prometheus-client: publications, subscriptions and
+participants keep plain ints, and this collector sums them when /metrics is scraped. Counters of
+closed peer connections are folded into the worker's ``retired`` totals first (see
+Worker._retire), so every *_total stays monotonic across hang-ups and reconnects.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from media_server.participant import Participant
+
+if TYPE_CHECKING:
+    from media_server.worker import Worker
+
+PREFIX = "televisit_sfu_"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# name -> (help, label names); every sample of participant_samples uses one of these.
+COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "packets_in": ("RTP packets received from publishers", ("kind",)),
+    "bytes_in": ("RTP bytes received from publishers", ("kind",)),
+    "packets_out": ("RTP packets forwarded to subscribers (retransmissions excluded)", ("kind",)),
+    "bytes_out": ("RTP bytes forwarded to subscribers", ("kind",)),
+    "packets_dropped": ("packets not forwarded, by where and why", ("where", "reason")),
+    "nacks_received": ("NACK packets received from subscribers", ()),
+    "nacks_sent": ("NACK packets sent to publishers", ()),
+    "retransmissions": ("packets resent to subscribers from the send history", ()),
+    "retransmissions_missed": ("NACKed packets no longer in the send history", ()),
+    "keyframe_requests_received": ("PLI/FIR received from subscribers", ()),
+    "plis_sent": ("PLIs sent to publishers (after throttling)", ()),
+    "keyframe_requests_throttled": ("keyframe requests absorbed by the 500 ms throttle", ()),
+    "rtcp_packets_in": ("RTCP compound packets received", ()),
+    "rtcp_packets_out": ("RTCP compound packets sent", ()),
+    "rembs_sent": ("REMB estimates sent to publishers", ()),
+    "media_faults": ("exceptions on the media path (each also logged once per type)", ()),
+    "peer_connections": ("peer connections created", ()),
+}
+
+Key = tuple[str, tuple[str, ...]]
+
+
+def participant_samples(p: Participant) -> Iterator[tuple[Key, int]]:
+    """Every counter of one peer connection, as ((metric, label values), value)."""
+    yield ("peer_connections", ()), 1
+    yield ("rtcp_packets_in", ()), p.rtcp_packets_in
+    yield ("rtcp_packets_out", ()), p.rtcp_packets_out
+    yield ("rembs_sent", ()), p.rembs_sent
+    yield ("media_faults", ()), p.faults.count
+    for reason, n in p.dropped.items():
+        yield ("packets_dropped", ("participant", reason)), n
+    for pub in p.publications:
+        yield ("packets_in", (pub.kind,)), pub.packets_in
+        yield ("bytes_in", (pub.kind,)), pub.bytes_in
+        yield ("nacks_sent", ()), pub.nacks_sent
+        yield ("plis_sent", ()), pub.plis_sent
+        yield ("keyframe_requests_throttled", ()), pub.keyframe_requests_throttled
+        for reason, n in pub.dropped.items():
+            yield ("packets_dropped", ("publication", reason)), n
+    for sub in p.subscriptions:
+        yield ("packets_out", (sub.kind,)), sub.packets_out
+        yield ("bytes_out", (sub.kind,)), sub.bytes_out
+        yield ("nacks_received", ()), sub.nacks_received
+        yield ("retransmissions", ()), sub.retransmissions
+        yield ("retransmissions_missed", ()), sub.retransmissions_missed
+        yield ("keyframe_requests_received", ()), sub.keyframe_requests
+        for reason, n in sub.dropped.items():
+            yield ("packets_dropped", ("subscription", reason)), n
+
+
+def add_samples(totals: collections.Counter[Key], participants: Iterable[Participant]) -> None:
+    for p in participants:
+        for key, value in participant_samples(p):
+            totals[key] += value
+
+
+def room_loss(participants: Iterable[Participant]) -> dict[str, float]:
+    """Loss ratio per leg of a room's live connections: publisher legs from our own receive
+    statistics, subscriber legs from what the subscribers' receiver reports say."""
+    received = lost_in = sent = lost_out = 0
+    for p in participants:
+        for pub in p.publications:
+            received += pub.packets_in
+            lost_in += max(0, pub.packets_lost)
+        for sub in p.subscriptions:
+            sent += sub.packets_out
+            lost_out += max(0, sub.packets_lost)
+    return {
+        "publisher": lost_in / (received + lost_in) if received + lost_in else 0.0,
+        "subscriber": lost_out / sent if sent else 0.0,
+    }
+
+
+class WorkerCollector(Collector):
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def collect(self) -> Iterator[Metric]:
+        worker = self.worker
+        load = worker.load()
+        yield GaugeMetricFamily(PREFIX + "rooms", "live room sessions", value=load.rooms)
+        yield GaugeMetricFamily(
+            PREFIX + "participants", "members with a live connection", value=load.participants
+        )
+        totals = collections.Counter(worker.retired)
+        add_samples(totals, worker.live_participants)
+        for name, (help_text, labels) in COUNTERS.items():
+            family = CounterMetricFamily(PREFIX + name, help_text, labels=list(labels))
+            for (metric, values), value in sorted(totals.items()):
+                if metric == name:
+                    family.add_metric(list(values), value)
+            if not labels and not family.samples:
+                family.add_metric([], 0)
+            yield family
+        loss = GaugeMetricFamily(
+            PREFIX + "room_loss_ratio",
+            "packet loss of a room's live connections, per leg",
+            labels=["room", "leg"],
+        )
+        for room in list(worker.rooms.values()):
+            for leg, ratio in room_loss(room.participants()).items():
+                loss.add_metric([room.id, leg], ratio)
+        yield loss
+        yield _labelled(
+            "signaling_errors", "bad signaling messages, by error code", "code",
+            worker.signaling_errors,
+        )  # fmt: skip
+        yield _labelled(
+            "sessions_ended", "room sessions ended, by reason", "reason", worker.sessions_ended
+        )
+        yield _labelled("room_events", "session-layer events, by kind", "event", worker.counters)
+        started = CounterMetricFamily(PREFIX + "sessions_started", "room sessions started")
+        started.add_metric([], worker.sessions_started)
+        yield started
+
+
+def _labelled(
+    name: str, help_text: str, label: str, counts: collections.Counter[str]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(PREFIX + name, help_text, labels=[label])
+    for value, n in sorted(counts.items()):
+        family.add_metric([value], n)
+    return family
+
+
+def registry_for(worker: Worker) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WorkerCollector(worker))
+    return registry
+
+
+def metrics_handler(registry: CollectorRegistry) -> web.Handler:
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE})
+
+    return handle

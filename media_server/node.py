@@ -1,0 +1,88 @@
+"""The SFU inside an aiohttp app: signaling socket, metrics, the worker's life, the bus bridge.
+
+    worker = attach(app, settings, authorize=..., bus=bus)
+
+mounts ``GET /ws`` and ``GET /metrics``, publishes every room event on the bus topic
+``room:<room id>`` (the control plane follows visits with it) and ends a live session when the
+control plane announces ``appointment.cancelled`` or ``visit.ended`` on that topic. On app
+shutdown every session ends (reason ``closed``) before the sockets are cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from config.settings import Settings
+from media_server.metrics import metrics_handler, registry_for
+from media_server.signaling import Authorize, websocket_handler
+from media_server.worker import Worker
+
+log = logging.getLogger(__name__)
+
+WORKER = web.AppKey("sfu_worker", Worker)
+TOPIC_PREFIX = "room:"
+# Control-plane events on a room topic that end its live session.
+ENDING_EVENTS = {"appointment.cancelled", "visit.ended"}
+RETRY_SECONDS = 1.0
+
+
+class Bus(Protocol):
+    async def publish(self, topic: str, event: dict[str, Any]) -> None: ...
+
+    def subscribe(self, *topics: str) -> contextlib.AbstractAsyncContextManager[Any]: ...
+
+
+def attach(
+    app: web.Application, settings: Settings, *, authorize: Authorize, bus: Bus | None = None
+) -> Worker:
+    async def publish(event: dict[str, Any]) -> None:
+        if bus is not None:
+            await bus.publish(TOPIC_PREFIX + event["room_id"], event)
+
+    worker = Worker(settings.media, on_event=publish)
+    app[WORKER] = worker
+    app.router.add_get("/ws", websocket_handler(worker, authorize))
+    app.router.add_get("/metrics", metrics_handler(registry_for(worker)))
+
+    async def end_sessions(app: web.Application) -> None:
+        await worker.close()
+
+    async def follow_bus(app: web.Application) -> AsyncIterator[None]:
+        task = None
+        if bus is not None:
+            task = asyncio.get_running_loop().create_task(
+                _follow(bus, worker), name="sfu-bus-follower"
+            )
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.on_shutdown.append(end_sessions)
+    app.cleanup_ctx.append(follow_bus)
+    return worker
+
+
+async def _follow(bus: Bus, worker: Worker) -> None:
+    """End sessions the control plane closed; resubscribe (once a second) if the bus fails."""
+    while True:
+        try:
+            async with bus.subscribe(TOPIC_PREFIX + "*") as feed:
+                async for event in feed:
+                    if isinstance(event, dict) and event.get("type") in ENDING_EVENTS:
+                        room_id = event.get("room_id")
+                        if isinstance(room_id, str):
+                            worker.end_room(room_id, "cancelled")
+        except Exception:
+            worker.counters["bus_failures"] += 1
+            if worker.counters["bus_failures"] % 100 == 1:
+                log.exception("SFU bus follower failed (%d times); subscribing again",
+                              worker.counters["bus_failures"])  # fmt: skip
+            await asyncio.sleep(RETRY_SECONDS)

@@ -104,7 +104,12 @@ async def admit(store: Store, settings: Settings, token: str, now: float) -> Adm
         grant = keyring_for(settings).verify_token(token, now=now)
     except TokenError as exc:
         reason = "expired" if exc.reason == "expired" else "invalid"
-        raise JoinRefused(reason, str(exc)) from exc
+        language = "en"
+        if exc.grant is not None:
+            appointment = await appointments.by_room(store, exc.grant.room_id)
+            if appointment is not None:
+                language = await _language(store, appointment, exc.grant.role)
+        raise JoinRefused(reason, str(exc), language=language) from exc
     for prefix, guard in _GUARDS.items():
         if grant.room_id.startswith(prefix):
             return await guard(store, settings, grant, now)

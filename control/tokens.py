@@ -40,9 +40,12 @@ class _CompactJson(json.JSONEncoder):
 class TokenError(Exception):
     """A token that cannot be used. ``reason`` is ``invalid``, ``expired`` or ``unknown-key``."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, grant: Grant | None = None) -> None:
         super().__init__(detail)
         self.reason = reason
+        # Set for an expired token whose signature held: the page can still speak the
+        # holder's language.
+        self.grant = grant
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,16 +122,17 @@ class Keyring:
             raise TokenError("invalid", "the token is not valid")
         if not isinstance(claims["exp"], int | float):
             raise TokenError("invalid", "the token is not valid")
-        if (time.time() if now is None else now) >= claims["exp"]:
-            raise TokenError("expired", "the token has expired")
         appointment_id = claims.get("a")
-        return Grant(
+        grant = Grant(
             room_id=claims["r"],
             name=claims["n"],
             role=role,
             appointment_id=appointment_id if isinstance(appointment_id, str) else None,
             expires_at=float(claims["exp"]),
         )
+        if (time.time() if now is None else now) >= claims["exp"]:
+            raise TokenError("expired", "the token has expired", grant)
+        return grant
 
 
 def _generated_key(data_dir: Path) -> dict[str, str]:

@@ -101,6 +101,7 @@ async def test_token_refusals_are_distinct(client, appt, clock, settings):
     clock.set(BASE + timedelta(hours=2))
     expired = await problem(await client.post("/api/v1/join", json={"token": token}), 410)
     assert expired["type"].endswith("token-expired")
+    assert expired["language"] == "fi"  # the signature held, so the holder's language is known
     clock.set(BASE)
     tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     invalid = await problem(await client.post("/api/v1/join", json={"token": tampered}), 401)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from playwright.sync_api import expect
 
 from .helpers import PHONE, open_page, strings
@@ -83,11 +82,6 @@ def test_expired_link(browser, live_server, screenshots):
     page.context.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="control/join.py answers an expired token with language 'en' (JoinRefused's "
-    "default): it does not look up the appointment of a token that verified but expired",
-)
 def test_expired_link_in_the_clients_language(browser, live_server):
     page = expired_link_page(browser, live_server, "fi")
     try:

@@ -25,7 +25,7 @@ from media_server import chat
 from media_server.chat import now_iso
 from media_server.participant import Participant
 from media_server.publication import Publication
-from media_server.subscription import Subscription
+from media_server.subscription import CodecMismatch, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,11 @@ class Room:
         member.participant = self._new_participant(member)
         member.negotiated = False
         member.subscriptions = {}
+        # The participant's own connect timeout starts with the offer; this one covers a
+        # client that joins and never offers.
+        asyncio.get_running_loop().call_later(
+            self.settings.connect_timeout_seconds, self._offer_overdue, member, member.generation
+        )
         self._update_state()
         channel.send(
             {
@@ -226,6 +231,19 @@ class Room:
             channel.close(code, reason)
         if participant is not None:
             self._spawn(self._close(participant), name=f"close:{member.id}")
+
+    def _offer_overdue(self, member: Member, generation: int) -> None:
+        if (
+            member.generation == generation
+            and member.present
+            and not member.negotiated
+            and self.state != "ended"
+        ):
+            self._drop(
+                member,
+                CLOSE_CONNECT_TIMEOUT,
+                f"no offer within {self.settings.connect_timeout_seconds:g} s",
+            )
 
     async def _close(self, participant: Participant) -> None:
         try:
@@ -363,7 +381,8 @@ class Room:
         """Make the member's subscriptions match what the others publish (idempotent).
 
         A publisher that came back on a new peer connection has new publications: the existing
-        subscription switches to them so the subscriber's stream continues.
+        subscription switches to them so the subscriber's stream continues. If it came back
+        with another codec, the subscriber gets a new subscription (a new track) instead.
         """
         async with member.lock:
             participant = member.participant
@@ -375,13 +394,19 @@ class Room:
                         return
                     key = (other.id, publication.kind)
                     held = member.subscriptions.get(key)
+                    if held is not None and held[1] is not publication:
+                        try:
+                            held[0].switch_source(publication)
+                            member.subscriptions[key] = (held[0], publication)
+                        except CodecMismatch:
+                            self.counters["resubscribed_codec_change"] += 1
+                            del member.subscriptions[key]
+                            await held[0].close()
+                            held = None
                     if held is None:
                         subscription = await participant.subscribe(publication)
                         if participant is member.participant:
                             member.subscriptions[key] = (subscription, publication)
-                    elif held[1] is not publication:
-                        held[0].switch_source(publication)
-                        member.subscriptions[key] = (held[0], publication)
 
     # ---- chat ------------------------------------------------------------------------------
 

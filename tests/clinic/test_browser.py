@@ -83,6 +83,7 @@ def test_virtual_clinic_in_chromium(browser, clinic_server, screenshots):
     incoming = prov.locator("#requests li[data-request]")
     expect(incoming).to_have_count(1)
     expect(incoming.locator(".name")).to_have_text("Demo exam room (requester)")
+    expect(prov).to_have_title(re.compile(r"^\(1\) Session request"))
     prov.screenshot(path=screenshots / "clinic-provider-request.png")
     incoming.get_by_role("button", name="Decline").click()
     incoming.get_by_label("Note to the requester").fill("In surgery, try again at 3 pm")

@@ -49,6 +49,8 @@ function render() {
   $("who").textContent = state.staff.display_name;
   renderAvailability();
   const inbox = [...state.inbox.values()].sort((a, b) => b.created_at - a.created_at);
+  // The tab title alerts a provider working in another tab.
+  document.title = inbox.length ? `(${inbox.length}) Session request - Virtual clinic` : "Virtual clinic - provider";
   $("requests").replaceChildren(...(inbox.length ? inbox.map(requestItem)
     : [el("li", { class: "empty" }, state.staff.available ? "No requests waiting." : "You receive no requests while unavailable.")]));
   const visits = [...state.visits.values()].sort((a, b) => b.created_at - a.created_at);

@@ -57,10 +57,11 @@ async def test_hangup_ends_the_session_for_everyone(sfu: Sfu) -> None:
     assert room.state == "ended"
     await room.drain()
     assert all(p.pc.connectionState == "closed" for p in participants)
-    # The server closed its peer connections: the clients' media stops.
+    # The server closed its peer connections: the clients' media and chat stop.
     await host.wait_for(
         lambda: all(r.ended for r in host.received), 40, "host's received tracks end"
     )
+    await host.wait_for(lambda: host.channel.readyState == "closed", 40, "chat channel closed")
 
 
 async def test_a_join_after_hangup_starts_a_new_session(sfu: Sfu) -> None:

@@ -25,6 +25,7 @@ from .targets import ROOT, TARGETS, Target, TargetUnavailable
 
 LOSS_STOP = 0.02  # stop ramping a system past 2% loss...
 CPU_STOP = 0.90  # ...or 90% of one core
+DELIVERED_STOP = 0.80  # ...or when a fifth of what was sent never arrives
 
 
 @dataclass
@@ -67,7 +68,7 @@ def running(name: str, opts: Options) -> Iterator[tuple[Target, LoadClient]]:
     finally:
         if client is not None:
             client.stop()
-        target.stop()
+        target.stop(opts.log_dir)
 
 
 def _pct(values: list[float], p: float) -> float | None:
@@ -119,6 +120,9 @@ def measure(target: Target, client: LoadClient, opts: Options, participants: int
         "forwarded_pps": fwd / seconds,
         "forwarded_mbps": d.get("rx_bytes", 0) * 8 / seconds / 1e6,
         "sent_pps": sent / seconds,
+        # packets delivered per packet the subscribed publishers sent: ~100% for a forwarder;
+        # a transcoder that falls behind sends fewer frames (no RTP loss, just less video)
+        "delivered_pct": 100 * fwd / (sent * extra.get("fanout", 1)) if sent else None,
         "sfu_cpu_pct": 100 * cpu / seconds,
         "sfu_us_per_packet": cpu * 1e6 / fwd if fwd else None,
         "sfu_us_per_packet_marginal":
@@ -139,13 +143,20 @@ def measure(target: Target, client: LoadClient, opts: Options, participants: int
         "sfu_mb_per_participant": (rss_peak - base.rss) / 1e6 / participants if participants else None,
         "sfu_sockets": u1.sockets,
         "decoded_frames": after["decoded_frames"],
-        "join_errors": after["join_errors"] + before["join_errors"],
+        "join_errors": extra.get("join_errors", []) + before["join_errors"] + after["join_errors"],
     }  # fmt: skip
 
 
-def _first_frames(client: LoadClient) -> list[float]:
-    """Join-to-first-frame times the client collected since the last snapshot (consumed)."""
-    return client.request("snapshot")["first_frame_s"]
+def _joined(client: LoadClient, added: dict[str, Any]) -> dict[str, Any]:
+    """Join figures of the joins just made (the snapshot consumes them)."""
+    snap = client.request("snapshot")
+    first = snap["first_frame_s"]
+    return {
+        "join_to_first_frame_p50_s": _pct(first, 0.5),
+        "join_to_first_frame_p95_s": _pct(first, 0.95),
+        "no_video": added["no_video"],
+        "join_errors": snap["join_errors"],
+    }
 
 
 def consults(name: str, opts: Options, bar: tqdm) -> list[dict[str, Any]]:
@@ -158,12 +169,9 @@ def consults(name: str, opts: Options, bar: tqdm) -> list[dict[str, Any]]:
             bar.set_postfix_str(f"{name}: {n} consults")
             added = client.request("add", count=n - rooms, decode=rooms == 0)
             rooms = added["rooms"]
-            first = _first_frames(client)
             row = measure(target, client, opts, 2 * rooms, base, {
                 "system": name, "scenario": "consults", "consults": rooms,
-                "join_to_first_frame_p50_s": _pct(first, 0.5),
-                "join_to_first_frame_p95_s": _pct(first, 0.95),
-                "no_video": added["no_video"],
+                **_joined(client, added),
             })  # fmt: skip
             rows.append(row)
             bar.update(1)
@@ -180,6 +188,8 @@ def _stop_reason(row: dict[str, Any], rooms: int, wanted: int) -> str:
         return f"joins failed ({rooms} of {wanted} rooms): {row['join_errors'][:1]}"
     if row["no_video"]:
         return f"{row['no_video']} participants got no video"
+    if (row["delivered_pct"] or 0) < 100 * DELIVERED_STOP:
+        return f"only {row['delivered_pct']:.0f}% of the packets sent were delivered"
     if (row["loss_down_pct"] or 0) > 100 * LOSS_STOP:
         return f"loss {row['loss_down_pct']:.1f}% > {100 * LOSS_STOP:.0f}%"
     if row["sfu_cpu_pct"] > 100 * CPU_STOP:
@@ -199,12 +209,10 @@ def fanout(name: str, opts: Options, bar: tqdm) -> list[dict[str, Any]]:
             bar.set_postfix_str(f"{name}: 1 -> {k}")
             added = client.request("fanout", count=k - subscribers)
             subscribers = added["subscribers"]
-            first = _first_frames(client)
             row = measure(target, client, opts, subscribers + 1, base, {
                 "system": name, "scenario": "fanout", "subscribers": subscribers,
-                "join_to_first_frame_p50_s": _pct(first, 0.5),
-                "join_to_first_frame_p95_s": _pct(first, 0.95),
-                "no_video": added["no_video"],
+                "fanout": subscribers,
+                **_joined(client, added),
             })  # fmt: skip
             rows.append(row)
             bar.update(1)
@@ -222,7 +230,7 @@ def churn(name: str, opts: Options, bar: tqdm) -> list[dict[str, Any]]:
     with running(name, opts) as (target, client):
         idle_rss = usage(target.pid).rss_bytes
         client.request("add", count=2, decode=True)
-        _first_frames(client)
+        client.request("snapshot")
         for rate in opts.steps:
             bar.set_postfix_str(f"{name}: {rate} rooms/s")
             t0, u0 = time.monotonic(), usage(target.pid)
@@ -238,7 +246,7 @@ def churn(name: str, opts: Options, bar: tqdm) -> list[dict[str, Any]]:
             first = snap["first_frame_s"]
             rows.append({
                 "system": name, "scenario": "churn", "rooms_per_second": rate,
-                "joins_per_second": 2 * len(first) / 2 / seconds,
+                "joins_per_second": len(first) / seconds,  # participants that got video
                 "failures": failures, "errors": snap["join_errors"][:3],
                 "join_to_first_frame_p50_s": _pct(first, 0.5),
                 "join_to_first_frame_p95_s": _pct(first, 0.95),

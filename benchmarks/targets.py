@@ -83,7 +83,8 @@ class Target:
         assert self.proc is not None
         return self.proc.pid
 
-    def stop(self) -> None:
+    def stop(self, log_dir: Path | None = None) -> None:
+        """Stop the process; keep its logs in ``log_dir`` (the run's output directory)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -91,6 +92,9 @@ class Target:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        if log_dir is not None:
+            for log in self.tmp.glob("*.log"):
+                shutil.copy(log, log_dir / f"{self.name}-{log.name}")
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -223,9 +227,9 @@ admin: {{
     def wrap(self, argv: list[str]) -> list[str]:
         return self.ns.command(argv)
 
-    def stop(self) -> None:
+    def stop(self, log_dir: Path | None = None) -> None:
         try:
-            super().stop()
+            super().stop(log_dir)
         finally:
             self.ns.remove()
 

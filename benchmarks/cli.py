@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from . import report, scenarios
 
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C must unwind even when started in the background (where SIGINT is ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.scenario == "control":

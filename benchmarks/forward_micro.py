@@ -14,9 +14,9 @@ Lines:
   bandwidth estimator) + one Subscription.forward, no SRTP
 - fan-out to N: receive once, forward to N subscriptions (per packet *sent*)
 
-No network, no event loop scheduling: coroutines that never suspend are driven directly, so
-the numbers are the Python work per packet (the kernel's sendto and the SRTP decrypt on receive
-come on top; see shared/notes/aiortc-internals.md for those).
+No network and no event loop: the path is synchronous, so these are the Python work per
+packet (the kernel's sendto and the SRTP decrypt on receive come on top;
+benchmarks/forward_loopback.py measures the whole SFU process on loopback).
 """
 
 from __future__ import annotations
@@ -72,15 +72,6 @@ def packets(n: int) -> list[bytes]:
     return out
 
 
-def drive(coro: Coroutine[Any, Any, Any]) -> None:
-    """Run a coroutine that never suspends, without an event loop."""
-    try:
-        coro.send(None)
-    except StopIteration:
-        return
-    raise RuntimeError("the benchmarked path suspended")
-
-
 def timed(fn: Callable[[], None], count: int) -> float:
     best = float("inf")
     for _ in range(3):
@@ -127,7 +118,7 @@ def subscription(
     return sub
 
 
-async def nothing(data: bytes) -> None:
+def nothing(data: bytes) -> None:
     return None
 
 
@@ -150,11 +141,11 @@ def main() -> None:
 
     def rewrite() -> None:
         for d in data:
-            drive(rewrite_sub.forward(d, rtpheader.parse(d)))
+            rewrite_sub.forward(d, rtpheader.parse(d))
 
     srtp = srtp_sender()
 
-    async def protect(d: bytes) -> None:
+    def protect(d: bytes) -> None:
         srtp.protect(d)
 
     protected_sub = subscription(publication(), protect)
@@ -162,7 +153,7 @@ def main() -> None:
 
     def rewrite_srtp() -> None:
         for d in data:
-            drive(protected_sub.forward(d, rtpheader.parse(d)))
+            protected_sub.forward(d, rtpheader.parse(d))
 
     full_pub = publication()
     subscription(full_pub, nothing)
@@ -170,7 +161,7 @@ def main() -> None:
     def receive_forward() -> None:
         for d in data:
             h = rtpheader.parse(d)
-            drive(full_pub.on_rtp(d, h, 0))
+            full_pub.on_rtp(d, h, 0)
 
     fan_pub = publication()
     for _ in range(args.fanout):
@@ -178,7 +169,7 @@ def main() -> None:
 
     def fan_out() -> None:
         for d in data:
-            drive(fan_pub.on_rtp(d, rtpheader.parse(d), 0))
+            fan_pub.on_rtp(d, rtpheader.parse(d), 0)
 
     ref = timed(reference, n)
     rows = [

@@ -67,11 +67,11 @@ from aiortc.rtp import (
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from config.settings import MediaSettings
-from media_server import codecs, ports, rtcp, rtpheader
+from media_server import codecs, ports, reoffer, rtcp, rtpheader
 from media_server.faults import Faults
 from media_server.publication import Publication
 from media_server.subscription import Subscription
-from media_server.transport import adopt, forwarding_sender
+from media_server.transport import adopt, forwarding_sender, send_now
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,10 @@ class Participant:
         self._mid_ext_id: int | None = None
         self._by_out_ssrc: dict[int, Subscription] = {}
         self._transport = None
+        self._send_now: Callable[[bytes], None] | None = None
         self._chat = None
         self._offered = False
+        self._client_numbering = reoffer.Numbering()
         self._answered = asyncio.Event()  # the client's offer is answered: we may offer
         self._pending: list[Subscription] = []
         self._negotiating: asyncio.Task[None] | None = None
@@ -164,6 +166,7 @@ class Participant:
             except codecs.NoCommonCodec as exc:
                 raise ValueError(str(exc)) from exc
         self._offered = True
+        self._client_numbering = reoffer.numbering(sdp)
 
         # Our transceivers exist before setRemoteDescription so each is pinned to the chosen
         # codec (aiortc matches m-lines to unassigned transceivers of the same kind in order).
@@ -203,6 +206,7 @@ class Participant:
         adopt(transport, self)
         if self._transport is None:
             self._transport = transport
+            self._send_now = send_now(transport)
 
     def _add_publication(self, media: Any, transceiver: RTCRtpTransceiver) -> None:
         codec = next(c for c in transceiver._codecs if c.mimeType.lower() != f"{media.kind}/rtx")
@@ -293,7 +297,9 @@ class Participant:
             sender._stream_id = subscription.source.participant_id
             added.append((subscription, transceiver))
         with ports.gathering(self._gather):
-            await self.pc.setLocalDescription(await self.pc.createOffer())
+            offer = await self.pc.createOffer()
+            aligned = reoffer.align(offer.sdp, self._client_numbering)
+            await self.pc.setLocalDescription(RTCSessionDescription(sdp=aligned, type="offer"))
         self._answer_waiter = asyncio.get_running_loop().create_future()
         await self._on_offer(self.pc.localDescription.sdp)
         try:
@@ -322,13 +328,13 @@ class Participant:
             payload_type=media_codecs[0].payloadType,
             mid=transceiver.mid,
             extensions=rtpheader.extension_ids(transceiver._headerExtensions),
-            send_rtp=self._transport._send_rtp,
+            send_rtp=self._send_now,
             send_rtcp=self.send_rtcp,
         )
 
     # ---- packets in (called by SfuDtlsTransport) --------------------------------------------
 
-    async def on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+    def on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
         try:
             header = rtpheader.parse(data)
         except rtpheader.MalformedRtp:
@@ -345,7 +351,7 @@ class Participant:
             return
         self.packets_in += 1
         self.bytes_in += len(data)
-        await publication.on_rtp(data, header, arrival_time_ms)
+        publication.on_rtp(data, header, arrival_time_ms)
 
     def _route_unknown(self, data: bytes, header: rtpheader.Header) -> Publication | None:
         """A publication without a=ssrc learns its SSRC from the MID extension, else from
@@ -383,7 +389,7 @@ class Participant:
             elif isinstance(packet, RtcpRtpfbPacket):
                 subscription = self._by_out_ssrc.get(packet.media_ssrc)
                 if subscription is not None and packet.fmt == RTCP_RTPFB_NACK:
-                    await subscription.on_nack(rtcp.nack_seqs(packet.lost))
+                    subscription.on_nack(rtcp.nack_seqs(packet.lost))
             elif isinstance(packet, RtcpPsfbPacket):
                 self._payload_feedback(packet)
 
@@ -416,17 +422,16 @@ class Participant:
     # ---- RTCP out -------------------------------------------------------------------------
 
     def send_rtcp(self, data: bytes) -> None:
-        """Send one RTCP packet to this participant (in the background)."""
-        if self._transport is None or self._closed:
+        """Send one RTCP packet to this participant now (dropped and counted while not up)."""
+        if self._send_now is None or self._closed:
             return
-        self._spawn(self._send_rtcp(data), "rtcp-send")
-
-    async def _send_rtcp(self, data: bytes) -> None:
         try:
-            await self._transport._send_rtp(data)
+            self._send_now(data)
             self.rtcp_packets_out += 1
         except ConnectionError:
             self._drop("rtcp_not_connected")
+        except Exception as exc:
+            self.faults.record("send_rtcp", exc)
 
     async def _run_ticks(self) -> None:
         next_report = time.monotonic() + REPORT_SECONDS

@@ -81,7 +81,7 @@ class Publication:
 
     # ---- per packet ------------------------------------------------------------------------
 
-    async def on_rtp(self, data: bytes, header: rtpheader.Header, arrival_ms: int) -> None:
+    def on_rtp(self, data: bytes, header: rtpheader.Header, arrival_ms: int) -> None:
         """One decrypted packet from the publisher: account for it, then forward it."""
         now = time.monotonic()
         self.packets_in += 1
@@ -105,7 +105,7 @@ class Publication:
                 if remb is not None:
                     self._estimate = remb[0]
         for subscription in self.subscriptions:
-            await subscription.forward(data, header)
+            subscription.forward(data, header)
 
     # ---- feedback to the publisher ---------------------------------------------------------
 

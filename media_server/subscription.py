@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from aiortc.rtp import RtcpByePacket, RtcpSenderInfo, RtcpSrPacket
 
@@ -33,7 +33,8 @@ from media_server.sendhistory import SendHistory
 
 log = logging.getLogger(__name__)
 
-SendRtp = Callable[[bytes], Awaitable[None]]
+# Encrypts and sends one RTP packet now; raises ConnectionError while the leg is not up.
+SendRtp = Callable[[bytes], None]
 
 
 class CodecMismatch(ValueError):
@@ -138,7 +139,7 @@ class Subscription:
 
     # ---- the per-packet path ------------------------------------------------------------------
 
-    async def forward(self, data: bytes, header: rtpheader.Header) -> None:
+    def forward(self, data: bytes, header: rtpheader.Header) -> None:
         send = self._send
         if send is None:
             self._drop("not_negotiated")
@@ -163,7 +164,7 @@ class Subscription:
         packet = bytes(buf)
         self._history.store(seq, packet)
         try:
-            await send(packet)
+            send(packet)
         except ConnectionError:
             self._drop("not_connected")
             if self._last_seq is None:
@@ -197,7 +198,7 @@ class Subscription:
 
     # ---- RTCP from the subscriber ---------------------------------------------------------
 
-    async def on_nack(self, seqs: list[int]) -> None:
+    def on_nack(self, seqs: list[int]) -> None:
         """Resend what the subscriber lost from our history (same SSRC and sequence number)."""
         self.nacks_received += 1
         send = self._send
@@ -209,7 +210,7 @@ class Subscription:
                 self.retransmissions_missed += 1
                 continue
             try:
-                await send(packet)
+                send(packet)
             except ConnectionError:
                 return
             except Exception as exc:

@@ -11,22 +11,33 @@ transport aiortc created for the SFU's own connection, before DTLS starts. (Repl
 ``aiortc.rtcpeerconnection.RTCDtlsTransport`` module-wide would also capture every other
 peer connection of the process - test clients, a future recording or transcoding leg.)
 
+Once DTLS is up, SRTP media skips aiortc's receive machinery altogether: the nominated UDP
+socket's ``datagram_received`` decrypts RTP and calls ``sink.on_rtp`` synchronously, and
+``send_now`` encrypts and ``sendto``s synchronously. aioice would otherwise queue every datagram
+on an ``asyncio.Queue`` and wake a task that walks five coroutine levels per packet, and aiortc's
+``_send_rtp`` adds three more on the way out: together about as much CPU as the forwarding
+itself. DTLS, STUN and RTCP keep the ordinary path; a TURN-relayed pair keeps it entirely.
+
 It also makes the receive loop robust and accountable: an empty datagram (which would make
 aiortc's ``_recv_next`` raise and close the transport), datagrams that are neither DTLS nor SRTP
 and SRTP that fails authentication are dropped and counted in ``sink.dropped``.
-``tests/media_path/test_hooks.py`` fails loudly if an aiortc name used here moves.
+``tests/media_path/test_hooks.py`` fails loudly if an aiortc or aioice name used here moves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
+import aioice.ice
 import pylibsrtp
-from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc import clock
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import is_rtcp
 
 from media_server.faults import Faults
 
@@ -37,7 +48,7 @@ class MediaSink(Protocol):
     dropped: dict[str, int]
     faults: Faults
 
-    async def on_rtp(self, data: bytes, arrival_time_ms: int) -> None: ...
+    def on_rtp(self, data: bytes, arrival_time_ms: int) -> None: ...
 
     async def on_rtcp(self, data: bytes) -> None: ...
 
@@ -68,14 +79,23 @@ class _CountingSrtp:
 
 class SfuDtlsTransport(RTCDtlsTransport):
     _sfu_sink: MediaSink
+    _fast_path: tuple[Any, Any] | None
 
     def _setup_srtp(self) -> None:
         super()._setup_srtp()
         self._rx_srtp = _CountingSrtp(self._rx_srtp, self._sfu_sink.dropped)
 
+    def _set_state(self, state: State) -> None:
+        super()._set_state(state)
+        if state == State.CONNECTED:
+            self._install_fast_path()
+        else:
+            self._remove_fast_path()
+
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        # Only before the fast path is in place (or behind a TURN relay).
         try:
-            await self._sfu_sink.on_rtp(data, arrival_time_ms)
+            self._sfu_sink.on_rtp(data, arrival_time_ms)
         except Exception as exc:
             self._sfu_sink.faults.record("rtp", exc)
 
@@ -85,6 +105,62 @@ class SfuDtlsTransport(RTCDtlsTransport):
         except Exception as exc:
             self._sfu_sink.faults.record("rtcp", exc)
 
+    def _install_fast_path(self) -> None:
+        pair = self.transport._connection._nominated.get(1)
+        if pair is None or type(pair.protocol) is not aioice.ice.StunProtocol:
+            return
+        protocol = pair.protocol
+        queued = protocol.datagram_received
+        unprotect = self._rx_srtp.unprotect
+        sink = self._sfu_sink
+        now_ms = clock.current_ms
+
+        def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+            # SRTP (first byte 128-191, RFC 7983) that is not SRTCP: decrypt and forward now.
+            if data and 127 < data[0] < 192 and not is_rtcp(data):
+                try:
+                    plain = unprotect(data)
+                except pylibsrtp.Error:
+                    return  # counted by _CountingSrtp
+                try:
+                    sink.on_rtp(plain, now_ms())
+                except Exception as exc:
+                    sink.faults.record("rtp", exc)
+                return
+            queued(data, addr)
+
+        protocol.datagram_received = datagram_received
+        self._fast_path = (protocol, queued)
+
+    def _remove_fast_path(self) -> None:
+        if getattr(self, "_fast_path", None) is not None:
+            protocol, queued = self._fast_path
+            protocol.datagram_received = queued
+            self._fast_path = None
+
+
+def send_now(transport: RTCDtlsTransport) -> Callable[[bytes], None]:
+    """A synchronous ``_send_rtp`` for ``transport``: encrypt (RTP or RTCP by the second byte)
+    and hand the datagram to the socket; ConnectionError while DTLS is not up. A TURN-relayed
+    pair (whose send is a coroutine) is sent through aiortc in the background."""
+    connection = transport.transport._connection
+    nominated = connection._nominated
+
+    def send(data: bytes) -> None:
+        if transport._state != State.CONNECTED:
+            raise ConnectionError("DTLS is not connected")
+        pair = nominated.get(1)
+        if pair is None:
+            raise ConnectionError("no nominated ICE pair")
+        srtp = transport._tx_srtp
+        protected = srtp.protect_rtcp(data) if is_rtcp(data) else srtp.protect(data)
+        if type(pair.protocol) is aioice.ice.StunProtocol:
+            pair.protocol.transport.sendto(protected, pair.remote_addr)
+        else:
+            asyncio.ensure_future(pair.protocol.send_data(protected, pair.remote_addr))
+
+    return send
+
 
 def adopt(transport: RTCDtlsTransport, sink: MediaSink) -> SfuDtlsTransport:
     """Make one aiortc DTLS transport deliver to ``sink`` (call before it starts)."""
@@ -93,6 +169,7 @@ def adopt(transport: RTCDtlsTransport, sink: MediaSink) -> SfuDtlsTransport:
             raise RuntimeError("adopt() must run before the DTLS transport starts")
         transport.__class__ = SfuDtlsTransport
         transport._sfu_sink = sink
+        transport._fast_path = None
         ice = transport.transport
         ice._recv = _filtered_recv(ice._recv, sink.dropped)
     return transport  # type: ignore[return-value]

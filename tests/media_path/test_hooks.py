@@ -85,3 +85,24 @@ def test_aioice_gathering_hook() -> None:
     assert params(aioice.ice.server_reflexive_candidate) == ["protocol", "stun_server"]
     assert "local_candidate" in inspect.getsource(aioice.ice.StunProtocol)
     assert "self._protocols" in inspect.getsource(ports._ORIGINAL)
+
+
+def test_fast_path_hooks() -> None:
+    # SfuDtlsTransport._install_fast_path / send_now: the nominated pair's UDP protocol and
+    # address, the SRTP sessions and the state aiortc sets when DTLS is up.
+
+    assert "self._nominated: dict[int, CandidatePair] = {}" in inspect.getsource(
+        aioice.ice.Connection.__init__
+    )
+    pair = inspect.getsource(aioice.ice.CandidatePair)
+    assert "self.protocol = protocol" in pair and "def remote_addr" in pair
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in inspect.getsource(
+        aioice.ice.StunProtocol.datagram_received
+    )
+    assert "self.transport = " in inspect.getsource(aioice.ice.StunProtocol.connection_made)
+    start = inspect.getsource(RTCDtlsTransport.start)
+    assert start.index("self._setup_srtp()") < start.index("self._set_state(State.CONNECTED)")
+    setup = inspect.getsource(RTCDtlsTransport._setup_srtp)
+    assert "self._rx_srtp = " in setup and "self._tx_srtp = " in setup
+    assert "self._state = State.NEW" in inspect.getsource(RTCDtlsTransport.__init__)
+    assert "self._state = state" in inspect.getsource(RTCDtlsTransport._set_state)

@@ -51,7 +51,7 @@ class Wire:
         self.rtp: list[bytes] = []
         self.rtcp: list[bytes] = []
 
-    async def send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:
         self.rtp.append(data)
 
     def parsed(self) -> list[RtpPacket]:
@@ -71,8 +71,8 @@ def bound(source: Publication, wire: Wire) -> Subscription:
     return sub
 
 
-async def push(pub: Publication, data: bytes) -> None:
-    await pub.on_rtp(data, rtpheader.parse(data), 0)
+def push(pub: Publication, data: bytes) -> None:
+    pub.on_rtp(data, rtpheader.parse(data), 0)
 
 
 async def test_rewrite_starts_at_a_keyframe_and_keeps_steps() -> None:
@@ -80,10 +80,10 @@ async def test_rewrite_starts_at_a_keyframe_and_keeps_steps() -> None:
     pub = publication(upstream)
     wire = Wire()
     sub = bound(pub, wire)
-    await push(pub, rtp(100, 1000))  # delta before any keyframe: held back
-    await push(pub, rtp(101, 4000, payload=KEY))
-    await push(pub, rtp(102, 4000))
-    await push(pub, rtp(104, 7000))
+    push(pub, rtp(100, 1000))  # delta before any keyframe: held back
+    push(pub, rtp(101, 4000, payload=KEY))
+    push(pub, rtp(102, 4000))
+    push(pub, rtp(104, 7000))
     out = wire.parsed()
     assert sub.dropped == {"awaiting_keyframe": 1}
     assert [p.ssrc for p in out] == [9999] * 3 and {p.payload_type for p in out} == {97}
@@ -98,13 +98,13 @@ async def test_switch_source_continues_sequence_and_time() -> None:
     old, new = publication(upstream), publication(upstream, ssrc=6000, mid="0")
     wire = Wire()
     sub = bound(old, wire)
-    await push(old, rtp(500, 90000, payload=KEY))
-    await push(old, rtp(501, 93000))
+    push(old, rtp(500, 90000, payload=KEY))
+    push(old, rtp(501, 93000))
     sub.switch_source(new)
     assert sub not in old.subscriptions and sub in new.subscriptions
-    await push(old, rtp(502, 96000))  # the old connection is gone from the path
-    await push(new, rtp(40000, 7, ssrc=6000, payload=KEY, mid="0"))
-    await push(new, rtp(40001, 3007, ssrc=6000, mid="0"))
+    push(old, rtp(502, 96000))  # the old connection is gone from the path
+    push(new, rtp(40000, 7, ssrc=6000, payload=KEY, mid="0"))
+    push(new, rtp(40001, 3007, ssrc=6000, mid="0"))
     out = wire.parsed()
     assert len(out) == 4 and {p.ssrc for p in out} == {9999}
     seqs = [p.sequence_number for p in out]
@@ -119,13 +119,13 @@ async def test_nacks_are_answered_from_history() -> None:
     pub = publication([])
     wire = Wire()
     sub = bound(pub, wire)
-    await push(pub, rtp(10, 0, payload=KEY))
+    push(pub, rtp(10, 0, payload=KEY))
     for seq in range(11, 20):
-        await push(pub, rtp(seq, 3000 * seq))
+        push(pub, rtp(seq, 3000 * seq))
     first = wire.parsed()[0].sequence_number
     lost = [(first + 3) & 0xFFFF, (first + 5) & 0xFFFF, (first + 5000) & 0xFFFF]
     wire.rtp.clear()
-    await sub.on_nack(lost)
+    sub.on_nack(lost)
     assert [p.sequence_number for p in wire.parsed()] == lost[:2]
     assert (sub.retransmissions, sub.retransmissions_missed, sub.nacks_received) == (2, 1, 1)
 
@@ -147,7 +147,7 @@ async def test_sender_reports_are_translated_to_the_subscriber_timeline() -> Non
     pub = publication([])
     wire = Wire()
     sub = bound(pub, wire)
-    await push(pub, rtp(10, 1000, payload=KEY))
+    push(pub, rtp(10, 1000, payload=KEY))
     out_ts = wire.parsed()[0].timestamp
     pub.on_sender_report(0xAABBCCDD00112233, 4000)
     (sr,) = RtcpPacket.parse(wire.rtcp[-1])
@@ -178,7 +178,7 @@ async def test_closed_subscription_sends_bye_and_stops() -> None:
     await sub.close()
     (bye,) = RtcpPacket.parse(wire.rtcp[-1])
     assert bye.sources == [9999]
-    await push(pub, rtp(1, 1, payload=KEY))
+    push(pub, rtp(1, 1, payload=KEY))
     assert wire.rtp == []
 
 

@@ -1,0 +1,215 @@
+"""SFU CPU per forwarded packet for N concurrent 1:1 consults, media path only, on loopback.
+
+The SFU side (one Participant per member, each subscribed to the other's audio and video,
+uvloop) runs in a child process pinned to one core; the load peers (benchmarks/peer.py:
+pre-encoded VP8 + Opus replayed as raw RTP, so they cost little) run in this process on the
+other core. SDP goes over a pipe: no WebSocket, no control plane, so the figure is the media
+path's own cost (decrypt, route, statistics, NACK/REMB/RR bookkeeping, rewrite, history,
+encrypt, send, and the event loop around it).
+
+    .venv/bin/python -m benchmarks.forward_loopback --consults 1,4,8 --window 10
+
+us/pkt = (user+sys CPU seconds of the SFU process) / (packets it forwarded), over the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from . import media, rtpio
+from .peer import LoadPeer
+
+
+def _pin(cpu: int) -> None:
+    if cpu < os.cpu_count():
+        os.sched_setaffinity(0, {cpu})
+
+
+# ---- the SFU process -------------------------------------------------------------------------
+
+
+def sfu_process(conn: Connection, cpu: int) -> None:
+    import uvloop
+
+    _pin(cpu)
+    profile = os.environ.get("FORWARD_LOOPBACK_PROFILE")
+    if not profile:
+        uvloop.run(_sfu(conn))
+        return
+    import cProfile
+
+    with cProfile.Profile(time.process_time) as profiler:
+        uvloop.run(_sfu(conn))
+    profiler.dump_stats(profile)
+
+
+async def _sfu(conn: Connection) -> None:
+    from config import load_settings
+    from media_server.participant import Participant
+
+    settings = load_settings(
+        environ={}, overrides={"media": {"listen_addresses": ["127.0.0.1"], "ice_servers": []}}
+    ).media
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[Any] = asyncio.Queue()
+    loop.add_reader(conn.fileno(), lambda: inbox.put_nowait(conn.recv()))
+    participants: dict[str, Participant] = {}
+
+    def make(name: str) -> Participant:
+        async def on_offer(sdp: str) -> None:
+            conn.send(("offer", name, sdp))
+
+        return Participant(
+            name, settings=settings, on_offer=on_offer, on_publication=lambda p: None,
+            on_chat=lambda p, m: None, on_state=lambda p, s: None,
+        )  # fmt: skip
+
+    def forwarded() -> int:
+        return sum(s.packets_out for p in participants.values() for s in p.subscriptions)
+
+    while True:
+        kind, name, body = await inbox.get()
+        if kind == "offer":
+            participants[name] = make(name)
+            conn.send(("answer", name, await participants[name].handle_offer(body)))
+        elif kind == "answer":
+            await participants[name].handle_answer(body)
+        elif kind == "subscribe":  # name subscribes to body's publications
+            for publication in participants[body].publications:
+                await participants[name].subscribe(publication)
+        elif kind == "stats":
+            t = os.times()
+            drops = sum(
+                sum(s.dropped.values()) for p in participants.values() for s in p.subscriptions
+            )
+            conn.send(("stats", name, (t.user, t.system, forwarded(), drops)))
+        elif kind == "quit":
+            for participant in participants.values():
+                await participant.close()
+            conn.send(("bye", name, None))
+            return
+
+
+# ---- the load side ---------------------------------------------------------------------------
+
+
+class Sfu:
+    def __init__(self, cpu: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=sfu_process, args=(child, cpu), daemon=True)
+        self.proc.start()
+        self.peers: dict[str, LoadPeer] = {}
+        self.replies: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        self._answering: set[asyncio.Task[None]] = set()
+        asyncio.get_running_loop().add_reader(self.conn.fileno(), self._read)
+
+    def _read(self) -> None:
+        try:
+            kind, name, body = self.conn.recv()
+        except EOFError:  # the SFU process is gone
+            asyncio.get_running_loop().remove_reader(self.conn.fileno())
+            return
+        if kind == "offer":  # renegotiation: the peer answers, in order
+            task = asyncio.ensure_future(self._answer(name, body))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+        else:
+            self.replies.pop((kind, name)).set_result(body)
+
+    async def _answer(self, name: str, sdp: str) -> None:
+        self.conn.send(("answer", name, await self.peers[name].answer(sdp)))
+
+    async def ask(self, kind: str, name: str, body: Any, reply: str) -> Any:
+        future = self.replies[(reply, name)] = asyncio.get_running_loop().create_future()
+        self.conn.send((kind, name, body))
+        return await asyncio.wait_for(future, 60)
+
+    async def join(self, name: str, loops: list[media.EncodedLoop]) -> LoadPeer:
+        peer = self.peers[name] = LoadPeer()
+        peer.publish(loops)
+        await peer.accept(await self.ask("offer", name, await peer.offer(), "answer"))
+        await peer.start_sending(3600)
+        return peer
+
+
+async def measure(
+    consults: int, window: float, settle: float, loops: list[Any], cpu: int
+) -> dict[str, float]:
+    sfu = Sfu(cpu)
+    try:
+        for i in range(consults):
+            await sfu.join(f"a{i}", loops)
+            await sfu.join(f"b{i}", loops)
+            sfu.conn.send(("subscribe", f"a{i}", f"b{i}"))
+            sfu.conn.send(("subscribe", f"b{i}", f"a{i}"))
+        await asyncio.sleep(settle)
+        user0, sys0, fwd0, drop0 = await sfu.ask("stats", "-", None, "stats")
+        t0 = time.monotonic()
+        await asyncio.sleep(window)
+        user1, sys1, fwd1, drop1 = await sfu.ask("stats", "-", None, "stats")
+        seconds = time.monotonic() - t0
+        packets = fwd1 - fwd0
+        return {
+            "consults": consults,
+            "forwarded_pps": packets / seconds,
+            "sfu_cpu_pct": 100 * (user1 + sys1 - user0 - sys0) / seconds,
+            "us_per_packet": 1e6 * (user1 + sys1 - user0 - sys0) / packets
+            if packets
+            else float("nan"),
+            "us_user": 1e6 * (user1 - user0) / packets if packets else float("nan"),
+            "us_sys": 1e6 * (sys1 - sys0) / packets if packets else float("nan"),
+            "dropped": drop1 - drop0,
+        }
+    finally:
+        await sfu.ask("quit", "-", None, "bye")
+        for peer in sfu.peers.values():
+            await peer.close()
+        sfu.proc.join(10)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    _pin(args.client_cpu)
+    rtpio.install()
+    loops = [
+        media.encode_video(args.width, args.height, args.fps, args.bitrate),
+        media.encode_audio(),
+    ]
+    print(
+        f"# {args.width}x{args.height} VP8 {args.bitrate // 1000} kbit/s {args.fps:g} fps + Opus, "
+        f"window {args.window:g} s; SFU on CPU {args.server_cpu}, peers on CPU {args.client_cpu}"
+    )
+    print(
+        f"{'consults':>8} {'fwd pkt/s':>10} {'SFU CPU%':>9} {'us/pkt':>7} {'user':>6} {'sys':>6} {'dropped':>8}"
+    )
+    for n in [int(x) for x in args.consults.split(",")]:
+        row = await measure(n, args.window, args.settle, loops, args.server_cpu)
+        print(
+            f"{n:8d} {row['forwarded_pps']:10.0f} {row['sfu_cpu_pct']:9.1f} "
+            f"{row['us_per_packet']:7.1f} {row['us_user']:6.1f} {row['us_sys']:6.1f} {row['dropped']:8d}",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--consults", default="1,4,8")
+    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--settle", type=float, default=3.0)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--bitrate", type=int, default=1_500_000)
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Server re-offers keep the numbering the client chose in its first offer.
+
+aiortc's createOffer renumbers every m-line from its built-in tables (opus=96, VP8=97,
+sdes:mid=1, ...), including the m-lines the client already negotiated. In a BUNDLE group an
+extension id or a payload type names one thing for the whole session, and the client fixed
+those names in its offer. Chrome refuses a re-offer that moves an extension id ("RTP extension
+ID reassignment not supported") and, worse, silently accepts a moved payload type and starts
+sending with it - packets the publication, negotiated on the old type, would drop. So each
+server offer is rewritten to the client's numbering: same URI -> the client's id, same codec ->
+the client's payload type; anything the client never named gets a number it does not use.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+_EXTMAP = re.compile(r"^a=extmap:(\d+)(/\S+)? (\S+)(.*)$")
+_RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([^/\s]+)/(\d+)(?:/(\d+))?")
+_FMTP = re.compile(r"^a=fmtp:(\d+) (.*)$")
+_PT_LINE = re.compile(r"^(a=(?:rtpmap|fmtp|rtcp-fb)):(\d+)(.*)$")
+_APT = re.compile(r"\bapt=(\d+)")
+# One-byte header extension ids (RFC 8285) and the dynamic payload types (RFC 3551).
+_EXTENSION_IDS = range(1, 15)
+_DYNAMIC_PTS = range(96, 128)
+
+CodecKey = tuple[str, ...]
+
+
+@dataclass
+class Numbering:
+    """What a description calls each extension URI and each codec."""
+
+    extension_ids: dict[str, int] = field(default_factory=dict)
+    payload_types: dict[CodecKey, int] = field(default_factory=dict)
+
+
+def _sections(lines: list[str]) -> Iterator[list[int]]:
+    """Line indexes of each m-section (the session part is skipped)."""
+    current: list[int] | None = None
+    for i, line in enumerate(lines):
+        if line.startswith("m="):
+            if current is not None:
+                yield current
+            current = [i]
+        elif current is not None:
+            current.append(i)
+    if current is not None:
+        yield current
+
+
+def _codec_keys(lines: list[str], section: list[int]) -> dict[int, CodecKey]:
+    """Payload type -> a key that names the codec independently of the number."""
+    names: dict[int, tuple[str, str, str]] = {}
+    params: dict[int, str] = {}
+    for i in section:
+        if match := _RTPMAP.match(lines[i]):
+            pt, name, clock, channels = match.groups()
+            names[int(pt)] = (name.lower(), clock, channels or "1")
+        elif match := _FMTP.match(lines[i]):
+            params[int(match.group(1))] = match.group(2)
+    keys: dict[int, CodecKey] = {}
+    for pt, base in names.items():
+        fmtp = params.get(pt, "")
+        if base[0] == "h264":
+            # Same rule as aiortc's matching: profile and packetization mode tell H.264s apart.
+            values = dict(p.strip().split("=", 1) for p in fmtp.split(";") if "=" in p)
+            base += (values.get("packetization-mode", "0"), values.get("profile-level-id", "").lower())
+        keys[pt] = base
+    for pt, key in list(keys.items()):
+        if key[0] == "rtx" and (apt := _APT.search(params.get(pt, ""))):
+            keys[pt] = ("rtx", *keys.get(int(apt.group(1)), ("?",)))
+    return keys
+
+
+def numbering(sdp: str) -> Numbering:
+    """The numbering of ``sdp`` (the first name given to a URI or codec wins)."""
+    lines = sdp.splitlines()
+    out = Numbering()
+    for line in lines:
+        if match := _EXTMAP.match(line):
+            out.extension_ids.setdefault(match.group(3), int(match.group(1)))
+    for section in _sections(lines):
+        for pt, key in _codec_keys(lines, section).items():
+            out.payload_types.setdefault(key, pt)
+    return out
+
+
+def _renumber_section(lines: list[str], section: list[int], remap: dict[int, int]) -> None:
+    m_line = lines[section[0]].split(" ")
+    lines[section[0]] = " ".join(
+        m_line[:3] + [str(remap.get(int(f), f)) if f.isdigit() else f for f in m_line[3:]]
+    )
+    for i in section[1:]:
+        if match := _PT_LINE.match(lines[i]):
+            prefix, pt, rest = match.groups()
+            rest = _APT.sub(lambda a: f"apt={remap.get(int(a.group(1)), a.group(1))}", rest)
+            lines[i] = f"{prefix}:{remap.get(int(pt), pt)}{rest}"
+
+
+def align(sdp: str, client: Numbering) -> str:
+    """``sdp`` renumbered to ``client``'s extension ids and payload types."""
+    ending = "\r\n" if "\r\n" in sdp else "\n"
+    lines = sdp.split(ending)
+
+    ids = dict(client.extension_ids)
+    free_ids = (i for i in _EXTENSION_IDS if i not in set(ids.values()))
+    for i, line in enumerate(lines):
+        if match := _EXTMAP.match(line):
+            _, direction, uri, rest = match.groups()
+            if uri not in ids:
+                ids[uri] = next(free_ids)
+            lines[i] = f"a=extmap:{ids[uri]}{direction or ''} {uri}{rest}"
+
+    pts = dict(client.payload_types)
+    free_pts = (p for p in _DYNAMIC_PTS if p not in set(pts.values()))
+    for section in _sections(lines):
+        keys = _codec_keys(lines, section)
+        for pt, key in keys.items():
+            if key not in pts:
+                pts[key] = pt if pt < 96 else next(free_pts)
+        _renumber_section(lines, section, {pt: pts[key] for pt, key in keys.items()})
+    return ending.join(lines)

@@ -29,9 +29,18 @@ no forwardable codec) may be retried; one that aiortc refused half-way leaves th
 unusable: close it and start a new one.
 
 Counters (plain ints; ``dropped``: reason -> int): ``packets_in``, ``bytes_in``,
-``rtcp_packets_in``, ``rtcp_packets_out``, ``rembs_sent``, ``chat_messages_in``, ``dropped`` (malformed_rtp, unknown_ssrc, payload_type, malformed_rtcp,
-srtp_rejected, srtcp_rejected, not_dtls_or_srtp), ``faults.count`` (media-path exceptions);
-per stream on ``publications`` and ``subscriptions``.
+``rtcp_packets_in``, ``rtcp_packets_out``, ``rembs_sent``, ``chat_messages_in``, ``dropped``
+(malformed_rtp, unknown_ssrc, payload_type, malformed_rtcp, srtp_rejected, srtcp_rejected,
+not_dtls_or_srtp, rtcp_not_connected, unexpected_data_channel), ``faults.count`` (media-path
+exceptions, each logged once per type); per stream on ``publications`` and ``subscriptions``.
+
+Requirements on the client: BUNDLE (one transport: the server runs max-bundle), one offer per
+peer connection, audio Opus and video VP8 or H.264 packetization-mode 1. RTX is not negotiated
+(retransmissions travel on the media SSRC). A subscription's m-line stays in the SDP after the
+subscription closes (aiortc reuses no m-line); a reconnecting publisher is carried on by
+``switch_source`` rather than by new m-lines. In-process aiortc peers (tests, load clients)
+must gather on loopback themselves: ``with ports.gathering(GatherPolicy(("127.0.0.1",))):``
+around their ``setLocalDescription``.
 """
 
 from __future__ import annotations

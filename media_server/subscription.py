@@ -1,8 +1,15 @@
 """A subscription: one outgoing stream to one subscriber - the SFU's per-packet path.
 
-    publisher --SRTP--> SfuDtlsTransport (decrypt) --> Participant.on_rtp (route by SSRC)
+    publisher --SRTP--> socket's datagram_received (transport.py: decrypt)
+        --> Participant.on_rtp (route by SSRC)
         --> Publication.on_rtp (stats, NACK upstream, bandwidth estimate)
-        --> Subscription.forward (this file) --> subscriber's transport (encrypt, send)
+        --> Subscription.forward (this file) --> transport.send_now (encrypt, sendto)
+
+All of it is synchronous: one datagram in, its copies out, before the event loop moves on.
+
+A video subscription starts (and restarts after ``switch_source``) at a keyframe: earlier
+packets would only give the subscriber's decoder errors, so they are dropped (counted as
+``awaiting_keyframe``) while a keyframe is requested (throttled per publication).
 
 ``forward`` copies the packet into a bytearray and rewrites, in place, the four things that
 belong to the subscriber's leg: SSRC, payload type, sequence number and timestamp (continuous

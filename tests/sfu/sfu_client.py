@@ -33,6 +33,8 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from media_server import ports
+
 VIDEO_CLOCK = 90000
 AUDIO_RATE = 48000
 AUDIO_SAMPLES = 960  # 20 ms
@@ -131,6 +133,8 @@ class SfuClient:
     width: int = 320
     height: int = 240
     fps: float = 15.0
+    # aioice skips 127.0.0.1: gather there explicitly so a loopback-only namespace works.
+    gather_addresses: tuple[str, ...] = ("127.0.0.1",)
     events: list[dict[str, Any]] = field(default_factory=list)
     chats: list[dict[str, Any]] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
@@ -254,13 +258,15 @@ class SfuClient:
             self.chats.append({**json.loads(raw), "via": "datachannel"})
             asyncio.ensure_future(self._notify())
 
-        await pc.setLocalDescription(await pc.createOffer())
+        with ports.gathering(ports.GatherPolicy(addresses=self.gather_addresses)):
+            await pc.setLocalDescription(await pc.createOffer())
         await self.send({"type": "offer", "sdp": pc.localDescription.sdp})
 
     async def _answer(self, sdp: str) -> None:
         assert self.pc is not None
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        with ports.gathering(ports.GatherPolicy(addresses=self.gather_addresses)):
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
 
     def _on_track(self, track: MediaStreamTrack) -> None:

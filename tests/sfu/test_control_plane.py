@@ -190,3 +190,19 @@ async def test_a_consultation_through_the_control_plane(control) -> None:
         listener.cancel()
         for c in clients:
             await c.close()
+
+
+async def test_a_forged_token_is_refused_by_the_control_plane(control) -> None:
+    client, auth = control
+    appt = await make_appointment(client, auth)
+    token = appt["telemedicine"]["join_url"].rsplit("/", 1)[1]
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    sfu = SfuClient(str(client.make_url("/ws")), forged)
+    try:
+        await sfu.connect()
+        with pytest.raises(ConnectionError):
+            await sfu.join()
+        assert sfu.closed.code == 4001
+        assert sfu.closed.reason.startswith("invalid token")
+    finally:
+        await sfu.close()

@@ -132,3 +132,23 @@ def test_parse_accepts_only_well_formed_messages(frame: str) -> None:
         assert name in message or not required
         if name in message:
             assert isinstance(message[name], accepted) and not isinstance(message[name], bool)
+
+
+async def test_a_flood_is_rate_limited_then_closed(sfu: Sfu) -> None:
+    client = await sfu.client(sfu.token("room-f", "guest", "Pat"))
+    await client.join()
+    for n in range(300):
+        await client.send({"type": "ping", "id": n})
+    await client.wait_for(lambda: client.closed, 30, "close after the flood")
+    assert any(e["code"] == "rate_limited" for e in client.of_type("error"))
+    assert len(client.of_type("pong")) >= 150
+    assert client.closed.code == 4002
+
+
+async def test_a_frame_far_over_the_limit_is_refused_unread(sfu: Sfu) -> None:
+    client = await sfu.client(sfu.token("room-o", "guest", "Pat"))
+    await client.join()
+    await client.send_raw("x" * (4 * MAX + 1))
+    await client.wait_for(lambda: client.closed, 30, "close on a huge frame")
+    assert client.closed.code == 1009
+    assert sfu.worker.signaling_errors["transport"] == 1

@@ -266,9 +266,8 @@ class Session:
             self.worker.signaling_errors["wrong_room"] += 1
             self.conn.close(CLOSE_WRONG_ROOM, "the token is not for this room")
             return False
-        room = self.worker.room(grant.room_id)
         try:
-            self.member, _ = room.join(grant, self.conn)
+            room, self.member, _ = self.worker.join(grant, self.conn)
         except RoomError as exc:
             self.worker.signaling_errors["join_refused"] += 1
             self.conn.close(exc.code, str(exc))

@@ -16,7 +16,15 @@ from typing import Any
 from config.settings import MediaSettings
 from media_server import metrics
 from media_server.participant import Participant
-from media_server.room import ParticipantFactory, Room, RoomEventSink
+from media_server.room import (
+    Channel,
+    Grant,
+    Member,
+    ParticipantFactory,
+    Room,
+    RoomError,
+    RoomEventSink,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,18 @@ class Worker:
             self.rooms[room_id] = room
             self.sessions_started += 1
         return room
+
+    def join(self, grant: Grant, channel: Channel) -> tuple[Room, Member, bool]:
+        """Admit a connection to its grant's live session (started if none); a session that
+        a refused first join started is forgotten again. Raises RoomError."""
+        room = self.room(grant.room_id)
+        try:
+            member, resumed = room.join(grant, channel)
+        except RoomError:
+            if not room.members and self.rooms.get(room.id) is room:
+                del self.rooms[room.id]
+            raise
+        return room, member, resumed
 
     def end_room(self, room_id: str, reason: str) -> bool:
         """End a live session from outside (appointment cancelled); False if none is live."""

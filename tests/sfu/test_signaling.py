@@ -152,3 +152,12 @@ async def test_a_frame_far_over_the_limit_is_refused_unread(sfu: Sfu) -> None:
     await client.wait_for(lambda: client.closed, 30, "close on a huge frame")
     assert client.closed.code == 1009
     assert sfu.worker.signaling_errors["transport"] == 1
+
+
+async def test_a_role_a_consult_does_not_admit_is_refused_and_leaves_no_room(sfu: Sfu) -> None:
+    client = await sfu.client(sfu.token("room-z", "observer", "Eve"))
+    with pytest.raises(ConnectionError):
+        await client.join()
+    assert client.closed.code == 4003
+    assert "observer" in client.closed.reason
+    assert sfu.worker.rooms == {}

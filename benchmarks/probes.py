@@ -90,3 +90,9 @@ def usage(pid: int) -> Usage:
     except OSError:
         pass
     return Usage(times.user + times.system, rss, sockets)
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores spent busy since boot."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)

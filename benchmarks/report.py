@@ -16,7 +16,7 @@ COLUMNS = [  # (key, header, format)
     ("forwarded_pps", "fwd pkt/s", "{:.0f}"), ("forwarded_mbps", "Mbit/s", "{:.1f}"),
     ("sfu_us_per_packet", "us/pkt", "{:.1f}"),
     ("sfu_us_per_packet_marginal", "us/pkt-idle", "{:.1f}"), ("sfu_cpu_pct", "CPU%", "{:.0f}"),
-    ("client_cpu_pct", "client%", "{:.0f}"), ("delivered_pct", "deliv%", "{:.0f}"),
+    ("client_cpu_pct", "client%", "{:.0f}"), ("others_cpu_pct", "others%", "{:.0f}"), ("delivered_pct", "deliv%", "{:.0f}"),
     ("loss_down_pct", "loss dn%", "{:.2f}"), ("loss_up_pct", "loss up%", "{:.2f}"),
     ("nacks_down", "NACK dn", "{}"), ("nacks_up", "NACK up", "{}"),
     ("retransmitted_up", "rtx up", "{}"),

@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .probes import LoadClient, LoadClientError, usage
+from .probes import LoadClient, LoadClientError, machine_busy, usage
 from .targets import ROOT, TARGETS, Target, TargetUnavailable
 
 LOSS_STOP = 0.02  # stop ramping a system past 2% loss...
@@ -100,6 +100,7 @@ def measure(target: Target, client: LoadClient, opts: Options, participants: int
     time.sleep(opts.settle)
     before, u0 = client.request("snapshot"), usage(target.pid)
     c0, t0 = usage(client.proc.pid).cpu_seconds, time.monotonic()
+    m0 = machine_busy()
     rss_peak = 0
     while time.monotonic() - t0 < opts.window:
         time.sleep(min(1.0, opts.window - (time.monotonic() - t0)))
@@ -107,6 +108,7 @@ def measure(target: Target, client: LoadClient, opts: Options, participants: int
     after, u1 = client.request("snapshot"), usage(target.pid)
     seconds = time.monotonic() - t0
     client_cpu = usage(client.proc.pid).cpu_seconds - c0
+    others = machine_busy() - m0 - client_cpu - (u1.cpu_seconds - u0.cpu_seconds)
     d = {k: after["totals"].get(k, 0) - before["totals"].get(k, 0) for k in after["totals"]}
     cpu = u1.cpu_seconds - u0.cpu_seconds
     fwd = d.get("rx_packets", 0)
@@ -129,6 +131,8 @@ def measure(target: Target, client: LoadClient, opts: Options, participants: int
             max(0.0, cpu - base.cpu_per_second * seconds) * 1e6 / fwd if fwd else None,
         "sfu_idle_cpu_pct": 100 * base.cpu_per_second,
         "client_cpu_pct": 100 * client_cpu / seconds,
+        # everything else on the machine (other users' tests...): the noise in these numbers
+        "others_cpu_pct": 100 * max(0.0, others) / seconds,
         "loss_down_pct": 100 * max(0, expected - fwd) / expected if expected else None,
         "loss_up_pct": 100 * max(0, d.get("up_lost_reported", 0)) / sent if sent else None,
         "nacks_down": d.get("nacks_sent", 0),

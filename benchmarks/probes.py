@@ -12,6 +12,8 @@ from typing import Any
 
 import psutil
 
+from .targets import prepare
+
 REPLY_SECONDS = 120.0
 
 
@@ -26,7 +28,7 @@ class LoadClient:
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             argv, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            text=True, preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+            text=True, preexec_fn=prepare(cpus),
         )  # fmt: skip
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()

@@ -119,7 +119,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     level = LEVEL[results["scenario"]]
-    panels = [("sfu_cpu_pct", "SFU CPU, % of one core"), ("loss_down_pct", "packet loss, %"),
+    for data in results["systems"].values():
+        for r in data["rows"]:
+            if r.get("delivered_pct") is not None:
+                r.setdefault("undelivered_pct", max(0.0, 100 - r["delivered_pct"]))
+    panels = [("sfu_cpu_pct", "SFU CPU, % of one core"),
+              ("undelivered_pct", "packets sent but not delivered, %\n(RTP loss, queued, or dropped by a transcoder)"),
               ("sfu_us_per_packet", "SFU CPU per forwarded packet, us")]  # fmt: skip
     fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.6))
     colors = {"televisit": "tab:blue", "janus": "tab:orange", "baseline": "tab:red"}

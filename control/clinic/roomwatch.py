@@ -4,10 +4,10 @@ keeps the visits' participant status; visit closures go the other way, to end th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
+from control.background import Background, worth_logging
 from control.clinic import visits
 from control.clinic.context import Clinic
 from control.clinic.events import Bus
@@ -24,22 +24,17 @@ class RoomWatcher:
         self.bus = bus
         self.handled = self.errors = 0
         self.ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background("clinic-room-watcher")
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="clinic-room-watcher")
+        self._task.start(self._run)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     def _failed(self) -> None:
         self.errors += 1
-        if self.errors == 1 or self.errors % 100 == 0:
+        if worth_logging(self.errors):
             log.exception("clinic room watcher failed (%d failures so far)", self.errors)
 
     async def _run(self) -> None:

@@ -7,9 +7,9 @@ up. Several nodes may sweep at once; versioned writes let only one of them expir
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
+from control.background import Background, worth_logging
 from control.clinic import requests
 from control.clinic.context import Clinic
 
@@ -20,18 +20,13 @@ class Sweeper:
     def __init__(self, clinic: Clinic) -> None:
         self.clinic = clinic
         self.expired = self.errors = 0
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background("clinic-sweeper")
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="clinic-sweeper")
+        self._task.start(self._run)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     async def _run(self) -> None:
         while True:
@@ -39,6 +34,6 @@ class Sweeper:
                 self.expired += await requests.sweep(self.clinic)
             except Exception:  # the store may be briefly unreachable; the next sweep retries
                 self.errors += 1
-                if self.errors == 1 or self.errors % 100 == 0:
+                if worth_logging(self.errors):
                     log.exception("clinic sweep failed (%d failures so far)", self.errors)
             await asyncio.sleep(self.clinic.settings.sweep_seconds)

@@ -8,7 +8,6 @@ repeats; with ``webhook_secret`` set, ``X-Televisit-Signature: sha256=<hex HMAC 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -18,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from config.settings import ClinicSettings
+from control.background import Background, worth_logging
 
 log = logging.getLogger(__name__)
 QUEUE_MAX = 1000
@@ -32,7 +32,7 @@ class Webhook:
         self.settings = settings
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_MAX)
         self.delivered = self.failed = self.dropped = 0
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background("clinic-webhook")
         self._http: aiohttp.ClientSession | None = None
 
     @property
@@ -46,21 +46,17 @@ class Webhook:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
             self.dropped += 1
-            if self.dropped == 1 or self.dropped % 100 == 0:
+            if worth_logging(self.dropped):
                 log.warning("clinic webhook queue full: %d events dropped", self.dropped)
 
     async def start(self) -> None:
-        if self.enabled and self._task is None:
+        if self.enabled and not self._task.running:
             timeout = aiohttp.ClientTimeout(total=self.settings.webhook_timeout_seconds)
             self._http = aiohttp.ClientSession(timeout=timeout)
-            self._task = asyncio.create_task(self._run(), name="clinic-webhook")
+            self._task.start(self._run)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         if self._http is not None:
             await self._http.close()
             self._http = None

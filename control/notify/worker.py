@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from config.settings import NotifySettings, Settings
+from control.background import Background, worth_logging
 from control.notify.errors import DeliveryError
 from control.notify.outbox import ACTIVE, DUE_INDEX, KIND, save
 from control.notify.sms import SmsSender
@@ -98,7 +99,7 @@ class OutboxWorker:
         self.sent = self.failed = self.retried = self.recovered = self.errors = 0
         self._wake = asyncio.Event()
         self._stopping = False
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background("notify-outbox")
         self._limit = asyncio.Semaphore(CONCURRENCY)
 
     def _own(self, sender: Sender) -> Sender:
@@ -106,22 +107,16 @@ class OutboxWorker:
         return sender
 
     async def start(self) -> None:
-        if self._task is None:
+        if not self._task.running:
             self._stopping = False
-            self._task = asyncio.create_task(self._run(), name="notify-outbox")
+            self._task.start(self._run)
 
     async def stop(self) -> None:
         """Let sends in flight finish (bounded by the lease), then close the senders."""
-        if self._task is not None:
+        if self._task.running:
             self._stopping = True
             self._wake.set()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), lease_seconds(self.settings))
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-            self._task = None
+            await self._task.stop(grace=lease_seconds(self.settings))
         for sender in self._owned:
             await sender.close()
 
@@ -137,7 +132,7 @@ class OutboxWorker:
             except Exception:  # the store may be briefly unreachable; the next round retries
                 more = False
                 self.errors += 1
-                if self.errors == 1 or self.errors % 100 == 0:
+                if worth_logging(self.errors):
                     log.exception("outbox round failed (%d failures so far)", self.errors)
             if more or self._stopping:
                 continue

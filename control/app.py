@@ -74,7 +74,7 @@ def create_app(
     app[BUS] = bus
     clinic = ClinicNode(store, bus, settings, clock=clock)
     app[clinic_api.NODE] = clinic
-    app[clinic_api.THROTTLE] = clinic_api._LoginThrottle()
+    app[clinic_api.THROTTLE] = clinic_api.LoginThrottle()
     add_routes(app.router)
     add_clinic_pages(app.router)
     add_visit_pages(app.router)

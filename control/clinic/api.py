@@ -98,7 +98,7 @@ def handler(fn: Handler) -> Handler:
     return wrapped
 
 
-class _LoginThrottle:
+class LoginThrottle:
     """At most ``limit`` failed logins per client address per minute (password guessing)."""
 
     def __init__(self, limit: int = 10, window: float = 60.0) -> None:
@@ -119,7 +119,7 @@ class _LoginThrottle:
         self.failures.setdefault(ip, deque()).append(now)
 
 
-THROTTLE = web.AppKey("clinic_login_throttle", _LoginThrottle)
+THROTTLE = web.AppKey("clinic_login_throttle", LoginThrottle)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

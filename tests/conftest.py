@@ -1,8 +1,11 @@
-"""Shared fixtures: a real redis-server on a free loopback port, and free_port().
+"""Shared fixtures: a real redis-server on a free loopback port, free_port(), and stores.
 
 - ``redis_server``: one server for the whole session (AOF, appendfsync always).
 - ``redis_url``: its URL with the database flushed before the test (use this one).
 - ``make_redis_server``: a private server per call (for tests that kill or restart it).
+- ``opened``: opens things with open()/close() (stores, buses); closes them after the test.
+- ``backend`` (sqlite, redis), ``make_store`` (another client of the test's data per call)
+  and ``store``: a test asking for them runs on both backends.
 """
 
 from __future__ import annotations
@@ -13,10 +16,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+
+if TYPE_CHECKING:  # the media tests need no store code
+    from control.store import Store
 
 REDIS_BINARY = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_START_SECONDS = 30.0
@@ -136,3 +143,46 @@ def redis_url(redis_server: RedisServer) -> str:
     with redis.Redis.from_url(redis_server.url) as client:
         client.flushall()
     return redis_server.url
+
+
+Openable = TypeVar("Openable")
+
+
+@pytest.fixture
+async def opened() -> AsyncIterator[Callable[[Openable], Awaitable[Openable]]]:
+    things: list[Any] = []
+
+    async def open_(thing: Openable) -> Openable:
+        await thing.open()  # type: ignore[attr-defined]
+        things.append(thing)
+        return thing
+
+    yield open_
+    for thing in things:
+        await thing.close()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make_store(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, opened: Any
+) -> Callable[[], Awaitable[Store]]:
+    """Open a store of the test's backend; each call opens another client of the same data."""
+    from control.store.redis import RedisStore
+    from control.store.sqlite import SqliteStore
+
+    url = request.getfixturevalue("redis_url") if backend == "redis" else None
+
+    async def make() -> Store:
+        return await opened(SqliteStore(tmp_path / "store.db") if url is None else RedisStore(url))
+
+    return make
+
+
+@pytest.fixture
+async def store(make_store: Callable[[], Awaitable[Store]]) -> Store:
+    return await make_store()

@@ -3,7 +3,6 @@ a clock the test moves, an organization with its API key, a department."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -15,13 +14,6 @@ from control.orgs import create_org
 from control.store import Store
 
 from .helpers import Clock, department_body
-
-BACKENDS = ["sqlite", "redis"]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
 
 
 @pytest.fixture
@@ -44,35 +36,6 @@ def settings(tmp_path, settings_overrides):
     for section, values in settings_overrides.items():
         base[section] = {**base.get(section, {}), **values}
     return load_settings(environ={}, overrides=base)
-
-
-@pytest.fixture
-async def make_store(backend, request, tmp_path) -> AsyncIterator[Callable[[], Any]]:
-    """Open a store of the test's backend; each call opens another client of the same data."""
-    from control.store.sqlite import SqliteStore
-
-    url = request.getfixturevalue("redis_url") if backend == "redis" else None
-    opened: list[Store] = []
-
-    async def make() -> Store:
-        if url is None:
-            store: Store = SqliteStore(tmp_path / "store.db")
-        else:
-            from control.store.redis import RedisStore
-
-            store = RedisStore(url)
-        await store.open()
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        await store.close()
-
-
-@pytest.fixture
-async def store(make_store) -> Store:
-    return await make_store()
 
 
 @pytest.fixture

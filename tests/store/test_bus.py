@@ -14,19 +14,13 @@ WAIT_SECONDS = 30.0
 
 
 @pytest.fixture(params=["inprocess", "redis"])
-async def make_bus(request):
-    opened = []
+def make_bus(request, opened):
     url = request.getfixturevalue("redis_url") if request.param == "redis" else None
 
     async def make(**kw):
-        bus = InProcessBus(**kw) if url is None else RedisBus(url, **kw)
-        await bus.open()
-        opened.append(bus)
-        return bus
+        return await opened(InProcessBus(**kw) if url is None else RedisBus(url, **kw))
 
-    yield make
-    for bus in opened:
-        await bus.close()
+    return make
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from control.clinic.context import Clinic
 from control.clinic.errors import Conflict, Forbidden, Invalid, Missing
 from control.clinic.policy import set_policy
 
-from .helpers import Clock, KeptEvents
+from .helpers import Clock, KeptEvents, provider_and_desk
 
 EXPIRY = 120
 
@@ -258,11 +258,7 @@ async def test_visit_status_follows_room_and_ends(clinic, people):
 async def test_background_sweeper_expires_without_being_asked(node):
     """The node's own sweeper task (not a test's call) expires a request once its time is up."""
     clinic = node.clinic
-    prov = await create_staff(clinic.store, "org1", username="drwho", display_name="Dr Who",
-                              password="correct horse", groups=["provide"])  # fmt: skip
-    prov = await requests.set_availability(clinic, prov, True)
-    desk = await create_staff(clinic.store, "org1", username="desk", display_name="Desk",
-                              password="correct horse", groups=["request"])  # fmt: skip
+    prov, desk = await provider_and_desk(clinic)
     r = await requests.create_request(clinic, desk, prov.id)
     node.sweeper.start()
     try:

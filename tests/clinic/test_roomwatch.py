@@ -7,6 +7,8 @@ import asyncio
 from control.clinic import requests, visits
 from control.clinic.accounts import create_staff
 
+from .helpers import provider_and_desk
+
 
 async def _wait_for(cond, seconds: float = 30.0):
     for _ in range(int(seconds / 0.05)):
@@ -24,11 +26,7 @@ def _joined(room_id, role, name, state):
 
 async def test_status_from_room_events(node, bus):
     clinic = node.clinic
-    prov = await create_staff(clinic.store, "org1", username="drwho", display_name="Dr Who",
-                              password="correct horse", groups=["provide"])  # fmt: skip
-    prov = await requests.set_availability(clinic, prov, True)
-    desk = await create_staff(clinic.store, "org1", username="desk", display_name="Desk",
-                              password="correct horse", groups=["request"])  # fmt: skip
+    prov, desk = await provider_and_desk(clinic)
     rq = await requests.create_request(clinic, desk, prov.id)
     _, visit = await requests.accept(clinic, prov, rq.id)
     room = visit.room_id

@@ -17,7 +17,8 @@ both scored by start time.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from config.settings import Settings
 from control import pins
@@ -162,6 +163,26 @@ def _busy() -> Exception:
     return conflict("concurrent-update", "the appointment kept changing meanwhile; try again")
 
 
+Result = TypeVar("Result")
+
+
+async def _change(
+    store: Store,
+    org_id: str,
+    appointment_id: str,
+    change: Callable[[Record], Awaitable[Result]],
+) -> Result:
+    """``change`` the org's appointment as it is now; when another write came between its read
+    and its versioned write (VersionConflict), read it again and retry, a bounded number of times."""
+    for _ in range(WRITE_ATTEMPTS):
+        record = await load(store, org_id, appointment_id)
+        try:
+            return await change(record)
+        except VersionConflict:
+            continue
+    raise _busy()
+
+
 def _normalized(body: AppointmentCreate) -> dict[str, Any]:
     out = body.model_dump(mode="json")
     out["start"], out["end"] = iso(body.start), iso(body.end)
@@ -241,8 +262,8 @@ async def update(
         changes["start"] = iso(patch.start)
     if patch.end is not None:
         changes["end"] = iso(patch.end)
-    for _ in range(WRITE_ATTEMPTS):
-        record = await load(store, org_id, appointment_id)
+
+    async def change(record: Record) -> dict[str, Any]:
         if record.data["status"] == "cancelled":
             raise conflict("appointment-cancelled", "a cancelled appointment cannot change")
         data = {**record.data, **changes, "updated_at": iso_at(now)}
@@ -259,11 +280,9 @@ async def update(
                 }
         elif department is not None and department["telemedicine_enabled"]:
             data = with_room(data, settings, keyring, now)
-        try:
-            return (await _write(store, settings, data, record, now)).data
-        except VersionConflict:
-            continue
-    raise _busy()
+        return (await _write(store, settings, data, record, now)).data
+
+    return await _change(store, org_id, appointment_id, change)
 
 
 async def cancel(
@@ -271,24 +290,22 @@ async def cancel(
 ) -> tuple[dict[str, Any], bool]:
     """(appointment, newly cancelled). Releases the PIN; joins check the status, so links,
     tokens and the PIN stop working at once."""
-    for _ in range(WRITE_ATTEMPTS):
-        record = await load(store, org_id, appointment_id)
+
+    async def change(record: Record) -> tuple[dict[str, Any], bool]:
         if record.data["status"] == "cancelled":
             return record.data, False
         data = dict(record.data, status="cancelled", updated_at=iso_at(now))
-        try:
-            await store.update(
-                KIND,
-                appointment_id,
-                data,
-                expect_version=record.version,
-                claims=claims_of(data),
-                indexes=indexes_of(data),
-            )
-        except VersionConflict:
-            continue
+        await store.update(
+            KIND,
+            appointment_id,
+            data,
+            expect_version=record.version,
+            claims=claims_of(data),
+            indexes=indexes_of(data),
+        )
         return data, True
-    raise _busy()
+
+    return await _change(store, org_id, appointment_id, change)
 
 
 async def ensure_room(
@@ -296,38 +313,34 @@ async def ensure_room(
 ) -> dict[str, Any]:
     """The appointment with its telemedicine room, adding one if it has none (telemedicine
     was switched on for the department after the appointment was booked)."""
-    for _ in range(WRITE_ATTEMPTS):
-        record = await load(store, org_id, appointment_id)
+
+    async def change(record: Record) -> dict[str, Any]:
         if record.data["telemedicine"]:
             return record.data
         data = with_room(dict(record.data, updated_at=iso_at(now)), settings, keyring, now)
-        try:
-            return (await _write(store, settings, data, record, now)).data
-        except VersionConflict:
-            continue
-    raise _busy()
+        return (await _write(store, settings, data, record, now)).data
+
+    return await _change(store, org_id, appointment_id, change)
 
 
 async def mark_links_sent(
     store: Store, org_id: str, appointment_id: str, now: float
 ) -> dict[str, Any]:
-    for _ in range(WRITE_ATTEMPTS):
-        record = await load(store, org_id, appointment_id)
+
+    async def change(record: Record) -> dict[str, Any]:
         tele = dict(record.data["telemedicine"], links_sent_at=iso_at(now))
         data = dict(record.data, telemedicine=tele, updated_at=iso_at(now))
-        try:
-            await store.update(
-                KIND,
-                appointment_id,
-                data,
-                expect_version=record.version,
-                claims=record.claims,
-                indexes=record.indexes,
-            )
-        except VersionConflict:
-            continue
+        await store.update(
+            KIND,
+            appointment_id,
+            data,
+            expect_version=record.version,
+            claims=record.claims,
+            indexes=record.indexes,
+        )
         return data
-    raise _busy()
+
+    return await _change(store, org_id, appointment_id, change)
 
 
 async def list_range(

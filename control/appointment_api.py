@@ -16,7 +16,7 @@ from control.models import AppointmentCreate, AppointmentPatch, SendLinks
 from control.notify import LinkError, MissingContact, cancel_links, delivery_status, queue_links
 from control.problems import Problem, conflict, invalid
 from control.services import services
-from control.store import Store
+from control.store import Record, Store
 from control.times import iso_at
 
 MAX_PAGE = 500
@@ -62,12 +62,18 @@ async def get_handler(request: web.Request) -> web.Response:
     return web.json_response(await present(svc.store, svc.settings, record.data))
 
 
+async def _with_department(request: web.Request, org_id: str) -> tuple[Record, dict[str, Any]]:
+    """The org's appointment named in the path, and its department."""
+    store = services(request).store
+    record = await appointments.load(store, org_id, path_id(request, "appointment"))
+    return record, await departments.get_department(store, org_id, record.data["department_id"])
+
+
 async def update_handler(request: web.Request) -> web.Response:
     org_id = await authenticated_org(request)
     patch = await read_body(request, AppointmentPatch)
     svc = services(request)
-    record = await appointments.load(svc.store, org_id, path_id(request, "appointment"))
-    department = await departments.get_department(svc.store, org_id, record.data["department_id"])
+    record, department = await _with_department(request, org_id)
     data = await appointments.update(
         svc.store, svc.settings, svc.keyring, org_id, record.id, patch, department, svc.clock()
     )
@@ -142,8 +148,7 @@ async def send_handler(request: web.Request) -> web.Response:
     org_id = await authenticated_org(request)
     body = await read_body(request, SendLinks)
     svc = services(request)
-    record = await appointments.load(svc.store, org_id, path_id(request, "appointment"))
-    department = await departments.get_department(svc.store, org_id, record.data["department_id"])
+    record, department = await _with_department(request, org_id)
     data = record.data
     if data["status"] == "cancelled":
         raise conflict("appointment-cancelled", "the appointment is cancelled", field="status")

@@ -9,7 +9,8 @@ Lines:
 - reference: RtpPacket.parse + serialize (mid, abs-send-time, audio-level extensions)
 - rewrite: rtpheader.parse + Subscription.forward (SSRC/PT/seq/ts/MID rewrite in place, history
   store), send is a no-op
-- rewrite+srtp: the same, the send protects with pylibsrtp (AES-CM-128-HMAC-SHA1-80)
+- rewrite+srtp: the same, the send protects with transport.FastSrtp (AES-CM-128-HMAC-SHA1-80)
+- SRTP protect alone: pylibsrtp.Session.protect vs transport.FastSrtp.protect (the SFU's)
 - receive+forward: Participant-level routing + Publication.on_rtp (RR statistics, NACK list,
   bandwidth estimator) + one Subscription.forward, no SRTP
 - fan-out to N: receive once, forward to N subscriptions (per packet *sent*)
@@ -40,6 +41,7 @@ from media_server import rtpheader
 from media_server.faults import Faults
 from media_server.publication import Publication
 from media_server.subscription import Subscription
+from media_server.transport import FastSrtp
 
 PUB_EXT = {rtpheader.URI_MID: 4, rtpheader.URI_ABS_SEND_TIME: 2, rtpheader.URI_AUDIO_LEVEL: 1}
 SUB_EXT = {rtpheader.URI_MID: 1, rtpheader.URI_ABS_SEND_TIME: 3, rtpheader.URI_AUDIO_LEVEL: 2}
@@ -143,10 +145,20 @@ def main() -> None:
         for d in data:
             rewrite_sub.forward(d, rtpheader.parse(d))
 
-    srtp = srtp_sender()
+    srtp = FastSrtp(srtp_sender())
 
     def protect(d: bytes) -> None:
         srtp.protect(d)
+
+    def session_protect() -> None:
+        session = srtp_sender()
+        for d in data:
+            session.protect(d)
+
+    def fast_protect() -> None:
+        fast = FastSrtp(srtp_sender())
+        for d in data:
+            fast.protect(d)
 
     protected_sub = subscription(publication(), protect)
     protected_sub.source.detach(protected_sub)
@@ -176,6 +188,8 @@ def main() -> None:
         ("reference: RtpPacket.parse + serialize", ref),
         ("rewrite (parse, rewrite in place, history)", timed(rewrite, n)),
         ("rewrite + SRTP protect", timed(rewrite_srtp, n)),
+        ("SRTP protect: pylibsrtp.Session", timed(session_protect, n)),
+        ("SRTP protect: FastSrtp", timed(fast_protect, n)),
         ("receive (stats, NACK, estimator) + forward", timed(receive_forward, n)),
         (f"fan-out to {args.fanout}, per packet sent", timed(fan_out, n * args.fanout)),
     ]

@@ -28,16 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import aioice.ice
 import pylibsrtp
-from aiortc import clock
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCRtpSender
-from aiortc.rtp import is_rtcp
+from pylibsrtp import SRTP_MAX_SRTCP_TRAILER_LEN, SRTP_MAX_TRAILER_LEN, _srtp_assert
+from pylibsrtp._binding import ffi, lib
 
 from media_server.faults import Faults
 
@@ -53,28 +54,75 @@ class MediaSink(Protocol):
     async def on_rtcp(self, data: bytes) -> None: ...
 
 
-class _CountingSrtp:
-    """Wraps the receive-side SRTP session to count what fails authentication."""
+class FastSrtp:
+    """A pylibsrtp session driven through its C binding directly, counting rejects.
 
-    __slots__ = ("_session", "_dropped")
+    ``pylibsrtp.Session`` allocates an ``int *`` and runs half a dozen Python checks per call;
+    here the length cell and the 1500-byte work buffer are allocated once (one session is only
+    ever used from the event loop thread), which saves ~0.6 us per packet each way. Same
+    methods and errors as the session it wraps, so aiortc's own send path can use it too.
+    """
 
-    def __init__(self, session: pylibsrtp.Session, dropped: dict[str, int]) -> None:
-        self._session = session
+    __slots__ = ("_session", "_ctx", "_buf", "_mem", "_len", "_dropped")
+
+    SIZE = 1500  # pylibsrtp's buffer: it protects at most SIZE - trailer bytes
+
+    def __init__(self, session: pylibsrtp.Session, dropped: dict[str, int] | None = None) -> None:
+        self._session = session  # owns the srtp_t (freed when it is collected)
+        self._ctx = session._srtp[0]
+        self._buf = ffi.new("char[]", self.SIZE)
+        self._mem = ffi.buffer(self._buf)
+        self._len = ffi.new("int *")
         self._dropped = dropped
 
+    def _process(self, data: bytes, func: Any, room: int, reason: str | None) -> bytes:
+        size = len(data)
+        if size > room:
+            if reason is not None:
+                self._count(reason)
+            raise pylibsrtp.Error("packet is too long")
+        mem = self._mem
+        mem[0:size] = data
+        length = self._len
+        length[0] = size
+        rc = func(self._ctx, self._buf, length)
+        if rc:
+            if reason is not None:
+                self._count(reason)
+            _srtp_assert(rc)
+        return mem[0 : length[0]]
+
+    def _count(self, reason: str) -> None:
+        if self._dropped is not None:
+            self._dropped[reason] = self._dropped.get(reason, 0) + 1
+
+    def protect(self, data: bytes) -> bytes:
+        return self._process(data, lib.srtp_protect, self.SIZE - SRTP_MAX_TRAILER_LEN, None)
+
+    def protect_rtcp(self, data: bytes) -> bytes:
+        return self._process(
+            data, lib.srtp_protect_rtcp, self.SIZE - SRTP_MAX_SRTCP_TRAILER_LEN, None
+        )
+
     def unprotect(self, data: bytes) -> bytes:
-        try:
-            return self._session.unprotect(data)
-        except pylibsrtp.Error:
-            self._dropped["srtp_rejected"] = self._dropped.get("srtp_rejected", 0) + 1
-            raise
+        return self._process(data, lib.srtp_unprotect, self.SIZE, "srtp_rejected")
 
     def unprotect_rtcp(self, data: bytes) -> bytes:
-        try:
-            return self._session.unprotect_rtcp(data)
-        except pylibsrtp.Error:
-            self._dropped["srtcp_rejected"] = self._dropped.get("srtcp_rejected", 0) + 1
-            raise
+        return self._process(data, lib.srtp_unprotect_rtcp, self.SIZE, "srtcp_rejected")
+
+
+def ntp_ms() -> int:
+    """``aiortc.clock.current_ms`` (milliseconds since 1900) from ``time.time()``: aiortc's
+    goes through two datetimes and a timedelta, ~1.5 us per packet."""
+    return int(time.time() * 1000) + NTP_OFFSET_MS
+
+
+NTP_OFFSET_MS = 2_208_988_800_000  # 1900-01-01 to 1970-01-01
+
+
+def _is_rtcp(data: bytes) -> bool:
+    # aiortc.rtp.is_rtcp, inlined on the per-packet path (RFC 5761: PT 192-208 is RTCP).
+    return len(data) > 1 and 191 < data[1] < 209
 
 
 class SfuDtlsTransport(RTCDtlsTransport):
@@ -83,7 +131,8 @@ class SfuDtlsTransport(RTCDtlsTransport):
 
     def _setup_srtp(self) -> None:
         super()._setup_srtp()
-        self._rx_srtp = _CountingSrtp(self._rx_srtp, self._sfu_sink.dropped)
+        self._rx_srtp = FastSrtp(self._rx_srtp, self._sfu_sink.dropped)
+        self._tx_srtp = FastSrtp(self._tx_srtp)
 
     def _set_state(self, state: State) -> None:
         super()._set_state(state)
@@ -112,20 +161,20 @@ class SfuDtlsTransport(RTCDtlsTransport):
         protocol = pair.protocol
         queued = protocol.datagram_received
         unprotect = self._rx_srtp.unprotect
-        sink = self._sfu_sink
-        now_ms = clock.current_ms
+        on_rtp = self._sfu_sink.on_rtp
+        faults = self._sfu_sink.faults
 
         def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
             # SRTP (first byte 128-191, RFC 7983) that is not SRTCP: decrypt and forward now.
-            if data and 127 < data[0] < 192 and not is_rtcp(data):
+            if data and 127 < data[0] < 192 and not _is_rtcp(data):
                 try:
                     plain = unprotect(data)
                 except pylibsrtp.Error:
-                    return  # counted by _CountingSrtp
+                    return  # counted by FastSrtp
                 try:
-                    sink.on_rtp(plain, now_ms())
+                    on_rtp(plain, ntp_ms())
                 except Exception as exc:
-                    sink.faults.record("rtp", exc)
+                    faults.record("rtp", exc)
                 return
             queued(data, addr)
 
@@ -143,19 +192,26 @@ def send_now(transport: RTCDtlsTransport) -> Callable[[bytes], None]:
     """A synchronous ``_send_rtp`` for ``transport``: encrypt (RTP or RTCP by the second byte)
     and hand the datagram to the socket; ConnectionError while DTLS is not up. A TURN-relayed
     pair (whose send is a coroutine) is sent through aiortc in the background."""
-    connection = transport.transport._connection
-    nominated = connection._nominated
+    nominated = transport.transport._connection._nominated
+    connected = State.CONNECTED
+    # The nominated pair's socket send and address, looked up again only when the pair changes
+    # (CandidatePair.remote_addr builds a tuple per call).
+    route: list[Any] = [None, None, None]
 
     def send(data: bytes) -> None:
-        if transport._state != State.CONNECTED:
+        if transport._state is not connected:
             raise ConnectionError("DTLS is not connected")
         pair = nominated.get(1)
-        if pair is None:
-            raise ConnectionError("no nominated ICE pair")
+        if pair is not route[0]:
+            if pair is None:
+                raise ConnectionError("no nominated ICE pair")
+            direct = type(pair.protocol) is aioice.ice.StunProtocol
+            route[:] = pair, pair.protocol.transport.sendto if direct else None, pair.remote_addr
         srtp = transport._tx_srtp
-        protected = srtp.protect_rtcp(data) if is_rtcp(data) else srtp.protect(data)
-        if type(pair.protocol) is aioice.ice.StunProtocol:
-            pair.protocol.transport.sendto(protected, pair.remote_addr)
+        protected = srtp.protect_rtcp(data) if _is_rtcp(data) else srtp.protect(data)
+        sendto = route[1]
+        if sendto is not None:
+            sendto(protected, route[2])
         else:
             asyncio.ensure_future(pair.protocol.send_data(protected, pair.remote_addr))
 

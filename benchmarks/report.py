@@ -77,6 +77,23 @@ def add_ratios(results: dict[str, Any]) -> None:
                         "mean": sum(ratios) / len(ratios), "levels": len(ratios),
                     }  # fmt: skip
     results["ratios"] = summary
+    results["slopes"] = {name: s for name, data in systems.items()
+                         if (s := cpu_slope(data["rows"])) is not None}  # fmt: skip
+
+
+def cpu_slope(rows: list[dict[str, Any]]) -> float | None:
+    """Least-squares slope of SFU CPU against forwarded packets/s over the steps, in us per
+    extra forwarded packet: the cost of more load without the fixed part."""
+    points = [(r["forwarded_pps"], r["sfu_cpu_pct"] / 100) for r in rows
+              if r.get("forwarded_pps") and r.get("sfu_cpu_pct") is not None]  # fmt: skip
+    if len(points) < 3:
+        return None
+    mx = sum(x for x, _ in points) / len(points)
+    my = sum(y for _, y in points) / len(points)
+    var = sum((x - mx) ** 2 for x, _ in points)
+    if not var:
+        return None
+    return 1e6 * sum((x - mx) * (y - my) for x, y in points) / var
 
 
 def table(results: dict[str, Any]) -> str:
@@ -96,6 +113,8 @@ def table(results: dict[str, Any]) -> str:
                 lines.append(f"{name} stopped at {row['level']}: {row['stopped']}")
     for name, why in results["skipped"].items():
         lines.append(f"{name} skipped: {why}")
+    for name, slope in results.get("slopes", {}).items():
+        lines.append(f"{name}: {slope:.1f} us of SFU CPU per extra forwarded packet (fit over steps)")
     for key, value in results.get("ratios", {}).items():
         lines.append(f"ratio {key}: {value['mean']:.3f} (mean over {value['levels']} levels)")
     return "\n".join(lines)

@@ -140,6 +140,7 @@ class Participant:
         self._negotiating: asyncio.Task[None] | None = None
         self._answer_waiter: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._tick_wake: asyncio.Future[None] | None = None
         self._reported: set[str] = set()
         self._closed = False
         self._connected_at: float | None = None
@@ -231,6 +232,7 @@ class Participant:
             extensions=extensions,
             send_rtcp=self.send_rtcp,
             rtcp_ssrc=transceiver.sender._ssrc,
+            on_gap=self._nack_pending,
         )
         self.publications.append(publication)
         self._by_mid[publication.mid] = publication
@@ -443,20 +445,42 @@ class Participant:
             self.faults.record("send_rtcp", exc)
 
     async def _run_ticks(self) -> None:
+        # NACK retries need a TICK_SECONDS cadence only while a publication misses packets;
+        # otherwise the task sleeps until the next report, and a new gap wakes it
+        # (Publication.on_gap -> _nack_pending). A fixed 50 ms tick per participant cost as much
+        # CPU as a few hundred forwarded packets per second.
+        loop = asyncio.get_running_loop()
         next_report = time.monotonic() + REPORT_SECONDS
+        delay = REPORT_SECONDS
         while not self._closed:
-            await asyncio.sleep(TICK_SECONDS)
+            wake = self._tick_wake = loop.create_future()
+            timer = loop.call_later(delay, _set_done, wake)
+            try:
+                await wake
+            finally:
+                timer.cancel()
+                self._tick_wake = None
             now = time.monotonic()
             try:
+                missing = False
                 for publication in self.publications:
                     if publication.nacks is not None and publication.nacks.missing:
                         publication.send_nacks(now, self._upstream_rtt())
+                        missing = missing or bool(publication.nacks.missing)
                 if now >= next_report:
                     next_report = now + REPORT_SECONDS * (0.5 + random.random())
                     self._send_reports()
                     self._check_media(now)
+                delay = TICK_SECONDS if missing else max(0.0, next_report - now)
             except Exception as exc:
                 self.faults.record("rtcp-tick", exc)
+                delay = TICK_SECONDS
+
+    def _nack_pending(self) -> None:
+        """A publication found a gap: NACK retries need the short tick from now on."""
+        wake = self._tick_wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     def _upstream_rtt(self) -> float:
         return 0.0  # aiortc reports no RTT on a receive-only leg; retries use the 40 ms floor
@@ -563,3 +587,8 @@ class Participant:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self.faults.record(task.get_name().split(":", 1)[-1], task.exception())
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

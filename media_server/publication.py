@@ -41,6 +41,8 @@ class Publication:
     # Sends RTCP (bytes) to the publisher; the owning Participant schedules it.
     send_rtcp: Callable[[bytes], None] = field(repr=False)
     rtcp_ssrc: int = 0  # our SSRC in feedback to the publisher
+    # Called when a gap opens (NACKs went out at once; the owner schedules the retries).
+    on_gap: Callable[[], None] | None = field(default=None, repr=False)
 
     packets_in: int = 0
     bytes_in: int = 0
@@ -93,6 +95,8 @@ class Publication:
         self.stats.add(seqts)
         if self.nacks is not None and self.nacks.add(header.sequence_number, now):
             self.send_nacks(now)
+            if self.on_gap is not None:
+                self.on_gap()
         if self._estimator is not None:
             ast = rtpheader.abs_send_time(data, header, self._ast_id)
             if ast is not None:

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 FIXED = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence number, timestamp, SSRC
 SEQ_TS_SSRC = struct.Struct("!HII")
+EXTENSION_HEADER = struct.Struct("!HH")  # profile, length in 32-bit words
 ONE_BYTE_PROFILE = 0xBEDE
 TWO_BYTE_PROFILE_MASK = 0xFFF0
 TWO_BYTE_PROFILE = 0x1000
@@ -56,7 +57,7 @@ def parse(data: bytes) -> Header:
     if b0 & 0x10:
         if size < offset + 4:
             raise MalformedRtp("truncated header extension")
-        profile, words = struct.unpack_from("!HH", data, offset)
+        profile, words = EXTENSION_HEADER.unpack_from(data, offset)
         ext_offset = offset + 4
         ext_end = ext_offset + 4 * words
         if size < ext_end:

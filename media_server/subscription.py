@@ -168,7 +168,8 @@ class Subscription:
         rtpheader.SEQ_TS_SSRC.pack_into(buf, 2, seq, ts, self.ssrc)
         if header.elements and not self._ext.identity:
             buf = self._ext.rewrite(buf, header)
-        packet = bytes(buf)
+        # The bytearray itself is kept and sent (no bytes() copy): nothing writes to it again.
+        packet = buf
         self._history.store(seq, packet)
         try:
             send(packet)

@@ -165,8 +165,9 @@ class SfuDtlsTransport(RTCDtlsTransport):
         faults = self._sfu_sink.faults
 
         def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
-            # SRTP (first byte 128-191, RFC 7983) that is not SRTCP: decrypt and forward now.
-            if data and 127 < data[0] < 192 and not _is_rtcp(data):
+            # SRTP (first byte 128-191, RFC 7983) that is not SRTCP (_is_rtcp, inlined):
+            # decrypt and forward now.
+            if data and 127 < data[0] < 192 and not (len(data) > 1 and 191 < data[1] < 209):
                 try:
                     plain = unprotect(data)
                 except pylibsrtp.Error:

@@ -26,10 +26,14 @@ SMOKE_STEPS = {"consults": [1, 2], "fanout": [1, 2], "churn": [1]}
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", choices=["consults", "fanout", "churn", "control"])
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny load for a few seconds (the test suite runs this)")
-    p.add_argument("--systems", default=",".join(SYSTEMS),
-                   help="comma-separated, from: " + ", ".join(SYSTEMS))
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny load for a few seconds (the test suite runs this)",
+    )
+    p.add_argument(
+        "--systems", default=",".join(SYSTEMS), help="comma-separated, from: " + ", ".join(SYSTEMS)
+    )
     p.add_argument("--steps", default="", help="load levels, e.g. 1,2,4,8 (consults: rooms)")
     p.add_argument("--window", type=float, default=10.0, help="seconds measured per step")
     p.add_argument("--settle", type=float, default=3.0, help="seconds before each window")
@@ -106,8 +110,10 @@ def _control(args: argparse.Namespace, out: Path, report: Any) -> int:
     (out / "bench-control.json").write_text(json.dumps(results, indent=2))
     for phase in results["results"]:
         lat = phase["latency_ms"]
-        print(f"{phase['phase']:>20}: {phase['requests_per_second']:8.1f} req/s  "
-              f"p50 {lat['p50']} ms  p99 {lat['p99']} ms  errors {phase['errors'] or 0}")
+        print(
+            f"{phase['phase']:>20}: {phase['requests_per_second']:8.1f} req/s  "
+            f"p50 {lat['p50']} ms  p99 {lat['p99']} ms  errors {phase['errors'] or 0}"
+        )
     print(f"\nJSON: {out / 'bench-control.json'}")
     return 0
 

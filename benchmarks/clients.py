@@ -168,14 +168,18 @@ async def baseline_room(ctx: Context, index: int, decode: bool) -> list[Member]:
             pub = LoadPeer()
             member.peers.append(pub)
             pub.publish(ctx.loops)
-            await pub.accept(await _baseline_post(ctx, room, member.role, "publish", await pub.offer()))
+            await pub.accept(
+                await _baseline_post(ctx, room, member.role, "publish", await pub.offer())
+            )
             await pub.start_sending(ctx.max_seconds)
 
         async def subscribe(member: Member, decode: bool) -> None:
             sub = LoadPeer(decode)
             member.peers.append(sub)
             sub.receive()
-            await sub.accept(await _baseline_post(ctx, room, member.role, "subscribe", await sub.offer()))
+            await sub.accept(
+                await _baseline_post(ctx, room, member.role, "subscribe", await sub.offer())
+            )
 
         await asyncio.gather(subscribe(members[0], False), subscribe(members[1], decode))
     except BaseException:
@@ -222,7 +226,9 @@ class JanusSession:
         self._poller = asyncio.create_task(self._poll())
 
     async def attach(self) -> str:
-        _, data = await self._post(self.url, {"janus": "attach", "plugin": "janus.plugin.videoroom"})
+        _, data = await self._post(
+            self.url, {"janus": "attach", "plugin": "janus.plugin.videoroom"}
+        )
         return f"{self.url}/{data['data']['id']}"
 
     async def request(self, handle: str, body: dict[str, Any], jsep: dict[str, Any] | None = None
@@ -285,7 +291,8 @@ async def janus_room(ctx: Context, index: int, decode: bool) -> list[Member]:
                     "audiocodec": "opus", "videocodec": "vp8", "is_private": True,
                 })  # fmt: skip
             joined = await session.request(
-                handle, {"request": "join", "ptype": "publisher", "room": room, "display": member.role}
+                handle,
+                {"request": "join", "ptype": "publisher", "room": room, "display": member.role},
             )
             feeds.append(joined["plugindata"]["data"]["id"])
             pub = LoadPeer()
@@ -353,7 +360,9 @@ async def baseline_viewer(ctx: Context, room: dict[str, Any], i: int, decode: bo
     sub = LoadPeer(decode)
     member.peers.append(sub)
     sub.receive()
-    await sub.accept(await _baseline_post(ctx, room["room"], "guest", "subscribe", await sub.offer()))
+    await sub.accept(
+        await _baseline_post(ctx, room["room"], "guest", "subscribe", await sub.offer())
+    )
     return member
 
 

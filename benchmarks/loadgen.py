@@ -155,7 +155,10 @@ def _summary(values: list[float]) -> dict[str, float] | None:
 
 async def _main(args: argparse.Namespace) -> None:
     rtpio.install()
-    loops = [media.encode_video(args.width, args.height, args.fps, args.bitrate), media.encode_audio()]
+    loops = [
+        media.encode_video(args.width, args.height, args.fps, args.bitrate),
+        media.encode_audio(),
+    ]
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=60)

@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 # Figures compared across systems at the same load level; lower is better for all of them.
-RATIO_FIGURES = ("sfu_us_per_packet", "sfu_us_per_packet_marginal", "sfu_cpu_pct", "latency_p50_ms", "sfu_mb_per_participant")
+RATIO_FIGURES = (
+    "sfu_us_per_packet",
+    "sfu_us_per_packet_marginal",
+    "sfu_cpu_pct",
+    "latency_p50_ms",
+    "sfu_mb_per_participant",
+)
 LEVEL = {"consults": "consults", "fanout": "subscribers", "churn": "rooms_per_second"}
 COLUMNS = [  # (key, header, format)
     ("system", "system", "{}"), ("level", "N", "{}"),
@@ -114,7 +120,9 @@ def table(results: dict[str, Any]) -> str:
     for name, why in results["skipped"].items():
         lines.append(f"{name} skipped: {why}")
     for name, slope in results.get("slopes", {}).items():
-        lines.append(f"{name}: {slope:.1f} us of SFU CPU per extra forwarded packet (fit over steps)")
+        lines.append(
+            f"{name}: {slope:.1f} us of SFU CPU per extra forwarded packet (fit over steps)"
+        )
     for key, value in results.get("ratios", {}).items():
         lines.append(f"ratio {key}: {value['mean']:.3f} (mean over {value['levels']} levels)")
     return "\n".join(lines)
@@ -126,8 +134,11 @@ def markdown_table(results: dict[str, Any]) -> str:
            "|" + " --- |" * len(columns)]  # fmt: skip
     for data in results["systems"].values():
         for row in data["rows"]:
-            out.append("| " + " | ".join(
-                "-" if row.get(k) is None else f.format(row[k]) for k, _, f in columns) + " |")
+            out.append(
+                "| "
+                + " | ".join("-" if row.get(k) is None else f.format(row[k]) for k, _, f in columns)
+                + " |"
+            )
     return "\n".join(out)
 
 

@@ -140,9 +140,7 @@ class Outbound:
         pt = self.parameters.codecs[0].payloadType
         header = struct.pack("!BBHII", 0x90, pt, 0, 0, self.ssrc)
         mid = (self.parameters.muxId or "").encode()
-        ext_id = next(
-            (e.id for e in self.parameters.headerExtensions if e.uri == MID_URI), None
-        )
+        ext_id = next((e.id for e in self.parameters.headerExtensions if e.uri == MID_URI), None)
         if ext_id is None or not mid:
             return bytes([0x80]) + header[1:]
         body = bytes([(ext_id << 4) | (len(mid) - 1)]) + mid

@@ -60,8 +60,14 @@ def running(name: str, opts: Options) -> Iterator[tuple[Target, LoadClient]]:
                 "--bitrate", str(opts.bitrate), "--fps", str(opts.fps),
                 "--width", str(opts.width), "--height", str(opts.height)]  # fmt: skip
         if config.get("api_key"):
-            argv += ["--api-key", config["api_key"], "--department-id", config["department_id"],
-                     "--data-dir", config["data_dir"]]
+            argv += [
+                "--api-key",
+                config["api_key"],
+                "--department-id",
+                config["department_id"],
+                "--data-dir",
+                config["data_dir"],
+            ]
         client = LoadClient(target.wrap(argv), opts.cpus(opts.client_cpu), str(ROOT),
                             str(opts.log_dir / f"loadclient-{name}.log"))  # fmt: skip
         yield target, client

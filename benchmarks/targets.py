@@ -67,7 +67,9 @@ def _wait_http(url: str, proc: subprocess.Popen[Any], wrap: Callable[[list[str]]
                 return  # an error status is an answer: the server is up
             except OSError:
                 pass
-        elif subprocess.run(wrap(["curl", "-sf", "-m", "2", "-o", "/dev/null", url])).returncode == 0:
+        elif (
+            subprocess.run(wrap(["curl", "-sf", "-m", "2", "-o", "/dev/null", url])).returncode == 0
+        ):
             return
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {START_SECONDS} s")
@@ -140,8 +142,12 @@ class Televisit(Target):
         key = json.loads(out.stdout)["api_key"]
         department = _request(f"{base}/api/v1/departments", key, {"name": "Bench",
                               "telemedicine_enabled": True})  # fmt: skip
-        return {"base_url": base, "api_key": key, "department_id": department["id"],
-                "data_dir": str(self.tmp)}
+        return {
+            "base_url": base,
+            "api_key": key,
+            "department_id": department["id"],
+            "data_dir": str(self.tmp),
+        }
 
 
 def _request(url: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +181,10 @@ class Janus(Target):
     PORT = 8088
 
     def __init__(self, cpus: set[int] | None) -> None:
-        if shutil.which("janus") is None or not (JANUS_LIBS / "plugins/libjanus_videoroom.so").exists():
+        if (
+            shutil.which("janus") is None
+            or not (JANUS_LIBS / "plugins/libjanus_videoroom.so").exists()
+        ):
             raise TargetUnavailable("janus is not installed (apt-get install janus): skipped")
         if os.geteuid() != 0:
             raise TargetUnavailable("janus needs a network namespace (root): skipped")
@@ -184,7 +193,10 @@ class Janus(Target):
 
     def _config(self) -> Path:
         conf = self.tmp / "conf"
-        for folder, lib in (("plugins", "libjanus_videoroom.so"), ("transports", "libjanus_http.so")):
+        for folder, lib in (
+            ("plugins", "libjanus_videoroom.so"),
+            ("transports", "libjanus_http.so"),
+        ):
             (self.tmp / folder).mkdir(parents=True)
             (self.tmp / folder / lib).symlink_to(JANUS_LIBS / folder / lib)
         for folder in ("events", "loggers"):

@@ -88,7 +88,11 @@ async def _sfu(conn: Connection) -> None:
             drops = sum(
                 sum(s.dropped.values()) for p in participants.values() for s in p.subscriptions
             )
-            conn.send(("stats", name, (t.user, t.system, forwarded(), drops)))
+            # Received and dropped before routing (SRTP, unknown SSRC...): a consult that forwards
+            # nothing shows up here rather than as a silently lower packet rate.
+            received = sum(p.packets_in for p in participants.values())
+            refused = sum(sum(p.dropped.values()) for p in participants.values())
+            conn.send(("stats", name, (t.user, t.system, forwarded(), drops, received, refused)))
         elif kind == "quit":
             for participant in participants.values():
                 await participant.close()
@@ -150,10 +154,10 @@ async def measure(
             sfu.conn.send(("subscribe", f"a{i}", f"b{i}"))
             sfu.conn.send(("subscribe", f"b{i}", f"a{i}"))
         await asyncio.sleep(settle)
-        user0, sys0, fwd0, drop0 = await sfu.ask("stats", "-", None, "stats")
+        user0, sys0, fwd0, drop0, in0, refused0 = await sfu.ask("stats", "-", None, "stats")
         t0 = time.monotonic()
         await asyncio.sleep(window)
-        user1, sys1, fwd1, drop1 = await sfu.ask("stats", "-", None, "stats")
+        user1, sys1, fwd1, drop1, in1, refused1 = await sfu.ask("stats", "-", None, "stats")
         seconds = time.monotonic() - t0
         packets = fwd1 - fwd0
         return {
@@ -166,6 +170,8 @@ async def measure(
             "us_user": 1e6 * (user1 - user0) / packets if packets else float("nan"),
             "us_sys": 1e6 * (sys1 - sys0) / packets if packets else float("nan"),
             "dropped": drop1 - drop0,
+            "received_pps": (in1 - in0) / seconds,
+            "refused": refused1 - refused0,
         }
     finally:
         await sfu.ask("quit", "-", None, "bye")
@@ -186,13 +192,15 @@ async def main_async(args: argparse.Namespace) -> None:
         f"window {args.window:g} s; SFU on CPU {args.server_cpu}, peers on CPU {args.client_cpu}"
     )
     print(
-        f"{'consults':>8} {'fwd pkt/s':>10} {'SFU CPU%':>9} {'us/pkt':>7} {'user':>6} {'sys':>6} {'dropped':>8}"
+        f"{'consults':>8} {'fwd pkt/s':>10} {'SFU CPU%':>9} {'us/pkt':>7} {'user':>6} {'sys':>6} "
+        f"{'dropped':>8} {'in pkt/s':>9} {'refused':>8}"
     )
     for n in [int(x) for x in args.consults.split(",")]:
         row = await measure(n, args.window, args.settle, loops, args.server_cpu)
         print(
             f"{n:8d} {row['forwarded_pps']:10.0f} {row['sfu_cpu_pct']:9.1f} "
-            f"{row['us_per_packet']:7.1f} {row['us_user']:6.1f} {row['us_sys']:6.1f} {row['dropped']:8d}",
+            f"{row['us_per_packet']:7.1f} {row['us_user']:6.1f} {row['us_sys']:6.1f} {row['dropped']:8d} "
+            f"{row['received_pps']:9.0f} {row['refused']:8d}",
             flush=True,
         )
 

@@ -61,6 +61,7 @@ class Publication:
     _sr_received_at: float | None = None
     _last_pli_at: float = -1e9
     _estimate: int | None = None
+    _frame_bytes: int = 0  # payload bytes of the frame under way (for the estimator)
 
     def __post_init__(self) -> None:
         self.id = f"{self.participant_id}/{self.mid}"
@@ -98,18 +99,24 @@ class Publication:
             if self.on_gap is not None:
                 self.on_gap()
         if self._estimator is not None:
-            ast = rtpheader.abs_send_time(data, header, self._ast_id)
-            if ast is not None:
-                remb = self._estimator.add(
-                    abs_send_time=ast,
-                    arrival_time_ms=arrival_ms,
-                    payload_size=len(data) - header.payload_offset,
-                    ssrc=header.ssrc,
-                )
-                if remb is not None:
-                    self._estimate = remb[0]
+            # The estimator sees one packet per frame (the marker packet, carrying the frame's
+            # bytes): it groups a frame's packets by send time anyway, and fed per packet it
+            # costs ~3.4 us a packet, the biggest single item on this path.
+            self._frame_bytes += len(data) - header.payload_offset
+            if header.marker:
+                self._estimate_frame(data, header, arrival_ms)
         for subscription in self.subscriptions:
             subscription.forward(data, header)
+
+    def _estimate_frame(self, data: bytes, header: rtpheader.Header, arrival_ms: int) -> None:
+        size, self._frame_bytes = self._frame_bytes, 0
+        ast = rtpheader.abs_send_time(data, header, self._ast_id)
+        if ast is not None:
+            remb = self._estimator.add(  # type: ignore[union-attr]
+                abs_send_time=ast, arrival_time_ms=arrival_ms, payload_size=size, ssrc=header.ssrc
+            )
+            if remb is not None:
+                self._estimate = remb[0]
 
     # ---- feedback to the publisher ---------------------------------------------------------
 

@@ -66,7 +66,10 @@ def _codec_keys(lines: list[str], section: list[int]) -> dict[int, CodecKey]:
         if base[0] == "h264":
             # Same rule as aiortc's matching: profile and packetization mode tell H.264s apart.
             values = dict(p.strip().split("=", 1) for p in fmtp.split(";") if "=" in p)
-            base += (values.get("packetization-mode", "0"), values.get("profile-level-id", "").lower())
+            base += (
+                values.get("packetization-mode", "0"),
+                values.get("profile-level-id", "").lower(),
+            )
         keys[pt] = base
     for pt, key in list(keys.items()):
         if key[0] == "rtx" and (apt := _APT.search(params.get(pt, ""))):

@@ -1,0 +1,81 @@
+"""Publication's receive-side bandwidth estimate: fed one packet per frame (the marker packet,
+with the frame's bytes), it must follow the same trace as aiortc's estimator fed every packet."""
+
+from __future__ import annotations
+
+import struct
+
+from aiortc.rate import RemoteBitrateEstimator
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from media_server import rtpheader
+from media_server.publication import Publication
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+AST_ID = 3
+SSRC = 4321
+
+
+def packet(seq: int, send_ms: float, marker: bool, size: int) -> bytes:
+    ast = int(send_ms / 1000 * (1 << 18)) & 0xFFFFFF
+    ext = bytes([(AST_ID << 4) | 2]) + ast.to_bytes(3, "big")
+    fixed = struct.pack("!BBHII", 0x90, (0x80 if marker else 0) | 96, seq, seq * 3000, SSRC)
+    return fixed + struct.pack("!HH", 0xBEDE, 1) + ext + bytes(size)
+
+
+def trace(*phases: tuple[float, float]) -> list[tuple[bytes, int]]:
+    """30 fps, 5 packets of 1,000 bytes per frame (1.2 Mbit/s) sent 1 ms apart; arrival is
+    send + 20 ms plus a queue. Each phase is (seconds, queue growth in ms per frame): 0 is a
+    steady link, more is overuse."""
+    out = []
+    frame = 0
+    queue_ms = 0.0
+    for seconds, growth in phases:
+        for _ in range(int(seconds * 30)):
+            queue_ms += growth
+            for i in range(5):
+                send_ms = frame * 1000 / 30 + i
+                seq = (frame * 5 + i) & 0xFFFF
+                out.append((packet(seq, send_ms, i == 4, 1000), int(send_ms + 20 + queue_ms)))
+            frame += 1
+    return out
+
+
+def per_packet_estimate(packets: list[tuple[bytes, int]]) -> int | None:
+    estimator = RemoteBitrateEstimator()
+    estimate = None
+    for data, arrival in packets:
+        header = rtpheader.parse(data)
+        ast = rtpheader.abs_send_time(data, header, AST_ID)
+        remb = estimator.add(arrival, ast, len(data) - header.payload_offset, SSRC)
+        if remb is not None:
+            estimate = remb[0]
+    return estimate
+
+
+def publication_estimate(packets: list[tuple[bytes, int]]) -> int | None:
+    pub = Publication(
+        participant_id="p", kind="video", mid="1", codec=VP8, ssrc=SSRC,
+        extensions={rtpheader.URI_ABS_SEND_TIME: AST_ID}, send_rtcp=lambda data: None,
+    )  # fmt: skip
+    for data, arrival in packets:
+        pub.on_rtp(data, rtpheader.parse(data), arrival)
+    return pub.bitrate_cap()
+
+
+def test_per_frame_estimate_matches_per_packet_on_a_steady_link() -> None:
+    packets = trace((8, 0))
+    reference = per_packet_estimate(packets)
+    ours = publication_estimate(packets)
+    assert reference is not None and ours is not None
+    assert abs(ours - reference) <= 0.1 * reference, (ours, reference)
+
+
+def test_per_frame_estimate_drops_like_per_packet_when_a_queue_builds() -> None:
+    steady = publication_estimate(trace((4, 0)))
+    packets = trace((4, 0), (4, 3))
+    reference = per_packet_estimate(packets)
+    ours = publication_estimate(packets)
+    assert steady is not None and reference is not None and ours is not None
+    assert reference < 0.8 * steady and ours < 0.8 * steady, (steady, reference, ours)
+    assert abs(ours - reference) <= 0.15 * reference, (ours, reference)

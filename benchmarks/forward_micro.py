@@ -13,7 +13,11 @@ Lines:
 - SRTP protect alone: pylibsrtp.Session.protect vs transport.FastSrtp.protect (the SFU's)
 - receive+forward: Participant-level routing + Publication.on_rtp (RR statistics, NACK list,
   bandwidth estimator) + one Subscription.forward, no SRTP
+- datagram: the whole synchronous path of one datagram: SRTP unprotect, parse, Publication.on_rtp,
+  Subscription.forward, SRTP protect (only the socket calls are missing)
 - fan-out to N: receive once, forward to N subscriptions (per packet *sent*)
+
+Packets come five to a frame, the fifth with the marker bit (the bandwidth estimator runs on it).
 
 No network and no event loop: the path is synchronous, so these are the Python work per
 packet (the kernel's sendto and the SRTP decrypt on receive come on top;
@@ -63,9 +67,11 @@ def packets(n: int) -> list[bytes]:
     m = ext_map(PUB_EXT)
     out = []
     for i in range(n):
+        # Five packets a frame, the last with the marker bit (640x480 VP8 at 1.5 Mbit/s).
         p = RtpPacket(
-            payload_type=96, sequence_number=i & 0xFFFF, timestamp=3000 * (i // 3), ssrc=42
-        )
+            payload_type=96, sequence_number=i & 0xFFFF, timestamp=3000 * (i // 5), ssrc=42,
+            marker=int(i % 5 == 4),
+        )  # fmt: skip
         p.payload = PAYLOAD
         p.extensions.mid = "1"
         p.extensions.abs_send_time = (i * 7) & 0xFFFFFF
@@ -83,10 +89,12 @@ def timed(fn: Callable[[], None], count: int) -> float:
     return best / count * 1e6
 
 
-def srtp_sender() -> pylibsrtp.Session:
+def srtp_sender(inbound: bool = False) -> pylibsrtp.Session:
     policy = pylibsrtp.Policy(
         key=bytes(range(30)),
-        ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+        ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND
+        if inbound
+        else pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
         srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
     )
     policy.allow_repeat_tx = True
@@ -173,7 +181,19 @@ def main() -> None:
     def receive_forward() -> None:
         for d in data:
             h = rtpheader.parse(d)
-            full_pub.on_rtp(d, h, 0)
+            full_pub.on_rtp(d, h)
+
+    publisher_srtp = FastSrtp(srtp_sender())
+    encrypted = [publisher_srtp.protect(d) for d in data]
+
+    def datagram() -> None:
+        whole_pub = publication()
+        rx = FastSrtp(srtp_sender(inbound=True))  # fresh: replays are refused
+        unprotect = rx.unprotect
+        subscription(whole_pub, FastSrtp(srtp_sender()).protect)
+        for d in encrypted:
+            plain = unprotect(d)
+            whole_pub.on_rtp(plain, rtpheader.parse(plain))
 
     fan_pub = publication()
     for _ in range(args.fanout):
@@ -181,7 +201,7 @@ def main() -> None:
 
     def fan_out() -> None:
         for d in data:
-            fan_pub.on_rtp(d, rtpheader.parse(d), 0)
+            fan_pub.on_rtp(d, rtpheader.parse(d))
 
     ref = timed(reference, n)
     rows = [
@@ -191,6 +211,7 @@ def main() -> None:
         ("SRTP protect: pylibsrtp.Session", timed(session_protect, n)),
         ("SRTP protect: FastSrtp", timed(fast_protect, n)),
         ("receive (stats, NACK, estimator) + forward", timed(receive_forward, n)),
+        ("datagram: SRTP in, receive, forward, SRTP out", timed(datagram, n)),
         (f"fan-out to {args.fanout}, per packet sent", timed(fan_out, n * args.fanout)),
     ]
     print(

@@ -147,8 +147,6 @@ class Participant:
 
         self.faults = Faults(f"participant {id}")
         self.dropped: dict[str, int] = {}
-        self.packets_in = 0
-        self.bytes_in = 0
         self.rtcp_packets_in = 0
         self.rtcp_packets_out = 0
         self.rembs_sent = 0
@@ -345,7 +343,16 @@ class Participant:
 
     # ---- packets in (called by SfuDtlsTransport) --------------------------------------------
 
-    def on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+    @property
+    def packets_in(self) -> int:
+        """RTP packets routed to a publication (the per-packet path counts them once, there)."""
+        return sum(p.packets_in for p in self.publications)
+
+    @property
+    def bytes_in(self) -> int:
+        return sum(p.bytes_in for p in self.publications)
+
+    def on_rtp(self, data: bytes) -> None:
         try:
             header = rtpheader.parse(data)
         except rtpheader.MalformedRtp:
@@ -360,9 +367,7 @@ class Participant:
         if header.payload_type != publication.payload_type:
             self._drop("payload_type")
             return
-        self.packets_in += 1
-        self.bytes_in += len(data)
-        publication.on_rtp(data, header, arrival_time_ms)
+        publication.on_rtp(data, header)
 
     def _route_unknown(self, data: bytes, header: rtpheader.Header) -> Publication | None:
         """A publication without a=ssrc learns its SSRC from the MID extension, else from

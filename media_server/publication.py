@@ -23,6 +23,7 @@ from aiortc.rtcrtpreceiver import StreamStatistics
 
 from media_server import rtcp, rtpheader
 from media_server.codecs import describe
+from media_server.rtcp import ntp_ms
 
 if TYPE_CHECKING:
     from media_server.subscription import Subscription
@@ -43,6 +44,8 @@ class Publication:
     rtcp_ssrc: int = 0  # our SSRC in feedback to the publisher
     # Called when a gap opens (NACKs went out at once; the owner schedules the retries).
     on_gap: Callable[[], None] | None = field(default=None, repr=False)
+    # Arrival time in ms for the bandwidth estimator (aiortc's NTP-based milliseconds).
+    clock_ms: Callable[[], int] = field(default=ntp_ms, repr=False)
 
     packets_in: int = 0
     bytes_in: int = 0
@@ -84,7 +87,7 @@ class Publication:
 
     # ---- per packet ------------------------------------------------------------------------
 
-    def on_rtp(self, data: bytes, header: rtpheader.Header, arrival_ms: int) -> None:
+    def on_rtp(self, data: bytes, header: rtpheader.Header) -> None:
         """One decrypted packet from the publisher: account for it, then forward it."""
         now = time.monotonic()
         self.packets_in += 1
@@ -104,17 +107,18 @@ class Publication:
             # costs ~3.4 us a packet, the biggest single item on this path.
             self._frame_bytes += len(data) - header.payload_offset
             if header.marker:
-                self._estimate_frame(data, header, arrival_ms)
+                self._estimate_frame(data, header)
         for subscription in self.subscriptions:
             subscription.forward(data, header)
 
-    def _estimate_frame(self, data: bytes, header: rtpheader.Header, arrival_ms: int) -> None:
+    def _estimate_frame(self, data: bytes, header: rtpheader.Header) -> None:
         size, self._frame_bytes = self._frame_bytes, 0
         ast = rtpheader.abs_send_time(data, header, self._ast_id)
         if ast is not None:
             remb = self._estimator.add(  # type: ignore[union-attr]
-                abs_send_time=ast, arrival_time_ms=arrival_ms, payload_size=size, ssrc=header.ssrc
-            )
+                abs_send_time=ast, arrival_time_ms=self.clock_ms(), payload_size=size,
+                ssrc=header.ssrc,
+            )  # fmt: skip
             if remb is not None:
                 self._estimate = remb[0]
 

@@ -166,7 +166,7 @@ class Subscription:
         buf = bytearray(data)
         buf[1] = (data[1] & 0x80) | self.payload_type
         rtpheader.SEQ_TS_SSRC.pack_into(buf, 2, seq, ts, self.ssrc)
-        if header.elements and not self._ext.identity:
+        if header.layout and not self._ext.identity:
             buf = self._ext.rewrite(buf, header)
         # The bytearray itself is kept and sent (no bytes() copy): nothing writes to it again.
         packet = buf
@@ -185,7 +185,8 @@ class Subscription:
         self.packets_out += 1
         self.bytes_out += len(packet)
         self.payload_bytes_out += len(packet) - header.payload_offset
-        if self._last_seq is None or rtcp.seq_newer(seq, self._last_seq):
+        last = self._last_seq
+        if last is None or (seq != last and ((seq - last) & 0xFFFF) < 0x8000):  # seq_newer
             self._last_seq = seq
             self._last_ts = ts
             self._last_sent_at = time.monotonic()

@@ -55,11 +55,11 @@ async def test_garbage_datagrams_are_counted_and_forwarding_continues(make_call)
     # Straight into the entry points the transport calls after decryption: a known SSRC with
     # a foreign payload type, RTP shorter than its header claims, truncated RTCP.
     video_ssrc = server.publications[1].ssrc
-    server.on_rtp(rtp(video_ssrc, pt=120, seq=7), 0)
+    server.on_rtp(rtp(video_ssrc, pt=120, seq=7))
     truncated = bytearray(rtp(0x01020304))
     truncated[0] |= 0x10  # claims a header extension that is not there
     struct.pack_into("!HH", truncated, 12, 0xBEDE, 200)
-    server.on_rtp(bytes(truncated), 0)
+    server.on_rtp(bytes(truncated))
     await server.on_rtcp(b"\x81\xc9\x00\x07" + b"\x00" * 8)  # RR claiming 7 words, 2 present
 
     expected = {"unknown_ssrc": 1, "payload_type": 1, "malformed_rtp": 1, "malformed_rtcp": 1}

@@ -54,12 +54,15 @@ def per_packet_estimate(packets: list[tuple[bytes, int]]) -> int | None:
 
 
 def publication_estimate(packets: list[tuple[bytes, int]]) -> int | None:
+    now = [0]
     pub = Publication(
         participant_id="p", kind="video", mid="1", codec=VP8, ssrc=SSRC,
         extensions={rtpheader.URI_ABS_SEND_TIME: AST_ID}, send_rtcp=lambda data: None,
+        clock_ms=lambda: now[0],
     )  # fmt: skip
     for data, arrival in packets:
-        pub.on_rtp(data, rtpheader.parse(data), arrival)
+        now[0] = arrival
+        pub.on_rtp(data, rtpheader.parse(data))
     return pub.bitrate_cap()
 
 

@@ -108,8 +108,51 @@ def test_parse_never_raises_anything_but_malformed(data: bytes) -> None:
         return
     assert h.payload_offset <= len(data)
     skip = 2 if h.two_byte else 1
-    for offset, _, length in h.elements:
+    for offset, _, length in rtpheader.elements(data, h):
         assert h.ext_offset <= offset and offset + skip + length <= h.ext_end <= len(data)
+
+
+def _with_extension(block: bytes, profile: int) -> bytes:
+    block += bytes(-len(block) % 4)
+    return (
+        bytes([0x90, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3])
+        + struct.pack("!HH", profile, len(block) // 4)
+        + block
+        + b"payload"
+    )
+
+
+# A small alphabet of element headers, padding and values, so that different blocks often
+# share a layout (random bytes almost never would).
+_BLOCKS = st.lists(st.sampled_from([0x00, 0x01, 0x02, 0x10, 0x11, 0x21, 0x22, 0xF0]), max_size=12)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    _BLOCKS.map(bytes),
+    _BLOCKS.map(bytes),
+    st.sampled_from([rtpheader.ONE_BYTE_PROFILE, rtpheader.TWO_BYTE_PROFILE]),
+)
+def test_equal_layouts_mean_equal_elements(a: bytes, b: bytes, profile: int) -> None:
+    # ExtensionRewrite replays one plan for every packet of a layout: that is only right if
+    # the layout pins down every element's offset, id and length.
+    parsed = []
+    for block in (a, b):
+        data = _with_extension(block, profile)
+        try:
+            parsed.append((rtpheader.parse(data), data))
+        except rtpheader.MalformedRtp:
+            return
+    (ha, da), (hb, db) = parsed
+    if ha.layout == hb.layout:
+        assert rtpheader.elements(da, ha) == rtpheader.elements(db, hb)
+
+
+def test_layout_ignores_element_values() -> None:
+    # One sender's packets differ only in values (abs-send-time, audio level): one plan.
+    first = _with_extension(bytes([0x10, 0x31, 0x22, 1, 2, 3]), rtpheader.ONE_BYTE_PROFILE)
+    second = _with_extension(bytes([0x10, 0x32, 0x22, 9, 8, 7]), rtpheader.ONE_BYTE_PROFILE)
+    assert rtpheader.parse(first).layout == rtpheader.parse(second).layout != 0
 
 
 @settings(max_examples=300, deadline=None)

@@ -80,7 +80,7 @@ from media_server import codecs, ports, reoffer, rtcp, rtpheader
 from media_server.faults import Faults
 from media_server.publication import Publication
 from media_server.subscription import Subscription
-from media_server.transport import adopt, forwarding_sender, send_now
+from media_server.transport import adopt, forwarding_receiver, forwarding_sender, send_now
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ class Participant:
         self._reported: set[str] = set()
         self._closed = False
         self._connected_at: float | None = None
+        self._connect_watch: asyncio.Task[None] | None = None
 
         self.faults = Faults(f"participant {id}")
         self.dropped: dict[str, int] = {}
@@ -181,6 +182,7 @@ class Participant:
         publishing: list[tuple[Any, RTCRtpTransceiver]] = []
         for media, codec in chosen:
             transceiver = self.pc.addTransceiver(media.kind, direction="recvonly")
+            forwarding_receiver(transceiver.receiver)
             transceiver.setCodecPreferences([codecs.capability(codec)])
             publishing.append((media, transceiver))
             self._adopt(transceiver.receiver.transport)
@@ -198,7 +200,7 @@ class Participant:
                 continue
             self._add_publication(media, transceiver)
         self._answered.set()
-        self._spawn(self._watch_connect(), "connect-timeout")
+        self._connect_watch = self._spawn(self._watch_connect(), "connect-timeout")
         self._spawn(self._run_ticks(), "rtcp")
         for publication in self.publications:
             self._on_publication(publication)
@@ -525,6 +527,8 @@ class Participant:
         state = self.pc.connectionState
         if state == "connected" and self._connected_at is None:
             self._connected_at = time.monotonic()
+            if self._connect_watch is not None:
+                self._connect_watch.cancel()  # one sleeping task less per participant
             # Keyframes asked for before the subscriber could receive were wasted: ask again.
             for subscription in self.subscriptions:
                 if subscription.active:

@@ -34,7 +34,8 @@ from typing import Any, Protocol
 import aioice.ice
 import pylibsrtp
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from pylibsrtp import SRTP_MAX_SRTCP_TRAILER_LEN, SRTP_MAX_TRAILER_LEN, _srtp_assert
 from pylibsrtp._binding import ffi, lib
@@ -259,3 +260,23 @@ def forwarding_sender(sender: RTCRtpSender) -> ForwardingSender:
     """Turn a fresh aiortc sender into a ForwardingSender (call before negotiation)."""
     sender.__class__ = ForwardingSender
     return sender  # type: ignore[return-value]
+
+
+class ForwardingReceiver(RTCRtpReceiver):
+    """The receiver of a publication's m-line: aiortc negotiates it, the Publication receives.
+
+    aiortc's ``receive()`` starts a decoder thread and an RTCP task per receiver. Packets never
+    reach an aiortc receiver here (``SfuDtlsTransport`` hands them to the Participant, which
+    sends the receiver reports), so the thread only costs memory and the task wakes about once
+    a second to find nothing to report: two threads and two wake-ups a second per
+    participant. Installed per transceiver with ``forwarding_receiver(receiver)``.
+    """
+
+    async def receive(self, parameters: RTCRtpReceiveParameters) -> None:
+        return None
+
+
+def forwarding_receiver(receiver: RTCRtpReceiver) -> ForwardingReceiver:
+    """Turn a fresh aiortc receiver into a ForwardingReceiver (call before negotiation)."""
+    receiver.__class__ = ForwardingReceiver
+    return receiver  # type: ignore[return-value]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiortc import rtcrtpreceiver, rtcrtpsender
 
-from media_server.transport import ForwardingSender, SfuDtlsTransport
+from media_server.transport import ForwardingReceiver, ForwardingSender, SfuDtlsTransport
 
 from .peers import wait_for
 
@@ -58,6 +58,10 @@ async def test_each_client_decodes_the_other(make_call, codec_spies, codec: str)
         assert all(s.packets_out > 0 for s in participant.subscriptions)
         assert participant.faults.count == 0
         assert isinstance(participant.pc.getTransceivers()[-1].sender, ForwardingSender)
+        # Publishing m-lines start no decoder thread and no RTCP task of aiortc's.
+        for transceiver in participant.pc.getTransceivers()[:2]:
+            assert isinstance(transceiver.receiver, ForwardingReceiver)
+            assert transceiver.receiver._RTCRtpReceiver__decoder_thread is None
         # The subscriber's m-line carries the publisher's codec and nothing else.
         video_section = participant.pc.localDescription.sdp.split("m=video")[-1]
         names = {

@@ -56,6 +56,16 @@ def test_sender_hooks() -> None:
     assert "self._stream_id" in init
 
 
+def test_receiver_hooks() -> None:
+    # ForwardingReceiver's receive() starts nothing; stop() and disconnect must then be no-ops.
+    source = inspect.getsource(rtcrtpreceiver.RTCRtpReceiver)
+    assert params(rtcrtpreceiver.RTCRtpReceiver.receive) == ["self", "parameters"]
+    assert "threading.Thread(" in inspect.getsource(rtcrtpreceiver.RTCRtpReceiver.receive)
+    assert "if self.__started:" in inspect.getsource(rtcrtpreceiver.RTCRtpReceiver.stop)
+    assert "if self.__decoder_thread:" in source
+    assert "await transceiver.receiver.receive(" in inspect.getsource(rtcpeerconnection)
+
+
 def test_peer_connection_internals_we_read() -> None:
     # Transceiver attributes read after negotiation, and the answer-side codec pinning.
     source = inspect.getsource(rtcpeerconnection.RTCPeerConnection.setRemoteDescription)

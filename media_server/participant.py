@@ -386,7 +386,7 @@ class Participant:
         self._by_ssrc[header.ssrc] = candidate
         return candidate
 
-    async def on_rtcp(self, data: bytes) -> None:
+    def on_rtcp(self, data: bytes) -> None:
         try:
             packets = RtcpPacket.parse(data)
         except (ValueError, IndexError):

@@ -11,12 +11,13 @@ transport aiortc created for the SFU's own connection, before DTLS starts. (Repl
 ``aiortc.rtcpeerconnection.RTCDtlsTransport`` module-wide would also capture every other
 peer connection of the process - test clients, a future recording or transcoding leg.)
 
-Once DTLS is up, SRTP media skips aiortc's receive machinery altogether: the nominated UDP
-socket's ``datagram_received`` decrypts RTP and calls ``sink.on_rtp`` synchronously, and
-``send_now`` encrypts and ``sendto``s synchronously. aioice would otherwise queue every datagram
-on an ``asyncio.Queue`` and wake a task that walks five coroutine levels per packet, and aiortc's
-``_send_rtp`` adds three more on the way out: together about as much CPU as the forwarding
-itself. DTLS, STUN and RTCP keep the ordinary path; a TURN-relayed pair keeps it entirely.
+Once DTLS is up, SRTP and SRTCP skip aiortc's receive machinery altogether: the nominated UDP
+socket's ``datagram_received`` decrypts them and calls ``sink.on_rtp`` / ``sink.on_rtcp``
+synchronously, and ``send_now`` encrypts and ``sendto``s synchronously. aioice would otherwise
+queue every datagram on an ``asyncio.Queue`` and wake a task that walks five coroutine levels
+per packet, and aiortc's ``_send_rtp`` adds three more on the way out: together about as much
+CPU as the forwarding itself. DTLS and STUN keep the ordinary path; a TURN-relayed pair keeps
+it entirely.
 
 It also makes the receive loop robust and accountable: an empty datagram (which would make
 aiortc's ``_recv_next`` raise and close the transport), datagrams that are neither DTLS nor SRTP
@@ -51,7 +52,7 @@ class MediaSink(Protocol):
 
     def on_rtp(self, data: bytes) -> None: ...
 
-    async def on_rtcp(self, data: bytes) -> None: ...
+    def on_rtcp(self, data: bytes) -> None: ...
 
 
 class FastSrtp:
@@ -132,7 +133,7 @@ class SfuDtlsTransport(RTCDtlsTransport):
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
         try:
-            await self._sfu_sink.on_rtcp(data)
+            self._sfu_sink.on_rtcp(data)
         except Exception as exc:
             self._sfu_sink.faults.record("rtcp", exc)
 
@@ -143,21 +144,33 @@ class SfuDtlsTransport(RTCDtlsTransport):
         protocol = pair.protocol
         queued = protocol.datagram_received
         unprotect = self._rx_srtp.unprotect
+        unprotect_rtcp = self._rx_srtp.unprotect_rtcp
         on_rtp = self._sfu_sink.on_rtp
+        on_rtcp = self._sfu_sink.on_rtcp
         faults = self._sfu_sink.faults
 
         def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
-            # SRTP (first byte 128-191, RFC 7983) that is not SRTCP (aiortc.rtp.is_rtcp, inlined):
-            # decrypt and forward now.
-            if data and 127 < data[0] < 192 and not (len(data) > 1 and 191 < data[1] < 209):
+            # SRTP and SRTCP (first byte 128-191, RFC 7983; RTCP by the second byte as in
+            # aiortc.rtp.is_rtcp, inlined): decrypt and hand over now.
+            if len(data) > 1 and 127 < data[0] < 192:
+                if not 191 < data[1] < 209:
+                    try:
+                        plain = unprotect(data)
+                    except pylibsrtp.Error:
+                        return  # counted by FastSrtp
+                    try:
+                        on_rtp(plain)
+                    except Exception as exc:
+                        faults.record("rtp", exc)
+                    return
                 try:
-                    plain = unprotect(data)
+                    plain = unprotect_rtcp(data)
                 except pylibsrtp.Error:
-                    return  # counted by FastSrtp
+                    return
                 try:
-                    on_rtp(plain)
+                    on_rtcp(plain)
                 except Exception as exc:
-                    faults.record("rtp", exc)
+                    faults.record("rtcp", exc)
                 return
             queued(data, addr)
 

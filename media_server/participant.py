@@ -86,6 +86,7 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.05  # NACK retries
 REPORT_SECONDS = 1.0  # receiver reports, REMB, media timeout (jittered +-50%)
+TIMER_SLACK_SECONDS = 0.005
 CHAT_LABEL = "chat"
 
 OnOffer = Callable[[str], Awaitable[None]]
@@ -474,7 +475,9 @@ class Participant:
                     if publication.nacks is not None and publication.nacks.missing:
                         publication.send_nacks(now, self._upstream_rtt())
                         missing = missing or bool(publication.nacks.missing)
-                if now >= next_report:
+                # Due a little early: loop timers work in whole milliseconds and fire up to
+                # one early, and a sub-millisecond sleep then spun the task several times.
+                if now + TIMER_SLACK_SECONDS >= next_report:
                     next_report = now + REPORT_SECONDS * (0.5 + random.random())
                     self._send_reports()
                     self._check_media(now)

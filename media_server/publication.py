@@ -72,7 +72,6 @@ class Publication:
         self.payload_type = self.codec.payloadType
         self.stats = StreamStatistics(self.clock_rate)
         self.nacks = rtcp.NackList() if self.kind == "video" else None
-        self._seqts = rtcp.SeqTs()
         self._mid_id = self.extensions.get(rtpheader.URI_MID)
         self._ast_id = self.extensions.get(rtpheader.URI_ABS_SEND_TIME)
         self._estimator = RemoteBitrateEstimator() if self._ast_id is not None else None
@@ -93,10 +92,8 @@ class Publication:
         self.packets_in += 1
         self.bytes_in += len(data)
         self.last_packet_at = now
-        seqts = self._seqts
-        seqts.sequence_number = header.sequence_number
-        seqts.timestamp = header.timestamp
-        self.stats.add(seqts)
+        # StreamStatistics reads only .sequence_number and .timestamp, which Header has too.
+        self.stats.add(header)  # type: ignore[arg-type]
         if self.nacks is not None and self.nacks.add(header.sequence_number, now):
             self.send_nacks(now)
             if self.on_gap is not None:

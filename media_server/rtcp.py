@@ -81,16 +81,6 @@ def fir_ssrcs(fci: bytes) -> list[int]:
     return [struct.unpack_from("!L", fci, pos)[0] for pos in range(0, len(fci) - 7, 8)]
 
 
-class SeqTs:
-    """What ``StreamStatistics.add`` reads from a packet, without building an RtpPacket."""
-
-    __slots__ = ("sequence_number", "timestamp")
-
-    def __init__(self) -> None:
-        self.sequence_number = 0
-        self.timestamp = 0
-
-
 class NackList:
     """Missing sequence numbers of one incoming stream, NACKed at once and retried.
 
@@ -110,7 +100,11 @@ class NackList:
 
     def add(self, seq: int, now: float) -> bool:
         """Record a received packet; True when it opened a gap (NACK now)."""
-        if self.max_seq is None:
+        max_seq = self.max_seq
+        if max_seq is not None and seq == (max_seq + 1) & 0xFFFF:  # in order: most packets
+            self.max_seq = seq
+            return False
+        if max_seq is None:
             self.max_seq = seq
             return False
         if seq_newer(seq, self.max_seq):

@@ -11,6 +11,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.mediastreams import MediaStreamError
 
 from media_server import ports
+from media_server.transport import adopt
 
 from . import rtpio
 from .media import EncodedLoop
@@ -50,7 +51,10 @@ class LoadPeer:
 
     def _attach(self) -> None:
         for transport in rtpio.transports(self.pc):
-            transport.meter = self.meter
+            transport.meter = self.meter  # Outbound registers its stream here
+            if not self.meter.passthrough and transport.state == "new":
+                # Only counting: the SFU's synchronous receive path, a fraction of the CPU.
+                adopt(transport, rtpio.MeterSink(transport, self.meter))
 
     async def offer(self) -> str:
         with ports.gathering(LOOPBACK):

@@ -1,11 +1,14 @@
 """RTP in and out of a load client without aiortc's encoder, decoder or jitter buffer.
 
 Outbound: a pre-encoded loop (media.py) is sent as raw RTP on an aiortc sender's DTLS transport
-(``_send_rtp`` protects and sends), with its own sequence numbers, timestamps, VP8 picture ids,
+(the SFU's own synchronous ``transport.send_now`` protects and sends), with its own sequence numbers, timestamps, VP8 picture ids,
 a 1024-packet history answering NACKs, and counters. The aiortc sender keeps an idle track so
 its RTCP loop and SSRC stay in place.
 
 Inbound: ``MeteredDtlsTransport`` replaces aiortc's DTLS transport in the load-client process.
+Peers that only count adopt the SFU's own fast path (``media_server.transport.adopt`` with a
+``MeterSink``: decrypt and meter synchronously in the socket callback), so a load client costs
+about what the SFU costs per packet and the load generator is not the first thing to saturate.
 After SRTP decryption it counts packets per SSRC (loss from sequence gaps, NACKs sent at once
 for a gap, late packets counted as recovered), matches video payloads against what this process
 sent to measure forwarding latency, and hands packets to aiortc's receivers (and so to a
@@ -43,6 +46,9 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtcpSrPacket,
 )
+
+from media_server.faults import Faults
+from media_server.transport import send_now
 
 from .media import EncodedLoop
 
@@ -130,6 +136,7 @@ class Outbound:
         self._ts = 0
         self._history: list[bytes | None] = [None] * HISTORY
         self._keyframe_wanted = False
+        self._send: Any = None  # transport.send_now, once run() starts
 
     def request_keyframe(self) -> None:
         """A PLI: restart the loop at its keyframe (as an encoder would send one)."""
@@ -153,6 +160,7 @@ class Outbound:
         if meter is not None:
             meter.outbound[self.ssrc] = self
         video = self.loop.kind == "video"
+        send = self._send = send_now(self.transport)
         frames, period, ticks = self.loop.frames, self.loop.period, self.loop.ticks
         start = time.monotonic()
         end = start + max_seconds
@@ -164,11 +172,10 @@ class Outbound:
                 due = start + index * period
                 now = time.monotonic()
                 if due > now:
-                    try:
-                        await asyncio.wait_for(stop.wait(), due - now)
+                    # A plain sleep: wait_for(stop.wait()) built a task and a timeout per frame.
+                    await asyncio.sleep(due - now)
+                    if stop.is_set():
                         break
-                    except TimeoutError:
-                        pass
                 if due > end:
                     break
                 if position % len(frames) == 0:
@@ -193,7 +200,7 @@ class Outbound:
                         SENT.add(bytes(packet[hlen : hlen + LATENCY_KEY_BYTES]), time.monotonic())
                     data = bytes(packet)
                     self._history[self._seq % HISTORY] = data
-                    await self.transport._send_rtp(data)
+                    send(data)
                     self.packets += 1
                     self.bytes += len(payload)
                     self._seq = (self._seq + 1) & 0xFFFF
@@ -203,13 +210,18 @@ class Outbound:
         except ConnectionError:
             pass  # the peer connection closed under us: the stream is over
 
-    async def retransmit(self, seqs: list[int]) -> None:
+    def retransmit(self, seqs: list[int]) -> None:
+        send = self._send
         for seq in seqs:
             self.nacked += 1
             data = self._history[seq % HISTORY]
-            if data is not None and struct.unpack_from("!H", data, 2)[0] == seq:
+            if (
+                send is not None
+                and data is not None
+                and struct.unpack_from("!H", data, 2)[0] == seq
+            ):
                 try:
-                    await self.transport._send_rtp(data)
+                    send(data)
                 except ConnectionError:
                     return
                 self.retransmitted += 1
@@ -347,27 +359,52 @@ class MeteredDtlsTransport(RTCDtlsTransport):
             await super()._handle_rtp_data(data, arrival_time_ms)
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
-        meter = self.meter
-        if meter is not None and meter.outbound:
-            try:
-                packets = RtcpPacket.parse(data)
-            except ValueError:
-                packets = []
-            for packet in packets:
-                await self._meter_rtcp(meter, packet)
+        if self.meter is not None:
+            meter_rtcp(self.meter, data)
         await super()._handle_rtcp_data(data)
 
-    async def _meter_rtcp(self, meter: TransportMeter, packet: Any) -> None:
+
+def meter_rtcp(meter: TransportMeter, data: bytes) -> None:
+    """Loss reports, NACKs (answered from the stream's history) and PLIs for our streams."""
+    if not meter.outbound:
+        return
+    try:
+        packets = RtcpPacket.parse(data)
+    except ValueError:
+        return
+    for packet in packets:
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
                 if (out := meter.outbound.get(report.ssrc)) is not None:
                     out.lost_reported = report.packets_lost
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             if (out := meter.outbound.get(packet.media_ssrc)) is not None:
-                await out.retransmit(packet.lost)
+                out.retransmit(packet.lost)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_PLI:
             if (out := meter.outbound.get(packet.media_ssrc)) is not None:
                 out.request_keyframe()
+
+
+class MeterSink:
+    """What ``media_server.transport``'s fast path hands decrypted packets to, for a counting
+    (non-decoding) load client: the same metering as MeteredDtlsTransport, synchronously."""
+
+    def __init__(self, transport: RTCDtlsTransport, meter: TransportMeter) -> None:
+        self.meter = meter
+        self.dropped: dict[str, int] = {}
+        self.faults = Faults("load client")
+        self._send = send_now(transport)
+
+    def on_rtp(self, data: bytes) -> None:
+        lost = self.meter.on_rtp(data, time.monotonic())
+        if lost:
+            try:
+                self._send(_nack(self.meter.local_ssrc, struct.unpack_from("!I", data, 8)[0], lost))
+            except ConnectionError:
+                pass
+
+    def on_rtcp(self, data: bytes) -> None:
+        meter_rtcp(self.meter, data)
 
 
 def install() -> None:

@@ -7,9 +7,16 @@ other core. SDP goes over a pipe: no WebSocket, no control plane, so the figure 
 path's own cost (decrypt, route, statistics, NACK/REMB/RR bookkeeping, rewrite, history,
 encrypt, send, and the event loop around it).
 
-    .venv/bin/python -m benchmarks.forward_loopback --consults 1,4,8 --window 10
+    .venv/bin/python -m benchmarks.forward_loopback --consults 1,4,8 --window 10 [--floor]
 
 us/pkt = (user+sys CPU seconds of the SFU process) / (packets it forwarded), over the window.
+
+--floor also measures, for each N right after Televisit, a reference SFU process with the same
+peer connections, DTLS, SRTP, sockets and event loop whose participants re-encrypt each
+decrypted packet and send it unchanged to the subscriber (``FloorParticipant``): no parsing,
+statistics, NACK, bandwidth estimate, header rewrite or history. It is the floor of this
+architecture (aiortc + aioice + uvloop + the kernel) on this machine in this run; Televisit's
+own per-packet work is the difference.
 """
 
 from __future__ import annotations
@@ -34,24 +41,46 @@ def _pin(cpu: int) -> None:
 # ---- the SFU process -------------------------------------------------------------------------
 
 
-def sfu_process(conn: Connection, cpu: int) -> None:
+def sfu_process(conn: Connection, cpu: int, floor: bool = False) -> None:
     import uvloop
 
     _pin(cpu)
     profile = os.environ.get("FORWARD_LOOPBACK_PROFILE")
     if not profile:
-        uvloop.run(_sfu(conn))
+        uvloop.run(_sfu(conn, floor))
         return
     import cProfile
 
     with cProfile.Profile(time.process_time) as profiler:
-        uvloop.run(_sfu(conn))
+        uvloop.run(_sfu(conn, floor))
     profiler.dump_stats(profile)
 
 
-async def _sfu(conn: Connection) -> None:
+def floor_participant() -> type:
+    from media_server.participant import Participant
+
+    class FloorParticipant(Participant):
+        """Decrypted packets go back out unchanged (re-encrypted) to the publication's
+        subscribers: the reference for what the rest of the SFU's per-packet work costs."""
+
+        def on_rtp(self, data: bytes) -> None:
+            publication = self._by_ssrc.get(int.from_bytes(data[8:12], "big"))
+            if publication is None:
+                return
+            publication.packets_in += 1
+            for subscription in publication.subscriptions:
+                if subscription._send is not None:
+                    subscription._send(data)
+                    subscription.packets_out += 1
+
+    return FloorParticipant
+
+
+async def _sfu(conn: Connection, floor: bool) -> None:
     from config import load_settings
     from media_server.participant import Participant
+
+    factory = floor_participant() if floor else Participant
 
     settings = load_settings(
         environ={}, overrides={"media": {"listen_addresses": ["127.0.0.1"], "ice_servers": []}}
@@ -65,7 +94,7 @@ async def _sfu(conn: Connection) -> None:
         async def on_offer(sdp: str) -> None:
             conn.send(("offer", name, sdp))
 
-        return Participant(
+        return factory(
             name, settings=settings, on_offer=on_offer, on_publication=lambda p: None,
             on_chat=lambda p, m: None, on_state=lambda p, s: None,
         )  # fmt: skip
@@ -104,10 +133,10 @@ async def _sfu(conn: Connection) -> None:
 
 
 class Sfu:
-    def __init__(self, cpu: int) -> None:
+    def __init__(self, cpu: int, floor: bool = False) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=sfu_process, args=(child, cpu), daemon=True)
+        self.proc = ctx.Process(target=sfu_process, args=(child, cpu, floor), daemon=True)
         self.proc.start()
         self.peers: dict[str, LoadPeer] = {}
         self.replies: dict[tuple[str, str], asyncio.Future[Any]] = {}
@@ -144,9 +173,9 @@ class Sfu:
 
 
 async def measure(
-    consults: int, window: float, settle: float, loops: list[Any], cpu: int
+    consults: int, window: float, settle: float, loops: list[Any], cpu: int, floor: bool = False
 ) -> dict[str, float]:
-    sfu = Sfu(cpu)
+    sfu = Sfu(cpu, floor)
     try:
         for i in range(consults):
             await sfu.join(f"a{i}", loops)
@@ -192,17 +221,24 @@ async def main_async(args: argparse.Namespace) -> None:
         f"window {args.window:g} s; SFU on CPU {args.server_cpu}, peers on CPU {args.client_cpu}"
     )
     print(
-        f"{'consults':>8} {'fwd pkt/s':>10} {'SFU CPU%':>9} {'us/pkt':>7} {'user':>6} {'sys':>6} "
-        f"{'dropped':>8} {'in pkt/s':>9} {'refused':>8}"
+        f"{'sfu':>9} {'consults':>8} {'fwd pkt/s':>10} {'SFU CPU%':>9} {'us/pkt':>7} {'user':>6} "
+        f"{'sys':>6} {'dropped':>8} {'in pkt/s':>9} {'refused':>8} {'x floor':>8}"
     )
     for n in [int(x) for x in args.consults.split(",")]:
-        row = await measure(n, args.window, args.settle, loops, args.server_cpu)
-        print(
-            f"{n:8d} {row['forwarded_pps']:10.0f} {row['sfu_cpu_pct']:9.1f} "
-            f"{row['us_per_packet']:7.1f} {row['us_user']:6.1f} {row['us_sys']:6.1f} {row['dropped']:8d} "
-            f"{row['received_pps']:9.0f} {row['refused']:8d}",
-            flush=True,
-        )
+        rows = [("televisit", await measure(n, args.window, args.settle, loops, args.server_cpu))]
+        if args.floor:
+            rows.append(
+                ("floor", await measure(n, args.window, args.settle, loops, args.server_cpu, True))
+            )
+        floor_us = rows[-1][1]["us_per_packet"] if args.floor else float("nan")
+        for name, row in rows:
+            print(
+                f"{name:>9} {n:8d} {row['forwarded_pps']:10.0f} {row['sfu_cpu_pct']:9.1f} "
+                f"{row['us_per_packet']:7.1f} {row['us_user']:6.1f} {row['us_sys']:6.1f} "
+                f"{row['dropped']:8d} {row['received_pps']:9.0f} {row['refused']:8d} "
+                f"{row['us_per_packet'] / floor_us:8.2f}",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -216,6 +252,7 @@ def main() -> None:
     parser.add_argument("--bitrate", type=int, default=1_500_000)
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
+    parser.add_argument("--floor", action="store_true", help="also measure the floor reference")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -11,7 +11,12 @@ import hashlib
 import hmac
 import secrets
 
-LOG2_N, R, P, DKLEN = 14, 8, 1, 32  # 16 MiB of memory per hash; 0.17-0.26 s measured here (off the loop)
+LOG2_N, R, P, DKLEN = (
+    14,
+    8,
+    1,
+    32,
+)  # 16 MiB of memory per hash; 0.17-0.26 s measured here (off the loop)
 MIN_LENGTH, MAX_LENGTH = 8, 256
 
 

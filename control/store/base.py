@@ -129,4 +129,6 @@ class Store(abc.ABC):
         """Records in ``index`` with lo <= score <= hi, ordered by (score, kind, id)."""
 
     @abc.abstractmethod
-    async def count(self, index: str, lo: float = float("-inf"), hi: float = float("inf")) -> int: ...
+    async def count(
+        self, index: str, lo: float = float("-inf"), hi: float = float("inf")
+    ) -> int: ...

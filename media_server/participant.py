@@ -138,6 +138,7 @@ class Participant:
         self._client_numbering = reoffer.Numbering()
         self._answered = asyncio.Event()  # the client's offer is answered: we may offer
         self._pending: list[Subscription] = []
+        self._reoffer = False  # an m-line changed direction: offer again even with nothing new
         self._negotiating: asyncio.Task[None] | None = None
         self._answer_waiter: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -286,16 +287,41 @@ class Participant:
         )
         self.subscriptions.append(subscription)
         self._pending.append(subscription)
+        self._start_negotiation()
+        return subscription
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop carrying ``subscription`` and set its m-line inactive (renegotiated in the
+        background): the subscriber's receiver ends and our sender's tasks stop. aiortc never
+        reuses an m-line, so the inactive line stays in the SDP; the subscription stays in
+        ``subscriptions`` (closed) so its counters keep adding up in the metrics."""
+        await subscription.close()
+        transceiver = next(
+            (
+                t
+                for t in self.pc.getTransceivers()
+                if subscription.mid and t.mid == subscription.mid
+            ),
+            None,
+        )
+        if transceiver is None or self._closed:
+            return  # never negotiated (the offer skips closed subscriptions) or going away
+        transceiver.direction = "inactive"
+        await transceiver.sender.stop()
+        self._reoffer = True
+        self._start_negotiation()
+
+    def _start_negotiation(self) -> None:
         if self._negotiating is None or self._negotiating.done():
             self._negotiating = self._spawn(self._negotiate(), "negotiate")
-        return subscription
 
     async def _negotiate(self) -> None:
         await self._answered.wait()
-        while self._pending and not self._closed:
+        while (self._pending or self._reoffer) and not self._closed:
             batch = [s for s in self._pending if not s.closed]
             self._pending = []
-            if batch:
+            if batch or self._reoffer:
+                self._reoffer = False
                 await self._offer(batch)
 
     async def _offer(self, batch: list[Subscription]) -> None:

@@ -259,7 +259,7 @@ class Room:
         for other in self.members.values():
             for key in [k for k in other.subscriptions if k[0] == member.id]:
                 subscription, _ = other.subscriptions.pop(key)
-                self._spawn(subscription.close(), name=f"close:{other.id}:{key[1]}")
+                self._spawn(_unsubscribe(other, subscription), name=f"close:{other.id}:{key[1]}")
         self._broadcast({"type": "participant_left", "participant": member.public()})
         self._emit("participant_left", member)
         if not self.members:
@@ -401,7 +401,7 @@ class Room:
                         except CodecMismatch:
                             self.counters["resubscribed_codec_change"] += 1
                             del member.subscriptions[key]
-                            await held[0].close()
+                            await _unsubscribe(member, held[0])
                             held = None
                     if held is None:
                         subscription = await participant.subscribe(publication)
@@ -445,3 +445,12 @@ class Room:
 
     def participants(self) -> list[Participant]:
         return [m.participant for m in self.members.values() if m.participant is not None]
+
+
+async def _unsubscribe(member: Member, subscription: Subscription) -> None:
+    """Close a subscription; on the member's live peer connection its m-line goes inactive."""
+    participant = member.participant
+    if participant is not None and subscription in participant.subscriptions:
+        await participant.unsubscribe(subscription)
+    else:
+        await subscription.close()

@@ -31,6 +31,7 @@ class LiveServer:
     proc: subprocess.Popen[str] | None = None
     api_key: str = ""
     department_id: str = ""
+    settings: dict[str, str] | None = None  # more TELEVISIT__ variables for this server
 
     @property
     def base(self) -> str:
@@ -55,6 +56,7 @@ class LiveServer:
                 "TELEVISIT__JOIN__PER_IP_PER_MINUTE": "1000",
             }
         )
+        env.update(self.settings or {})
         return env
 
     def start(self) -> None:

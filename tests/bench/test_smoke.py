@@ -78,3 +78,33 @@ def test_meter_counts_loss_nacks_retransmissions_and_wraparound() -> None:
     stream = meter.inbound[5]
     assert (stream.kind, stream.expected, stream.packets) == ("video", 6, 5)
     assert (stream.lost, stream.recovered, stream.duplicates, stream.nacks_sent) == (1, 1, 1, 2)
+
+
+def _module(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.timeout(330)
+def test_forward_loopback_measures_televisit_and_its_floor() -> None:
+    done = _module(
+        "benchmarks.forward_loopback", "--consults", "1", "--window", "2", "--settle", "2",
+        "--floor",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[2:]}
+    assert set(rows) == {"televisit", "floor"}, done.stdout
+    for name, row in rows.items():
+        forwarded, received, dropped = float(row[2]), float(row[8]), int(row[7])
+        # One consult forwards its two publishers' ~200 packets/s each way, all of them.
+        assert forwarded > 100 and forwarded == pytest.approx(received, rel=0.05), (name, row)
+        assert dropped == 0 and float(row[4]) > 0, (name, row)
+
+
+@pytest.mark.timeout(200)
+def test_forward_micro_runs_every_line() -> None:
+    done = _module("benchmarks.forward_micro", "--packets", "3000")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if not line.startswith(("#", "path"))]
+    assert len(lines) == 8 and all(float(line.split()[-2]) > 0 for line in lines), done.stdout

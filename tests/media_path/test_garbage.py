@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 import struct
@@ -35,18 +36,31 @@ async def test_garbage_datagrams_are_counted_and_forwarding_continues(make_call)
     address = media_address(server.pc.localDescription.sdp)
     rng = random.Random(7)
 
-    # From a stranger's socket: random bytes, empty datagrams, truncated RTP/RTCP, and RTP
-    # that looks right but is not SRTP.
+    # From the client's own address (the only one the media socket takes once the pair is
+    # nominated): random bytes, empty datagrams, truncated RTP/RTCP, RTP that looks right but
+    # is not SRTP, and forged SRTCP.
     junk = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 1400))) for _ in range(300)]
     junk += [b""] * 5
     junk += [b"\x80", b"\x80\x60\x00", b"\x80\xc8\x00\x06", b"\x81\xc9\x00\x07\x00\x00"]
     junk += [rtp(0xDEADBEEF), rtp(server.publications[1].ssrc)]
     junk += [b"\x80\xc8\x00\x06" + bytes(rng.randrange(256) for _ in range(40))]  # forged SRTCP
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    pair = a.client.dtls().transport._connection._nominated[1]
+    assert pair.remote_addr == address
+    # A second descriptor of the client's socket: the event loop's transport drops empty sends.
+    own = socket.socket(fileno=os.dup(pair.protocol.transport.get_extra_info("socket").fileno()))
     try:
         for datagram in junk:
-            sock.sendto(datagram, address)
+            own.sendto(datagram, address)
             await asyncio.sleep(0.001)
+    finally:
+        own.close()
+
+    # A stranger's datagrams do not even reach the SFU: the media socket is connected.
+    before = dict(server.dropped)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for datagram in junk[:50]:
+            sock.sendto(datagram, address)
     finally:
         sock.close()
 
@@ -71,6 +85,8 @@ async def test_garbage_datagrams_are_counted_and_forwarding_continues(make_call)
     assert server.dropped["not_dtls_or_srtp"] >= not_media
     assert server.dropped.get("srtp_rejected", 0) > 0
     assert server.dropped.get("srtcp_rejected", 0) > 0
+    for reason in ("not_dtls_or_srtp", "srtp_rejected", "srtcp_rejected"):
+        assert server.dropped.get(reason, 0) == before.get(reason, 0), reason
     assert server.faults.count == 0
 
     # Still forwarding both ways, and the DTLS transport is alive.

@@ -39,15 +39,22 @@ def require_chromium() -> None:
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (make system-deps)")
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path_factory.mktemp("televisit"), free_port())
+def serve(
+    tmp_path_factory: pytest.TempPathFactory, settings: dict[str, str] | None = None
+) -> Iterator[LiveServer]:
+    """A started server with a Finnish department, stopped afterwards (for module fixtures)."""
+    server = LiveServer(tmp_path_factory.mktemp("televisit"), free_port(), settings=settings)
     server.start()
     try:
         server.make_department("fi")
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    yield from serve(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

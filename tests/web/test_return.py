@@ -9,8 +9,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import free_port
-
+from .conftest import serve
 from .helpers import DESKTOP, PHONE, assert_decoding, open_page, poll
 from .server import LiveServer
 from .test_call import join_call
@@ -20,17 +19,9 @@ GRACE_SECONDS = 2
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(
-        tmp_path_factory.mktemp("televisit"),
-        free_port(),
-        settings={"TELEVISIT__MEDIA__RECONNECT_GRACE_SECONDS": str(GRACE_SECONDS)},
+    yield from serve(
+        tmp_path_factory, {"TELEVISIT__MEDIA__RECONNECT_GRACE_SECONDS": str(GRACE_SECONDS)}
     )
-    server.start()
-    try:
-        server.make_department("fi")
-        yield server
-    finally:
-        server.stop()
 
 
 def remote_tiles(page) -> int:

@@ -293,22 +293,21 @@ class ForwardingSender(RTCRtpSender):
     """
 
     async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
-        self._RTCRtpSender__rtp_started.set()
-        try:
-            await asyncio.get_running_loop().create_future()
-        except asyncio.CancelledError:
-            pass
-        finally:
-            self._RTCRtpSender__rtp_exited.set()
+        await _idle(self._RTCRtpSender__rtp_started, self._RTCRtpSender__rtp_exited)
 
     async def _run_rtcp(self) -> None:
-        self._RTCRtpSender__rtcp_started.set()
-        try:
-            await asyncio.get_running_loop().create_future()
-        except asyncio.CancelledError:
-            pass
-        finally:
-            self._RTCRtpSender__rtcp_exited.set()
+        await _idle(self._RTCRtpSender__rtcp_started, self._RTCRtpSender__rtcp_exited)
+
+
+async def _idle(started: asyncio.Event, exited: asyncio.Event) -> None:
+    """One of aiortc's sender loops, doing nothing until stop() cancels it."""
+    started.set()
+    try:
+        await asyncio.get_running_loop().create_future()
+    except asyncio.CancelledError:
+        pass
+    finally:
+        exited.set()
 
 
 def forwarding_sender(sender: RTCRtpSender) -> ForwardingSender:

@@ -342,26 +342,32 @@ def _nack(sender_ssrc: int, media_ssrc: int, seqs: list[int]) -> bytes:
 
 class MeteredDtlsTransport(RTCDtlsTransport):
     meter: TransportMeter | None = None
+    _send_now: Any = None
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
         meter = self.meter
-        if meter is None:
-            await super()._handle_rtp_data(data, arrival_time_ms)
-            return
-        lost = meter.on_rtp(data, time.monotonic())
-        if lost:
-            ssrc = struct.unpack_from("!I", data, 8)[0]
-            try:
-                await self._send_rtp(_nack(meter.local_ssrc, ssrc, lost))
-            except ConnectionError:
-                pass
-        if meter.passthrough:
-            await super()._handle_rtp_data(data, arrival_time_ms)
+        if meter is not None:
+            if self._send_now is None:
+                self._send_now = send_now(self)
+            meter_rtp(meter, data, self._send_now)
+            if not meter.passthrough:
+                return
+        await super()._handle_rtp_data(data, arrival_time_ms)
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
         if self.meter is not None:
             meter_rtcp(self.meter, data)
         await super()._handle_rtcp_data(data)
+
+
+def meter_rtp(meter: TransportMeter, data: bytes, send: Any) -> None:
+    """Count one decrypted packet; NACK a gap at once through ``send`` (transport.send_now)."""
+    lost = meter.on_rtp(data, time.monotonic())
+    if lost:
+        try:
+            send(_nack(meter.local_ssrc, struct.unpack_from("!I", data, 8)[0], lost))
+        except ConnectionError:
+            pass
 
 
 def meter_rtcp(meter: TransportMeter, data: bytes) -> None:
@@ -396,12 +402,7 @@ class MeterSink:
         self._send = send_now(transport)
 
     def on_rtp(self, data: bytes) -> None:
-        lost = self.meter.on_rtp(data, time.monotonic())
-        if lost:
-            try:
-                self._send(_nack(self.meter.local_ssrc, struct.unpack_from("!I", data, 8)[0], lost))
-            except ConnectionError:
-                pass
+        meter_rtp(self.meter, data, self._send)
 
     def on_rtcp(self, data: bytes) -> None:
         meter_rtcp(self.meter, data)

@@ -20,18 +20,26 @@ def decode_errors() -> DecodeErrors:
     logger.removeHandler(handler)
 
 
+async def video_under_loss(call, drop) -> int:
+    """Once video flows, lose 2% of one leg's RTP (``drop(fraction)`` -> a lost-count
+    reader) until the subscriber decoded FRAMES more frames; how many packets were lost."""
+    b = call.b
+    await wait_for(lambda: b.client.frames("video") >= 5, 30, "first frames")
+    lost = drop(0.02)
+    start = b.client.frames("video")
+    await wait_for(lambda: b.client.frames("video") >= start + FRAMES, 90, "video under loss")
+    return lost()
+
+
 async def test_loss_towards_the_subscriber_is_repaired_from_the_send_history(
     make_call, decode_errors: DecodeErrors
 ) -> None:
     call = await make_call()
     a, b = call.a, call.b
-    await wait_for(lambda: b.client.frames("video") >= 5, 30, "first frames")
-    lost = b.client.drop_incoming_rtp(0.02)
-    start = b.client.frames("video")
-    await wait_for(lambda: b.client.frames("video") >= start + FRAMES, 90, "video under loss")
+    lost = await video_under_loss(call, b.client.drop_incoming_rtp)
 
     video = next(s for s in b.participant.subscriptions if s.kind == "video")
-    assert lost() >= 5
+    assert lost >= 5
     assert video.nacks_received > 0
     assert video.retransmissions > 0
     # Every loss the subscriber asked about was still in the history.
@@ -46,13 +54,10 @@ async def test_loss_from_the_publisher_is_nacked_upstream(
 ) -> None:
     call = await make_call()
     a, b = call.a, call.b
-    await wait_for(lambda: b.client.frames("video") >= 5, 30, "first frames")
-    lost = a.client.drop_outgoing_rtp(0.02)
-    start = b.client.frames("video")
-    await wait_for(lambda: b.client.frames("video") >= start + FRAMES, 90, "video under loss")
+    lost = await video_under_loss(call, a.client.drop_outgoing_rtp)
 
     video = next(p for p in a.participant.publications if p.kind == "video")
-    assert lost() >= 5
+    assert lost >= 5
     assert video.nacks_sent > 0
     assert video.nacks.recovered > 0  # the publisher's retransmissions filled the gaps
     assert decode_errors.count <= 2

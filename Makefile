@@ -6,7 +6,7 @@ PYTHON ?= python3
 
 .PHONY: run test lint system-deps clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py media_server/rtpforward.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,bench]'

@@ -3,25 +3,24 @@
 Measured in one process, on the same packets, in the same run, against a reference that every
 Python RTP forwarder would otherwise pay: aiortc's ``RtpPacket.parse`` + ``serialize``.
 
-    .venv/bin/python -m benchmarks.forward_micro [--packets 200000] [--uvloop]
+    .venv/bin/python -m benchmarks.forward_micro [--packets 100000] [--fanout 4]
 
-Lines:
+Lines (the path is compiled: media_server/rtpforward.c):
 - reference: RtpPacket.parse + serialize (mid, abs-send-time, audio-level extensions)
-- rewrite: rtpheader.parse + Subscription.forward (SSRC/PT/seq/ts/MID rewrite in place, history
-  store), send is a no-op
-- rewrite+srtp: the same, the send protects with transport.FastSrtp (AES-CM-128-HMAC-SHA1-80)
-- SRTP protect alone: pylibsrtp.Session.protect vs transport.FastSrtp.protect (the SFU's)
-- receive+forward: Participant-level routing + Publication.on_rtp (RR statistics, NACK list,
-  bandwidth estimator) + one Subscription.forward, no SRTP
-- datagram: the whole synchronous path of one datagram: SRTP unprotect, parse, Publication.on_rtp,
-  Subscription.forward, SRTP protect (only the socket calls are missing)
+- rewrite: Outbound.forward (parse, SSRC/PT/seq/ts rewrite, extension plan, history); the send
+  is a Python no-op
+- SRTP protect: pylibsrtp.Session.protect vs a Leg's send (protect, then the Leg's
+  ``send_queued``, a Python no-op here, stands in for the socket)
+- receive+forward: Inbound.receive (RR statistics, NACK check, frame bytes, the bandwidth
+  estimator's Python hook once per frame) + one Outbound, sent through a Leg (SRTP protect)
+- datagram: the whole synchronous path of one datagram: Leg.datagram_received (SRTP unprotect,
+  route by SSRC), Inbound, Outbound, Leg send (SRTP protect); only the socket calls are missing
 - fan-out to N: receive once, forward to N subscriptions (per packet *sent*)
 
 Packets come five to a frame, the fifth with the marker bit (the bandwidth estimator runs on it).
 
-No network and no event loop: the path is synchronous, so these are the Python work per
-packet (the kernel's sendto and the SRTP decrypt on receive come on top;
-benchmarks/forward_loopback.py measures the whole SFU process on loopback).
+No network and no event loop: the path is synchronous, so these are the CPU work per packet
+without the kernel (benchmarks/forward_loopback.py measures the whole SFU process on loopback).
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import argparse
 import os
 import platform
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 import pylibsrtp
@@ -44,8 +43,9 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from media_server import rtpheader
 from media_server.faults import Faults
 from media_server.publication import Publication
+from media_server.rtpforward import Leg
 from media_server.subscription import Subscription
-from media_server.transport import FastSrtp
+from media_server.transport import _address
 
 PUB_EXT = {rtpheader.URI_MID: 4, rtpheader.URI_ABS_SEND_TIME: 2, rtpheader.URI_AUDIO_LEVEL: 1}
 SUB_EXT = {rtpheader.URI_MID: 1, rtpheader.URI_ABS_SEND_TIME: 3, rtpheader.URI_AUDIO_LEVEL: 2}
@@ -113,9 +113,17 @@ def publication() -> Publication:
     )
 
 
-def subscription(
-    source: Publication, send: Callable[[bytes], Coroutine[Any, Any, None]]
-) -> Subscription:
+def leg(inbound: pylibsrtp.Session | None = None) -> Leg:
+    """A connected Leg without a socket (its send_queued does nothing)."""
+    rx, tx = inbound or srtp_sender(inbound=True), srtp_sender()
+    out = Leg(on_rtp=nothing, on_rtcp=nothing, dropped={}, faults=Faults("bench"))
+    out.set_srtp(_address(rx._srtp[0]), _address(tx._srtp[0]), (rx, tx))
+    out.send_queued = nothing
+    out.connected = True
+    return out
+
+
+def subscription(source: Publication, send: Callable[[bytes], Any]) -> Subscription:
     sub = Subscription(source, history_packets=1024, faults=Faults("bench"))
     sub.bind(
         ssrc=7,
@@ -148,68 +156,59 @@ def main() -> None:
     standalone = publication()
     rewrite_sub = subscription(standalone, nothing)
     standalone.detach(rewrite_sub)
+    rewrite_out = rewrite_sub.out
 
     def rewrite() -> None:
         for d in data:
-            rewrite_sub.forward(d, rtpheader.parse(d))
-
-    srtp = FastSrtp(srtp_sender())
-
-    def protect(d: bytes) -> None:
-        srtp.protect(d)
+            rewrite_out.forward(d)
 
     def session_protect() -> None:
         session = srtp_sender()
         for d in data:
             session.protect(d)
 
-    def fast_protect() -> None:
-        fast = FastSrtp(srtp_sender())
+    def leg_send() -> None:
+        send = leg()
         for d in data:
-            fast.protect(d)
-
-    protected_sub = subscription(publication(), protect)
-    protected_sub.source.detach(protected_sub)
-
-    def rewrite_srtp() -> None:
-        for d in data:
-            protected_sub.forward(d, rtpheader.parse(d))
+            send(d)
 
     full_pub = publication()
-    subscription(full_pub, nothing)
+    subscription(full_pub, leg())
 
     def receive_forward() -> None:
+        receive = full_pub.inbound.receive
         for d in data:
-            h = rtpheader.parse(d)
-            full_pub.on_rtp(d, h)
+            receive(d)
 
-    publisher_srtp = FastSrtp(srtp_sender())
+    publisher_srtp = srtp_sender()
     encrypted = [publisher_srtp.protect(d) for d in data]
 
     def datagram() -> None:
         whole_pub = publication()
-        rx = FastSrtp(srtp_sender(inbound=True))  # fresh: replays are refused
-        unprotect = rx.unprotect
-        subscription(whole_pub, FastSrtp(srtp_sender()).protect)
+        publisher = leg()  # fresh: replays are refused
+        publisher.routes[42] = whole_pub.inbound
+        subscription(whole_pub, leg())
+        received = publisher.datagram_received
+        addr = ("127.0.0.1", 9)
         for d in encrypted:
-            plain = unprotect(d)
-            whole_pub.on_rtp(plain, rtpheader.parse(plain))
+            received(d, addr)
+        assert whole_pub.subscriptions[0].packets_out == n
 
     fan_pub = publication()
     for _ in range(args.fanout):
-        subscription(fan_pub, nothing)
+        subscription(fan_pub, leg())
 
     def fan_out() -> None:
+        receive = fan_pub.inbound.receive
         for d in data:
-            fan_pub.on_rtp(d, rtpheader.parse(d))
+            receive(d)
 
     ref = timed(reference, n)
     rows = [
         ("reference: RtpPacket.parse + serialize", ref),
-        ("rewrite (parse, rewrite in place, history)", timed(rewrite, n)),
-        ("rewrite + SRTP protect", timed(rewrite_srtp, n)),
+        ("rewrite (parse, rewrite, history)", timed(rewrite, n)),
         ("SRTP protect: pylibsrtp.Session", timed(session_protect, n)),
-        ("SRTP protect: FastSrtp", timed(fast_protect, n)),
+        ("SRTP protect: Leg send", timed(leg_send, n)),
         ("receive (stats, NACK, estimator) + forward", timed(receive_forward, n)),
         ("datagram: SRTP in, receive, forward, SRTP out", timed(datagram, n)),
         (f"fan-out to {args.fanout}, per packet sent", timed(fan_out, n * args.fanout)),

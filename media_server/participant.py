@@ -79,8 +79,9 @@ from config.settings import MediaSettings
 from media_server import codecs, ports, reoffer, rtcp, rtpheader
 from media_server.faults import Faults
 from media_server.publication import Publication
+from media_server.rtpforward import Leg
 from media_server.subscription import Subscription
-from media_server.transport import adopt, forwarding_receiver, forwarding_sender, send_now
+from media_server.transport import adopt, forwarding_receiver, forwarding_sender
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class Participant:
         self._mid_ext_id: int | None = None
         self._by_out_ssrc: dict[int, Subscription] = {}
         self._transport = None
-        self._send_now: Callable[[bytes], None] | None = None
+        self._leg: Leg | None = None  # decrypts, routes and sends; calling it sends a packet
         self._chat = None
         self._offered = False
         self._client_numbering = reoffer.Numbering()
@@ -218,7 +219,7 @@ class Participant:
         adopt(transport, self)
         if self._transport is None:
             self._transport = transport
-            self._send_now = send_now(transport)
+            self._leg = transport.leg
 
     def _add_publication(self, media: Any, transceiver: RTCRtpTransceiver) -> None:
         codec = next(c for c in transceiver._codecs if c.mimeType.lower() != f"{media.kind}/rtx")
@@ -235,11 +236,12 @@ class Participant:
             send_rtcp=self.send_rtcp,
             rtcp_ssrc=transceiver.sender._ssrc,
             on_gap=self._nack_pending,
+            faults=self.faults,
         )
         self.publications.append(publication)
         self._by_mid[publication.mid] = publication
         if publication.ssrc is not None:
-            self._by_ssrc[publication.ssrc] = publication
+            self._route(publication.ssrc, publication)
         if self._mid_ext_id is None:
             self._mid_ext_id = extensions.get(rtpheader.URI_MID)
 
@@ -366,11 +368,11 @@ class Participant:
             payload_type=media_codecs[0].payloadType,
             mid=transceiver.mid,
             extensions=rtpheader.extension_ids(transceiver._headerExtensions),
-            send_rtp=self._send_now,
+            send_rtp=self._leg,
             send_rtcp=self.send_rtcp,
         )
 
-    # ---- packets in (called by SfuDtlsTransport) --------------------------------------------
+    # ---- packets in (from the Leg, for SSRCs it has no route for) ---------------------------
 
     @property
     def packets_in(self) -> int:
@@ -382,6 +384,7 @@ class Participant:
         return sum(p.bytes_in for p in self.publications)
 
     def on_rtp(self, data: bytes) -> None:
+        """A decrypted RTP packet whose SSRC the compiled path has no route for yet."""
         try:
             header = rtpheader.parse(data)
         except rtpheader.MalformedRtp:
@@ -393,10 +396,14 @@ class Participant:
             if publication is None:
                 self._drop("unknown_ssrc")
                 return
-        if header.payload_type != publication.payload_type:
-            self._drop("payload_type")
-            return
-        publication.on_rtp(data, header)
+        reason = publication.inbound.receive(data)
+        if reason is not None:
+            self._drop(reason)
+
+    def _route(self, ssrc: int, publication: Publication) -> None:
+        self._by_ssrc[ssrc] = publication
+        if self._leg is not None:
+            self._leg.routes[ssrc] = publication.inbound
 
     def _route_unknown(self, data: bytes, header: rtpheader.Header) -> Publication | None:
         """A publication without a=ssrc learns its SSRC from the MID extension, else from
@@ -410,7 +417,7 @@ class Participant:
         if candidate is None or candidate.ssrc is not None:
             return None
         candidate.ssrc = header.ssrc
-        self._by_ssrc[header.ssrc] = candidate
+        self._route(header.ssrc, candidate)
         return candidate
 
     def on_rtcp(self, data: bytes) -> None:
@@ -468,10 +475,10 @@ class Participant:
 
     def send_rtcp(self, data: bytes) -> None:
         """Send one RTCP packet to this participant now (dropped and counted while not up)."""
-        if self._send_now is None or self._closed:
+        if self._leg is None or self._closed:
             return
         try:
-            self._send_now(data)
+            self._leg(data)
             self.rtcp_packets_out += 1
         except ConnectionError:
             self._drop("rtcp_not_connected")

@@ -5,6 +5,12 @@ It is the *source* a Subscription reads from. The source interface a subscriptio
 ``last_sr``) is what a simulcast layer selector or a transcoding fallback will implement
 later, so they plug in between a publication and its subscriptions without touching either.
 
+Per packet, a publication is its compiled ``rtpforward.Inbound`` (``inbound``): receive
+statistics (RFC 3550, as aiortc's StreamStatistics, which ``inbound`` stands in for in receiver
+reports) and the fan-out to its subscriptions. This class holds what is not per packet: the
+NACK list (the Inbound calls ``_on_disorder`` for a packet that is not the next in order), the
+bandwidth estimate (``_on_frame``, once per frame), keyframe requests and sender reports.
+
 Counters are plain ints (``dropped`` is reason -> int); the metrics collector reads them at
 scrape time.
 """
@@ -19,11 +25,12 @@ from typing import TYPE_CHECKING
 
 from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtcrtpreceiver import StreamStatistics
 
 from media_server import rtcp, rtpheader
 from media_server.codecs import describe
+from media_server.faults import Faults
 from media_server.rtcp import ntp_ms
+from media_server.rtpforward import Inbound
 
 if TYPE_CHECKING:
     from media_server.subscription import Subscription
@@ -46,9 +53,8 @@ class Publication:
     on_gap: Callable[[], None] | None = field(default=None, repr=False)
     # Arrival time in ms for the bandwidth estimator (aiortc's NTP-based milliseconds).
     clock_ms: Callable[[], int] = field(default=ntp_ms, repr=False)
+    faults: Faults | None = field(default=None, repr=False)  # exceptions in the hooks below
 
-    packets_in: int = 0
-    bytes_in: int = 0
     nacks_sent: int = 0  # NACK packets
     nacked_packets: int = 0  # sequence numbers asked for (retries included)
     plis_sent: int = 0
@@ -57,59 +63,64 @@ class Publication:
     dropped: dict[str, int] = field(default_factory=dict)
 
     subscriptions: list[Subscription] = field(default_factory=list, repr=False)
-    last_packet_at: float | None = None
     # Last sender report: (NTP, RTP timestamp), for translating SRs downstream.
     last_sr: tuple[int, int] | None = None
     _sr_lsr: int = 0
     _sr_received_at: float | None = None
     _last_pli_at: float = -1e9
     _estimate: int | None = None
-    _frame_bytes: int = 0  # payload bytes of the frame under way (for the estimator)
 
     def __post_init__(self) -> None:
         self.id = f"{self.participant_id}/{self.mid}"
         self.clock_rate = self.codec.clockRate
         self.payload_type = self.codec.payloadType
-        self.stats = StreamStatistics(self.clock_rate)
         self.nacks = rtcp.NackList() if self.kind == "video" else None
         self._mid_id = self.extensions.get(rtpheader.URI_MID)
         self._ast_id = self.extensions.get(rtpheader.URI_ABS_SEND_TIME)
         self._estimator = RemoteBitrateEstimator() if self._ast_id is not None else None
+        self.inbound = Inbound(
+            self.clock_rate,
+            self.payload_type,
+            on_disorder=self._on_disorder if self.nacks is not None else None,
+            on_frame=self._on_frame if self._estimator is not None else None,
+            faults=self.faults,
+        )
 
     @property
     def codec_name(self) -> str:
         return describe(self.codec)
 
     @property
+    def packets_in(self) -> int:
+        return self.inbound.packets_in
+
+    @property
+    def bytes_in(self) -> int:
+        return self.inbound.bytes_in
+
+    @property
+    def last_packet_at(self) -> float | None:
+        return self.inbound.last_packet_at
+
+    @property
     def packets_lost(self) -> int:
-        return self.stats.packets_lost if self.stats.max_seq is not None else 0
+        return self.inbound.packets_lost
 
-    # ---- per packet ------------------------------------------------------------------------
+    # ---- hooks of the compiled path -------------------------------------------------------
 
-    def on_rtp(self, data: bytes, header: rtpheader.Header) -> None:
-        """One decrypted packet from the publisher: account for it, then forward it."""
-        now = time.monotonic()
-        self.packets_in += 1
-        self.bytes_in += len(data)
-        self.last_packet_at = now
-        # StreamStatistics reads only .sequence_number and .timestamp, which Header has too.
-        self.stats.add(header)  # type: ignore[arg-type]
-        if self.nacks is not None and self.nacks.add(header.sequence_number, now):
+    def _on_disorder(self, seq: int, max_seq: int, now: float) -> None:
+        """A packet that is not the next in order (``max_seq``: the newest one before it)."""
+        nacks = self.nacks
+        nacks.max_seq = max_seq  # type: ignore[union-attr]  # in-order packets skip the list
+        if nacks.add(seq, now):  # type: ignore[union-attr]
             self.send_nacks(now)
             if self.on_gap is not None:
                 self.on_gap()
-        if self._estimator is not None:
-            # The estimator sees one packet per frame (the marker packet, carrying the frame's
-            # bytes): it groups a frame's packets by send time anyway, and fed per packet it
-            # costs ~3.4 us a packet, the biggest single item on this path.
-            self._frame_bytes += len(data) - header.payload_offset
-            if header.marker:
-                self._estimate_frame(data, header)
-        for subscription in self.subscriptions:
-            subscription.forward(data, header)
 
-    def _estimate_frame(self, data: bytes, header: rtpheader.Header) -> None:
-        size, self._frame_bytes = self._frame_bytes, 0
+    def _on_frame(self, data: bytes, size: int) -> None:
+        """The last packet of a frame (``size``: the frame's payload bytes): the estimator sees
+        one packet per frame, as it groups a frame's packets by send time anyway."""
+        header = rtpheader.parse(data)
         ast = rtpheader.abs_send_time(data, header, self._ast_id)
         if ast is not None:
             remb = self._estimator.add(  # type: ignore[union-attr]
@@ -153,9 +164,9 @@ class Publication:
             subscription.on_source_sender_report(ntp, rtp_timestamp)
 
     def report_block(self) -> rtcp.RtcpReceiverInfo | None:
-        if self.ssrc is None or self.stats.max_seq is None:
+        if self.ssrc is None or self.inbound.max_seq is None:
             return None
-        return rtcp.report_block(self.ssrc, self.stats, self._sr_lsr, self._sr_received_at)
+        return rtcp.report_block(self.ssrc, self.inbound, self._sr_lsr, self._sr_received_at)
 
     def bitrate_cap(self) -> int | None:
         """What the publisher should send at most: the lowest of its subscribers' REMBs and
@@ -170,10 +181,12 @@ class Publication:
     def attach(self, subscription: Subscription) -> None:
         if subscription not in self.subscriptions:
             self.subscriptions.append(subscription)
+            self.inbound.outbounds.append(subscription.out)
 
     def detach(self, subscription: Subscription) -> None:
         if subscription in self.subscriptions:
             self.subscriptions.remove(subscription)
+            self.inbound.outbounds.remove(subscription.out)
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1

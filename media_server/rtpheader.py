@@ -1,8 +1,10 @@
 """RTP headers read and rewritten as bytes (RFC 3550, header extensions RFC 8285).
 
 aiortc's ``RtpPacket.parse``/``serialize`` costs ~4 us and drops every header extension it does
-not know, so the forwarding path never builds packet objects: it reads the fixed header with
-``struct`` and rewrites it in place on a ``bytearray``.
+not know, so the forwarding path never builds packet objects. The per-packet parse and rewrite
+are compiled (``rtpforward.c``, which accepts exactly what ``parse`` accepts: a property test
+checks it); this module serves the paths that are not per packet and plans the extension
+rewrite.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import struct
 from typing import NamedTuple
 
 FIXED = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence number, timestamp, SSRC
-SEQ_TS_SSRC = struct.Struct("!HII")
 EXTENSION_HEADER = struct.Struct("!HH")  # profile, length in 32-bit words
 ONE_BYTE_PROFILE = 0xBEDE
 TWO_BYTE_PROFILE_MASK = 0xFFF0
@@ -35,11 +36,6 @@ class Header(NamedTuple):
     two_byte: bool  # extension profile 0x100X (RFC 8285 two-byte form)
     ext_offset: int  # first byte of the extension elements, 0 when there is no extension
     ext_end: int
-    # The element layout as one int (where the block starts, its form, every element header
-    # and padding byte in order): equal layouts put the same elements at the same offsets, so
-    # it keys ExtensionRewrite's plans. 0 when there is no extension. The elements themselves
-    # are read only when needed (``elements``): building them for every packet cost ~0.4 us.
-    layout: int
     payload_offset: int
 
 
@@ -55,7 +51,7 @@ def parse(data: bytes) -> Header:
     if b0 >> 6 != 2:
         raise MalformedRtp("RTP version is not 2")
     offset = 12 + 4 * (b0 & 0x0F)
-    ext_offset = ext_end = layout = 0
+    ext_offset = ext_end = 0
     two_byte = False
     if b0 & 0x10:
         if size < offset + 4:
@@ -66,10 +62,8 @@ def parse(data: bytes) -> Header:
         if size < ext_end:
             raise MalformedRtp("truncated header extension")
         if profile == ONE_BYTE_PROFILE:
-            layout = ext_offset << 2 | 1
             while pos < ext_end:
                 byte = data[pos]
-                layout = layout << 8 | byte
                 if byte == 0:  # padding between elements
                     pos += 1
                 elif byte >> 4 == 15:  # reserved id: stop parsing (RFC 8285 4.2)
@@ -80,9 +74,7 @@ def parse(data: bytes) -> Header:
                         raise MalformedRtp("header extension element overruns the block")
         elif profile & TWO_BYTE_PROFILE_MASK == TWO_BYTE_PROFILE:
             two_byte = True
-            layout = _two_byte_layout(data, ext_offset, ext_end)
-        else:
-            layout = ext_offset << 2 | 3
+            _check_two_byte(data, ext_offset, ext_end)
         offset = ext_end
     if offset > size:
         raise MalformedRtp("header longer than the packet")
@@ -90,23 +82,18 @@ def parse(data: bytes) -> Header:
         raise MalformedRtp("bad padding")
     return _new_header(
         Header,
-        (b1 & 0x7F, seq, ts, ssrc, b1 > 127, two_byte, ext_offset, ext_end, layout, offset),
+        (b1 & 0x7F, seq, ts, ssrc, b1 > 127, two_byte, ext_offset, ext_end, offset),
     )
 
 
-def _two_byte_layout(data: bytes, pos: int, end: int) -> int:
-    layout = pos << 2 | 2
+def _check_two_byte(data: bytes, pos: int, end: int) -> None:
     while pos < end:
-        ident = data[pos]
-        if ident == 0:
-            layout <<= 8
+        if data[pos] == 0:
             pos += 1
             continue
         if pos + 2 > end or pos + 2 + data[pos + 1] > end:
             raise MalformedRtp("header extension element overruns the block")
-        layout = layout << 16 | ident << 8 | data[pos + 1]
         pos += 2 + data[pos + 1]
-    return layout
 
 
 def elements(data: bytes | bytearray, header: Header) -> list[tuple[int, int, int]]:
@@ -159,84 +146,76 @@ def extension_ids(extensions: list) -> dict[str, int]:
     return {ext.uri: ext.id for ext in extensions}
 
 
+Plan = tuple["tuple[int, int] | bytes", ...]
+
+
 class ExtensionRewrite:
     """How one publisher leg's extension elements become one subscriber leg's.
 
     Ids are renumbered (the two legs negotiated them independently), elements the subscriber
     did not negotiate are blanked to padding bytes (zeros are legal between elements), and the
-    MID value becomes the subscriber's transceiver MID. A sender keeps the same element layout
-    packet after packet, so the byte writes for a layout are worked out once (a *plan*) and
-    replayed; only a MID longer than the publisher's forces a rebuilt packet.
+    MID value becomes the subscriber's transceiver MID (a longer one than the publisher's is
+    appended to the block, which grows). A sender keeps the same element layout packet after
+    packet, so ``plan`` is worked out once per layout and the compiled Outbound replays it
+    (``rtpforward.apply_plan`` runs one on its own).
     """
 
-    __slots__ = ("_ids", "_mid_in", "_mid_value", "_plans", "identity")
-
-    MAX_PLANS = 32
+    __slots__ = ("_ids", "_mid_in", "_mid_value", "identity")
 
     def __init__(self, publisher: dict[str, int], subscriber: dict[str, int], mid: str) -> None:
         self._ids = {pid: subscriber.get(uri) for uri, pid in publisher.items()}
         self._mid_in = publisher.get(URI_MID)
         self._mid_value = mid.encode()
-        self._plans: dict[int, tuple[tuple[int, int, bytes], ...] | None] = {}
         # No renumbering and no MID to patch: the elements pass untouched.
         self.identity = self._mid_in is None and all(k == v for k, v in self._ids.items())
 
-    def rewrite(self, buf: bytearray, header: Header) -> bytearray:
-        try:
-            plan = self._plans[header.layout]
-        except KeyError:
-            if len(self._plans) >= self.MAX_PLANS:
-                self._plans.clear()
-            plan = self._plans[header.layout] = self._plan(buf, header)
-        if plan is None:
-            return self._with_longer_mid(buf, header)
-        for start, end, chunk in plan:
-            buf[start:end] = chunk
-        return buf
-
-    def _plan(self, buf: bytearray, header: Header) -> tuple[tuple[int, int, bytes], ...] | None:
-        """(start, end, bytes) writes for this layout; None when the MID needs more room."""
+    def plan(self, packet: bytes) -> Plan:
+        """The header of ``packet`` up to its payload, rebuilt for the subscriber: a tuple of
+        (start, end) - copy those bytes of the packet - and bytes - write them. It holds for
+        every packet with the same element layout (element values are copied, not planned)."""
+        header = parse(packet)
         two_byte = header.two_byte
         skip = 2 if two_byte else 1
-        writes = []
-        for offset, ident, length in elements(buf, header):
+        value = self._mid_value
+        found = elements(packet, header)
+        longer = None  # the MID element's new id when the value does not fit in place
+        for _, ident, length in found:
             new = self._ids.get(ident)
-            if new is None or (not two_byte and new > 14):
-                writes.append((offset, offset + skip + length, bytes(skip + length)))
+            if ident == self._mid_in and self._usable(new, two_byte) and len(value) > length:
+                longer = new
+        ops: list[tuple[int, int] | bytes] = []
+        pos = 0
+        if longer is not None:
+            appended = _element_header(longer, len(value), two_byte) + value
+            size = header.ext_end - header.ext_offset + len(appended)
+            appended += bytes(-size % 4)
+            ops += [(0, header.ext_offset - 2), struct.pack("!H", (size + 3) // 4)]
+            pos = header.ext_offset
+        for offset, ident, length in found:
+            new = self._ids.get(ident)
+            end = offset + skip + length
+            if not self._usable(new, two_byte) or (ident == self._mid_in and longer is not None):
+                chunk = bytes(skip + length)
             elif ident == self._mid_in:
-                value = self._mid_value
-                if len(value) > length:
-                    return None
-                element = _element_header(new, len(value), two_byte) + value
-                writes.append(
-                    (offset, offset + skip + length, element + bytes(length - len(value)))
-                )
+                chunk = _element_header(new, len(value), two_byte) + value
+                chunk += bytes(length - len(value))
             elif new != ident:
-                writes.append((offset, offset + skip, _element_header(new, length, two_byte)))
-        return tuple(writes)
+                chunk, end = _element_header(new, length, two_byte), offset + skip
+            else:
+                continue
+            if offset > pos:
+                ops.append((pos, offset))
+            ops.append(chunk)
+            pos = end
+        if header.payload_offset > pos:
+            ops.append((pos, header.payload_offset))
+        if longer is not None:
+            ops.append(appended)
+        return tuple(ops)
 
-    def _with_longer_mid(self, buf: bytearray, header: Header) -> bytearray:
-        """Rewrite every other element in place, blank the old MID and append the new one."""
-        two_byte = header.two_byte
-        skip = 2 if two_byte else 1
-        mid_new = None
-        for offset, ident, length in elements(buf, header):
-            new = self._ids.get(ident)
-            if ident == self._mid_in or new is None or (not two_byte and new > 14):
-                buf[offset : offset + skip + length] = bytes(skip + length)
-                if ident == self._mid_in:
-                    mid_new = new
-            elif new != ident:
-                buf[offset : offset + skip] = _element_header(new, length, two_byte)
-        block = bytes(buf[header.ext_offset : header.ext_end])
-        if mid_new is not None:
-            block += _element_header(mid_new, len(self._mid_value), two_byte) + self._mid_value
-        block += bytes(-len(block) % 4)
-        out = bytearray(buf[: header.ext_offset - 2])  # keeps the profile word
-        out += struct.pack("!H", len(block) // 4)
-        out += block
-        out += buf[header.ext_end :]
-        return out
+    @staticmethod
+    def _usable(new: int | None, two_byte: bool) -> bool:
+        return new is not None and (two_byte or new <= 14)
 
 
 def _element_header(ident: int, length: int, two_byte: bool) -> bytes:

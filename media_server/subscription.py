@@ -1,21 +1,26 @@
-"""A subscription: one outgoing stream to one subscriber - the SFU's per-packet path.
+"""A subscription: one outgoing stream to one subscriber.
 
-    publisher --SRTP--> socket's datagram_received (transport.py: decrypt)
-        --> Participant.on_rtp (route by SSRC)
-        --> Publication.on_rtp (stats, NACK upstream, bandwidth estimate)
-        --> Subscription.forward (this file) --> transport.send_now (encrypt, sendto)
+    publisher --SRTP--> Leg.datagram_received (decrypt)          rtpforward.c
+        --> Inbound (statistics, fan-out)                         rtpforward.c
+        --> Outbound (rewrite, send history)                      rtpforward.c, ``out`` here
+        --> the subscriber's Leg (encrypt, send)                  rtpforward.c
 
-All of it is synchronous: one datagram in, its copies out, before the event loop moves on.
+All of it is synchronous and compiled: one datagram in, its copies out, before the event loop
+moves on. This class holds what is not per packet and is reached from the Outbound through
+hooks.
 
 A video subscription starts (and restarts after ``switch_source``) at a keyframe: earlier
 packets would only give the subscriber's decoder errors, so they are dropped (counted as
-``awaiting_keyframe``) while a keyframe is requested (throttled per publication).
+``awaiting_keyframe``) while a keyframe is requested (throttled per publication). Until the
+Outbound is ``ready`` it asks ``_prepare`` about every packet; ``_prepare`` holds packets back
+until a keyframe and then re-bases: sequence numbers and timestamps continue across a
+publisher reconnect.
 
-``forward`` copies the packet into a bytearray and rewrites, in place, the four things that
-belong to the subscriber's leg: SSRC, payload type, sequence number and timestamp (continuous
-across a publisher reconnect: ``switch_source`` re-bases the offsets) and the header extension
-ids / MID value. Nothing is decoded or re-encoded and unknown header extensions survive.
-Every packet sent is kept in a ``SendHistory`` to answer the subscriber's NACKs.
+Per packet the Outbound rewrites the four things that belong to the subscriber's leg: SSRC,
+payload type, sequence number and timestamp (output = input + offset), and the header
+extension ids / MID value by a plan that ``rtpheader.ExtensionRewrite.plan`` works out once per
+extension layout. Nothing is decoded or re-encoded and unknown header extensions survive.
+Every packet sent is kept (``history_packets``) to answer the subscriber's NACKs.
 
 The subscription reads from a *source* (today a Publication). Simulcast layer choice, bandwidth
 adaptation and a transcoding fallback are sources too (a selector over several publications, a
@@ -36,11 +41,12 @@ from media_server import rtcp, rtpheader
 from media_server.codecs import interchangeable, starts_keyframe
 from media_server.faults import Faults
 from media_server.publication import Publication
-from media_server.sendhistory import SendHistory
+from media_server.rtpforward import Outbound
 
 log = logging.getLogger(__name__)
 
-# Encrypts and sends one RTP packet now; raises ConnectionError while the leg is not up.
+# Encrypts and sends one RTP packet now; raises ConnectionError while the leg is not up. The
+# subscriber's rtpforward.Leg is one (and the Outbound then sends without leaving C).
 SendRtp = Callable[[bytes], None]
 
 
@@ -58,26 +64,16 @@ class Subscription:
         self.payload_type = 0
         self.mid: str | None = None
         self.closed = False
-        self._send: SendRtp | None = None
         self._send_rtcp: Callable[[bytes], None] | None = None
-        self._ext: rtpheader.ExtensionRewrite | None = None
         self._subscriber_ext: dict[str, int] = {}
-        self._history = SendHistory(history_packets)
         self._faults = faults
-        # Output = input + offset (mod 2^16 / 2^32); re-based on the first packet of a source.
-        self._rebase = True
+        self.dropped: dict[str, int] = {}
+        self.out = Outbound(history_packets, self._prepare, self.dropped, faults)
         self._gate_keyframes = source.kind == "video"
-        self._seq_offset = 0
-        self._ts_offset = 0
-        self._next_seq = random.randrange(0x8000)  # like aiortc: low start avoids SRTP rollover
-        self._last_seq: int | None = None
-        self._last_ts = random.randrange(1 << 32)
-        self._last_sent_at: float | None = None
+        self._first_seq = random.randrange(0x8000)  # like aiortc: low start avoids SRTP rollover
+        self._first_ts = random.randrange(1 << 32)
         self._sr_sent: dict[int, float] = {}  # lsr -> when (RTT from receiver reports)
 
-        self.packets_out = 0
-        self.bytes_out = 0
-        self.payload_bytes_out = 0
         self.nacks_received = 0
         self.retransmissions = 0
         self.retransmissions_missed = 0  # NACKed packets no longer in the history
@@ -89,14 +85,25 @@ class Subscription:
         self.packets_lost = 0
         self.jitter = 0
         self.rtt: float | None = None
-        self.dropped: dict[str, int] = {}
         source.attach(self)
 
     # ---- binding -----------------------------------------------------------------------
 
     @property
     def active(self) -> bool:
-        return self._send is not None and not self.closed
+        return self.out.send is not None and not self.closed
+
+    @property
+    def packets_out(self) -> int:
+        return self.out.packets_out
+
+    @property
+    def bytes_out(self) -> int:
+        return self.out.bytes_out
+
+    @property
+    def payload_bytes_out(self) -> int:
+        return self.out.payload_bytes_out
 
     def bind(
         self,
@@ -113,10 +120,17 @@ class Subscription:
         self.payload_type = payload_type
         self.mid = mid
         self._subscriber_ext = extensions
-        self._ext = rtpheader.ExtensionRewrite(self.source.extensions, extensions, mid)
-        self._send = send_rtp
+        self.out.ssrc = ssrc
+        self.out.payload_type = payload_type
         self._send_rtcp = send_rtcp
+        self._route(send_rtp)
         self.source.request_keyframe()
+
+    def _route(self, send: SendRtp | None) -> None:
+        rewrite = rtpheader.ExtensionRewrite(
+            self.source.extensions, self._subscriber_ext, self.mid or ""
+        )
+        self.out.set_route(send, None if rewrite.identity else rewrite.plan)
 
     def switch_source(self, publication: Publication) -> None:
         """The publisher came back on a new connection: carry on from its new publication.
@@ -136,71 +150,39 @@ class Subscription:
         self.source.detach(self)
         self.source = publication
         self.switches += 1
-        self._rebase = True
-        if self._send is not None:
-            self._ext = rtpheader.ExtensionRewrite(
-                publication.extensions, self._subscriber_ext, self.mid or ""
-            )
+        self.out.ready = False  # re-base on the new source's first keyframe
+        if self.out.send is not None:
+            self._route(self.out.send)
         publication.attach(self)
         publication.request_keyframe()
 
-    # ---- the per-packet path ------------------------------------------------------------------
+    # ---- hooks of the compiled path -----------------------------------------------------------
 
-    def forward(self, data: bytes, header: rtpheader.Header) -> None:
-        send = self._send
-        if send is None:
+    def _prepare(self, data: bytes) -> bool:
+        """A packet while the Outbound is not ready: may it go out (re-based)?"""
+        if self.out.send is None:
             self._drop("not_negotiated")
-            return
-        if self._rebase:
-            # A fresh or switched stream starts at a keyframe: anything before it would only
-            # give the subscriber's decoder errors (and a PLI storm).
-            if self._gate_keyframes and not starts_keyframe(
-                self.source.codec.name, data[header.payload_offset :]
-            ):
-                self._drop("awaiting_keyframe")
-                self.source.request_keyframe()
-                return
-            self._rebase_on(header)
-        seq = (header.sequence_number + self._seq_offset) & 0xFFFF
-        ts = (header.timestamp + self._ts_offset) & 0xFFFFFFFF
-        buf = bytearray(data)
-        buf[1] = (data[1] & 0x80) | self.payload_type
-        rtpheader.SEQ_TS_SSRC.pack_into(buf, 2, seq, ts, self.ssrc)
-        if header.layout and not self._ext.identity:
-            buf = self._ext.rewrite(buf, header)
-        # The bytearray itself is kept and sent (no bytes() copy): nothing writes to it again.
-        packet = buf
-        self._history.store(seq, packet)
-        try:
-            send(packet)
-        except ConnectionError:
-            self._drop("not_connected")
-            if self._last_seq is None:
-                self._rebase = True  # nothing reached the subscriber yet: start at a keyframe
-            return
-        except Exception as exc:  # a packet pylibsrtp refuses (too long), a closed socket...
-            self._drop("send_error")
-            self._faults.record("subscription.forward", exc)
-            return
-        self.packets_out += 1
-        self.bytes_out += len(packet)
-        self.payload_bytes_out += len(packet) - header.payload_offset
-        last = self._last_seq
-        if last is None or (seq != last and ((seq - last) & 0xFFFF) < 0x8000):  # seq_newer
-            self._last_seq = seq
-            self._last_ts = ts
-            self._last_sent_at = time.monotonic()
-
-    def _rebase_on(self, header: rtpheader.Header) -> None:
-        if self._last_seq is not None:
-            self._next_seq = (self._last_seq + 1) & 0xFFFF
-            elapsed = time.monotonic() - (self._last_sent_at or time.monotonic())
-            next_ts = self._last_ts + max(1, int(elapsed * self.source.clock_rate))
+            return False
+        header = rtpheader.parse(data)
+        # A fresh or switched stream starts at a keyframe: anything before it would only give
+        # the subscriber's decoder errors (and a PLI storm).
+        if self._gate_keyframes and not starts_keyframe(
+            self.source.codec.name, data[header.payload_offset :]
+        ):
+            self._drop("awaiting_keyframe")
+            self.source.request_keyframe()
+            return False
+        out = self.out
+        if out.last_seq is not None:
+            next_seq = (out.last_seq + 1) & 0xFFFF
+            elapsed = time.monotonic() - (out.last_sent_at or time.monotonic())
+            next_ts = out.last_ts + max(1, int(elapsed * self.source.clock_rate))
         else:
-            next_ts = self._last_ts
-        self._seq_offset = (self._next_seq - header.sequence_number) & 0xFFFF
-        self._ts_offset = (next_ts - header.timestamp) & 0xFFFFFFFF
-        self._rebase = False
+            next_seq, next_ts = self._first_seq, self._first_ts
+        out.seq_offset = (next_seq - header.sequence_number) & 0xFFFF
+        out.ts_offset = (next_ts - header.timestamp) & 0xFFFFFFFF
+        out.ready = True
+        return True
 
     def _drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -210,11 +192,11 @@ class Subscription:
     def on_nack(self, seqs: list[int]) -> None:
         """Resend what the subscriber lost from our history (same SSRC and sequence number)."""
         self.nacks_received += 1
-        send = self._send
+        send = self.out.send
         if send is None:
             return
         for seq in seqs:
-            packet = self._history.get(seq)
+            packet = self.out.sent(seq)
             if packet is None:
                 self.retransmissions_missed += 1
                 continue
@@ -247,13 +229,14 @@ class Subscription:
     def on_source_sender_report(self, ntp: int, rtp_timestamp: int) -> None:
         """Translate the publisher's SR onto our leg: same NTP time, our RTP timeline and our
         counts. Receivers use it to line audio and video up (lip sync) and for RTT."""
-        if self._send_rtcp is None or self._last_seq is None or self._rebase:
+        out = self.out
+        if self._send_rtcp is None or out.last_seq is None or not out.ready:
             return
         sr = RtcpSrPacket(
             ssrc=self.ssrc,
             sender_info=RtcpSenderInfo(
                 ntp_timestamp=ntp,
-                rtp_timestamp=(rtp_timestamp + self._ts_offset) & 0xFFFFFFFF,
+                rtp_timestamp=(rtp_timestamp + out.ts_offset) & 0xFFFFFFFF,
                 packet_count=self.packets_out & 0xFFFFFFFF,
                 octet_count=self.payload_bytes_out & 0xFFFFFFFF,
             ),
@@ -273,4 +256,4 @@ class Subscription:
         self.source.detach(self)
         if self._send_rtcp is not None:
             self._send_rtcp(bytes(RtcpByePacket(sources=[self.ssrc])))
-        self._send = None
+        self.out.set_route(None, None)

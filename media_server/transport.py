@@ -12,12 +12,13 @@ transport aiortc created for the SFU's own connection, before DTLS starts. (Repl
 peer connection of the process - test clients, a future recording or transcoding leg.)
 
 Once DTLS is up, SRTP and SRTCP skip aiortc's receive machinery altogether: the nominated UDP
-socket's ``datagram_received`` decrypts them and calls ``sink.on_rtp`` / ``sink.on_rtcp``
-synchronously, and ``send_now`` encrypts and ``sendto``s synchronously. aioice would otherwise
-queue every datagram on an ``asyncio.Queue`` and wake a task that walks five coroutine levels
-per packet, and aiortc's ``_send_rtp`` adds three more on the way out: together about as much
-CPU as the forwarding itself. DTLS and STUN keep the ordinary path; a TURN-relayed pair keeps
-it entirely.
+socket's ``datagram_received`` is the transport's compiled ``Leg`` (``rtpforward.c``), which
+decrypts, routes RTP by SSRC to the publications' compiled Inbounds (the rest to
+``sink.on_rtp``) and RTCP to ``sink.on_rtcp``, synchronously; calling the Leg (``send_now``)
+encrypts and sends synchronously. aioice would otherwise queue every datagram on an
+``asyncio.Queue`` and wake a task that walks five coroutine levels per packet, and aiortc's
+``_send_rtp`` adds three more on the way out: together about as much CPU as the forwarding
+itself. DTLS and STUN keep the ordinary path; a TURN-relayed pair keeps it entirely.
 
 It also makes the receive loop robust and accountable: an empty datagram (which would make
 aiortc's ``_recv_next`` raise and close the transport), datagrams that are neither DTLS nor SRTP
@@ -31,19 +32,18 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import aioice.ice
-import pylibsrtp
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
-from pylibsrtp import SRTP_MAX_SRTCP_TRAILER_LEN, SRTP_MAX_TRAILER_LEN, _srtp_assert
 from pylibsrtp._binding import ffi, lib
 
+from media_server import rtpforward
 from media_server.faults import Faults
+from media_server.rtpforward import Leg
 
 log = logging.getLogger(__name__)
 
@@ -57,70 +57,25 @@ class MediaSink(Protocol):
     def on_rtcp(self, data: bytes) -> None: ...
 
 
-class FastSrtp:
-    """A pylibsrtp session driven through its C binding directly, counting rejects.
+def _address(cdata: Any) -> int:
+    return int(ffi.cast("uintptr_t", cdata))
 
-    ``pylibsrtp.Session`` allocates an ``int *`` and runs half a dozen Python checks per call;
-    here the length cell and the 1500-byte work buffer are allocated once (one session is only
-    ever used from the event loop thread), which saves ~0.6 us per packet each way, and each
-    direction is one closure (no method and helper call on the way). Same methods and errors
-    as the session it wraps, so aiortc's own send path can use it too.
-    """
 
-    __slots__ = ("_session", "protect", "protect_rtcp", "unprotect", "unprotect_rtcp")
-
-    SIZE = 1500  # pylibsrtp's buffer: it protects at most SIZE - trailer bytes
-
-    def __init__(self, session: pylibsrtp.Session, dropped: dict[str, int] | None = None) -> None:
-        self._session = session  # owns the srtp_t (freed when it is collected)
-        ctx = session._srtp[0]
-        buf = ffi.new("char[]", self.SIZE)
-        mem = ffi.buffer(buf)
-        length = ffi.new("int *")
-
-        def count(reason: str | None) -> None:
-            if reason is not None and dropped is not None:
-                dropped[reason] = dropped.get(reason, 0) + 1
-
-        def processor(func: Any, room: int, reason: str | None) -> Callable[[bytes], bytes]:
-            def process(data: bytes) -> bytes:
-                size = len(data)
-                if size > room:
-                    count(reason)
-                    raise pylibsrtp.Error("packet is too long")
-                mem[0:size] = data
-                length[0] = size
-                rc = func(ctx, buf, length)
-                if rc:
-                    count(reason)
-                    _srtp_assert(rc)
-                return mem[0 : length[0]]
-
-            # The session owns the srtp_t: it must live as long as any closure that uses it
-            # (a caller may keep only ``fast.protect``).
-            process.session = session  # type: ignore[attr-defined]
-            return process
-
-        size = self.SIZE
-        self.protect = processor(lib.srtp_protect, size - SRTP_MAX_TRAILER_LEN, None)
-        self.protect_rtcp = processor(
-            lib.srtp_protect_rtcp, size - SRTP_MAX_SRTCP_TRAILER_LEN, None
-        )
-        self.unprotect = processor(lib.srtp_unprotect, size, "srtp_rejected")
-        self.unprotect_rtcp = processor(lib.srtp_unprotect_rtcp, size, "srtcp_rejected")
+# The compiled path calls the libsrtp that pylibsrtp carries, with the sessions aiortc keyed.
+rtpforward.set_srtp_functions(
+    *(
+        _address(ffi.addressof(lib, name))
+        for name in ("srtp_protect", "srtp_protect_rtcp", "srtp_unprotect", "srtp_unprotect_rtcp")
+    )
+)
 
 
 class SfuDtlsTransport(RTCDtlsTransport):
-    _sfu_sink: MediaSink
+    leg: Leg
     _fast_path: tuple[Any, Any] | None
 
-    def _setup_srtp(self) -> None:
-        super()._setup_srtp()
-        self._rx_srtp = FastSrtp(self._rx_srtp, self._sfu_sink.dropped)
-        self._tx_srtp = FastSrtp(self._tx_srtp)
-
     def _set_state(self, state: State) -> None:
-        super()._set_state(state)
+        super()._set_state(state)  # the leg's own statechange handler runs first
         if state == State.CONNECTED:
             self._install_fast_path()
         else:
@@ -128,10 +83,7 @@ class SfuDtlsTransport(RTCDtlsTransport):
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
         # Only before the fast path is in place (or behind a TURN relay).
-        try:
-            self._sfu_sink.on_rtp(data)
-        except Exception as exc:
-            self._sfu_sink.faults.record("rtp", exc)
+        self.leg.receive_rtp(data)
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
         try:
@@ -144,39 +96,8 @@ class SfuDtlsTransport(RTCDtlsTransport):
         if pair is None or type(pair.protocol) is not aioice.ice.StunProtocol:
             return
         protocol = pair.protocol
-        queued = protocol.datagram_received
-        unprotect = self._rx_srtp.unprotect
-        unprotect_rtcp = self._rx_srtp.unprotect_rtcp
-        on_rtp = self._sfu_sink.on_rtp
-        on_rtcp = self._sfu_sink.on_rtcp
-        faults = self._sfu_sink.faults
-
-        def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
-            # SRTP and SRTCP (first byte 128-191, RFC 7983; RTCP by the second byte as in
-            # aiortc.rtp.is_rtcp, inlined): decrypt and hand over now.
-            if len(data) > 1 and 127 < data[0] < 192:
-                if not 191 < data[1] < 209:
-                    try:
-                        plain = unprotect(data)
-                    except pylibsrtp.Error:
-                        return  # counted by FastSrtp
-                    try:
-                        on_rtp(plain)
-                    except Exception as exc:
-                        faults.record("rtp", exc)
-                    return
-                try:
-                    plain = unprotect_rtcp(data)
-                except pylibsrtp.Error:
-                    return
-                try:
-                    on_rtcp(plain)
-                except Exception as exc:
-                    faults.record("rtcp", exc)
-                return
-            queued(data, addr)
-
-        protocol.datagram_received = datagram_received
+        self.leg.queued = queued = protocol.datagram_received
+        protocol.datagram_received = self.leg.datagram_received
         self._fast_path = (protocol, queued)
 
     def _remove_fast_path(self) -> None:
@@ -186,75 +107,86 @@ class SfuDtlsTransport(RTCDtlsTransport):
             self._fast_path = None
 
 
-def send_now(transport: RTCDtlsTransport) -> Callable[[bytes], None]:
-    """A synchronous ``_send_rtp`` for ``transport``: encrypt (RTP or RTCP by the second byte)
-    and hand the datagram to the socket; ConnectionError while DTLS is not up. A TURN-relayed
-    pair (whose send is a coroutine) is sent through aiortc in the background.
+def leg_of(transport: RTCDtlsTransport, sink: MediaSink | None = None) -> Leg:
+    """The compiled Leg of ``transport`` (made on first use): it decrypts and routes what
+    arrives (to ``sink`` for SSRCs it has no route for) and encrypts and sends what the
+    subscriptions and RTCP send. A leg made without a sink only sends."""
+    leg = getattr(transport, "leg", None)
+    if leg is not None:
+        return leg
+    if sink is None:
+        leg = Leg(on_rtp=None, on_rtcp=None, dropped={}, faults=None)
+    else:
+        leg = Leg(on_rtp=sink.on_rtp, on_rtcp=sink.on_rtcp, dropped=sink.dropped, faults=sink.faults)
+    transport.leg = leg
+    _route_sends(transport, leg)
+    return leg
 
-    Once a direct pair is nominated, its UDP socket is *connected* to the remote address (a
-    duplicate descriptor of aioice's socket, closed with the transport) and datagrams go out
-    with a plain ``send``: the kernel keeps the route cached instead of looking it up per
-    packet, and uvloop's per-call address conversion is skipped (~0.5-0.8 us per packet on
+
+def send_now(transport: RTCDtlsTransport) -> Leg:
+    """A synchronous ``_send_rtp`` for ``transport``: calling the returned Leg encrypts (RTP or
+    RTCP by the second byte) and sends one packet; ConnectionError while DTLS is not up."""
+    return leg_of(transport)
+
+
+def _route_sends(transport: RTCDtlsTransport, leg: Leg) -> None:
+    """Keep ``leg``'s keys, state and socket in step with ``transport``.
+
+    Once a direct pair is nominated, a duplicate descriptor of aioice's UDP socket is
+    *connected* to the remote address (closed with the transport) and the leg sends on it with
+    a plain ``send``: the kernel keeps the route cached instead of looking it up per packet,
+    and the event loop's per-call address conversion is skipped (~0.5-0.8 us per packet on
     loopback). Only the nominated remote can reach the socket from then on, which is all ICE
     uses after nomination. When the socket buffer is full, the datagram goes through the event
-    loop's transport, which queues it, as before."""
+    loop's transport, which queues it. A TURN-relayed pair (whose send is a coroutine) is sent
+    through aioice in the background. The leg compares the nominated pair on every send and
+    calls ``reroute`` when it changed."""
     nominated = transport.transport._connection._nominated
-    connected = State.CONNECTED
-    # The nominated pair, its send function and remote address, looked up again only when the
-    # pair changes (CandidatePair.remote_addr builds a tuple per call).
-    route: list[Any] = [None, None, None]
     sockets: list[socket.socket] = []
 
     def close_sockets() -> None:
+        leg.fd = -1
         while sockets:
             sockets.pop().close()
 
-    def on_state() -> None:
-        if transport.state in ("closed", "failed"):
-            close_sockets()
-
-    transport.on("statechange", on_state)
-
-    def direct_send(pair: Any) -> Callable[[bytes, Any], None]:
+    def reroute() -> None:
+        pair = nominated.get(1)
+        close_sockets()
+        leg.pair = pair
+        leg.send_queued = None
+        if pair is None:
+            raise ConnectionError("no nominated ICE pair")
+        addr = pair.remote_addr
+        if type(pair.protocol) is not aioice.ice.StunProtocol:
+            leg.send_queued = lambda data: asyncio.ensure_future(pair.protocol.send_data(data, addr))
+            return
         queued = pair.protocol.transport.sendto
+        leg.send_queued = lambda data: queued(data, addr)
         try:
             fd = pair.protocol.transport.get_extra_info("socket").fileno()
             sock = socket.socket(fileno=os.dup(fd))
             sock.setblocking(False)
-            sock.connect(pair.remote_addr)
+            sock.connect(addr)
         except OSError:
-            return queued  # keep the event loop's path (counted nowhere: it still works)
-        close_sockets()
+            return  # keep the event loop's path (it still works)
         sockets.append(sock)
-        send_connected = sock.send
+        leg.fd = sock.fileno()
 
-        def send(data: bytes, addr: Any) -> None:
-            try:
-                send_connected(data)
-            except BlockingIOError:
-                queued(data, addr)
+    def on_state() -> None:
+        if transport._state == State.CONNECTED:
+            rx, tx = transport._rx_srtp, transport._tx_srtp
+            leg.set_srtp(_address(rx._srtp[0]), _address(tx._srtp[0]), (rx, tx))
+            leg.connected = True
+            return
+        leg.connected = False
+        if transport._state in (State.CLOSED, State.FAILED):
+            close_sockets()
+            leg.pair = None
 
-        return send
-
-    def send(data: bytes) -> None:
-        if transport._state is not connected:
-            raise ConnectionError("DTLS is not connected")
-        pair = nominated.get(1)
-        if pair is not route[0]:
-            if pair is None:
-                raise ConnectionError("no nominated ICE pair")
-            direct = type(pair.protocol) is aioice.ice.StunProtocol
-            route[:] = pair, direct_send(pair) if direct else None, pair.remote_addr
-        srtp = transport._tx_srtp
-        # RTCP or RTP by the second byte (aiortc.rtp.is_rtcp, inlined: runs for every packet).
-        protected = srtp.protect_rtcp(data) if 191 < data[1] < 209 else srtp.protect(data)
-        sendto = route[1]
-        if sendto is not None:
-            sendto(protected, route[2])
-        else:
-            asyncio.ensure_future(pair.protocol.send_data(protected, pair.remote_addr))
-
-    return send
+    leg.nominated = nominated
+    leg.reroute = reroute
+    transport.on("statechange", on_state)
+    on_state()
 
 
 def adopt(transport: RTCDtlsTransport, sink: MediaSink) -> SfuDtlsTransport:
@@ -265,6 +197,7 @@ def adopt(transport: RTCDtlsTransport, sink: MediaSink) -> SfuDtlsTransport:
         transport.__class__ = SfuDtlsTransport
         transport._sfu_sink = sink
         transport._fast_path = None
+        leg_of(transport, sink)
         ice = transport.transport
         ice._recv = _filtered_recv(ice._recv, sink.dropped)
     return transport  # type: ignore[return-value]

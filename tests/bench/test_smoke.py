@@ -107,4 +107,4 @@ def test_forward_micro_runs_every_line() -> None:
     done = _module("benchmarks.forward_micro", "--packets", "3000")
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if not line.startswith(("#", "path"))]
-    assert len(lines) == 8 and all(float(line.split()[-2]) > 0 for line in lines), done.stdout
+    assert len(lines) == 7 and all(float(line.split()[-2]) > 0 for line in lines), done.stdout

@@ -62,7 +62,7 @@ def publication_estimate(packets: list[tuple[bytes, int]]) -> int | None:
     )  # fmt: skip
     for data, arrival in packets:
         now[0] = arrival
-        pub.on_rtp(data, rtpheader.parse(data))
+        assert pub.inbound.receive(data) is None
     return pub.bitrate_cap()
 
 

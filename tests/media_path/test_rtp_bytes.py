@@ -1,5 +1,6 @@
-"""The byte-level pieces of the forwarding path: header parsing and rewriting, send history,
-NACK packing and retries, keyframe detection."""
+"""The byte-level pieces of the forwarding path: header parsing and rewriting (the Python
+planner and the compiled path that replays its plans), send history, NACK packing and retries,
+keyframe detection."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media_server import codecs, rtcp, rtpheader
-from media_server.sendhistory import SendHistory
+from media_server.faults import Faults
+from media_server.rtpforward import Outbound, apply_plan
 
 MID, AST, LEVEL = rtpheader.URI_MID, rtpheader.URI_ABS_SEND_TIME, rtpheader.URI_AUDIO_LEVEL
 
@@ -52,9 +54,8 @@ def test_parse_reads_fixed_header_and_extensions() -> None:
 
 
 def rewrite(data: bytes, pub: dict[str, int], sub: dict[str, int], mid: str) -> RtpPacket:
-    h = rtpheader.parse(data)
-    buf = rtpheader.ExtensionRewrite(pub, sub, mid).rewrite(bytearray(data), h)
-    return RtpPacket.parse(bytes(buf), ext_map(sub))
+    out = apply_plan(rtpheader.ExtensionRewrite(pub, sub, mid).plan(data), data)
+    return RtpPacket.parse(out, ext_map(sub))
 
 
 def test_extension_ids_are_renumbered_and_mid_replaced() -> None:
@@ -94,18 +95,32 @@ def test_unknown_extensions_survive_untouched() -> None:
     block += bytes(-len(block) % 4)
     data = data[: h.ext_offset - 2] + struct.pack("!H", len(block) // 4) + block + data[h.ext_end :]
     pub = {MID: 1, AST: 3, "urn:3gpp:video-orientation": 9}
-    h = rtpheader.parse(bytes(data))
-    out = rtpheader.ExtensionRewrite(pub, pub, "1").rewrite(bytearray(data), h)
-    assert rtpheader.element_value(bytes(out), rtpheader.parse(bytes(out)), 9) == b"\x05"
+    data = bytes(data)
+    out = apply_plan(rtpheader.ExtensionRewrite(pub, pub, "1").plan(data), data)
+    assert rtpheader.element_value(out, rtpheader.parse(out), 9) == b"\x05"
+
+
+def _outbound(sent: list[bytes], plan_for=None) -> Outbound:  # noqa: ANN001
+    out = Outbound(1000, lambda data: True, {})
+    out.set_route(sent.append, plan_for)
+    out.ssrc, out.payload_type, out.ready = 3, 96, True  # the test packets' own: no rewrite
+    return out
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=80))
 def test_parse_never_raises_anything_but_malformed(data: bytes) -> None:
+    compiled = _outbound([])
     try:
         h = rtpheader.parse(data)
     except rtpheader.MalformedRtp:
-        return
+        # The compiled parser refuses exactly what this one refuses.
+        try:
+            compiled.forward(data)
+        except ValueError:
+            return
+        raise AssertionError("the compiled path accepted a packet parse() refuses") from None
+    compiled.forward(data)
     assert h.payload_offset <= len(data)
     skip = 2 if h.two_byte else 1
     for offset, _, length in rtpheader.elements(data, h):
@@ -132,27 +147,62 @@ _BLOCKS = st.lists(st.sampled_from([0x00, 0x01, 0x02, 0x10, 0x11, 0x21, 0x22, 0x
     _BLOCKS.map(bytes),
     _BLOCKS.map(bytes),
     st.sampled_from([rtpheader.ONE_BYTE_PROFILE, rtpheader.TWO_BYTE_PROFILE]),
+    st.sampled_from(["7", "12345"]),
 )
-def test_equal_layouts_mean_equal_elements(a: bytes, b: bytes, profile: int) -> None:
-    # ExtensionRewrite replays one plan for every packet of a layout: that is only right if
-    # the layout pins down every element's offset, id and length.
-    parsed = []
-    for block in (a, b):
-        data = _with_extension(block, profile)
-        try:
-            parsed.append((rtpheader.parse(data), data))
-        except rtpheader.MalformedRtp:
-            return
-    (ha, da), (hb, db) = parsed
-    if ha.layout == hb.layout:
-        assert rtpheader.elements(da, ha) == rtpheader.elements(db, hb)
+def test_a_replayed_plan_equals_a_fresh_one(a: bytes, b: bytes, profile: int, mid: str) -> None:
+    # The Outbound replays one plan for every packet whose extension layout it has seen: that
+    # is only right if its layout signature pins down every element's offset, id and length.
+    packets = [_with_extension(block, profile) for block in (a, b)]
+    try:
+        for data in packets:
+            rtpheader.parse(data)
+    except rtpheader.MalformedRtp:
+        return
+    rewrite = rtpheader.ExtensionRewrite({MID: 1, AST: 2}, {MID: 2, AST: 1}, mid)
+    sent: list[bytes] = []
+    out = _outbound(sent, rewrite.plan)
+    for data in packets:
+        out.forward(data)
+    assert sent == [apply_plan(rewrite.plan(data), data) for data in packets]
 
 
-def test_layout_ignores_element_values() -> None:
+def test_a_plan_is_worked_out_once_per_layout() -> None:
     # One sender's packets differ only in values (abs-send-time, audio level): one plan.
     first = _with_extension(bytes([0x10, 0x31, 0x22, 1, 2, 3]), rtpheader.ONE_BYTE_PROFILE)
     second = _with_extension(bytes([0x10, 0x32, 0x22, 9, 8, 7]), rtpheader.ONE_BYTE_PROFILE)
-    assert rtpheader.parse(first).layout == rtpheader.parse(second).layout != 0
+    other = _with_extension(bytes([0x31, 0x22, 1, 2, 3]), rtpheader.ONE_BYTE_PROFILE)
+    rewrite = rtpheader.ExtensionRewrite({MID: 1, AST: 2}, {MID: 2, AST: 1}, "5")
+    planned: list[bytes] = []
+
+    def plan_for(data: bytes) -> rtpheader.Plan:
+        planned.append(data)
+        return rewrite.plan(data)
+
+    sent: list[bytes] = []
+    out = _outbound(sent, plan_for)
+    for data in (first, second, other, first):
+        out.forward(data)
+    assert planned == [first, other]
+    assert sent[1] == apply_plan(rewrite.plan(second), second)
+
+
+def test_a_plan_that_does_not_fit_the_packet_is_refused() -> None:
+    data = _with_extension(bytes([0x10, 0x31]), rtpheader.ONE_BYTE_PROFILE)
+    for plan in (((0, 400),), ((0, 4),), ("text",), ((5, 2),)):
+        try:
+            apply_plan(plan, data)
+        except (ValueError, TypeError):
+            continue
+        raise AssertionError(f"{plan} accepted")
+    sent: list[bytes] = []
+    dropped: dict[str, int] = {}
+    faults = Faults("test")
+    out = Outbound(16, lambda data: True, dropped, faults)
+    out.set_route(sent.append, lambda data: ((0, 400),))
+    out.ready = True
+    out.forward(data)  # counted and dropped, never raised out of the per-packet path
+    assert sent == [] and dropped == {"send_error": 1}
+    assert faults.by_place == {"subscription.forward": 1}
 
 
 @settings(max_examples=300, deadline=None)
@@ -167,23 +217,22 @@ def test_rewrite_of_any_parsed_packet_stays_parseable(block: bytes, ident: int) 
         h = rtpheader.parse(data)
     except rtpheader.MalformedRtp:
         return
-    out = rtpheader.ExtensionRewrite({MID: ident or 1, AST: 3}, {MID: 2, AST: 5}, "10").rewrite(
-        bytearray(data), h
-    )
-    assert bytes(out).endswith(b"xy")
-    rtpheader.parse(bytes(out))
+    rewrite = rtpheader.ExtensionRewrite({MID: ident or 1, AST: 3}, {MID: 2, AST: 5}, "10")
+    out = apply_plan(rewrite.plan(data), data)
+    assert out.endswith(b"xy") and h.payload_offset <= len(data)
+    rtpheader.parse(out)
 
 
 def test_send_history_keeps_the_last_packets_by_sequence_number() -> None:
-    history = SendHistory(1000)
-    assert history.capacity == 1024
+    sent: list[bytes] = []
+    out = _outbound(sent)
+    assert out.history_capacity == 1024
     for seq in range(65000, 65536 + 1500):
-        s = seq & 0xFFFF
-        history.store(s, struct.pack("!BBH", 0x80, 96, s))
+        out.forward(struct.pack("!BBHII", 0x80, 96, seq & 0xFFFF, 0, 3) + b"x")
     newest = (65536 + 1499) & 0xFFFF
-    assert history.get(newest)[2:4] == struct.pack("!H", newest)
-    assert history.get((newest - 1023) & 0xFFFF) is not None
-    assert history.get((newest - 1024) & 0xFFFF) is None  # overwritten, never resent for another
+    assert out.sent(newest) == sent[-1] and out.sent(newest)[2:4] == struct.pack("!H", newest)
+    assert out.sent((newest - 1023) & 0xFFFF) is not None
+    assert out.sent((newest - 1024) & 0xFFFF) is None  # overwritten, never resent for another
 
 
 def test_nack_packing_wraps_and_round_trips() -> None:

@@ -72,7 +72,7 @@ def bound(source: Publication, wire: Wire) -> Subscription:
 
 
 def push(pub: Publication, data: bytes) -> None:
-    pub.on_rtp(data, rtpheader.parse(data))
+    assert pub.inbound.receive(data) is None
 
 
 async def test_rewrite_starts_at_a_keyframe_and_keeps_steps() -> None:

@@ -998,6 +998,10 @@ static void Leg_dealloc(Leg *self) {
 
 static PyMemberDef Leg_members[] = {
     {"routes", T_OBJECT_EX, offsetof(Leg, routes), READONLY, "SSRC -> Inbound"},
+    {"on_rtp", T_OBJECT_EX, offsetof(Leg, on_rtp), 0, "(plain) for an SSRC not in routes"},
+    {"on_rtcp", T_OBJECT_EX, offsetof(Leg, on_rtcp), 0, "(plain) for SRTCP"},
+    {"dropped", T_OBJECT_EX, offsetof(Leg, dropped), 0, "reason -> count"},
+    {"faults", T_OBJECT_EX, offsetof(Leg, faults), 0, "record(where, exc) for hook exceptions"},
     {"queued", T_OBJECT, offsetof(Leg, queued), 0, "(data, addr) for what is not SRTP/SRTCP"},
     {"send_queued", T_OBJECT, offsetof(Leg, send_queued), 0, "(protected) when the socket cannot take it"},
     {"reroute", T_OBJECT, offsetof(Leg, reroute), 0, "() when the nominated pair changed"},

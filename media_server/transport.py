@@ -112,14 +112,12 @@ def leg_of(transport: RTCDtlsTransport, sink: MediaSink | None = None) -> Leg:
     arrives (to ``sink`` for SSRCs it has no route for) and encrypts and sends what the
     subscriptions and RTCP send. A leg made without a sink only sends."""
     leg = getattr(transport, "leg", None)
-    if leg is not None:
-        return leg
-    if sink is None:
-        leg = Leg(on_rtp=None, on_rtcp=None, dropped={}, faults=None)
-    else:
-        leg = Leg(on_rtp=sink.on_rtp, on_rtcp=sink.on_rtcp, dropped=sink.dropped, faults=sink.faults)
-    transport.leg = leg
-    _route_sends(transport, leg)
+    if leg is None:
+        leg = transport.leg = Leg(on_rtp=None, on_rtcp=None, dropped={}, faults=None)
+        _route_sends(transport, leg)
+    if sink is not None:
+        leg.on_rtp, leg.on_rtcp = sink.on_rtp, sink.on_rtcp
+        leg.dropped, leg.faults = sink.dropped, sink.faults
     return leg
 
 

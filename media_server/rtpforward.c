@@ -57,6 +57,10 @@ static void count(PyObject *dropped, PyObject *reason) {
     if (dropped == NULL || !PyDict_Check(dropped)) return;
     PyObject *old = PyDict_GetItemWithError(dropped, reason);
     long long n = old ? PyLong_AsLongLong(old) : 0;
+    if (PyErr_Occurred()) { /* not an int there: start again rather than lose the count */
+        PyErr_Clear();
+        n = 0;
+    }
     PyObject *new = PyLong_FromLongLong(n + 1);
     if (new == NULL || PyDict_SetItem(dropped, reason, new) < 0) PyErr_Clear();
     Py_XDECREF(new);
@@ -614,7 +618,8 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
     uint16_t seq = (uint16_t)(h->seq + o->seq_offset);
     uint32_t ts = h->ts + o->ts_offset;
     const Plan *plan = NULL;
-    Plan scratch = {0};
+    Plan scratch; /* only for a layout too long to cache; compile_plan fills what it uses */
+    scratch.owner = NULL;
     if (h->ext_offset && o->plan_for != Py_None) {
         plan = find_plan(o, d, n, h, &scratch);
         if (plan == NULL) {

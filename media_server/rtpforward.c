@@ -52,18 +52,18 @@ static double wall(void) {
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* reason -> count in a Python dict (the counters the metrics read). */
+/* reason -> count in a Python dict (the counters the metrics read). Leaves a pending
+   exception (the one being counted) as it found it. */
 static void count(PyObject *dropped, PyObject *reason) {
     if (dropped == NULL || !PyDict_Check(dropped)) return;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
     PyObject *old = PyDict_GetItemWithError(dropped, reason);
     long long n = old ? PyLong_AsLongLong(old) : 0;
-    if (PyErr_Occurred()) { /* not an int there: start again rather than lose the count */
-        PyErr_Clear();
-        n = 0;
-    }
-    PyObject *new = PyLong_FromLongLong(n + 1);
+    PyObject *new = PyErr_Occurred() ? NULL : PyLong_FromLongLong(n + 1);
     if (new == NULL || PyDict_SetItem(dropped, reason, new) < 0) PyErr_Clear();
     Py_XDECREF(new);
+    PyErr_Restore(type, value, tb);
 }
 
 /* The pending exception goes to faults.record(where, exc): counted, logged once per type. */

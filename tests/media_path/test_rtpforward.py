@@ -1,0 +1,112 @@
+"""The compiled per-packet path (media_server/rtpforward.c) against the Python it replaced and
+against bad input: receive statistics equal aiortc's StreamStatistics, and no byte string
+handed to a Leg crashes it or goes uncounted."""
+
+from __future__ import annotations
+
+import struct
+from types import SimpleNamespace
+
+from aiortc.rtcrtpreceiver import StreamStatistics
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from media_server import rtpheader
+from media_server.faults import Faults
+from media_server.rtpforward import Inbound, Leg, Outbound
+
+MID = rtpheader.URI_MID
+
+
+def rtp(seq: int, ts: int, ssrc: int = 5, pt: int = 96, payload: bytes = b"x") -> bytes:
+    return struct.pack("!BBHII", 0x80, pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(-40, 300), st.integers(0, 5)), min_size=1, max_size=60),
+       st.integers(0, 0xFFFF))  # fmt: skip
+def test_receive_statistics_equal_aiortc(steps: list[tuple[int, int]], start: int) -> None:
+    # Sequence numbers that jump, go back, repeat and wrap at 65535.
+    ours = Inbound(90000, 96)
+    theirs = StreamStatistics(90000)
+    seq = start
+    for step, frame in steps:
+        seq = (seq + step) & 0xFFFF
+        data = rtp(seq, 3000 * frame)
+        assert ours.receive(data) is None
+        theirs.add(SimpleNamespace(sequence_number=seq, timestamp=3000 * frame))
+        assert (ours.max_seq, ours.base_seq, ours.cycles, ours.packets_received) == (
+            theirs.max_seq, theirs.base_seq, theirs.cycles, theirs.packets_received
+        )  # fmt: skip
+        assert ours.packets_lost == theirs.packets_lost
+        assert ours.packets_expected == theirs.packets_expected
+    assert ours.fraction_lost == theirs.fraction_lost  # each read moves the interval on
+    assert ours.fraction_lost == theirs.fraction_lost
+    assert ours.packets_in == len(steps)
+
+
+def test_payload_type_mismatch_and_malformed_packets_are_refused() -> None:
+    inbound = Inbound(90000, 96)
+    assert inbound.receive(rtp(1, 0, pt=97)) == "payload_type"
+    assert inbound.receive(b"\x80\x60\x00") == "malformed_rtp"
+    assert inbound.packets_in == 0 and inbound.max_seq is None
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.unrouted: list[bytes] = []
+        self.rtcp: list[bytes] = []
+        self.dropped: dict[str, int] = {}
+        self.faults = Faults("test")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.binary(max_size=120), min_size=1, max_size=20), st.data())
+def test_any_bytes_through_a_leg_are_forwarded_or_counted(
+    garbage: list[bytes], data: st.DataObject
+) -> None:
+    sink = Sink()
+    leg = Leg(on_rtp=sink.unrouted.append, on_rtcp=sink.rtcp.append, dropped=sink.dropped,
+              faults=sink.faults)  # fmt: skip
+    inbound = Inbound(90000, 96, faults=sink.faults)
+    leg.routes[5] = inbound
+    sent: list[bytes] = []
+    dropped: dict[str, int] = {}
+    out = Outbound(64, lambda packet: True, dropped, sink.faults)
+    rewrite = rtpheader.ExtensionRewrite({MID: 1}, {MID: 3}, "123")
+    out.set_route(sent.append, rewrite.plan)
+    out.ssrc, out.payload_type, out.ready = 9, 100, True
+    inbound.outbounds.append(out)
+    packets = []
+    for junk in garbage:
+        # Half of them look like RTP for the routed SSRC, with whatever follows the header.
+        if data.draw(st.booleans()) and len(junk) >= 12:
+            junk = bytes([0x80 | (junk[0] & 0x3F), 96]) + junk[2:8] + struct.pack("!I", 5) + junk[12:]
+        packets.append(junk)
+        leg.receive_rtp(junk)
+    accepted = inbound.packets_in
+    refused = sum(sink.dropped.values())
+    assert accepted + refused + len(sink.unrouted) == len(packets)
+    assert len(sent) + sum(dropped.values()) == accepted and sink.faults.count == 0
+    for packet in sent:
+        header = rtpheader.parse(packet)  # every packet sent is well formed
+        assert (header.ssrc, header.payload_type) == (9, 100)
+    for packet in sink.unrouted:
+        assert rtpheader.parse(packet).ssrc != 5
+
+
+def test_a_leg_that_is_not_connected_refuses_to_send() -> None:
+    leg = Leg(on_rtp=None, on_rtcp=None, dropped={}, faults=None)
+    try:
+        leg(rtp(1, 0))
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("sent without keys or a connection")
+    # An Outbound sending through it drops and counts, and keeps waiting for a keyframe.
+    dropped: dict[str, int] = {}
+    out = Outbound(16, lambda packet: True, dropped)
+    out.set_route(leg, None)
+    out.ready = True
+    out.forward(rtp(1, 0))
+    assert dropped == {"not_connected": 1} and not out.ready and out.packets_out == 0

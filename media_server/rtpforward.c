@@ -266,6 +266,30 @@ typedef struct {
 
 static PyTypeObject LegType, InboundType, OutboundType;
 
+/* The three types are garbage-collected (their hooks point back at the Python objects that own
+   them) and are built the same way: tp_clear releases everything, so one dealloc serves. */
+static void gc_dealloc(PyObject *self) {
+    PyObject_GC_UnTrack(self);
+    Py_TYPE(self)->tp_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+#define GC_TYPE(Type, doc)                                           \
+    {                                                                \
+        PyVarObject_HEAD_INIT(NULL, 0)                               \
+        .tp_name = "media_server.rtpforward." #Type,                 \
+        .tp_basicsize = sizeof(Type),                                \
+        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,         \
+        .tp_doc = doc,                                               \
+        .tp_new = PyType_GenericNew,                                 \
+        .tp_init = (initproc)Type##_init,                            \
+        .tp_dealloc = gc_dealloc,                                    \
+        .tp_traverse = (traverseproc)Type##_traverse,                \
+        .tp_clear = (inquiry)Type##_clear,                           \
+        .tp_members = Type##_members,                                \
+        .tp_methods = Type##_methods,                                \
+    }
+
 enum { SENT = 0, NOT_CONNECTED = 1, FAILED = 2 };
 
 static int leg_send(Leg *leg, const uint8_t *data, Py_ssize_t size) {
@@ -451,12 +475,6 @@ static int Inbound_clear(Inbound *self) {
     return 0;
 }
 
-static void Inbound_dealloc(Inbound *self) {
-    PyObject_GC_UnTrack(self);
-    Inbound_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
 static PyObject *optional_int(long long v) {
     if (v < 0) Py_RETURN_NONE;
     return PyLong_FromLongLong(v);
@@ -518,21 +536,7 @@ static PyMethodDef Inbound_methods[] = {
     {NULL},
 };
 
-static PyTypeObject InboundType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "media_server.rtpforward.Inbound",
-    .tp_basicsize = sizeof(Inbound),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "One publication's incoming stream: statistics and fan-out to its Outbounds.",
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)Inbound_init,
-    .tp_dealloc = (destructor)Inbound_dealloc,
-    .tp_traverse = (traverseproc)Inbound_traverse,
-    .tp_clear = (inquiry)Inbound_clear,
-    .tp_members = Inbound_members,
-    .tp_getset = Inbound_getset,
-    .tp_methods = Inbound_methods,
-};
+static PyTypeObject InboundType = GC_TYPE(Inbound, "One publication's incoming stream: statistics and fan-out to its Outbounds.");
 
 /* ---- Outbound: one subscription's outgoing stream ----------------------------------------- */
 
@@ -731,17 +735,13 @@ static int Outbound_clear(Outbound *self) {
     Py_CLEAR(self->dropped);
     Py_CLEAR(self->faults);
     forget_plans(self);
-    return 0;
-}
-
-static void Outbound_dealloc(Outbound *self) {
-    PyObject_GC_UnTrack(self);
-    Outbound_clear(self);
-    if (self->history != NULL) {
-        for (uint32_t i = 0; i <= self->mask; i++) Py_XDECREF(self->history[i]);
-        PyMem_Free(self->history);
+    if (self->history != NULL) { /* forward() and sent() treat a released history as none */
+        PyObject **history = self->history;
+        self->history = NULL;
+        for (uint32_t i = 0; i <= self->mask; i++) Py_XDECREF(history[i]);
+        PyMem_Free(history);
     }
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    return 0;
 }
 
 static PyObject *Outbound_forward(Outbound *self, PyObject *arg) {
@@ -824,21 +824,7 @@ static PyMethodDef Outbound_methods[] = {
     {NULL},
 };
 
-static PyTypeObject OutboundType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "media_server.rtpforward.Outbound",
-    .tp_basicsize = sizeof(Outbound),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "One subscription's outgoing stream: header rewrite, send history, send.",
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)Outbound_init,
-    .tp_dealloc = (destructor)Outbound_dealloc,
-    .tp_traverse = (traverseproc)Outbound_traverse,
-    .tp_clear = (inquiry)Outbound_clear,
-    .tp_members = Outbound_members,
-    .tp_getset = Outbound_getset,
-    .tp_methods = Outbound_methods,
-};
+static PyTypeObject OutboundType = GC_TYPE(Outbound, "One subscription's outgoing stream: header rewrite, send history, send.");
 
 /* ---- Leg, continued: receive ---------------------------------------------------------------- */
 
@@ -995,12 +981,6 @@ static int Leg_clear(Leg *self) {
     return 0;
 }
 
-static void Leg_dealloc(Leg *self) {
-    PyObject_GC_UnTrack(self);
-    Leg_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
 static PyMemberDef Leg_members[] = {
     {"routes", T_OBJECT_EX, offsetof(Leg, routes), READONLY, "SSRC -> Inbound"},
     {"on_rtp", T_OBJECT_EX, offsetof(Leg, on_rtp), 0, "(plain) for an SSRC not in routes"},
@@ -1029,22 +1009,8 @@ static PyMethodDef Leg_methods[] = {
     {NULL},
 };
 
-static PyTypeObject LegType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "media_server.rtpforward.Leg",
-    .tp_basicsize = sizeof(Leg),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "One participant's connection: SRTP both ways, routing by SSRC, the socket. "
-              "Calling it sends a packet (as send).",
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)Leg_init,
-    .tp_call = (ternaryfunc)Leg_call,
-    .tp_dealloc = (destructor)Leg_dealloc,
-    .tp_traverse = (traverseproc)Leg_traverse,
-    .tp_clear = (inquiry)Leg_clear,
-    .tp_members = Leg_members,
-    .tp_methods = Leg_methods,
-};
+static PyTypeObject LegType = GC_TYPE(Leg, "One participant's connection: SRTP both ways, routing by SSRC, the socket. "
+              "Calling it sends a packet (as send).");
 
 /* ---- module ------------------------------------------------------------------------------- */
 
@@ -1114,6 +1080,9 @@ PyMODINIT_FUNC PyInit_rtpforward(void) {
         intern(&k_where_nack, "publication.nack") || intern(&k_where_frame, "publication.estimate"))
         return NULL;
     k_one = PyLong_FromLong(1);
+    InboundType.tp_getset = Inbound_getset;
+    OutboundType.tp_getset = Outbound_getset;
+    LegType.tp_call = (ternaryfunc)Leg_call;
     if (PyType_Ready(&LegType) < 0 || PyType_Ready(&InboundType) < 0 || PyType_Ready(&OutboundType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);

@@ -45,7 +45,7 @@ from media_server.faults import Faults
 from media_server.publication import Publication
 from media_server.rtpforward import Leg
 from media_server.subscription import Subscription
-from media_server.transport import _address
+from media_server.transport import set_keys
 
 PUB_EXT = {rtpheader.URI_MID: 4, rtpheader.URI_ABS_SEND_TIME: 2, rtpheader.URI_AUDIO_LEVEL: 1}
 SUB_EXT = {rtpheader.URI_MID: 1, rtpheader.URI_ABS_SEND_TIME: 3, rtpheader.URI_AUDIO_LEVEL: 2}
@@ -117,7 +117,7 @@ def leg(inbound: pylibsrtp.Session | None = None) -> Leg:
     """A connected Leg without a socket (its send_queued does nothing)."""
     rx, tx = inbound or srtp_sender(inbound=True), srtp_sender()
     out = Leg(on_rtp=nothing, on_rtcp=nothing, dropped={}, faults=Faults("bench"))
-    out.set_srtp(_address(rx._srtp[0]), _address(tx._srtp[0]), (rx, tx))
+    set_keys(out, rx, tx)
     out.send_queued = nothing
     out.connected = True
     return out

@@ -35,6 +35,7 @@ import socket
 from typing import Any, Protocol
 
 import aioice.ice
+import pylibsrtp
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
@@ -68,6 +69,11 @@ rtpforward.set_srtp_functions(
         for name in ("srtp_protect", "srtp_protect_rtcp", "srtp_unprotect", "srtp_unprotect_rtcp")
     )
 )
+
+
+def set_keys(leg: Leg, rx: pylibsrtp.Session, tx: pylibsrtp.Session) -> None:
+    """Give ``leg`` the SRTP sessions to decrypt (``rx``) and encrypt (``tx``) with."""
+    leg.set_srtp(_address(rx._srtp[0]), _address(tx._srtp[0]), (rx, tx))
 
 
 class SfuDtlsTransport(RTCDtlsTransport):
@@ -172,8 +178,7 @@ def _route_sends(transport: RTCDtlsTransport, leg: Leg) -> None:
 
     def on_state() -> None:
         if transport._state == State.CONNECTED:
-            rx, tx = transport._rx_srtp, transport._tx_srtp
-            leg.set_srtp(_address(rx._srtp[0]), _address(tx._srtp[0]), (rx, tx))
+            set_keys(leg, transport._rx_srtp, transport._tx_srtp)
             leg.connected = True
             return
         leg.connected = False

@@ -1,7 +1,7 @@
 """RTP in and out of a load client without aiortc's encoder, decoder or jitter buffer.
 
 Outbound: a pre-encoded loop (media.py) is sent as raw RTP on an aiortc sender's DTLS transport
-(the SFU's own synchronous ``transport.send_now`` protects and sends), with its own sequence numbers, timestamps, VP8 picture ids,
+(the SFU's own compiled ``transport.leg_of`` Leg protects and sends), with its own sequence numbers, timestamps, VP8 picture ids,
 a 1024-packet history answering NACKs, and counters. The aiortc sender keeps an idle track so
 its RTCP loop and SSRC stay in place.
 
@@ -48,7 +48,7 @@ from aiortc.rtp import (
 )
 
 from media_server.faults import Faults
-from media_server.transport import send_now
+from media_server.transport import leg_of
 
 from .media import EncodedLoop
 
@@ -136,7 +136,7 @@ class Outbound:
         self._ts = 0
         self._history: list[bytes | None] = [None] * HISTORY
         self._keyframe_wanted = False
-        self._send: Any = None  # transport.send_now, once run() starts
+        self._send: Any = None  # the transport's Leg, once run() starts
 
     def request_keyframe(self) -> None:
         """A PLI: restart the loop at its keyframe (as an encoder would send one)."""
@@ -160,7 +160,7 @@ class Outbound:
         if meter is not None:
             meter.outbound[self.ssrc] = self
         video = self.loop.kind == "video"
-        send = self._send = send_now(self.transport)
+        send = self._send = leg_of(self.transport)
         frames, period, ticks = self.loop.frames, self.loop.period, self.loop.ticks
         start = time.monotonic()
         end = start + max_seconds
@@ -342,14 +342,11 @@ def _nack(sender_ssrc: int, media_ssrc: int, seqs: list[int]) -> bytes:
 
 class MeteredDtlsTransport(RTCDtlsTransport):
     meter: TransportMeter | None = None
-    _send_now: Any = None
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
         meter = self.meter
         if meter is not None:
-            if self._send_now is None:
-                self._send_now = send_now(self)
-            meter_rtp(meter, data, self._send_now)
+            meter_rtp(meter, data, leg_of(self))
             if not meter.passthrough:
                 return
         await super()._handle_rtp_data(data, arrival_time_ms)
@@ -361,7 +358,7 @@ class MeteredDtlsTransport(RTCDtlsTransport):
 
 
 def meter_rtp(meter: TransportMeter, data: bytes, send: Any) -> None:
-    """Count one decrypted packet; NACK a gap at once through ``send`` (transport.send_now)."""
+    """Count one decrypted packet; NACK a gap at once through ``send`` (the transport's Leg)."""
     lost = meter.on_rtp(data, time.monotonic())
     if lost:
         try:
@@ -399,7 +396,7 @@ class MeterSink:
         self.meter = meter
         self.dropped: dict[str, int] = {}
         self.faults = Faults("load client")
-        self._send = send_now(transport)
+        self._send = leg_of(transport)
 
     def on_rtp(self, data: bytes) -> None:
         meter_rtp(self.meter, data, self._send)

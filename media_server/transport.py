@@ -14,7 +14,7 @@ peer connection of the process - test clients, a future recording or transcoding
 Once DTLS is up, SRTP and SRTCP skip aiortc's receive machinery altogether: the nominated UDP
 socket's ``datagram_received`` is the transport's compiled ``Leg`` (``rtpforward.c``), which
 decrypts, routes RTP by SSRC to the publications' compiled Inbounds (the rest to
-``sink.on_rtp``) and RTCP to ``sink.on_rtcp``, synchronously; calling the Leg (``send_now``)
+``sink.on_rtp``) and RTCP to ``sink.on_rtcp``, synchronously; calling the Leg (``leg_of``)
 encrypts and sends synchronously. aioice would otherwise queue every datagram on an
 ``asyncio.Queue`` and wake a task that walks five coroutine levels per packet, and aiortc's
 ``_send_rtp`` adds three more on the way out: together about as much CPU as the forwarding
@@ -93,9 +93,9 @@ class SfuDtlsTransport(RTCDtlsTransport):
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
         try:
-            self._sfu_sink.on_rtcp(data)
+            self.leg.on_rtcp(data)
         except Exception as exc:
-            self._sfu_sink.faults.record("rtcp", exc)
+            self.leg.faults.record("rtcp", exc)
 
     def _install_fast_path(self) -> None:
         pair = self.transport._connection._nominated.get(1)
@@ -116,7 +116,9 @@ class SfuDtlsTransport(RTCDtlsTransport):
 def leg_of(transport: RTCDtlsTransport, sink: MediaSink | None = None) -> Leg:
     """The compiled Leg of ``transport`` (made on first use): it decrypts and routes what
     arrives (to ``sink`` for SSRCs it has no route for) and encrypts and sends what the
-    subscriptions and RTCP send. A leg made without a sink only sends."""
+    subscriptions and RTCP send: calling it encrypts (RTP or RTCP by the second byte) and sends
+    one packet now, ConnectionError while DTLS is not up. A leg made without a sink only
+    sends."""
     leg = getattr(transport, "leg", None)
     if leg is None:
         leg = transport.leg = Leg(on_rtp=None, on_rtcp=None, dropped={}, faults=None)
@@ -125,12 +127,6 @@ def leg_of(transport: RTCDtlsTransport, sink: MediaSink | None = None) -> Leg:
         leg.on_rtp, leg.on_rtcp = sink.on_rtp, sink.on_rtcp
         leg.dropped, leg.faults = sink.dropped, sink.faults
     return leg
-
-
-def send_now(transport: RTCDtlsTransport) -> Leg:
-    """A synchronous ``_send_rtp`` for ``transport``: calling the returned Leg encrypts (RTP or
-    RTCP by the second byte) and sends one packet; ConnectionError while DTLS is not up."""
-    return leg_of(transport)
 
 
 def _route_sends(transport: RTCDtlsTransport, leg: Leg) -> None:
@@ -198,7 +194,6 @@ def adopt(transport: RTCDtlsTransport, sink: MediaSink) -> SfuDtlsTransport:
         if transport.state != "new":
             raise RuntimeError("adopt() must run before the DTLS transport starts")
         transport.__class__ = SfuDtlsTransport
-        transport._sfu_sink = sink
         transport._fast_path = None
         leg_of(transport, sink)
         ice = transport.transport

@@ -98,7 +98,7 @@ def test_aioice_gathering_hook() -> None:
 
 
 def test_fast_path_hooks() -> None:
-    # SfuDtlsTransport._install_fast_path / send_now: the nominated pair's UDP protocol and
+    # SfuDtlsTransport._install_fast_path / leg_of: the nominated pair's UDP protocol and
     # address, the SRTP sessions and the state aiortc sets when DTLS is up.
 
     assert "self._nominated: dict[int, CandidatePair] = {}" in inspect.getsource(

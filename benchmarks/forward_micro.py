@@ -35,10 +35,8 @@ from typing import Any
 import pylibsrtp
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
-    RTCRtpHeaderExtensionParameters,
-    RTCRtpParameters,
 )
-from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+from aiortc.rtp import RtpPacket
 
 from media_server import rtpheader
 from media_server.faults import Faults
@@ -53,18 +51,9 @@ VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=9
 PAYLOAD = bytes([0x90, 0x80, 0x80, 0x01, 0x10]) + bytes(1195)  # VP8 keyframe start, 1200 B
 
 
-def ext_map(ids: dict[str, int]) -> HeaderExtensionsMap:
-    m = HeaderExtensionsMap()
-    m.configure(
-        RTCRtpParameters(
-            headerExtensions=[RTCRtpHeaderExtensionParameters(id=i, uri=u) for u, i in ids.items()]
-        )
-    )
-    return m
-
 
 def packets(n: int) -> list[bytes]:
-    m = ext_map(PUB_EXT)
+    m = rtpheader.extension_map(PUB_EXT)
     out = []
     for i in range(n):
         # Five packets a frame, the last with the marker bit (640x480 VP8 at 1.5 Mbit/s).
@@ -146,7 +135,7 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=4)
     args = parser.parse_args()
     data = packets(args.packets)
-    m_in = ext_map(PUB_EXT)
+    m_in = rtpheader.extension_map(PUB_EXT)
     n = len(data)
 
     def reference() -> None:

@@ -12,6 +12,9 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap
+
 FIXED = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence number, timestamp, SSRC
 EXTENSION_HEADER = struct.Struct("!HH")  # profile, length in 32-bit words
 ONE_BYTE_PROFILE = 0xBEDE
@@ -144,6 +147,18 @@ def abs_send_time(data: bytes, header: Header, ident: int | None) -> int | None:
 def extension_ids(extensions: list) -> dict[str, int]:
     """uri -> id from negotiated ``RTCRtpHeaderExtensionParameters``."""
     return {ext.uri: ext.id for ext in extensions}
+
+
+def extension_map(ids: dict[str, int]) -> HeaderExtensionsMap:
+    """aiortc's map for uri -> id ``ids`` (the inverse of ``extension_ids``): what aiortc's
+    RtpPacket needs to write or read those extensions (benchmarks and tests build packets)."""
+    m = HeaderExtensionsMap()
+    m.configure(
+        RTCRtpParameters(
+            headerExtensions=[RTCRtpHeaderExtensionParameters(id=i, uri=u) for u, i in ids.items()]
+        )
+    )
+    return m
 
 
 Plan = tuple["tuple[int, int] | bytes", ...]

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import struct
 
-from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtpPacket
+from aiortc.rtp import RtcpPacket, RtpPacket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,15 +17,6 @@ from media_server.rtpforward import Outbound, apply_plan
 MID, AST, LEVEL = rtpheader.URI_MID, rtpheader.URI_ABS_SEND_TIME, rtpheader.URI_AUDIO_LEVEL
 
 
-def ext_map(ids: dict[str, int]) -> HeaderExtensionsMap:
-    m = HeaderExtensionsMap()
-    m.configure(
-        RTCRtpParameters(
-            headerExtensions=[RTCRtpHeaderExtensionParameters(id=i, uri=u) for u, i in ids.items()]
-        )
-    )
-    return m
-
 
 def packet(ids: dict[str, int], mid: str = "1", ast: int = 0x123456) -> bytes:
     p = RtpPacket(
@@ -35,7 +25,7 @@ def packet(ids: dict[str, int], mid: str = "1", ast: int = 0x123456) -> bytes:
     p.extensions.mid = mid
     p.extensions.abs_send_time = ast
     p.marker = 1
-    return p.serialize(ext_map(ids))
+    return p.serialize(rtpheader.extension_map(ids))
 
 
 def test_parse_reads_fixed_header_and_extensions() -> None:
@@ -55,7 +45,7 @@ def test_parse_reads_fixed_header_and_extensions() -> None:
 
 def rewrite(data: bytes, pub: dict[str, int], sub: dict[str, int], mid: str) -> RtpPacket:
     out = apply_plan(rtpheader.ExtensionRewrite(pub, sub, mid).plan(data), data)
-    return RtpPacket.parse(out, ext_map(sub))
+    return RtpPacket.parse(out, rtpheader.extension_map(sub))
 
 
 def test_extension_ids_are_renumbered_and_mid_replaced() -> None:

@@ -6,10 +6,8 @@ from __future__ import annotations
 import pytest
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
-    RTCRtpHeaderExtensionParameters,
-    RTCRtpParameters,
 )
-from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtcpReceiverInfo, RtpPacket
+from aiortc.rtp import RtcpPacket, RtcpReceiverInfo, RtpPacket
 
 from media_server import codecs, rtcp, rtpheader
 from media_server.faults import Faults
@@ -35,12 +33,7 @@ def publication(sent: list[bytes], ssrc: int = 5000, mid: str = "1") -> Publicat
 
 
 def rtp(seq: int, ts: int, ssrc: int = 5000, payload: bytes = DELTA, mid: str = "1") -> bytes:
-    m = HeaderExtensionsMap()
-    m.configure(
-        RTCRtpParameters(
-            headerExtensions=[RTCRtpHeaderExtensionParameters(id=1, uri=rtpheader.URI_MID)]
-        )
-    )
+    m = rtpheader.extension_map({rtpheader.URI_MID: 1})
     p = RtpPacket(payload_type=120, sequence_number=seq, timestamp=ts, ssrc=ssrc, payload=payload)
     p.extensions.mid = mid
     return p.serialize(m)

@@ -44,11 +44,11 @@ async def create_handler(request: web.Request) -> web.Response:
     org_id = await authenticated_org(request)
     body = await read_body(request, AppointmentCreate)
     svc = services(request)
-    record = await svc.store.get(departments.KIND, body.department_id)
-    if record is None or record.data["org_id"] != org_id:
+    department = await departments.load(svc.store, body.department_id)
+    if department is None or department["org_id"] != org_id:
         raise invalid("department_id", f"no department {body.department_id} in this organization")
     data, created = await appointments.create(
-        svc.store, svc.settings, svc.keyring, org_id, record.data, body, svc.clock()
+        svc.store, svc.settings, svc.keyring, org_id, department, body, svc.clock()
     )
     return web.json_response(
         await present(svc.store, svc.settings, data), status=201 if created else 200

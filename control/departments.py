@@ -1,7 +1,8 @@
 """Departments of an organization and their telemedicine settings (kind ``department``).
 
-Record: ``{id, org_id, name, telemedicine_enabled, default_language,
+Record: ``{id, org_id, name, telemedicine_enabled, default_language, time_zone,
 contact {name, address, phone, email}}``; listed per org in the index ``depts:<org_id>``.
+Records stored before a field existed are read with that field's default (``with_defaults``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,19 @@ from control.store import Store, VersionConflict
 
 KIND = "department"
 _WRITE_ATTEMPTS = 5
+# Fields added after departments were first stored, with the value an older record means.
+_DEFAULTS = {"time_zone": "UTC"}
+
+
+def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored department record as the current shape (older records lack later fields)."""
+    return {**_DEFAULTS, **data}
+
+
+async def load(store: Store, department_id: str) -> dict[str, Any] | None:
+    """The department record of any org (callers check ``org_id``), or None."""
+    record = await store.get(KIND, department_id)
+    return None if record is None else with_defaults(record.data)
 
 
 def org_index(org_id: str) -> str:
@@ -28,10 +42,10 @@ def org_index(org_id: str) -> str:
 
 async def get_department(store: Store, org_id: str, department_id: str) -> dict[str, Any]:
     """The org's department, or 404 (another org's department does not exist for it)."""
-    record = await store.get(KIND, department_id)
-    if record is None or record.data["org_id"] != org_id:
+    data = await load(store, department_id)
+    if data is None or data["org_id"] != org_id:
         raise not_found(f"department {department_id}")
-    return record.data
+    return data
 
 
 async def create_department(
@@ -51,7 +65,7 @@ async def update_department(
         record = await store.get(KIND, department_id)
         if record is None or record.data["org_id"] != org_id:
             raise not_found(f"department {department_id}")
-        data = {**record.data, **changes}
+        data = {**with_defaults(record.data), **changes}
         try:
             await store.update(
                 KIND, department_id, data, expect_version=record.version, indexes=record.indexes
@@ -66,7 +80,7 @@ async def list_departments(store: Store, org_id: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     while True:
         page = await store.range(org_index(org_id), limit=500, offset=len(out))
-        out.extend(r.data for r in page)
+        out.extend(with_defaults(r.data) for r in page)
         if len(page) < 500:
             return out
 

@@ -6,7 +6,9 @@ that is not E.164 or an end before the start is a 422 naming the field, never a 
 
 from __future__ import annotations
 
+import functools
 import re
+import zoneinfo
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -41,7 +43,25 @@ def _email(value: str) -> str:
     return value
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _time_zone(value: str) -> str:
+    # The IANA database as zoneinfo sees it (system tzdata, else the tzdata package): a name
+    # outside it would fail later, at the first message rendered in it.
+    if value not in _zone_names():
+        raise ValueError("must be an IANA time zone name such as Europe/Helsinki")
+    return value
+
+
 Phone = Annotated[str, AfterValidator(_e164)]
+TimeZone = Annotated[
+    str,
+    Field(max_length=64, description="IANA time zone name", examples=["Europe/Helsinki"]),
+    AfterValidator(_time_zone),
+]
 Email = Annotated[str, AfterValidator(_email)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 # Ids become store keys, claims and index names: no control characters.
@@ -73,6 +93,9 @@ class DepartmentCreate(_Request):
     name: Name
     telemedicine_enabled: bool = False
     default_language: Language = "en"
+    time_zone: TimeZone = Field(
+        default="UTC", description="where the clinic is: messages and pages show its local time"
+    )
     contact: Contact = Field(default_factory=Contact)
 
 
@@ -80,6 +103,7 @@ class DepartmentPatch(_Request):
     name: Name | None = None
     telemedicine_enabled: bool | None = None
     default_language: Language | None = None
+    time_zone: TimeZone | None = None
     contact: Contact | None = Field(default=None, description="replaces the whole contact")
 
 
@@ -89,6 +113,7 @@ class Department(_Response):
     name: str
     telemedicine_enabled: bool
     default_language: Language
+    time_zone: str = Field(description="IANA time zone name", examples=["Europe/Helsinki"])
     contact: Contact
 
 

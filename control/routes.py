@@ -71,7 +71,7 @@ ROUTES: list[Route] = [
     Route("GET", f"{API}/departments/{{id}}", departments.get_handler, "Get a department",
           response=Department, tag="departments"),
     Route("PATCH", f"{API}/departments/{{id}}", departments.update_handler,
-          "Change a department's settings (telemedicine, language, contact)",
+          "Change a department's settings (telemedicine, language, time zone, contact)",
           DepartmentPatch, Department, tag="departments"),
     # appointments
     Route("POST", f"{API}/appointments", appointment_api.create_handler,

@@ -17,6 +17,7 @@ async def test_department_defaults_get_list_patch(client, auth, org, clock):
     Department.model_validate(dept)
     assert dept["org_id"] == org["id"]
     assert dept["telemedicine_enabled"] is False and dept["default_language"] == "en"
+    assert dept["time_zone"] == "UTC"
     assert dept["contact"] == {"name": "", "address": "", "phone": None, "email": None}
     url = f"/api/v1/departments/{dept['id']}"
     assert await (await client.get(url, headers=auth)).json() == dept
@@ -29,7 +30,12 @@ async def test_department_defaults_get_list_patch(client, auth, org, clock):
     }
     resp = await client.patch(
         url,
-        json={"telemedicine_enabled": True, "default_language": "sv", "contact": contact},
+        json={
+            "telemedicine_enabled": True,
+            "default_language": "sv",
+            "time_zone": "Europe/Helsinki",
+            "contact": contact,
+        },
         headers=auth,
     )
     patched = await resp.json()
@@ -38,6 +44,7 @@ async def test_department_defaults_get_list_patch(client, auth, org, clock):
         **dept,
         "telemedicine_enabled": True,
         "default_language": "sv",
+        "time_zone": "Europe/Helsinki",
         "contact": contact,
     }
     # A partial PATCH changes only what it names.
@@ -47,11 +54,38 @@ async def test_department_defaults_get_list_patch(client, auth, org, clock):
         await problem(await client.patch(url, json={"default_language": "de"}, headers=auth), 422)
     )["field"] == "default_language"
 
+    for zone in ("Europe/Helsinki ", "Mars/Olympus_Mons", "../etc/passwd", "", 2):
+        resp = await client.patch(url, json={"time_zone": zone}, headers=auth)
+        assert (await problem(resp, 422))["field"] == "time_zone", zone
+
     clock.now += 1  # listed in creation order
     await client.post("/api/v1/departments", json={"name": "Dentistry"}, headers=auth)
     listed = await (await client.get("/api/v1/departments", headers=auth)).json()
     DepartmentList.model_validate(listed)
     assert [d["name"] for d in listed["departments"]] == ["Surgery 2", "Dentistry"]
+
+
+async def test_a_department_stored_before_time_zones_reads_as_utc(client, store, auth, org):
+    # The record as the store held it before the field existed (on both backends).
+    old = {
+        "id": "dep_old",
+        "org_id": org["id"],
+        "name": "Old",
+        "telemedicine_enabled": True,
+        "default_language": "fi",
+        "contact": {"name": "", "address": "", "phone": None, "email": None},
+    }
+    await store.create("department", "dep_old", old, indexes={f"depts:{org['id']}": 0})
+    url = "/api/v1/departments/dep_old"
+    got = await (await client.get(url, headers=auth)).json()
+    assert got == {**old, "time_zone": "UTC"}
+    Department.model_validate(got)
+    listed = await (await client.get("/api/v1/departments", headers=auth)).json()
+    assert listed["departments"] == [got]
+    resp = await client.patch(url, json={"name": "Older"}, headers=auth)
+    assert await resp.json() == {**got, "name": "Older"}
+    resp = await client.post("/api/v1/appointments", json=appointment_body("dep_old"), headers=auth)
+    assert resp.status == 201, await resp.text()
 
 
 async def test_concurrent_creates_with_one_external_id_make_one_appointment(

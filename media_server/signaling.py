@@ -78,13 +78,22 @@ class ProtocolError(Exception):
 
 
 def parse(frame: str, max_bytes: int) -> dict[str, Any]:
-    """One validated client message, or ProtocolError naming what is wrong."""
+    """One validated client message, or ProtocolError naming what is wrong.
+
+    Raises nothing else, whatever ``frame`` holds (a hypothesis harness in
+    tests/sfu/test_signaling_fuzz.py holds it to that): nesting deeper than the JSON decoder's
+    recursion limit (``"[" * 50000``) and numbers over Python's integer-digit limit are
+    ``bad_json`` like any other text that is not JSON.
+    """
     if len(frame) > max_bytes or len(frame.encode("utf-8", "surrogatepass")) > max_bytes:
         raise ProtocolError("too_large", f"messages are at most {max_bytes} bytes")
     try:
         data = json.loads(frame)
+    except RecursionError as exc:
+        raise ProtocolError("bad_json", "not JSON: nested too deeply") from exc
     except ValueError as exc:
-        raise ProtocolError("bad_json", f"not JSON: {exc.msg}") from exc
+        # JSONDecodeError has .msg; the int-digit limit raises a plain ValueError.
+        raise ProtocolError("bad_json", f"not JSON: {getattr(exc, 'msg', exc)}"[:200]) from exc
     if not isinstance(data, dict):
         raise ProtocolError("not_object", "a message is a JSON object with a `type`")
     kind = data.get("type")

@@ -76,7 +76,7 @@ from aiortc.rtp import (
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from config.settings import MediaSettings
-from media_server import codecs, ports, reoffer, rtcp, rtpheader
+from media_server import codecs, ports, reoffer, rtcp, rtpheader, sdpcheck
 from media_server.faults import Faults
 from media_server.publication import Publication
 from media_server.rtpforward import Leg
@@ -168,6 +168,7 @@ class Participant:
             description = SessionDescription.parse(sdp)
         except Exception as exc:
             raise ValueError(f"offer is not valid SDP: {exc}") from exc
+        sdpcheck.check_offer(description)
         if not description.media:
             raise ValueError("offer has no media sections")
         media_lines = [m for m in description.media if m.kind in ("audio", "video")]

@@ -8,6 +8,9 @@ ID reassignment not supported") and, worse, silently accepts a moved payload typ
 sending with it - packets the publication, negotiated on the old type, would drop. So each
 server offer is rewritten to the client's numbering: same URI -> the client's id, same codec ->
 the client's payload type; anything the client never named gets a number it does not use.
+When the client's offer used every number (all 14 one-byte extension ids, all 32 dynamic
+payload types), what the client never named is left out of the re-offer rather than given a
+number that already means something else.
 """
 
 from __future__ import annotations
@@ -90,14 +93,28 @@ def numbering(sdp: str) -> Numbering:
     return out
 
 
-def _renumber_section(lines: list[str], section: list[int], remap: dict[int, int]) -> None:
+# Marks a line of the server's offer to leave out (nothing free to name it with).
+_DROP = "\x00"
+
+
+def _renumber_section(lines: list[str], section: list[int], remap: dict[int, int | None]) -> None:
+    """Apply ``remap`` to the section's payload types; a type mapped to None is left out."""
+
+    def keep(pt: str) -> bool:
+        return not pt.isdigit() or remap.get(int(pt), 0) is not None
+
     m_line = lines[section[0]].split(" ")
     lines[section[0]] = " ".join(
-        m_line[:3] + [str(remap.get(int(f), f)) if f.isdigit() else f for f in m_line[3:]]
+        m_line[:3]
+        + [str(remap.get(int(f), f)) if f.isdigit() else f for f in m_line[3:] if keep(f)]
     )
     for i in section[1:]:
         if match := _PT_LINE.match(lines[i]):
             prefix, pt, rest = match.groups()
+            apt = _APT.search(rest)
+            if not keep(pt) or (apt and not keep(apt.group(1))):
+                lines[i] = _DROP
+                continue
             rest = _APT.sub(lambda a: f"apt={remap.get(int(a.group(1)), a.group(1))}", rest)
             lines[i] = f"{prefix}:{remap.get(int(pt), pt)}{rest}"
 
@@ -107,21 +124,26 @@ def align(sdp: str, client: Numbering) -> str:
     ending = "\r\n" if "\r\n" in sdp else "\n"
     lines = sdp.split(ending)
 
-    ids = dict(client.extension_ids)
+    ids: dict[str, int | None] = dict(client.extension_ids)
     free_ids = (i for i in _EXTENSION_IDS if i not in set(ids.values()))
     for i, line in enumerate(lines):
         if match := _EXTMAP.match(line):
             _, direction, uri, rest = match.groups()
             if uri not in ids:
-                ids[uri] = next(free_ids)
-            lines[i] = f"a=extmap:{ids[uri]}{direction or ''} {uri}{rest}"
+                ids[uri] = next(free_ids, None)
+            ext_id = ids[uri]
+            lines[i] = (
+                _DROP if ext_id is None else f"a=extmap:{ext_id}{direction or ''} {uri}{rest}"
+            )
 
-    pts = dict(client.payload_types)
+    pts: dict[CodecKey, int | None] = dict(client.payload_types)
     free_pts = (p for p in _DYNAMIC_PTS if p not in set(pts.values()))
     for section in _sections(lines):
         keys = _codec_keys(lines, section)
         for pt, key in keys.items():
             if key not in pts:
-                pts[key] = pt if pt < 96 else next(free_pts)
-        _renumber_section(lines, section, {pt: pts[key] for pt, key in keys.items()})
-    return ending.join(lines)
+                pts[key] = pt if pt < 96 else next(free_pts, None)
+        # rtx of a codec left out goes too (its apt would name nothing).
+        remap = {pt: pts[key] for pt, key in keys.items()}
+        _renumber_section(lines, section, remap)
+    return ending.join(line for line in lines if line != _DROP)

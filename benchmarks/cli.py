@@ -41,7 +41,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--size", default="640x480", help="video frame size")
     p.add_argument("--server-cpu", type=int, default=0, help="core the SFU is pinned to")
-    p.add_argument("--client-cpu", type=int, default=1, help="core the load clients use")
+    p.add_argument(
+        "--client-cpu",
+        default="1",
+        help="core(s) the load clients use, e.g. 1 or 1,2,3 (spread in turn)",
+    )
+    p.add_argument(
+        "--load-processes",
+        type=int,
+        default=1,
+        help="load-client processes (consults and churn spread rooms over them)",
+    )
     p.add_argument("--concurrency", type=int, default=16, help="control: requests in flight")
     p.add_argument("--out", default="var/bench", help="directory for JSON, PNG and logs")
     # fmt: skip
@@ -72,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     opts = scenarios.Options(
         systems=systems, steps=steps,
         window=3.0 if args.smoke else args.window, settle=1.0 if args.smoke else args.settle,
-        server_cpu=args.server_cpu, client_cpu=args.client_cpu, bitrate=args.bitrate,
+        server_cpu=args.server_cpu, client_cpus=[int(c) for c in args.client_cpu.split(",")],
+        load_processes=max(1, args.load_processes), bitrate=args.bitrate,
         fps=args.fps, width=width, height=height, log_dir=out,
         max_seconds=300.0 if args.smoke else 1800.0,
     )  # fmt: skip
@@ -85,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     results.update({
         "command": "televisit bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "machine": report.machine(), "options": {k: str(v) for k, v in vars(opts).items()},
+        "machine": report.machine(), "commit": report.commit(),
+        "options": {k: str(v) for k, v in vars(opts).items()},
     })  # fmt: skip
     report.add_ratios(results)
     json_path, png = report.write(results, out)
@@ -100,7 +112,8 @@ def _control(args: argparse.Namespace, out: Path, report: Any) -> int:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.control_rate", "--concurrency", str(args.concurrency),
          "--count", count, "--seconds", seconds, "--log-level", "warning",
-         "--server-cpu", str(args.server_cpu), "--client-cpu", str(args.client_cpu)],
+         "--server-cpu", str(args.server_cpu),
+         "--client-cpu", args.client_cpu.split(",")[0]],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     if done.returncode:

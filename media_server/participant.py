@@ -76,7 +76,7 @@ from aiortc.rtp import (
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from config.settings import MediaSettings
-from media_server import codecs, ports, reoffer, rtcp, rtpheader, sdpcheck
+from media_server import codecs, ports, rejection, reoffer, rtcp, rtpheader, sdpcheck
 from media_server.faults import Faults
 from media_server.publication import Publication
 from media_server.rtpforward import Leg
@@ -94,6 +94,7 @@ OnOffer = Callable[[str], Awaitable[None]]
 OnPublication = Callable[[Publication], None]
 OnChat = Callable[["Participant", Any], None]
 OnState = Callable[["Participant", str], None]
+OnRefused = Callable[[Subscription, rejection.Refusal], None]
 
 
 class Participant:
@@ -106,6 +107,7 @@ class Participant:
         on_publication: OnPublication,
         on_chat: OnChat,
         on_state: OnState,
+        on_refused: OnRefused | None = None,
     ) -> None:
         self.id = id
         self.settings = settings
@@ -113,6 +115,7 @@ class Participant:
         self._on_publication = on_publication
         self._on_chat = on_chat
         self._on_state = on_state
+        self._on_refused = on_refused
         self._gather = ports.GatherPolicy.from_settings(settings)
         self.pc = RTCPeerConnection(
             RTCConfiguration(
@@ -142,6 +145,7 @@ class Participant:
         self._reoffer = False  # an m-line changed direction: offer again even with nothing new
         self._negotiating: asyncio.Task[None] | None = None
         self._answer_waiter: asyncio.Future[None] | None = None
+        self._refusals: dict[str, rejection.Refusal] = {}  # mid -> why, of the latest answer
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tick_wake: asyncio.Future[None] | None = None
         self._reported: set[str] = set()
@@ -247,14 +251,25 @@ class Participant:
             self._mid_ext_id = extensions.get(rtpheader.URI_MID)
 
     async def handle_answer(self, sdp: str) -> None:
-        """The client's answer to our latest offer."""
+        """The client's answer to our latest offer.
+
+        Sections the client refused (``m=video 0``, or no codec in common with our offer) are
+        applied as inactive so the rest of the answer still counts; their subscriptions are
+        reported through ``on_refused``. Raises ValueError when no offer is waiting or aiortc
+        cannot apply the answer (the negotiation then fails with that reason).
+        """
         waiter = self._answer_waiter
         if waiter is None or waiter.done():
             raise ValueError("no server offer is waiting for an answer")
+        sdp, refusals = rejection.accept(sdp, self.pc.localDescription.sdp)
+        self._refusals = {r.mid: r for r in refusals}
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except Exception as exc:
-            raise ValueError(f"cannot apply the answer: {exc}") from exc
+            error = ValueError(f"cannot apply the answer: {exc}")
+            if not waiter.done():
+                waiter.set_exception(error)
+            raise error from exc
         if not waiter.done():
             waiter.set_result(None)
 
@@ -343,12 +358,17 @@ class Participant:
             await self.pc.setLocalDescription(RTCSessionDescription(sdp=aligned, type="offer"))
         self._answer_waiter = asyncio.get_running_loop().create_future()
         await self._on_offer(self.pc.localDescription.sdp)
+        timeout = self.settings.connect_timeout_seconds
         try:
-            await asyncio.wait_for(
-                asyncio.shield(self._answer_waiter), self.settings.connect_timeout_seconds
-            )
+            await asyncio.wait_for(asyncio.shield(self._answer_waiter), timeout)
         except TimeoutError:
-            log.warning("participant %s: no answer to our offer", self.id)
+            log.warning("participant %s: no answer to our offer within %g s", self.id, timeout)
+            self._report("failed")
+            return
+        except ValueError as exc:
+            # The client answered, but aiortc could not apply it (refused sections alone
+            # never get here: see handle_answer).
+            log.warning("participant %s: its answer to our offer was refused: %s", self.id, exc)
             self._report("failed")
             return
         for subscription, transceiver in added:
@@ -358,9 +378,16 @@ class Participant:
         if subscription.closed:
             return
         media_codecs = [c for c in transceiver._codecs if not c.mimeType.lower().endswith("/rtx")]
-        if not media_codecs or transceiver.currentDirection not in ("sendonly", "sendrecv"):
-            subscription.dropped["refused_by_subscriber"] = 1
-            log.warning("participant %s refused %s", self.id, subscription.source.id)
+        refusal = self._refusals.get(transceiver.mid or "")
+        if refusal is None and (
+            not media_codecs or transceiver.currentDirection not in ("sendonly", "sendrecv")
+        ):
+            refusal = rejection.Refusal(
+                mid=transceiver.mid or "", kind=subscription.kind, reason="inactive",
+                detail=f"answered {transceiver.currentDirection}",
+            )  # fmt: skip
+        if refusal is not None:
+            self._refused(subscription, transceiver, refusal)
             return
         ssrc = transceiver.sender._ssrc
         self._by_out_ssrc[ssrc] = subscription
@@ -372,6 +399,25 @@ class Participant:
             send_rtp=self._leg,
             send_rtcp=self.send_rtcp,
         )
+
+    def _refused(
+        self, subscription: Subscription, transceiver: RTCRtpTransceiver, refusal: rejection.Refusal
+    ) -> None:
+        """The client refused this subscription's m-line: it stays inactive from now on (the
+        next offers say so) and the owner hears why."""
+        subscription.refused = refusal.reason
+        subscription.dropped["refused_by_subscriber"] = 1
+        transceiver.direction = "inactive"
+        log.warning(
+            "participant %s refused %s %s (mid %s): %s, %s",
+            self.id, subscription.kind, subscription.source.id, refusal.mid, refusal.reason,
+            refusal.detail,
+        )  # fmt: skip
+        if self._on_refused is not None:
+            try:
+                self._on_refused(subscription, refusal)
+            except Exception as exc:
+                self.faults.record("on_refused", exc)
 
     # ---- packets in (from the Leg, for SSRCs it has no route for) ---------------------------
 

@@ -25,6 +25,7 @@ from media_server import chat
 from media_server.chat import now_iso
 from media_server.participant import Participant
 from media_server.publication import Publication
+from media_server.rejection import Refusal
 from media_server.subscription import CodecMismatch, Subscription
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,9 @@ class Member:
     subscriptions: dict[tuple[str, str], tuple[Subscription, Publication]] = field(
         default_factory=dict
     )
+    # (publisher member id, kind) -> why that stream cannot be shown to this member; told to
+    # both sides once (`stream_unavailable`).
+    unavailable: dict[tuple[str, str], str] = field(default_factory=dict)
     grace: asyncio.TimerHandle | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -152,6 +156,7 @@ class Room:
         member.participant = self._new_participant(member)
         member.negotiated = False
         member.subscriptions = {}
+        member.unavailable = {}
         # The participant's own connect timeout starts with the offer; this one covers a
         # client that joins and never offers.
         asyncio.get_running_loop().call_later(
@@ -356,6 +361,15 @@ class Room:
             elif state in ("media_timeout", "failed", "closed"):
                 self._drop(member, CLOSE_MEDIA_LOST, f"media connection lost ({state}); rejoin")
 
+        def on_refused(subscription: Subscription, refusal: Refusal) -> None:
+            if not current() or self.state == "ended":
+                return
+            key = next(
+                (k for k, (held, _) in member.subscriptions.items() if held is subscription), None
+            )
+            if key is not None:
+                self._unavailable(member, key, refusal.reason, refusal.detail)
+
         participant = self._participant_factory(
             f"{member.id}.{generation}",
             settings=self.settings,
@@ -363,9 +377,36 @@ class Room:
             on_publication=on_publication,
             on_chat=on_chat,
             on_state=on_state,
+            on_refused=on_refused,
         )
         holder.append(participant)
         return participant
+
+    def _unavailable(
+        self, member: Member, key: tuple[str, str], reason: str, detail: str = ""
+    ) -> None:
+        """A publisher's stream cannot be shown to ``member``: say so to both (once)."""
+        if key in member.unavailable:
+            return
+        member.unavailable[key] = reason
+        publisher = next((m for m in self.members.values() if m.id == key[0]), None)
+        self.counters[f"stream_unavailable_{key[1]}"] += 1
+        log.warning(
+            "room %s: %s of %s cannot be shown to %s: %s %s",
+            self.id, key[1], key[0], member.id, reason, detail,
+        )  # fmt: skip
+        if publisher is None:
+            return
+        message = {
+            "type": "stream_unavailable",
+            "kind": key[1],
+            "reason": reason,
+            "from": publisher.public(),
+            "to": member.public(),
+        }
+        for side in (member, publisher):
+            if side.channel is not None:
+                side.channel.send(message)
 
     def negotiated(self, member: Member) -> None:
         """The member's first offer was answered: subscribe it to everything published."""

@@ -80,6 +80,9 @@ class Subscription:
         self.keyframe_requests = 0  # PLI/FIR from the subscriber
         self.srs_sent = 0
         self.switches = 0
+        # Why the subscriber refused this stream's m-line ("rejected", "no_common_codec",
+        # "inactive"), None while it is accepted or not negotiated yet.
+        self.refused: str | None = None
         self.remb: int | None = None
         self.fraction_lost = 0  # from the subscriber's receiver reports (0-255)
         self.packets_lost = 0

@@ -140,6 +140,9 @@ class SfuClient:
     received: list[Received] = field(default_factory=list)
     closed: Closed | None = None
     pc: RTCPeerConnection | None = None
+    # Rewrites each answer to a server offer before it is sent (e.g. to refuse a section as a
+    # device that cannot decode it would).
+    munge_answer: Callable[[str], str] | None = None
 
     def __post_init__(self) -> None:
         self._http: aiohttp.ClientSession | None = None
@@ -267,7 +270,10 @@ class SfuClient:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
         with ports.gathering(ports.GatherPolicy(addresses=self.gather_addresses)):
             await self.pc.setLocalDescription(await self.pc.createAnswer())
-        await self.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
+        answer = self.pc.localDescription.sdp
+        if self.munge_answer is not None:
+            answer = self.munge_answer(answer)
+        await self.send({"type": "answer", "sdp": answer})
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         stats = Received(track.kind)

@@ -285,6 +285,7 @@ function startCall() {
   session.addEventListener("track", (e) => addRemoteTrack(e.detail.track, e.detail.streams));
   session.addEventListener("remote-reset", () => clearRemote());
   session.addEventListener("chat", (e) => chat.add(e.detail.message));
+  session.addEventListener("stream-unavailable", (e) => showStreamNotice(e.detail));
   session.addEventListener("chat-error", (e) => chat.error(e.detail.code));
   session.addEventListener("link", (e) => {
     state.link = e.detail.status;
@@ -395,6 +396,21 @@ function clock(seconds) {
   const h = Math.floor(s / 3600);
   const mm = `${pad(Math.floor((s % 3600) / 60))}:${pad(s % 60)}`;
   return h ? `${h}:${mm}` : mm;
+}
+
+// A stream the server cannot deliver (the receiving device decodes none of its codecs).
+const UNAVAILABLE = {
+  video: { here: "room.video_unavailable_here", there: "room.video_unavailable_there" },
+  audio: { here: "room.audio_unavailable_here", there: "room.audio_unavailable_there" },
+};
+function showStreamNotice({ kind, from, to }) {
+  const mine = from?.id === state.self?.id;
+  const other = mine ? to : from;
+  const key = UNAVAILABLE[kind]?.[mine ? "there" : "here"];
+  if (!key) return;
+  const notice = $("stream-notice");
+  notice.hidden = false;
+  dyn(notice, () => t(key, { name: other?.name || "" }));
 }
 
 // --- remote media ----------------------------------------------------------------------------

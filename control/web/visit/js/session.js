@@ -6,6 +6,7 @@
 //   track {track, streams}                  remote-reset {}        chat {message}
 //   chat-error {code, message}              link {status: connecting|connected|reconnecting}
 //   ended {reason, by}                      fatal {code, reason}   (no rejoin after these)
+//   stream-unavailable {kind, reason, from, to}  a stream from -> to cannot be shown (codec)
 
 const REJOIN_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 const REJOIN_MAX_ATTEMPTS = 25; // ~3 minutes of trying, then the page offers a button
@@ -205,6 +206,9 @@ export class Session extends EventTarget {
         break;
       case "chat":
         this._emit("chat", { message: msg });
+        break;
+      case "stream_unavailable":
+        this._emit("stream-unavailable", msg);
         break;
       case "ended":
         this._finish(msg);

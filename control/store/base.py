@@ -13,6 +13,12 @@ Model:
 - A record may sit in *indexes*: ``{"appt:org1": 1732370000.0, ...}`` maps an index name to
   the record's score in it. Writing a record replaces its index memberships atomically.
   ``range`` lists an index's records by score (then id), ``lo <= score <= hi``.
+- A write may be *sequenced*: ``sequenced="feed:org1"`` also puts the record in the index
+  ``feed:org1`` scored by the next number of the sequence of that name (1, 2, 3, ...), taken
+  inside the same atomic write. Numbers are given out in commit order, so a reader that has
+  seen number n finds every later write with ``range("feed:org1", n + 1)``: a change feed in
+  which each record sits at its latest sequenced write. ``sequence(name)`` is the last number
+  given out; deleting records never lowers it.
 - Every write is atomic and durable when the call returns: SQLite commits with WAL and
   synchronous=FULL, Redis runs one Lua script per write on an AOF (appendfsync always) server.
 """
@@ -93,8 +99,10 @@ class Store(abc.ABC):
         *,
         claims: Sequence[str] = (),
         indexes: Mapping[str, float] | None = None,
+        sequenced: str | None = None,
     ) -> Record:
-        """Insert a new record (version 1). AlreadyExists / UniqueConflict leave nothing written."""
+        """Insert a new record (version 1). AlreadyExists / UniqueConflict leave nothing written
+        (and take no number from the ``sequenced`` sequence)."""
 
     @abc.abstractmethod
     async def update(
@@ -106,6 +114,7 @@ class Store(abc.ABC):
         expect_version: int,
         claims: Sequence[str] = (),
         indexes: Mapping[str, float] | None = None,
+        sequenced: str | None = None,
     ) -> Record:
         """Replace data, claims and indexes if the stored version is ``expect_version``.
 
@@ -127,6 +136,10 @@ class Store(abc.ABC):
         offset: int = 0,
     ) -> list[Record]:
         """Records in ``index`` with lo <= score <= hi, ordered by (score, kind, id)."""
+
+    @abc.abstractmethod
+    async def sequence(self, name: str) -> int:
+        """The last number the sequence ``name`` gave to a sequenced write (0 before any)."""
 
     @abc.abstractmethod
     async def count(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from control.store.base import Record
@@ -24,6 +24,12 @@ class Write:
     data: str
     claims: tuple[str, ...]
     indexes: dict[str, float]
+    sequenced: str | None = None
+
+    def numbered(self, number: int) -> Write:
+        """This write with its ``sequenced`` index scored by the number the sequence gave."""
+        assert self.sequenced is not None
+        return replace(self, indexes={**self.indexes, self.sequenced: float(number)})
 
     @property
     def claims_json(self) -> str:
@@ -40,6 +46,10 @@ def _name(what: str, value: object) -> str:
     if "\x00" in value:
         raise ValueError(f"{what} must not contain NUL: {value!r}")
     return value
+
+
+def check_sequence(name: str) -> str:
+    return _name("sequence name", name)
 
 
 def check_key(kind: str, id: str) -> None:
@@ -72,6 +82,7 @@ def prepare(
     data: dict[str, Any],
     claims: Sequence[str],
     indexes: Mapping[str, float] | None,
+    sequenced: str | None = None,
 ) -> Write:
     check_key(kind, id)
     if not isinstance(data, dict):
@@ -93,7 +104,11 @@ def prepare(
         ):
             raise ValueError(f"index {name!r}: score must be a finite number, got {score!r}")
         scores[name] = float(score)
-    return Write(kind, id, text, wanted, scores)
+    if sequenced is not None:
+        check_sequence(sequenced)
+        if sequenced in scores:
+            raise ValueError(f"index {sequenced!r} is scored by its sequence; do not score it too")
+    return Write(kind, id, text, wanted, scores, sequenced)
 
 
 def decode(kind: str, id: str, data: str, version: int, claims: str, indexes: str) -> Record:
@@ -103,5 +118,6 @@ def decode(kind: str, id: str, data: str, version: int, claims: str, indexes: st
         data=json.loads(data),
         version=int(version),
         claims=tuple(json.loads(claims)),
-        indexes=json.loads(indexes),
+        # Scores are floats whichever way the backend wrote them (Redis' Lua writes integers).
+        indexes={name: float(score) for name, score in json.loads(indexes).items()},
     )

@@ -6,6 +6,7 @@ Key layout (``P`` is the prefix, default ``tv:``; ``M`` is the member ``kind + "
   ``i`` indexes (JSON object name -> score)
 - ``P claims`` hash: claim -> M of its holder
 - ``P ix:NAME`` zset: M -> score
+- ``P seq:NAME`` string: the last number of the sequence NAME (INCR in the write script)
 
 Every write is one Lua script, so the version check, the claim check and swap, the index zset
 updates and the data land together or not at all. The scripts check everything before their
@@ -18,6 +19,7 @@ id, that is (kind, id) order, the same as SQLite's.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -39,12 +41,14 @@ from control.store.base import (
 log = logging.getLogger(__name__)
 
 # KEYS: record hash, claims hash. ARGV: prefix, mode (create|update|delete), member,
-# expected version ('' = any), data, claims JSON, indexes JSON,
-# claim count, claims..., index count, (name, score)...
+# expected version ('' = any), data, claims JSON, indexes JSON (when sequenced: all but its
+# closing brace, ending with the sequenced index's name and a colon), sequenced index ('' =
+# none), claim count, claims..., index count, (name, score)...
 WRITE = """
 local rec, claims = KEYS[1], KEYS[2]
 local prefix, mode, member = ARGV[1], ARGV[2], ARGV[3]
 local expect = tonumber(ARGV[4])
+local indexes, sequenced = ARGV[7], ARGV[8]
 local version = tonumber(redis.call('HGET', rec, 'v'))
 if mode == 'create' then
   if version then return {'exists'} end
@@ -52,8 +56,8 @@ else
   if not version then return {'notfound'} end
   if expect and version ~= expect then return {'version', version} end
 end
-local nclaims = tonumber(ARGV[8])
-for k = 9, 8 + nclaims do
+local nclaims = tonumber(ARGV[9])
+for k = 10, 9 + nclaims do
   local holder = redis.call('HGET', claims, ARGV[k])
   if holder and holder ~= member then return {'claim', ARGV[k], holder} end
 end
@@ -67,18 +71,24 @@ if version then
 end
 if mode == 'delete' then
   redis.call('DEL', rec)
-  return {'ok', 0}
+  return {'ok', 0, 0}
 end
-for k = 9, 8 + nclaims do
+for k = 10, 9 + nclaims do
   redis.call('HSET', claims, ARGV[k], member)
 end
-local at = 9 + nclaims
+local at = 10 + nclaims
 for k = at + 1, at + 2 * tonumber(ARGV[at]), 2 do
   redis.call('ZADD', prefix .. 'ix:' .. ARGV[k], ARGV[k + 1], member)
 end
+local number = 0
+if sequenced ~= '' then
+  number = redis.call('INCR', prefix .. 'seq:' .. sequenced)
+  redis.call('ZADD', prefix .. 'ix:' .. sequenced, number, member)
+  indexes = indexes .. number .. '}'
+end
 version = (version or 0) + 1
-redis.call('HSET', rec, 'v', version, 'd', ARGV[5], 'c', ARGV[6], 'i', ARGV[7])
-return {'ok', version}
+redis.call('HSET', rec, 'v', version, 'd', ARGV[5], 'c', ARGV[6], 'i', indexes)
+return {'ok', version, number}
 """
 
 FIELDS = "'v', 'd', 'c', 'i'"
@@ -102,6 +112,14 @@ if not member then return {{}} end
 local f = redis.call('HMGET', ARGV[1] .. 'rec:' .. member, {FIELDS})
 return {{member, f[1], f[2], f[3], f[4]}}
 """
+
+
+def _indexes_arg(w: codec.Write) -> str:
+    """The indexes JSON the script stores; a sequenced write's is left open for its number."""
+    if w.sequenced is None:
+        return w.indexes_json
+    head = w.indexes_json[:-1] + (", " if w.indexes else "")
+    return f"{head}{json.dumps(w.sequenced, ensure_ascii=False)}: "
 
 
 def _member(kind: str, id: str) -> str:
@@ -218,9 +236,16 @@ class RedisStore(Store):
         lo, hi = codec.check_bounds(lo, hi)
         return int(await self.redis.zcount(f"{self.prefix}ix:{index}", repr(lo), repr(hi)))
 
+    async def sequence(self, name: str) -> int:
+        value = await self.redis.get(f"{self.prefix}seq:{codec.check_sequence(name)}")
+        return int(value or 0)
+
     # -- writes ---------------------------------------------------------------------------
 
-    async def _run_write(self, mode: str, w: codec.Write, expect_version: int | None) -> int:
+    async def _run_write(
+        self, mode: str, w: codec.Write, expect_version: int | None
+    ) -> tuple[int, codec.Write]:
+        """(the new version, ``w`` as stored: numbered if it was sequenced)."""
         args: list[Any] = [
             self.prefix,
             mode,
@@ -228,7 +253,8 @@ class RedisStore(Store):
             "" if expect_version is None else expect_version,
             w.data,
             w.claims_json,
-            w.indexes_json,
+            _indexes_arg(w),
+            w.sequenced or "",
             len(w.claims),
             *w.claims,
             len(w.indexes),
@@ -237,8 +263,8 @@ class RedisStore(Store):
             args += [name, repr(score)]
         reply = await self._write(keys=[self._key(w.kind, w.id), f"{self.prefix}claims"], args=args)
         match reply:
-            case ["ok", version]:
-                return int(version)
+            case ["ok", version, number]:
+                return int(version), (w if w.sequenced is None else w.numbered(int(number)))
             case ["exists"]:
                 raise AlreadyExists(w.kind, w.id)
             case ["notfound"]:
@@ -257,9 +283,10 @@ class RedisStore(Store):
         *,
         claims: Sequence[str] = (),
         indexes: Mapping[str, float] | None = None,
+        sequenced: str | None = None,
     ) -> Record:
-        w = codec.prepare(kind, id, data, claims, indexes)
-        version = await self._run_write("create", w, None)
+        w = codec.prepare(kind, id, data, claims, indexes, sequenced)
+        version, w = await self._run_write("create", w, None)
         return codec.decode(w.kind, w.id, w.data, version, w.claims_json, w.indexes_json)
 
     async def update(
@@ -271,9 +298,10 @@ class RedisStore(Store):
         expect_version: int,
         claims: Sequence[str] = (),
         indexes: Mapping[str, float] | None = None,
+        sequenced: str | None = None,
     ) -> Record:
-        w = codec.prepare(kind, id, data, claims, indexes)
-        version = await self._run_write("update", w, codec.check_version(expect_version))
+        w = codec.prepare(kind, id, data, claims, indexes, sequenced)
+        version, w = await self._run_write("update", w, codec.check_version(expect_version))
         return codec.decode(w.kind, w.id, w.data, version, w.claims_json, w.indexes_json)
 
     async def delete(self, kind: str, id: str, *, expect_version: int | None = None) -> None:

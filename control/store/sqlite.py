@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS entries (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_by_score ON entries (name, score, kind, id);
 CREATE INDEX IF NOT EXISTS entries_by_holder ON entries (kind, id);
+CREATE TABLE IF NOT EXISTS sequences (
+    name TEXT PRIMARY KEY, value INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
 RECORD_COLUMNS = "r.kind, r.id, r.data, r.version, r.claims, r.indexes"
@@ -167,6 +170,13 @@ class SqliteStore(Store):
         lo, hi = codec.check_bounds(lo, hi)
         return await self._run(self._count, index, lo, hi)
 
+    def _sequence(self, name: str) -> int:
+        row = self.db.execute("SELECT value FROM sequences WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    async def sequence(self, name: str) -> int:
+        return await self._run(self._sequence, codec.check_sequence(name))
+
     # -- writes ---------------------------------------------------------------------------
 
     def _version(self, db: sqlite3.Connection, kind: str, id: str) -> int | None:
@@ -191,6 +201,18 @@ class SqliteStore(Store):
             [(name, w.kind, w.id, score) for name, score in w.indexes.items()],
         )
 
+    def _numbered(self, db: sqlite3.Connection, w: codec.Write) -> codec.Write:
+        """w with its sequenced index scored by the sequence's next number (inside the
+        write's transaction: a failed write gives the number back with its rollback)."""
+        if w.sequenced is None:
+            return w
+        (number,) = db.execute(
+            "INSERT INTO sequences (name, value) VALUES (?, 1) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+            (w.sequenced,),
+        ).fetchone()
+        return w.numbered(number)
+
     def _drop(self, db: sqlite3.Connection, kind: str, id: str) -> None:
         db.execute("DELETE FROM claims WHERE kind = ? AND id = ?", (kind, id))
         db.execute("DELETE FROM entries WHERE kind = ? AND id = ?", (kind, id))
@@ -199,6 +221,7 @@ class SqliteStore(Store):
         with self._transaction() as db:
             if self._version(db, w.kind, w.id) is not None:
                 raise AlreadyExists(w.kind, w.id)
+            w = self._numbered(db, w)
             self._take(db, w)
             db.execute(
                 "INSERT INTO records (kind, id, version, data, claims, indexes) "
@@ -215,8 +238,10 @@ class SqliteStore(Store):
         *,
         claims: Sequence[str] = (),
         indexes: Mapping[str, float] | None = None,
+        sequenced: str | None = None,
     ) -> Record:
-        return await self._run(self._create, codec.prepare(kind, id, data, claims, indexes))
+        w = codec.prepare(kind, id, data, claims, indexes, sequenced)
+        return await self._run(self._create, w)
 
     def _update(self, w: codec.Write, expect_version: int) -> Record:
         with self._transaction() as db:
@@ -225,6 +250,7 @@ class SqliteStore(Store):
                 raise NotFound(w.kind, w.id)
             if version != expect_version:
                 raise VersionConflict(w.kind, w.id, expect_version, version)
+            w = self._numbered(db, w)
             self._take(db, w)
             db.execute(
                 "UPDATE records SET version = ?, data = ?, claims = ?, indexes = ? "
@@ -242,8 +268,9 @@ class SqliteStore(Store):
         expect_version: int,
         claims: Sequence[str] = (),
         indexes: Mapping[str, float] | None = None,
+        sequenced: str | None = None,
     ) -> Record:
-        w = codec.prepare(kind, id, data, claims, indexes)
+        w = codec.prepare(kind, id, data, claims, indexes, sequenced)
         return await self._run(self._update, w, codec.check_version(expect_version))
 
     def _delete(self, kind: str, id: str, expect_version: int | None) -> None:

@@ -14,6 +14,7 @@ KINDS = ["a", "ab", "b"]  # "a" is a prefix of "ab": ordering must still be (kin
 IDS = ["x", "x:y", "y", "é", "x\x01"]
 CLAIMS = ["c1", "c2", "c3", "c4"]
 INDEXES = ["i1", "i2"]
+SEQUENCED = "feed"
 SCORES = [-1.0, 0.0, 1.0, 1.5, 2.0]
 BOUNDS = [float("-inf"), -1.0, 0.5, 1.5, 2.0, float("inf")]
 
@@ -42,12 +43,22 @@ def random_operation(rng: random.Random):
     data = {"n": rng.randint(0, 9), "s": rng.choice(["", "ä", "🐕"])}
     version = rng.randint(0, 4)
     lo, hi = sorted(rng.sample(BOUNDS, 2))
+    sequenced = rng.choice([None, None, SEQUENCED])
     ops = [
-        ("create", (kind, id, data), {"claims": claims, "indexes": indexes}),
+        (
+            "create",
+            (kind, id, data),
+            {"claims": claims, "indexes": indexes, "sequenced": sequenced},
+        ),
         (
             "update",
             (kind, id, data),
-            {"expect_version": version, "claims": claims, "indexes": indexes},
+            {
+                "expect_version": version,
+                "claims": claims,
+                "indexes": indexes,
+                "sequenced": sequenced,
+            },
         ),
         ("delete", (kind, id), {"expect_version": rng.choice([None, version])}),
         ("get", (kind, id), {}),
@@ -58,8 +69,10 @@ def random_operation(rng: random.Random):
             {"limit": rng.randint(0, 6), "offset": rng.randint(0, 3)},
         ),
         ("count", (rng.choice(INDEXES), lo, hi), {}),
+        ("range", (SEQUENCED, rng.choice(SCORES + [3.0, 7.0])), {}),
+        ("sequence", (SEQUENCED,), {}),
     ]
-    weights = [4, 4, 1, 1, 1, 2, 1]
+    weights = [4, 4, 1, 1, 1, 2, 1, 1, 1]
     return rng.choices(ops, weights)[0]
 
 
@@ -86,7 +99,7 @@ async def test_backends_agree(seed, tmp_path, redis_url):
             b = outcome(await call(redis, name, args, kwargs))
             assert a == b, f"step {step}: {name}{args} {kwargs}"
         # The whole visible state agrees too.
-        for index in INDEXES:
+        for index in [*INDEXES, SEQUENCED]:
             assert outcome(await sqlite.range(index, limit=1000)) == outcome(
                 await redis.range(index, limit=1000)
             )

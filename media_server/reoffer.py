@@ -81,15 +81,18 @@ def _codec_keys(lines: list[str], section: list[int]) -> dict[int, CodecKey]:
 
 
 def numbering(sdp: str) -> Numbering:
-    """The numbering of ``sdp`` (the first name given to a URI or codec wins)."""
+    """The numbering of ``sdp`` (the first name given to a URI or codec wins). Numbers no
+    session can use (extension ids outside 1-255, RFC 8285; payload types over 127) name
+    nothing."""
     lines = sdp.splitlines()
     out = Numbering()
     for line in lines:
-        if match := _EXTMAP.match(line):
+        if (match := _EXTMAP.match(line)) and 1 <= int(match.group(1)) <= 255:
             out.extension_ids.setdefault(match.group(3), int(match.group(1)))
     for section in _sections(lines):
         for pt, key in _codec_keys(lines, section).items():
-            out.payload_types.setdefault(key, pt)
+            if pt <= 127:
+                out.payload_types.setdefault(key, pt)
     return out
 
 

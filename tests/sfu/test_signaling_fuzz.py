@@ -4,7 +4,7 @@ frame before `join` gets an `error` that is counted (issue 12 item 7: ``"[" * 50
 RecursionError, was logged as "unhandled error" and closed the socket with 1000).
 
 A short hypothesis run is part of the suite; for a long run by hand:
-``HYPOTHESIS_PROFILE=fuzz-long .venv/bin/python -m pytest tests/sfu/test_signaling_fuzz.py``.
+``FUZZ_EXAMPLES=1000000 .venv/bin/python -m pytest tests/sfu/test_signaling_fuzz.py``.
 """
 
 from __future__ import annotations
@@ -13,21 +13,17 @@ import json
 import re
 from pathlib import Path
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from media_server.signaling import MESSAGES, ProtocolError, parse
+from tests.fuzzing import fuzz_settings
 
 from .harness import Sfu
 
 MAX = 65536
 DOC = Path(__file__).resolve().parents[2] / "docs" / "signaling.md"
 FIELDS = sorted({name for fields in MESSAGES.values() for name in fields})
-
-settings.register_profile("fuzz-long", max_examples=200_000, deadline=None)
-SHORT = settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
-)
 
 
 def documented_codes() -> set[str]:
@@ -67,7 +63,7 @@ frames = st.one_of(
 )
 
 
-@SHORT
+@fuzz_settings(400)
 @given(frames)
 @example("[" * 50000)
 @example('{"type":"join","token":"x","client":' + "[" * 20000 + "]" * 20000 + "}")

@@ -6,7 +6,7 @@ import json
 import re
 from typing import TypeVar
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 from pydantic import BaseModel, ValidationError
 
 from control.models import ID_PATTERN
@@ -30,7 +30,12 @@ async def read_body(request: web.Request, model: type[M]) -> M:
 
     Bodies over server.max_body_bytes never get here: aiohttp's client_max_size answers 413.
     """
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except (ConnectionError, ClientPayloadError) as exc:
+        # The client went away mid-body: nobody reads this answer, but the access log shows a
+        # 400 instead of an "unhandled error" with a traceback.
+        raise Problem(400, "body-incomplete", "the body ended before its length") from exc
     try:
         data = json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:

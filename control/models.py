@@ -63,10 +63,24 @@ TimeZone = Annotated[
     AfterValidator(_time_zone),
 ]
 Email = Annotated[str, AfterValidator(_email)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
-# Ids become store keys, claims and index names: no control characters.
+# Ids become store keys, claims and index names; names and one-line texts are shown on pages
+# and sent in messages: no control characters (NUL cannot even be stored). Free text (an
+# address, a note) may also hold tabs and line breaks.
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+LINE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=ID_PATTERN)]
+
+
+def line(max_length: int) -> Any:
+    """A one-line text field of at most ``max_length`` characters (may be empty)."""
+    return Field(max_length=max_length, pattern=LINE_PATTERN)
+
+
+def text(max_length: int) -> Any:
+    """A free-text field (tabs and line breaks allowed) of at most ``max_length`` characters."""
+    return Field(max_length=max_length, pattern=TEXT_PATTERN)
 
 
 class _Request(BaseModel):
@@ -83,8 +97,8 @@ class _Response(BaseModel):
 class Contact(_Request):
     """Clinic contact details shown in link emails."""
 
-    name: str = Field(default="", max_length=200)
-    address: str = Field(default="", max_length=500)
+    name: Annotated[str, line(200)] = ""
+    address: Annotated[str, text(500)] = ""
     phone: Phone | None = None
     email: Email | None = None
 
@@ -140,7 +154,7 @@ class Client(_Request):
 
 class Patient(_Request):
     name: Name
-    species: str = Field(default="", max_length=100)
+    species: Annotated[str, line(100)] = ""
 
 
 class AppointmentCreate(_Request):

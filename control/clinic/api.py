@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from control.bodies import read_body
+from control.bodies import path_id, read_body
 from control.clinic import accounts, events, policy, requests, sessions, visits
 from control.clinic.accounts import Staff
 from control.clinic.errors import ClinicError, Forbidden, Unauthenticated
@@ -256,7 +256,7 @@ async def list_requests(request: web.Request) -> web.Response:
 @handler
 async def get_request(request: web.Request) -> web.Response:
     staff = await _staff(request)
-    req = await requests.get_request(_node(request).clinic, staff, request.match_info["id"])
+    req = await requests.get_request(_node(request).clinic, staff, path_id(request, "request"))
     return _json({"request": req.public()})
 
 
@@ -269,7 +269,7 @@ async def accept_request(request: web.Request) -> web.Response:
     """Accept (opens a visit); with ``enter`` the answer carries the provider's join."""
     staff = await _staff(request)
     body = await read_body(request, AcceptBody)
-    req, visit = await requests.accept(_node(request).clinic, staff, request.match_info["id"])
+    req, visit = await requests.accept(_node(request).clinic, staff, path_id(request, "request"))
     out: dict[str, Any] = {"request": req.public(), "visit": visit.public()}
     if body.enter:
         out["join"] = await _join(request, visit, "provider")
@@ -281,7 +281,9 @@ async def decline_request(request: web.Request) -> web.Response:
     """Decline, with an optional note for the requester when notes are enabled."""
     staff = await _staff(request)
     body = await read_body(request, DeclineBody)
-    req = await requests.decline(_node(request).clinic, staff, request.match_info["id"], body.note)
+    req = await requests.decline(
+        _node(request).clinic, staff, path_id(request, "request"), body.note
+    )
     return _json({"request": req.public()})
 
 
@@ -290,7 +292,7 @@ async def cancel_request(request: web.Request) -> web.Response:
     """The requester withdraws an open request."""
     staff = await _staff(request)
     await read_body(request, Empty)
-    req = await requests.cancel(_node(request).clinic, staff, request.match_info["id"])
+    req = await requests.cancel(_node(request).clinic, staff, path_id(request, "request"))
     return _json({"request": req.public()})
 
 
@@ -299,7 +301,7 @@ async def dismiss_request(request: web.Request) -> web.Response:
     """The requester clears a declined or expired request from their dashboard."""
     staff = await _staff(request)
     await read_body(request, Empty)
-    req = await requests.dismiss(_node(request).clinic, staff, request.match_info["id"])
+    req = await requests.dismiss(_node(request).clinic, staff, path_id(request, "request"))
     return _json({"request": req.public()})
 
 
@@ -317,7 +319,7 @@ async def list_visits(request: web.Request) -> web.Response:
 @handler
 async def get_visit(request: web.Request) -> web.Response:
     staff = await _staff(request)
-    visit = await visits.get_visit(_node(request).clinic, staff, request.match_info["id"])
+    visit = await visits.get_visit(_node(request).clinic, staff, path_id(request, "visit"))
     return _json({"visit": visit.public()})
 
 
@@ -327,7 +329,7 @@ async def enter_visit(request: web.Request) -> web.Response:
     staff = await _staff(request)
     await read_body(request, Empty)
     visit, role = await visits.joinable_visit(
-        _node(request).clinic, staff, request.match_info["id"]
+        _node(request).clinic, staff, path_id(request, "visit")
     )
     return _json({"visit": visit.public(), "join": await _join(request, visit, role)})
 
@@ -338,7 +340,7 @@ async def end_visit(request: web.Request) -> web.Response:
     staff = await _staff(request)
     await read_body(request, Empty)
     node = _node(request)
-    visit = await visits.end_visit(node.clinic, staff, request.match_info["id"])
+    visit = await visits.end_visit(node.clinic, staff, path_id(request, "visit"))
     await close_room(node.bus, visit.room_id)
     return _json({"visit": visit.public()})
 
@@ -377,7 +379,7 @@ async def update_staff(request: web.Request) -> web.Response:
     admin = await _admin(request)
     body = await read_body(request, StaffPatchBody)
     store = _node(request).clinic.store
-    target = await accounts.staff_in_org(store, admin.org_id, request.match_info["id"])
+    target = await accounts.staff_in_org(store, admin.org_id, path_id(request, "staff member"))
     staff = await accounts.update_staff(
         store, target.id, display_name=body.display_name, groups=body.groups,
         disabled=body.disabled, password=body.password,
@@ -401,7 +403,7 @@ async def revoke_session(request: web.Request) -> web.Response:
     """Sign out a dedicated station (or any session) of the organization."""
     admin = await _admin(request)
     node = _node(request)
-    gone = await sessions.revoke(node.clinic.store, admin.org_id, request.match_info["id"])
+    gone = await sessions.revoke(node.clinic.store, admin.org_id, path_id(request, "session"))
     await node.clinic.events.emit(
         "session.revoked", admin.org_id, (gone.staff_id,), session={"id": gone.id}
     )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from control.models import Id, line, text
 
 
 class _Body(BaseModel):
@@ -14,10 +18,10 @@ class Empty(_Body):
 
 
 class LoginBody(_Body):
-    username: str = Field(max_length=64)
+    username: Annotated[str, line(64)]
     password: str = Field(max_length=256)
-    station: str | None = Field(
-        default=None, max_length=80,
+    station: Annotated[str, line(80)] | None = Field(
+        default=None,
         description="name of a dedicated station: stays signed in clinic.station_days",
     )  # fmt: skip
 
@@ -27,9 +31,9 @@ class AvailabilityBody(_Body):
 
 
 class RequestBody(_Body):
-    provider_id: str = Field(max_length=64)
-    service: str | None = Field(
-        default=None, max_length=80,
+    provider_id: Id
+    service: Annotated[str, line(80)] | None = Field(
+        default=None,
         description="account service; required when the organization has several",
     )  # fmt: skip
 
@@ -41,20 +45,20 @@ class AcceptBody(_Body):
 
 
 class DeclineBody(_Body):
-    note: str | None = Field(
-        default=None, max_length=2000, description="shown to the requester (if notes are enabled)"
+    note: Annotated[str, text(2000)] | None = Field(
+        default=None, description="shown to the requester (if notes are enabled)"
     )
 
 
 class StaffCreateBody(_Body):
-    username: str = Field(max_length=64)
-    display_name: str = Field(max_length=100)
+    username: Annotated[str, line(64)]
+    display_name: Annotated[str, line(100)]
     password: str = Field(max_length=256)
     groups: list[str] = Field(max_length=3, description="any of request, provide, administer")
 
 
 class StaffPatchBody(_Body):
-    display_name: str | None = Field(default=None, max_length=100)
+    display_name: Annotated[str, line(100)] | None = None
     groups: list[str] | None = Field(default=None, max_length=3)
     disabled: bool | None = None
     password: str | None = Field(default=None, max_length=256)
@@ -62,7 +66,7 @@ class StaffPatchBody(_Body):
 
 class PolicyBody(_Body):
     notes_enabled: bool | None = None
-    services: list[str] | None = Field(default=None, max_length=50)
+    services: list[Annotated[str, line(80)]] | None = Field(default=None, max_length=50)
 
 
 # --- answers -----------------------------------------------------------------------------

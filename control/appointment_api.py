@@ -29,6 +29,7 @@ async def present(store: Store, settings: Settings, data: dict[str, Any]) -> dic
     if not tele:
         return data
     win = appointments.window(data, settings)
+    tele = {k: v for k, v in tele.items() if k != "versions"}  # kept for control.join only
     return {
         **data,
         "telemedicine": {

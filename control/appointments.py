@@ -5,7 +5,14 @@ Stored record (the notify and web code read this exact shape)::
     {id, org_id, department_id, external_id, start, end, provider {id, name},
      client {name, phone | null, email | null, language | null}, patient {name, species},
      status ("scheduled" | "cancelled"), created_at, updated_at,
-     telemedicine: null | {room_id, pin, join_url, host_url, links_sent_at}}
+     telemedicine: null | {room_id, pin, join_url, host_url, links_sent_at,
+                           versions?: {guest, host}}}
+
+``versions`` counts re-issues that replaced a role's identity (absent: both 0): a PATCH that
+changes the client raises ``guest`` (and draws a new PIN: the old client knew the old one), one
+that changes the provider raises ``host``. Tokens carry the version they were issued at and
+control.join refuses older ones, so the links a re-issue replaces stop working, and so does
+anything that resolves to them.
 
 Claims: ``ext:<org>:<external_id>`` (idempotent create), ``room:<room_id>`` (the SFU finds
 the appointment by room) and, while scheduled, ``pin:<pin>``. A PIN held by an appointment
@@ -84,6 +91,7 @@ def links(data: dict[str, Any], settings: Settings, keyring: Keyring, now: float
             role=role,
             expires_at=closes,
             appointment_id=data["id"],
+            version=link_version(data, role),
             now=now,
         )
 
@@ -91,6 +99,37 @@ def links(data: dict[str, Any], settings: Settings, keyring: Keyring, now: float
         "join_url": f"{base}/j/{token(data['client']['name'], 'guest')}",
         "host_url": f"{base}/h/{token(data['provider']['name'], 'host')}",
     }
+
+
+def link_version(data: dict[str, Any], role: str) -> int:
+    """The version of ``role``'s links that joins accept now (see ``versions`` above)."""
+    return int((data["telemedicine"] or {}).get("versions", {}).get(role, 0))
+
+
+# Which role's identity each field is; changing it revokes that role's links.
+_IDENTITY = {"client": "guest", "provider": "host"}
+
+
+def _reissued(
+    data: dict[str, Any], before: dict[str, Any], settings: Settings, keyring: Keyring, now: float
+) -> dict[str, Any]:
+    """``data``'s telemedicine with new links; roles whose identity changed get a new version
+    (their old links stop working) and a changed client a new PIN."""
+    tele = dict(data["telemedicine"])
+    versions = dict(tele.get("versions", {}))
+    for field, role in _IDENTITY.items():
+        if data[field] != before[field]:
+            versions[role] = versions.get(role, 0) + 1
+    if versions:
+        tele["versions"] = versions
+    if data["client"] != before["client"]:
+        # The client's credentials are new: the old PIN stops working and the links the old
+        # client got are no longer "sent" (the clinic sends the new ones).
+        tele["pin"] = pins.new_pin(settings.pins.digits)
+        tele["links_sent_at"] = None
+    out = dict(data, telemedicine=tele)
+    tele.update(links(out, settings, keyring, now))
+    return out
 
 
 def with_room(
@@ -274,10 +313,7 @@ async def update(
                 data[f] != record.data[f] for f in ("start", "end", "client", "provider")
             )
             if relinked:
-                data["telemedicine"] = {
-                    **data["telemedicine"],
-                    **links(data, settings, keyring, now),
-                }
+                data = _reissued(data, record.data, settings, keyring, now)
         elif department is not None and department["telemedicine_enabled"]:
             data = with_room(data, settings, keyring, now)
         return (await _write(store, settings, data, record, now)).data

@@ -29,7 +29,7 @@ __all__ = ["Admission", "Grant", "JoinRefused", "authorize_join", "register_room
 
 
 class JoinRefused(Exception):
-    """``reason``: invalid | expired | cancelled | not-yet-open."""
+    """``reason``: invalid | expired | revoked | cancelled | not-yet-open."""
 
     def __init__(self, reason: str, detail: str, *, language: str = "en", **extra: Any) -> None:
         super().__init__(detail)
@@ -65,6 +65,10 @@ async def _appointment_guard(
     if appointment is None or appointment["id"] != grant.appointment_id:
         raise JoinRefused("invalid", "this link does not open any room")
     language = await _language(store, appointment, grant.role)
+    if grant.version != appointments.link_version(appointment, grant.role):
+        raise JoinRefused(
+            "revoked", "the clinic re-issued this link; use the newest one", language=language
+        )
     if appointment["status"] != "scheduled":
         raise JoinRefused("cancelled", "the appointment was cancelled", language=language)
     win = appointments.window(appointment, settings)
@@ -128,6 +132,7 @@ async def authorize_join(
 _TOKEN_PROBLEMS = {
     "invalid": (401, "token-invalid"),
     "expired": (410, "token-expired"),
+    "revoked": (410, "token-revoked"),
     "cancelled": (410, "appointment-cancelled"),
     "not-yet-open": (403, "room-not-open"),
 }
@@ -175,6 +180,7 @@ async def _by_pin(request: web.Request, pin: str, now: float) -> dict[str, Any]:
         role="guest",
         expires_at=win.closes,
         appointment_id=appointment["id"],
+        version=appointments.link_version(appointment, "guest"),
         now=now,
     )
     try:

@@ -88,7 +88,7 @@ ROUTES: list[Route] = [
           "Get an appointment with its telemedicine room and link delivery",
           response=Appointment),
     Route("PATCH", f"{API}/appointments/{{id}}", appointment_api.update_handler,
-          "Change an appointment (new times or names re-issue its links)",
+          "Change an appointment (a new client or provider revokes that side's old links)",
           AppointmentPatch, Appointment),
     Route("POST", f"{API}/appointments/{{id}}/cancel", appointment_api.cancel_handler,
           "Cancel an appointment: its PIN, links and tokens stop working at once",

@@ -2,7 +2,9 @@
 
 The client's link carries its guest token (``{base_url}/j/<token>``) inside an SMS, so the
 claims are short: ``r`` room id, ``n`` participant name, ``ro`` role (``h`` host, ``g`` guest),
-``a`` appointment id (absent for rooms that are not appointments), ``iat``, ``exp``. The
+``a`` appointment id (absent for rooms that are not appointments), ``v`` the link version of
+that role (absent = 0; a re-issue that replaces a role's identity raises it, and the room's
+owner refuses older versions: control.join), ``iat``, ``exp``. The
 header's ``kid`` names the signing key; every configured key verifies, so keys rotate by adding
 a new one as ``tokens.active_kid`` and removing the old one after its tokens expired.
 
@@ -57,6 +59,7 @@ class Grant:
     role: str
     appointment_id: str | None
     expires_at: float
+    version: int = 0
 
 
 class Keyring:
@@ -74,6 +77,7 @@ class Keyring:
         role: str,
         expires_at: float,
         appointment_id: str | None = None,
+        version: int = 0,
         now: float | None = None,
     ) -> str:
         claims: dict[str, object] = {
@@ -85,6 +89,8 @@ class Keyring:
         }
         if appointment_id is not None:
             claims["a"] = appointment_id
+        if version:
+            claims["v"] = version
         # No "typ" header: every byte counts in an SMS.
         headers = {"kid": self.active_kid, "typ": None}
         return jwt.encode(
@@ -123,12 +129,16 @@ class Keyring:
         if not isinstance(claims["exp"], int | float):
             raise TokenError("invalid", "the token is not valid")
         appointment_id = claims.get("a")
+        version = claims.get("v", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise TokenError("invalid", "the token is not valid")
         grant = Grant(
             room_id=claims["r"],
             name=claims["n"],
             role=role,
             appointment_id=appointment_id if isinstance(appointment_id, str) else None,
             expires_at=float(claims["exp"]),
+            version=version,
         )
         if (time.time() if now is None else now) >= claims["exp"]:
             raise TokenError("expired", "the token has expired", grant)

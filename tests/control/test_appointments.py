@@ -88,15 +88,16 @@ async def test_get_and_patch(client, auth, department):
     resp = await client.get(url, headers=auth)
     assert resp.status == 200 and (await resp.json()) == appt
 
-    # A new client name: new links (the guest token names the participant), same room and PIN.
+    # A new client: new links and PIN (the old ones stop working: test_join), same room.
     new_client = {"name": "Maija", "phone": None, "email": "maija@example.com", "language": "sv"}
     resp = await client.patch(url, json={"client": new_client}, headers=auth)
     patched = await resp.json()
     assert resp.status == 200, patched
     assert patched["client"] == new_client
     assert patched["telemedicine"]["room_id"] == appt["telemedicine"]["room_id"]
-    assert patched["telemedicine"]["pin"] == appt["telemedicine"]["pin"]
+    assert patched["telemedicine"]["pin"] != appt["telemedicine"]["pin"]
     assert patched["telemedicine"]["join_url"] != appt["telemedicine"]["join_url"]
+    assert patched["telemedicine"]["host_url"] == appt["telemedicine"]["host_url"]
 
     # Moving the appointment moves its window.
     later = BASE + timedelta(days=1)

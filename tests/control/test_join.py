@@ -231,3 +231,47 @@ async def test_a_closed_room_frees_its_pin_for_a_new_appointment(
     clock.set(BASE + timedelta(days=2))
     resp = await join_pin(client, "111111111")
     assert (await resp.json())["room_id"] == third["telemedicine"]["room_id"]
+
+
+async def test_a_reissue_revokes_the_links_and_pin_it_replaces(client, auth, appt, clock):
+    """Issue 12 item 12: after a PATCH of the client or the provider the old guest and host
+    links (and the old client's PIN) no longer join; the new ones do; a time change keeps
+    the identities and so the links."""
+    clock.set(BASE)
+    url = f"/api/v1/appointments/{appt['id']}"
+    old = appt["telemedicine"]
+
+    async def status(**body):
+        return (await client.post("/api/v1/join", json=body)).status
+
+    moved = await client.patch(
+        url, json={"end": "2026-12-01T10:45:00Z"}, headers=auth
+    )  # same identities: nothing revoked
+    assert moved.status == 200
+    assert await status(token=token_of(old["join_url"])) == 200
+
+    new_client = {"name": "Maija", "phone": "+358409999999", "email": None, "language": "sv"}
+    resp = await client.patch(url, json={"client": new_client}, headers=auth)
+    guest_changed = (await resp.json())["telemedicine"]
+    revoked = await problem(
+        await client.post("/api/v1/join", json={"token": token_of(old["join_url"])}), 410
+    )
+    assert revoked["type"].endswith("token-revoked") and revoked["language"] == "sv"
+    assert await status(pin=old["pin"]) == 404
+    assert await status(token=token_of(guest_changed["join_url"])) == 200
+    by_pin = await (await client.post("/api/v1/join", json={"pin": guest_changed["pin"]})).json()
+    assert by_pin["name"] == "Maija"
+    assert await status(token=token_of(old["host_url"])) == 200  # the provider did not change
+
+    resp = await client.patch(
+        url, json={"provider": {"id": "vet-9", "name": "Dr. Uusi"}}, headers=auth
+    )
+    host_changed = (await resp.json())["telemedicine"]
+    assert await status(token=token_of(old["host_url"])) == 410
+    assert await status(token=token_of(host_changed["host_url"])) == 200
+    assert await status(token=token_of(guest_changed["join_url"])) == 200
+    # The SFU asks the same question on every WebSocket join.
+    svc = client.app[SERVICES]
+    with pytest.raises(JoinRefused) as refused:
+        await authorize_join(svc.store, svc.settings, token_of(old["host_url"]), now=clock())
+    assert refused.value.reason == "revoked"

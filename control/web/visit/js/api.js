@@ -1,7 +1,7 @@
 // POST /api/v1/join: a link's token or a PIN in, the room's join answer out.
 
 export class JoinError extends Error {
-  // kind: token-invalid | token-expired | appointment-cancelled | room-not-open | no-room |
+  // kind: token-invalid | token-expired | token-revoked | appointment-cancelled | room-not-open | no-room |
   // rate-limited | invalid-input | network | server
   constructor(kind, problem = {}) {
     super(problem.detail || kind);

@@ -59,6 +59,7 @@ function show(view) {
 const ERRORS = {
   "token-invalid": () => [t("error.invalid_title"), t("error.invalid_text")],
   "token-expired": () => [t("error.expired_title"), t("error.expired_text")],
+  "token-revoked": () => [t("error.revoked_title"), t("error.revoked_text")],
   "appointment-cancelled": () => [t("error.cancelled_title"), t("error.cancelled_text")],
   "room-not-open": (p) => [t("error.not_open_title"), t("error.not_open_text", { time: openTime(p) })],
   "rate-limited": (p) => [t("error.rate_title"), t("error.rate_text", { seconds: p.retry_after ?? 60 })],
@@ -295,7 +296,7 @@ function startCall() {
   session.addEventListener("fatal", (e) => {
     stopCall();
     const { code, reason } = e.detail;
-    const kind = code === 4001 ? (/expired/i.test(reason) ? "token-expired" : "token-invalid")
+    const kind = code === 4001 ? (/^expired/i.test(reason) ? "token-expired" : /^revoked/i.test(reason) ? "token-revoked" : "token-invalid")
       : code === 4003 ? "refused" : code === 4009 ? "replaced" : "lost";
     showError(kind, {}, () => {
       show("room");

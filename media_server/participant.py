@@ -89,6 +89,10 @@ TICK_SECONDS = 0.05  # NACK retries
 REPORT_SECONDS = 1.0  # receiver reports, REMB, media timeout (jittered +-50%)
 TIMER_SLACK_SECONDS = 0.005
 CHAT_LABEL = "chat"
+# A publication's SSRC that sent nothing this long may be replaced by a new one with its MID.
+# Longer than the pauses of a live stream (Opus DTX sends every 400 ms), short enough that a
+# reset encoder is not cut off for long (its first packets wait; video re-bases at a keyframe).
+REBIND_SILENCE_SECONDS = 0.5
 
 OnOffer = Callable[[str], Awaitable[None]]
 OnPublication = Callable[[Publication], None]
@@ -453,44 +457,72 @@ class Participant:
             self._leg.routes[ssrc] = publication.inbound
 
     def _route_unknown(self, data: bytes, header: rtpheader.Header) -> Publication | None:
-        """A publication without a=ssrc learns its SSRC from the MID extension, else from
-        being the only publication with this payload type."""
+        """The publication an SSRC nobody routed yet belongs to: by the MID extension, else as
+        the only publication with this payload type. A publication without a=ssrc learns its
+        SSRC so. One whose SSRC went silent (``REBIND_SILENCE_SECONDS``) takes the new one
+        with the same MID and payload type: encoders and native SDKs change SSRC after a
+        reset without renegotiating, and the subscribers carry on re-based
+        (``Publication.rebind``). While the old SSRC still sends, the new one is dropped
+        (``unknown_ssrc``), so two live SSRCs cannot take turns."""
         value = rtpheader.element_value(data, header, self._mid_ext_id)
         if value is not None:
             candidate = self._by_mid.get(value.decode("ascii", "replace"))
         else:
             matches = [p for p in self.publications if p.payload_type == header.payload_type]
             candidate = matches[0] if len(matches) == 1 else None
-        if candidate is None or candidate.ssrc is not None:
+        if candidate is None:
             return None
-        candidate.ssrc = header.ssrc
+        if candidate.ssrc is None:
+            candidate.ssrc = header.ssrc
+        else:
+            last = candidate.last_packet_at
+            if header.payload_type != candidate.payload_type or (
+                last is not None and time.monotonic() - last < REBIND_SILENCE_SECONDS
+            ):
+                return None
+            self._by_ssrc.pop(candidate.ssrc, None)
+            if self._leg is not None:
+                self._leg.routes.pop(candidate.ssrc, None)
+            candidate.rebind(header.ssrc)
         self._route(header.ssrc, candidate)
         return candidate
 
     def on_rtcp(self, data: bytes) -> None:
-        try:
-            packets = RtcpPacket.parse(data)
-        except (ValueError, IndexError):
+        """A decrypted RTCP compound: each packet in it is parsed and acted on by itself
+        (``rtcp.split_compound``), so one that cannot be parsed (counted ``malformed_rtcp``)
+        does not take the NACK, PLI or report beside it along."""
+        parts, framed = rtcp.split_compound(data)
+        if not framed:
             self._drop("malformed_rtcp")
+        if not parts:
             return
         self.rtcp_packets_in += 1
-        for packet in packets:
-            if isinstance(packet, RtcpSrPacket):
-                publication = self._by_ssrc.get(packet.ssrc)
-                if publication is not None:
-                    info = packet.sender_info
-                    publication.on_sender_report(info.ntp_timestamp, info.rtp_timestamp)
-            if isinstance(packet, (RtcpSrPacket, RtcpRrPacket)):
-                for report in packet.reports:
-                    subscription = self._by_out_ssrc.get(report.ssrc)
-                    if subscription is not None:
-                        subscription.on_receiver_report(report)
-            elif isinstance(packet, RtcpRtpfbPacket):
-                subscription = self._by_out_ssrc.get(packet.media_ssrc)
-                if subscription is not None and packet.fmt == RTCP_RTPFB_NACK:
-                    subscription.on_nack(rtcp.nack_seqs(packet.lost))
-            elif isinstance(packet, RtcpPsfbPacket):
-                self._payload_feedback(packet)
+        for part in parts:
+            try:
+                packets = RtcpPacket.parse(part)
+            except rtcp.MALFORMED:
+                self._drop("malformed_rtcp")
+                continue
+            for packet in packets:
+                self._on_rtcp_packet(packet)
+
+    def _on_rtcp_packet(self, packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket):
+            publication = self._by_ssrc.get(packet.ssrc)
+            if publication is not None:
+                info = packet.sender_info
+                publication.on_sender_report(info.ntp_timestamp, info.rtp_timestamp)
+        if isinstance(packet, (RtcpSrPacket, RtcpRrPacket)):
+            for report in packet.reports:
+                subscription = self._by_out_ssrc.get(report.ssrc)
+                if subscription is not None:
+                    subscription.on_receiver_report(report)
+        elif isinstance(packet, RtcpRtpfbPacket):
+            subscription = self._by_out_ssrc.get(packet.media_ssrc)
+            if subscription is not None and packet.fmt == RTCP_RTPFB_NACK:
+                subscription.on_nack(rtcp.nack_seqs(packet.lost))
+        elif isinstance(packet, RtcpPsfbPacket):
+            self._payload_feedback(packet)
 
     def _payload_feedback(self, packet: RtcpPsfbPacket) -> None:
         if packet.fmt == RTCP_PSFB_PLI:
@@ -500,7 +532,7 @@ class Participant:
         elif packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
-            except ValueError:
+            except rtcp.MALFORMED:  # a REMB FCI shorter than its own SSRC count
                 self._drop("malformed_rtcp")
                 return
             for ssrc in ssrcs:

@@ -84,6 +84,7 @@ class Publication:
             on_disorder=self._on_disorder if self.nacks is not None else None,
             on_frame=self._on_frame if self._estimator is not None else None,
             faults=self.faults,
+            on_restart=self._on_restart,
         )
 
     @property
@@ -129,6 +130,22 @@ class Publication:
             )  # fmt: skip
             if remb is not None:
                 self._estimate = remb[0]
+
+    def _on_restart(self) -> None:
+        """The publisher's sequence numbers restarted (a jump the next packet confirmed, RFC
+        3550 A.1): every subscription re-bases so its subscriber sees one contiguous stream, and
+        the gaps of the old numbering are no longer asked for."""
+        if self.nacks is not None:
+            self.nacks.restart()
+        for subscription in list(self.subscriptions):
+            subscription.rebase()
+
+    def rebind(self, ssrc: int) -> None:
+        """The publisher carries on this stream under another SSRC (an encoder reset without
+        renegotiation): route it, restart the receive statistics and re-base as on a restart."""
+        self.ssrc = ssrc
+        self.inbound.restart()
+        self._on_restart()
 
     # ---- feedback to the publisher ---------------------------------------------------------
 

@@ -30,6 +30,28 @@ KEYFRAME_INTERVAL_SECONDS = 0.5
 NTP_OFFSET_MS = 2_208_988_800_000  # 1900-01-01 to 1970-01-01
 
 
+# What aiortc's RTCP parsers raise on a packet they cannot read (struct.error is not a
+# ValueError: a REMB FCI shorter than its SSRC count raises it).
+MALFORMED = (ValueError, IndexError, struct.error)
+HEADER = struct.Struct("!BBH")
+
+
+def split_compound(data: bytes) -> tuple[list[bytes], bool]:
+    """The packets of an RTCP compound (RFC 3550 6.1), each cut at its own header's length
+    (RFC 3550 6.4.1: length in 32-bit words minus one), with whether the whole datagram was
+    framed so: (packets, framed). Nothing past a header that overruns the datagram can be
+    framed; each packet is then parsed on its own, so one malformed packet costs only itself."""
+    parts = []
+    pos, size = 0, len(data)
+    while pos + HEADER.size <= size:
+        end = pos + 4 * (HEADER.unpack_from(data, pos)[2] + 1)
+        if end > size:
+            return parts, False
+        parts.append(data[pos:end])
+        pos = end
+    return parts, pos == size
+
+
 def ntp_ms() -> int:
     """``aiortc.clock.current_ms`` (milliseconds since 1900) from ``time.time()``: aiortc's
     goes through two datetimes and a timedelta, ~1.5 us a call."""
@@ -123,6 +145,11 @@ class NackList:
         if self.missing.pop(seq, None) is not None:
             self.recovered += 1
         return False
+
+    def restart(self) -> None:
+        """The stream's numbering restarted: what was missing is not coming."""
+        self.missing.clear()
+        self.max_seq = None
 
     def due(self, now: float, rtt: float) -> list[int]:
         """Sequence numbers to NACK now (marks them sent)."""

@@ -36,9 +36,9 @@
 typedef int (*srtp_fn)(void *ctx, void *buf, int *len);
 static srtp_fn srtp_protect, srtp_protect_rtcp, srtp_unprotect, srtp_unprotect_rtcp;
 
-static PyObject *k_malformed_rtp, *k_payload_type, *k_srtp_rejected, *k_srtcp_rejected,
+static PyObject *k_malformed_rtp, *k_payload_type, *k_sequence_jump, *k_srtp_rejected, *k_srtcp_rejected,
     *k_not_connected, *k_send_error, *k_record, *k_one, *k_where_rtp, *k_where_rtcp,
-    *k_where_forward, *k_where_nack, *k_where_frame;
+    *k_where_forward, *k_where_nack, *k_where_frame, *k_where_restart;
 
 static double monotonic(void) {
     struct timespec t;
@@ -134,7 +134,7 @@ static int parse(const uint8_t *d, Py_ssize_t size, Header *h) {
         offset = end;
     }
     if (offset > size) return -1;
-    if ((d[0] & 0x20) && (size == offset || d[size - 1] > size - offset)) return -1;
+    if ((d[0] & 0x20) && (size == offset || d[size - 1] == 0 || d[size - 1] > size - offset)) return -1;
     h->payload_offset = offset;
     return 0;
 }
@@ -354,6 +354,7 @@ typedef struct {
     PyObject *outbounds;    /* list of Outbound */
     PyObject *on_disorder;  /* (seq, previous max_seq, now) or None: NACK list */
     PyObject *on_frame;     /* (packet, frame payload bytes) or None: bandwidth estimate */
+    PyObject *on_restart;   /* () or None: the sequence numbers restarted (statistics reset) */
     PyObject *faults;
     int payload_type;
     int clock_rate;
@@ -365,7 +366,24 @@ typedef struct {
     long long cycles, packets_received, expected_prior, received_prior;
     long long jitter_q4, last_arrival;
     long long last_timestamp; /* -1: none */
+    int bad_seq;            /* RFC 3550 A.1: the sequence number that confirms a jump, or -1 */
 } Inbound;
+
+/* RFC 3550 A.1: further ahead than MAX_DROPOUT or further back than MAX_MISORDER is a jump, not
+   loss or reordering. Everything forwarded then stays within MAX_DROPOUT ahead and MAX_MISORDER
+   behind what was forwarded before (after each Outbound's fixed offset too), well inside the
+   send side's SRTP replay window (1024, aiortc's) and its 2^15 index estimate: a publisher
+   cannot put a subscriber's SRTP stream into replay_old. */
+#define MAX_DROPOUT 3000
+#define MAX_MISORDER 100
+
+/* RFC 3550 A.1 init_seq: the next packet starts the statistics (the jitter estimate stays). */
+static void stats_reset(Inbound *s) {
+    s->base_seq = s->max_seq = -1;
+    s->cycles = s->packets_received = s->expected_prior = s->received_prior = 0;
+    s->last_timestamp = -1;
+    s->bad_seq = -1;
+}
 
 static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, const Header *h);
 
@@ -389,6 +407,22 @@ static void stats_add(Inbound *s, const Header *h) {
 /* NULL when accepted (and forwarded), else the reason it was dropped. */
 static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, const Header *h) {
     if (h->payload_type != s->payload_type) return k_payload_type;
+    if (s->max_seq >= 0) {
+        uint16_t ahead = (uint16_t)(h->seq - s->max_seq);
+        if (ahead >= MAX_DROPOUT && ahead <= 0x10000 - MAX_MISORDER) {
+            /* A stray packet, or the first of a restarted numbering: the next one tells. */
+            if (h->seq != s->bad_seq) {
+                s->bad_seq = (h->seq + 1) & 0xFFFF;
+                return k_sequence_jump;
+            }
+            stats_reset(s);
+            if (s->on_restart != Py_None) { /* re-base the Outbounds, forget the NACK list */
+                PyObject *r = PyObject_CallNoArgs(s->on_restart);
+                if (r == NULL) fault(s->faults, k_where_restart);
+                Py_XDECREF(r);
+            }
+        }
+    }
     double now = monotonic();
     int previous = s->max_seq;
     s->packets_in++;
@@ -444,18 +478,20 @@ static PyObject *Inbound_receive(Inbound *self, PyObject *arg) {
 }
 
 static int Inbound_init(Inbound *self, PyObject *args, PyObject *kw) {
-    static char *names[] = {"clock_rate", "payload_type", "on_disorder", "on_frame", "faults", NULL};
-    PyObject *on_disorder = Py_None, *on_frame = Py_None, *faults = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|OOO", names, &self->clock_rate,
-                                     &self->payload_type, &on_disorder, &on_frame, &faults))
+    static char *names[] = {"clock_rate", "payload_type", "on_disorder", "on_frame", "faults",
+                            "on_restart", NULL};
+    PyObject *on_disorder = Py_None, *on_frame = Py_None, *faults = Py_None, *on_restart = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|OOOO", names, &self->clock_rate,
+                                     &self->payload_type, &on_disorder, &on_frame, &faults,
+                                     &on_restart))
         return -1;
     Py_XSETREF(self->outbounds, PyList_New(0));
     Py_XSETREF(self->on_disorder, Py_NewRef(on_disorder));
     Py_XSETREF(self->on_frame, Py_NewRef(on_frame));
+    Py_XSETREF(self->on_restart, Py_NewRef(on_restart));
     Py_XSETREF(self->faults, Py_NewRef(faults));
     self->last_packet_at = NAN;
-    self->base_seq = self->max_seq = -1;
-    self->last_timestamp = -1;
+    stats_reset(self);
     return self->outbounds ? 0 : -1;
 }
 
@@ -463,6 +499,7 @@ static int Inbound_traverse(Inbound *self, visitproc visit, void *arg) {
     Py_VISIT(self->outbounds);
     Py_VISIT(self->on_disorder);
     Py_VISIT(self->on_frame);
+    Py_VISIT(self->on_restart);
     Py_VISIT(self->faults);
     return 0;
 }
@@ -471,6 +508,7 @@ static int Inbound_clear(Inbound *self) {
     Py_CLEAR(self->outbounds);
     Py_CLEAR(self->on_disorder);
     Py_CLEAR(self->on_frame);
+    Py_CLEAR(self->on_restart);
     Py_CLEAR(self->faults);
     return 0;
 }
@@ -530,9 +568,16 @@ static PyMemberDef Inbound_members[] = {
     {NULL},
 };
 
+static PyObject *Inbound_restart(Inbound *self, PyObject *unused) {
+    stats_reset(self);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef Inbound_methods[] = {
     {"receive", (PyCFunction)Inbound_receive, METH_O,
      "Account for one decrypted RTP packet and forward it; the drop reason or None."},
+    {"restart", (PyCFunction)Inbound_restart, METH_NOARGS,
+     "A new stream follows (another SSRC): receive statistics start again at its next packet."},
     {NULL},
 };
 
@@ -1077,7 +1122,8 @@ PyMODINIT_FUNC PyInit_rtpforward(void) {
         intern(&k_not_connected, "not_connected") || intern(&k_send_error, "send_error") ||
         intern(&k_record, "record") || intern(&k_where_rtp, "rtp") || intern(&k_where_rtcp, "rtcp") ||
         intern(&k_where_forward, "subscription.forward") ||
-        intern(&k_where_nack, "publication.nack") || intern(&k_where_frame, "publication.estimate"))
+        intern(&k_where_nack, "publication.nack") || intern(&k_where_frame, "publication.estimate") ||
+        intern(&k_sequence_jump, "sequence_jump") || intern(&k_where_restart, "publication.restart"))
         return NULL;
     k_one = PyLong_FromLong(1);
     InboundType.tp_getset = Inbound_getset;

@@ -9,11 +9,14 @@ rewrite.
 
 from __future__ import annotations
 
+import logging
 import struct
 from typing import NamedTuple
 
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap
+
+log = logging.getLogger(__name__)
 
 FIXED = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence number, timestamp, SSRC
 EXTENSION_HEADER = struct.Struct("!HH")  # profile, length in 32-bit words
@@ -24,6 +27,19 @@ TWO_BYTE_PROFILE = 0x1000
 URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+URI_TOFFSET = "urn:ietf:params:rtp-hdrext:toffset"
+URI_TRANSPORT_CC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+URI_RID = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+URI_REPAIRED_RID = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+
+# Value lengths (bytes) a receiver requires of the fixed-size extensions it knows: aiortc's
+# HeaderExtensionsMap.get unpacks each with struct and raises struct.error (not ValueError,
+# which its transport would catch) on any other length, which ends its receive task.
+# RFC 6464 (audio level), RFC 5450 (toffset), abs-send-time and transport-cc (webrtc.org).
+FIXED_LENGTHS = {URI_AUDIO_LEVEL: 1, URI_ABS_SEND_TIME: 3, URI_TOFFSET: 3, URI_TRANSPORT_CC: 2}
+# Extensions whose values name a publisher's stream (RFC 8852): they mean nothing on a
+# subscriber's leg, and a receiver that knows them refuses a value that is not ASCII.
+PUBLISHER_ONLY = frozenset((URI_RID, URI_REPAIRED_RID))
 
 
 class MalformedRtp(ValueError):
@@ -81,7 +97,7 @@ def parse(data: bytes) -> Header:
         offset = ext_end
     if offset > size:
         raise MalformedRtp("header longer than the packet")
-    if b0 & 0x20 and (size == offset or data[-1] > size - offset):
+    if b0 & 0x20 and (size == offset or not data[-1] or data[-1] > size - offset):
         raise MalformedRtp("bad padding")
     return _new_header(
         Header,
@@ -173,16 +189,27 @@ class ExtensionRewrite:
     appended to the block, which grows). A sender keeps the same element layout packet after
     packet, so ``plan`` is worked out once per layout and the compiled Outbound replays it
     (``rtpforward.apply_plan`` runs one on its own).
+
+    Nothing goes out that a conforming receiver cannot parse: an element of a fixed-size
+    extension with another length (``FIXED_LENGTHS``; RFC 8285 elements carry their length,
+    and the layout a plan is cached under includes it), a stream id (``PUBLISHER_ONLY``) and
+    every byte after a one-byte element with the reserved id 15 (RFC 8285 4.2: the receiver
+    stops there; aiortc does not and reads on) are blanked to padding. Elements of extensions
+    aiortc does not know but both legs negotiated pass untouched. Each kind of malformed
+    element is logged once per rewrite.
     """
 
-    __slots__ = ("_ids", "_mid_in", "_mid_value", "identity")
+    __slots__ = ("_ids", "_uris", "_mid_in", "_mid_value", "_owner", "_reported")
 
-    def __init__(self, publisher: dict[str, int], subscriber: dict[str, int], mid: str) -> None:
+    def __init__(
+        self, publisher: dict[str, int], subscriber: dict[str, int], mid: str, owner: str = ""
+    ) -> None:
         self._ids = {pid: subscriber.get(uri) for uri, pid in publisher.items()}
+        self._uris = {pid: uri for uri, pid in publisher.items()}
         self._mid_in = publisher.get(URI_MID)
         self._mid_value = mid.encode()
-        # No renumbering and no MID to patch: the elements pass untouched.
-        self.identity = self._mid_in is None and all(k == v for k, v in self._ids.items())
+        self._owner = owner
+        self._reported: set[str] = set()
 
     def plan(self, packet: bytes) -> Plan:
         """The header of ``packet`` up to its payload, rebuilt for the subscriber: a tuple of
@@ -192,12 +219,15 @@ class ExtensionRewrite:
         two_byte = header.two_byte
         skip = 2 if two_byte else 1
         value = self._mid_value
-        found = elements(packet, header)
+        found = [
+            (offset, ident, length)
+            for offset, ident, length in elements(packet, header)
+            if self._forwardable(ident, length, two_byte)
+        ]
         longer = None  # the MID element's new id when the value does not fit in place
         for _, ident, length in found:
-            new = self._ids.get(ident)
-            if ident == self._mid_in and self._usable(new, two_byte) and len(value) > length:
-                longer = new
+            if ident == self._mid_in and len(value) > length:
+                longer = self._ids[ident]
         ops: list[tuple[int, int] | bytes] = []
         pos = 0
         if longer is not None:
@@ -206,31 +236,68 @@ class ExtensionRewrite:
             appended += bytes(-size % 4)
             ops += [(0, header.ext_offset - 2), struct.pack("!H", (size + 3) // 4)]
             pos = header.ext_offset
-        for offset, ident, length in found:
+        kept = {offset for offset, _, _ in found}
+        for offset, ident, length in elements(packet, header):
             new = self._ids.get(ident)
             end = offset + skip + length
-            if not self._usable(new, two_byte) or (ident == self._mid_in and longer is not None):
+            if offset not in kept or (ident == self._mid_in and longer is not None):
                 chunk = bytes(skip + length)
             elif ident == self._mid_in:
-                chunk = _element_header(new, len(value), two_byte) + value
+                chunk = _element_header(new, len(value), two_byte) + value  # type: ignore[arg-type]
                 chunk += bytes(length - len(value))
             elif new != ident:
-                chunk, end = _element_header(new, length, two_byte), offset + skip
+                chunk, end = _element_header(new, length, two_byte), offset + skip  # type: ignore[arg-type]
             else:
                 continue
             if offset > pos:
                 ops.append((pos, offset))
             ops.append(chunk)
             pos = end
+        reserved = _reserved_at(packet, header)
+        if reserved is not None:
+            self._report("elements after the reserved id 15")
+            if reserved > pos:
+                ops.append((pos, reserved))
+            ops.append(bytes(header.ext_end - reserved))
+            pos = header.ext_end
         if header.payload_offset > pos:
             ops.append((pos, header.payload_offset))
         if longer is not None:
             ops.append(appended)
         return tuple(ops)
 
-    @staticmethod
-    def _usable(new: int | None, two_byte: bool) -> bool:
-        return new is not None and (two_byte or new <= 14)
+    def _forwardable(self, ident: int, length: int, two_byte: bool) -> bool:
+        new = self._ids.get(ident)
+        if new is None or (not two_byte and new > 14):
+            return False  # the subscriber did not negotiate it (or its id needs two bytes)
+        uri = self._uris[ident]
+        if uri in PUBLISHER_ONLY:
+            return False
+        if length != FIXED_LENGTHS.get(uri, length):
+            self._report(f"{uri} of {length} bytes")
+            return False
+        return True
+
+    def _report(self, what: str) -> None:
+        if what not in self._reported:
+            self._reported.add(what)
+            log.warning("%s: malformed header extension (%s) blanked", self._owner, what)
+
+
+def _reserved_at(data: bytes, header: Header) -> int | None:
+    """Where a one-byte block stops at an element with the reserved id 15 (None: it does not)."""
+    pos, end = header.ext_offset, header.ext_end
+    if header.two_byte or not pos or data[pos - 4 : pos - 2] != b"\xbe\xde":
+        return None
+    while pos < end:
+        byte = data[pos]
+        if byte == 0:
+            pos += 1
+        elif byte >> 4 == 15:
+            return pos
+        else:
+            pos += (byte & 0x0F) + 2
+    return None
 
 
 def _element_header(ident: int, length: int, two_byte: bool) -> bytes:

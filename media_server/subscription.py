@@ -83,6 +83,7 @@ class Subscription:
         # Why the subscriber refused this stream's m-line ("rejected", "no_common_codec",
         # "inactive"), None while it is accepted or not negotiated yet.
         self.refused: str | None = None
+        self.rebases = 0  # switches, restarts and SSRC changes of the source
         self.remb: int | None = None
         self.fraction_lost = 0  # from the subscriber's receiver reports (0-255)
         self.packets_lost = 0
@@ -131,9 +132,10 @@ class Subscription:
 
     def _route(self, send: SendRtp | None) -> None:
         rewrite = rtpheader.ExtensionRewrite(
-            self.source.extensions, self._subscriber_ext, self.mid or ""
+            self.source.extensions, self._subscriber_ext, self.mid or "", self.source.id
         )
-        self.out.set_route(send, None if rewrite.identity else rewrite.plan)
+        # Always a plan, even when ids and MID match: it also blanks malformed elements.
+        self.out.set_route(send, rewrite.plan)
 
     def switch_source(self, publication: Publication) -> None:
         """The publisher came back on a new connection: carry on from its new publication.
@@ -153,11 +155,17 @@ class Subscription:
         self.source.detach(self)
         self.source = publication
         self.switches += 1
-        self.out.ready = False  # re-base on the new source's first keyframe
         if self.out.send is not None:
             self._route(self.out.send)
         publication.attach(self)
-        publication.request_keyframe()
+        self.rebase()
+
+    def rebase(self) -> None:
+        """The source's numbering and timeline changed (a new source, a restarted or rebound
+        stream): carry on from the last packet sent at the next keyframe (``_prepare``)."""
+        self.rebases += 1
+        self.out.ready = False
+        self.source.request_keyframe()
 
     # ---- hooks of the compiled path -----------------------------------------------------------
 

@@ -158,7 +158,9 @@ def _route_sends(transport: RTCDtlsTransport, leg: Leg) -> None:
             raise ConnectionError("no nominated ICE pair")
         addr = pair.remote_addr
         if type(pair.protocol) is not aioice.ice.StunProtocol:
-            leg.send_queued = lambda data: asyncio.ensure_future(pair.protocol.send_data(data, addr))
+            leg.send_queued = lambda data: asyncio.ensure_future(
+                pair.protocol.send_data(data, addr)
+            )
             return
         queued = pair.protocol.transport.sendto
         leg.send_queued = lambda data: queued(data, addr)

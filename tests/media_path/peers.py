@@ -233,6 +233,22 @@ class Call:
             await side.client.close()
 
 
+async def keeps_receiving(
+    *clients: Client, video: int = 0, audio: int = 0, seconds: float = 30
+) -> None:
+    """Wait until every client decoded ``video`` more video and ``audio`` more audio frames
+    than it had when called."""
+    before = [(c.frames("video"), c.frames("audio")) for c in clients]
+    await wait_for(
+        lambda: all(
+            c.frames("video") >= v + video and c.frames("audio") >= a + audio
+            for c, (v, a) in zip(clients, before, strict=True)
+        ),
+        seconds,
+        f"{video} more video and {audio} more audio frames",
+    )
+
+
 async def wait_for(condition: Callable[[], Any], seconds: float, what: str) -> None:
     """Poll ``condition`` every 50 ms for at most ``seconds``."""
     deadline = time.monotonic() + seconds

@@ -17,7 +17,6 @@ from media_server.rtpforward import Outbound, apply_plan
 MID, AST, LEVEL = rtpheader.URI_MID, rtpheader.URI_ABS_SEND_TIME, rtpheader.URI_AUDIO_LEVEL
 
 
-
 def packet(ids: dict[str, int], mid: str = "1", ast: int = 0x123456) -> bytes:
     p = RtpPacket(
         payload_type=96, sequence_number=65535, timestamp=0xFFFFFFF0, ssrc=1111, payload=b"payload!"
@@ -88,6 +87,89 @@ def test_unknown_extensions_survive_untouched() -> None:
     data = bytes(data)
     out = apply_plan(rtpheader.ExtensionRewrite(pub, pub, "1").plan(data), data)
     assert rtpheader.element_value(out, rtpheader.parse(out), 9) == b"\x05"
+
+
+# Issue 12: Opus with a two-byte-form block holding a zero-length audio-level element (id 2).
+ZERO_LENGTH_LEVEL = bytes.fromhex("9060400c4cb2a20aaf56d4c21000000102000000f8fffe")
+
+
+def test_a_zero_length_audio_level_never_reaches_a_receiver() -> None:
+    ids = {MID: 1, LEVEL: 2}
+    try:  # what it did to every aiortc subscriber: struct.error, which ends its receive task
+        RtpPacket.parse(ZERO_LENGTH_LEVEL, rtpheader.extension_map(ids))
+    except struct.error:
+        pass
+    else:
+        raise AssertionError("aiortc parses it now: this test no longer shows the danger")
+    sent: list[bytes] = []
+    _outbound(sent, rtpheader.ExtensionRewrite(ids, ids, "0").plan).forward(ZERO_LENGTH_LEVEL)
+    received = RtpPacket.parse(sent[0], rtpheader.extension_map(ids))
+    assert received.extensions.audio_level is None
+    assert received.payload == bytes.fromhex("f8fffe")
+
+
+def test_padding_of_zero_length_is_malformed() -> None:
+    # RFC 3550 5.1: the last padding octet counts itself; aiortc refuses a zero count.
+    data = bytes.fromhex("a060000100000002000000030102030400")
+    for parser in (rtpheader.parse, _outbound([]).forward):
+        try:
+            parser(data)
+        except ValueError:
+            continue
+        raise AssertionError(f"{parser} accepted padding of length 0")
+
+
+ORIENTATION = "urn:3gpp:video-orientation"
+KNOWN = [MID, AST, LEVEL, rtpheader.URI_TOFFSET, rtpheader.URI_TRANSPORT_CC]
+URIS = [*KNOWN, rtpheader.URI_RID, rtpheader.URI_REPAIRED_RID, ORIENTATION]
+
+
+@st.composite
+def _ids(draw: st.DrawFn, top: int) -> dict[str, int]:
+    ids = draw(st.lists(st.integers(1, top), min_size=len(URIS), max_size=len(URIS), unique=True))
+    keep = draw(st.lists(st.booleans(), min_size=len(URIS), max_size=len(URIS)))
+    return {uri: i for uri, i, k in zip(URIS, ids, keep, strict=True) if k}
+
+
+@st.composite
+def _block(draw: st.DrawFn, two_byte: bool, ids: list[int]) -> bytes:
+    block = b""
+    for _ in range(draw(st.integers(0, 7))):
+        kind = draw(st.sampled_from(["element", "element", "padding", "reserved"]))
+        if kind == "padding":
+            block += b"\x00"
+        elif kind == "reserved" and not two_byte:
+            block += bytes([0xF0 | draw(st.integers(0, 15))])
+        else:
+            ident = draw(st.sampled_from(ids) | st.integers(1, 255 if two_byte else 14))
+            length = draw(st.integers(0 if two_byte else 1, 17 if two_byte else 16))
+            value = draw(st.binary(min_size=length, max_size=length))
+            head = bytes((ident, length)) if two_byte else bytes(((ident << 4) | (length - 1),))
+            block += head + value
+    return block
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.data())
+def test_every_forwarded_packet_parses_at_the_subscriber(data: st.DataObject) -> None:
+    # Any elements a publisher sends (known extensions of any length, unknown ids, padding, the
+    # reserved id 15), through any pair of negotiated id maps (equal ones included: no
+    # renumbering, no MID): what the subscriber receives parses with aiortc's parser under the
+    # subscriber's own map.
+    two_byte = data.draw(st.booleans())
+    pub = data.draw(_ids(255 if two_byte else 14))
+    sub = data.draw(st.just(pub) | _ids(14) | _ids(255))
+    block = data.draw(_block(two_byte, list(pub.values()) or [1]))
+    profile = rtpheader.TWO_BYTE_PROFILE if two_byte else rtpheader.ONE_BYTE_PROFILE
+    packet = _with_extension(block, profile)
+    rtpheader.parse(packet)  # well formed by construction
+    mid = data.draw(st.sampled_from(["0", "12345"]))
+    sent: list[bytes] = []
+    _outbound(sent, rtpheader.ExtensionRewrite(pub, sub, mid).plan).forward(packet)
+    received = RtpPacket.parse(sent[0], rtpheader.extension_map(sub))
+    assert received.payload == b"payload"
+    assert received.extensions.mid in (None, mid)
+    assert received.extensions.rtp_stream_id is None
 
 
 def _outbound(sent: list[bytes], plan_for=None) -> Outbound:  # noqa: ANN001

@@ -15,11 +15,15 @@ $(VENV)/.installed: pyproject.toml setup.py media_server/rtpforward.c
 run: $(VENV)/.installed
 	$(VENV)/bin/televisit serve
 
-# Debian packages the tests drive for real: redis-server, chromium (headless browser tests).
+# Debian packages the tests drive for real: redis-server, chromium (headless browser tests),
+# podman + runc + debootstrap (the Docker image is built from a Debian base and run).
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v podman >/dev/null || missing="$$missing podman"; \
+	[ -x /usr/sbin/runc ] || missing="$$missing runc"; \
+	command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing="$$missing debootstrap"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -59,11 +60,15 @@ class LiveServer:
         env.update(self.settings or {})
         return env
 
+    def command(self) -> list[str]:
+        """What runs the server (a container image's test runs it through podman)."""
+        return [sys.executable, "-m", "control.cli", "serve"]
+
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "control.cli", "serve"],
+            self.command(),
             cwd=ROOT,
             env=self.env(),
             stdout=subprocess.PIPE,
@@ -95,7 +100,8 @@ class LiveServer:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            self.proc.terminate()
+            # SIGINT stops at once (SIGTERM would drain: wait for the calls to end).
+            self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -34,6 +34,7 @@ async def present(store: Store, settings: Settings, data: dict[str, Any]) -> dic
         **data,
         "telemedicine": {
             **tele,
+            "short_url": tele.get("short_url"),
             "valid_from": iso_at(win.opens),
             "valid_until": iso_at(win.closes),
             "delivery": await delivery_status(store, data["id"]),

@@ -5,7 +5,7 @@ Stored record (the notify and web code read this exact shape)::
     {id, org_id, department_id, external_id, start, end, provider {id, name},
      client {name, phone | null, email | null, language | null}, patient {name, species},
      status ("scheduled" | "cancelled"), created_at, updated_at,
-     telemedicine: null | {room_id, pin, join_url, host_url, links_sent_at,
+     telemedicine: null | {room_id, pin, join_url, short_url, host_url, links_sent_at,
                            versions?: {guest, host}}}
 
 ``versions`` counts re-issues that replaced a role's identity (absent: both 0): a PATCH that
@@ -14,8 +14,13 @@ that changes the provider raises ``host``. Tokens carry the version they were is
 control.join refuses older ones, so the links a re-issue replaces stop working, and so does
 anything that resolves to them.
 
+``short_url`` (``/v/<code>``, control/shortlinks.py) is what messages carry; a new client gets a
+new code (the old one then names nothing), other re-issues keep it. Records made before it
+existed lack it until their links are re-issued.
+
 Claims: ``ext:<org>:<external_id>`` (idempotent create), ``room:<room_id>`` (the SFU finds
-the appointment by room) and, while scheduled, ``pin:<pin>``. A PIN held by an appointment
+the appointment by room), ``short:<code>`` (the short link) and, while scheduled,
+``pin:<pin>``. A PIN held by an appointment
 whose window has closed is released when a new PIN collides with it, so PINs are unique among
 usable rooms without a sweeper. Indexes: ``appt:<org>`` and ``appt:<org>:prov:<provider>``,
 both scored by start time.
@@ -28,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from config.settings import Settings
-from control import pins
+from control import pins, shortlinks
 from control.models import AppointmentCreate, AppointmentPatch, given
 from control.pins import PIN_CLAIM, ROOM_CLAIM, Window
 from control.problems import Problem, conflict, invalid, not_found
@@ -65,6 +70,8 @@ def claims_of(data: dict[str, Any]) -> list[str]:
     tele = data["telemedicine"]
     if tele:
         claims.append(ROOM_CLAIM + tele["room_id"])
+        if tele.get("short_url"):
+            claims.append(shortlinks.SHORT_CLAIM + shortlinks.code_of(tele["short_url"]))
         if data["status"] == "scheduled":
             claims.append(PIN_CLAIM + tele["pin"])
     return claims
@@ -79,7 +86,8 @@ def indexes_of(data: dict[str, Any]) -> dict[str, float]:
 
 
 def links(data: dict[str, Any], settings: Settings, keyring: Keyring, now: float) -> dict[str, str]:
-    """Fresh client and host URLs, their tokens valid until the room closes."""
+    """Fresh client and host URLs, their tokens valid until the room closes; the client's
+    short link stays, or is drawn when there is none (a new room, a new client)."""
     tele = data["telemedicine"]
     closes = window(data, settings).closes
     base = settings.server.base_url
@@ -97,6 +105,7 @@ def links(data: dict[str, Any], settings: Settings, keyring: Keyring, now: float
 
     return {
         "join_url": f"{base}/j/{token(data['client']['name'], 'guest')}",
+        "short_url": tele.get("short_url") or shortlinks.url(base, shortlinks.new_code()),
         "host_url": f"{base}/h/{token(data['provider']['name'], 'host')}",
     }
 
@@ -127,9 +136,15 @@ def _reissued(
         # client got are no longer "sent" (the clinic sends the new ones).
         tele["pin"] = pins.new_pin(settings.pins.digits)
         tele["links_sent_at"] = None
+        tele["short_url"] = ""  # a new code: the old client's short link names nothing
     out = dict(data, telemedicine=tele)
     tele.update(links(out, settings, keyring, now))
     return out
+
+
+def guest_token(data: dict[str, Any]) -> str:
+    """The client's current token: the last part of its ``join_url``."""
+    return data["telemedicine"]["join_url"].rsplit("/", 1)[1]
 
 
 def with_room(
@@ -140,6 +155,7 @@ def with_room(
         "room_id": pins.new_room_id(),
         "pin": pins.new_pin(settings.pins.digits),
         "join_url": "",
+        "short_url": "",
         "host_url": "",
         "links_sent_at": None,
     }
@@ -173,7 +189,9 @@ async def _write(
 ) -> Record:
     """Create or update; on a PIN collision free the PIN if its holder's room has closed, else
     pick another PIN. A new room's PIN is shown nowhere before this write succeeds; an old
-    room's PIN only collides after its own claim was released, when it no longer worked."""
+    room's PIN only collides after its own claim was released, when it no longer worked.
+    A short code held by another appointment (60 random bits: practically never) is drawn
+    again."""
     for _ in range(PIN_ATTEMPTS):
         try:
             if existing is None:
@@ -189,6 +207,10 @@ async def _write(
                 indexes=indexes_of(data),
             )
         except UniqueConflict as exc:
+            if exc.claim.startswith(shortlinks.SHORT_CLAIM) and exc.holder_id != data["id"]:
+                short = shortlinks.url(settings.server.base_url, shortlinks.new_code())
+                data = dict(data, telemedicine=dict(data["telemedicine"], short_url=short))
+                continue
             if not exc.claim.startswith(PIN_CLAIM) or exc.holder_id == data["id"]:
                 raise
             if await _release_stale_pin(store, exc.holder_id, settings, now):
@@ -392,11 +414,19 @@ async def list_range(
     return [r.data for r in await store.range(index, lo, hi, limit=limit, offset=offset)]
 
 
-async def by_room(store: Store, room_id: str) -> dict[str, Any] | None:
-    record = await store.get_by_claim(ROOM_CLAIM + room_id)
+async def _holder(store: Store, claim: str) -> dict[str, Any] | None:
+    record = await store.get_by_claim(claim)
     return None if record is None or record.kind != KIND else record.data
+
+
+async def by_room(store: Store, room_id: str) -> dict[str, Any] | None:
+    return await _holder(store, ROOM_CLAIM + room_id)
+
+
+async def by_short_code(store: Store, code: str) -> dict[str, Any] | None:
+    """The appointment whose current short link is ``/v/<code>`` (a normalized code)."""
+    return await _holder(store, shortlinks.SHORT_CLAIM + code)
 
 
 async def by_pin(store: Store, pin: str) -> dict[str, Any] | None:
-    record = await store.get_by_claim(PIN_CLAIM + pin)
-    return None if record is None or record.kind != KIND else record.data
+    return await _holder(store, PIN_CLAIM + pin)

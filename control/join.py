@@ -1,5 +1,6 @@
-"""Joining a room: by PIN (native apps), by token (the /j/ and /h/ pages), and the check the
-SFU's signaling runs on every WebSocket join (``authorize_join``).
+"""Joining a room: by PIN (native apps), by token (the /j/ and /h/ pages), by short code (the
+/v/ page: the appointment's current guest token), and the check the SFU's signaling runs on
+every WebSocket join (``authorize_join``).
 
 PIN answers never tell a wrong PIN from an expired, cancelled or not-yet-open one (one
 generic 404), and both buckets of control/ratelimit.py throttle guessing. A token holder is
@@ -16,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from config.settings import Settings
-from control import appointments, departments, pins
+from control import appointments, departments, pins, shortlinks
 from control.bodies import read_body
 from control.models import JoinRequest
 from control.problems import Problem
@@ -25,11 +26,13 @@ from control.store import Store
 from control.times import iso_at
 from control.tokens import Grant, TokenError, keyring_for
 
-__all__ = ["Admission", "Grant", "JoinRefused", "authorize_join", "register_room_guard"]
+__all__ = ["Admission", "Audience", "Grant", "JoinRefused", "authorize_join", "register_room_guard"]
 
 
 class JoinRefused(Exception):
-    """``reason``: invalid | expired | revoked | cancelled | not-yet-open."""
+    """``reason``: invalid | expired | revoked | cancelled | not-yet-open. ``extra`` goes into
+    the problem answer (when the room is known: ``time_zone`` and ``clinic {name, phone}``, so
+    the page shows local times and whom to contact)."""
 
     def __init__(self, reason: str, detail: str, *, language: str = "en", **extra: Any) -> None:
         super().__init__(detail)
@@ -37,25 +40,50 @@ class JoinRefused(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Audience:
+    """How the room's pages speak to one party: language, the clinic's IANA time zone, and
+    the clinic to contact (``{name, phone}``, phone None when unknown)."""
+
+    language: str = "en"
+    time_zone: str | None = None  # None: the reader's own (no department behind the room)
+    clinic: dict[str, str | None] | None = None
+
+    def extra(self) -> dict[str, Any]:
+        fields = {"time_zone": self.time_zone, "clinic": self.clinic}
+        return {k: v for k, v in fields.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
 class Admission:
-    """A grant the room's owner accepted, with what the join page shows."""
+    """A grant the room's owner accepted, with what the join page shows. ``kind`` is
+    ``vet`` (an appointment for an animal), ``appointment`` or ``clinic`` (a virtual clinic
+    visit): the page's header and icons follow it."""
 
     grant: Grant
-    language: str
+    audience: Audience
     start: str
     end: str
+    kind: str
     host_view: dict[str, str] | None = None
 
 
 Guard = Callable[[Store, Settings, Grant, float], Awaitable[Admission]]
 
 
-async def _language(store: Store, appointment: dict[str, Any], role: str) -> str:
+async def _audience(store: Store, appointment: dict[str, Any], role: str) -> Audience:
+    department = await departments.load(store, appointment["department_id"]) or {}
     client_language = appointment["client"].get("language")
-    if role == "guest" and client_language:
-        return client_language
-    record = await store.get(departments.KIND, appointment["department_id"])
-    return record.data["default_language"] if record else "en"
+    language = (
+        client_language
+        if role == "guest" and client_language
+        else department.get("default_language", "en")
+    )
+    contact = department.get("contact") or {}
+    clinic = {
+        "name": contact.get("name") or department.get("name", ""),
+        "phone": contact.get("phone"),
+    }
+    return Audience(language, department.get("time_zone", "UTC"), clinic)
 
 
 async def _appointment_guard(
@@ -64,24 +92,20 @@ async def _appointment_guard(
     appointment = await appointments.by_room(store, grant.room_id)
     if appointment is None or appointment["id"] != grant.appointment_id:
         raise JoinRefused("invalid", "this link does not open any room")
-    language = await _language(store, appointment, grant.role)
+    audience = await _audience(store, appointment, grant.role)
+    said = {"language": audience.language, **audience.extra()}
     if grant.version != appointments.link_version(appointment, grant.role):
-        raise JoinRefused(
-            "revoked", "the clinic re-issued this link; use the newest one", language=language
-        )
+        raise JoinRefused("revoked", "the clinic re-issued this link; use the newest one", **said)
     if appointment["status"] != "scheduled":
-        raise JoinRefused("cancelled", "the appointment was cancelled", language=language)
+        raise JoinRefused("cancelled", "the appointment was cancelled", **said)
     win = appointments.window(appointment, settings)
     state = win.state(now)
     if state == "early":
         raise JoinRefused(
-            "not-yet-open",
-            "the room is not open yet",
-            language=language,
-            opens_at=iso_at(win.opens),
+            "not-yet-open", "the room is not open yet", opens_at=iso_at(win.opens), **said
         )
     if state == "closed":
-        raise JoinRefused("expired", "the appointment is over", language=language)
+        raise JoinRefused("expired", "the appointment is over", **said)
     host_view = None
     if grant.role == "host":
         host_view = {
@@ -91,7 +115,8 @@ async def _appointment_guard(
             "start": appointment["start"],
             "end": appointment["end"],
         }
-    return Admission(grant, language, appointment["start"], appointment["end"], host_view)
+    kind = "vet" if appointment["patient"].get("species") else "appointment"
+    return Admission(grant, audience, appointment["start"], appointment["end"], kind, host_view)
 
 
 # Room id prefix -> the check of its owner. Other kinds of rooms (the virtual clinic's
@@ -108,12 +133,13 @@ async def admit(store: Store, settings: Settings, token: str, now: float) -> Adm
         grant = keyring_for(settings).verify_token(token, now=now)
     except TokenError as exc:
         reason = "expired" if exc.reason == "expired" else "invalid"
-        language = "en"
+        said: dict[str, Any] = {}
         if exc.grant is not None:
             appointment = await appointments.by_room(store, exc.grant.room_id)
             if appointment is not None:
-                language = await _language(store, appointment, exc.grant.role)
-        raise JoinRefused(reason, str(exc), language=language) from exc
+                audience = await _audience(store, appointment, exc.grant.role)
+                said = {"language": audience.language, **audience.extra()}
+        raise JoinRefused(reason, str(exc), **said) from exc
     for prefix, guard in _GUARDS.items():
         if grant.room_id.startswith(prefix):
             return await guard(store, settings, grant, now)
@@ -156,7 +182,9 @@ def _answer(settings: Settings, admission: Admission, token: str) -> dict[str, A
         "signaling_url": signaling_url(settings),
         "ice_servers": [s.model_dump(exclude_none=True) for s in settings.media.ice_servers],
         "appointment": {"start": admission.start, "end": admission.end},
-        "language": admission.language,
+        "kind": admission.kind,
+        "language": admission.audience.language,
+        **admission.audience.extra(),
     }
     if admission.host_view is not None:
         out["host_view"] = admission.host_view
@@ -190,6 +218,16 @@ async def _by_pin(request: web.Request, pin: str, now: float) -> dict[str, Any]:
     return _answer(svc.settings, admission, token)
 
 
+async def _by_code(request: web.Request, text: str, now: float) -> dict[str, Any]:
+    """A short link's code: the appointment's current guest token, then as a token."""
+    store = services(request).store
+    code = shortlinks.normalized(text)
+    appointment = None if code is None else await appointments.by_short_code(store, code)
+    if appointment is None:
+        raise Problem(401, "token-invalid", "this link does not open any room")
+    return await _by_token(request, appointments.guest_token(appointment), now)
+
+
 async def _by_token(request: web.Request, token: str, now: float) -> dict[str, Any]:
     svc = services(request)
     try:
@@ -215,5 +253,7 @@ async def join_handler(request: web.Request) -> web.Response:
     body = await read_body(request, JoinRequest)
     if body.pin is not None:
         return web.json_response(await _by_pin(request, body.pin, now))
+    if body.code is not None:
+        return web.json_response(await _by_code(request, body.code, now))
     assert body.token is not None
     return web.json_response(await _by_token(request, body.token, now))

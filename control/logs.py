@@ -19,7 +19,7 @@ from aiohttp import web
 log = logging.getLogger("televisit.access")
 
 # Route parameters that carry a credential: masked in logged paths.
-SECRET_PARAMS = frozenset({"token", "pin", "key"})
+SECRET_PARAMS = frozenset({"token", "code", "pin", "key"})
 MASK = "***"
 
 _RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}

@@ -193,6 +193,11 @@ class Telemedicine(_Response):
     room_id: str
     pin: str
     join_url: str = Field(description="the client's link (carries a guest token)")
+    short_url: str | None = Field(
+        description="the client's short link /v/<code>, what SMS and email carry; it opens "
+        "the same room as join_url and stops working with it (expiry, cancel, re-issue). "
+        "Null for appointments booked before short links existed, until links are re-issued"
+    )
     host_url: str = Field(description="'open telemedicine view' for the clinic (host token)")
     links_sent_at: str | None
     valid_from: str = Field(description="the room opens (start - pins.early_minutes)")
@@ -261,11 +266,12 @@ class JoinRequest(_Request):
     token: str | None = Field(
         default=None, max_length=2048, description="from a /j/<token> or /h/<token> link"
     )
+    code: str | None = Field(default=None, max_length=32, description="from a /v/<code> link")
 
     @model_validator(mode="after")
     def _one_of(self) -> JoinRequest:
-        if (self.pin is None) == (self.token is None):
-            raise ValueError("give exactly one of pin and token")
+        if sum(x is not None for x in (self.pin, self.token, self.code)) != 1:
+            raise ValueError("give exactly one of pin, token and code")
         return self
 
 
@@ -281,13 +287,20 @@ class Window(_Response):
 
 
 class HostView(_Response):
-    """What the clinic's 'open telemedicine view' shows above the call."""
+    """What the clinic's 'open telemedicine view' shows above the call: the client and
+    patient of an appointment, the requester and service of a virtual clinic visit."""
 
     client_name: str
-    patient_name: str
-    patient_species: str
+    patient_name: str | None = None
+    patient_species: str | None = None
+    service: str | None = Field(default=None, description="virtual clinic visits")
     start: str
-    end: str
+    end: str | None = Field(default=None, description="appointments (a visit has no end time)")
+
+
+class ClinicContact(_Response):
+    name: str
+    phone: str | None
 
 
 class JoinResponse(_Response):
@@ -298,7 +311,14 @@ class JoinResponse(_Response):
     signaling_url: str
     ice_servers: list[IceServer]
     appointment: Window
+    kind: Literal["vet", "appointment", "clinic"] = Field(
+        description="an appointment with an animal patient, one without, a virtual clinic visit"
+    )
     language: Language
+    time_zone: str | None = Field(
+        default=None, description="the department's IANA time zone (absent: the reader's own)"
+    )
+    clinic: ClinicContact | None = Field(default=None, description="whom the client contacts")
     host_view: HostView | None = None
 
 

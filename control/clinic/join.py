@@ -56,15 +56,19 @@ async def visit_guard(store: Store, settings: Settings, grant: Grant, now: float
         raise join.JoinRefused("cancelled", "this virtual clinic session has ended")
     host_view = None
     if grant.role == "host":
+        # A visit has a requester and maybe a service, no patient: the header says so.
         host_view = {
             "client_name": visit.requester_name,
-            "patient_name": visit.service or "",
-            "patient_species": "",
+            "service": visit.service or "",
             "start": iso_at(visit.created_at),
-            "end": iso_at(grant.expires_at),
         }
     return join.Admission(
-        grant, "en", iso_at(visit.created_at), iso_at(grant.expires_at), host_view
+        grant,
+        join.Audience(),
+        iso_at(visit.created_at),
+        iso_at(grant.expires_at),
+        "clinic",
+        host_view,
     )
 
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from config.settings import Settings
-from control.notify import templates
+from control.notify import ics, templates
 from control.notify.errors import LinkError, MissingContact
 from control.store import Record, Store, VersionConflict
 
@@ -76,11 +76,23 @@ def _recipient(appointment: dict[str, Any], channel: str) -> str:
     return str(value)
 
 
-def _content(channel: str, language: str, vals: dict[str, str]) -> dict[str, str | None]:
+def _content(
+    channel: str,
+    language: str,
+    vals: dict[str, str],
+    appointment: dict[str, Any],
+    department: dict[str, Any],
+) -> dict[str, str | None]:
     if channel == "sms":
         return {"subject": None, "body": templates.render_sms(language, vals), "html": None}
     email = templates.render_email(language, vals)
-    return {"subject": email.subject, "body": email.text, "html": email.html}
+    zone = department.get("time_zone") or "UTC"
+    return {
+        "subject": email.subject,
+        "body": email.text,
+        "html": email.html,
+        "calendar": ics.calendar_entry(language, appointment, zone, vals),
+    }
 
 
 async def queue_links(
@@ -110,7 +122,9 @@ async def queue_links(
     language = templates.choose_language(appointment, department)
     vals = templates.values(language, appointment, department, settings.pins.early_minutes)
     # Render everything before writing anything: a template error leaves no half-queued send.
-    contents = {channel: _content(channel, language, vals) for channel in chosen}
+    contents = {
+        channel: _content(channel, language, vals, appointment, department) for channel in chosen
+    }
     now = time.time()
     queued = []
     for channel in chosen:

@@ -21,6 +21,7 @@ from typing import Any
 import aiosmtplib
 
 from config.settings import SmtpSettings
+from control.notify import ics
 from control.notify.errors import DeliveryError
 
 _DEFAULT_DOMAIN = "televisit.local"
@@ -36,7 +37,8 @@ def message_id(idempotency_key: str, settings: SmtpSettings) -> str:
 
 
 def build_mime(message: dict[str, Any], settings: SmtpSettings) -> EmailMessage:
-    """text/plain UTF-8 with an HTML alternative."""
+    """text/plain UTF-8 with an HTML alternative, and the calendar entry (``invite.ics``,
+    text/calendar) when the message has one."""
     client_name = message.get("to_name") or ""
     mime = EmailMessage(policy=SMTP)
     mime["From"] = settings.from_address
@@ -49,6 +51,14 @@ def build_mime(message: dict[str, Any], settings: SmtpSettings) -> EmailMessage:
     if message.get("html"):
         mime.add_alternative(
             message["html"], subtype="html", charset="utf-8", cte="quoted-printable"
+        )
+    if message.get("calendar"):
+        mime.add_attachment(
+            message["calendar"].encode("utf-8"),
+            maintype="text",
+            subtype="calendar",
+            filename=ics.FILENAME,
+            params={"method": "PUBLISH", "charset": "utf-8"},
         )
     # After the body: set_content drops, and add_alternative moves, every Content-* header.
     mime["Content-Language"] = message["language"]

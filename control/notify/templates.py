@@ -6,7 +6,10 @@ an appointment time reads). Substitution is ``string.Template.substitute``: valu
 inserted as text, never evaluated, and a missing value is an error rather than a silent gap.
 In the HTML part every value is HTML-escaped.
 
-The clinic's time zone is not known to Televisit, so times are shown in UTC and say so.
+Times are the department's local time (``time_zone``, an IANA name) followed by the zone's
+abbreviation (EET, CEST, UTC; ``UTC+03`` where the zone has no letters), so a reader in
+another zone does not misread them. The SMS is spelled in the GSM 7-bit alphabet
+(control/notify/gsm.py) and links with the short ``/v/<code>`` link so it fits one segment.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from control.notify import gsm
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 TEMPLATE_FILES = ("sms.txt", "email_subject.txt", "email.txt", "email.html")
@@ -55,29 +61,43 @@ def calendar(language: str) -> dict[str, Any]:
     return tomllib.loads((TEMPLATE_DIR / language / CALENDAR_FILE).read_text(encoding="utf-8"))
 
 
-def _utc(iso: str) -> datetime:
+def local(iso: str, time_zone: str) -> datetime:
+    """An ISO 8601 time (naive = UTC) in the IANA zone ``time_zone``."""
     moment = datetime.fromisoformat(iso)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    return moment.astimezone(ZoneInfo(time_zone))
 
 
-def format_when(language: str, start_iso: str, end_iso: str) -> str:
-    """``Monday 23 November 2026, 14:30–15:00 UTC`` in the given language."""
+def zone_label(moment: datetime) -> str:
+    """The zone's abbreviation at ``moment`` (EET, EEST, UTC), or ``UTC+03`` when the
+    database has only a number for it."""
+    name = moment.tzname() or "UTC"
+    return name if name.isalpha() else f"UTC{name}"
+
+
+def format_when(
+    language: str, start_iso: str, end_iso: str, time_zone: str = "UTC", form: str = "when"
+) -> str:
+    """``Monday 23 November 2026, 16:30–17:00 EET`` (``form`` ``when``) or the SMS's
+    ``Mon 23 Nov 16:30 EET`` (``sms_when``) in the given language and time zone."""
     cal = calendar(language)
-    start, end = _utc(start_iso), _utc(end_iso)
+    start, end = local(start_iso, time_zone), local(end_iso, time_zone)
 
     def clock(moment: datetime) -> str:
         return Template(cal["time"]).substitute(hour=moment.hour, minute=f"{moment.minute:02d}")
 
-    return Template(cal["when"]).substitute(
+    return Template(cal[form]).substitute(
         weekday=cal["weekdays"][start.weekday()],
+        wd=cal["weekdays_short"][start.weekday()],
         day=start.day,
         month=start.month,
         month_name=cal["months"][start.month - 1],
+        mon=cal["months_short"][start.month - 1],
         year=start.year,
         start=clock(start),
         end=clock(end),
+        zone=zone_label(start),
     )
 
 
@@ -98,21 +118,27 @@ def values(
     """The plain-text placeholder values for one appointment."""
     tele = appointment["telemedicine"]
     contact = department.get("contact") or {}
+    zone = department.get("time_zone") or "UTC"
     return {
         "client_name": _one_line((appointment.get("client") or {}).get("name")),
         "patient_name": _one_line((appointment.get("patient") or {}).get("name")),
         "clinic_name": _one_line(contact.get("name") or department.get("name")),
         "clinic_contact": "\n".join(_contact_lines(department)),
-        "when": format_when(language, appointment["start"], appointment["end"]),
-        "join_url": tele["join_url"],
+        "when": format_when(language, appointment["start"], appointment["end"], zone),
+        "sms_when": format_when(
+            language, appointment["start"], appointment["end"], zone, "sms_when"
+        ),
+        # The short link where the appointment has one (booked before: the long one).
+        "join_url": tele.get("short_url") or tele["join_url"],
         "pin": str(tele["pin"]),
         "early_minutes": str(early_minutes),
     }
 
 
 def render_sms(language: str, vals: dict[str, str]) -> str:
+    """One line in the GSM 7-bit alphabet (names are respelled: see gsm.to_gsm)."""
     # An SMS is one line: a multi-line contact block has no place in it.
-    return template(language, "sms.txt").substitute(vals)
+    return gsm.to_gsm(template(language, "sms.txt").substitute(vals))
 
 
 def render_email(language: str, vals: dict[str, str]) -> EmailContent:

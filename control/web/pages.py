@@ -1,9 +1,11 @@
-"""The visit page for clients and staff: /j/<token> (client link), /h/<token> (the clinic's
-"open telemedicine view"), /pin (join with the SMS code), and its static files.
+"""The visit page for clients and staff: /j/<token> (client link), /v/<code> (the client's
+short link from SMS and email), /h/<token> (the clinic's "open telemedicine view"), /pin
+(join with the SMS code), and its static files.
 
-One HTML page serves all three; its script reads the path, asks POST /api/v1/join and shows
-the matching view. The token sits in the URL, so every page answer forbids caching and
-referrers, and the access log masks the ``token`` route parameter (control/logs.py).
+One HTML page serves them all; its script reads the path, asks POST /api/v1/join and shows
+the matching view. The token or code sits in the URL, so every page answer forbids caching and
+referrers, and the access log masks the ``token`` and ``code`` route parameters
+(control/logs.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ WEB_DIR = Path(__file__).resolve().parent / "visit"
 PAGE = WEB_DIR / "visit.html"
 STATIC_PREFIX = "/static/visit"
 # The client sees its link's token in the page path, never in a query string.
-PAGE_PATHS = ("/j/{token}", "/h/{token}", "/pin")
+PAGE_PATHS = ("/j/{token}", "/v/{code}", "/h/{token}", "/pin")
 # What the page loads; nothing else under WEB_DIR is served.
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".json": "application/json"}
 
@@ -76,7 +78,7 @@ async def static_file(request: web.Request) -> web.FileResponse:
 
 
 def add_pages(router: web.UrlDispatcher) -> None:
-    """The visit page at its three paths, and its scripts, styles and strings."""
+    """The visit page at its paths, and its scripts, styles and strings."""
     for path in PAGE_PATHS:
         router.add_get(path, visit_page)
     router.add_get(STATIC_PREFIX + "/{path:.+}", static_file)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from control.models import Appointment, AppointmentList
@@ -31,6 +32,7 @@ async def test_create_returns_the_documented_shape(client, auth, department, sto
     tele = appt["telemedicine"]
     assert len(tele["pin"]) == settings.pins.digits and tele["pin"].isdigit()
     assert tele["join_url"].startswith("https://tv.example/j/")
+    assert re.fullmatch(r"https://tv\.example/v/[0-9a-hjkmnp-tv-z]{12}", tele["short_url"])
     assert tele["host_url"].startswith("https://tv.example/h/")
     assert tele["links_sent_at"] is None and tele["delivery"] == {}
     assert tele["valid_from"] == "2026-12-01T09:00:00Z"  # 60 min early
@@ -42,10 +44,12 @@ async def test_create_returns_the_documented_shape(client, auth, department, sto
         "room_id",
         "pin",
         "join_url",
+        "short_url",
         "host_url",
         "links_sent_at",
     }
     assert f"pin:{tele['pin']}" in record.claims and f"room:{tele['room_id']}" in record.claims
+    assert "short:" + tele["short_url"].rsplit("/", 1)[1] in record.claims
 
 
 async def test_times_in_other_zones_are_stored_in_utc(client, auth, department):

@@ -158,7 +158,9 @@ async def test_other_room_kinds_register_a_guard(client, clock):
 
     async def guard(store, settings, grant, now):
         seen.append(grant.room_id)
-        return join.Admission(grant, "sv", "2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z")
+        return join.Admission(
+            grant, join.Audience("sv"), "2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z", "clinic"
+        )
 
     join.register_room_guard("zz-", guard)
     try:

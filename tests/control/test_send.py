@@ -58,7 +58,7 @@ async def test_send_queues_both_channels_and_marks_links_sent(
     assert by_channel["sms"]["to"] == "+358401234567"
     assert by_channel["email"]["to"] == "matti@example.com"
     assert (
-        tele["pin"] in by_channel["sms"]["body"] and tele["join_url"] in by_channel["sms"]["body"]
+        tele["pin"] in by_channel["sms"]["body"] and tele["short_url"] in by_channel["sms"]["body"]
     )
     # The stored marker the clinic's list shows as an icon.
     got = await (await client.get(f"/api/v1/appointments/{appt['id']}", headers=auth)).json()
@@ -169,10 +169,10 @@ async def test_links_are_delivered_by_the_apps_worker(
     tele = appt["telemedicine"]
     [sms] = sms_gateway.delivered.values()
     assert sms["body"]["to"] == "+358401234567"
-    assert tele["pin"] in sms["body"]["text"] and tele["join_url"] in sms["body"]["text"]
+    assert tele["pin"] in sms["body"]["text"] and tele["short_url"] in sms["body"]["text"]
     [raw] = mailbox.messages
     email = message_from_bytes(raw, policy=policy.default)
     text = email.get_body(("plain",)).get_content()
     assert email["To"].addresses[0].addr_spec == "matti@example.com"
-    assert tele["pin"] in text and tele["join_url"] in text
+    assert tele["pin"] in text and tele["short_url"] in text
     assert "Fleminginkatu 1, Helsinki" in text  # the clinic's contact info

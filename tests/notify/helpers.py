@@ -71,6 +71,7 @@ def appointment(**client: Any) -> dict[str, Any]:
             "room_id": "room-1",
             "pin": "123456789",
             "join_url": "https://visit.example.org/j/room-1?t=eyJhbGciOi.payload.sig",
+            "short_url": "https://visit.example.org/v/abcdefghjkmn",
             "host_url": "https://visit.example.org/h/room-1?t=host",
             "links_sent_at": None,
         },
@@ -84,6 +85,7 @@ def department(**over: Any) -> dict[str, Any]:
         "name": "Small animals",
         "telemedicine_enabled": True,
         "default_language": "fi",
+        "time_zone": "Europe/Helsinki",
         "contact": {
             "name": "Eläinklinikka Kärpänen",
             "address": "Hämeentie 12, 00530 Helsinki",

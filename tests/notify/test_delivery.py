@@ -1,6 +1,8 @@
 import random
+from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 
+import icalendar
 import pytest
 
 from control.notify import OutboxWorker, delivery_status, queue_links
@@ -46,7 +48,7 @@ async def test_email_reaches_a_real_smtp_server_in_the_clients_language(
     msg = received.message
     assert (
         msg["Subject"]
-        == "Videobesök måndag 23 november 2026 kl. 14.30–15.00 (UTC) – Eläinklinikka Kärpänen"
+        == "Videobesök måndag 23 november 2026 kl. 16.30–17.00 (EET) – Eläinklinikka Kärpänen"
     )
     assert parseaddr(msg["To"]) == ("Åsa Öberg", "asa.oberg@example.org")
     assert msg["Message-ID"] == f"<{queued['idempotency_key']}@televisit.local>"
@@ -56,13 +58,24 @@ async def test_email_reaches_a_real_smtp_server_in_the_clients_language(
     assert text.get_content_charset() == "utf-8"
     body = text.get_content().replace("\r\n", "\n")  # SMTP carries CRLF line ends
     assert body.startswith("Hej Åsa Öberg,")
-    assert "Patient: Mörri" in body and "Tid: måndag 23 november 2026 kl. 14.30–15.00 (UTC)" in body
-    assert appt["telemedicine"]["join_url"] in body and "PIN-koden:\n123456789" in body
+    assert "Patient: Mörri" in body and "Tid: måndag 23 november 2026 kl. 16.30–17.00 (EET)" in body
+    assert appt["telemedicine"]["short_url"] in body and "PIN-koden:\n123456789" in body
     assert "Eläinklinikka Kärpänen\nHämeentie 12, 00530 Helsinki\n+358 9 123 4567" in body
     assert "Hello" not in body and "Hei " not in body
-    assert (
-        'href="https://visit.example.org/j/room-1?t=eyJhbGciOi.payload.sig"' in html.get_content()
-    )
+    assert 'href="https://visit.example.org/v/abcdefghjkmn"' in html.get_content()
+    # The calendar entry: the department's local time, with the zone's rules inside it.
+    [invite] = [part for part in msg.iter_attachments() if part.get_filename() == "invite.ics"]
+    assert invite.get_content_type() == "text/calendar"
+    cal = icalendar.Calendar.from_ical(invite.get_content())
+    [event] = cal.walk("VEVENT")
+    start, end = event.decoded("dtstart"), event.decoded("dtend")
+    assert str(start.tzinfo) == "Europe/Helsinki" and (start.hour, start.minute) == (16, 30)
+    assert start.astimezone(UTC) == datetime(2026, 11, 23, 14, 30, tzinfo=UTC)
+    assert end - start == timedelta(minutes=30)
+    assert [tz["TZID"] for tz in cal.walk("VTIMEZONE")] == ["Europe/Helsinki"]
+    assert str(event["summary"]) == "Videobesök: Eläinklinikka Kärpänen"
+    assert str(event["url"]) == appt["telemedicine"]["short_url"]
+    assert "123456789" in str(event["description"])
 
 
 async def test_sms_goes_to_the_gateway_with_key_and_bearer(store, settings, worker, sms_gateway):
@@ -75,10 +88,8 @@ async def test_sms_goes_to_the_gateway_with_key_and_bearer(store, settings, work
     assert request["key"] == queued["idempotency_key"] and request["auth"] == "Bearer test-key"
     assert request["body"]["to"] == "+358401234567" and request["body"]["from"] == "Kärpänen"
     text = request["body"]["text"]
-    assert text.startswith(
-        "Videovastaanotto, Eläinklinikka Kärpänen, ma 23.11.2026 klo 14.30–15.00 (UTC)."
-    )
-    assert appt["telemedicine"]["join_url"] in text and "PIN-koodi 123456789" in text
+    assert text.startswith("Videokäynti, Eläinklinikka Kärpänen, ma 23.11. klo 16.30 EET.")
+    assert appt["telemedicine"]["short_url"] in text and "PIN: 123456789" in text
     stored = await store.get("message", queued["id"])
     assert stored.data["provider_ref"] == "sms-1"
     assert await store.count(DUE_INDEX) == 0

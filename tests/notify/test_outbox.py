@@ -16,7 +16,7 @@ async def test_queue_records_one_message_per_channel_in_the_clients_language(sto
     assert {m["language"] for m in queued} == {"sv"}
     assert sms["idempotency_key"] != email["idempotency_key"]
     assert email["subject"].startswith("Videobesök måndag 23 november 2026")
-    assert "123456789" in sms["body"] and appt["telemedicine"]["join_url"] in sms["body"]
+    assert "123456789" in sms["body"] and appt["telemedicine"]["short_url"] in sms["body"]
     due = await store.range(DUE_INDEX)
     assert sorted(r.id for r in due) == sorted(m["id"] for m in queued)
     assert len(await store.range(appointment_index("appt-1"))) == 2
@@ -33,7 +33,7 @@ async def test_department_language_when_the_client_has_none(store, settings):
     [sms] = await queue_links(
         store, settings, appointment(language=None), department(default_language="fi"), ["sms"]
     )
-    assert sms["language"] == "fi" and "PIN-koodi 123456789" in sms["body"]
+    assert sms["language"] == "fi" and "PIN: 123456789" in sms["body"]
 
 
 async def test_resend_creates_new_messages_and_status_follows_the_latest(store, settings):

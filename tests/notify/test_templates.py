@@ -23,28 +23,37 @@ def test_every_language_has_every_template_with_the_same_placeholders():
 
 
 def test_every_calendar_names_seven_days_and_twelve_months():
-    allowed = {"weekday", "day", "month", "month_name", "year", "start", "end"}
+    allowed = {"weekday", "wd", "day", "month", "month_name", "mon", "year", "start", "end", "zone"}
     for lang in templates.LANGUAGES:
         cal = templates.calendar(lang)
         assert len(cal["weekdays"]) == 7 and len(cal["months"]) == 12
+        assert len(cal["weekdays_short"]) == 7 and len(cal["months_short"]) == 12
         assert set(Template(cal["when"]).get_identifiers()) <= allowed
+        assert set(Template(cal["sms_when"]).get_identifiers()) <= allowed
         assert set(Template(cal["time"]).get_identifiers()) == {"hour", "minute"}
 
 
 @pytest.mark.parametrize(
-    ("lang", "expected"),
+    ("lang", "expected", "in_utc"),
     [
-        ("en", "Monday 23 November 2026, 14:30–15:00 UTC"),
-        ("fi", "ma 23.11.2026 klo 14.30–15.00 (UTC)"),
-        ("sv", "måndag 23 november 2026 kl. 14.30–15.00 (UTC)"),
+        ("en", "Monday 23 November 2026, 16:30–17:00 EET", "14:30–15:00 UTC"),
+        ("fi", "ma 23.11.2026 klo 16.30–17.00 (EET)", "14.30–15.00 (UTC)"),
+        ("sv", "måndag 23 november 2026 kl. 16.30–17.00 (EET)", "14.30–15.00 (UTC)"),
     ],
 )
-def test_when_reads_naturally_in_utc(lang, expected):
-    assert templates.format_when(lang, "2026-11-23T14:30:00Z", "2026-11-23T15:00:00Z") == expected
-    # An offset is converted to UTC rather than shown as if it were UTC.
+def test_when_reads_in_the_clinics_local_time_with_its_zone(lang, expected, in_utc):
+    zone = "Europe/Helsinki"
+    assert templates.format_when(lang, "2026-11-23T14:30:00Z", "2026-11-23T15:00:00Z", zone) == (
+        expected
+    )
+    # An offset is the same moment, shown in the clinic's zone rather than as written.
     assert (
-        templates.format_when(lang, "2026-11-23T16:30:00+02:00", "2026-11-23T17:00+02:00")
+        templates.format_when(lang, "2026-11-23T16:30:00+02:00", "2026-11-23T17:00+02:00", zone)
         == expected
+    )
+    # A department still on the default zone says UTC.
+    assert templates.format_when(lang, "2026-11-23T14:30:00Z", "2026-11-23T15:00:00Z").endswith(
+        in_utc
     )
 
 
@@ -90,7 +99,7 @@ def test_rendered_messages_hold_the_links_and_only_one_language(lang):
     email = templates.render_email(lang, vals)
     assert "\n" not in sms
     for text in (sms, email.text):
-        assert appt["telemedicine"]["join_url"] in text and "123456789" in text
+        assert appt["telemedicine"]["short_url"] in text and "123456789" in text
     for line in ("Eläinklinikka Kärpänen", "Hämeentie 12, 00530 Helsinki", "+358 9 123 4567"):
         assert line in email.text and line in email.html
     assert "Mörri" in email.text and "60" in email.text
@@ -107,7 +116,7 @@ def test_rendered_messages_hold_the_links_and_only_one_language(lang):
 
 def test_html_part_escapes_every_value_and_text_keeps_them():
     appt = appointment(name='<script>alert("x")</script>', language="en")
-    appt["telemedicine"]["join_url"] = 'https://v.example/j?a=1&b="2"'
+    appt["telemedicine"]["short_url"] = 'https://v.example/j?a=1&b="2"'
     dep = department(contact={"name": "A & B <Vets>", "address": "", "phone": "1", "email": ""})
     vals = templates.values("en", appt, dep, early_minutes=60)
     email = templates.render_email("en", vals)

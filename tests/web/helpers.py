@@ -19,9 +19,24 @@ def strings(lang: str) -> dict[str, str]:
     return json.loads((WEB_DIR / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
 
 
-def open_page(browser, url: str, *, viewport=DESKTOP, locale="en-GB", permissions=(), label=""):
-    """A new context and page; console errors and page errors are printed with ``label``."""
-    context = browser.new_context(viewport=viewport, locale=locale, permissions=list(permissions))
+def open_page(
+    browser,
+    url: str,
+    *,
+    viewport=DESKTOP,
+    locale="en-GB",
+    permissions=(),
+    label="",
+    timezone_id: str | None = None,
+):
+    """A new context and page; console errors and page errors are printed with ``label``.
+    ``timezone_id``: the browser's own time zone (default: the machine's)."""
+    context = browser.new_context(
+        viewport=viewport,
+        locale=locale,
+        permissions=list(permissions),
+        timezone_id=timezone_id,
+    )
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.on("pageerror", lambda e: print(f"[{label}] page error: {e}"))

@@ -5,18 +5,31 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from playwright.sync_api import expect
 
 from .helpers import PHONE, open_page, strings
+from .server import CLINIC, TIME_ZONE
 
 
-def error_card(page, lang: str, kind: str) -> None:
+def error_card(page, lang: str, kind: str, clinic_known: bool = True) -> None:
+    """The error view in ``lang``; where the link named its appointment, the page says whom
+    to contact: the clinic's name and phone (a tel: link)."""
     s = strings(lang)
     expect(page.locator("body")).to_have_attribute("data-view", "error")
     expect(page.locator("html")).to_have_attribute("lang", lang)
     expect(page.locator("#error-title")).to_have_text(s[f"error.{kind}_title"])
-    expect(page.locator("#error-hint")).to_have_text(s["error.hint_guest"])
+    if not clinic_known:
+        expect(page.locator("#error-hint")).to_have_text(s["error.hint_guest"])
+        expect(page.locator("#error-clinic")).to_be_hidden()
+        return
+    expect(page.locator("#error-hint")).to_have_text(s["error.hint_guest_clinic"])
+    expect(page.locator("#error-clinic")).to_be_visible()
+    expect(page.locator("#error-clinic-name")).to_have_text(CLINIC["name"])
+    phone = page.locator("#error-clinic-phone")
+    expect(phone).to_have_text(CLINIC["phone"])
+    expect(phone).to_have_attribute("href", f"tel:{CLINIC['phone']}")
 
 
 def test_join_by_pin(browser, live_server, screenshots):
@@ -58,7 +71,8 @@ def test_join_by_pin(browser, live_server, screenshots):
 def test_cancelled_link_in_the_clients_language(browser, live_server, screenshots):
     appt = live_server.make_appointment(client_language="fi")
     live_server.cancel(appt["id"])
-    page = open_page(browser, appt["telemedicine"]["join_url"], label="cancelled")
+    # The SMS's short link: resolved on the server, it says the same as the long one.
+    page = open_page(browser, appt["telemedicine"]["short_url"], label="cancelled")
     error_card(page, "fi", "cancelled")
     expect(page.locator("#error-text")).to_have_text(strings("fi")["error.cancelled_text"])
     expect(page.locator("#error-retry")).to_be_hidden()
@@ -82,18 +96,23 @@ def test_expired_link_in_the_clients_language(browser, live_server, screenshots)
 def test_room_not_open_yet_says_when(browser, live_server):
     start = datetime.now(UTC) + timedelta(days=1)
     appt = live_server.make_appointment(client_language="sv", start=start)
-    page = open_page(browser, appt["telemedicine"]["join_url"], label="early")
+    page = open_page(
+        browser, appt["telemedicine"]["join_url"], label="early", timezone_id="America/New_York"
+    )
     error_card(page, "sv", "not_open")
     text = page.locator("#error-text").inner_text()
-    opens = start - timedelta(hours=1)  # pins.early_minutes = 60
-    assert f"{opens.astimezone().hour:02d}" in text or str(opens.astimezone().hour) in text, text
+    # The clinic's local time (pins.early_minutes = 60 before the start), named with its zone
+    # because this browser's clock is in another zone.
+    opens = (start - timedelta(hours=1)).astimezone(ZoneInfo(TIME_ZONE))
+    assert re.search(rf"{opens.hour:02d}[.:]{opens.minute:02d}", text), text
+    assert re.search(r"EET|EEST|UTC\+[23]|GMT\+[23]|\+0[23]", text), text
     expect(page.locator("#error-retry")).to_be_visible()
     page.context.close()
 
 
 def test_broken_link(browser, live_server):
     page = open_page(browser, f"{live_server.base}/j/not-a-real-token", locale="sv-SE", label="bad")
-    error_card(page, "sv", "invalid")
+    error_card(page, "sv", "invalid", clinic_known=False)
     page.context.close()
 
 

@@ -1,9 +1,12 @@
-// The visit page: /j/<token> (client), /h/<token> (clinic, "open telemedicine view"),
-// /pin (client with only the SMS code). Views: loading, pin, error, prejoin, room, ended.
+// The visit page: /j/<token> (client), /v/<code> (client's short link), /h/<token> (clinic,
+// "open telemedicine view"), /pin (client with only the SMS code). Views: loading, pin, error,
+// prejoin, room, ended.
 
 import { JoinError, join as requestJoin, serverSkewMs } from "./api.js";
 import { ChatPanel } from "./chat.js";
-import { browserLanguage, formatDateTime, formatTime, language, setLanguage, t } from "./i18n.js";
+import {
+  browserLanguage, formatClinicTime, formatDateTime, language, setLanguage, setTimeZone, t,
+} from "./i18n.js";
 import { LocalMedia, watchLevel } from "./media.js";
 import { QualityMeter } from "./quality.js";
 import { Session } from "./session.js";
@@ -16,6 +19,7 @@ const NOT_OPEN_RETRY_MAX_MS = 6 * 3600 * 1000;
 const state = {
   mode: "guest", // guest | host | pin
   token: null,
+  code: null, // a /v/ link: resolved by the server to the client's current token
   join: null,
   room: null, // latest room_state
   self: null,
@@ -44,6 +48,7 @@ document.addEventListener("languagechange", () => {
   for (const [el, fn] of dynamic) el.textContent = fn();
   $("lang").value = language();
   renderControls();
+  renderTiles();
   chat.renderBadge();
 });
 
@@ -82,9 +87,13 @@ async function showError(kind, problem = {}, retry = null) {
   // the server's default: the browser's own language serves the reader better.
   const lang = kind === "token-invalid" ? null : problem.language;
   if (lang && lang !== language()) await setLanguage(lang);
+  if (problem.time_zone) setTimeZone(problem.time_zone);
   dyn($("error-title"), () => texts(problem)[0]);
   dyn($("error-text"), () => texts(problem)[1]);
-  dyn($("error-hint"), () => (state.mode === "host" ? t("error.hint_host") : t("error.hint_guest")));
+  const clinic = state.mode === "host" ? null : problem.clinic || state.join?.clinic;
+  dyn($("error-hint"), () => (state.mode === "host" ? t("error.hint_host")
+    : clinic?.name ? t("error.hint_guest_clinic") : t("error.hint_guest")));
+  showClinic(clinic);
   const button = $("error-retry");
   button.hidden = !(retry && RETRYABLE.has(kind));
   dyn(button, () => (kind === "replaced" ? t("error.use_here") : t("error.retry")));
@@ -96,10 +105,21 @@ async function showError(kind, problem = {}, retry = null) {
   show("error");
 }
 
+function showClinic(clinic) {
+  $("error-clinic").hidden = !clinic?.name;
+  $("error-clinic-name").textContent = clinic?.name || "";
+  const phone = $("error-clinic-phone");
+  phone.hidden = !clinic?.phone;
+  phone.textContent = clinic?.phone || "";
+  if (clinic?.phone) phone.href = `tel:${clinic.phone}`;
+}
+
 async function openLink() {
   show("loading");
   try {
-    await enter(await requestJoin({ token: state.token }));
+    const answer = await requestJoin(state.code ? { code: state.code } : { token: state.token });
+    state.token = answer.token;
+    await enter(answer);
   } catch (err) {
     if (!(err instanceof JoinError)) throw err;
     await showError(err.kind, err.problem, openLink);
@@ -154,6 +174,8 @@ async function enter(join) {
   state.join = join;
   state.mode = join.role === "host" ? "host" : "guest";
   document.body.dataset.role = state.mode;
+  document.body.dataset.kind = join.kind || "appointment";
+  setTimeZone(join.time_zone);
   await setLanguage(join.language);
   renderHeader();
   await prejoin();
@@ -163,10 +185,23 @@ function renderHeader() {
   const view = state.join?.host_view;
   $("appointment").hidden = !view;
   if (!view) return;
+  // A virtual clinic visit has a requester and maybe a service, and no end time.
+  const visit = state.join.kind === "clinic";
+  const label = (el, key) => {
+    el.dataset.i18n = key;
+    el.textContent = t(key);
+  };
+  label($("appt-client-label"), visit ? "header.requester" : "header.client");
+  label($("appt-time-label"), visit ? "header.started" : "header.time");
   $("appt-client").textContent = view.client_name;
+  $("appt-patient-row").hidden = visit;
   $("appt-patient").textContent = view.patient_species
-    ? `${view.patient_name} (${view.patient_species})` : view.patient_name;
-  dyn($("appt-time"), () => `${formatDateTime(new Date(view.start))}–${formatTime(new Date(view.end))}`);
+    ? `${view.patient_name} (${view.patient_species})` : view.patient_name || "";
+  $("appt-service-row").hidden = !(visit && view.service);
+  $("appt-service").textContent = view.service || "";
+  dyn($("appt-time"), () => (view.end
+    ? `${formatDateTime(new Date(view.start))}–${formatClinicTime(new Date(view.end))}`
+    : formatClinicTime(new Date(view.start))));
 }
 
 const PROBLEMS = {
@@ -181,11 +216,18 @@ const PROBLEMS = {
 async function prejoin() {
   show("prejoin");
   const join = state.join;
-  dyn($("prejoin-who"), () =>
-    join.host_view
-      ? t("prejoin.who_host", { client: join.host_view.client_name, patient: join.host_view.patient_name })
-      : t("prejoin.who_guest", { time: formatTime(new Date(join.appointment.start)) }),
-  );
+  const view = join.host_view;
+  dyn($("prejoin-who"), () => {
+    if (join.kind === "clinic") {
+      if (!view) return t("prejoin.who_guest_visit");
+      return view.service
+        ? t("prejoin.who_host_visit_service", { client: view.client_name, service: view.service })
+        : t("prejoin.who_host_visit", { client: view.client_name });
+    }
+    return view
+      ? t("prejoin.who_host", { client: view.client_name, patient: view.patient_name })
+      : t("prejoin.who_guest", { time: formatClinicTime(new Date(join.appointment.start)) });
+  });
   await openMedia();
 }
 
@@ -424,6 +466,15 @@ function addRemoteTrack(track, streams) {
   if (!entry) {
     const tile = document.createElement("div");
     tile.className = "tile";
+    tile.setAttribute("role", "button");
+    tile.tabIndex = 0;
+    tile.addEventListener("click", () => toggleFill(tile));
+    tile.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" || ev.key === " ") {
+        ev.preventDefault();
+        toggleFill(tile);
+      }
+    });
     const video = document.createElement("video");
     video.autoplay = true;
     video.playsInline = true;
@@ -449,11 +500,19 @@ function remoteFallback() {
   return fallbackStream;
 }
 
+function toggleFill(tile) {
+  tile.classList.toggle("fill");
+  renderTiles();
+}
+
 function renderTiles() {
   let visible = 0;
   for (const { stream, tile } of remotes.values()) {
     const video = stream.getVideoTracks().some((tr) => tr.readyState === "live" && !tr.muted);
     tile.classList.toggle("no-video", !video);
+    const fill = tile.classList.contains("fill");
+    tile.setAttribute("aria-pressed", String(fill));
+    tile.setAttribute("aria-label", fill ? t("room.fit_whole") : t("room.fit_fill"));
     if (video) visible += 1;
   }
   $("remote").dataset.count = String(visible);
@@ -622,10 +681,12 @@ async function main() {
   wire();
   setupPinForm();
   await setLanguage(browserLanguage());
-  const match = location.pathname.match(/^\/([jh])\/([^/]+)\/?$/);
+  const match = location.pathname.match(/^\/([jhv])\/([^/]+)\/?$/);
   if (match) {
     state.mode = match[1] === "h" ? "host" : "guest";
-    state.token = decodeURIComponent(match[2]);
+    const value = decodeURIComponent(match[2]);
+    if (match[1] === "v") state.code = value;
+    else state.token = value;
     await openLink();
   } else {
     state.mode = "pin";

@@ -56,13 +56,41 @@ export function apply(root) {
 }
 
 const locales = { en: "en-GB", fi: "fi-FI", sv: "sv-SE" };
+// The clinic's time zone (IANA name from the join answer); undefined: the reader's own.
+let timeZone;
 
+export function setTimeZone(zone) {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: zone || undefined });
+    timeZone = zone || undefined;
+  } catch {
+    timeZone = undefined; // a zone this browser does not know: its own is the best guess
+  }
+}
+
+// The zone is named only when the reader's clock is in another zone: then "10.38" alone
+// would be misread.
+function zoneShown() {
+  return timeZone && Intl.DateTimeFormat().resolvedOptions().timeZone !== timeZone;
+}
+
+function format(date, options, zone) {
+  const all = { ...options, hourCycle: "h23", timeZone: zone };
+  if (zone && zoneShown()) all.timeZoneName = "short";
+  return new Intl.DateTimeFormat(locales[current], all).format(date);
+}
+
+// The reader's own clock (chat messages: when they came).
 export function formatTime(date) {
-  return new Intl.DateTimeFormat(locales[current], { hour: "2-digit", minute: "2-digit" }).format(date);
+  return format(date, { hour: "2-digit", minute: "2-digit" });
+}
+
+// The appointment's times: the clinic's local time.
+export function formatClinicTime(date) {
+  return format(date, { hour: "2-digit", minute: "2-digit" }, timeZone);
 }
 
 export function formatDateTime(date) {
-  return new Intl.DateTimeFormat(locales[current], {
-    weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit",
-  }).format(date);
+  const options = { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" };
+  return format(date, options, timeZone);
 }

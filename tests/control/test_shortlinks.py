@@ -77,6 +77,15 @@ async def test_cancelling_stops_the_short_link(client, auth, appt, clock):
 async def test_reissued_links_revoke_the_old_short_link(client, auth, appt, clock):
     clock.set(BASE)
     old = code_of(appt)
+    # New times re-issue the tokens for the same client: the short link stays and follows.
+    later = {"start": appt["start"].replace("10:00", "10:05"), "end": appt["end"]}
+    resp = await client.patch(f"/api/v1/appointments/{appt['id']}", json=later, headers=auth)
+    moved = await resp.json()
+    assert resp.status == 200, moved
+    assert code_of(moved) == old
+    answer = await (await join_code(client, old)).json()
+    assert answer["token"] == token_of(moved["telemedicine"]["join_url"])
+    # A new client: a new code, and the old one names nothing.
     new_client = {**appt["client"], "name": "Maija Meikäläinen"}
     resp = await client.patch(
         f"/api/v1/appointments/{appt['id']}", json={"client": new_client}, headers=auth

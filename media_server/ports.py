@@ -9,6 +9,12 @@ where aiortc gathers), host candidates are bound by us; everything else (TURN re
 STUN server-reflexive ones from our sockets) still comes from aioice. Outside a policy aioice
 behaves as shipped, so other peer connections in the process are untouched.
 
+The sockets bound here get a ``GuardedStunProtocol``: aioice's ``StunProtocol`` lets a STUN
+message it cannot read (a known attribute cut short: ``struct.error``) escape into the event
+loop, which logs a traceback at ERROR for every such datagram. The guarded one drops it and
+counts it (``malformed_stun`` in the owning participant's ``dropped``, registered with
+``count_drops``), logged once per socket.
+
 ``tests/media_path/test_hooks.py`` fails loudly if the aioice names used here move.
 """
 
@@ -21,10 +27,13 @@ import ipaddress
 import logging
 import random
 import socket
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aioice.ice
+from aioice import stun
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 
 from config.settings import MediaSettings
@@ -36,6 +45,51 @@ _policy: contextvars.ContextVar[GatherPolicy | None] = contextvars.ContextVar(
     "televisit_gather_policy", default=None
 )
 SOCKET_BUFFER_BYTES = 1 << 20
+
+
+_drops: weakref.WeakKeyDictionary[aioice.ice.Connection, dict[str, int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def count_drops(connection: aioice.ice.Connection, dropped: dict[str, int]) -> None:
+    """Count the datagrams ``connection``'s sockets refuse in ``dropped`` (reason -> count)."""
+    _drops[connection] = dropped
+
+
+class GuardedStunProtocol(aioice.ice.StunProtocol):
+    """aioice's protocol for one ICE socket, which never lets a datagram raise.
+
+    aioice parses every datagram as STUN and hands what is not STUN (``ValueError``) to the
+    connection; anything else its parser raises (``struct.error`` for an attribute shorter
+    than its type needs, RFC 8489 14) would reach the event loop. Such a datagram is dropped
+    and counted as ``malformed_stun``; an exception while aioice handles a parsed message as
+    ``stun_error``. Each kind is logged once per socket."""
+
+    _logged: set[str] | None = None
+
+    def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        try:
+            stun.parse_message(data)  # type: ignore[arg-type]
+        except ValueError:
+            pass  # not STUN: aioice passes it on as data
+        except Exception as exc:
+            self._refuse("malformed_stun", exc)
+            return
+        try:
+            super().datagram_received(data, addr)
+        except Exception as exc:
+            self._refuse("stun_error", exc)
+
+    def _refuse(self, reason: str, exc: Exception) -> None:
+        dropped = _drops.get(self.receiver)
+        if dropped is not None:
+            dropped[reason] = dropped.get(reason, 0) + 1
+        if self._logged is None:
+            self._logged = set()
+        if reason not in self._logged:
+            self._logged.add(reason)
+            log.warning("ICE: dropped a datagram (%s: %r); counted, logged once", reason, exc)
 
 
 class PortRangeExhausted(OSError):
@@ -127,7 +181,7 @@ async def _host_candidates(
             log.warning("ICE: cannot bind %s: %s", address, exc)
             continue
         _, protocol = await loop.create_datagram_endpoint(
-            lambda: aioice.ice.StunProtocol(connection), sock=sock
+            lambda: GuardedStunProtocol(connection), sock=sock
         )
         bound_host, bound_port = sock.getsockname()[:2]
         host = _announced(policy, bound_host)

@@ -42,7 +42,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from pylibsrtp._binding import ffi, lib
 
-from media_server import rtpforward
+from media_server import ports, rtpforward
 from media_server.faults import Faults
 from media_server.rtpforward import Leg
 
@@ -99,7 +99,7 @@ class SfuDtlsTransport(RTCDtlsTransport):
 
     def _install_fast_path(self) -> None:
         pair = self.transport._connection._nominated.get(1)
-        if pair is None or type(pair.protocol) is not aioice.ice.StunProtocol:
+        if pair is None or not isinstance(pair.protocol, aioice.ice.StunProtocol):
             return
         protocol = pair.protocol
         self.leg.queued = queued = protocol.datagram_received
@@ -157,7 +157,7 @@ def _route_sends(transport: RTCDtlsTransport, leg: Leg) -> None:
         if pair is None:
             raise ConnectionError("no nominated ICE pair")
         addr = pair.remote_addr
-        if type(pair.protocol) is not aioice.ice.StunProtocol:
+        if not isinstance(pair.protocol, aioice.ice.StunProtocol):
             leg.send_queued = lambda data: asyncio.ensure_future(
                 pair.protocol.send_data(data, addr)
             )
@@ -199,6 +199,7 @@ def adopt(transport: RTCDtlsTransport, sink: MediaSink) -> SfuDtlsTransport:
         transport._fast_path = None
         leg_of(transport, sink)
         ice = transport.transport
+        ports.count_drops(ice._connection, sink.dropped)
         ice._recv = _filtered_recv(ice._recv, sink.dropped)
     return transport  # type: ignore[return-value]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import socket
@@ -10,7 +11,7 @@ import struct
 
 from aiortc.rtp import RtpPacket
 
-from .peers import keeps_receiving, wait_for
+from .peers import Call, keeps_receiving, media_settings, wait_for
 
 
 def media_address(sdp: str) -> tuple[str, int]:
@@ -92,3 +93,45 @@ async def test_garbage_datagrams_are_counted_and_forwarding_continues(make_call)
     # Still forwarding both ways, and the DTLS transport is alive.
     await keeps_receiving(a.client, b.client, video=30)
     assert server.pc.connectionState == "connected"
+
+
+# Issue 12: a binding request whose ICE-CONTROLLED attribute holds 4 bytes instead of 8 made
+# aioice raise struct.error into the event loop (a traceback at ERROR per datagram).
+TRUNCATED_STUN = bytes.fromhex("000100082112a442" + "00" * 12 + "8029000400000000")
+
+
+async def test_stun_that_aioice_cannot_read_is_counted_and_logged_once(caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    call = Call(media_settings(), "VP8")
+    server = call.a.participant
+    try:
+        # Before ICE completes anyone can reach the media port...
+        answer = await server.handle_offer(await call.a.client.offer())
+        address = media_address(answer)
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for _ in range(20):
+                stranger.sendto(TRUNCATED_STUN, address)
+        finally:
+            stranger.close()
+        await wait_for(lambda: server.dropped.get("malformed_stun") == 20, 10, "counted")
+        await call.a.client.accept_answer(answer)
+        await call.b.connect()
+        for subscriber, publisher in ((call.a, call.b), (call.b, call.a)):
+            for publication in publisher.participant.publications:
+                await subscriber.participant.subscribe(publication)
+        await wait_for(lambda: call.b.client.frames("video") >= 5, 30, "video")
+        # ...after it, the nominated client's own socket still can (the Leg passes non-SRTP on).
+        pair = call.a.client.dtls().transport._connection._nominated[1]
+        own = pair.protocol.transport
+        for _ in range(20):
+            own.sendto(TRUNCATED_STUN, address)
+        await wait_for(lambda: server.dropped.get("malformed_stun") == 40, 10, "counted")
+        await keeps_receiving(call.a.client, call.b.client, video=10)
+        assert server.faults.count == 0
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert errors == [], errors[0].getMessage()
+        logged = [r for r in caplog.records if "malformed_stun" in r.getMessage()]
+        assert len(logged) == 1
+    finally:
+        await call.close()

@@ -116,3 +116,17 @@ def test_fast_path_hooks() -> None:
     assert "self._rx_srtp = " in setup and "self._tx_srtp = " in setup
     assert "self._state = State.NEW" in inspect.getsource(RTCDtlsTransport.__init__)
     assert "self._state = state" in inspect.getsource(RTCDtlsTransport._set_state)
+
+
+def test_stun_guard_hook() -> None:
+    # ports.GuardedStunProtocol parses first and lets aioice's datagram_received do the rest: it
+    # relies on aioice taking a ValueError from parse_message as "not STUN" and on nothing
+    # else being caught there (what escapes would reach the event loop).
+    source = inspect.getsource(aioice.ice.StunProtocol.datagram_received)
+    assert "message = stun.parse_message(data)" in source
+    assert "except ValueError:" in source and source.count("except") == 1
+    assert "self.receiver" in source
+    from media_server import ports
+
+    assert "GuardedStunProtocol(connection)" in inspect.getsource(ports._host_candidates)
+    assert "self._connection = " in inspect.getsource(RTCIceTransport.__init__)

@@ -53,7 +53,8 @@ def start_server(
         "TELEVISIT__SERVER__LOG_LEVEL": args.log_level,
         # Throttling would measure the limiter, not the server.
         "TELEVISIT__JOIN__PER_IP_PER_MINUTE": "100000000",
-        "TELEVISIT__JOIN__GLOBAL_PER_SECOND": "100000000",
+        "TELEVISIT__JOIN__FAILED_PER_IP_PER_HOUR": "100000000",
+        "TELEVISIT__JOIN__FAILED_PER_MINUTE": "100000000",
         "TELEVISIT__STORE__BACKEND": args.backend,
     }
     if args.redis_url:

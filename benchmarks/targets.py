@@ -125,7 +125,8 @@ class Televisit(Target):
             "TELEVISIT__SERVER__LOG_LEVEL": "warning",
             "TELEVISIT__MEDIA__LISTEN_ADDRESSES": '["127.0.0.1"]',
             "TELEVISIT__JOIN__PER_IP_PER_MINUTE": "100000000",
-            "TELEVISIT__JOIN__GLOBAL_PER_SECOND": "100000000",
+            "TELEVISIT__JOIN__FAILED_PER_IP_PER_HOUR": "100000000",
+            "TELEVISIT__JOIN__FAILED_PER_MINUTE": "100000000",
             "TELEVISIT__MEDIA__ROOM_MAX_PARTICIPANTS": "64",  # fan-out viewers (the most allowed)
         }
         self.proc = subprocess.Popen(

@@ -7,6 +7,7 @@ strings otherwise.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -34,6 +35,21 @@ class ServerSettings(_Section):
     data_dir: Path
     max_body_bytes: int = Field(ge=1024)
     log_level: Literal["debug", "info", "warning", "error"]
+    # Reverse proxies whose X-Forwarded-For names the client (control/clientaddr.py).
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _proxies_parse(self) -> ServerSettings:
+        for spec in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(spec, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: {spec!r} is not an address or network") from exc
+        return self
+
+    @property
+    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(spec, strict=False) for spec in self.trusted_proxies)
 
     @property
     def base_url(self) -> str:
@@ -70,8 +86,12 @@ class PinSettings(_Section):
 
 
 class JoinSettings(_Section):
+    """PIN guessing budgets (control/ratelimit.py has what they guarantee)."""
+
     per_ip_per_minute: int = Field(ge=1)
-    global_per_second: int = Field(ge=1)
+    failed_per_ip_per_hour: int = Field(ge=1)
+    failed_per_minute: int = Field(ge=1)
+    fresh_per_minute: int = Field(ge=1)
 
 
 class SmtpSettings(_Section):

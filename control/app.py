@@ -66,7 +66,7 @@ def create_app(
         settings=settings,
         store=store,
         keyring=keyring_for(settings),
-        limiter=JoinLimiter(settings.join.per_ip_per_minute, settings.join.global_per_second),
+        limiter=JoinLimiter(settings.join, store),
         clock=clock,
         outbox_worker=outbox_worker,
         bus=bus,

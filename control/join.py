@@ -3,8 +3,9 @@
 every WebSocket join (``authorize_join``).
 
 PIN answers never tell a wrong PIN from an expired, cancelled or not-yet-open one (one
-generic 404), and both buckets of control/ratelimit.py throttle guessing. A token holder is
-already authenticated, so token refusals say what is wrong, in the language to show it in.
+generic 404), and control/ratelimit.py's budgets throttle guessing (the body is read first:
+only PIN joins are throttled). A token holder is already authenticated, so token refusals say
+what is wrong, in the language to show it in.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from aiohttp import web
 from config.settings import Settings
 from control import appointments, departments, pins, shortlinks
 from control.bodies import read_body
+from control.clientaddr import client_key
 from control.models import JoinRequest
 from control.problems import Problem
+from control.ratelimit import Refused
 from control.services import services
 from control.store import Store
 from control.times import iso_at
@@ -240,20 +243,31 @@ async def _by_token(request: web.Request, token: str, now: float) -> dict[str, A
 
 async def join_handler(request: web.Request) -> web.Response:
     svc = services(request)
+    body = await read_body(request, JoinRequest)
     now = svc.clock()
-    wait = svc.limiter.check(request.remote or "unknown", now)
-    if wait:
+    # A token is signed and a short code has 60 random bits (10^-15 per guess at 1,000 live
+    # codes): neither has anything to guess, so only PINs meet the guessing budgets.
+    if body.token is not None:
+        return web.json_response(await _by_token(request, body.token, now))
+    if body.code is not None:
+        return web.json_response(await _by_code(request, body.code, now))
+    assert body.pin is not None
+    try:
+        admitted = await svc.limiter.admit(
+            client_key(request, svc.settings.server.proxy_networks), now
+        )
+    except Refused as exc:
+        wait = exc.retry_after
         raise Problem(
             429,
             "rate-limited",
             "too many join attempts; wait and try again",
             headers={"Retry-After": str(wait)},
             retry_after=wait,
-        )
-    body = await read_body(request, JoinRequest)
-    if body.pin is not None:
+        ) from exc
+    try:
         return web.json_response(await _by_pin(request, body.pin, now))
-    if body.code is not None:
-        return web.json_response(await _by_code(request, body.code, now))
-    assert body.token is not None
-    return web.json_response(await _by_token(request, body.token, now))
+    except Problem as exc:
+        if exc.status == 404:
+            await svc.limiter.failed(admitted, now)
+        raise

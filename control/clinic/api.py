@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from control.bodies import path_id, read_body
+from control.clientaddr import client_key
 from control.clinic import accounts, events, policy, requests, sessions, visits
 from control.clinic.accounts import Staff
 from control.clinic.errors import ClinicError, Forbidden, Unauthenticated
@@ -134,7 +135,7 @@ async def login(request: web.Request) -> web.Response:
     """Sign in a staff member; sets the dashboard cookie and returns a bearer token."""
     node = _node(request)
     throttle = request.app[THROTTLE]
-    ip = request.remote or "?"
+    ip = client_key(request, node.settings.server.proxy_networks)
     now = time.monotonic()
     wait = throttle.blocked(ip, now)
     if wait > 0:

@@ -15,7 +15,7 @@ def test_defaults_are_valid() -> None:
     s = load_settings(environ={})
     assert s.server.port == 8080
     assert s.store.backend == "sqlite"
-    assert s.pins.digits == 9
+    assert s.pins.digits == 11
     assert s.media.ice_servers == []
     assert s.sqlite_path == Path("var/televisit.db")
 

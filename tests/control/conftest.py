@@ -31,7 +31,11 @@ def settings(tmp_path, settings_overrides):
     base: dict[str, Any] = {
         "server": {"data_dir": str(tmp_path / "data"), "public_url": "https://tv.example"},
         # Tests join many times from one address; the throttling test sets its own limits.
-        "join": {"per_ip_per_minute": 100_000, "global_per_second": 100_000},
+        "join": {
+            "per_ip_per_minute": 100_000,
+            "failed_per_ip_per_hour": 100_000,
+            "failed_per_minute": 100_000,
+        },
     }
     for section, values in settings_overrides.items():
         base[section] = {**base.get(section, {}), **values}

@@ -34,7 +34,7 @@ async def control(tmp_path) -> AsyncIterator[tuple[TestClient, dict[str, str]]]:
         environ={},
         overrides={
             "server": {"data_dir": str(tmp_path / "data")},
-            "join": {"per_ip_per_minute": 10_000, "global_per_second": 10_000},
+            "join": {"per_ip_per_minute": 10_000, "failed_per_ip_per_hour": 10_000},
             "media": LOOPBACK_MEDIA,
         },
     )

@@ -1,0 +1,69 @@
+"""Which client a request comes from, as the rate limiters count it.
+
+Behind a reverse proxy every request arrives from the proxy; ``server.trusted_proxies`` names
+the proxies (addresses or CIDR networks) whose ``X-Forwarded-For`` is believed. The client is
+then the rightmost address in that header that is not itself a trusted proxy (RFC 7239
+section 7.4: each proxy appends what it saw, so only the entries the trusted proxies wrote
+can be relied on; whatever the client put on the left is ignored). A request from anyone else
+is keyed by its own address, whatever headers it carries.
+
+An IPv6 client counts as its /64: one subscriber line gets a whole /64 (RFC 6177) and can
+hop between its addresses at will. IPv4-mapped IPv6 addresses count as the IPv4 address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from aiohttp import web
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPV6_PREFIX = 64
+
+
+def _address(text: str) -> Address | None:
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # "[2001:db8::1]:443"
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # "192.0.2.1:443"
+        text = text.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def key_of(address: Address) -> str:
+    """The rate-limit key: the IPv4 address, or the IPv6 address's /64."""
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
+
+
+def _trusted(address: Address | None, proxies: tuple[Network, ...]) -> bool:
+    return address is not None and any(address in net for net in proxies)
+
+
+def client_key(request: web.Request, trusted_proxies: tuple[Network, ...]) -> str:
+    """The key of the client behind ``request`` (see the module's docstring); pass
+    ``settings.server.proxy_networks``."""
+    remote = _address(request.remote or "")
+    if remote is None:
+        return request.remote or "unknown"
+    if trusted_proxies and _trusted(remote, trusted_proxies):
+        hops = [
+            part
+            for header in request.headers.getall("X-Forwarded-For", [])
+            for part in header.split(",")
+        ]
+        for hop in reversed(hops):
+            address = _address(hop)
+            if address is None:
+                break  # a garbled entry: nothing left of it can be trusted
+            if not _trusted(address, trusted_proxies):
+                return key_of(address)
+    return key_of(remote)

@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
+
+from benchmarks.targets import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 START_SECONDS = 60.0
@@ -37,10 +40,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _pin(cpu: int) -> Callable[[], None]:
-    return lambda: os.sched_setaffinity(0, {cpu})
 
 
 def start_server(
@@ -66,7 +65,8 @@ def start_server(
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        preexec_fn=_pin(args.server_cpu),
+        # pinned, and at the media benchmarks' raised priority when root (targets.prepare)
+        preexec_fn=prepare({args.server_cpu} if args.server_cpu < (os.cpu_count() or 1) else None),
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + START_SECONDS
@@ -82,10 +82,20 @@ def start_server(
     raise SystemExit("the server did not start")
 
 
+def cpu_seconds(pid: int) -> float:
+    """user+sys CPU seconds of a process so far (all its threads)."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 async def run_phase(
-    name: str, make_request: Callable[[int], Awaitable[int]], args: argparse.Namespace
-) -> dict[str, Any]:
-    """``concurrency`` loops share a counter; stop at ``count`` requests or ``seconds``."""
+    name: str, make_request: Callable[[int], Awaitable[int]], args: argparse.Namespace,
+    server_pid: int,
+) -> dict[str, Any]:  # fmt: skip
+    """``concurrency`` loops share a counter; stop at ``count`` requests or ``seconds``.
+
+    Besides requests/s (which the machine's other load and this client's own core bound), the
+    server's CPU per request: 1e6 / that is what one core of the server carries at most."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
     issued = 0
@@ -107,8 +117,10 @@ async def run_phase(
                 errors[str(status)] = errors.get(str(status), 0) + 1
 
     started = time.perf_counter()
+    server0, client0 = cpu_seconds(server_pid), time.process_time()
     await asyncio.gather(*(loop() for _ in range(args.concurrency)))
     elapsed = time.perf_counter() - started
+    server_cpu, client_cpu = cpu_seconds(server_pid) - server0, time.process_time() - client0
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -120,6 +132,10 @@ async def run_phase(
         "errors": errors,
         "seconds": round(elapsed, 2),
         "requests_per_second": round(len(latencies) / elapsed, 1),
+        "server_cpu_pct": round(100 * server_cpu / elapsed, 1),
+        "client_cpu_pct": round(100 * client_cpu / elapsed, 1),
+        "server_us_per_request": round(1e6 * server_cpu / max(1, len(latencies)), 1),
+        "per_core_per_second": round(len(latencies) / server_cpu, 1) if server_cpu else None,
         "latency_ms": {
             "p50": pct(0.50),
             "p90": pct(0.90),
@@ -129,7 +145,9 @@ async def run_phase(
     }
 
 
-async def bench(base: str, key: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+async def bench(
+    base: str, key: str, args: argparse.Namespace, server_pid: int
+) -> list[dict[str, Any]]:
     headers = {"Authorization": f"Bearer {key}"}
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -160,10 +178,10 @@ async def bench(base: str, key: str, args: argparse.Namespace) -> list[dict[str,
                 await resp.read()
                 return resp.status
 
-        created = await run_phase("create appointment", create, args)
+        created = await run_phase("create appointment", create, args, server_pid)
         if not pins:
             raise SystemExit("no appointment was created")
-        joined = await run_phase("join by PIN", join, args)
+        joined = await run_phase("join by PIN", join, args, server_pid)
         return [created, joined]
 
 
@@ -208,7 +226,7 @@ def main() -> int:
             key = key or demo_key
             if args.backend == "redis":
                 asyncio.run(_add_department(f"http://127.0.0.1:{port}", key))
-            results = asyncio.run(bench(f"http://127.0.0.1:{port}", key, args))
+            results = asyncio.run(bench(f"http://127.0.0.1:{port}", key, args, proc.pid))
         finally:
             proc.terminate()
             proc.wait(timeout=60)

@@ -23,8 +23,11 @@ MAX_PAGE = 500
 DEFAULT_PAGE = 100
 
 
-async def present(store: Store, settings: Settings, data: dict[str, Any]) -> dict[str, Any]:
-    """The API view of a stored appointment: adds the room's window and link delivery."""
+async def present(
+    store: Store, settings: Settings, data: dict[str, Any], *, new: bool = False
+) -> dict[str, Any]:
+    """The API view of a stored appointment: adds the room's window and link delivery
+    (``new``: just created, so nothing can have been sent for it yet: no outbox scan)."""
     tele = data["telemedicine"]
     if not tele:
         return data
@@ -37,7 +40,7 @@ async def present(store: Store, settings: Settings, data: dict[str, Any]) -> dic
             "short_url": tele.get("short_url"),
             "valid_from": iso_at(win.opens),
             "valid_until": iso_at(win.closes),
-            "delivery": await delivery_status(store, data["id"]),
+            "delivery": {} if new else await delivery_status(store, data["id"]),
         },
     }
 
@@ -53,7 +56,7 @@ async def create_handler(request: web.Request) -> web.Response:
         svc.store, svc.settings, svc.keyring, org_id, department, body, svc.clock()
     )
     return web.json_response(
-        await present(svc.store, svc.settings, data), status=201 if created else 200
+        await present(svc.store, svc.settings, data, new=created), status=201 if created else 200
     )
 
 

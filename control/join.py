@@ -109,6 +109,11 @@ async def _appointment_guard(
         )
     if state == "closed":
         raise JoinRefused("expired", "the appointment is over", **said)
+    return _admitted(appointment, grant, audience)
+
+
+def _admitted(appointment: dict[str, Any], grant: Grant, audience: Audience) -> Admission:
+    """The admission of ``grant`` to ``appointment``'s room, once its checks passed."""
     host_view = None
     if grant.role == "host":
         host_view = {
@@ -195,29 +200,36 @@ def _answer(settings: Settings, admission: Admission, token: str) -> dict[str, A
 
 
 async def _by_pin(request: web.Request, pin: str, now: float) -> dict[str, Any]:
+    """A lookup and a signature: the appointment holding the PIN, checked as the room guard
+    checks it, and a fresh guest token for it. (Verifying the token just signed and reading
+    the appointment again through its room, as a token join does, would only repeat this.)"""
     svc = services(request)
-    no_room = Problem(404, "no-room", NO_ROOM, field="pin")
     if not pins.looks_like_pin(pin, svc.settings.pins.digits):
-        raise no_room
+        raise Problem(404, "no-room", NO_ROOM, field="pin")
     appointment = await appointments.by_pin(svc.store, pin)
     if appointment is None or appointment["status"] != "scheduled":
-        raise no_room
+        raise Problem(404, "no-room", NO_ROOM, field="pin")
     win = appointments.window(appointment, svc.settings)
     if win.state(now) != "open":
-        raise no_room
-    token = svc.keyring.issue_token(
+        raise Problem(404, "no-room", NO_ROOM, field="pin")
+    grant = Grant(
         room_id=appointment["telemedicine"]["room_id"],
         name=appointment["client"]["name"],
         role="guest",
-        expires_at=win.closes,
         appointment_id=appointment["id"],
         version=appointments.link_version(appointment, "guest"),
+        expires_at=float(int(win.closes)),  # as the token carries it
+    )
+    token = svc.keyring.issue_token(
+        room_id=grant.room_id,
+        name=grant.name,
+        role=grant.role,
+        expires_at=win.closes,
+        appointment_id=grant.appointment_id,
+        version=grant.version,
         now=now,
     )
-    try:
-        admission = await admit(svc.store, svc.settings, token, now)
-    except JoinRefused as exc:  # cancelled between the two reads
-        raise no_room from exc
+    admission = _admitted(appointment, grant, await _audience(svc.store, appointment, "guest"))
     return _answer(svc.settings, admission, token)
 
 

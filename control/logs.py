@@ -81,13 +81,14 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         status = exc.status
         raise
     finally:
-        log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": safe_path(request),
-                "status": status,
-                "ms": round((time.perf_counter() - started) * 1000, 2),
-                "remote": request.remote,
-            },
-        )
+        if log.isEnabledFor(logging.INFO):  # the line's fields cost more than the request
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": safe_path(request),
+                    "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "remote": request.remote,
+                },
+            )

@@ -19,7 +19,9 @@ ROOM_PREFIX = "ap-"
 
 
 def new_pin(digits: int) -> str:
-    return "".join(secrets.choice("0123456789") for _ in range(digits))
+    """``digits`` uniformly random digits (leading zeros included): one draw from the OS's
+    CSPRNG for the whole PIN, not one per digit."""
+    return f"{secrets.randbelow(10**digits):0{digits}d}"
 
 
 def new_room_id() -> str:

@@ -7,6 +7,9 @@ import stat
 
 import jwt
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from config import load_settings
 from control.tokens import Keyring, TokenError, load_keyring
@@ -104,3 +107,39 @@ def test_configured_keys_win_over_the_generated_file(tmp_path):
     )
     ring = load_keyring(settings)
     assert ring.keys == {"k9": K2} and not (tmp_path / "secrets.json").exists()
+
+
+class _Utf8Json(json.JSONEncoder):
+    def __init__(self, **kwargs: object) -> None:
+        kwargs["ensure_ascii"] = False
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+
+
+@given(
+    name=st.text(min_size=1, max_size=40),
+    room=st.text(alphabet="abcdefghijklmnopqrstuvwxyz-_0123456789", min_size=1, max_size=24),
+    role=st.sampled_from(["host", "guest"]),
+    appointment=st.one_of(st.none(), st.text(max_size=20)),
+    exp=st.integers(min_value=0, max_value=2**40),
+    secret=st.text(min_size=32, max_size=64),
+)
+@examples(max_examples=200, deadline=None)
+def test_issued_tokens_are_byte_for_byte_what_pyjwt_encodes(name, room, role, appointment, exp,
+                                                            secret):  # fmt: skip
+    ring = Keyring({"k1": secret}, "k1")
+    token = ring.issue_token(
+        room_id=room, name=name, role=role, expires_at=exp, appointment_id=appointment, now=1000
+    )
+    claims: dict[str, object] = {"r": room, "n": name, "ro": role[0], "iat": 1000, "exp": exp}
+    if appointment is not None:
+        claims["a"] = appointment
+    expected = jwt.encode(
+        claims,
+        secret,
+        algorithm="HS256",
+        headers={"kid": "k1", "typ": None},
+        json_encoder=_Utf8Json,
+    )
+    assert token == expected
+    grant = ring.verify_token(token, now=exp - 1)
+    assert (grant.name, grant.room_id, grant.appointment_id) == (name, room, appointment)

@@ -190,6 +190,7 @@ def _answer(settings: Settings, admission: Admission, token: str) -> dict[str, A
         "signaling_url": signaling_url(settings),
         "ice_servers": [s.model_dump(exclude_none=True) for s in settings.media.ice_servers],
         "appointment": {"start": admission.start, "end": admission.end},
+        "reconnect_grace_seconds": settings.media.reconnect_grace_seconds,
         "kind": admission.kind,
         "language": admission.audience.language,
         **admission.audience.extra(),

@@ -311,6 +311,10 @@ class JoinResponse(_Response):
     signaling_url: str
     ice_servers: list[IceServer]
     appointment: Window
+    reconnect_grace_seconds: float = Field(
+        description="a member whose connection dropped (or who reloaded the page) keeps its "
+        "place this long; the page rejoins by itself within it"
+    )
     kind: Literal["vet", "appointment", "clinic"] = Field(
         description="an appointment with an animal patient, one without, a virtual clinic visit"
     )

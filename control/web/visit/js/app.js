@@ -9,6 +9,7 @@ import {
 } from "./i18n.js";
 import { LocalMedia, watchLevel } from "./media.js";
 import { QualityMeter } from "./quality.js";
+import { forgetCall, mayRejoin, noteLeftCall } from "./rejoin.js";
 import { Session } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
@@ -229,6 +230,7 @@ async function prejoin() {
       : t("prejoin.who_guest", { time: formatClinicTime(new Date(join.appointment.start)) });
   });
   await openMedia();
+  if (await mayRejoin(join.reconnect_grace_seconds)) startCall();
 }
 
 async function openMedia() {
@@ -634,6 +636,7 @@ function hangup() {
 // --- the end ---------------------------------------------------------------------------------
 
 function finish({ reason, by }) {
+  forgetCall();
   stopCall();
   clearRemote();
   state.media.stop();
@@ -673,7 +676,10 @@ function wire() {
   });
   $("ended-copy").addEventListener("click", () => chat.copy($("ended-copy-status")));
   $("ended-rejoin").addEventListener("click", () => location.reload());
-  window.addEventListener("pagehide", () => state.session?.stop());
+  window.addEventListener("pagehide", () => {
+    if (document.body.dataset.view === "room") noteLeftCall();
+    state.session?.stop();
+  });
 }
 
 async function main() {

@@ -76,7 +76,16 @@ from aiortc.rtp import (
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from config.settings import MediaSettings
-from media_server import codecs, ports, rejection, reoffer, rtcp, rtpheader, sdpcheck
+from media_server import (
+    codecs,
+    ports,
+    rejection,
+    reoffer,
+    rtcp,
+    rtpheader,
+    sctptransport,
+    sdpcheck,
+)
 from media_server.faults import Faults
 from media_server.publication import Publication
 from media_server.rtpforward import Leg
@@ -226,6 +235,10 @@ class Participant:
 
     def _adopt(self, transport: Any) -> None:
         adopt(transport, self)
+        if self.pc.sctp is not None:
+            # Any chat text within chat_max_bytes fits, JSON-escaped (6 bytes per \u escape).
+            max_message = 6 * self.settings.chat_max_bytes + 1024
+            sctptransport.bound(self.pc.sctp, max_message, self.dropped)
         if self._transport is None:
             self._transport = transport
             self._leg = transport.leg

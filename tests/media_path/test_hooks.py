@@ -130,3 +130,20 @@ def test_stun_guard_hook() -> None:
 
     assert "GuardedStunProtocol(connection)" in inspect.getsource(ports._host_candidates)
     assert "self._connection = " in inspect.getsource(RTCIceTransport.__init__)
+
+
+def test_sctp_bound_hooks() -> None:
+    # sctptransport.BoundedSctpTransport: the answer reads the instance's capabilities, DATA
+    # chunks go through _receive_data_chunk, and the receive window and reassembly live here.
+    from aiortc import rtcsctptransport
+
+    assert "sctp.getCapabilities()" in inspect.getsource(rtcpeerconnection)
+    cls = rtcsctptransport.RTCSctpTransport
+    assert params(cls._receive_data_chunk) == ["self", "chunk"]
+    init = inspect.getsource(cls.__init__)
+    for name in ("_advertised_rwnd", "_last_received_tsn", "_sack_misordered", "_inbound_streams"):
+        assert f"self.{name}" in init, name
+    receive = inspect.getsource(cls._receive_data_chunk)
+    assert "self._mark_received(chunk.tsn)" in receive and "add_chunk(chunk)" in receive
+    assert "self.reassembly" in inspect.getsource(rtcsctptransport.InboundStream.__init__)
+    assert "_advertised_rwnd" in inspect.getsource(cls._send_sack)

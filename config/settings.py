@@ -139,6 +139,7 @@ class MediaSettings(_Section):
     signaling_max_bytes: int = Field(ge=4096)
     room_max_participants: int = Field(ge=2, le=64)
     send_history_packets: int = Field(ge=1000)
+    video_codecs: list[Literal["VP8", "H264"]] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _port_range(self) -> MediaSettings:

@@ -61,6 +61,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
@@ -78,6 +79,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 from config.settings import MediaSettings
 from media_server import (
     codecs,
+    dtls,
     ports,
     rejection,
     reoffer,
@@ -108,6 +110,8 @@ OnPublication = Callable[[Publication], None]
 OnChat = Callable[["Participant", Any], None]
 OnState = Callable[["Participant", str], None]
 OnRefused = Callable[[Subscription, rejection.Refusal], None]
+# (kind, codecs the publisher may send) -> the same codecs in the order to answer them.
+PreferCodecs = Callable[[str, list[RTCRtpCodecParameters]], list[RTCRtpCodecParameters]]
 
 
 class Participant:
@@ -121,6 +125,7 @@ class Participant:
         on_chat: OnChat,
         on_state: OnState,
         on_refused: OnRefused | None = None,
+        prefer_codecs: PreferCodecs | None = None,
     ) -> None:
         self.id = id
         self.settings = settings
@@ -129,6 +134,7 @@ class Participant:
         self._on_chat = on_chat
         self._on_state = on_state
         self._on_refused = on_refused
+        self._prefer_codecs = prefer_codecs or self._settings_order
         self._gather = ports.GatherPolicy.from_settings(settings)
         self.pc = RTCPeerConnection(
             RTCConfiguration(
@@ -139,6 +145,9 @@ class Participant:
                 bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
             )
         )
+        # A certificate whose DTLS context also offers RSA suites: when we are the DTLS
+        # client, a server with an RSA certificate (GStreamer's webrtcbin) can pick one.
+        self.pc._RTCPeerConnection__certificates = [dtls.SfuCertificate.generateCertificate()]
         self.pc.on("connectionstatechange", self._connection_state_changed)
         self.pc.on("datachannel", self._data_channel)
 
@@ -159,6 +168,12 @@ class Participant:
         self._negotiating: asyncio.Task[None] | None = None
         self._answer_waiter: asyncio.Future[None] | None = None
         self._refusals: dict[str, rejection.Refusal] = {}  # mid -> why, of the latest answer
+        # What the client decodes, per kind: declared at join (declare_codecs) or learned from
+        # the codecs of its offer.
+        self.declared_codecs: dict[str, list[RTCRtpCodecParameters]] = {}
+        self._offered_codecs: dict[str, list[RTCRtpCodecParameters]] = {}
+        # mid -> (wanted codec, future of "the answer negotiated it"): request_codec().
+        self._codec_requests: dict[str, tuple[RTCRtpCodecParameters, asyncio.Future[bool]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tick_wake: asyncio.Future[None] | None = None
         self._reported: set[str] = set()
@@ -192,19 +207,23 @@ class Participant:
         chosen = []
         for media in media_lines:
             try:
-                chosen.append((media, codecs.publish_codec(media.kind, media.rtp.codecs)))
+                accepted = codecs.publish_codecs(media.kind, media.rtp.codecs)
             except codecs.NoCommonCodec as exc:
                 raise ValueError(str(exc)) from exc
+            chosen.append((media, self._prefer_codecs(media.kind, accepted)))
+            learned = self._offered_codecs.setdefault(media.kind, [])
+            learned += [c for c in media.rtp.codecs if not codecs.is_rtx(c)]
         self._offered = True
         self._client_numbering = reoffer.numbering(sdp)
 
-        # Our transceivers exist before setRemoteDescription so each is pinned to the chosen
-        # codec (aiortc matches m-lines to unassigned transceivers of the same kind in order).
+        # Our transceivers exist before setRemoteDescription so each negotiates the chosen
+        # codecs in the chosen order (aiortc matches m-lines to unassigned transceivers of the
+        # same kind in order); the client sends with the first.
         publishing: list[tuple[Any, RTCRtpTransceiver]] = []
-        for media, codec in chosen:
+        for media, ordered in chosen:
             transceiver = self.pc.addTransceiver(media.kind, direction="recvonly")
             forwarding_receiver(transceiver.receiver)
-            transceiver.setCodecPreferences([codecs.capability(codec)])
+            transceiver.setCodecPreferences(codecs.capabilities(ordered))
             publishing.append((media, transceiver))
             self._adopt(transceiver.receiver.transport)
         try:
@@ -212,7 +231,10 @@ class Participant:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
                 for transport in self._transports():
                     self._adopt(transport)
-                await self.pc.setLocalDescription(await self.pc.createAnswer())
+                dtls.prefer_server_role(description, self._transports())
+                answer = await self.pc.createAnswer()
+                aligned = reoffer.align(answer.sdp, self._client_numbering)
+                await self.pc.setLocalDescription(RTCSessionDescription(sdp=aligned, type="answer"))
         except Exception as exc:
             raise ValueError(f"cannot answer the offer: {exc}") from exc
 
@@ -243,8 +265,22 @@ class Participant:
             self._transport = transport
             self._leg = transport.leg
 
+    @property
+    def receive_codecs(self) -> dict[str, list[RTCRtpCodecParameters]]:
+        """What the client decodes, per kind (declared at join, else its offer's codecs; a
+        kind it never named is missing: nothing is known about it)."""
+        return {**self._offered_codecs, **self.declared_codecs}
+
+    def _settings_order(
+        self, kind: str, offered: list[RTCRtpCodecParameters]
+    ) -> list[RTCRtpCodecParameters]:
+        order = [f"video/{name}".lower() for name in self.settings.video_codecs]
+        rank = {mime: i for i, mime in enumerate(order)}
+        return sorted(offered, key=lambda c: rank.get(c.mimeType.lower(), len(order)))
+
     def _add_publication(self, media: Any, transceiver: RTCRtpTransceiver) -> None:
-        codec = next(c for c in transceiver._codecs if c.mimeType.lower() != f"{media.kind}/rtx")
+        negotiated = [c for c in transceiver._codecs if not codecs.is_rtx(c)]
+        codec = negotiated[0]
         secondary = {g.items[1] for g in media.ssrc_group if len(g.items) > 1}
         ssrcs = [s.ssrc for s in media.ssrc if s.ssrc not in secondary]
         extensions = rtpheader.extension_ids(transceiver._headerExtensions)
@@ -259,6 +295,7 @@ class Participant:
             rtcp_ssrc=transceiver.sender._ssrc,
             on_gap=self._nack_pending,
             faults=self.faults,
+            codecs=negotiated,
         )
         self.publications.append(publication)
         self._by_mid[publication.mid] = publication
@@ -363,7 +400,7 @@ class Participant:
         added = []
         for subscription in batch:
             transceiver = self.pc.addTransceiver(subscription.kind, direction="sendonly")
-            transceiver.setCodecPreferences([codecs.capability(subscription.source.codec)])
+            transceiver.setCodecPreferences(codecs.capabilities(self._offer_codecs(subscription)))
             sender = forwarding_sender(transceiver.sender)
             # One msid stream per publisher: the subscriber lip-syncs that publisher's audio
             # and video, and nobody else's.
@@ -381,15 +418,18 @@ class Participant:
         except TimeoutError:
             log.warning("participant %s: no answer to our offer within %g s", self.id, timeout)
             self._report("failed")
+            self._settle_codec_requests(failed=True)
             return
         except ValueError as exc:
             # The client answered, but aiortc could not apply it (refused sections alone
             # never get here: see handle_answer).
             log.warning("participant %s: its answer to our offer was refused: %s", self.id, exc)
             self._report("failed")
+            self._settle_codec_requests(failed=True)
             return
         for subscription, transceiver in added:
             self._bind(subscription, transceiver)
+        self._settle_codec_requests()
 
     def _bind(self, subscription: Subscription, transceiver: RTCRtpTransceiver) -> None:
         if subscription.closed:
@@ -411,11 +451,62 @@ class Participant:
         subscription.bind(
             ssrc=ssrc,
             payload_type=media_codecs[0].payloadType,
+            codecs=media_codecs,
             mid=transceiver.mid,
             extensions=rtpheader.extension_ids(transceiver._headerExtensions),
             send_rtp=self._leg,
             send_rtcp=self.send_rtcp,
         )
+
+    def _offer_codecs(self, subscription: Subscription) -> list[RTCRtpCodecParameters]:
+        """What to offer on a subscription's m-line: every forwarded codec the client decodes
+        (so the source may switch codec later without a new m-line), the source's first."""
+        kind = subscription.kind
+        known = self.receive_codecs.get(kind)
+        local = codecs.local_codecs(kind)
+        if known:
+            local = [c for c in local if any(codecs.same_format(k, c) for k in known)]
+        source = subscription.source.codec
+        ordered = [c for c in local if codecs.decodes(c, source)]
+        ordered += [c for c in local if c not in ordered]
+        return ordered or [source]
+
+    async def request_codec(self, publication: Publication, codec: RTCRtpCodecParameters) -> bool:
+        """Ask the client to send ``publication`` as ``codec`` (one of its negotiated codecs):
+        a server re-offer of its m-line with ``codec`` first. True when the answer kept
+        ``codec`` (a browser then switches; the Publication sees the new payload type),
+        False when the client refused it or the negotiation failed."""
+        if self._closed or publication not in self.publications:
+            return False
+        transceiver = next((t for t in self.pc.getTransceivers() if t.mid == publication.mid), None)
+        if transceiver is None:
+            return False
+        ordered = [codec] + [c for c in publication.codecs if not codecs.same_format(c, codec)]
+        transceiver.setCodecPreferences(codecs.capabilities(ordered))
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        previous = self._codec_requests.pop(publication.mid, None)
+        if previous is not None and not previous[1].done():
+            previous[1].set_result(False)
+        self._codec_requests[publication.mid] = (codec, future)
+        self._reoffer = True
+        self._start_negotiation()
+        return await future
+
+    def _settle_codec_requests(self, failed: bool = False) -> None:
+        """An answer arrived (or never will): each publication's negotiated codecs are what
+        it said, and each codec request learns its fate."""
+        by_mid = {t.mid: t for t in self.pc.getTransceivers()}
+        for publication in self.publications:
+            transceiver = by_mid.get(publication.mid)
+            negotiated = []
+            if transceiver is not None and not failed:
+                negotiated = [c for c in transceiver._codecs if not codecs.is_rtx(c)]
+            if negotiated:
+                publication.codecs = negotiated
+            request = self._codec_requests.pop(publication.mid, None)
+            if request is not None and not request[1].done():
+                wanted, future = request
+                future.set_result(any(codecs.same_format(c, wanted) for c in negotiated))
 
     def _refused(
         self, subscription: Subscription, transceiver: RTCRtpTransceiver, refusal: rejection.Refusal
@@ -709,6 +800,7 @@ class Participant:
         self._closed = True
         if self._answer_waiter is not None and not self._answer_waiter.done():
             self._answer_waiter.cancel()
+        self._settle_codec_requests(failed=True)
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()

@@ -43,7 +43,7 @@ class Publication:
     participant_id: str
     kind: str  # "audio" | "video"
     mid: str
-    codec: RTCRtpCodecParameters
+    codec: RTCRtpCodecParameters  # what the publisher sends now (learned from payload types)
     ssrc: int | None  # from a=ssrc; learned from the first routed packet otherwise
     extensions: dict[str, int]  # uri -> id on the publisher's leg
     # Sends RTCP (bytes) to the publisher; the owning Participant schedules it.
@@ -54,12 +54,18 @@ class Publication:
     # Arrival time in ms for the bandwidth estimator (aiortc's NTP-based milliseconds).
     clock_ms: Callable[[], int] = field(default=ntp_ms, repr=False)
     faults: Faults | None = field(default=None, repr=False)  # exceptions in the hooks below
+    # Every codec negotiated on the publisher's m-line (the publisher may send any of them);
+    # empty = only ``codec``.
+    codecs: list[RTCRtpCodecParameters] = field(default_factory=list)
+    # Called after the publisher switched to another negotiated codec.
+    on_codec: Callable[[Publication], None] | None = field(default=None, repr=False)
 
     nacks_sent: int = 0  # NACK packets
     nacked_packets: int = 0  # sequence numbers asked for (retries included)
     plis_sent: int = 0
     keyframe_requests_throttled: int = 0
     srs_received: int = 0
+    codec_switches: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
 
     subscriptions: list[Subscription] = field(default_factory=list, repr=False)
@@ -85,7 +91,10 @@ class Publication:
             on_frame=self._on_frame if self._estimator is not None else None,
             faults=self.faults,
             on_restart=self._on_restart,
+            on_payload_type=self._on_payload_type,
         )
+        if not self.codecs:
+            self.codecs = [self.codec]
 
     @property
     def codec_name(self) -> str:
@@ -117,6 +126,28 @@ class Publication:
             self.send_nacks(now)
             if self.on_gap is not None:
                 self.on_gap()
+
+    def _on_payload_type(self, payload_type: int) -> None:
+        """A packet of another payload type: if it is one of the negotiated codecs, the
+        publisher switched to it (after a server re-offer, or on its own); else it is dropped."""
+        codec = next((c for c in self.codecs if c.payloadType == payload_type), None)
+        if codec is not None:
+            self.set_codec(codec)
+
+    def set_codec(self, codec: RTCRtpCodecParameters) -> None:
+        """The publisher sends ``codec`` from now on: every subscription starts again at its
+        next keyframe, in whatever codec its subscriber negotiated for it."""
+        if codec is self.codec:
+            return
+        log.info("publication %s: %s -> %s", self.id, self.codec_name, describe(codec))
+        self.codec = codec
+        self.payload_type = codec.payloadType
+        self.inbound.payload_type = codec.payloadType
+        self.codec_switches += 1
+        for subscription in list(self.subscriptions):
+            subscription.on_source_codec()
+        if self.on_codec is not None:
+            self.on_codec(self)
 
     def _on_frame(self, data: bytes, size: int) -> None:
         """The last packet of a frame (``size``: the frame's payload bytes): the estimator sees

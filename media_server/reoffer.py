@@ -19,6 +19,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from aiortc.sdp import parse_h264_profile_level_id
+
+from media_server.codecs import DEFAULT_PROFILE_LEVEL_ID
+
 _EXTMAP = re.compile(r"^a=extmap:(\d+)(/\S+)? (\S+)(.*)$")
 _RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([^/\s]+)/(\d+)(?:/(\d+))?")
 _FMTP = re.compile(r"^a=fmtp:(\d+) (.*)$")
@@ -37,6 +41,8 @@ class Numbering:
 
     extension_ids: dict[str, int] = field(default_factory=dict)
     payload_types: dict[CodecKey, int] = field(default_factory=dict)
+    # payload type -> its fmtp parameters as the client wrote them (H.264 level included)
+    fmtp: dict[int, str] = field(default_factory=dict)
 
 
 def _sections(lines: list[str]) -> Iterator[list[int]]:
@@ -60,24 +66,31 @@ def _codec_keys(lines: list[str], section: list[int]) -> dict[int, CodecKey]:
     for i in section:
         if match := _RTPMAP.match(lines[i]):
             pt, name, clock, channels = match.groups()
-            names[int(pt)] = (name.lower(), clock, channels or "1")
+            if int(pt) <= 127:  # RTP has 7 bits for it; anything else names nothing
+                names[int(pt)] = (name.lower(), clock, channels or "1")
         elif match := _FMTP.match(lines[i]):
             params[int(match.group(1))] = match.group(2)
     keys: dict[int, CodecKey] = {}
     for pt, base in names.items():
         fmtp = params.get(pt, "")
         if base[0] == "h264":
-            # Same rule as aiortc's matching: profile and packetization mode tell H.264s apart.
+            # RFC 6184 8.1: the profile and the packetization mode tell H.264s apart, the
+            # level does not (42c00c and 42e01f are one codec, Constrained Baseline).
             values = dict(p.strip().split("=", 1) for p in fmtp.split(";") if "=" in p)
-            base += (
-                values.get("packetization-mode", "0"),
-                values.get("profile-level-id", "").lower(),
-            )
+            base += (values.get("packetization-mode", "0"), _h264_profile(values))
         keys[pt] = base
     for pt, key in list(keys.items()):
         if key[0] == "rtx" and (apt := _APT.search(params.get(pt, ""))):
             keys[pt] = ("rtx", *keys.get(int(apt.group(1)), ("?",)))
     return keys
+
+
+def _h264_profile(values: dict[str, str]) -> str:
+    level_id = values.get("profile-level-id", DEFAULT_PROFILE_LEVEL_ID)
+    try:
+        return parse_h264_profile_level_id(level_id)[0].name.lower()
+    except ValueError:
+        return level_id.lower()  # an unknown profile matches only itself
 
 
 def numbering(sdp: str) -> Numbering:
@@ -87,12 +100,15 @@ def numbering(sdp: str) -> Numbering:
     lines = sdp.splitlines()
     out = Numbering()
     for line in lines:
-        if (match := _EXTMAP.match(line)) and 1 <= int(match.group(1)) <= 255:
+        if (match := _EXTMAP.match(line)) and int(match.group(1)) in _EXTENSION_IDS:
             out.extension_ids.setdefault(match.group(3), int(match.group(1)))
     for section in _sections(lines):
         for pt, key in _codec_keys(lines, section).items():
             if pt <= 127:
                 out.payload_types.setdefault(key, pt)
+        for i in section:
+            if match := _FMTP.match(lines[i]):
+                out.fmtp.setdefault(int(match.group(1)), match.group(2))
     return out
 
 
@@ -100,8 +116,11 @@ def numbering(sdp: str) -> Numbering:
 _DROP = "\x00"
 
 
-def _renumber_section(lines: list[str], section: list[int], remap: dict[int, int | None]) -> None:
-    """Apply ``remap`` to the section's payload types; a type mapped to None is left out."""
+def _renumber_section(
+    lines: list[str], section: list[int], remap: dict[int, int | None], fmtp: dict[int, str]
+) -> None:
+    """Apply ``remap`` to the section's payload types (a type mapped to None is left out); a
+    codec renumbered to a client's type gets the client's fmtp for it (``fmtp``)."""
 
     def keep(pt: str) -> bool:
         return not pt.isdigit() or remap.get(int(pt), 0) is not None
@@ -119,11 +138,15 @@ def _renumber_section(lines: list[str], section: list[int], remap: dict[int, int
                 lines[i] = _DROP
                 continue
             rest = _APT.sub(lambda a: f"apt={remap.get(int(a.group(1)), a.group(1))}", rest)
-            lines[i] = f"{prefix}:{remap.get(int(pt), pt)}{rest}"
+            new_pt = remap.get(int(pt), int(pt))
+            if prefix == "a=fmtp" and not apt and new_pt in fmtp:
+                rest = f" {fmtp[new_pt]}"
+            lines[i] = f"{prefix}:{new_pt}{rest}"
 
 
 def align(sdp: str, client: Numbering) -> str:
-    """``sdp`` renumbered to ``client``'s extension ids and payload types."""
+    """``sdp`` renumbered to ``client``'s extension ids and payload types, and with the
+    client's own fmtp lines for the codecs it named (an answer goes through this too)."""
     ending = "\r\n" if "\r\n" in sdp else "\n"
     lines = sdp.split(ending)
 
@@ -148,5 +171,13 @@ def align(sdp: str, client: Numbering) -> str:
                 pts[key] = pt if pt < 96 else next(free_pts, None)
         # rtx of a codec left out goes too (its apt would name nothing).
         remap = {pt: pts[key] for pt, key in keys.items()}
-        _renumber_section(lines, section, remap)
+        # The client's fmtp only where it named this very codec (the same key).
+        fmtp = {
+            new: client.fmtp[new]
+            for pt, key in keys.items()
+            if (new := remap[pt]) is not None
+            and new in client.fmtp
+            and client.payload_types.get(key) == new
+        }
+        _renumber_section(lines, section, remap, fmtp)
     return ending.join(line for line in lines if line != _DROP)

@@ -26,8 +26,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#define MTU 1500
-#define MAX_TRAILER 144       /* pylibsrtp.SRTP_MAX_TRAILER_LEN */
+#define MTU 1500              /* the largest datagram received: any RTP packet within it is sent */
 #define MAX_RTCP_TRAILER 148  /* pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN */
 #define SIG_MAX 64            /* longest extension layout signature a plan is cached under */
 #define PLANS 4               /* cached layouts per Outbound (a sender keeps one or two) */
@@ -38,7 +37,7 @@ static srtp_fn srtp_protect, srtp_protect_rtcp, srtp_unprotect, srtp_unprotect_r
 
 static PyObject *k_malformed_rtp, *k_payload_type, *k_sequence_jump, *k_srtp_rejected, *k_srtcp_rejected,
     *k_not_connected, *k_send_error, *k_record, *k_one, *k_where_rtp, *k_where_rtcp,
-    *k_where_forward, *k_where_nack, *k_where_frame, *k_where_restart;
+    *k_where_forward, *k_where_nack, *k_where_frame, *k_where_restart, *k_where_codec;
 
 static double monotonic(void) {
     struct timespec t;
@@ -310,11 +309,14 @@ static int leg_send(Leg *leg, const uint8_t *data, Py_ssize_t size) {
         }
     }
     int rtcp = size > 1 && data[1] > 191 && data[1] < 209;
-    if (size > MTU - (rtcp ? MAX_RTCP_TRAILER : MAX_TRAILER)) {
+    /* Whatever arrived in one datagram leaves in one: the buffer has room for the packet plus
+       the largest trailer libsrtp may add (10 bytes for AES_CM_128_HMAC_SHA1_80, 16 for
+       AEAD_AES_128_GCM, SRTCP 4 more), so a near-MTU packet is never refused. */
+    if (size > MTU) {
         PyErr_SetString(PyExc_ValueError, "packet is too long");
         return FAILED;
     }
-    uint8_t buf[MTU];
+    uint8_t buf[MTU + MAX_RTCP_TRAILER];
     memcpy(buf, data, size);
     int len = (int)size;
     int rc = (rtcp ? srtp_protect_rtcp : srtp_protect)(leg->tx, buf, &len);
@@ -355,6 +357,7 @@ typedef struct {
     PyObject *on_disorder;  /* (seq, previous max_seq, now) or None: NACK list */
     PyObject *on_frame;     /* (packet, frame payload bytes) or None: bandwidth estimate */
     PyObject *on_restart;   /* () or None: the sequence numbers restarted (statistics reset) */
+    PyObject *on_payload_type; /* (payload type) or None: a packet of another payload type */
     PyObject *faults;
     int payload_type;
     int clock_rate;
@@ -406,7 +409,15 @@ static void stats_add(Inbound *s, const Header *h) {
 
 /* NULL when accepted (and forwarded), else the reason it was dropped. */
 static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, const Header *h) {
-    if (h->payload_type != s->payload_type) return k_payload_type;
+    if (h->payload_type != s->payload_type) {
+        /* The publisher may switch among its negotiated codecs: Python decides (and sets
+           payload_type) or the packet is dropped. Never reached in steady state. */
+        if (s->on_payload_type == NULL || s->on_payload_type == Py_None) return k_payload_type;
+        PyObject *r = PyObject_CallFunction(s->on_payload_type, "i", (int)h->payload_type);
+        if (r == NULL) fault(s->faults, k_where_codec);
+        Py_XDECREF(r);
+        if (h->payload_type != s->payload_type) return k_payload_type;
+    }
     if (s->max_seq >= 0) {
         uint16_t ahead = (uint16_t)(h->seq - s->max_seq);
         if (ahead >= MAX_DROPOUT && ahead <= 0x10000 - MAX_MISORDER) {
@@ -479,17 +490,19 @@ static PyObject *Inbound_receive(Inbound *self, PyObject *arg) {
 
 static int Inbound_init(Inbound *self, PyObject *args, PyObject *kw) {
     static char *names[] = {"clock_rate", "payload_type", "on_disorder", "on_frame", "faults",
-                            "on_restart", NULL};
+                            "on_restart", "on_payload_type", NULL};
     PyObject *on_disorder = Py_None, *on_frame = Py_None, *faults = Py_None, *on_restart = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|OOOO", names, &self->clock_rate,
+    PyObject *on_pt = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|OOOOO", names, &self->clock_rate,
                                      &self->payload_type, &on_disorder, &on_frame, &faults,
-                                     &on_restart))
+                                     &on_restart, &on_pt))
         return -1;
     Py_XSETREF(self->outbounds, PyList_New(0));
     Py_XSETREF(self->on_disorder, Py_NewRef(on_disorder));
     Py_XSETREF(self->on_frame, Py_NewRef(on_frame));
     Py_XSETREF(self->on_restart, Py_NewRef(on_restart));
     Py_XSETREF(self->faults, Py_NewRef(faults));
+    Py_XSETREF(self->on_payload_type, Py_NewRef(on_pt));
     self->last_packet_at = NAN;
     stats_reset(self);
     return self->outbounds ? 0 : -1;
@@ -501,6 +514,7 @@ static int Inbound_traverse(Inbound *self, visitproc visit, void *arg) {
     Py_VISIT(self->on_frame);
     Py_VISIT(self->on_restart);
     Py_VISIT(self->faults);
+    Py_VISIT(self->on_payload_type);
     return 0;
 }
 
@@ -510,6 +524,7 @@ static int Inbound_clear(Inbound *self) {
     Py_CLEAR(self->on_frame);
     Py_CLEAR(self->on_restart);
     Py_CLEAR(self->faults);
+    Py_CLEAR(self->on_payload_type);
     return 0;
 }
 
@@ -560,6 +575,8 @@ static PyGetSetDef Inbound_getset[] = {
 
 static PyMemberDef Inbound_members[] = {
     {"outbounds", T_OBJECT_EX, offsetof(Inbound, outbounds), READONLY, NULL},
+    {"on_payload_type", T_OBJECT, offsetof(Inbound, on_payload_type), 0,
+     "(payload type) for a packet of another payload type; may change payload_type"},
     {"payload_type", T_INT, offsetof(Inbound, payload_type), 0, NULL},
     {"packets_in", T_LONGLONG, offsetof(Inbound, packets_in), READONLY, NULL},
     {"bytes_in", T_LONGLONG, offsetof(Inbound, bytes_in), READONLY, NULL},
@@ -1123,7 +1140,8 @@ PyMODINIT_FUNC PyInit_rtpforward(void) {
         intern(&k_record, "record") || intern(&k_where_rtp, "rtp") || intern(&k_where_rtcp, "rtcp") ||
         intern(&k_where_forward, "subscription.forward") ||
         intern(&k_where_nack, "publication.nack") || intern(&k_where_frame, "publication.estimate") ||
-        intern(&k_sequence_jump, "sequence_jump") || intern(&k_where_restart, "publication.restart"))
+        intern(&k_sequence_jump, "sequence_jump") || intern(&k_where_restart, "publication.restart") ||
+        intern(&k_where_codec, "publication.codec"))
         return NULL;
     k_one = PyLong_FromLong(1);
     InboundType.tp_getset = Inbound_getset;

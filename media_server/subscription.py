@@ -30,15 +30,17 @@ this path.
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import time
 from collections.abc import Callable
 
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpByePacket, RtcpSenderInfo, RtcpSrPacket
 
 from media_server import rtcp, rtpheader
-from media_server.codecs import interchangeable, starts_keyframe
+from media_server.codecs import decodes, same_format, starts_keyframe
 from media_server.faults import Faults
 from media_server.publication import Publication
 from media_server.rtpforward import Outbound
@@ -63,6 +65,9 @@ class Subscription:
         self.ssrc = 0  # our sender's SSRC on the subscriber's leg (bound at negotiation)
         self.payload_type = 0
         self.mid: str | None = None
+        # The codecs the subscriber negotiated on our m-line (any of them may be sent; the
+        # one the source sends now is chosen per keyframe).
+        self.codecs: list[RTCRtpCodecParameters] = []
         self.closed = False
         self._send_rtcp: Callable[[bytes], None] | None = None
         self._subscriber_ext: dict[str, int] = {}
@@ -118,10 +123,19 @@ class Subscription:
         extensions: dict[str, int],
         send_rtp: SendRtp,
         send_rtcp: Callable[[bytes], None],
+        codecs: list[RTCRtpCodecParameters] | None = None,
     ) -> None:
-        """The subscriber accepted our m-line: start carrying packets (and ask for a keyframe)."""
+        """The subscriber accepted our m-line: start carrying packets (and ask for a keyframe).
+
+        ``codecs``: what it negotiated (payload types of its leg); None = only the source's
+        codec, as ``payload_type``.
+        """
         self.ssrc = ssrc
         self.payload_type = payload_type
+        if codecs is None:
+            codecs = [copy.copy(self.source.codec)]
+            codecs[0].payloadType = payload_type
+        self.codecs = codecs
         self.mid = mid
         self._subscriber_ext = extensions
         self.out.ssrc = ssrc
@@ -142,15 +156,17 @@ class Subscription:
 
         Sequence numbers continue from the last one sent and timestamps advance by the wall
         time that passed, so the subscriber sees one stream with a gap rather than a new one.
-        Raises CodecMismatch when the new publication's codec differs from the negotiated one
-        (a publisher that came back with H.264 instead of VP8): subscribe to it anew.
+        Raises CodecMismatch when the subscriber negotiated no codec that takes the new
+        publication's (a publisher that came back with H.264 to a VP8-only subscriber):
+        subscribe to it anew. ``publication`` may be any source (a transcoder too).
         """
         if publication is self.source:
             return
-        if not interchangeable(self.source.codec, publication.codec):
+        if self.codecs and self.payload_type_for(publication.codec) is None:
             raise CodecMismatch(
                 f"{publication.id} sends {publication.codec_name}; this subscription was "
-                f"negotiated for {self.source.codec_name}: subscribe to it instead"
+                f"negotiated for {', '.join(c.name for c in self.codecs)}: subscribe to it "
+                "instead"
             )
         self.source.detach(self)
         self.source = publication
@@ -167,6 +183,25 @@ class Subscription:
         self.out.ready = False
         self.source.request_keyframe()
 
+    def payload_type_for(self, codec: RTCRtpCodecParameters) -> int | None:
+        """Our leg's payload type for a stream of ``codec`` (None: the subscriber did not
+        negotiate anything that decodes it). The very codec first, then a compatible one."""
+        for match in (same_format, decodes):
+            for negotiated in self.codecs:
+                if match(negotiated, codec):
+                    return negotiated.payloadType
+        return None
+
+    @property
+    def decodable(self) -> bool:
+        """Is what the source sends now something the subscriber negotiated?"""
+        return not self.codecs or self.payload_type_for(self.source.codec) is not None
+
+    def on_source_codec(self) -> None:
+        """The source switched codec: start again at its next keyframe, with our leg's
+        payload type for the new codec (sequence numbers and timestamps continue)."""
+        self.out.ready = False
+
     # ---- hooks of the compiled path -----------------------------------------------------------
 
     def _prepare(self, data: bytes) -> bool:
@@ -174,6 +209,11 @@ class Subscription:
         if self.out.send is None:
             self._drop("not_negotiated")
             return False
+        payload_type = self.payload_type_for(self.source.codec)
+        if payload_type is None:
+            self._drop("codec_not_negotiated")  # until the room changes the source
+            return False
+        self.out.payload_type = self.payload_type = payload_type
         header = rtpheader.parse(data)
         # A fresh or switched stream starts at a keyframe: anything before it would only give
         # the subscriber's decoder errors (and a PLI storm).

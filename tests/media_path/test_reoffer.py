@@ -41,8 +41,9 @@ def test_numbering_names_extensions_and_codecs() -> None:
     assert n.payload_types[("opus", "48000", "2")] == 111
     assert n.payload_types[("vp8", "90000", "1")] == 96
     assert n.payload_types[("rtx", "vp8", "90000", "1")] == 97
-    assert n.payload_types[("h264", "90000", "1", "1", "42001f")] == 103
-    assert n.payload_types[("rtx", "h264", "90000", "1", "1", "42001f")] == 104
+    assert n.payload_types[("h264", "90000", "1", "1", "profile_baseline")] == 103
+    assert n.payload_types[("rtx", "h264", "90000", "1", "1", "profile_baseline")] == 104
+    assert n.fmtp[103] == "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f"
 
 
 def test_align_renumbers_to_the_client_and_gives_new_names_free_numbers() -> None:
@@ -97,3 +98,28 @@ async def test_a_real_renegotiation_keeps_the_clients_numbers() -> None:
         assert "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid" in local
     finally:
         await server.close()
+
+
+def test_a_constrained_baseline_at_another_level_keeps_its_number_and_fmtp() -> None:
+    """RFC 6184: 42c00c (Constrained Baseline 1.2) and aiortc's 42e01f are one codec. The
+    server's offer names it 42e01f; the client's numbering and its own fmtp line win."""
+    client = CLIENT_OFFER.replace("profile-level-id=42001f", "profile-level-id=42c00c")
+    server = "\r\n".join(
+        [
+            "v=0",
+            "m=video 9 UDP/TLS/RTP/SAVPF 99 100",
+            "a=rtpmap:99 H264/90000",
+            "a=fmtp:99 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+            "a=rtpmap:100 rtx/90000",
+            "a=fmtp:100 apt=99",
+            "",
+        ]
+    )
+    lines = reoffer.align(server, reoffer.numbering(client)).split("\r\n")
+    assert lines[1:6] == [
+        "m=video 9 UDP/TLS/RTP/SAVPF 103 104",
+        "a=rtpmap:103 H264/90000",
+        "a=fmtp:103 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42c00c",
+        "a=rtpmap:104 rtx/90000",
+        "a=fmtp:104 apt=103",
+    ]

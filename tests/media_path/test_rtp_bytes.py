@@ -10,7 +10,7 @@ from aiortc.rtp import RtcpPacket, RtpPacket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from media_server import codecs, rtcp, rtpheader
+from media_server import rtcp, rtpheader
 from media_server.faults import Faults
 from media_server.rtpforward import Outbound, apply_plan
 
@@ -333,19 +333,3 @@ def test_nack_list_treats_a_huge_jump_as_a_restart() -> None:
     nacks.add(1, 0.0)
     assert not nacks.add(30000, 0.0)
     assert nacks.missing == {}
-
-
-def test_keyframe_detection() -> None:
-    # VP8 with X, I (15-bit picture id): keyframe iff P bit of the payload header is 0.
-    assert codecs.starts_keyframe("VP8", bytes([0x90, 0x80, 0x80, 0x01, 0x10]))
-    assert not codecs.starts_keyframe("VP8", bytes([0x90, 0x80, 0x80, 0x01, 0x11]))
-    assert not codecs.starts_keyframe("VP8", bytes([0x80, 0x80, 0x80, 0x01, 0x10]))  # not a start
-    assert codecs.starts_keyframe("VP8", bytes([0x10, 0x10]))
-    assert not codecs.starts_keyframe("VP8", bytes([0x90]))  # truncated
-    # H.264: SPS alone, STAP-A starting with SPS, FU-A start of an IDR; a P slice is not.
-    assert codecs.starts_keyframe("H264", bytes([0x67, 0x42]))
-    assert codecs.starts_keyframe("H264", bytes([0x78, 0x00, 0x10, 0x67]))
-    assert codecs.starts_keyframe("H264", bytes([0x7C, 0x85]))
-    assert not codecs.starts_keyframe("H264", bytes([0x7C, 0x05]))  # FU-A middle
-    assert not codecs.starts_keyframe("H264", bytes([0x41, 0x9A]))
-    assert codecs.starts_keyframe("opus", b"\x01")

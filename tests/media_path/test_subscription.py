@@ -9,7 +9,7 @@ from aiortc.rtcrtpparameters import (
 )
 from aiortc.rtp import RtcpPacket, RtcpReceiverInfo, RtpPacket
 
-from media_server import codecs, rtcp, rtpheader
+from media_server import rtcp, rtpheader
 from media_server.faults import Faults
 from media_server.publication import Publication
 from media_server.subscription import CodecMismatch, Subscription
@@ -200,20 +200,3 @@ def test_switch_source_refuses_another_codec() -> None:
     with pytest.raises(CodecMismatch, match="subscribe to it instead"):
         sub.switch_source(h264)
     assert sub.source is pub and sub in pub.subscriptions
-
-
-def test_codec_interchangeability() -> None:
-    def h264(profile: str, mode: str = "1", pt: int = 100) -> RTCRtpCodecParameters:
-        return RTCRtpCodecParameters(
-            mimeType="video/H264",
-            clockRate=90000,
-            payloadType=pt,
-            parameters={"packetization-mode": mode, "profile-level-id": profile},
-        )
-
-    assert codecs.interchangeable(h264("42e01f"), h264("42E01F", pt=102))
-    assert not codecs.interchangeable(h264("42e01f"), h264("42001f"))
-    assert not codecs.interchangeable(h264("42e01f"), h264("42e01f", mode="0"))
-    assert codecs.interchangeable(
-        VP8, RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
-    )

@@ -143,6 +143,7 @@ class SfuClient:
     # Rewrites each answer to a server offer before it is sent (e.g. to refuse a section as a
     # device that cannot decode it would).
     munge_answer: Callable[[str], str] | None = None
+    munge_offer: Callable[[str], str] | None = None  # the same for the client's one offer
 
     def __post_init__(self) -> None:
         self._http: aiohttp.ClientSession | None = None
@@ -263,7 +264,10 @@ class SfuClient:
 
         with ports.gathering(ports.GatherPolicy(addresses=self.gather_addresses)):
             await pc.setLocalDescription(await pc.createOffer())
-        await self.send({"type": "offer", "sdp": pc.localDescription.sdp})
+        offer = pc.localDescription.sdp
+        if self.munge_offer is not None:
+            offer = self.munge_offer(offer)
+        await self.send({"type": "offer", "sdp": offer})
 
     async def _answer(self, sdp: str) -> None:
         assert self.pc is not None

@@ -33,3 +33,48 @@ async def test_a_refused_video_section_keeps_audio_and_both_sides_are_told(sfu: 
     assert host_member.participant is not None
     refused = [s for s in host_member.participant.subscriptions if s.refused]
     assert [(s.kind, s.refused) for s in refused] == [("video", "rejected")]
+
+
+def section(sdp: str, mid: str) -> list[str]:
+    for block in sdp.split("\r\nm=")[1:]:
+        lines = ("m=" + block).split("\r\n")
+        if f"a=mid:{mid}" in lines:
+            return lines
+    raise AssertionError(f"no m-line with mid {mid}")
+
+
+def fmtp_of(lines: list[str], pt: str) -> str:
+    return next(line for line in lines if line.startswith(f"a=fmtp:{pt} "))
+
+
+async def test_an_h264_level_other_than_42e01f_keeps_its_number_and_fmtp(sfu: Sfu) -> None:
+    """A native client offering Constrained Baseline level 1.2 (42c00c): the answer and every
+    re-offer name its H.264 with its own payload type and fmtp (RFC 6184: 42c00c and aiortc's
+    42e01f are one codec)."""
+
+    def level_1_2(sdp: str) -> str:
+        return sdp.replace("profile-level-id=42e01f", "profile-level-id=42c00c")
+
+    guest = await sfu.client(
+        sfu.token("room-1", "guest", "Pat Guest"), video_codec="H264", munge_offer=level_1_2
+    )
+    await guest.join()
+    await guest.publish()
+    answer = await guest.wait_for(lambda: guest.last("answer"), 20, "the answer")
+    assert guest.pc is not None
+    offered = level_1_2(guest.pc.localDescription.sdp)
+    video_mid = next(t.mid for t in guest.pc.getTransceivers() if t.kind == "video")
+    fmtp = next(line for line in section(offered, video_mid) if "42c00c" in line)
+    pt = fmtp.split()[0].split(":")[1]
+    assert fmtp_of(section(answer["sdp"], video_mid), pt) == fmtp
+
+    host = await sfu.client(sfu.token("room-1", "host", "Dr Host"), video_codec="H264")
+    await host.join()
+    await host.publish()
+    await guest.wait_for(lambda: guest.video_frames >= 15, 30, "video at the guest")
+    await host.wait_for(lambda: host.video_frames >= 15, 30, "video at the host")
+    offers = guest.of_type("offer")
+    assert offers
+    for offer in offers:
+        assert fmtp_of(section(offer["sdp"], video_mid), pt) == fmtp
+    assert not guest.of_type("error") and guest.closed is None

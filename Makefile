@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: run test lint system-deps clean
+.PHONY: run admin test lint system-deps clean
 
 $(VENV)/.installed: pyproject.toml setup.py media_server/rtpforward.c
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(VENV)/.installed: pyproject.toml setup.py media_server/rtpforward.c
 
 run: $(VENV)/.installed
 	$(VENV)/bin/televisit serve
+
+# `make admin ARGS='create-org --name "Kallio Vet"'`: the admin commands (or .venv/bin/televisit).
+admin: $(VENV)/.installed
+	$(VENV)/bin/televisit admin $(ARGS)
 
 # Debian packages the tests drive for real: redis-server, chromium (headless browser tests),
 # podman + runc + debootstrap (the Docker image is built from a Debian base and run).

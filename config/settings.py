@@ -243,6 +243,7 @@ def load_settings(
         origins.append("environment")
     if overrides:
         data = _merge(data, overrides)
+        origins.append("command line")
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

@@ -10,14 +10,18 @@ import time
 from typing import Any
 
 from config import ConfigError, Settings, load_settings
+from control import cliflags
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="televisit", description=__doc__)
     p.add_argument("--config", metavar="FILE", help="TOML settings file (over the defaults)")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the control plane and SFU in one process")
+    cliflags.add_arguments(
+        sub.add_parser("serve", help="run the control plane and SFU in one process")
+    )
     admin = sub.add_parser("admin", help="administration (prints JSON)")
+    cliflags.add_arguments(admin, "data_dir")
     asub = admin.add_subparsers(dest="admin_command", required=True)
     co = asub.add_parser("create-org", help="create an organization; prints its id and an API key")
     co.add_argument("--name", required=True)
@@ -72,10 +76,16 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
         await store.close()
 
 
+def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+    """The settings of a command line: flags > environment > --config file > defaults
+    (control/cliflags.py). Raises ConfigError naming the key of a bad value."""
+    return load_settings(args.config, environ, cliflags.overrides(args))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings(args.config)
+        settings = settings_from(args)
     except ConfigError as exc:
         print(f"televisit: {exc}", file=sys.stderr)
         return 2

@@ -21,6 +21,8 @@ log = logging.getLogger("televisit.access")
 # Route parameters that carry a credential: masked in logged paths.
 SECRET_PARAMS = frozenset({"token", "code", "pin", "key"})
 MASK = "***"
+# Loggers kept to warnings unless the level is debug.
+CHATTY = ("aioice",)
 
 _RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -54,6 +56,11 @@ def configure(level: str = "info", stream: Any = None) -> None:
     root.setLevel(level.upper())
     # aiohttp's own access log would repeat each request in another format, with query strings.
     logging.getLogger("aiohttp.access").disabled = True
+    # Libraries that narrate routine steps at info (aioice: every ICE check's state change,
+    # 6-10 lines per connection): at info level operators see only their warnings; at debug
+    # level everything.
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.NOTSET if level == "debug" else logging.WARNING)
 
 
 def safe_path(request: web.Request) -> str:

@@ -113,3 +113,19 @@ def test_secret_route_parameters_are_masked():
     request = make_mocked_request("GET", "/j/eyJhbGciOi.abc.def?x=1")
     request._match_info = UrlMappingMatchInfo({"token": "eyJhbGciOi.abc.def"}, None)  # type: ignore[arg-type]
     assert logs.safe_path(request) == "/j/***"
+
+
+def test_aioice_check_chatter_stays_out_of_info_logs():
+    ice = logging.getLogger("aioice.ice")
+    try:
+        for level, shown in (("info", ["warning"]), ("debug", ["info", "warning"])):
+            out = io.StringIO()
+            logs.configure(level, stream=out)
+            ice.info("Check CandidatePair(...) State.WAITING -> State.IN_PROGRESS")
+            ice.warning("Connection(0) ICE failed")
+            logging.getLogger("televisit.test").info("an operator's line")
+            lines = [json.loads(line) for line in out.getvalue().splitlines()]
+            assert [r["level"] for r in lines if r["logger"] == "aioice.ice"] == shown, level
+            assert any(r["logger"] == "televisit.test" for r in lines)
+    finally:
+        logs.configure("info")

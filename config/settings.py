@@ -107,6 +107,8 @@ class SmsSettings(_Section):
     gateway_url: str
     api_key: str
     sender: str
+    # The gateway drops a repeated Idempotency-Key (control/notify/sms.py: what changes).
+    gateway_dedupes: bool = False
 
 
 class NotifySettings(_Section):

@@ -2,8 +2,8 @@
 
 It speaks what ``SmsSender`` sends: ``POST /sms`` with JSON ``{"to", "from", "text"}``, an
 ``Idempotency-Key`` header and, when it was given a key, ``Authorization: Bearer <key>``.
-Like a real gateway it answers a repeated key with the first answer and delivers nothing
-twice. "Delivering" is printing the text (it holds a join link and a PIN: a dev tool only).
+Like a gateway that honours the key it answers a repeated key with the first answer and
+delivers nothing twice; ``dedupe=False`` makes it one that ignores the key. "Delivering" is printing the text (it holds a join link and a PIN: a dev tool only).
 
     python -m control.notify.devgateway --port 2526 [--api-key KEY]
 """
@@ -20,13 +20,17 @@ from aiohttp import web
 
 
 class DevSmsGateway:
-    def __init__(self, port: int, api_key: str = "", *, echo: bool = False) -> None:
+    def __init__(
+        self, port: int, api_key: str = "", *, echo: bool = False, dedupe: bool = True
+    ) -> None:
         self.port = port
+        self.dedupe = dedupe
         self.api_key = api_key
         self.echo = echo
         self.url = f"http://127.0.0.1:{port}/sms"
         self.requests: list[dict[str, Any]] = []  # every POST that passed the checks
-        self.delivered: dict[str, dict[str, Any]] = {}  # idempotency key -> first delivery
+        # idempotency key (with dedupe=False: key#n) -> its delivery
+        self.delivered: dict[str, dict[str, Any]] = {}
         self._runner: web.AppRunner | None = None
 
     def keys_seen(self) -> list[str]:
@@ -61,8 +65,10 @@ class DevSmsGateway:
         trouble = await self.before_delivery(body)
         if trouble is not None:
             return trouble
-        if key in self.delivered:
+        if self.dedupe and key in self.delivered:
             return web.json_response({"id": self.delivered[key]["id"], "duplicate": True})
+        if not self.dedupe:
+            key = f"{key}#{len(self.delivered) + 1}"
         self.delivered[key] = {"id": f"sms-{len(self.delivered) + 1}", "body": body}
         if self.echo:
             print(f"SMS to {body['to']} from {body['from']}: {body['text']}", flush=True)

@@ -1,8 +1,18 @@
 """SMS through a configurable HTTP gateway (settings [notify.sms]).
 
 One JSON POST ``{"to", "from", "text"}`` with ``Authorization: Bearer <api_key>`` when a key
-is set and ``Idempotency-Key``: the gateway drops a repeat of a key it has already accepted,
-which is what makes retrying an SMS after a crash safe.
+is set and ``Idempotency-Key`` (the same for every attempt of one message).
+
+At most once, whatever the gateway does with the key. The contract relied on: a gateway
+that answers non-2xx did not accept the message, and one that could not be connected to
+received nothing. What happens after the request may have reached it depends on
+``notify.sms.gateway_dedupes``:
+- false (the default; any gateway): the worker records the handoff before the POST, like SMTP
+  before DATA. A connection refused is retried; an attempt that dies after the request went
+  out (no answer in time, the connection broke, the worker crashed) is marked failed
+  "delivery unknown; resend if needed" and never sent again.
+- true (only for a gateway documented to drop a repeated Idempotency-Key): no handoff is
+  recorded; such an attempt is sent again with the same key and the gateway drops the repeat.
 """
 
 from __future__ import annotations
@@ -36,17 +46,16 @@ class SmsSender:
     async def send(
         self, message: dict[str, Any], handoff: Callable[[], Awaitable[None]]
     ) -> str | None:
-        """Return the gateway's message id if it gives one; raise DeliveryError otherwise.
-
-        ``handoff`` is not called: with the idempotency key a repeat is harmless, so the
-        worker need not know whether the gateway saw the request.
-        """
+        """Return the gateway's message id if it gives one; raise DeliveryError otherwise
+        (``unknown`` when the request may have reached the gateway that does not dedupe)."""
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=self.timeout)
         headers = {"Idempotency-Key": message["idempotency_key"]}
         if self.settings.api_key:
             headers["Authorization"] = f"Bearer {self.settings.api_key}"
         payload = {"to": message["to"], "from": self.settings.sender, "text": message["body"]}
+        if not self.settings.gateway_dedupes:
+            await handoff()
         try:
             async with self._http.post(
                 self.settings.gateway_url, json=payload, headers=headers, allow_redirects=False
@@ -54,8 +63,11 @@ class SmsSender:
                 text = await resp.text(errors="replace")
                 if 200 <= resp.status < 300:
                     return _provider_id(resp, text)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
             raise DeliveryError(f"SMS gateway unreachable: {exc!r}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            unknown = not self.settings.gateway_dedupes
+            raise DeliveryError(f"SMS gateway did not answer: {exc!r}", unknown=unknown) from exc
         reason = f"SMS gateway answered HTTP {resp.status}: {_redact(text)[:_ERROR_TEXT_MAX]}"
         permanent = 400 <= resp.status < 500 and resp.status not in _RETRYABLE_4XX
         raise DeliveryError(reason, permanent=permanent)

@@ -21,7 +21,7 @@ async def sms_gateway():
     await gateway.stop()
 
 
-def notify_overrides(smtp_port: int, sms_url: str, **notify) -> dict:
+def notify_overrides(smtp_port: int, sms_url: str, gateway_dedupes: bool = False, **notify) -> dict:
     """Tiny timings so retries happen within a test; generous send timeout for a busy machine."""
     values = {
         "poll_seconds": 0.05,
@@ -30,7 +30,12 @@ def notify_overrides(smtp_port: int, sms_url: str, **notify) -> dict:
         "backoff_max_seconds": 0.2,
         "send_timeout_seconds": 10.0,
         "smtp": {"host": "127.0.0.1", "port": smtp_port},
-        "sms": {"gateway_url": sms_url, "api_key": "test-key", "sender": "Kärpänen"},
+        "sms": {
+            "gateway_url": sms_url,
+            "api_key": "test-key",
+            "sender": "Kärpänen",
+            "gateway_dedupes": gateway_dedupes,
+        },
     }
     values.update(notify)
     return values

@@ -25,6 +25,12 @@ def crash_settings(make_settings, store):
 
 
 @pytest.fixture
+def dedupe_settings(make_settings, store):
+    """For a gateway that drops a repeated Idempotency-Key (notify.sms.gateway_dedupes)."""
+    return make_settings(send_timeout_seconds=60.0, gateway_dedupes=True)
+
+
+@pytest.fixture
 async def run_worker_process():
     """Start the worker in its own process; whatever a test leaves running is killed after."""
     started = []
@@ -125,17 +131,18 @@ async def test_email_killed_before_data_is_sent_after_restart(
 
 
 async def test_sms_killed_mid_request_is_retried_with_the_same_key(
-    run_worker_process, store, crash_settings, sms_gateway
+    run_worker_process, store, dedupe_settings, sms_gateway
 ):
+    """With a gateway that drops repeated keys (and says so: gateway_dedupes)."""
     sms_gateway.stall_next = True
-    [queued] = await queue_links(store, crash_settings, appointment(), department(), ["sms"])
-    proc = await run_worker_process(crash_settings)
+    [queued] = await queue_links(store, dedupe_settings, appointment(), department(), ["sms"])
+    proc = await run_worker_process(dedupe_settings)
     await wait_for(sms_gateway.stalled.is_set, limit=60, what="the gateway to hold the request")
     await kill(proc)
     sms_gateway.release.set()
     assert (await message(store, queued["id"]))["status"] == "sending"
 
-    worker = await restart_after_lease(store, crash_settings)
+    worker = await restart_after_lease(store, dedupe_settings)
     try:
         status = await settle(store, "sms")
     finally:
@@ -143,6 +150,52 @@ async def test_sms_killed_mid_request_is_retried_with_the_same_key(
     assert status["status"] == "sent" and status["attempts"] == 2
     assert sms_gateway.keys_seen() == [queued["idempotency_key"]] * 2
     assert len(sms_gateway.delivered) == 1  # the gateway's dedupe kept it to one text
+
+
+async def test_sms_killed_mid_request_with_a_gateway_that_ignores_keys_is_not_sent_twice(
+    run_worker_process, store, crash_settings, sms_gateway
+):
+    """Issue 12: at most once must not rest on the gateway honouring Idempotency-Key. By
+    default the handoff is recorded before the POST, so the retry after the crash knows the
+    gateway may have the message and does not send it again."""
+    sms_gateway.dedupe = False
+    sms_gateway.stall_next = True
+    [queued] = await queue_links(store, crash_settings, appointment(), department(), ["sms"])
+    proc = await run_worker_process(crash_settings)
+    await wait_for(sms_gateway.stalled.is_set, limit=60, what="the gateway to hold the request")
+    assert (await message(store, queued["id"]))["handoff_at"] is not None
+    await kill(proc)
+    sms_gateway.release.set()
+
+    worker = await restart_after_lease(store, crash_settings)
+    try:
+        status = await settle(store, "sms")
+        await worker.run_once()  # another round: still nothing sent again
+    finally:
+        await worker.stop()
+    assert status["status"] == "failed" and status["last_error"] == UNKNOWN_AFTER_RESTART
+    assert len(sms_gateway.requests) == 1 and len(sms_gateway.delivered) == 1
+
+
+async def test_what_at_most_once_depends_on_a_key_ignoring_gateway_told_to_dedupe(
+    run_worker_process, store, dedupe_settings, sms_gateway
+):
+    """The precise dependency: gateway_dedupes = true on a gateway that ignores the key
+    delivers the SMS twice after a crash. That is why it is off unless the gateway drops
+    repeats."""
+    sms_gateway.dedupe = False
+    sms_gateway.stall_next = True
+    await queue_links(store, dedupe_settings, appointment(), department(), ["sms"])
+    proc = await run_worker_process(dedupe_settings)
+    await wait_for(sms_gateway.stalled.is_set, limit=60, what="the gateway to hold the request")
+    await kill(proc)
+    sms_gateway.release.set()
+    worker = await restart_after_lease(store, dedupe_settings)
+    try:
+        status = await settle(store, "sms")
+    finally:
+        await worker.stop()
+    assert status["status"] == "sent" and len(sms_gateway.delivered) == 2
 
 
 async def test_a_live_worker_does_not_touch_a_message_another_worker_holds(

@@ -230,3 +230,31 @@ async def test_an_email_address_smtp_cannot_carry_fails_at_once(
     assert status["email"]["status"] == "failed" and status["email"]["attempts"] == 1
     assert "not ASCII" in status["email"]["last_error"]
     assert smtp_server.mailbox.count() == 0
+
+
+async def test_an_sms_without_an_answer_is_not_sent_again_by_a_key_ignoring_gateway(
+    store, make_settings, sms_gateway
+):
+    """A live worker whose request got no answer in time: the gateway may have the SMS, so it
+    is marked "delivery unknown" instead of retried (the gateway would send it again)."""
+    settings = make_settings(send_timeout_seconds=1.0)
+    sms_gateway.dedupe = False
+    sms_gateway.stall_next = True
+    [queued] = await queue_links(store, settings, appointment(), department(), ["sms"])
+    worker = OutboxWorker(store, settings)
+    await worker.start()
+    try:
+
+        async def settled() -> bool:
+            return (await delivery_status(store, "appt-1"))["sms"]["status"] == "failed"
+
+        await wait_for(settled, limit=60, what="the SMS to be settled")
+        sms_gateway.release.set()
+        await worker.run_once()
+    finally:
+        await worker.stop()
+    status = (await delivery_status(store, "appt-1"))["sms"]
+    assert status["last_error"].startswith("delivery unknown") and status["attempts"] == 1
+    assert len(sms_gateway.delivered) == 1 and sms_gateway.keys_seen() == [
+        queued["idempotency_key"]
+    ]

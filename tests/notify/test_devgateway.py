@@ -35,17 +35,30 @@ async def test_dev_gateway_checks_requests_and_dedupes_on_the_key():
 
 
 async def _never() -> None:
-    raise AssertionError("an SMS needs no handoff: the gateway dedupes on the key")
+    raise AssertionError("no handoff for a gateway that dedupes on the key")
 
 
 async def test_without_an_api_key_no_authorization_header_is_sent():
     gateway = DevSmsGateway(free_port())  # accepts anyone
     await gateway.start()
-    sender = SmsSender(SmsSettings(gateway_url=gateway.url, api_key="", sender="C"), 10.0)
+    handoffs = []
+
+    async def handoff() -> None:
+        handoffs.append(len(gateway.requests))
+
     message = {"to": "+358401234567", "body": "hi", "idempotency_key": "k1"}
+    plain = SmsSender(SmsSettings(gateway_url=gateway.url, api_key="", sender="C"), 10.0)
+    dedupes = SmsSender(
+        SmsSettings(gateway_url=gateway.url, api_key="", sender="C", gateway_dedupes=True), 10.0
+    )
     try:
-        assert await sender.send(message, handoff=_never) == "sms-1"
+        # Any gateway: the handoff is recorded before the request is sent.
+        assert await plain.send(message, handoff=handoff) == "sms-1"
+        assert handoffs == [0]
+        # A gateway that drops repeats: no handoff needed.
+        assert await dedupes.send(dict(message, idempotency_key="k2"), handoff=_never) == "sms-2"
     finally:
-        await sender.close()
+        await plain.close()
+        await dedupes.close()
         await gateway.stop()
-    assert [r["auth"] for r in gateway.requests] == [None]
+    assert [r["auth"] for r in gateway.requests] == [None, None]

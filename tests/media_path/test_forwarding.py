@@ -1,4 +1,5 @@
-"""Two real aiortc clients see each other through two server Participants; no decode on the SFU."""
+"""Two real aiortc clients see each other through two server Participants (in this process:
+that the server decodes nothing is test_end_to_end.py's, where it runs alone)."""
 
 from __future__ import annotations
 
@@ -17,19 +18,18 @@ SIZES = ((320, 240), (640, 480))
 @pytest.fixture
 def codec_spies(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Count every packet that reaches an aiortc receiver (depayload + decode) and every frame
-    an aiortc sender encodes, split by whether the peer connection is the SFU's."""
-    seen = {"server_receive": 0, "client_receive": 0, "server_encode": 0, "client_encode": 0}
+    an aiortc sender encodes in this process (the clients'). That the server process decodes
+    nothing is shown where it runs alone: test_end_to_end.py watches every decoder it opens."""
+    seen = {"receive": 0, "encode": 0}
     receive = rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet
     encode = rtcrtpsender.RTCRtpSender._next_encoded_frame
 
     async def spy_receive(self: Any, packet: Any, arrival_time_ms: int) -> None:
-        side = "server" if isinstance(self.transport, SfuDtlsTransport) else "client"
-        seen[f"{side}_receive"] += 1
+        seen["receive"] += 1
         await receive(self, packet, arrival_time_ms)
 
     async def spy_encode(self: Any, codec: Any) -> Any:
-        side = "server" if isinstance(self.transport, SfuDtlsTransport) else "client"
-        seen[f"{side}_encode"] += 1
+        seen["encode"] += 1
         return await encode(self, codec)
 
     monkeypatch.setattr(rtcrtpreceiver.RTCRtpReceiver, "_handle_rtp_packet", spy_receive)
@@ -71,12 +71,9 @@ async def test_each_client_decodes_the_other(make_call, codec_spies, codec: str)
         }
         assert names == {codec}
 
-    # The SFU forwarded thousands of packets without one reaching a depayloader/decoder or an
-    # encoder; the clients' receivers and encoders did run (the spies work).
-    assert codec_spies["server_receive"] == 0
-    assert codec_spies["server_encode"] == 0
-    assert codec_spies["client_receive"] > 100
-    assert codec_spies["client_encode"] > 30
+    # The clients' receivers and encoders ran (the frames above came through them).
+    assert codec_spies["receive"] > 100
+    assert codec_spies["encode"] > 30
 
 
 async def test_rtcp_per_leg(make_call, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,135 @@
+"""A consult through ``televisit serve`` in its own process, with aiortc clients in this one:
+no decoder is ever opened in the server process, and every payload byte a subscriber receives
+is a payload its publisher sent, unchanged.
+
+The server runs under tests/media_path/watched_server.py, which reports every PyAV decoder the
+process opens (tests/decoders.py: aiortc's receivers, a publication that decoded, anything), so
+the check does not depend on which class the server uses for its transports. A room that needs
+transcoding (an H.264-only subscriber of a VP8-only publisher) decodes by design: a test of
+one counts the decoders whose stack runs through the transcoder; the rooms here forward only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from media_server import rtpheader
+from tests.conftest import free_port
+from tests.sfu.harness import both_decode
+from tests.sfu.sfu_client import SfuClient
+from tests.web.server import LiveServer
+
+
+class WatchedServer(LiveServer):
+    @property
+    def decoder_log(self) -> Path:
+        return self.data_dir / "decoders.jsonl"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "tests.media_path.watched_server", "serve"]
+
+    def decoders(self) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in self.decoder_log.read_text().splitlines()]
+        assert lines and lines[0]["watch"] == "installed", "the server's decoder watch is not live"
+        return lines[1:]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WatchedServer]:
+    data = tmp_path_factory.mktemp("watched")
+    live = WatchedServer(data, free_port())
+    live.settings = {"TELEVISIT_TEST_DECODER_LOG": str(data / "decoders.jsonl")}
+    live.start()
+    try:
+        live.make_department("en")
+        yield live
+    finally:
+        live.stop()
+
+
+class Payloads:
+    """The RTP payloads one client sends (before its SRTP) and receives (after it), with the
+    time each was seen."""
+
+    def __init__(self, client: SfuClient) -> None:
+        assert client.pc is not None
+        dtls = client.pc.getTransceivers()[0].receiver.transport
+        self.sent: list[tuple[float, bytes]] = []
+        self.received: list[tuple[float, bytes]] = []
+        send, handle = dtls._send_rtp, dtls._handle_rtp_data
+
+        async def send_rtp(data: bytes) -> None:
+            if not 192 <= data[1] <= 208:
+                self.sent.append((time.monotonic(), payload(data)))
+            await send(data)
+
+        async def handle_rtp(data: bytes, arrival_time_ms: int) -> None:
+            self.received.append((time.monotonic(), payload(data)))
+            await handle(data, arrival_time_ms)
+
+        dtls._send_rtp, dtls._handle_rtp_data = send_rtp, handle_rtp
+
+
+def within(seen: list[tuple[float, bytes]], start: float, end: float) -> list[bytes]:
+    return [p for t, p in seen if start <= t <= end]
+
+
+def payload(data: bytes) -> bytes:
+    header = rtpheader.parse(data)
+    end = len(data) - (data[-1] if data[0] & 0x20 else 0)
+    return data[header.payload_offset : end]
+
+
+async def consult(server: WatchedServer, codec: str) -> tuple[SfuClient, SfuClient]:
+    tele = server.make_appointment(client_language="en")["telemedicine"]
+    status, guest = server.call("POST", "/api/v1/join", {"pin": tele["pin"]})
+    assert status == 200, guest
+    host_token = tele["host_url"].rsplit("/", 1)[1]
+    status, host = server.call("POST", "/api/v1/join", {"token": host_token})
+    assert status == 200, host
+    clients = [
+        SfuClient(grant["signaling_url"], grant["token"], video_codec=codec)
+        for grant in (guest, host)
+    ]
+    for client in clients:
+        await client.connect()
+        await client.join()
+        await client.publish()
+    return clients[0], clients[1]
+
+
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
+async def test_a_consult_opens_no_decoder_and_forwards_payloads_unchanged(
+    server: WatchedServer, codec: str
+) -> None:
+    guest, host = await consult(server, codec)
+    try:
+        await both_decode(guest, host, frames=15, seconds=60)
+        recorders = [Payloads(guest), Payloads(host)]
+        start = time.monotonic()
+        await asyncio.sleep(5)
+        # Packets in flight at either end of the recording belong to one side only: compare
+        # what was seen in an inner window with everything seen on the other side.
+        inner, outer = (start + 1, start + 4), (start, start + 5)
+        for sender, receiver in (recorders, recorders[::-1]):
+            received, sent = within(receiver.received, *inner), within(sender.sent, *outer)
+            assert len(received) > 100, len(received)  # audio and video, both ways
+            # Every payload that arrived was sent by the other member, byte for byte...
+            known = set(sent)
+            foreign = [p for p in received if p not in known]
+            assert not foreign, f"{len(foreign)} of {len(received)} payloads were not sent"
+            # ...and next to everything sent arrived (loopback: no loss to speak of).
+            sent, arrived = within(sender.sent, *inner), set(within(receiver.received, *outer))
+            assert sum(p in arrived for p in sent) >= 0.9 * len(sent)
+        assert server.decoders() == [], "the server process opened a decoder"
+    finally:
+        for client in (guest, host):
+            await client.close()

@@ -162,6 +162,12 @@ class ClinicSettings(_Section):
     decline_note_max_chars: int = Field(ge=1, le=2000)
 
 
+class MobileSettings(_Section):
+    webhook_url: str
+    webhook_secret: str
+    login_key_minutes: float = Field(gt=0, le=1440)
+
+
 class Settings(_Section):
     server: ServerSettings
     store: StoreSettings
@@ -171,6 +177,7 @@ class Settings(_Section):
     notify: NotifySettings
     media: MediaSettings
     clinic: ClinicSettings
+    mobile: MobileSettings
 
     @property
     def sqlite_path(self) -> Path:

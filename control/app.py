@@ -14,6 +14,8 @@ from control.bus import EventBus, InProcessBus
 from control.clinic import api as clinic_api
 from control.clinic.node import ClinicNode
 from control.clinic.pages import add_pages as add_clinic_pages
+from control.mobile import api as mobile_api
+from control.mobile.loginkeys import KeyThrottle
 from control.notify import OutboxWorker
 from control.problems import Problem, from_http_error
 from control.ratelimit import JoinLimiter
@@ -75,6 +77,7 @@ def create_app(
     clinic = ClinicNode(store, bus, settings, clock=clock)
     app[clinic_api.NODE] = clinic
     app[clinic_api.THROTTLE] = clinic_api.LoginThrottle()
+    app[mobile_api.THROTTLE] = KeyThrottle()
     add_routes(app.router)
     add_clinic_pages(app.router)
     add_visit_pages(app.router)

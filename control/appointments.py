@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from config.settings import Settings
 from control import pins, shortlinks
+from control.mobile.feed import feed_index
 from control.models import AppointmentCreate, AppointmentPatch, given
 from control.pins import PIN_CLAIM, ROOM_CLAIM, Window
 from control.problems import Problem, conflict, invalid, not_found
@@ -196,7 +197,12 @@ async def _write(
         try:
             if existing is None:
                 return await store.create(
-                    KIND, data["id"], data, claims=claims_of(data), indexes=indexes_of(data)
+                    KIND,
+                    data["id"],
+                    data,
+                    claims=claims_of(data),
+                    indexes=indexes_of(data),
+                    sequenced=feed_index(data["org_id"]),
                 )
             return await store.update(
                 KIND,
@@ -205,6 +211,7 @@ async def _write(
                 expect_version=existing.version,
                 claims=claims_of(data),
                 indexes=indexes_of(data),
+                sequenced=feed_index(data["org_id"]),
             )
         except UniqueConflict as exc:
             if exc.claim.startswith(shortlinks.SHORT_CLAIM) and exc.holder_id != data["id"]:
@@ -244,10 +251,19 @@ async def _change(
     raise _busy()
 
 
+def _without_missing_ids(fields: dict[str, Any]) -> dict[str, Any]:
+    """A client or patient without the clinic's id is stored as before ids existed (so a
+    repeated create of an older appointment still matches)."""
+    for party in ("client", "patient"):
+        if party in fields and fields[party].get("id") is None:
+            fields[party] = {k: v for k, v in fields[party].items() if k != "id"}
+    return fields
+
+
 def _normalized(body: AppointmentCreate) -> dict[str, Any]:
     out = body.model_dump(mode="json")
     out["start"], out["end"] = iso(body.start), iso(body.end)
-    return out
+    return _without_missing_ids(out)
 
 
 def _same_request(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
@@ -318,7 +334,7 @@ async def update(
 ) -> dict[str, Any]:
     """Apply ``patch``. New times or names re-issue the links (the room and PIN stay);
     ``department`` (when given and telemedicine is on there) adds a room if there is none."""
-    changes = given(patch)
+    changes = _without_missing_ids(given(patch))
     if patch.start is not None:
         changes["start"] = iso(patch.start)
     if patch.end is not None:
@@ -360,6 +376,7 @@ async def cancel(
             expect_version=record.version,
             claims=claims_of(data),
             indexes=indexes_of(data),
+            sequenced=feed_index(org_id),
         )
         return data, True
 

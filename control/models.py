@@ -144,6 +144,9 @@ class Provider(_Request):
 
 
 class Client(_Request):
+    id: Id | None = Field(
+        default=None, description="the clinic's own client id (PUT /mobile/clients/{id})"
+    )
     name: Name
     phone: Phone | None = None
     email: Email | None = None
@@ -153,6 +156,9 @@ class Client(_Request):
 
 
 class Patient(_Request):
+    id: Id | None = Field(
+        default=None, description="the clinic's own patient id (PUT /mobile/patients/{id})"
+    )
     name: Name
     species: Annotated[str, line(100)] = ""
 
@@ -211,6 +217,7 @@ class AppointmentProvider(_Response):
 
 
 class AppointmentClient(_Response):
+    id: str | None = None
     name: str
     phone: str | None
     email: str | None
@@ -218,6 +225,7 @@ class AppointmentClient(_Response):
 
 
 class AppointmentPatient(_Response):
+    id: str | None = None
     name: str
     species: str
 

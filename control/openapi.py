@@ -16,7 +16,7 @@ from control.models import ProblemBody
 TITLE = "Televisit control API"
 VERSION = "1"
 _PARAM = re.compile(r"{(\w+)}")
-_SECURITY = {"apikey": "apiKey", "staff": "staffSession"}
+_SECURITY = {"apikey": "apiKey", "staff": "staffSession", "device": "mobileDevice"}
 
 
 class _Schemas:
@@ -87,6 +87,13 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
         op["responses"]["401"] = _problem_response(schemas, "missing or unknown credentials")
     if _PARAM.search(route.path):
         op["responses"]["404"] = _problem_response(schemas, "not found (or another org's)")
+    for status, text in route.responses:
+        if status < 300 and route.response is not None:
+            op["responses"][str(status)] = {**ok, "description": text}
+        elif status < 400:
+            op["responses"][str(status)] = {"description": text}
+        else:
+            op["responses"][str(status)] = _problem_response(schemas, text)
     op["responses"]["default"] = _problem_response(schemas, "error")
     return op
 
@@ -116,6 +123,11 @@ def document(routes: list[Route] | None = None) -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "a virtual clinic staff login (tvs_...) or its cookie",
+                },
+                "mobileDevice": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a staff mobile app's device token (tvm_...)",
                 },
             },
         },

@@ -16,6 +16,34 @@ from pydantic import BaseModel
 from control import appointment_api, departments, join
 from control.clinic import api as clinic_api
 from control.health import health_handler
+from control.mobile import api as mobile_api
+from control.mobile.schemas import (
+    AckBody,
+    AckOut,
+    ClientIn,
+    ClientOut,
+    ConsultationIn,
+    ConsultationOut,
+    DeviceLoginBody,
+    DeviceLoginOut,
+    DeviceMeOut,
+    DevicesOut,
+    HistoryIn,
+    HistoryOut,
+    LoginKeyOut,
+    MobileSettingsBody,
+    MobileSettingsOut,
+    NoteBody,
+    NoteSaved,
+    PatientIn,
+    PatientOut,
+    ScanBody,
+    ScanSaved,
+    StockItemIn,
+    StockItemOut,
+    SubmissionsOut,
+    SyncOut,
+)
 from control.models import (
     Appointment,
     AppointmentCreate,
@@ -47,10 +75,12 @@ class Route:
     response: type[BaseModel] | None = None
     status: int = 200
     # "apikey": Authorization: Bearer tv_... (clinic software); "staff": a virtual clinic
-    # login; None: public.
+    # login; "device": a staff mobile app's device token; None: public.
     auth: str | None = "apikey"
     tag: str = "appointments"
     query: tuple[tuple[str, str], ...] = ()
+    # Other answers worth documenting: (status, what it means).
+    responses: tuple[tuple[int, str], ...] = ()
 
 
 def _doc(handler: Handler) -> str:
@@ -105,6 +135,63 @@ ROUTES: list[Route] = [
         Route(method, API + path, handler, _doc(handler), request, response, status=status,
               auth=auth, tag="clinic")
         for method, path, handler, request, response, status, auth in clinic_api.ROUTES
+    ],
+    # staff mobile app (control/mobile/): what clinic software pushes and pulls
+    *[
+        Route("PUT", f"{API}/mobile/{name}/{{id}}", put, _doc(put), model, out, tag="mobile",
+              responses=((201, "created (200: replaced or unchanged)"),
+                         (409, "another stock item has this gtin")))
+        for name, put, model, out in (
+            ("clients", mobile_api.put_client, ClientIn, ClientOut),
+            ("patients", mobile_api.put_patient, PatientIn, PatientOut),
+            ("history", mobile_api.put_history, HistoryIn, HistoryOut),
+            ("consultations", mobile_api.put_consultation, ConsultationIn, ConsultationOut),
+            ("stock", mobile_api.put_stock, StockItemIn, StockItemOut),
+        )
+    ],
+    Route("GET", f"{API}/mobile/submissions", mobile_api.list_submissions,
+          _doc(mobile_api.list_submissions), response=SubmissionsOut, tag="mobile",
+          query=(("limit", "page size, 1..500 (default 100)"),)),
+    Route("POST", f"{API}/mobile/submissions/ack", mobile_api.ack_submissions,
+          _doc(mobile_api.ack_submissions), AckBody, AckOut, tag="mobile"),
+    # ... what staff do in their profile and administrators in the settings
+    Route("GET", f"{API}/mobile/settings", mobile_api.get_settings,
+          _doc(mobile_api.get_settings), response=MobileSettingsOut, auth="staff", tag="mobile"),
+    Route("PUT", f"{API}/mobile/settings", mobile_api.put_settings,
+          _doc(mobile_api.put_settings), MobileSettingsBody, MobileSettingsOut, auth="staff",
+          tag="mobile", responses=((403, "not an administrator"),)),
+    Route("POST", f"{API}/mobile/login-key", mobile_api.create_login_key,
+          _doc(mobile_api.create_login_key), response=LoginKeyOut, status=201, auth="staff",
+          tag="mobile", responses=((403, "no group 'mobile', or the app is off"),)),
+    Route("GET", f"{API}/mobile/devices", mobile_api.my_devices, _doc(mobile_api.my_devices),
+          response=DevicesOut, auth="staff", tag="mobile"),
+    Route("GET", f"{API}/mobile/org/devices", mobile_api.org_devices,
+          _doc(mobile_api.org_devices), response=DevicesOut, auth="staff", tag="mobile"),
+    Route("DELETE", f"{API}/mobile/devices/{{id}}", mobile_api.revoke_device,
+          _doc(mobile_api.revoke_device), status=204, auth="staff", tag="mobile"),
+    # ... and what the app calls
+    Route("POST", f"{API}/mobile/device-login", mobile_api.device_login,
+          _doc(mobile_api.device_login), DeviceLoginBody, DeviceLoginOut, status=201, auth=None,
+          tag="mobile", responses=((401, "wrong, used or expired key"),
+                                   (403, "no group 'mobile', or the app is off"),
+                                   (429, "too many wrong keys (Retry-After)"))),
+    *[
+        Route(method, f"{API}/mobile/app/{path}", fn, _doc(fn), body, out, status=status,
+              auth="device", tag="mobile", query=query,
+              responses=((403, "the app is off for the organization, or no group 'mobile'"),
+                         *extra))
+        for method, path, fn, body, out, status, query, extra in (
+            ("GET", "me", mobile_api.device_me, None, DeviceMeOut, 200, (), ()),
+            ("POST", "sign-out", mobile_api.device_sign_out, None, None, 204, (), ()),
+            ("GET", "sync", mobile_api.sync, None, SyncOut, 200,
+             (("cursor", "the last answer's cursor (or send it as If-None-Match)"),),
+             ((304, "nothing changed since the cursor"),)),
+            ("PUT", "notes/{id}", mobile_api.save_note, NoteBody, NoteSaved, 200, (),
+             ((201, "a new note (200: an edit, or a repeat of a key)"),
+              (409, "changed on another device (current: the note now), or a key reused"))),
+            ("POST", "stock-scans", mobile_api.scan_stock, ScanBody, ScanSaved, 201, (),
+             ((200, "a repeat of a key: the first answer"), (409, "a key reused"))),
+        )
     ],
 ]
 # fmt: on

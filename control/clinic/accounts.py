@@ -20,7 +20,9 @@ from control.clinic.records import mutate
 from control.store import Record, Store, UniqueConflict
 
 KIND = "staff"
-GROUPS = ("request", "provide", "administer")
+# Permission groups. "mobile": may access / edit the mobile app settings in the profile (show
+# login credentials, see and sign out their devices); without it no device of theirs syncs.
+GROUPS = ("request", "provide", "administer", "mobile")
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,63}$")
 
 
@@ -40,9 +42,11 @@ class Staff:
 
     def require(self, group: str) -> None:
         if not self.can(group):
-            verb = {"request": "request sessions", "provide": "provide sessions"}.get(
-                group, "administer accounts"
-            )
+            verb = {
+                "request": "request sessions",
+                "provide": "provide sessions",
+                "mobile": "use the mobile app",
+            }.get(group, "administer accounts")
             raise Forbidden(f"{self.username} may not {verb} (needs group {group!r})")
 
     def public(self) -> dict[str, Any]:

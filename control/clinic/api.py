@@ -78,7 +78,9 @@ async def _who(request: web.Request) -> tuple[Login, Staff]:
     return found
 
 
-async def _staff(request: web.Request) -> Staff:
+async def signed_in(request: web.Request) -> Staff:
+    """The staff member of the request's login (bearer token or the dashboard cookie);
+    Unauthenticated (401) without one."""
     return (await _who(request))[1]
 
 
@@ -123,6 +125,16 @@ class LoginThrottle:
 THROTTLE = web.AppKey("clinic_login_throttle", LoginThrottle)
 
 
+def refuse_while_blocked(wait: float, what: str) -> None:
+    """429 with Retry-After when a throttle says to wait ``wait`` seconds (> 0)."""
+    if wait > 0:
+        retry = int(wait) + 1
+        raise Problem(
+            429, "rate-limited", f"too many {what}; wait and try again",
+            headers={"Retry-After": str(retry)}, retry_after=retry,
+        )  # fmt: skip
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status)
 
@@ -137,13 +149,7 @@ async def login(request: web.Request) -> web.Response:
     throttle = request.app[THROTTLE]
     ip = client_key(request, node.settings.server.proxy_networks)
     now = time.monotonic()
-    wait = throttle.blocked(ip, now)
-    if wait > 0:
-        retry = int(wait) + 1
-        raise Problem(
-            429, "rate-limited", "too many failed sign-ins; wait and try again",
-            headers={"Retry-After": str(retry)}, retry_after=retry,
-        )  # fmt: skip
+    refuse_while_blocked(throttle.blocked(ip, now), "failed sign-ins")
     body = await read_body(request, LoginBody)
     staff = await accounts.authenticate(node.clinic.store, body.username, body.password)
     if staff is None:
@@ -198,7 +204,7 @@ async def _providers(node: ClinicNode, staff: Staff) -> list[dict[str, Any]]:
 async def dashboard(request: web.Request) -> web.Response:
     """Everything one dashboard shows, in one answer (then follow /clinic/events)."""
     node = _node(request)
-    staff = await _staff(request)
+    staff = await signed_in(request)
     clinic = node.clinic
     out: dict[str, Any] = {
         "staff": staff.public(),
@@ -216,7 +222,7 @@ async def dashboard(request: web.Request) -> web.Response:
 @handler
 async def list_providers(request: web.Request) -> web.Response:
     """Providers of the caller's organization with their availability."""
-    staff = await _staff(request)
+    staff = await signed_in(request)
     staff.require("request")
     return _json({"providers": await _providers(_node(request), staff)})
 
@@ -224,7 +230,7 @@ async def list_providers(request: web.Request) -> web.Response:
 @handler
 async def set_availability(request: web.Request) -> web.Response:
     """The provider's toggle; going unavailable declines open requests ("unavailable")."""
-    staff = await _staff(request)
+    staff = await signed_in(request)
     body = await read_body(request, AvailabilityBody)
     staff = await requests.set_availability(_node(request).clinic, staff, body.available)
     return _json({"staff": staff.public()})
@@ -236,7 +242,7 @@ async def set_availability(request: web.Request) -> web.Response:
 @handler
 async def create_request(request: web.Request) -> web.Response:
     """Request a session now with a provider (declined at once if they are unavailable)."""
-    staff = await _staff(request)
+    staff = await signed_in(request)
     body = await read_body(request, RequestBody)
     req = await requests.create_request(
         _node(request).clinic, staff, body.provider_id, body.service
@@ -247,7 +253,7 @@ async def create_request(request: web.Request) -> web.Response:
 @handler
 async def list_requests(request: web.Request) -> web.Response:
     """The caller's open requests as provider (inbox) and as requester (outbox)."""
-    staff = await _staff(request)
+    staff = await signed_in(request)
     clinic = _node(request).clinic
     inbox = await requests.provider_inbox(clinic, staff) if staff.can("provide") else []
     outbox = await requests.requester_outbox(clinic, staff)
@@ -256,7 +262,7 @@ async def list_requests(request: web.Request) -> web.Response:
 
 @handler
 async def get_request(request: web.Request) -> web.Response:
-    staff = await _staff(request)
+    staff = await signed_in(request)
     req = await requests.get_request(_node(request).clinic, staff, path_id(request, "request"))
     return _json({"request": req.public()})
 
@@ -268,7 +274,7 @@ async def _join(request: web.Request, visit: visits.Visit, party: str) -> dict[s
 @handler
 async def accept_request(request: web.Request) -> web.Response:
     """Accept (opens a visit); with ``enter`` the answer carries the provider's join."""
-    staff = await _staff(request)
+    staff = await signed_in(request)
     body = await read_body(request, AcceptBody)
     req, visit = await requests.accept(_node(request).clinic, staff, path_id(request, "request"))
     out: dict[str, Any] = {"request": req.public(), "visit": visit.public()}
@@ -280,7 +286,7 @@ async def accept_request(request: web.Request) -> web.Response:
 @handler
 async def decline_request(request: web.Request) -> web.Response:
     """Decline, with an optional note for the requester when notes are enabled."""
-    staff = await _staff(request)
+    staff = await signed_in(request)
     body = await read_body(request, DeclineBody)
     req = await requests.decline(
         _node(request).clinic, staff, path_id(request, "request"), body.note
@@ -291,7 +297,7 @@ async def decline_request(request: web.Request) -> web.Response:
 @handler
 async def cancel_request(request: web.Request) -> web.Response:
     """The requester withdraws an open request."""
-    staff = await _staff(request)
+    staff = await signed_in(request)
     await read_body(request, Empty)
     req = await requests.cancel(_node(request).clinic, staff, path_id(request, "request"))
     return _json({"request": req.public()})
@@ -300,7 +306,7 @@ async def cancel_request(request: web.Request) -> web.Response:
 @handler
 async def dismiss_request(request: web.Request) -> web.Response:
     """The requester clears a declined or expired request from their dashboard."""
-    staff = await _staff(request)
+    staff = await signed_in(request)
     await read_body(request, Empty)
     req = await requests.dismiss(_node(request).clinic, staff, path_id(request, "request"))
     return _json({"request": req.public()})
@@ -312,14 +318,14 @@ async def dismiss_request(request: web.Request) -> web.Response:
 @handler
 async def list_visits(request: web.Request) -> web.Response:
     """The caller's open visits with both parties' status."""
-    staff = await _staff(request)
+    staff = await signed_in(request)
     found = await visits.open_visits(_node(request).clinic, staff)
     return _json({"visits": [v.public() for v in found]})
 
 
 @handler
 async def get_visit(request: web.Request) -> web.Response:
-    staff = await _staff(request)
+    staff = await signed_in(request)
     visit = await visits.get_visit(_node(request).clinic, staff, path_id(request, "visit"))
     return _json({"visit": visit.public()})
 
@@ -327,7 +333,7 @@ async def get_visit(request: web.Request) -> web.Response:
 @handler
 async def enter_visit(request: web.Request) -> web.Response:
     """A join token and room link: "Enter waiting room" (requester) / "Enter meeting"."""
-    staff = await _staff(request)
+    staff = await signed_in(request)
     await read_body(request, Empty)
     visit, role = await visits.joinable_visit(
         _node(request).clinic, staff, path_id(request, "visit")
@@ -338,7 +344,7 @@ async def enter_visit(request: web.Request) -> web.Response:
 @handler
 async def end_visit(request: web.Request) -> web.Response:
     """Close a visit (it leaves both dashboards)."""
-    staff = await _staff(request)
+    staff = await signed_in(request)
     await read_body(request, Empty)
     node = _node(request)
     visit = await visits.end_visit(node.clinic, staff, path_id(request, "visit"))
@@ -350,7 +356,7 @@ async def end_visit(request: web.Request) -> web.Response:
 
 
 async def _admin(request: web.Request) -> Staff:
-    staff = await _staff(request)
+    staff = await signed_in(request)
     staff.require("administer")
     return staff
 
@@ -413,7 +419,7 @@ async def revoke_session(request: web.Request) -> web.Response:
 
 @handler
 async def get_policy(request: web.Request) -> web.Response:
-    staff = await _staff(request)
+    staff = await signed_in(request)
     pol = await policy.get_policy(_node(request).clinic.store, staff.org_id)
     return _json({"policy": pol.public()})
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from control.clinic.errors import Conflict, Invalid
-from control.store import AlreadyExists, Record, Store, VersionConflict
+from control.clinic.errors import Invalid
+from control.clinic.records import Write, upsert
+from control.store import Record, Store
 
 KIND = "clinic_policy"
 MAX_SERVICES = 50
@@ -47,11 +48,13 @@ def check_services(services: list[str]) -> tuple[str, ...]:
     return cleaned
 
 
+def _from_data(org_id: str, data: dict[str, Any]) -> Policy:
+    return Policy(org_id, data["notes_enabled"], tuple(data["services"]))
+
+
 async def get_policy(store: Store, org_id: str) -> Policy:
     rec = await store.get(KIND, org_id)
-    if rec is None:
-        return Policy(org_id)
-    return Policy(org_id, rec.data["notes_enabled"], tuple(rec.data["services"]))
+    return Policy(org_id) if rec is None else _from_data(org_id, rec.data)
 
 
 async def set_policy(
@@ -61,23 +64,16 @@ async def set_policy(
     notes_enabled: bool | None = None,
     services: list[str] | None = None,
 ) -> Policy:
-    for _ in range(8):
-        rec: Record | None = await store.get(KIND, org_id)
-        current = (
-            Policy(org_id, rec.data["notes_enabled"], tuple(rec.data["services"]))
-            if rec
-            else Policy(org_id)
-        )
+    cleaned = None if services is None else check_services(services)
+
+    def make(rec: Record | None) -> Write:
+        current = Policy(org_id) if rec is None else _from_data(org_id, rec.data)
         data = {
             "notes_enabled": current.notes_enabled if notes_enabled is None else notes_enabled,
-            "services": list(current.services if services is None else check_services(services)),
+            "services": list(current.services if cleaned is None else cleaned),
         }
-        try:
-            if rec is None:
-                await store.create(KIND, org_id, data)
-            else:
-                await store.update(KIND, org_id, data, expect_version=rec.version)
-        except (AlreadyExists, VersionConflict):
-            continue  # another admin wrote at the same time: read again
-        return Policy(org_id, data["notes_enabled"], tuple(data["services"]))
-    raise Conflict("policy is changing too often; try again")
+        return data, (), {}
+
+    rec, _ = await upsert(store, KIND, org_id, make, what="policy")
+    assert rec is not None
+    return _from_data(org_id, rec.data)

@@ -54,12 +54,14 @@ class StaffCreateBody(_Body):
     username: Annotated[str, line(64)]
     display_name: Annotated[str, line(100)]
     password: str = Field(max_length=256)
-    groups: list[str] = Field(max_length=3, description="any of request, provide, administer")
+    groups: list[str] = Field(
+        max_length=4, description="any of request, provide, administer, mobile"
+    )
 
 
 class StaffPatchBody(_Body):
     display_name: Annotated[str, line(100)] | None = None
-    groups: list[str] | None = Field(default=None, max_length=3)
+    groups: list[str] | None = Field(default=None, max_length=4)
     disabled: bool | None = None
     password: str | None = Field(default=None, max_length=256)
 

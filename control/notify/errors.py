@@ -29,3 +29,13 @@ class DeliveryError(Exception):
         self.reason = reason
         self.permanent = permanent
         self.unknown = unknown
+
+
+# HTTP answers that say "later", not "never".
+RETRYABLE_4XX = (408, 425, 429)
+
+
+def http_refusal(reason: str, status: int) -> DeliveryError:
+    """A provider's non-2xx answer: permanent for a 4xx other than 408/425/429 (the request
+    itself is wrong; repeating it cannot help), otherwise retried."""
+    return DeliveryError(reason, permanent=400 <= status < 500 and status not in RETRYABLE_4XX)

@@ -9,12 +9,17 @@ Indexes:
 - ``msgs:<appointment_id>`` holds the appointment's messages scored by ``created_at``; the
   latest per channel is the channel's delivery status.
 
+Besides the client's links (channels ``sms`` and ``email``), the outbox carries webhooks
+(channel ``webhook``: a JSON body POSTed to clinic software, see ``queue_webhook``).
+
 Every transition is a versioned write, so two workers never both win the same message.
 A resend creates new messages (with new idempotency keys); old ones keep their history.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import uuid
 from collections.abc import Iterable
@@ -24,7 +29,7 @@ from typing import Any
 from config.settings import Settings
 from control.notify import ics, templates
 from control.notify.errors import LinkError, MissingContact
-from control.store import Record, Store, VersionConflict
+from control.store import AlreadyExists, Record, Store, VersionConflict
 
 KIND = "message"
 DUE_INDEX = "outbox:due"
@@ -38,7 +43,9 @@ def appointment_index(appointment_id: str) -> str:
 
 
 def indexes(message: dict[str, Any]) -> dict[str, float]:
-    out = {appointment_index(message["appointment_id"]): message["created_at"]}
+    out = {}
+    if message["appointment_id"] is not None:
+        out[appointment_index(message["appointment_id"])] = message["created_at"]
     if message["status"] in ACTIVE:
         out[DUE_INDEX] = message["next_attempt_at"]
     return out
@@ -129,29 +136,85 @@ async def queue_links(
     queued = []
     for channel in chosen:
         message_id = uuid.uuid4().hex
-        message = {
-            "id": message_id,
-            "appointment_id": appointment["id"],
-            "org_id": appointment.get("org_id"),
-            "channel": channel,
-            "to": recipients[channel],
-            "to_name": vals["client_name"],
-            **contents[channel],
-            "language": language,
-            "idempotency_key": f"televisit-{message_id}",
-            "status": "queued",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "last_error": None,
-            "created_at": now,
-            "sent_at": None,
-            "claimed_by": None,
-            "handoff_at": None,
-            "provider_ref": None,
-        }
+        message = _message(
+            message_id,
+            channel,
+            recipients[channel],
+            contents[channel],
+            appointment_id=appointment["id"],
+            org_id=appointment.get("org_id"),
+            to_name=vals["client_name"],
+            language=language,
+            idempotency_key=f"televisit-{message_id}",
+            now=now,
+        )
         record = await store.create(KIND, message_id, message, indexes=indexes(message))
         queued.append(record.data)
     return queued
+
+
+def _message(
+    message_id: str,
+    channel: str,
+    to: str,
+    content: dict[str, str | None],
+    *,
+    appointment_id: str | None,
+    org_id: str | None,
+    to_name: str,
+    language: str,
+    idempotency_key: str,
+    now: float,
+) -> dict[str, Any]:
+    """A new ``queued`` message record, due now."""
+    return {
+        "id": message_id,
+        "appointment_id": appointment_id,
+        "org_id": org_id,
+        "channel": channel,
+        "to": to,
+        "to_name": to_name,
+        **content,
+        "language": language,
+        "idempotency_key": idempotency_key,
+        "status": "queued",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "last_error": None,
+        "created_at": now,
+        "sent_at": None,
+        "claimed_by": None,
+        "handoff_at": None,
+        "provider_ref": None,
+    }
+
+
+async def queue_webhook(store: Store, url: str, org_id: str, event: dict[str, Any]) -> bool:
+    """Record one webhook message POSTing ``event`` (JSON with ``id`` and ``type``) to ``url``.
+
+    The message id and the ``Idempotency-Key`` the receiver sees are derived from the event
+    id, so queueing the same event again is a no-op (returns False): a caller that crashed
+    between recording an event and queueing it simply queues it again.
+    """
+    message_id = "wh_" + hashlib.sha256(event["id"].encode()).hexdigest()[:32]
+    body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    message = _message(
+        message_id,
+        "webhook",
+        url,
+        {"subject": event["type"], "body": body, "html": None},
+        appointment_id=None,
+        org_id=org_id,
+        to_name="",
+        language="",
+        idempotency_key=event["id"],
+        now=time.time(),  # the outbox runs on the wall clock, like queue_links
+    )
+    try:
+        await store.create(KIND, message_id, message, indexes=indexes(message))
+    except AlreadyExists:
+        return False
+    return True
 
 
 async def cancel_links(store: Store, appointment_id: str) -> int:

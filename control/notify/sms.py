@@ -25,31 +25,23 @@ from typing import Any
 import aiohttp
 
 from config.settings import SmsSettings
-from control.notify.errors import DeliveryError
+from control.notify.errors import DeliveryError, http_refusal
+from control.notify.http import HttpSender
 
-_RETRYABLE_4XX = (408, 425, 429)
 _ERROR_TEXT_MAX = 200
 _SECRETS = re.compile(r"https?://\S+|\d{6,}")
 
 
-class SmsSender:
+class SmsSender(HttpSender):
     def __init__(self, settings: SmsSettings, timeout_seconds: float) -> None:
+        super().__init__(timeout_seconds)
         self.settings = settings
-        self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._http: aiohttp.ClientSession | None = None
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
 
     async def send(
         self, message: dict[str, Any], handoff: Callable[[], Awaitable[None]]
     ) -> str | None:
         """Return the gateway's message id if it gives one; raise DeliveryError otherwise
         (``unknown`` when the request may have reached the gateway that does not dedupe)."""
-        if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=self.timeout)
         headers = {"Idempotency-Key": message["idempotency_key"]}
         if self.settings.api_key:
             headers["Authorization"] = f"Bearer {self.settings.api_key}"
@@ -57,7 +49,7 @@ class SmsSender:
         if not self.settings.gateway_dedupes:
             await handoff()
         try:
-            async with self._http.post(
+            async with self.session().post(
                 self.settings.gateway_url, json=payload, headers=headers, allow_redirects=False
             ) as resp:
                 text = await resp.text(errors="replace")
@@ -69,8 +61,7 @@ class SmsSender:
             unknown = not self.settings.gateway_dedupes
             raise DeliveryError(f"SMS gateway did not answer: {exc!r}", unknown=unknown) from exc
         reason = f"SMS gateway answered HTTP {resp.status}: {_redact(text)[:_ERROR_TEXT_MAX]}"
-        permanent = 400 <= resp.status < 500 and resp.status not in _RETRYABLE_4XX
-        raise DeliveryError(reason, permanent=permanent)
+        raise http_refusal(reason, resp.status)
 
 
 def _redact(text: str) -> str:

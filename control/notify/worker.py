@@ -42,6 +42,7 @@ from control.notify.errors import DeliveryError
 from control.notify.outbox import ACTIVE, DUE_INDEX, KIND, save
 from control.notify.sms import SmsSender
 from control.notify.smtp import EmailSender
+from control.notify.webhook import WebhookSender
 from control.store import NotFound, Record, Store, VersionConflict
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class OutboxWorker:
         settings: Settings,
         sms_sender: Sender | None = None,
         email_sender: Sender | None = None,
+        webhook_sender: Sender | None = None,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -95,6 +97,10 @@ class OutboxWorker:
             or self._own(SmsSender(self.settings.sms, self.settings.send_timeout_seconds)),
             "email": email_sender
             or self._own(EmailSender(self.settings.smtp, self.settings.send_timeout_seconds)),
+            "webhook": webhook_sender
+            or self._own(
+                WebhookSender(settings.mobile.webhook_secret, self.settings.send_timeout_seconds)
+            ),
         }
         self.sent = self.failed = self.retried = self.recovered = self.errors = 0
         self._wake = asyncio.Event()

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
 from control.mobile import gtin
-from control.models import Email, Id, Language, Name, Phone
+from control.models import Email, Id, Language, Name, Phone, line, text
 from control.times import iso
 
 # The longest preliminary note the app may write (characters).
@@ -22,8 +22,8 @@ NOTE_MAX_CHARS = 4000
 SCAN_MAX_QUANTITY = 100_000
 
 UtcTime = Annotated[AwareDatetime, PlainSerializer(iso, return_type=str)]
-Text = Annotated[str, Field(max_length=10_000)]
-Short = Annotated[str, Field(max_length=200)]
+Text = Annotated[str, text(10_000)]
+Short = Annotated[str, line(200)]
 
 
 def _gtin(value: str) -> str:
@@ -66,27 +66,27 @@ class ClientIn(_Request):
     name: Name
     phone: Phone | None = None
     email: Email | None = None
-    address: str = Field(default="", max_length=500)
+    address: Annotated[str, text(500)] = ""
     language: Language | None = None
 
 
 class PatientIn(_Request):
     client_id: Id = Field(description="the owner, pushed first to /mobile/clients/{id}")
     name: Name
-    species: str = Field(default="", max_length=100)
-    breed: str = Field(default="", max_length=100)
-    sex: str = Field(default="", max_length=40)
+    species: Annotated[str, line(100)] = ""
+    breed: Annotated[str, line(100)] = ""
+    sex: Annotated[str, line(40)] = ""
     birth_date: date | None = None
-    alerts: str = Field(default="", max_length=500, description="e.g. 'bites', 'allergic to X'")
+    alerts: Annotated[str, text(500)] = Field(default="", description="'bites', 'allergic to X'")
 
 
 class HistoryIn(_Request):
     patient_id: Id
     at: UtcTime = Field(description="when it happened")
-    type: str = Field(
-        default="note", min_length=1, max_length=40,
+    type: Annotated[str, line(40), Field(min_length=1)] = Field(
+        default="note",
         description="the clinic's category: note, diagnosis, medication, lab, vaccination...",
-    )  # fmt: skip
+    )
     title: Short = ""
     text: Text = ""
 
@@ -101,14 +101,16 @@ class ConsultationIn(_Request):
     patient_id: Id
     started_at: UtcTime
     provider_name: Short = ""
-    reason: str = Field(default="", max_length=500)
+    reason: Annotated[str, text(500)] = ""
     notes: list[ConsultationNoteIn] = Field(default_factory=list, max_length=50)
 
 
 class StockItemIn(_Request):
     gtin: Gtin
     name: Name
-    unit: str = Field(default="pcs", min_length=1, max_length=20, examples=["pcs", "ml", "box"])
+    unit: Annotated[str, line(20), Field(min_length=1)] = Field(
+        default="pcs", examples=["pcs", "ml", "box"]
+    )
 
 
 class ClientOut(_Response):
@@ -201,9 +203,9 @@ class DevicesOut(_Response):
 
 
 class DeviceLoginBody(_Request):
-    key: str = Field(max_length=32, description="the login key from the user's profile")
-    name: str = Field(
-        default="Phone", min_length=1, max_length=80, description="shown in the device list"
+    key: Annotated[str, line(32)] = Field(description="the login key from the user's profile")
+    name: Annotated[str, line(80), Field(min_length=1)] = Field(
+        default="Phone", description="shown in the device list"
     )
 
 
@@ -233,7 +235,7 @@ class NoteBody(_Request):
     base_version: int = Field(ge=0, description="the version this edit starts from (0: a new note)")
     patient_id: Id
     appointment_id: Id | None = Field(default=None, description="when written for a visit")
-    text: str = Field(min_length=1, max_length=NOTE_MAX_CHARS)
+    text: Annotated[str, text(NOTE_MAX_CHARS), Field(min_length=1)]
 
 
 class Author(_Response):

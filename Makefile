@@ -20,7 +20,8 @@ admin: $(VENV)/.installed
 	$(VENV)/bin/televisit admin $(ARGS)
 
 # Debian packages the tests drive for real: redis-server, chromium (headless browser tests),
-# podman + runc + debootstrap (the Docker image is built from a Debian base and run).
+# podman + runc + debootstrap (the Docker image is built from a Debian base and run), nftables
+# (the impairment harness's loss and policing, in its own network namespace).
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
@@ -28,6 +29,7 @@ system-deps:
 	command -v podman >/dev/null || missing="$$missing podman"; \
 	[ -x /usr/sbin/runc ] || missing="$$missing runc"; \
 	command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing="$$missing debootstrap"; \
+	command -v nft >/dev/null || [ -x /usr/sbin/nft ] || missing="$$missing nftables"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

@@ -1,0 +1,359 @@
+"""Run impaired calls through Televisit and Janus and measure every receiver.
+
+    sudo .venv/bin/python -m benchmarks.impair --scenarios step,loss3 --systems televisit,janus
+
+The process re-executes itself in a private network namespace (``unshare -n``) before it starts
+anything: the SFUs, the browsers and every nft/tc rule live and die there. Per scenario and
+system: start the call, wait until every party decodes every other party's video, learn each
+party's UDP ports, then run the schedule while sampling every party's getStats (and
+Televisit's /metrics). Output: a table on stdout, ``impair.json`` and one PNG per scenario in
+``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .. import clients, targets
+from . import measure, network, pages, report
+from .scenarios import SCENARIOS, Scenario
+
+MEDIA_WAIT_SECONDS = 60.0
+SFU_COUNTERS = ("retransmissions", "retransmitted_bytes", "nacks_received", "packets_out",
+                "bytes_out", "rembs_sent", "plis_sent")  # fmt: skip
+
+
+class HereNamespace:
+    """benchmarks.netns.Namespace's interface for Janus, in the (private) namespace this process
+    already runs in: the veth holding 127.0.0.1 that libnice needs, and no wrapping."""
+
+    def __enter__(self) -> HereNamespace:
+        if not network.private():
+            raise network.NotPrivate("Janus's veth belongs in a private namespace")
+        subprocess.run(["ip", "link", "del", "jv0"], capture_output=True, timeout=20)
+        for argv in (["link", "add", "jv0", "type", "veth", "peer", "name", "jv1"],
+                     ["addr", "add", "127.0.0.1/32", "dev", "jv0"],
+                     ["link", "set", "jv0", "up"], ["link", "set", "jv1", "up"]):  # fmt: skip
+            subprocess.run(["ip", *argv], check=True, capture_output=True, timeout=20)
+        return self
+
+    def command(self, argv: list[str]) -> list[str]:
+        return argv
+
+    def remove(self) -> None:
+        subprocess.run(["ip", "link", "del", "jv0"], capture_output=True, timeout=20)
+
+
+class JanusHere(targets.Janus):
+    def __init__(self, cpus: set[int] | None) -> None:
+        super().__init__(cpus)
+        self.ns = HereNamespace()  # type: ignore[assignment]
+
+
+# ---- calls ------------------------------------------------------------------------------
+
+
+async def televisit_call(config: dict[str, Any], scenario: Scenario, http: aiohttp.ClientSession,
+                         playwright: Any) -> list[pages.Party]:  # fmt: skip
+    ctx = clients.Context(system="televisit", base_url=config["base_url"], loops=[], http=http,
+                          max_seconds=0, api_key=config["api_key"],
+                          department_id=config["department_id"], data_dir=config["data_dir"])  # fmt: skip
+    appointment = await clients._appointment(ctx, int(time.time()))
+    tele = appointment["telemedicine"]
+    urls = [tele["host_url"], tele["join_url"]]
+    for name in scenario.parties[2:]:
+        urls.append(f"{config['base_url']}/j/{_guest_token(config, tele, appointment, name)}")
+    parties: list[pages.Party] = []
+    for name, url in zip(scenario.parties, urls, strict=True):
+        party = pages.VisitParty(name, "host" if not parties else "guest",
+                                 scenario.delay_ms.get(name, 0))  # fmt: skip
+        parties.append(party)
+        await party.launch(playwright)
+        await party.join(url)
+    return parties
+
+
+def _guest_token(config: dict[str, Any], tele: dict[str, Any], appointment: dict[str, Any],
+                 name: str) -> str:  # fmt: skip
+    from config import load_settings
+    from control.tokens import keyring_for
+
+    settings = load_settings(environ={}, overrides={"server": {"data_dir": config["data_dir"]}})
+    return keyring_for(settings).issue_token(
+        room_id=tele["room_id"], name=name, role="guest", expires_at=time.time() + 3600,
+        appointment_id=appointment["id"],
+    )  # fmt: skip
+
+
+async def janus_call(config: dict[str, Any], scenario: Scenario, http: aiohttp.ClientSession,
+                     playwright: Any) -> list[pages.Party]:  # fmt: skip
+    ctx = clients.Context(system="janus", base_url=config["base_url"], loops=[], http=http,
+                          max_seconds=0)  # fmt: skip
+    room = int(time.time()) % 1_000_000
+    parties: list[pages.BareParty] = []
+    sessions: list[clients.JanusSession] = []
+    feeds = []
+    for n, name in enumerate(scenario.parties):
+        party = pages.BareParty(name, "host" if n == 0 else "guest", scenario.delay_ms.get(name, 0))
+        parties.append(party)
+        await party.launch(playwright)
+        await party.open()
+        session = clients.JanusSession(ctx)
+        sessions.append(session)
+        party.closers = [session.close]  # type: ignore[attr-defined]
+        await session.open()
+        handle = await session.attach()
+        if n == 0:
+            await session.request(handle, {
+                "request": "create", "room": room, "publishers": len(scenario.parties),
+                "bitrate": 0, "audiocodec": "opus", "videocodec": "vp8", "is_private": True,
+            })  # fmt: skip
+        joined = await session.request(
+            handle, {"request": "join", "ptype": "publisher", "room": room, "display": name}
+        )
+        feeds.append(joined["plugindata"]["data"]["id"])
+        index, offer = await party.publish()
+        answer = await session.request(handle, {"request": "publish", "audio": True, "video": True},
+                                       {"type": "offer", "sdp": offer})  # fmt: skip
+        await party.accept(index, answer["jsep"]["sdp"])
+    for n, (party, session) in enumerate(zip(parties, sessions, strict=True)):
+        handle = await session.attach()
+        streams = [{"feed": f} for i, f in enumerate(feeds) if i != n]
+        for attempt in range(40):  # a feed is listed once its peer connection is up
+            try:
+                offer = await session.request(handle, {"request": "join", "ptype": "subscriber",
+                                                       "room": room, "streams": streams})  # fmt: skip
+                break
+            except clients.JoinFailed:
+                if attempt == 39:
+                    raise
+                await asyncio.sleep(0.25)
+        answer = await party.answer(offer["jsep"]["sdp"])
+        await session.request(handle, {"request": "start"}, {"type": "answer", "sdp": answer})
+    return list(parties)
+
+
+SYSTEMS = {"televisit": (targets.Televisit, televisit_call), "janus": (JanusHere, janus_call)}
+
+
+# ---- measuring one call -------------------------------------------------------------------
+
+
+async def _receiving(parties: list[pages.Party]) -> bool:
+    want = len(parties) - 1
+    for party in parties:
+        sample = await party.sample()
+        video = [s for s in sample["inbound"] if s["kind"] == "video" and s["framesDecoded"] > 0]
+        if len(video) < want:
+            return False
+    return True
+
+
+async def _sfu_counters(http: aiohttp.ClientSession, base_url: str) -> dict[str, float]:
+    try:
+        async with http.get(f"{base_url}/metrics") as resp:
+            text = await resp.text()
+    except aiohttp.ClientError:
+        return {}
+    out: dict[str, float] = {}
+    for name in SFU_COUNTERS:
+        for m in re.finditer(rf"^televisit_sfu_{name}_total(\{{[^}}]*\}})? (\S+)$", text, re.M):
+            out[name] = out.get(name, 0.0) + float(m.group(2))
+    return out
+
+
+async def measure_call(system: str, config: dict[str, Any], scenario: Scenario, period: float,
+                       playwright: Any) -> dict[str, Any]:  # fmt: skip
+    """One call of ``scenario`` on ``system``: samples and the summary rows."""
+    _, call = SYSTEMS[system]
+    impairments: network.Impairments | None = None
+    async with aiohttp.ClientSession() as http:
+        parties: list[pages.Party] = []
+        try:
+            joined_at = time.monotonic()
+            parties = await call(config, scenario, http, playwright)
+            deadline = time.monotonic() + MEDIA_WAIT_SECONDS
+            while not await _receiving(parties):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{system}: not every party decoded video within "
+                                       f"{MEDIA_WAIT_SECONDS:.0f} s")  # fmt: skip
+                await asyncio.sleep(0.5)
+            media_at = time.monotonic()
+            for party in parties:
+                await party.learn_ports()
+            by_name = {p.name: p for p in parties}
+            impairments = network.Impairments()
+            samples: dict[str, list[dict[str, Any]]] = {p.name: [] for p in parties}
+            sfu: list[dict[str, float]] = []
+            t0 = time.monotonic()
+            applied = -1.0
+            tick = 0
+            while True:
+                now = time.monotonic() - t0
+                for change in (
+                    scenario.changes_between(applied, now + 1e-9) if now > applied else []
+                ):
+                    party = by_name[change.party]
+                    directions = (
+                        ("up", "down") if change.direction == "both" else (change.direction,)
+                    )
+                    for direction in directions:
+                        ports = party.ports_up if direction == "up" else party.ports_down
+                        for port in ports:
+                            impairments.set(port, direction, change.link)
+                applied = now + 1e-9
+                results = await asyncio.gather(*(p.sample() for p in parties))
+                for party, sample in zip(parties, results, strict=True):
+                    samples[party.name].append(sample)
+                if system == "televisit":
+                    counters = await _sfu_counters(http, config["base_url"])
+                    counters["t"] = time.monotonic() - t0
+                    sfu.append(counters)
+                if now >= scenario.duration:
+                    break
+                tick += 1
+                await asyncio.sleep(max(0.0, t0 + tick * period - time.monotonic()))
+        finally:
+            if impairments is not None:
+                impairments.clear()
+            for party in parties:
+                for close in getattr(party, "closers", []):
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(close(), 10)
+                with contextlib.suppress(Exception):
+                    await party.close()
+    return summarize(system, scenario, samples, t0, sfu, media_at - joined_at)
+
+
+def summarize(system: str, scenario: Scenario, samples: dict[str, list[dict[str, Any]]],
+              t0: float, sfu: list[dict[str, float]], setup_s: float) -> dict[str, Any]:  # fmt: skip
+    """Rows per receiving party and video stream, and the plotted series."""
+    start, end = scenario.window or (0.0, scenario.duration)
+    rows, plotted = [], {}
+    for name, party_samples in samples.items():
+        streams = measure.series(party_samples, t0)
+        audio = [measure.rates(p) for p in streams.values() if p and p[0]["kind"] == "audio"]
+        audio_summaries = [measure.audio_summary(a, start, end) for a in audio]
+        audio_summaries = [a for a in audio_summaries if a]
+        videos = [measure.rates(p) for p in streams.values() if p and p[0]["kind"] == "video"]
+        for i, intervals in enumerate(videos, 1):
+            label = f"{name} <- video {i}" if len(videos) > 1 else f"{name} <- video"
+            row: dict[str, Any] = {"system": system, "scenario": scenario.name, "receiver": label,
+                                   **measure.video_summary(intervals, start, end)}  # fmt: skip
+            whole = measure.video_summary(intervals, 0.0, scenario.duration)
+            row["freeze_s_call"] = whole.get("freeze_s")
+            row["width_top"] = max((p["width"] for p in intervals if p["fps"] > 0), default=0)
+            if audio_summaries:
+                row["audio_concealed_pct"] = max(a["concealed_pct"] for a in audio_summaries)
+                row["audio_longest_gap_ms"] = max(a["longest_gap_ms"] for a in audio_summaries)
+            if scenario.window:
+                before = [p for p in intervals if p["t"] <= start and p["fps"] > 0]
+                pre_width = before[-1]["width"] if before else row["width_top"]
+                row["playing_after_drop_s"] = measure.playing_within(intervals, start)
+                row["top_after_lift_s"] = (measure.reaches_width(intervals, end, pre_width)
+                                           if end < scenario.duration else None)  # fmt: skip
+            first = measure.first_frame(intervals)
+            if first is not None and row["width_top"]:
+                reach = measure.reaches_width(intervals, -1.0, row["width_top"])
+                row["to_top_s"] = None if reach is None else reach + 1.0 + setup_s
+            rows.append(row)
+            plotted[label] = intervals
+    sfu_rates = []
+    for a, b in zip(sfu, sfu[1:], strict=False):
+        dt = b["t"] - a["t"]
+        if dt > 0:
+            sfu_rates.append({"t": round(b["t"], 2), **{
+                k: (b.get(k, 0) - a.get(k, 0)) / dt for k in SFU_COUNTERS}})  # fmt: skip
+    in_window = [r for r in sfu_rates if start < r["t"] <= end]
+    if in_window:
+        for row in rows:
+            row["sfu_rtx_pps"] = sum(r["retransmissions"] for r in in_window) / len(in_window)
+            row["sfu_rtx_kbps"] = (
+                8 * sum(r["retransmitted_bytes"] for r in in_window) / len(in_window) / 1000
+            )
+    return {"rows": rows, "series": plotted, "sfu": sfu_rates, "setup_s": setup_s}
+
+
+# ---- CLI -----------------------------------------------------------------------------------
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.impair", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--scenarios", default=",".join(SCENARIOS), help="from: " + ", ".join(SCENARIOS))
+    p.add_argument("--systems", default="televisit,janus", help="televisit, janus")
+    p.add_argument("--short", type=float, default=1.0, help="scale every scenario's times")
+    p.add_argument("--period", type=float, default=0.5, help="seconds between samples")
+    p.add_argument("--out", default="var/impair", help="directory for JSON and PNGs")
+    return p.parse_args(argv)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    names = [s for s in args.scenarios.split(",") if s]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"unknown scenario(s): {', '.join(unknown)}")
+    systems = [s for s in args.systems.split(",") if s]
+    out = Path(args.out)
+    results: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                               "machine": report.machine(), "scenarios": {}, "skipped": {}}  # fmt: skip
+    async with async_playwright() as playwright:
+        for system in systems:
+            target_cls, _ = SYSTEMS[system]
+            try:
+                target = target_cls(None)
+            except targets.TargetUnavailable as exc:
+                results["skipped"][system] = str(exc)
+                continue
+            try:
+                config = target.start()
+                for name in names:
+                    scenario = (
+                        SCENARIOS[name].short(args.short) if args.short != 1 else SCENARIOS[name]
+                    )
+                    load = report.load()
+                    print(f"{system}: {scenario.name} ({scenario.title}, {scenario.duration:.0f} s)",
+                          file=sys.stderr, flush=True)  # fmt: skip
+                    try:
+                        call = await measure_call(system, config, scenario, args.period, playwright)
+                    except Exception as exc:  # one failed call must not lose the others
+                        results["skipped"][f"{system}/{name}"] = repr(exc)
+                        print(f"  failed: {exc!r}", file=sys.stderr)
+                        continue
+                    call["load_before"] = load
+                    call["load_after"] = report.load()
+                    entry = results["scenarios"].setdefault(
+                        name, {"title": scenario.title, "systems": {}}
+                    )
+                    entry["systems"][system] = call
+            finally:
+                target.stop(out)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    network.enter_private()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    results = asyncio.run(main_async(args))
+    out = Path(args.out)
+    (out / "impair.json").write_text(json.dumps(results, indent=1, default=str))
+    for name, entry in results["scenarios"].items():
+        report.plot(name, entry, out / f"impair-{name}.png")
+    print(report.table(results))
+    print(f"\nJSON: {out / 'impair.json'}")
+    return 0 if results["scenarios"] else 1

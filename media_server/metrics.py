@@ -36,6 +36,15 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "nacks_sent": ("NACK packets sent to publishers", ()),
     "retransmissions": ("packets resent to subscribers from the send history", ()),
     "retransmissions_missed": ("NACKed packets no longer in the send history", ()),
+    "retransmitted_bytes": ("RTP bytes resent to subscribers", ()),
+    "retransmissions_throttled": (
+        "NACKed packets not resent: resent within a round trip or too often",
+        (),
+    ),
+    "retransmissions_over_budget": (
+        "NACKed packets not resent: the leg's resend budget was spent",
+        (),
+    ),
     "keyframe_requests_received": ("PLI/FIR received from subscribers", ()),
     "plis_sent": ("PLIs sent to publishers (after throttling)", ()),
     "keyframe_requests_throttled": ("keyframe requests absorbed by the 500 ms throttle", ()),
@@ -63,6 +72,7 @@ def participant_samples(p: Participant) -> Iterator[tuple[Key, int]]:
         yield ("bytes_in", (pub.kind,)), pub.bytes_in
         yield ("nacks_sent", ()), pub.nacks_sent
         yield ("plis_sent", ()), pub.plis_sent
+        yield ("rembs_sent", ()), pub.rembs_sent
         yield ("keyframe_requests_throttled", ()), pub.keyframe_requests_throttled
         for reason, n in pub.dropped.items():
             yield ("packets_dropped", ("publication", reason)), n
@@ -72,6 +82,9 @@ def participant_samples(p: Participant) -> Iterator[tuple[Key, int]]:
         yield ("nacks_received", ()), sub.nacks_received
         yield ("retransmissions", ()), sub.retransmissions
         yield ("retransmissions_missed", ()), sub.retransmissions_missed
+        yield ("retransmitted_bytes", ()), sub.retransmitted_bytes
+        yield ("retransmissions_throttled", ()), sub.retransmissions_throttled
+        yield ("retransmissions_over_budget", ()), sub.retransmissions_over_budget
         yield ("keyframe_requests_received", ()), sub.keyframe_requests
         for reason, n in sub.dropped.items():
             yield ("packets_dropped", ("subscription", reason)), n

@@ -88,6 +88,8 @@ from media_server import (
     sctptransport,
     sdpcheck,
 )
+from media_server.allocator import Allocator
+from media_server.estimator import DownlinkEstimator, ResendBudget
 from media_server.faults import Faults
 from media_server.publication import Publication
 from media_server.rtpforward import Leg
@@ -112,6 +114,7 @@ OnState = Callable[["Participant", str], None]
 OnRefused = Callable[[Subscription, rejection.Refusal], None]
 # (kind, codecs the publisher may send) -> the same codecs in the order to answer them.
 PreferCodecs = Callable[[str, list[RTCRtpCodecParameters]], list[RTCRtpCodecParameters]]
+OnNotice = Callable[[dict[str, Any]], None]
 
 
 class Participant:
@@ -126,6 +129,7 @@ class Participant:
         on_state: OnState,
         on_refused: OnRefused | None = None,
         prefer_codecs: PreferCodecs | None = None,
+        on_notice: OnNotice | None = None,
     ) -> None:
         self.id = id
         self.settings = settings
@@ -135,6 +139,7 @@ class Participant:
         self._on_state = on_state
         self._on_refused = on_refused
         self._prefer_codecs = prefer_codecs or self._settings_order
+        self._on_notice = on_notice
         self._gather = ports.GatherPolicy.from_settings(settings)
         self.pc = RTCPeerConnection(
             RTCConfiguration(
@@ -182,6 +187,11 @@ class Participant:
         self._connect_watch: asyncio.Task[None] | None = None
 
         self.faults = Faults(f"participant {id}")
+        # What our leg to this participant carries, and the resends it affords (estimator.py).
+        self.downlink = DownlinkEstimator(self._bytes_sent)
+        self.resend_budget = ResendBudget(lambda: self.downlink.estimate)
+        self.allocator = Allocator(lambda: self.downlink.estimate)
+        self._video_loss: int | None = None  # the worst video loss of one RTCP compound
         self.dropped: dict[str, int] = {}
         self.rtcp_packets_in = 0
         self.rtcp_packets_out = 0
@@ -355,8 +365,12 @@ class Participant:
         if self._closed:
             raise ValueError("participant is closed")
         subscription = Subscription(
-            publication, history_packets=self.settings.send_history_packets, faults=self.faults
+            publication,
+            history_packets=self.settings.send_history_packets,
+            faults=self.faults,
+            budget=self.resend_budget,
         )
+        subscription.on_paused = self._video_paused
         self.subscriptions.append(subscription)
         self._pending.append(subscription)
         self._start_negotiation()
@@ -538,6 +552,10 @@ class Participant:
     def bytes_in(self) -> int:
         return sum(p.bytes_in for p in self.publications)
 
+    def _bytes_sent(self) -> int:
+        """RTP bytes sent on our leg to this participant (media and resends)."""
+        return sum(s.bytes_out + s.retransmitted_bytes for s in self.subscriptions)
+
     def on_rtp(self, data: bytes) -> None:
         """A decrypted RTP packet whose SSRC the compiled path has no route for yet."""
         try:
@@ -609,6 +627,25 @@ class Participant:
                 continue
             for packet in packets:
                 self._on_rtcp_packet(packet)
+        if self._video_loss is not None:
+            self.downlink.on_loss(self._video_loss)
+            self._video_loss = None
+            self._allocate()
+
+    def _allocate(self) -> None:
+        """The downlink estimate moved: share it again and tell the publishers."""
+        self.allocator.allocate(self.subscriptions)
+        for subscription in self.subscriptions:
+            if subscription.kind == "video" and not subscription.closed:
+                subscription.source.cap_changed()
+
+    def _video_paused(self, subscription: Subscription, paused: bool) -> None:
+        log.info("participant %s: video of %s %s for the connection (estimate %d bit/s)",
+                 self.id, subscription.stream_id, "paused" if paused else "resumed",
+                 self.downlink.estimate)  # fmt: skip
+        if self._on_notice is not None:
+            self._on_notice({"type": "video_paused", "stream": subscription.stream_id,
+                             "paused": paused, "reason": "bandwidth"})  # fmt: skip
 
     def _on_rtcp_packet(self, packet: Any) -> None:
         if isinstance(packet, RtcpSrPacket):
@@ -621,6 +658,8 @@ class Participant:
                 subscription = self._by_out_ssrc.get(report.ssrc)
                 if subscription is not None:
                     subscription.on_receiver_report(report)
+                    if subscription.kind == "video":
+                        self._video_loss = max(self._video_loss or 0, report.fraction_lost)
         elif isinstance(packet, RtcpRtpfbPacket):
             subscription = self._by_out_ssrc.get(packet.media_ssrc)
             if subscription is not None and packet.fmt == RTCP_RTPFB_NACK:
@@ -643,6 +682,9 @@ class Participant:
                 subscription = self._by_out_ssrc.get(ssrc)
                 if subscription is not None:
                     subscription.on_remb(bitrate)
+            if any(ssrc in self._by_out_ssrc for ssrc in ssrcs):
+                self.downlink.on_remb(bitrate)  # one estimate for the whole leg
+                self._allocate()
             return
         else:
             return

@@ -63,6 +63,7 @@ class Publication:
     nacks_sent: int = 0  # NACK packets
     nacked_packets: int = 0  # sequence numbers asked for (retries included)
     plis_sent: int = 0
+    rembs_sent: int = 0  # sent at once when the cap changed (the periodic ones: Participant)
     keyframe_requests_throttled: int = 0
     srs_received: int = 0
     codec_switches: int = 0
@@ -75,6 +76,7 @@ class Publication:
     _sr_received_at: float | None = None
     _last_pli_at: float = -1e9
     _estimate: int | None = None
+    _remb: tuple[float, int] | None = None  # (when, bits/s) of the last REMB sent at once
 
     def __post_init__(self) -> None:
         self.id = f"{self.participant_id}/{self.mid}"
@@ -217,12 +219,37 @@ class Publication:
         return rtcp.report_block(self.ssrc, self.inbound, self._sr_lsr, self._sr_received_at)
 
     def bitrate_cap(self) -> int | None:
-        """What the publisher should send at most: the lowest of its subscribers' REMBs and
-        our own receive-side estimate (None when nobody has said anything yet)."""
-        caps = [s.remb for s in self.subscriptions if s.remb is not None]
+        """What the publisher should send at most (bits/s): the lowest of what its subscribers'
+        allocators give this stream (their REMB before an allocator has spoken) and our own
+        receive-side estimate of its uplink. Paused subscribers do not hold it down. None when
+        nobody has said anything yet."""
+        caps = []
+        for s in self.subscriptions:
+            if s.paused:
+                continue
+            cap = s.target_bps if s.target_bps is not None else s.remb
+            if cap is not None:
+                caps.append(cap)
         if self._estimate is not None:
             caps.append(self._estimate)
         return min(caps) if caps else None
+
+    def cap_changed(self) -> None:
+        """A subscriber's allocation moved: tell the publisher at once (REMB) when the cap fell
+        by more than 10% (at most every 200 ms) or rose by more than 25% (at most every 1 s),
+        rather than at the next periodic report (0.5-1.5 s)."""
+        cap = self.bitrate_cap()
+        if cap is None or self.ssrc is None or self.kind != "video":
+            return
+        now = time.monotonic()
+        if self._remb is not None:
+            at, sent = self._remb
+            fell, rose = cap < 0.9 * sent, cap > 1.25 * sent
+            if not (fell and now - at >= 0.2) and not (rose and now - at >= 1.0):
+                return
+        self._remb = (now, cap)
+        self.rembs_sent += 1
+        self.send_rtcp(rtcp.pack_remb(self.rtcp_ssrc, cap, [self.ssrc]))
 
     # ---- the source interface of a subscription -------------------------------------------
 

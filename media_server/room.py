@@ -370,6 +370,10 @@ class Room:
             if key is not None:
                 self._unavailable(member, key, refusal.reason, refusal.detail)
 
+        def on_notice(message: dict[str, Any]) -> None:
+            if current() and member.channel is not None:
+                member.channel.send(message)
+
         participant = self._participant_factory(
             f"{member.id}.{generation}",
             settings=self.settings,
@@ -378,6 +382,7 @@ class Room:
             on_chat=on_chat,
             on_state=on_state,
             on_refused=on_refused,
+            on_notice=on_notice,
         )
         holder.append(participant)
         return participant

@@ -611,6 +611,7 @@ typedef struct {
     PyObject *faults;
     PyObject **history;  /* sent packets (before SRTP) by sequence number */
     uint32_t mask;
+    uint32_t replay_window; /* libsrtp protects again only packets this close to the newest */
     char ready;
     uint32_t ssrc;
     int payload_type;
@@ -740,12 +741,18 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
 }
 
 static int Outbound_init(Outbound *self, PyObject *args, PyObject *kw) {
-    static char *names[] = {"history_packets", "prepare", "dropped", "faults", NULL};
+    static char *names[] = {"history_packets", "prepare", "dropped", "faults", "replay_window", NULL};
     int capacity;
+    unsigned int window = 1024;
     PyObject *prepare, *dropped, *faults = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iOO!|O", names, &capacity, &prepare,
-                                     &PyDict_Type, &dropped, &faults))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iOO!|OI", names, &capacity, &prepare,
+                                     &PyDict_Type, &dropped, &faults, &window))
         return -1;
+    if (window < 1 || window > 0x8000) {
+        PyErr_SetString(PyExc_ValueError, "replay_window must be 1..32768");
+        return -1;
+    }
+    self->replay_window = window;
     if (capacity < 1 || capacity > (1 << 16)) {
         PyErr_SetString(PyExc_ValueError, "history_packets must be 1..65536");
         return -1;
@@ -827,9 +834,12 @@ static PyObject *Outbound_forward(Outbound *self, PyObject *arg) {
 static PyObject *Outbound_sent(Outbound *self, PyObject *arg) {
     long seq = PyLong_AsLong(arg);
     if (seq == -1 && PyErr_Occurred()) return NULL;
-    if (self->history == NULL) Py_RETURN_NONE;
+    if (self->history == NULL || seq < 0 || seq > 0xFFFF || self->last_seq < 0) Py_RETURN_NONE;
+    /* A packet further behind the newest one sent than the sender's SRTP replay window would
+       fail srtp_protect (replay_old): the history does not promise it. */
+    if ((uint32_t)((self->last_seq - seq) & 0xFFFF) >= self->replay_window) Py_RETURN_NONE;
     PyObject *p = self->history[(uint32_t)seq & self->mask];
-    if (p == NULL || seq < 0 || seq > 0xFFFF) Py_RETURN_NONE;
+    if (p == NULL) Py_RETURN_NONE;
     const uint8_t *b = (const uint8_t *)PyBytes_AS_STRING(p);
     if (be16(b + 2) != seq) Py_RETURN_NONE; /* overwritten by a newer packet */
     return Py_NewRef(p);
@@ -868,6 +878,8 @@ static PyGetSetDef Outbound_getset[] = {
 static PyMemberDef Outbound_members[] = {
     {"ready", T_BOOL, offsetof(Outbound, ready), 0, "re-based: packets go out without asking prepare"},
     {"ssrc", T_UINT, offsetof(Outbound, ssrc), 0, NULL},
+    {"replay_window", T_UINT, offsetof(Outbound, replay_window), READONLY,
+     "sent() answers only this many packets back from the newest (the SRTP replay window)"},
     {"payload_type", T_INT, offsetof(Outbound, payload_type), 0, NULL},
     {"seq_offset", T_USHORT, offsetof(Outbound, seq_offset), 0, NULL},
     {"ts_offset", T_UINT, offsetof(Outbound, ts_offset), 0, NULL},

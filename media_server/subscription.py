@@ -20,7 +20,13 @@ Per packet the Outbound rewrites the four things that belong to the subscriber's
 payload type, sequence number and timestamp (output = input + offset), and the header
 extension ids / MID value by a plan that ``rtpheader.ExtensionRewrite.plan`` works out once per
 extension layout. Nothing is decoded or re-encoded and unknown header extensions survive.
-Every packet sent is kept (``history_packets``) to answer the subscriber's NACKs.
+Every packet sent is kept (``history_packets``) to answer the subscriber's NACKs, as far back
+as the leg's SRTP replay window lets a packet be protected again (``SRTP_REPLAY_WINDOW``).
+
+A NACK is answered within bounds (``on_nack``): each packet is resent at most once per round
+trip (``RESEND_MIN_INTERVAL_SECONDS`` at least) and ``RESEND_MAX_TIMES`` times, and every resend
+spends from the subscriber leg's ``ResendBudget`` (a share of its downlink estimate): what does
+not fit is not sent (counted), so a policed link is never flooded with retransmissions.
 
 The subscription reads from a *source* (today a Publication). Simulcast layer choice, bandwidth
 adaptation and a transcoding fallback are sources too (a selector over several publications, a
@@ -41,6 +47,7 @@ from aiortc.rtp import RtcpByePacket, RtcpSenderInfo, RtcpSrPacket
 
 from media_server import rtcp, rtpheader
 from media_server.codecs import decodes, same_format, starts_keyframe
+from media_server.estimator import ResendBudget
 from media_server.faults import Faults
 from media_server.publication import Publication
 from media_server.rtpforward import Outbound
@@ -51,6 +58,14 @@ log = logging.getLogger(__name__)
 # subscriber's rtpforward.Leg is one (and the Outbound then sends without leaving C).
 SendRtp = Callable[[bytes], None]
 
+# aiortc keys every leg's outbound SRTP with a replay window of 1024 packets
+# (RTCDtlsTransport._start_srtp, tx_policy.window_size): libsrtp refuses to protect a packet
+# further behind the newest one sent on its SSRC (replay_old). test_hooks checks the value.
+SRTP_REPLAY_WINDOW = 1024
+RESEND_MIN_INTERVAL_SECONDS = 0.02  # and at least one round trip between resends of a packet
+RESEND_MAX_TIMES = 4  # resends of one packet
+RESEND_FORGET_SECONDS = 2.0  # a sequence number resent longer ago than this is a new packet
+
 
 class CodecMismatch(ValueError):
     """switch_source to a publication whose codec the subscriber did not negotiate."""
@@ -59,7 +74,14 @@ class CodecMismatch(ValueError):
 class Subscription:
     """Created by ``Participant.subscribe``; carries packets once its m-line is negotiated."""
 
-    def __init__(self, source: Publication, *, history_packets: int, faults: Faults) -> None:
+    def __init__(
+        self,
+        source: Publication,
+        *,
+        history_packets: int,
+        faults: Faults,
+        budget: ResendBudget | None = None,
+    ) -> None:
         self.source = source
         self.kind = source.kind
         self.ssrc = 0  # our sender's SSRC on the subscriber's leg (bound at negotiation)
@@ -73,7 +95,18 @@ class Subscription:
         self._subscriber_ext: dict[str, int] = {}
         self._faults = faults
         self.dropped: dict[str, int] = {}
-        self.out = Outbound(history_packets, self._prepare, self.dropped, faults)
+        self.out = Outbound(
+            history_packets, self._prepare, self.dropped, faults, SRTP_REPLAY_WINDOW
+        )
+        self.budget = budget  # the subscriber leg's; None: resends are not rate-limited
+        # The allocator's decisions (allocator.py): what this stream may carry (bits/s) and
+        # whether it is paused for the subscriber's connection; ``on_paused(self, paused)``
+        # tells the subscriber.
+        self.target_bps: int | None = None
+        self.paused = False
+        self.on_paused: Callable[[Subscription, bool], None] | None = None
+        self.stream_id = source.participant_id  # the msid stream the subscriber knows it by
+        self._resent: dict[int, tuple[float, int]] = {}  # seq -> (last resent at, times)
         self._gate_keyframes = source.kind == "video"
         self._first_seq = random.randrange(0x8000)  # like aiortc: low start avoids SRTP rollover
         self._first_ts = random.randrange(1 << 32)
@@ -82,6 +115,10 @@ class Subscription:
         self.nacks_received = 0
         self.retransmissions = 0
         self.retransmissions_missed = 0  # NACKed packets no longer in the history
+        self.retransmitted_bytes = 0
+        self.retransmissions_throttled = 0  # resent too recently or too often
+        self.retransmissions_over_budget = 0  # the leg's resend budget was spent
+        self.retransmissions_failed = 0  # the send itself failed (counted in faults)
         self.keyframe_requests = 0  # PLI/FIR from the subscriber
         self.srs_sent = 0
         self.switches = 0
@@ -204,10 +241,28 @@ class Subscription:
 
     # ---- hooks of the compiled path -----------------------------------------------------------
 
+    def set_paused(self, paused: bool) -> None:
+        """Stop (True) or restart (False) carrying video for the subscriber's connection. A
+        restart waits for a keyframe and continues the sequence numbers (no gap to NACK)."""
+        if paused == self.paused or self.kind != "video":
+            return
+        self.paused = paused
+        self.out.ready = False  # every packet asks _prepare: dropped while paused
+        if not paused:
+            self.source.request_keyframe()
+        if self.on_paused is not None:
+            try:
+                self.on_paused(self, paused)
+            except Exception as exc:
+                self._faults.record("subscription.on_paused", exc)
+
     def _prepare(self, data: bytes) -> bool:
         """A packet while the Outbound is not ready: may it go out (re-based)?"""
         if self.out.send is None:
             self._drop("not_negotiated")
+            return False
+        if self.paused:
+            self._drop("paused_for_bandwidth")
             return False
         payload_type = self.payload_type_for(self.source.codec)
         if payload_type is None:
@@ -241,24 +296,45 @@ class Subscription:
     # ---- RTCP from the subscriber ---------------------------------------------------------
 
     def on_nack(self, seqs: list[int]) -> None:
-        """Resend what the subscriber lost from our history (same SSRC and sequence number)."""
+        """Resend what the subscriber lost from our history (same SSRC and sequence number),
+        within the per-packet bounds and the leg's resend budget. A packet that cannot be
+        resent never keeps the others of the same NACK from going out."""
         self.nacks_received += 1
         send = self.out.send
         if send is None:
             return
+        now = time.monotonic()
+        interval = max(self.rtt or 0.0, RESEND_MIN_INTERVAL_SECONDS)
+        resent = self._resent
         for seq in seqs:
             packet = self.out.sent(seq)
             if packet is None:
                 self.retransmissions_missed += 1
                 continue
+            last_at, times = resent.get(seq, (-1e9, 0))
+            if now - last_at > RESEND_FORGET_SECONDS:
+                times = 0
+            elif times >= RESEND_MAX_TIMES or now - last_at < interval:
+                self.retransmissions_throttled += 1
+                continue
+            if self.budget is not None and not self.budget.take(len(packet)):
+                self.retransmissions_over_budget += 1
+                continue
             try:
                 send(packet)
             except ConnectionError:
-                return
+                self._drop("retransmit_not_connected")
+                return  # the leg is down: every other resend would fail the same way
             except Exception as exc:
+                self.retransmissions_failed += 1
                 self._faults.record("subscription.retransmit", exc)
-                return
+                continue
+            resent[seq] = (now, times + 1)
             self.retransmissions += 1
+            self.retransmitted_bytes += len(packet)
+        if len(resent) > 2 * SRTP_REPLAY_WINDOW:
+            for old in [k for k, (at, _) in resent.items() if now - at > RESEND_FORGET_SECONDS]:
+                del resent[old]
 
     def on_keyframe_request(self) -> None:
         self.keyframe_requests += 1

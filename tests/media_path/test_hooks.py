@@ -147,3 +147,46 @@ def test_sctp_bound_hooks() -> None:
     assert "self._mark_received(chunk.tsn)" in receive and "add_chunk(chunk)" in receive
     assert "self.reassembly" in inspect.getsource(rtcsctptransport.InboundStream.__init__)
     assert "_advertised_rwnd" in inspect.getsource(cls._send_sack)
+
+
+class _KeyingOnly:
+    """Stands in for the DTLS connection: _setup_srtp only reads the profile and keys."""
+
+    def __init__(self, profile: bytes) -> None:
+        self.profile = profile
+
+    def get_selected_srtp_profile(self) -> bytes:
+        return self.profile
+
+    def export_keying_material(self, label: bytes, length: int) -> bytes:
+        return bytes(range(length))
+
+
+def test_outbound_srtp_replay_window_is_the_one_the_send_history_trusts() -> None:
+    # subscription.SRTP_REPLAY_WINDOW must equal aiortc's tx window: a packet one further back
+    # than it fails srtp_protect (replay_old), which the send history must never promise.
+    import struct
+
+    import pylibsrtp
+    from aiortc import rtcdtlstransport
+
+    from media_server.subscription import SRTP_REPLAY_WINDOW
+
+    transport = RTCDtlsTransport.__new__(RTCDtlsTransport)
+    transport._srtp_profiles = rtcdtlstransport.SRTP_PROFILES
+    transport._ssl = _KeyingOnly(rtcdtlstransport.SRTP_PROFILES[0].openssl_profile)
+    transport._role = "client"
+    transport._setup_srtp()
+
+    def protect(seq: int) -> None:
+        transport._tx_srtp.protect(struct.pack("!BBHII", 0x80, 96, seq, 0, 42) + bytes(100))
+
+    protect(5000)
+    protect(5000 - SRTP_REPLAY_WINDOW + 1)  # the oldest the history answers
+    protect(5000)  # a resend of the same packet (allow_repeat_tx)
+    try:
+        protect(5000 - SRTP_REPLAY_WINDOW)
+    except pylibsrtp.Error as exc:
+        assert "replay" in str(exc).lower() or "10" in str(exc), exc
+    else:
+        raise AssertionError("libsrtp protected a packet outside the window the history trusts")

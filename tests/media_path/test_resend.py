@@ -1,0 +1,171 @@
+"""NACK answers within bounds (issue 13): the send history never promises a packet libsrtp will
+refuse to protect again, one failed resend never skips the others, a packet is resent at most
+once per round trip and a bounded number of times, and resends spend from the subscriber leg's
+budget, a share of its downlink estimate (the retransmission storm: 100-130 packets resent per
+NACK into a policed 500 kbit/s link)."""
+
+from __future__ import annotations
+
+import socket
+
+import pylibsrtp
+import pytest
+
+from media_server import subscription as subscription_module
+from media_server.estimator import DownlinkEstimator, ResendBudget
+from media_server.faults import Faults
+from media_server.rtpforward import Leg
+from media_server.transport import set_keys
+
+from .test_subscription import KEY, Wire, bound, publication, push, rtp
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(subscription_module.time, "monotonic", c)
+    return c
+
+
+def srtp_sessions() -> tuple[pylibsrtp.Session, pylibsrtp.Session]:
+    """A leg's sessions keyed as aiortc keys them (window 1024, repeats allowed)."""
+    sessions = []
+    for ssrc_type in (pylibsrtp.Policy.SSRC_ANY_INBOUND, pylibsrtp.Policy.SSRC_ANY_OUTBOUND):
+        policy = pylibsrtp.Policy(key=bytes(range(30)), ssrc_type=ssrc_type,
+                                  srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80)  # fmt: skip
+        policy.allow_repeat_tx = True
+        policy.window_size = 1024
+        sessions.append(pylibsrtp.Session(policy))
+    return sessions[0], sessions[1]
+
+
+def test_history_longer_than_the_srtp_window_never_fails_a_resend(clock: Clock) -> None:
+    # The failing input: send_history_packets = 2048, a NACK for a packet 1,500 back and one
+    # 10 back. It failed in srtp_protect (replay_old) and the second was never resent.
+    faults = Faults("test")
+    leg = Leg(on_rtp=None, on_rtcp=None, dropped={}, faults=faults)
+    set_keys(leg, *srtp_sessions())
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 23)
+    receiver.bind(("127.0.0.1", 0))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.connect(receiver.getsockname())
+    sender.setblocking(False)
+    leg.fd, leg.connected = sender.fileno(), True
+    pub = publication([])
+    sub = subscription_module.Subscription(pub, history_packets=2048, faults=faults)
+    sub.bind(ssrc=9999, payload_type=97, mid="4", extensions={}, send_rtp=leg,
+             send_rtcp=lambda data: None)  # fmt: skip
+    push(pub, rtp(0, 0, payload=KEY))
+    for seq in range(1, 1600):
+        push(pub, rtp(seq, 3000 * seq))
+    last = sub.out.last_seq
+    assert sub.out.sent((last - 1500) & 0xFFFF) is None  # not promised: libsrtp would refuse
+    sub.on_nack([(last - 1500) & 0xFFFF, (last - 10) & 0xFFFF, (last - 1023) & 0xFFFF])
+    assert (sub.retransmissions, sub.retransmissions_missed) == (2, 1)
+    assert faults.count == 0 and sub.retransmissions_failed == 0
+    receiver.close()
+    sender.close()
+
+
+def test_one_failed_resend_never_skips_the_others(clock: Clock) -> None:
+    pub = publication([])
+    wire = Wire()
+    sub = bound(pub, wire)
+    push(pub, rtp(10, 0, payload=KEY))
+    for seq in range(11, 20):
+        push(pub, rtp(seq, 3000 * seq))
+    first = wire.parsed()[0].sequence_number
+    broken = sub.out.sent((first + 2) & 0xFFFF)
+
+    def send(data: bytes) -> None:
+        if data == broken:
+            raise ValueError("srtp_protect failed (status 10)")
+        wire.rtp.append(data)
+
+    sub.out.set_route(send, None)
+    wire.rtp.clear()
+    sub.on_nack([(first + 2) & 0xFFFF, (first + 3) & 0xFFFF, (first + 4) & 0xFFFF])
+    assert [p.sequence_number for p in wire.parsed()] == [
+        (first + 3) & 0xFFFF,
+        (first + 4) & 0xFFFF,
+    ]
+    assert (sub.retransmissions, sub.retransmissions_failed) == (2, 1)
+
+
+def test_a_packet_is_resent_once_per_round_trip_and_a_bounded_number_of_times(
+    clock: Clock,
+) -> None:
+    pub = publication([])
+    wire = Wire()
+    sub = bound(pub, wire)
+    push(pub, rtp(10, 0, payload=KEY))
+    push(pub, rtp(11, 3000))
+    seq = wire.parsed()[1].sequence_number
+    sub.rtt = 0.1
+    wire.rtp.clear()
+    for _ in range(3):  # the same NACK three times within one round trip: resent once
+        sub.on_nack([seq])
+        clock.now += 0.01
+    assert len(wire.rtp) == 1 and sub.retransmissions_throttled == 2
+    for _ in range(10):  # once per round trip, then no more
+        clock.now += 0.11
+        sub.on_nack([seq])
+    assert len(wire.rtp) == subscription_module.RESEND_MAX_TIMES
+    clock.now += subscription_module.RESEND_FORGET_SECONDS + 0.1  # long after: a new packet
+    sub.on_nack([seq])
+    assert len(wire.rtp) == subscription_module.RESEND_MAX_TIMES + 1
+
+
+def test_resends_never_exceed_the_budget_share_of_the_leg_estimate(clock: Clock) -> None:
+    # A storm of NACKs for every packet of the history (a policed link drops most of them):
+    # what is resent stays within share x estimate per second plus the bucket's depth.
+    estimate = 500_000
+    budget = ResendBudget(lambda: estimate, clock=clock)
+    pub = publication([])
+    wire = Wire()
+    sub = subscription_module.Subscription(pub, history_packets=1024, faults=Faults("t"),
+                                           budget=budget)  # fmt: skip
+    sub.bind(ssrc=9999, payload_type=97, mid="4", extensions={}, send_rtp=wire.send,
+             send_rtcp=lambda data: None)  # fmt: skip
+    push(pub, rtp(0, 0, payload=KEY + bytes(1100)))
+    for seq in range(1, 400):
+        push(pub, rtp(seq, 3000 * seq, payload=bytes([0x10]) + bytes(1100)))
+    first = wire.parsed()[0].sequence_number
+    wire.rtp.clear()
+    seconds = 3.0
+    steps = 300
+    for i in range(steps):
+        clock.now += seconds / steps
+        sub.on_nack([(first + k) & 0xFFFF for k in range(i % 300, i % 300 + 100)])
+    allowed = budget.share * estimate / 8 * (seconds + budget.depth_seconds)
+    assert 0 < sub.retransmitted_bytes <= allowed
+    assert sub.retransmitted_bytes >= 0.7 * budget.share * estimate / 8 * seconds  # it is used
+    assert sub.retransmissions_over_budget > 0
+
+
+def test_downlink_estimate_follows_remb_and_falls_with_loss() -> None:
+    clock = Clock()
+    sent = [0]
+    estimator = DownlinkEstimator(lambda: sent[0], initial=1_500_000, clock=clock)
+    estimator.on_remb(2_500_000)  # a policer adds no delay: REMB stays high
+    assert estimator.estimate == 1_500_000
+    estimator.on_loss(0)
+    for _ in range(5):  # sending 1.2 Mbit/s into a 500 kbit/s policer: ~58% lost
+        clock.now += 1.0
+        sent[0] += 150_000
+        estimator.on_loss(int(0.58 * 256))
+    assert 500_000 <= estimator.estimate <= 600_000  # 1.2 M x (1 - 0.58 / 2)
+    for _ in range(25):  # the cap lifts: no loss, the estimate climbs back up to the REMB
+        clock.now += 1.0
+        sent[0] += estimator.estimate // 8
+        estimator.on_loss(0)
+    assert estimator.estimate == 2_500_000

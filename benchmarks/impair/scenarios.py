@@ -8,6 +8,7 @@ the call (its browser adds it). ``short()`` scales a scenario down for the test 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from .network import CLEAN, Link
@@ -49,6 +50,16 @@ def _both(at: float, party: str, link: Link) -> Change:
     return Change(at, party, "both", link)
 
 
+def _step(name: str, how: str, link: Callable[[int], Link]) -> Scenario:
+    """The client's downlink 2 Mbit/s, 500 kbit/s from 20 s, 2 Mbit/s again from 40 s."""
+    return Scenario(
+        name, f"client downlink {how} 2 Mbit/s -> 500 kbit/s at 20 s -> 2 Mbit/s at 40 s", 60.0,
+        schedule=tuple(Change(at, "client", "down", link(kbps))
+                       for at, kbps in ((0, 2000), (20, 500), (40, 2000))),
+        window=(20.0, 40.0),
+    )  # fmt: skip
+
+
 RTT_DELAY = 50  # ms each way: a 100 ms round trip to the SFU
 
 SCENARIOS: dict[str, Scenario] = {
@@ -63,27 +74,8 @@ SCENARIOS: dict[str, Scenario] = {
             "loss10", "10% random loss both ways on the client, 100 ms RTT", 60.0,
             delay_ms={"client": RTT_DELAY}, schedule=(_both(0, "client", Link(loss_pct=10)),),
         ),
-        Scenario(
-            "step", "client downlink policed 2 Mbit/s -> 500 kbit/s at 20 s -> 2 Mbit/s at 40 s",
-            60.0,
-            schedule=(
-                Change(0, "client", "down", Link(police_kbps=2000)),
-                Change(20, "client", "down", Link(police_kbps=500)),
-                Change(40, "client", "down", Link(police_kbps=2000)),
-            ),
-            window=(20.0, 40.0),
-        ),
-        Scenario(
-            "step_shaped",
-            "client downlink shaped (400 ms queue) 2 Mbit/s -> 500 kbit/s at 20 s -> back at 40 s",
-            60.0,
-            schedule=(
-                Change(0, "client", "down", Link(shape_kbps=2000)),
-                Change(20, "client", "down", Link(shape_kbps=500)),
-                Change(40, "client", "down", Link(shape_kbps=2000)),
-            ),
-            window=(20.0, 40.0),
-        ),
+        _step("step", "policed", lambda kbps: Link(police_kbps=kbps)),
+        _step("step_shaped", "shaped (400 ms queue)", lambda kbps: Link(shape_kbps=kbps)),
         Scenario(
             "cap300", "client policed at 300 kbit/s both ways for the whole call", 60.0,
             schedule=(_both(0, "client", Link(police_kbps=300)),), window=(10.0, 60.0),

@@ -17,7 +17,7 @@ from media_server.faults import Faults
 from media_server.rtpforward import Leg
 from media_server.transport import set_keys
 
-from .test_subscription import KEY, Wire, bound, publication, push, rtp
+from .test_subscription import KEY, Wire, bound, publication, push, rtp, streaming
 
 
 class Clock:
@@ -77,13 +77,7 @@ def test_history_longer_than_the_srtp_window_never_fails_a_resend(clock: Clock) 
 
 
 def test_one_failed_resend_never_skips_the_others(clock: Clock) -> None:
-    pub = publication([])
-    wire = Wire()
-    sub = bound(pub, wire)
-    push(pub, rtp(10, 0, payload=KEY))
-    for seq in range(11, 20):
-        push(pub, rtp(seq, 3000 * seq))
-    first = wire.parsed()[0].sequence_number
+    pub, wire, sub, first = streaming()
     broken = sub.out.sent((first + 2) & 0xFFFF)
 
     def send(data: bytes) -> None:

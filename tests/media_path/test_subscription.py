@@ -108,14 +108,20 @@ async def test_switch_source_continues_sequence_and_time() -> None:
     assert sub.switches == 1
 
 
-async def test_nacks_are_answered_from_history() -> None:
+def streaming(packets: int = 10) -> tuple[Publication, Wire, Subscription, int]:
+    """A bound subscription that has sent ``packets`` (a keyframe first); the first one's
+    sequence number on the subscriber's leg."""
     pub = publication([])
     wire = Wire()
     sub = bound(pub, wire)
     push(pub, rtp(10, 0, payload=KEY))
-    for seq in range(11, 20):
+    for seq in range(11, 10 + packets):
         push(pub, rtp(seq, 3000 * seq))
-    first = wire.parsed()[0].sequence_number
+    return pub, wire, sub, wire.parsed()[0].sequence_number
+
+
+async def test_nacks_are_answered_from_history() -> None:
+    pub, wire, sub, first = streaming()
     lost = [(first + 3) & 0xFFFF, (first + 5) & 0xFFFF, (first + 5000) & 0xFFFF]
     wire.rtp.clear()
     sub.on_nack(lost)

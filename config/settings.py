@@ -83,6 +83,8 @@ class PinSettings(_Section):
     digits: int = Field(ge=6, le=12)
     early_minutes: int = Field(ge=0)
     grace_minutes: int = Field(ge=0)
+    # Longest appointment: bounds how long its PIN and links stay live.
+    max_appointment_hours: float = Field(gt=0, le=24 * 7)
 
 
 class JoinSettings(_Section):

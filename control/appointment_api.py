@@ -20,6 +20,7 @@ from control.store import Record, Store
 from control.times import iso_at
 
 MAX_PAGE = 500
+MAX_OFFSET = 10**9
 DEFAULT_PAGE = 100
 
 
@@ -135,7 +136,7 @@ async def list_handler(request: web.Request) -> web.Response:
     if hi < lo:
         raise invalid("to", "must not be before from")
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    offset = _int_param(request, "offset", 0, 0, 10**9)
+    offset = _int_param(request, "offset", 0, 0, MAX_OFFSET)
     provider_id = request.query.get("provider_id") or None
     if provider_id is not None and not is_id(provider_id):
         raise invalid("provider_id", "must be a provider id (1 to 128 printable characters)")

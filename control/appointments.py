@@ -111,6 +111,20 @@ def links(data: dict[str, Any], settings: Settings, keyring: Keyring, now: float
     }
 
 
+def check_length(data: dict[str, Any], settings: Settings) -> None:
+    """422 naming ``end`` unless the appointment ends after it starts and lasts at most
+    ``pins.max_appointment_hours`` (an appointment from year 0105 to 2026 would keep its PIN
+    live for the whole span)."""
+    length = epoch(data["end"]) - epoch(data["start"])
+    if length <= 0:
+        raise invalid("end", "end must be after start")
+    hours = settings.pins.max_appointment_hours
+    if length > hours * 3600:
+        raise invalid(
+            "end", f"an appointment lasts at most {hours:g} hours (pins.max_appointment_hours)"
+        )
+
+
 def link_version(data: dict[str, Any], role: str) -> int:
     """The version of ``role``'s links that joins accept now (see ``versions`` above)."""
     return int((data["telemedicine"] or {}).get("versions", {}).get(role, 0))
@@ -290,6 +304,7 @@ async def create(
     """(appointment, created). Creating again with the same external_id and the same
     fields returns the first one (created False); different fields are a 409."""
     wanted = _normalized(body)
+    check_length(wanted, settings)
     for _ in range(WRITE_ATTEMPTS):
         held = await store.get_by_claim(ext_claim(org_id, body.external_id))
         if held is not None:
@@ -344,8 +359,7 @@ async def update(
         if record.data["status"] == "cancelled":
             raise conflict("appointment-cancelled", "a cancelled appointment cannot change")
         data = {**record.data, **changes, "updated_at": iso_at(now)}
-        if epoch(data["end"]) <= epoch(data["start"]):
-            raise invalid("end", "end must be after start")
+        check_length(data, settings)
         if data["telemedicine"]:
             relinked = any(
                 data[f] != record.data[f] for f in ("start", "end", "client", "provider")

@@ -56,13 +56,22 @@ def _time_zone(value: str) -> str:
     return value
 
 
-Phone = Annotated[str, AfterValidator(_e164)]
+# The validators give the friendly messages; the patterns tell generated clients the same rule.
+Phone = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": _E164.pattern}, examples=["+358401234567"]),
+    AfterValidator(_e164),
+]
 TimeZone = Annotated[
     str,
     Field(max_length=64, description="IANA time zone name", examples=["Europe/Helsinki"]),
     AfterValidator(_time_zone),
 ]
-Email = Annotated[str, AfterValidator(_email)]
+Email = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": _EMAIL.pattern, "maxLength": 254}),
+    AfterValidator(_email),
+]
 # Ids become store keys, claims and index names; names and one-line texts are shown on pages
 # and sent in messages: no control characters (NUL cannot even be stored). Free text (an
 # address, a note) may also hold tabs and line breaks.
@@ -166,8 +175,11 @@ class Patient(_Request):
 class AppointmentCreate(_Request):
     department_id: Id
     external_id: Id = Field(description="the clinic's own id; creating twice returns the first")
-    start: AwareDatetime
-    end: AwareDatetime
+    start: AwareDatetime = Field(description="RFC 3339 time with an offset")
+    end: AwareDatetime = Field(
+        description="after start, and at most pins.max_appointment_hours (12 by default) "
+        "after it (else 422 naming end)"
+    )
     provider: Provider
     client: Client
     patient: Patient
@@ -252,7 +264,9 @@ class AppointmentList(_Response):
 
 
 class SendLinks(_Request):
-    channels: list[Channel] = Field(min_length=1, max_length=2)
+    channels: list[Channel] = Field(
+        min_length=1, max_length=2, json_schema_extra={"uniqueItems": True}
+    )
 
     @model_validator(mode="after")
     def _distinct(self) -> SendLinks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -11,12 +12,16 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from control.routes import Route
 
-from control.models import ProblemBody
+from control.bodies import MAX_ID_CHARS
+from control.models import ID_PATTERN, ProblemBody
 
 TITLE = "Televisit control API"
 VERSION = "1"
 _PARAM = re.compile(r"{(\w+)}")
 _SECURITY = {"apikey": "apiKey", "staff": "staffSession", "device": "mobileDevice"}
+ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": ID_PATTERN}
+TIME_SCHEMA = {"type": "string", "format": "date-time"}
+_STRING = {"type": "string"}
 
 
 class _Schemas:
@@ -51,25 +56,27 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
         "operationId": f"{route.handler.__module__.rsplit('.', 1)[-1]}.{route.handler.__name__}",
         "tags": [route.tag],
     }
+    # Path ids are store keys: what cannot be one is simply not found (control.bodies).
     params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True, "schema": ID_SCHEMA}
         for name in _PARAM.findall(route.path)
     ]
     params += [
         {
-            "name": name,
+            "name": q[0],
             "in": "query",
             "required": False,
-            "description": text,
-            "schema": {"type": "string"},
+            "description": q[1],
+            "schema": q[2] if len(q) > 2 else _STRING,
         }
-        for name, text in route.query
+        for q in route.query
     ]
     if params:
         op["parameters"] = params
     if route.request is not None:
         op["requestBody"] = {
-            "required": True,
+            # A body without fields (Empty) may be left out altogether.
+            "required": bool(route.request.model_fields),
             "content": {"application/json": {"schema": schemas.ref(route.request, "validation")}},
         }
     ok: dict[str, Any] = {"description": "success"}
@@ -77,7 +84,13 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
         ok["content"] = {
             "application/json": {"schema": schemas.ref(route.response, "serialization")}
         }
-    op["responses"] = {str(route.status): ok}
+    if route.status == 101:
+        ok["description"] = inspect.cleandoc(route.handler.__doc__ or "a WebSocket")
+        op["responses"] = {"101": ok}
+        op["responses"]["400"] = _problem_response(schemas, "not a WebSocket upgrade request")
+        op["responses"]["403"] = _problem_response(schemas, "another site's page (Origin)")
+    else:
+        op["responses"] = {str(route.status): ok}
     if route.request is not None:
         op["responses"]["400"] = _problem_response(schemas, "malformed JSON")
         op["responses"]["413"] = _problem_response(schemas, "body over server.max_body_bytes")
@@ -85,6 +98,8 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
     if route.auth is not None:
         op["security"] = [{_SECURITY[route.auth]: []}]
         op["responses"]["401"] = _problem_response(schemas, "missing or unknown credentials")
+        if route.auth == "staff":
+            op["responses"]["403"] = _problem_response(schemas, "not allowed for this account")
     if _PARAM.search(route.path):
         op["responses"]["404"] = _problem_response(schemas, "not found (or another org's)")
     for status, text in route.responses:

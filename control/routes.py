@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -59,7 +60,7 @@ from control.models import (
     SendLinks,
     SendResult,
 )
-from control.openapi import openapi_handler
+from control.openapi import ID_SCHEMA, TIME_SCHEMA, openapi_handler
 
 API = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -78,7 +79,9 @@ class Route:
     # login; "device": a staff mobile app's device token; None: public.
     auth: str | None = "apikey"
     tag: str = "appointments"
-    query: tuple[tuple[str, str], ...] = ()
+    # Query parameters (all optional): (name, what it means[, its JSON schema: a string if
+    # none is given]).
+    query: tuple[tuple[str, str] | tuple[str, str, dict[str, Any]], ...] = ()
     # Other answers worth documenting: (status, what it means).
     responses: tuple[tuple[int, str], ...] = ()
 
@@ -86,6 +89,8 @@ class Route:
 def _doc(handler: Handler) -> str:
     return (handler.__doc__ or handler.__name__.replace("_", " ")).strip().splitlines()[0]
 
+
+THROTTLED = (429, "too many attempts (Retry-After)")
 
 # fmt: off
 ROUTES: list[Route] = [
@@ -106,14 +111,17 @@ ROUTES: list[Route] = [
     # appointments
     Route("POST", f"{API}/appointments", appointment_api.create_handler,
           "Book an appointment (idempotent on external_id: 201 new, 200 the same again)",
-          AppointmentCreate, Appointment, status=201),
+          AppointmentCreate, Appointment, status=201,
+          responses=((200, "the same appointment again: created before with these fields"),)),
     Route("GET", f"{API}/appointments", appointment_api.list_handler,
           "List appointments by start time and provider", response=AppointmentList,
-          query=(("from", "ISO 8601 time: appointments starting at or after it"),
-                 ("to", "ISO 8601 time: appointments starting at or before it"),
-                 ("provider_id", "only this provider's appointments"),
-                 ("limit", "page size, 1..500 (default 100)"),
-                 ("offset", "skip this many (see next_offset)"))),
+          query=(("from", "appointments starting at or after it", TIME_SCHEMA),
+                 ("to", "appointments starting at or before it (not before from)", TIME_SCHEMA),
+                 ("provider_id", "only this provider's appointments", ID_SCHEMA),
+                 ("limit", "page size (default 100)", {"type": "integer", "minimum": 1,
+                                                       "maximum": appointment_api.MAX_PAGE}),
+                 ("offset", "skip this many (see next_offset)",
+                  {"type": "integer", "minimum": 0, "maximum": appointment_api.MAX_OFFSET}))),
     Route("GET", f"{API}/appointments/{{id}}", appointment_api.get_handler,
           "Get an appointment with its telemedicine room and link delivery",
           response=Appointment),
@@ -129,11 +137,12 @@ ROUTES: list[Route] = [
     # joining
     Route("POST", f"{API}/join", join.join_handler,
           "Join a room by PIN (native apps) or by a link's token (rate limited)",
-          JoinRequest, JoinResponse, auth=None, tag="join"),
+          JoinRequest, JoinResponse, auth=None, tag="join", responses=(THROTTLED,)),
     # virtual clinic (control/clinic/api.py lists its handlers)
     *[
         Route(method, API + path, handler, _doc(handler), request, response, status=status,
-              auth=auth, tag="clinic")
+              auth=auth, tag="clinic",
+              responses=(THROTTLED,) if handler is clinic_api.login else ())
         for method, path, handler, request, response, status, auth in clinic_api.ROUTES
     ],
     # staff mobile app (control/mobile/): what clinic software pushes and pulls

@@ -444,8 +444,13 @@ SEEN_MAX = 256
 @handler
 async def events_socket(request: web.Request) -> web.StreamResponse:
     """WebSocket of live dashboard events (the caller's, their organization's broadcasts, and
-    for administrators every event of the organization). First frame: ``{"type": "hello"}``
-    once subscribed, so a client that then loads /clinic/dashboard misses nothing."""
+    for administrators every event of the organization). First frame: ``{"type": "hello",
+    "staff": {...}}`` once subscribed, so a client that then loads /clinic/dashboard misses
+    nothing. Then one JSON text frame per event, ``{"id", "type", ...}`` with ``type`` one of
+    request.created, request.accepted, request.declined, request.expired,
+    request.cancelled, request.dismissed, visit.opened, visit.updated, visit.ended,
+    provider.availability, session.revoked (the socket then closes with 4001). Clients send
+    nothing; a browser Origin other than this server's is refused (403)."""
     session, staff = await _who(request)
     origin = request.headers.get("Origin")
     if origin and urlsplit(origin).netloc != request.host:

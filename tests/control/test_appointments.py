@@ -244,3 +244,21 @@ async def test_another_org_sees_nothing(client, auth, department, store, clock):
     # And the first org's appointment is untouched.
     resp = await client.get(f"/api/v1/appointments/{appt['id']}", headers=auth)
     assert (await resp.json())["status"] == "scheduled"
+
+
+async def test_an_appointment_is_at_most_max_appointment_hours_long(client, auth, department):
+    """Issue 12 item 9: an appointment from year 0105 to 2026 kept its PIN live for the whole
+    span; the window is bounded by pins.max_appointment_hours (12 by default)."""
+    centuries = appointment_body(department["id"], start="0105-01-01T00:00:00Z")
+    resp = await client.post("/api/v1/appointments", json=centuries, headers=auth)
+    assert "12 hours" in (await problem(resp, 422))["detail"]
+    longest = appointment_body(
+        department["id"], end=iso(BASE + timedelta(hours=12)), external_id="A-12h"
+    )
+    appt = await create(client, auth, longest)
+    resp = await client.patch(
+        f"/api/v1/appointments/{appt['id']}",
+        json={"end": iso(BASE + timedelta(hours=12, seconds=1))},
+        headers=auth,
+    )
+    assert (await problem(resp, 422))["field"] == "end"

@@ -41,6 +41,28 @@ test: $(VENV)/.installed system-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
+# The media fuzz harness under atheris, FUZZ_RUNS inputs, with media_server.rtpforward compiled
+# with AddressSanitizer into build/fuzz (the working tree's build is untouched) and run from
+# there, so that build is the one imported; README "Fuzzing". The extension is compiled with
+# ASan but linked without it: the runtime is atheris's (it carries libFuzzer; gcc's libasan
+# would take over libFuzzer's coverage hooks and leave the run blind), preloaded.
+FUZZ_RUNS ?= 1000000
+FUZZ_DIR = build/fuzz
+fuzz: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[fuzz]'
+	rm -rf $(FUZZ_DIR)/media_server && mkdir -p $(FUZZ_DIR)/corpus && cp -r media_server $(FUZZ_DIR)/
+	rm -f $(FUZZ_DIR)/media_server/*.so
+	gcc -c -fPIC -fsanitize=address -fno-omit-frame-pointer -g -O1 -Wall -Wno-unused-parameter \
+		-I"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+		media_server/rtpforward.c -o $(FUZZ_DIR)/rtpforward.o
+	gcc -shared $(FUZZ_DIR)/rtpforward.o -o $(FUZZ_DIR)/media_server/rtpforward$$($(PY) -c \
+		'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+	cd $(FUZZ_DIR) && PYTHONPATH=$(CURDIR) PYTHONMALLOC=malloc \
+		LD_PRELOAD="$$($(CURDIR)/$(PY) -c 'import atheris; print(atheris.path())')/asan_with_fuzzer.so" \
+		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 \
+		$(CURDIR)/$(PY) -m tests.fuzz.fuzz_media -runs=$(FUZZ_RUNS) -max_len=1024 \
+		-print_final_stats=1 corpus
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -26,15 +26,20 @@ datagrams, and NACK/PLI/REMB from the subscriber. After every op:
 
 from __future__ import annotations
 
+import contextlib
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import pylibsrtp
+from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpPacket, RtpPacket
 
 from config import load_settings
+from media_server import publication as publication_module
 from media_server import rtpheader
+from media_server.faults import Faults
 from media_server.participant import Participant
 from media_server.publication import Publication
 from media_server.rtpforward import Leg
@@ -48,6 +53,7 @@ PUB_EXT = {
     MID: 1, LEVEL: 2, AST: 3, rtpheader.URI_TOFFSET: 4, rtpheader.URI_TRANSPORT_CC: 5,
     rtpheader.URI_RID: 6, rtpheader.URI_REPAIRED_RID: 7, ORIENTATION: 8,
 }  # fmt: skip
+AUDIO_EXT = {uri: i for uri, i in PUB_EXT.items() if uri != AST}  # as aiortc's audio m-lines
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 AUDIO_SSRC, VIDEO_SSRC, VIDEO_SSRC_2 = 1111, 2222, 3333  # video is not in the SDP: by MID
@@ -57,21 +63,46 @@ SUBSCRIBED = [
     (7002, 111, "1", dict(PUB_EXT), 0),  # the same ids as the publisher: an identity layout
     (7003, 120, "4", {MID: 3, AST: 2, ORIENTATION: 9, rtpheader.URI_TOFFSET: 14}, 1),
 ]
+MAPS = {ssrc: rtpheader.extension_map(ids) for ssrc, _, _, ids, _ in SUBSCRIBED}
 KEYS = [bytes([i]) * 30 for i in range(4)]
 MAX_OPS = 48
 
 
+_sessions: dict[tuple[bytes, bool], pylibsrtp.Session] = {}
+# SSRCs whose libsrtp streams the sessions may hold (every fixed one, and random ones as used).
+_KNOWN_SSRCS = {AUDIO_SSRC, VIDEO_SSRC, VIDEO_SSRC_2, 1, 9000, 9001, *(s[0] for s in SUBSCRIBED)}
+_streams: set[int] = set(_KNOWN_SSRCS)
+
+
 def _session(key: bytes, inbound: bool) -> pylibsrtp.Session:
-    policy = pylibsrtp.Policy(
-        key=key,
-        ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND
-        if inbound
-        else pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
-        srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
-    )
-    policy.allow_repeat_tx = True  # as aiortc's
-    policy.window_size = 1024
-    return pylibsrtp.Session(policy)
+    """An SRTP session as aiortc keys one (one per key and direction, made once: creating
+    eight per input cost more than the rest of an input's run)."""
+    session = _sessions.get((key, inbound))
+    if session is None:
+        policy = pylibsrtp.Policy(
+            key=key,
+            ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND
+            if inbound
+            else pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+            srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+        )
+        policy.allow_repeat_tx = True  # as aiortc's
+        policy.window_size = 1024
+        session = _sessions[(key, inbound)] = pylibsrtp.Session(policy)
+    return session
+
+
+def _fresh_sessions() -> None:
+    """Every session forgets the streams earlier inputs made (libsrtp clones one per SSRC from
+    the session's template on first use): each input starts on sessions as new as new ones."""
+    for session in _sessions.values():
+        for ssrc in _streams:
+            try:
+                session.remove_stream(ssrc)
+            except pylibsrtp.Error:
+                pass  # this session never saw it
+    _streams.clear()
+    _streams.update(_KNOWN_SSRCS)
 
 
 class Reader:
@@ -105,14 +136,54 @@ class Finding(AssertionError):
     """The SFU did something a receiver or an operator must never see."""
 
 
+_estimator: list[RemoteBitrateEstimator] = []
+
+
+@contextlib.contextmanager
+def _shared_estimator() -> Iterator[None]:
+    """Publications made inside share one aiortc RemoteBitrateEstimator (a new one builds 1,000
+    rate buckets: as long as the rest of an input's run). Its state carries over from input to
+    input; it only shapes the REMB values sent, which are checked like any RTCP."""
+    if not _estimator:
+        _estimator.append(RemoteBitrateEstimator())
+    made = publication_module.RemoteBitrateEstimator
+    publication_module.RemoteBitrateEstimator = lambda: _estimator[0]  # type: ignore[assignment,misc]
+    try:
+        yield
+    finally:
+        publication_module.RemoteBitrateEstimator = made  # type: ignore[misc]
+
+
+_participants: dict[str, Participant] = {}
+
+
+def _participant(name: str) -> Participant:
+    """A Participant in the state a fresh one has before negotiation. One per name is made and
+    reset for every input: a peer connection (two certificates) per input would cost more than
+    the whole run of ops."""
+    p = _participants.get(name)
+    if p is None:
+        settings = load_settings(environ={}, overrides={"media": {"ice_servers": []}}).media
+        p = _participants[name] = Participant(
+            name, settings=settings, on_offer=None, on_publication=None,  # type: ignore[arg-type]
+            on_chat=None, on_state=None,  # type: ignore[arg-type]
+        )  # fmt: skip
+    for table in (p.publications, p.subscriptions, p._by_ssrc, p._by_mid, p._by_out_ssrc):
+        table.clear()
+    p.dropped = {}
+    p.faults = Faults(f"participant {name}")
+    p.rtcp_packets_in = p.rtcp_packets_out = 0
+    return p
+
+
 class Sfu:
     """Two server Participants wired as the room wires them, without ICE or DTLS: each Leg has
     its keys, and its sends land in a list instead of a socket."""
 
     def __init__(self) -> None:
-        settings = load_settings(environ={}, overrides={"media": {"ice_servers": []}}).media
-        self.publisher = self._participant("publisher", settings)
-        self.subscriber = self._participant("subscriber", settings)
+        _fresh_sessions()
+        self.publisher = _participant("publisher")
+        self.subscriber = _participant("subscriber")
         # Client-side sessions: what the publisher encrypts with, what the subscriber decrypts.
         self.publisher_tx = _session(KEYS[0], inbound=False)
         self.publisher_rx = _session(KEYS[1], inbound=True)
@@ -124,8 +195,8 @@ class Sfu:
         self.subscriber_leg = self._leg(self.subscriber, KEYS[2], KEYS[3], self.to_subscriber)
         p = self.publisher
         self.publications = [
-            self._publication("audio", "0", OPUS, AUDIO_SSRC),
-            self._publication("video", "1", VP8, None),
+            self._publication("audio", "0", OPUS, AUDIO_SSRC, AUDIO_EXT),
+            self._publication("video", "1", VP8, None, PUB_EXT),
         ]
         p._mid_ext_id = PUB_EXT[MID]
         self.maps: dict[int, Any] = {}
@@ -136,14 +207,7 @@ class Sfu:
             s._by_out_ssrc[ssrc] = sub
             sub.bind(ssrc=ssrc, payload_type=pt, mid=mid, extensions=ids,
                      send_rtp=self.subscriber_leg, send_rtcp=s.send_rtcp)  # fmt: skip
-            self.maps[ssrc] = rtpheader.extension_map(ids)
-
-    @staticmethod
-    def _participant(name: str, settings: Any) -> Participant:
-        return Participant(
-            name, settings=settings, on_offer=None, on_publication=None,  # type: ignore[arg-type]
-            on_chat=None, on_state=None,  # type: ignore[arg-type]
-        )  # fmt: skip
+            self.maps[ssrc] = MAPS[ssrc]
 
     @staticmethod
     def _leg(p: Participant, rx: bytes, tx: bytes, sent: list[bytes]) -> Leg:
@@ -155,12 +219,16 @@ class Sfu:
         p._leg = leg
         return leg
 
-    def _publication(self, kind: str, mid: str, codec: Any, ssrc: int | None) -> Publication:
+    def _publication(
+        self, kind: str, mid: str, codec: Any, ssrc: int | None, ids: dict[str, int]
+    ) -> Publication:
         p = self.publisher
-        publication = Publication(
-            participant_id=p.id, kind=kind, mid=mid, codec=codec, ssrc=ssrc, extensions=PUB_EXT,
-            send_rtcp=p.send_rtcp, rtcp_ssrc=9000 + len(p.publications), faults=p.faults,
-        )  # fmt: skip
+        with _shared_estimator():
+            publication = Publication(
+                participant_id=p.id, kind=kind, mid=mid, codec=codec, ssrc=ssrc,
+                extensions=ids, send_rtcp=p.send_rtcp, rtcp_ssrc=9000 + len(p.publications),
+                faults=p.faults,
+            )  # fmt: skip
         p.publications.append(publication)
         p._by_mid[mid] = publication
         if ssrc is not None:
@@ -205,8 +273,10 @@ class Sfu:
 
     def op(self, r: Reader) -> None:
         kind = r.byte() % 10
-        if kind < 5:
+        if kind < 4:
             self._send(self.publisher_leg, self.publisher_tx.protect, self._rtp(r))
+        elif kind == 4:  # the same, decrypted: exactly the packet's bytes reach the C code
+            self.publisher_leg.receive_rtp(self._rtp(r))
         elif kind == 5:
             self.publisher_leg.datagram_received(r.take(r.byte()), None)
         elif kind == 6:
@@ -240,6 +310,7 @@ class Sfu:
             (AUDIO_SSRC, 111), (VIDEO_SSRC, 96), (VIDEO_SSRC_2, 96), (r.u32(), r.byte() & 0x7F),
             (AUDIO_SSRC, r.byte() & 0x7F),
         ][stream]  # fmt: skip
+        _streams.add(ssrc)
         step = r.byte()
         if step < 200:
             self._seq += step % 8 - 2

@@ -21,7 +21,8 @@ admin: $(VENV)/.installed
 
 # Debian packages the tests drive for real: redis-server, chromium (headless browser tests),
 # podman + runc + debootstrap (the Docker image is built from a Debian base and run), nftables
-# (the impairment harness's loss and policing, in its own network namespace).
+# (the impairment harness's loss and policing, in its own network namespace), janus + iproute2
+# (the bench smoke runs Janus in a network namespace of its own, tests/bench).
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
@@ -30,6 +31,8 @@ system-deps:
 	[ -x /usr/sbin/runc ] || missing="$$missing runc"; \
 	command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing="$$missing debootstrap"; \
 	command -v nft >/dev/null || [ -x /usr/sbin/nft ] || missing="$$missing nftables"; \
+	command -v janus >/dev/null || missing="$$missing janus"; \
+	command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

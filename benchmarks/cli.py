@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         server_cpu=args.server_cpu, client_cpus=[int(c) for c in args.client_cpu.split(",")],
         load_processes=max(1, args.load_processes), bitrate=args.bitrate,
         fps=args.fps, width=width, height=height, log_dir=out,
-        max_seconds=300.0 if args.smoke else 1800.0,
+        max_seconds=300.0 if args.smoke else 1800.0, whole_ramp=args.smoke,
     )  # fmt: skip
     started = time.time()
     try:

@@ -53,6 +53,9 @@ class Options:
     width: int = 640
     height: int = 480
     max_seconds: float = 1800.0  # the whole run, per system
+    # Measure every step even past one that is not valid (the smoke run checks that each
+    # system joins and forwards at every step; capacity is not its question).
+    whole_ramp: bool = False
     log_dir: Path = field(default_factory=lambda: Path("."))
 
     def cpus(self, which: int) -> set[int] | None:
@@ -232,7 +235,7 @@ def failed_step(
     """The row of a step that could not be measured (a load client or the SFU went away)."""
     sfu_gone = isinstance(exc, psutil.Error)
     return {
-        "system": name, "scenario": scenario, key: level, "valid": False,
+        "system": name, "scenario": scenario, key: level, "valid": False, "failed": True,
         "stopped": f"{'the SFU' if sfu_gone else 'a load client'} failed: {exc}"[:300],
         "limit": "sfu" if sfu_gone else "load",
     }  # fmt: skip
@@ -260,7 +263,7 @@ def consults(name: str, opts: Options, bar: tqdm, rows: list[dict[str, Any]]) ->
             judge(row, rooms, n)
             rows.append(row)
             bar.update(1)
-            if not row["valid"]:
+            if not row["valid"] and not opts.whole_ramp:
                 break
 
 
@@ -285,7 +288,7 @@ def fanout(name: str, opts: Options, bar: tqdm, rows: list[dict[str, Any]]) -> N
             judge(row, subscribers, k)
             rows.append(row)
             bar.update(1)
-            if not row["valid"]:
+            if not row["valid"] and not opts.whole_ramp:
                 break
 
 
@@ -331,8 +334,10 @@ SCENARIOS: dict[str, Callable[[str, Options, tqdm, list[dict[str, Any]]], None]]
 
 
 def run(scenario: str, opts: Options) -> dict[str, Any]:
-    """Every system in turn (same clients, same machine, same run); unavailable ones skipped.
-    A system that fails mid-ramp keeps the steps it completed (``failed`` says why)."""
+    """Every system in turn (same clients, same machine, same run); unavailable ones skipped
+    (``skipped``: not installed, cannot run here). A system that fails (an exception, or a step
+    that could not be measured) is in ``failed`` with why, never in ``skipped``, and keeps the
+    steps it completed."""
     results: dict[str, Any] = {"scenario": scenario, "systems": {}, "skipped": {}, "failed": {}}
     total = len(opts.systems) * len(opts.steps)
     with tqdm(total=total, desc=scenario, unit="step", file=sys.stderr) as bar:
@@ -348,8 +353,11 @@ def run(scenario: str, opts: Options) -> dict[str, Any]:
                 results["failed"][name] = str(exc)
                 tqdm.write(f"{name}: failed: {exc}", file=sys.stderr)
             bar.update(len(opts.steps) * (opts.systems.index(name) + 1) - bar.n)
+            broken = [r["stopped"] for r in rows if r.get("failed")]
+            if broken and name not in results["failed"]:
+                results["failed"][name] = broken[0]
             if rows:
                 results["systems"][name] = {"rows": rows, "seconds": time.monotonic() - started}
-            elif name not in results["skipped"]:
-                results["skipped"][name] = f"failed: {results['failed'].get(name, 'no step ran')}"
+            elif name not in results["skipped"] and name not in results["failed"]:
+                results["failed"][name] = "no step ran"
     return results

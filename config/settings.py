@@ -140,6 +140,8 @@ class MediaSettings(_Section):
     reconnect_grace_seconds: float = Field(ge=0)
     chat_max_bytes: int = Field(ge=64)
     join_timeout_seconds: float = Field(gt=0)
+    # A PIN join from a second device waits this long for a host to admit it.
+    admission_timeout_seconds: float = Field(default=60.0, gt=0)
     signaling_max_bytes: int = Field(ge=4096)
     room_max_participants: int = Field(ge=2, le=64)
     send_history_packets: int = Field(ge=1000)

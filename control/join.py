@@ -10,6 +10,7 @@ what is wrong, in the language to show it in.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -220,6 +221,8 @@ async def _by_pin(request: web.Request, pin: str, now: float) -> dict[str, Any]:
         appointment_id=appointment["id"],
         version=appointments.link_version(appointment, "guest"),
         expires_at=float(int(win.closes)),  # as the token carries it
+        # Each PIN join is a device of its own: a second one is admitted by the clinic.
+        device=secrets.token_hex(4),
     )
     token = svc.keyring.issue_token(
         room_id=grant.room_id,
@@ -228,6 +231,7 @@ async def _by_pin(request: web.Request, pin: str, now: float) -> dict[str, Any]:
         expires_at=win.closes,
         appointment_id=grant.appointment_id,
         version=grant.version,
+        device=grant.device,
         now=now,
     )
     admission = _admitted(appointment, grant, await _audience(svc.store, appointment, "guest"))

@@ -4,7 +4,9 @@ The client's link carries its guest token (``{base_url}/j/<token>``) inside an S
 claims are short: ``r`` room id, ``n`` participant name, ``ro`` role (``h`` host, ``g`` guest),
 ``a`` appointment id (absent for rooms that are not appointments), ``v`` the link version of
 that role (absent = 0; a re-issue that replaces a role's identity raises it, and the room's
-owner refuses older versions: control.join), ``iat``, ``exp``. The
+owner refuses older versions: control.join), ``d`` a device id on tokens a PIN join issued (a
+second device of a connected member must be admitted by the clinic:
+media_server/admission.py), ``iat``, ``exp``. The
 header's ``kid`` names the signing key; every configured key verifies, so keys rotate by adding
 a new one as ``tokens.active_kid`` and removing the old one after its tokens expired.
 
@@ -55,6 +57,7 @@ class Grant:
     appointment_id: str | None
     expires_at: float
     version: int = 0
+    device: str | None = None
 
 
 def _b64(data: bytes) -> bytes:
@@ -100,6 +103,7 @@ class Keyring:
         expires_at: float,
         appointment_id: str | None = None,
         version: int = 0,
+        device: str | None = None,
         now: float | None = None,
     ) -> str:
         claims: dict[str, object] = {
@@ -113,6 +117,8 @@ class Keyring:
             claims["a"] = appointment_id
         if version:
             claims["v"] = version
+        if device is not None:
+            claims["d"] = device
         # No "typ" header: every byte counts in an SMS (names as UTF-8, not \\u escapes).
         return self._signer.sign(claims)
 
@@ -154,6 +160,7 @@ class Keyring:
             appointment_id=appointment_id if isinstance(appointment_id, str) else None,
             expires_at=float(claims["exp"]),
             version=version,
+            device=claims["d"] if isinstance(claims.get("d"), str) else None,
         )
         if (time.time() if now is None else now) >= claims["exp"]:
             raise TokenError("expired", "the token has expired", grant)

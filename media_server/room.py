@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from config.settings import MediaSettings
 from media_server import chat
+from media_server.admission import AdmissionNeeded, Admissions, device_of, needs_admission
 from media_server.chat import now_iso
 from media_server.participant import Participant
 from media_server.publication import Publication
@@ -86,6 +87,8 @@ class Member:
     unavailable: dict[tuple[str, str], str] = field(default_factory=dict)
     grace: asyncio.TimerHandle | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # The device of the current connection when it joined by PIN (admission.device_of).
+    device: str | None = None
 
     @property
     def present(self) -> bool:
@@ -125,11 +128,16 @@ class Room:
         self._on_closed = on_closed
         self._on_event = on_event
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.admissions = Admissions(self._host_channels, self.counters)
 
     # ---- joining and leaving -------------------------------------------------------------
 
-    def join(self, grant: Grant, channel: Channel) -> tuple[Member, bool]:
-        """Admit a member's new connection; returns (member, resumed)."""
+    def join(
+        self, grant: Grant, channel: Channel, *, admitted: bool = False
+    ) -> tuple[Member, bool]:
+        """Admit a member's new connection; returns (member, resumed). Raises RoomError, or
+        AdmissionNeeded for a PIN join from a second device (media_server/admission.py)
+        unless a host ``admitted`` it."""
         if self.state == "ended":
             raise RoomError(CLOSE_ENDED, "this session has ended")
         if grant.room_id != self.id:
@@ -139,6 +147,9 @@ class Room:
         key = (grant.role, grant.name)
         member = self.members.get(key)
         resumed = member is not None
+        if member is not None and not admitted:
+            if needs_admission(member.present, member.device, grant):
+                raise AdmissionNeeded(self)
         if member is None:
             if len(self.members) >= self.settings.room_max_participants:
                 raise RoomError(4003, "the room is full")
@@ -152,6 +163,7 @@ class Room:
                 member.grace.cancel()
                 member.grace = None
         member.channel = channel
+        member.device = device_of(grant)
         member.generation += 1
         member.participant = self._new_participant(member)
         member.negotiated = False
@@ -172,6 +184,8 @@ class Room:
                 "resumed": resumed,
             }
         )
+        if member.role == "host":
+            self.admissions.show_to(channel)
         self._broadcast(
             {"type": "participant_joined", "participant": member.public(), "resumed": resumed},
             exclude=member,
@@ -179,6 +193,11 @@ class Room:
         self._broadcast_state(exclude=member)
         self._emit("participant_joined", member, resumed=resumed)
         return member, resumed
+
+    def _host_channels(self) -> list[Channel]:
+        return [
+            m.channel for m in self.members.values() if m.role == "host" and m.channel is not None
+        ]
 
     def disconnected(self, member: Member, channel: Channel) -> None:
         """The member's signaling channel closed without a hang-up: a drop (see _detach)."""
@@ -193,6 +212,7 @@ class Room:
         """End the session for everyone: every client gets `ended`, every connection closes."""
         if self.state == "ended":
             return
+        self.admissions.close_all("ended")
         self.state = "ended"
         self.ended_reason = reason
         message = {"type": "ended", "reason": reason, "by": by.public() if by else None}

@@ -10,6 +10,7 @@ plane (it then verifies tokens itself).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -20,6 +21,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from media_server import chat
+from media_server.admission import AdmissionNeeded
 from media_server.room import Grant, Member, Room, RoomError
 from media_server.worker import Worker
 
@@ -62,6 +64,7 @@ MESSAGES: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "sdpMLineIndex": ((int, types.NoneType), False),
     },
     "chat": {"text": (_STR, True)},
+    "admit": {"request": (_STR, True), "allow": ((bool,), True)},
     "hangup": {},
     "ping": {"id": ((str, int, types.NoneType), False)},
 }
@@ -108,7 +111,7 @@ def parse(frame: str, max_bytes: int) -> dict[str, Any]:
                 raise ProtocolError("missing_field", f"field `{name}` is required", ref=kind)
             continue
         value = data[name]
-        if isinstance(value, bool) or not isinstance(value, accepted):
+        if (isinstance(value, bool) and bool not in accepted) or not isinstance(value, accepted):
             raise ProtocolError("bad_field", f"field `{name}` has the wrong type", ref=kind)
     return data
 
@@ -276,13 +279,57 @@ class Session:
             self.conn.close(CLOSE_WRONG_ROOM, "the token is not for this room")
             return False
         try:
-            room, self.member, _ = self.worker.join(grant, self.conn)
+            try:
+                room, self.member, _ = self.worker.join(grant, self.conn)
+            except AdmissionNeeded as exc:
+                if not await self.admission(exc.room, grant):
+                    return False
+                room, self.member, _ = self.worker.join(grant, self.conn, admitted=True)
         except RoomError as exc:
             self.worker.signaling_errors["join_refused"] += 1
             self.conn.close(exc.code, str(exc))
             return False
         self.room = room
         return True
+
+    async def admission(self, room: Room, grant: Grant) -> bool:
+        """Wait for a host to admit this device (media_server/admission.py), answering
+        `ping` meanwhile; refuse it (4003) on a no, a timeout or the room's end."""
+        pending = room.admissions.ask(grant)
+        self.conn.send({"type": "admission_pending", "request": pending.id})
+        deadline = time.monotonic() + self.settings.admission_timeout_seconds
+        reader: asyncio.Future[dict[str, Any] | None] | None = None
+        try:
+            while not pending.decision.done():
+                reader = reader or asyncio.ensure_future(self.next_message(deadline))
+                await asyncio.wait({pending.decision, reader}, return_when="FIRST_COMPLETED")
+                if not reader.done():
+                    continue
+                message, reader = reader.result(), None
+                if message is None:
+                    break  # the socket closed, or no answer in time
+                if message["type"] == "ping":
+                    self.conn.send({"type": "pong", "id": message.get("id")})
+                else:
+                    self.refuse(
+                        ProtocolError(
+                            "admission_pending",
+                            "wait until the clinic admits this device",
+                            ref=message["type"],
+                        )
+                    )
+        finally:
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+            gone = self.conn.closing is not None or self.conn.ws.closed
+            room.admissions.close(pending.id, "gone" if gone else "timeout")
+        if pending.decision.result():
+            return True
+        self.worker.signaling_errors["not_admitted"] += 1
+        self.conn.close(CLOSE_WRONG_ROOM, "not admitted: the clinic did not let this device in")
+        return False
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         room, member = self.room, self.member
@@ -298,6 +345,14 @@ class Session:
                 room.relay_chat(member, message["text"])
             except chat.ChatError as exc:
                 self.refuse(ProtocolError(exc.code, str(exc), ref="chat"))
+        elif kind == "admit":
+            if member.role != "host":
+                self.refuse(ProtocolError("not_host", "only the clinic admits devices", ref=kind))
+                return
+            try:
+                room.admissions.answer(message["request"], message["allow"])
+            except KeyError:
+                self.refuse(ProtocolError("unknown_request", "no such admission request", ref=kind))
         elif participant is None:
             self.refuse(ProtocolError("no_connection", "no peer connection", ref=kind))
         elif kind == "offer":

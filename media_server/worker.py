@@ -75,12 +75,15 @@ class Worker:
             self.sessions_started += 1
         return room
 
-    def join(self, grant: Grant, channel: Channel) -> tuple[Room, Member, bool]:
+    def join(
+        self, grant: Grant, channel: Channel, *, admitted: bool = False
+    ) -> tuple[Room, Member, bool]:
         """Admit a connection to its grant's live session (started if none); a session that
-        a refused first join started is forgotten again. Raises RoomError."""
+        a refused first join started is forgotten again. Raises RoomError or
+        admission.AdmissionNeeded (see Room.join)."""
         room = self.room(grant.room_id)
         try:
-            member, resumed = room.join(grant, channel)
+            member, resumed = room.join(grant, channel, admitted=admitted)
         except RoomError:
             if not room.members and self.rooms.get(room.id) is room:
                 del self.rooms[room.id]

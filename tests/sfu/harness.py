@@ -29,6 +29,7 @@ class Grant:
     role: str
     appointment_id: str = "appt"
     expires_at: float = 0.0
+    device: str | None = None  # set on grants a PIN join issued
 
 
 class TokenRefused(Exception):
@@ -47,9 +48,10 @@ class Sfu:
     def ws_url(self) -> str:
         return str(self.server.make_url("/ws"))
 
-    def token(self, room_id: str, role: str, name: str) -> str:
+    def token(self, room_id: str, role: str, name: str, device: str | None = None) -> str:
+        """A token for the grant; ``device``: as a PIN join issues it (control.join)."""
         token = secrets.token_urlsafe(16)
-        self.grants[token] = Grant(room_id, name, role)
+        self.grants[token] = Grant(room_id, name, role, device=device)
         return token
 
     async def authorize(self, token: str) -> Grant:

@@ -71,6 +71,7 @@ const ERRORS = {
   "rate-limited": (p) => [t("error.rate_title"), t("error.rate_text", { seconds: p.retry_after ?? 60 })],
   network: () => [t("error.network_title"), t("error.network_text")],
   refused: () => [t("error.refused_title"), t("error.refused_text")],
+  "not-admitted": () => [t("error.not_admitted_title"), t("error.not_admitted_text")],
   replaced: () => [t("error.replaced_title"), t("error.replaced_text")],
   lost: () => [t("error.lost_title"), t("error.lost_text")],
   server: () => [t("error.server_title"), t("error.server_text")],
@@ -331,6 +332,21 @@ function startCall() {
   session.addEventListener("remote-reset", () => clearRemote());
   session.addEventListener("chat", (e) => chat.add(e.detail.message));
   session.addEventListener("stream-unavailable", (e) => showStreamNotice(e.detail));
+  session.addEventListener("admission-pending", () => {
+    state.admissionWaiting = true;
+    const notice = $("stream-notice");
+    notice.hidden = false;
+    dyn(notice, () => t("admit.waiting"));
+  });
+  session.addEventListener("joined", () => {
+    if (state.admissionWaiting) $("stream-notice").hidden = true;
+    state.admissionWaiting = false;
+  });
+  session.addEventListener("admission-request", (e) => askAdmission(e.detail));
+  session.addEventListener("admission-closed", (e) => {
+    const dialog = $("admit-dialog");
+    if (dialog.dataset.request === e.detail.request && dialog.open) dialog.close("closed");
+  });
   session.addEventListener("chat-error", (e) => chat.error(e.detail.code));
   session.addEventListener("link", (e) => {
     state.link = e.detail.status;
@@ -341,7 +357,8 @@ function startCall() {
     stopCall();
     const { code, reason } = e.detail;
     const kind = code === 4001 ? (/^expired/i.test(reason) ? "token-expired" : /^revoked/i.test(reason) ? "token-revoked" : "token-invalid")
-      : code === 4003 ? "refused" : code === 4009 ? "replaced" : "lost";
+      : code === 4003 ? (/^not admitted/i.test(reason) ? "not-admitted" : "refused")
+      : code === 4009 ? "replaced" : "lost";
     showError(kind, {}, () => {
       show("room");
       restartCall();
@@ -615,6 +632,16 @@ function rate(kbps) {
   return kbps >= 1000 ? `${(kbps / 1000).toFixed(1)} Mbit/s` : `${Math.round(kbps)} kbit/s`;
 }
 
+// The clinic decides whether another device may take a member's place (a PIN typed on a
+// second phone, or by someone else): the current connection ends if it is let in.
+function askAdmission({ request, participant }) {
+  const dialog = $("admit-dialog");
+  dialog.dataset.request = request;
+  dyn($("admit-text"), () => t("admit.text", { name: participant.name }));
+  dialog.returnValue = "";
+  if (!dialog.open) dialog.showModal();
+}
+
 function askHangup() {
   const dialog = $("hangup-dialog");
   dialog.returnValue = "";
@@ -666,6 +693,12 @@ function wire() {
   for (const id of ["btn-mic", "pre-mic"]) $(id).addEventListener("click", () => toggle("audio"));
   for (const id of ["btn-cam", "pre-cam"]) $(id).addEventListener("click", () => toggle("video"));
   $("btn-hangup").addEventListener("click", askHangup);
+  $("admit-dialog").addEventListener("close", () => {
+    const dialog = $("admit-dialog");
+    if (dialog.returnValue === "admit" || dialog.returnValue === "refuse") {
+      state.session?.admit(dialog.dataset.request, dialog.returnValue === "admit");
+    }
+  });
   $("hangup-dialog").addEventListener("close", () => {
     if ($("hangup-dialog").returnValue === "end") hangup();
   });

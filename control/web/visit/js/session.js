@@ -50,6 +50,10 @@ export class Session extends EventTarget {
     return this._send({ type: "hangup" });
   }
 
+  admit(request, allow) {
+    return this._send({ type: "admit", request, allow });
+  }
+
   sendChat(text) {
     if (this.dc?.readyState === "open") this.dc.send(JSON.stringify({ text }));
     else if (!this._send({ type: "chat", text })) return false;
@@ -209,6 +213,11 @@ export class Session extends EventTarget {
         break;
       case "stream_unavailable":
         this._emit("stream-unavailable", msg);
+        break;
+      case "admission_pending": // this device waits for the clinic to let it in
+      case "admission_request": // (host) another device asks to take a member's place
+      case "admission_closed": // (host) that question was answered or withdrawn
+        this._emit(msg.type.replace("_", "-"), msg);
         break;
       case "ended":
         this._finish(msg);

@@ -429,10 +429,13 @@ async def set_policy(request: web.Request) -> web.Response:
     """Decline notes on/off and the organization's account services."""
     admin = await _admin(request)
     body = await read_body(request, PolicyBody)
+    node = _node(request)
     pol = await policy.set_policy(
-        _node(request).clinic.store, admin.org_id, notes_enabled=body.notes_enabled,
+        node.clinic.store, admin.org_id, notes_enabled=body.notes_enabled,
         services=body.services,
     )  # fmt: skip
+    # Every signed-in dashboard of the organization (a station's service choice) follows.
+    await node.clinic.events.emit("policy.updated", admin.org_id, None, policy=pol.public())
     return _json({"policy": pol.public()})
 
 

@@ -26,15 +26,24 @@ class Policy:
         """The service a request carries: required to be one of several, implied if only one."""
         if not self.services:
             if service:
-                raise Invalid("service: this organization has no account services", field="service")
+                raise Invalid(
+                    "This organization has no account services; send the request without one.",
+                    field="service",
+                )
             return None
         if service is None or service == "":
             if len(self.services) == 1:
                 return self.services[0]
-            raise Invalid(f"service: choose one of {list(self.services)}", field="service")
+            raise Invalid(
+                f"Choose one of the account services: {', '.join(self.services)}.",
+                field="service",
+                services=list(self.services),
+            )
         if service not in self.services:
             raise Invalid(
-                f"service: {service!r} is not one of {list(self.services)}", field="service"
+                f"{service} is not one of the account services: {', '.join(self.services)}.",
+                field="service",
+                services=list(self.services),
             )
         return service
 

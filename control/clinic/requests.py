@@ -1,9 +1,10 @@
 """On-demand session requests: requested -> accepted | declined | expired | cancelled.
 
-Record ``vc_request/<id>``. While a request is open it holds the claim
-``vc-open:<requester>:<provider>`` (so a requester has at most one open request per provider,
-enforced by the store even across nodes) and sits in the ``vcreq:due`` index scored by its
-deadline, which the sweeper (one per node, see sweeper.py) walks: the deadline lives in the
+Record ``vc_request/<id>``. While a request is open, and after a decline or expiry until the
+requester dismisses it, it holds the claim ``vc-open:<requester>:<provider>``: a requester has
+at most one request per provider on their dashboard, and asks again only after dismissing the
+answer (the product's rule, and the dashboard's), enforced by the store even across nodes.
+An open request sits in the ``vcreq:due`` index scored by its deadline, which the sweeper (one per node, see sweeper.py) walks: the deadline lives in the
 store, so a restart loses no request and expires it on time. Every transition is one
 versioned write; two nodes racing (accept vs expiry) cannot both win.
 
@@ -87,10 +88,10 @@ def _layout(data: dict[str, Any]) -> tuple[tuple[str, ...], dict[str, float]]:
     claims: tuple[str, ...] = ()
     indexes = {f"vcreq:org:{data['org_id']}": created}
     if state == OPEN:
-        claims = (f"vc-open:{data['requester_id']}:{data['provider_id']}",)
         indexes[DUE_INDEX] = data["expires_at"]
         indexes[f"vcreq:provider:{data['provider_id']}"] = created
     if state in (OPEN, "declined", "expired") and not data["dismissed"]:
+        claims = (f"vc-open:{data['requester_id']}:{data['provider_id']}",)
         indexes[f"vcreq:requester:{data['requester_id']}"] = created
     if state == "accepted" and not data["visit_made"]:
         indexes[UNVISITED_INDEX] = data["answered_at"]
@@ -138,11 +139,21 @@ async def create_request(
             KIND, "rq_" + secrets.token_hex(8), data, claims=claims, indexes=indexes
         )
     except UniqueConflict as exc:
+        held = await clinic.store.get(KIND, exc.holder_id)
+        if held is not None and held.data["state"] != OPEN:
+            raise Conflict(
+                f"{provider.display_name} has answered your earlier request; dismiss that "
+                "answer before asking again.",
+                field="provider_id",
+                request_id=exc.holder_id,
+                state=held.data["state"],
+            ) from exc
         raise Conflict(
-            f"you already have an open request to {provider.display_name}; wait for the answer "
-            "or cancel it",
+            f"You already have an open request to {provider.display_name}; wait for the "
+            "answer or cancel it.",
             field="provider_id",
             request_id=exc.holder_id,
+            state=OPEN,
         ) from exc
     req = _request(rec)
     # An unavailable provider gets no alert: only the requester hears of the decline.

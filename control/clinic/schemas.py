@@ -103,7 +103,10 @@ class Party(BaseModel):
 
 
 class VisitParty(Party):
-    status: str = Field(description="not_arrived, waiting (in waiting room), in_meeting or left")
+    status: str = Field(
+        description="not_arrived, waiting (in waiting room), in_meeting, away (connection "
+        "lost: back within the reconnect grace, or left) or left"
+    )
 
 
 class RequestOut(BaseModel):

@@ -204,13 +204,19 @@ async def on_room_event(clinic: Clinic, event: dict[str, Any]) -> Visit | None:
     """Follow the SFU's room events (docs: media_server/room.py ``_emit``) for a visit's room.
 
     A guest (the requester) who joins while the provider is absent is "waiting" ("In waiting
-    room" on the provider's dashboard); once both are in, both are "in_meeting". A hang-up
-    ends the consultation, and with it the visit.
+    room" on the provider's dashboard); once both are in, both are "in_meeting". A party whose
+    connection dropped (or who closed the page) is "away" for the reconnect grace, then "left",
+    and whoever stays is "waiting" again; a room that ended because everyone left leaves both
+    "left" (the visit stays open: they may enter again). A hang-up ends the consultation, and
+    with it the visit.
     """
     room_id, type = event.get("room_id"), event.get("type")
     if not isinstance(room_id, str) or not room_id.startswith(ROOM_PREFIX):
         return None
     if type == "ended":
+        if event.get("reason") == "left":  # everyone went: nobody is in the meeting any more
+            await set_status(clinic, room_id, "host", "left")
+            return await set_status(clinic, room_id, "guest", "left")
         if event.get("reason") != "hangup":
             return None  # a server stop or timeout: the parties may enter again
         visit = await visit_for_room(clinic.store, room_id)
@@ -230,6 +236,13 @@ async def on_room_event(clinic: Clinic, event: dict[str, Any]) -> Visit | None:
         if status == "in_meeting":  # the other party, already there, is now in the meeting too
             visit = await set_status(clinic, room_id, "guest" if role == "host" else "host", status)
         return visit
-    if type == "participant_left":
-        return await set_status(clinic, room_id, role, "left")
+    if type in ("participant_reconnecting", "participant_left"):
+        visit = await set_status(
+            clinic, room_id, role, "away" if type == "participant_reconnecting" else "left"
+        )
+        other = "guest" if role == "host" else "host"
+        key = "provider_status" if other == "host" else "requester_status"
+        if visit is not None and getattr(visit, key) == "in_meeting":
+            visit = await set_status(clinic, room_id, other, "waiting")
+        return visit
     return None

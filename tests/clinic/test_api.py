@@ -134,6 +134,9 @@ async def test_request_decline_with_note_dismiss_again_accept(client, org):
     await _problem(await client.post(url + "/accept", headers=h["drwho"], json={}), 409, "state")
     got = (await (await client.get(url, headers=h["desk"])).json())["request"]
     assert (got["state"], got["note"]) == ("declined", "In surgery until 3")
+    # Asking again before dismissing the decline: refused, as the dashboard's button is.
+    body = await _problem(await _request(client, h["desk"], ids["drwho"]), 409, "provider_id")
+    assert (body["request_id"], body["state"]) == (rq["id"], "declined")
     assert (await client.post(url + "/dismiss", headers=h["desk"], json={})).status == 200
     await _problem(await client.post(url + "/dismiss", headers=h["desk"], json={}), 409)
 
@@ -286,6 +289,27 @@ async def test_provider_dashboard_hears_requests_live(client, org):
         assert (event["type"], event["request"]["state"]) == ("request.cancelled", "cancelled")
     resp = await client.get("/api/v1/clinic/events")
     await _problem(resp, 401)
+
+
+async def test_a_signed_in_station_hears_policy_changes_live(client, org):
+    h, ids = org
+    station = await _login(client, "desk", station="Exam room 3")
+    async with client.ws_connect("/api/v1/clinic/events", headers=station) as ws:
+        assert (await asyncio.wait_for(ws.receive_json(), 30))["type"] == "hello"
+        services = ["General", "Dermatology"]
+        resp = await client.put(
+            "/api/v1/clinic/policy",
+            headers=h["admin"],
+            json={"notes_enabled": True, "services": services},
+        )
+        assert resp.status == 200
+        event = await asyncio.wait_for(ws.receive_json(), 30)
+        assert event["type"] == "policy.updated"
+        assert event["policy"] == {"notes_enabled": True, "services": services}
+    # The refusal without a choice is a sentence naming the services (no Python list).
+    body = await _problem(await _request(client, h["desk"], ids["drwho"]), 422, "service")
+    assert body["detail"] == "Choose one of the account services: General, Dermatology."
+    assert body["services"] == services
 
 
 async def test_revoked_station_is_signed_out_of_its_live_feed(client, org):

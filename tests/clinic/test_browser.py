@@ -2,16 +2,22 @@
 with the demo accounts the server prints at start. Two contexts, a provider and a requester
 station: the provider goes available, the station requests, the request appears live, the
 provider declines with a note, the station sees the note and dismisses, requests again, the
-provider accepts and enters, the station enters the waiting room (the provider's dashboard says
-so), the provider joins and both decode each other's video; the hang-up closes the session."""
+provider accepts, the station enters the waiting room (the provider's dashboard says so), the
+provider's "Enter meeting" goes straight into the call and both decode each other's video; the
+room's header is a visit's (requester, start time, no patient, no paw); the hang-up closes the
+session; "Accept and enter" enters at once. An administrator, in Finnish, adds account
+services: the signed-in station offers the choice at once and waits for it; a refused form
+says why in a sentence above the panels; the language menu switches and is remembered."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from playwright.sync_api import expect
 
+from control.clinic.pages import WEB_DIR as CLINIC_DIR
 from tests.conftest import free_port
 from tests.web.helpers import DESKTOP, PHONE, TIMEOUT_MS, assert_decoding, open_page
 from tests.web.server import LiveServer
@@ -99,13 +105,9 @@ def test_virtual_clinic_in_chromium(browser, clinic_server, screenshots):
     expect(declined).to_have_count(0)
     request_button.click()
 
-    # Accept and enter: the provider's room opens in its own tab.
+    # Accept: the session waits on both dashboards.
     expect(incoming).to_have_count(1)
-    with prov.context.expect_page() as opened:
-        incoming.get_by_role("button", name="Accept and enter").click()
-    prov_room = opened.value
-    prov_room.wait_for_url(re.compile(r"/h/"))
-    expect(prov_room.locator("#appt-client")).to_have_text("Demo exam room (requester)")
+    incoming.get_by_role("button", name="Accept", exact=True).click()
     session = prov.locator("#sessions li[data-visit]")
     expect(session.locator(".status")).to_have_text("Not arrived yet")
 
@@ -120,7 +122,20 @@ def test_virtual_clinic_in_chromium(browser, clinic_server, screenshots):
     # The provider's dashboard shows the station arrived, from the SFU's room events.
     expect(session.locator(".status")).to_have_text("In waiting room")
     prov.screenshot(path=screenshots / "clinic-provider-in-waiting-room.png")
-    join_call(prov_room)
+    # "Enter meeting" enters: no pre-join screen to click through.
+    with prov.context.expect_page() as opened:
+        session.get_by_role("button", name="Enter meeting").click()
+    prov_room = opened.value
+    prov_room.wait_for_url(re.compile(r"/h/[^#]+$"))
+    expect(prov_room.locator("body")).to_have_attribute("data-view", "room")
+    # The header of a visit: who asked, when it started (24-hour clock), no patient, no paw.
+    expect(prov_room.locator("#appt-client-label")).to_have_text("Requester")
+    expect(prov_room.locator("#appt-client")).to_have_text("Demo exam room (requester)")
+    expect(prov_room.locator("#appt-patient-row")).to_be_hidden()
+    expect(prov_room.locator("#appt-time-label")).to_have_text("Started")
+    expect(prov_room.locator("#appt-time")).to_have_text(re.compile(r"^\d{2}:\d{2}$"))
+    expect(prov_room.locator(".brand .for-vet")).to_be_hidden()
+    expect(prov_room.locator(".brand .for-other")).to_be_visible()
     for page in (prov_room, desk_room):
         expect(page.locator("body")).to_have_attribute("data-room", "active")
     prov_video = assert_decoding(prov_room, "the provider")
@@ -136,5 +151,84 @@ def test_virtual_clinic_in_chromium(browser, clinic_server, screenshots):
         expect(page.locator("body")).to_have_attribute("data-view", "ended")
     expect(prov.locator("#sessions li[data-visit]")).to_have_count(0)
     expect(desk.locator("li[data-visit]")).to_have_count(0)
+
+    # "Accept and enter": the provider's room opens in its own tab, already in the call.
+    request_button.click()
+    expect(incoming).to_have_count(1)
+    with prov.context.expect_page() as opened:
+        incoming.get_by_role("button", name="Accept and enter").click()
+    entered = opened.value
+    expect(entered.locator("body")).to_have_attribute("data-view", "room")
+    expect(entered.locator("body")).to_have_attribute("data-room", "waiting")
+    entered.locator("#btn-hangup").click()
+    entered.locator("#hangup-confirm").click()
+    expect(prov.locator("#sessions li[data-visit]")).to_have_count(0)
     prov.context.close()
     desk.context.close()
+
+
+def test_services_live_errors_as_sentences_and_languages(browser, clinic_server, screenshots):
+    server, logins = clinic_server
+    desk = open_page(browser, f"{server.base}/clinic/", viewport=DESKTOP, label="station")
+    sign_in(desk, "demo.station", logins["demo.station"], station="Exam room 5")
+    desk.wait_for_url("**/clinic/requester")
+    expect(desk.locator("#live")).to_have_text("live")
+    expect(desk.locator("#services")).to_be_hidden()
+
+    # The administrator works in Finnish (the browser's language).
+    admin = open_page(browser, f"{server.base}/clinic/", viewport=DESKTOP, locale="fi-FI",
+                      label="admin")  # fmt: skip
+    fi = clinic_strings("fi")
+    expect(admin.locator("h1")).to_have_text(fi["app.name"])
+    admin.get_by_label(fi["login.username"]).fill("demo.admin")
+    admin.get_by_label(fi["login.password"]).fill(logins["demo.admin"])
+    admin.get_by_role("button", name=fi["login.submit"]).click()
+    admin.wait_for_url("**/clinic/provider")
+    admin.goto(f"{server.base}/clinic/admin")
+    expect(admin.locator("h1")).to_have_text(fi["app.admin_name"])
+    admin.locator("#policy textarea").fill("General\nDermatology")
+    admin.get_by_role("button", name=fi["admin.save"]).click()
+
+    # The signed-in station offers the choice at once, and the button waits for it.
+    expect(desk.locator("#services")).to_be_visible()
+    doctor = desk.locator("li[data-provider]", has_text="Dr Demo Provider")
+    ask = doctor.get_by_role("button", name="Request session now")
+    expect(ask).to_be_disabled()
+    expect(desk.locator("#choose-first")).to_be_visible()
+    desk.get_by_label("Dermatology").check()
+    expect(ask).to_be_enabled()
+    expect(desk.locator("#choose-first")).to_be_hidden()
+
+    # A refusal is a sentence in the reader's language, above the panels: the grid stays.
+    panels = admin.locator("main > section")
+    before = [panels.nth(i).bounding_box() for i in range(panels.count())]
+    form = admin.locator("#new-staff")
+    form.locator("input[name=display_name]").fill("Someone")
+    form.locator("input[name=username]").fill("demo.station")  # taken
+    form.locator("input[name=password]").fill("long enough password")
+    form.get_by_role("button", name=fi["admin.create"]).click()
+    expect(admin.locator("#error")).to_have_text(fi["error.username_taken"])
+    banner = admin.locator("#error").bounding_box()
+    after = [panels.nth(i).bounding_box() for i in range(panels.count())]
+    assert banner["y"] + banner["height"] <= after[0]["y"]
+    assert [(b["x"], b["width"]) for b in after] == [(b["x"], b["width"]) for b in before]
+    admin.screenshot(path=screenshots / "clinic-admin-error-fi.png")
+
+    # The language menu switches the page at once and is remembered on the next page.
+    sv = clinic_strings("sv")
+    admin.locator("#lang").select_option("sv")
+    expect(admin.locator("h1")).to_have_text(sv["app.admin_name"])
+    admin.goto(f"{server.base}/clinic/provider")
+    expect(admin.locator("#requests-h")).to_have_text(sv["provider.requests"])
+
+    admin.goto(f"{server.base}/clinic/admin")
+    admin.locator("#policy textarea").fill("")
+    admin.get_by_role("button", name=sv["admin.save"]).click()
+    expect(desk.locator("#services")).to_be_hidden()
+    expect(ask).to_be_enabled()
+    admin.context.close()
+    desk.context.close()
+
+
+def clinic_strings(lang: str) -> dict[str, str]:
+    return json.loads((CLINIC_DIR / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))

@@ -100,6 +100,11 @@ async def test_decline_with_note_dismiss_and_request_again(clinic, people):
         await requests.accept(clinic, prov, r.id)  # already declined
     with pytest.raises(Forbidden):
         await requests.dismiss(clinic, prov, r.id)  # not the requester's
+    # One rule with the dashboard: ask the same provider again only after dismissing.
+    with pytest.raises(Conflict) as exc:
+        await requests.create_request(clinic, req, prov.id)
+    assert exc.value.extra == {"request_id": r.id, "state": "declined"}
+    assert "dismiss" in exc.value.detail
     await requests.dismiss(clinic, req, r.id)
     assert await requests.requester_outbox(clinic, req) == []
     with pytest.raises(Conflict):
@@ -130,7 +135,10 @@ async def test_unavailable_provider_declines_at_once_without_alert(clinic, peopl
     assert clinic.events.types_for(req.id) == ["request.declined"]
     assert clinic.events.types_for(prov.id) == []
     assert await requests.provider_inbox(clinic, prov) == []
-    # Not an open request: asking again is allowed (and declined again).
+    # Like any answer, it is dismissed before asking again (and declined again).
+    with pytest.raises(Conflict):
+        await requests.create_request(clinic, req, prov.id)
+    await requests.dismiss(clinic, req, r.id)
     assert (await requests.create_request(clinic, req, prov.id)).reason == "unavailable"
 
 
@@ -159,7 +167,11 @@ async def test_expiry_by_sweep_counts_as_no_answer(clinic, people):
     assert exc.value.extra["state"] == "expired"
     # Shown on the requester's dashboard like a decline, until dismissed.
     assert [x.id for x in await requests.requester_outbox(clinic, req)] == [r.id]
+    with pytest.raises(Conflict) as exc:
+        await requests.create_request(clinic, req, prov.id)
+    assert exc.value.extra["state"] == "expired"
     await requests.dismiss(clinic, req, r.id)
+    assert (await requests.create_request(clinic, req, prov.id)).state == "requested"
 
 
 async def test_answer_after_deadline_is_refused_before_any_sweep(clinic, people):

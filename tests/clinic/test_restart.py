@@ -35,6 +35,7 @@ async def test_open_request_survives_restart_and_expires(reopenable_store):
     got = await requests.get_request(clinic, desk, open_rq.id)
     assert (got.state, got.reason) == ("expired", "no answer")
     assert clinic.events.seen[0][0] == "request.expired"
-    # The pair's claim was released with the expiry.
+    # The pair's claim goes with the dismissal of the expired request.
+    await requests.dismiss(clinic, desk, open_rq.id)
     assert (await requests.create_request(clinic, desk, prov.id)).state == "requested"
     await store.close()

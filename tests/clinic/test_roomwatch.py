@@ -45,12 +45,20 @@ async def test_status_from_room_events(node, bus):
         await _wait_for(async_eq(status, ("waiting", "not_arrived", "open")))
         await bus.publish(f"room:{room}", _joined(room, "host", "Dr Who", "active"))
         await _wait_for(async_eq(status, ("in_meeting", "in_meeting", "open")))
-        await bus.publish(f"room:{room}", {**_joined(room, "guest", "Desk", "waiting"),
-                                           "type": "participant_left"})  # fmt: skip
-        await _wait_for(async_eq(status, ("left", "in_meeting", "open")))
+        # The requester's page closes: away for the grace (the provider waits), then left.
+        away = {**_joined(room, "guest", "Desk", "active"), "type": "participant_reconnecting"}
+        await bus.publish(f"room:{room}", away)
+        await _wait_for(async_eq(status, ("away", "waiting", "open")))
+        await bus.publish(f"room:{room}", {**away, "type": "participant_left"})
+        await _wait_for(async_eq(status, ("left", "waiting", "open")))
+        # Both back, then both close their pages: the room ends with "left", and so do both.
+        await bus.publish(f"room:{room}", _joined(room, "guest", "Desk", "active"))
+        await _wait_for(async_eq(status, ("in_meeting", "in_meeting", "open")))
+        await bus.publish(f"room:{room}", {"type": "ended", "room_id": room, "reason": "left"})
+        await _wait_for(async_eq(status, ("left", "left", "open")))
         await bus.publish(f"room:{room}", {"type": "ended", "room_id": room, "reason": "closed"})
         await bus.publish(f"room:{room}", {"type": "ended", "room_id": room, "reason": "hangup"})
-        await _wait_for(async_eq(status, ("left", "in_meeting", "ended")))
+        await _wait_for(async_eq(status, ("left", "left", "ended")))
         assert node.room_watcher.errors == 0
     finally:
         await node.room_watcher.stop()

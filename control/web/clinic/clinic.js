@@ -1,4 +1,40 @@
-// Shared by the virtual clinic pages: the REST client, the live event feed, small DOM helpers.
+// Shared by the virtual clinic pages: the REST client, the live event feed, the language
+// menu, errors as sentences in the reader's language, small DOM helpers.
+
+import {
+  LANGUAGES, apply, browserLanguage, language, setLanguage, t, useStrings,
+} from "/static/visit/js/i18n.js";
+
+export { t };
+useStrings("/clinic/static/i18n");
+const LANGUAGE_KEY = "televisit.clinic.language";
+const LANGUAGE_NAMES = { en: "English", fi: "Suomi", sv: "Svenska" };
+
+// The language of the dashboards: the one picked in the menu (remembered for the next page
+// and the next sign-in on this browser), else the browser's. `onChange` re-renders.
+export async function setupLanguage(onChange = () => {}) {
+  let saved = null;
+  try {
+    saved = localStorage.getItem(LANGUAGE_KEY);
+  } catch {
+    // storage refused: the browser's language each time
+  }
+  await setLanguage(LANGUAGES.includes(saved) ? saved : browserLanguage());
+  const menu = document.getElementById("lang");
+  if (!menu) return;
+  menu.replaceChildren(...LANGUAGES.map((l) => el("option", { value: l }, LANGUAGE_NAMES[l])));
+  menu.value = language();
+  menu.addEventListener("change", async () => {
+    try {
+      localStorage.setItem(LANGUAGE_KEY, menu.value);
+    } catch {
+      // not remembered; still switched
+    }
+    await setLanguage(menu.value);
+    apply(document);
+    onChange();
+  });
+}
 
 export class ApiError extends Error {
   constructor(status, problem) {
@@ -73,21 +109,34 @@ export function withService(name, service) {
   return service ? `${name} (${service})` : name;
 }
 
-export const STATUS_TEXT = {
-  not_arrived: "Not arrived yet",
-  waiting: "In waiting room",
-  in_meeting: "In meeting",
-  left: "Left",
+const STATUS_TEXT = {
+  not_arrived: () => t("status.not_arrived"),
+  waiting: () => t("status.waiting"),
+  in_meeting: () => t("status.in_meeting"),
+  away: () => t("status.away"),
+  left: () => t("status.left"),
 };
 
+export function statusText(status) {
+  return STATUS_TEXT[status]?.() ?? status;
+}
+
+export function liveState(s) {
+  const box = document.getElementById("live");
+  box.dataset.state = s;
+  box.textContent = s === "live" ? t("live.live") : t("live.reconnecting");
+}
+
 // Open the room in its own tab. The tab is opened during the click (browsers block pop-ups
-// opened later) and pointed at the room once the server has issued the join.
-export async function enterRoom(getJoin) {
+// opened later) and pointed at the room once the server has issued the join. `enter`: the
+// room page goes straight into the call (#enter), as "Accept and enter" promises.
+export async function enterRoom(getJoin, { enter = false } = {}) {
   const tab = window.open("", "_blank");
   try {
     const join = await getJoin();
-    if (tab) tab.location.href = join.url;
-    else location.href = join.url;
+    const url = enter ? `${join.url}#enter` : join.url;
+    if (tab) tab.location.href = url;
+    else location.href = url;
   } catch (err) {
     tab?.close();
     throw err;
@@ -108,8 +157,39 @@ export async function logout() {
   location.href = "/clinic/";
 }
 
+// A refusal as a sentence in the reader's language: by what the problem names (its field,
+// its status), never the server's English detail or a Python value.
+const FIELD_ERRORS = {
+  service: () => t("error.choose_service"),
+  username: () => t("error.username"),
+  password: () => t("error.password"),
+  display_name: () => t("error.display_name"),
+  groups: () => t("error.groups"),
+  services: () => t("error.services"),
+  station: () => t("error.station"),
+  note: () => t("error.note"),
+};
+
+export function explain(err) {
+  if (!(err instanceof ApiError)) return t("error.network");
+  const p = err.problem || {};
+  if (err.status === 409) {
+    if (p.field === "provider_id") {
+      return p.state && p.state !== "requested" ? t("error.dismiss_first") : t("error.already_requested");
+    }
+    if (p.field === "username") return t("error.username_taken");
+    if (p.field === "state") return t("error.already_answered");
+  }
+  if (err.status === 401) return p.field === "password" ? t("error.login_failed") : t("error.signed_out");
+  if (err.status === 403) return t("error.forbidden");
+  if (err.status === 404) return t("error.gone");
+  if (err.status === 429) return t("error.rate_limited");
+  if (err.status === 422 && FIELD_ERRORS[p.field]) return FIELD_ERRORS[p.field]();
+  return t("error.generic");
+}
+
 export function showError(target, err) {
-  target.textContent = err.message || String(err);
+  target.textContent = explain(err);
   target.hidden = false;
 }
 

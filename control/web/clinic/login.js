@@ -1,4 +1,4 @@
-import { api, showError } from "./clinic.js";
+import { api, setupLanguage, showError, t } from "./clinic.js";
 
 // Where a signed-in account lands: providers on the provider dashboard, requesters on theirs.
 export function homeOf(staff) {
@@ -13,13 +13,14 @@ form.dedicated.addEventListener("change", () => {
   document.getElementById("station-row").hidden = !form.dedicated.checked;
 });
 
+await setupLanguage();
 api("GET", "/me").then((me) => { location.href = homeOf(me.staff); }, () => {});
 
 form.addEventListener("submit", async (e) => {
   e.preventDefault();
   error.hidden = true;
   const body = { username: form.username.value, password: form.password.value };
-  if (form.dedicated.checked) body.station = form.station.value || "Dedicated station";
+  if (form.dedicated.checked) body.station = form.station.value || t("login.default_station");
   try {
     const out = await api("POST", "/login", body);
     location.href = homeOf(out.staff);

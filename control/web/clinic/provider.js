@@ -1,36 +1,44 @@
 import {
-  act, api, el, enterRoom, live, logout, showError, signedIn, STATUS_TEXT, withService,
+  act, api, el, enterRoom, live, liveState, logout, setupLanguage, showError, signedIn, statusText,
+  t, withService,
 } from "./clinic.js";
 
 const state = { staff: null, policy: null, inbox: new Map(), visits: new Map(), fresh: new Set() };
 const $ = (id) => document.getElementById(id);
 const error = $("error");
 
+// 24-hour local clock of an epoch in seconds.
+function clock(seconds) {
+  return new Date(seconds * 1000).toLocaleTimeString(document.documentElement.lang, {
+    hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+  });
+}
 
 function renderAvailability() {
   const on = state.staff.available;
-  const t = $("availability");
-  t.setAttribute("aria-checked", String(on));
-  t.textContent = on ? "I am available for sessions" : "I am unavailable for sessions";
+  const toggle = $("availability");
+  toggle.setAttribute("aria-checked", String(on));
+  toggle.dataset.i18n = on ? "provider.available" : "provider.unavailable";
+  toggle.textContent = t(toggle.dataset.i18n);
 }
 
 function requestItem(r) {
-  const noteBox = el("textarea", { rows: 2, "aria-label": "Note to the requester", maxlength: 500 });
+  const noteBox = el("textarea", { rows: 2, "aria-label": t("provider.note_label"), maxlength: 500 });
   const declineForm = el("div", { class: "decline-form", hidden: true },
-    state.policy.notes_enabled ? el("label", {}, "Note (optional)", noteBox) : null,
+    state.policy.notes_enabled ? el("label", {}, t("provider.note"), noteBox) : null,
     el("div", { class: "actions" },
       el("button", { class: "danger", onclick: act(error, reload, async () => {
         const note = state.policy.notes_enabled ? noteBox.value.trim() : "";
         await api("POST", `/requests/${r.id}/decline`, note ? { note } : {});
-      }) }, "Send decline")));
+      }) }, t("provider.send_decline"))));
   return el("li", { class: state.fresh.has(r.id) ? "new" : "", "data-request": r.id },
     el("div", { class: "name" }, withService(r.requester.name, r.service)),
-    el("div", { class: "meta" }, `requested ${new Date(r.created_at * 1000).toLocaleTimeString()}`),
+    el("div", { class: "meta" }, t("provider.requested_at", { time: clock(r.created_at) })),
     el("div", { class: "actions" },
-      el("button", { class: "primary", onclick: act(error, reload, () => api("POST", `/requests/${r.id}/accept`, {})) }, "Accept"),
+      el("button", { class: "primary", onclick: act(error, reload, () => api("POST", `/requests/${r.id}/accept`, {})) }, t("provider.accept")),
       el("button", { onclick: act(error, reload, () => enterRoom(async () =>
-        (await api("POST", `/requests/${r.id}/accept`, { enter: true })).join)) }, "Accept and enter"),
-      el("button", { class: "danger", onclick: () => { declineForm.hidden = false; noteBox.focus(); } }, "Decline")),
+        (await api("POST", `/requests/${r.id}/accept`, { enter: true })).join, { enter: true })) }, t("provider.accept_enter")),
+      el("button", { class: "danger", onclick: () => { declineForm.hidden = false; noteBox.focus(); } }, t("provider.decline"))),
     declineForm);
 }
 
@@ -38,11 +46,11 @@ function visitItem(v) {
   const status = v.requester.status;
   return el("li", { "data-visit": v.id },
     el("div", { class: "name" }, withService(v.requester.name, v.service)),
-    el("div", { class: `status ${status}` }, STATUS_TEXT[status] || status),
+    el("div", { class: `status ${status}` }, statusText(status)),
     el("div", { class: "actions" },
       el("button", { class: "primary", onclick: act(error, reload, () => enterRoom(async () =>
-        (await api("POST", `/visits/${v.id}/enter`, {})).join)) }, "Enter meeting"),
-      el("button", { onclick: act(error, reload, () => api("POST", `/visits/${v.id}/end`, {})) }, "Close session")));
+        (await api("POST", `/visits/${v.id}/enter`, {})).join, { enter: true })) }, t("provider.enter")),
+      el("button", { onclick: act(error, reload, () => api("POST", `/visits/${v.id}/end`, {})) }, t("provider.close"))));
 }
 
 function render() {
@@ -50,12 +58,12 @@ function render() {
   renderAvailability();
   const inbox = [...state.inbox.values()].sort((a, b) => b.created_at - a.created_at);
   // The tab title alerts a provider working in another tab.
-  document.title = inbox.length ? `(${inbox.length}) Session request - Virtual clinic` : "Virtual clinic - provider";
+  document.title = inbox.length ? t("title.provider_alert", { count: inbox.length }) : t("title.provider");
   $("requests").replaceChildren(...(inbox.length ? inbox.map(requestItem)
-    : [el("li", { class: "empty" }, state.staff.available ? "No requests waiting." : "You receive no requests while unavailable.")]));
+    : [el("li", { class: "empty" }, state.staff.available ? t("provider.no_requests") : t("provider.no_requests_unavailable"))]));
   const visits = [...state.visits.values()].sort((a, b) => b.created_at - a.created_at);
   $("sessions").replaceChildren(...(visits.length ? visits.map(visitItem)
-    : [el("li", { class: "empty" }, "No open sessions.")]));
+    : [el("li", { class: "empty" }, t("provider.no_sessions"))]));
 }
 
 async function reload() {
@@ -93,8 +101,8 @@ $("availability").addEventListener("click", act(error, reload, async () => {
 }));
 $("logout").addEventListener("click", logout);
 
+await setupLanguage(() => state.staff && render());
 const me = await signedIn();
 $("to-requester").hidden = !me.staff.groups.includes("request");
 $("to-admin").hidden = !me.staff.groups.includes("administer");
-live(onEvent, () => reload().catch((err) => showError(error, err)),
-  (s) => { $("live").dataset.state = s; $("live").textContent = s === "live" ? "live" : "reconnecting"; });
+live(onEvent, () => reload().catch((err) => showError(error, err)), liveState);

@@ -1,5 +1,6 @@
 import {
-  act, api, el, enterRoom, live, logout, showError, signedIn, withService,
+  act, api, el, enterRoom, live, liveState, logout, setupLanguage, showError, signedIn, t,
+  withService,
 } from "./clinic.js";
 
 const state = { staff: null, policy: null, providers: new Map(), outbox: new Map(), visits: new Map() };
@@ -7,80 +8,97 @@ const $ = (id) => document.getElementById(id);
 const error = $("error");
 let chosenService = null;
 
+// An answered request, said once: its title names what happened, its text who and why.
 const OUTCOME = {
-  declined: (r) => `${r.provider.name} declined your request.`,
-  unavailable: (r) => `${r.provider.name} is unavailable for sessions.`,
-  "no answer": (r) => `${r.provider.name} did not answer (no answer).`,
+  declined: (r) => [t("requester.declined_title"), t("requester.declined", { name: r.provider.name })],
+  unavailable: (r) => [t("requester.declined_title"), t("requester.unavailable", { name: r.provider.name })],
+  "no answer": (r) => [t("requester.expired_title"), t("requester.no_answer", { name: r.provider.name })],
 };
 
 function messageItem(r) {
   if (r.state === "requested") {
     return el("li", { "data-request": r.id, class: "pending" },
-      el("div", { class: "name" }, withService(`Waiting for ${r.provider.name}`, r.service)),
-      el("div", { class: "meta" }, "Your request has been sent."),
+      el("div", { class: "name" }, withService(t("requester.waiting_for", { name: r.provider.name }), r.service)),
+      el("div", { class: "meta" }, t("requester.sent")),
       el("div", { class: "actions" },
-        el("button", { onclick: act(error, reload, () => api("POST", `/requests/${r.id}/cancel`, {})) }, "Cancel request")));
+        el("button", { onclick: act(error, reload, () => api("POST", `/requests/${r.id}/cancel`, {})) }, t("requester.cancel"))));
   }
-  return el("li", { "data-request": r.id, class: "declined", role: "alert" },
-    el("div", { class: "name" }, withService("Request declined", r.service)),
-    el("div", { class: "meta" }, (OUTCOME[r.reason] || OUTCOME.declined)(r)),
+  const [title, text] = (OUTCOME[r.state === "expired" ? "no answer" : r.reason] || OUTCOME.declined)(r);
+  return el("li", { "data-request": r.id, "data-state": r.state, class: "declined", role: "alert" },
+    el("div", { class: "name" }, withService(title, r.service)),
+    el("div", { class: "meta" }, text),
     r.note ? el("div", { class: "note" }, r.note) : null,
     el("div", { class: "actions" },
-      el("button", { onclick: act(error, reload, () => api("POST", `/requests/${r.id}/dismiss`, {})) }, "Dismiss")));
+      el("button", { onclick: act(error, reload, () => api("POST", `/requests/${r.id}/dismiss`, {})) }, t("requester.dismiss"))));
 }
 
 function visitItem(v) {
   return el("li", { "data-visit": v.id, class: "new" },
-    el("div", { class: "name" }, withService(`Session with ${v.provider.name}`, v.service)),
+    el("div", { class: "name" }, withService(t("requester.session_with", { name: v.provider.name }), v.service)),
     el("div", { class: "actions" },
       el("button", { class: "primary", onclick: act(error, reload, () => enterRoom(async () =>
-        (await api("POST", `/visits/${v.id}/enter`, {})).join)) }, "Enter waiting room")));
+        (await api("POST", `/visits/${v.id}/enter`, {})).join)) }, t("requester.enter"))));
 }
 
 function openTo(providerId) {
-  // One request per provider at a time; a decline is dismissed before asking again.
+  // The server's rule too: one request per provider at a time; an answer is dismissed
+  // before asking again.
   return [...state.outbox.values()].some((r) => r.provider.id === providerId);
 }
 
+// With several services, nothing is requested before one is picked.
+function mustChoose() {
+  return state.policy.services.length > 1 && !chosenService;
+}
+
 function providerItem(p) {
-  const body = { provider_id: p.id };
   return el("li", { "data-provider": p.id },
     el("span", { class: "name" }, p.name),
-    el("span", { class: `badge ${p.available ? "on" : "off"}` }, p.available ? "available" : "unavailable"),
+    el("span", { class: `badge ${p.available ? "on" : "off"}` },
+      p.available ? t("requester.available") : t("requester.unavailable_badge")),
     el("div", { class: "actions" },
-      el("button", { class: "primary", disabled: openTo(p.id), onclick: act(error, reload, async () => {
-        if (chosenService) body.service = chosenService;
-        const out = await api("POST", "/requests", body);
-        state.outbox.set(out.request.id, out.request);
-        render();
-      }) }, "Request session now")));
+      el("button", { class: "primary", disabled: openTo(p.id) || mustChoose(),
+        "aria-describedby": mustChoose() ? "choose-first" : null,
+        onclick: act(error, reload, async () => {
+          const body = { provider_id: p.id };
+          if (chosenService) body.service = chosenService;
+          const out = await api("POST", "/requests", body);
+          state.outbox.set(out.request.id, out.request);
+          render();
+        }) }, t("requester.request"))));
 }
 
 function renderServices() {
   const services = state.policy.services;
-  const box = $("services");
-  box.hidden = services.length < 2;  // one service is implied, none means none
+  $("services").hidden = services.length < 2;  // one service is implied, none means none
   if (!services.includes(chosenService)) chosenService = services.length === 1 ? services[0] : null;
-  box.replaceChildren(el("legend", {}, "Account service"), ...services.map((s) =>
+  $("service-choices").replaceChildren(...services.map((s) =>
     el("label", {}, el("input", { type: "radio", name: "service", value: s, checked: s === chosenService,
-      onchange: () => { chosenService = s; } }), ` ${s} `)));
+      onchange: () => { chosenService = s; render(); } }), ` ${s} `)));
 }
 
 function render() {
   $("who").textContent = state.staff.display_name;
+  $("choose-first").hidden = !mustChoose();
   const outbox = [...state.outbox.values()].sort((a, b) => b.created_at - a.created_at);
   $("messages").replaceChildren(...outbox.map(messageItem));
   const visits = [...state.visits.values()].sort((a, b) => b.created_at - a.created_at);
   $("sessions").replaceChildren(...visits.map(visitItem));
   if (!outbox.length && !visits.length) {
-    $("messages").replaceChildren(el("li", { class: "empty" }, "No requests or sessions yet."));
+    $("messages").replaceChildren(el("li", { class: "empty" }, t("requester.empty")));
   }
   $("providers").replaceChildren(...(state.providers.size ? [...state.providers.values()].map(providerItem)
-    : [el("li", { class: "empty" }, "No providers in your organization.")]));
+    : [el("li", { class: "empty" }, t("requester.no_providers"))]));
 }
 
+// Snapshots are applied in the order they were asked for: an older one still on its way must
+// not undo what a newer one (or an event after it) showed.
+let loads = 0;
+
 async function reload() {
+  const mine = ++loads;
   const d = await api("GET", "/dashboard");
+  if (mine !== loads) return;
   state.staff = d.staff;
   state.policy = d.policy;
   state.providers = new Map((d.providers || []).map((p) => [p.id, p]));
@@ -104,12 +122,17 @@ function onEvent(e) {
   if (e.type === "provider.availability" && state.providers.has(e.provider.id)) {
     state.providers.get(e.provider.id).available = e.provider.available;
   }
+  if (e.type === "policy.updated") {
+    state.policy = e.policy;
+    renderServices();
+    reload().catch((err) => showError(error, err));  // and a snapshot newer than the change
+  }
   render();
 }
 
 $("logout").addEventListener("click", logout);
+await setupLanguage(() => state.staff && (renderServices(), render()));
 const me = await signedIn();
 $("to-provider").hidden = !me.staff.groups.includes("provide");
 $("to-admin").hidden = !me.staff.groups.includes("administer");
-live(onEvent, () => reload().catch((err) => showError(error, err)),
-  (s) => { $("live").dataset.state = s; $("live").textContent = s === "live" ? "live" : "reconnecting"; });
+live(onEvent, () => reload().catch((err) => showError(error, err)), liveState);

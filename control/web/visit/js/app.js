@@ -9,7 +9,7 @@ import {
 } from "./i18n.js";
 import { LocalMedia, watchLevel } from "./media.js";
 import { QualityMeter } from "./quality.js";
-import { forgetCall, mayRejoin, noteLeftCall } from "./rejoin.js";
+import { enterAtOnce, forgetCall, mayRejoin, noteLeftCall } from "./rejoin.js";
 import { Session } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
@@ -231,7 +231,7 @@ async function prejoin() {
       : t("prejoin.who_guest", { time: formatClinicTime(new Date(join.appointment.start)) });
   });
   await openMedia();
-  if (await mayRejoin(join.reconnect_grace_seconds)) startCall();
+  if (enterAtOnce() || (await mayRejoin(join.reconnect_grace_seconds))) startCall();
 }
 
 async function openMedia() {

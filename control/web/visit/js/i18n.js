@@ -1,15 +1,23 @@
 // Strings in English, Finnish and Swedish (i18n/<lang>.json, flat keys). Markup names its
-// strings with data-i18n (text), data-i18n-aria (aria-label) and data-i18n-placeholder;
-// scripts call t("key", {param}). Keys are always literal so tests can check them all.
+// strings with data-i18n (text), data-i18n-aria (aria-label) and data-i18n-placeholder, and
+// the page title with <html data-title="key"> (default app.title); scripts call
+// t("key", {param}). Keys are always literal so tests can check them all. The visit page and
+// the virtual clinic dashboards (useStrings("/clinic/static/i18n")) share this module.
 
 export const LANGUAGES = ["en", "fi", "sv"];
 const cache = new Map();
 let strings = {};
 let current = "en";
+let base = "/static/visit/i18n";
+
+// Where this page's string files are (before the first setLanguage).
+export function useStrings(path) {
+  base = path;
+}
 
 async function load(lang) {
   if (!cache.has(lang)) {
-    const resp = await fetch(`/static/visit/i18n/${lang}.json`);
+    const resp = await fetch(`${base}/${lang}.json`);
     if (!resp.ok) throw new Error(`language ${lang}: HTTP ${resp.status}`);
     cache.set(lang, await resp.json());
   }
@@ -52,7 +60,7 @@ export function apply(root) {
   for (const el of root.querySelectorAll("[data-i18n-placeholder]")) {
     el.setAttribute("placeholder", t(el.dataset.i18nPlaceholder));
   }
-  document.title = t("app.title");
+  document.title = t(document.documentElement.dataset.title || "app.title");
 }
 
 const locales = { en: "en-GB", fi: "fi-FI", sv: "sv-SE" };

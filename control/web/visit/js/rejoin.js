@@ -1,3 +1,6 @@
+// Going into the call without the Join click: when a dashboard's "Accept and enter" or
+// "Enter meeting" opened the page (#enter, read once), and after a reload mid-call.
+//
 // Rejoining by itself after a reload mid-call. When the page goes away during a call it notes
 // the moment in sessionStorage (per tab and per link); the reloaded page goes straight back
 // into the call when that was within the server's reconnect grace (the server still holds the
@@ -5,6 +8,14 @@
 // so nothing the person has to decide is skipped). Otherwise the usual "Join" screen shows.
 
 const KEY = `televisit.left-call:${location.pathname}`;
+
+// True once when the address asked to enter at once; the mark leaves the address, so a later
+// reload follows the reload rule.
+export function enterAtOnce() {
+  if (location.hash !== "#enter") return false;
+  history.replaceState(null, "", location.pathname);
+  return true;
+}
 
 export function noteLeftCall() {
   try {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 
 import pytest
 from playwright.sync_api import expect
@@ -27,10 +28,9 @@ expect.set_options(timeout=TIMEOUT_MS)
 DEMO_LINE = re.compile(r"^\s+(demo\.\w+)\s+(\S+)\s+")
 
 
-@pytest.fixture(scope="module")
-def clinic_server(tmp_path_factory):
+def started(tmp_path_factory, settings=None):
     """`televisit serve` and the demo clinic accounts of its banner (username -> password)."""
-    server = LiveServer(tmp_path_factory.mktemp("clinic"), free_port())
+    server = LiveServer(tmp_path_factory.mktemp("clinic"), free_port(), settings=settings)
     server.start()
     try:
         logins: dict[str, str] = {}
@@ -45,6 +45,23 @@ def clinic_server(tmp_path_factory):
         yield server, logins
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def clinic_server(tmp_path_factory):
+    yield from started(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def hurried_server(tmp_path_factory):
+    """A server whose requests expire after 5 s (the shortest allowed)."""
+    yield from started(
+        tmp_path_factory,
+        {
+            "TELEVISIT__CLINIC__REQUEST_EXPIRY_SECONDS": "5",
+            "TELEVISIT__CLINIC__SWEEP_SECONDS": "0.5",
+        },
+    )
 
 
 def sign_in(page, username: str, password: str, *, station: str | None = None) -> None:
@@ -232,3 +249,35 @@ def test_services_live_errors_as_sentences_and_languages(browser, clinic_server,
 
 def clinic_strings(lang: str) -> dict[str, str]:
     return json.loads((CLINIC_DIR / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
+
+
+def test_an_unanswered_request_is_called_expired_once(browser, hurried_server):
+    server, logins = hurried_server
+    token = clinic_call(server, "POST", "/login", None, {
+        "username": "demo.provider", "password": logins["demo.provider"]})["token"]  # fmt: skip
+    clinic_call(server, "PUT", "/me/availability", token, {"available": True})
+    desk = open_page(browser, f"{server.base}/clinic/", viewport=PHONE, label="station")
+    sign_in(desk, "demo.station", logins["demo.station"])
+    desk.wait_for_url("**/clinic/requester")
+    doctor = desk.locator("li[data-provider]", has_text="Dr Demo Provider")
+    ask = doctor.get_by_role("button", name="Request session now")
+    ask.click()
+    answer = desk.locator("li[data-request][data-state=expired]")
+    expect(answer.locator(".name")).to_have_text("Request expired")
+    expect(answer.locator(".meta")).to_have_text("Dr Demo Provider did not answer in time.")
+    assert answer.inner_text().lower().count("answer") == 1, answer.inner_text()
+    expect(ask).to_be_disabled()  # the same rule as the API: dismiss, then ask again
+    answer.get_by_role("button", name="Dismiss").click()
+    expect(ask).to_be_enabled()
+    desk.context.close()
+
+
+def clinic_call(server, method: str, path: str, token: str | None, body) -> dict:
+    req = urllib.request.Request(
+        f"{server.base}/api/v1/clinic{path}", data=json.dumps(body).encode(), method=method
+    )
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())

@@ -130,23 +130,34 @@ async def test_email_killed_before_data_is_sent_after_restart(
     assert received.message["Message-ID"].startswith(f"<{queued['idempotency_key']}@")
 
 
+async def sms_killed_mid_request(run_worker_process, store, settings, sms_gateway):
+    """A worker process is SIGKILLed while the gateway holds its SMS request (the gateway
+    took the text; the answer is lost); a new worker takes over after the lease. Returns
+    the queued message, the stuck record and the settled delivery status."""
+    sms_gateway.stall_next = True
+    [queued] = await queue_links(store, settings, appointment(), department(), ["sms"])
+    proc = await run_worker_process(settings)
+    await wait_for(sms_gateway.stalled.is_set, limit=60, what="the gateway to hold the request")
+    await kill(proc)
+    sms_gateway.release.set()
+    stuck = await message(store, queued["id"])
+    worker = await restart_after_lease(store, settings)
+    try:
+        status = await settle(store, "sms")
+        await worker.run_once()  # another round: nothing more happens
+    finally:
+        await worker.stop()
+    return queued, stuck, status
+
+
 async def test_sms_killed_mid_request_is_retried_with_the_same_key(
     run_worker_process, store, dedupe_settings, sms_gateway
 ):
     """With a gateway that drops repeated keys (and says so: gateway_dedupes)."""
-    sms_gateway.stall_next = True
-    [queued] = await queue_links(store, dedupe_settings, appointment(), department(), ["sms"])
-    proc = await run_worker_process(dedupe_settings)
-    await wait_for(sms_gateway.stalled.is_set, limit=60, what="the gateway to hold the request")
-    await kill(proc)
-    sms_gateway.release.set()
-    assert (await message(store, queued["id"]))["status"] == "sending"
-
-    worker = await restart_after_lease(store, dedupe_settings)
-    try:
-        status = await settle(store, "sms")
-    finally:
-        await worker.stop()
+    queued, stuck, status = await sms_killed_mid_request(
+        run_worker_process, store, dedupe_settings, sms_gateway
+    )
+    assert stuck["status"] == "sending"
     assert status["status"] == "sent" and status["attempts"] == 2
     assert sms_gateway.keys_seen() == [queued["idempotency_key"]] * 2
     assert len(sms_gateway.delivered) == 1  # the gateway's dedupe kept it to one text
@@ -159,20 +170,10 @@ async def test_sms_killed_mid_request_with_a_gateway_that_ignores_keys_is_not_se
     default the handoff is recorded before the POST, so the retry after the crash knows the
     gateway may have the message and does not send it again."""
     sms_gateway.dedupe = False
-    sms_gateway.stall_next = True
-    [queued] = await queue_links(store, crash_settings, appointment(), department(), ["sms"])
-    proc = await run_worker_process(crash_settings)
-    await wait_for(sms_gateway.stalled.is_set, limit=60, what="the gateway to hold the request")
-    assert (await message(store, queued["id"]))["handoff_at"] is not None
-    await kill(proc)
-    sms_gateway.release.set()
-
-    worker = await restart_after_lease(store, crash_settings)
-    try:
-        status = await settle(store, "sms")
-        await worker.run_once()  # another round: still nothing sent again
-    finally:
-        await worker.stop()
+    _, stuck, status = await sms_killed_mid_request(
+        run_worker_process, store, crash_settings, sms_gateway
+    )
+    assert stuck["status"] == "sending" and stuck["handoff_at"] is not None
     assert status["status"] == "failed" and status["last_error"] == UNKNOWN_AFTER_RESTART
     assert len(sms_gateway.requests) == 1 and len(sms_gateway.delivered) == 1
 
@@ -184,17 +185,9 @@ async def test_what_at_most_once_depends_on_a_key_ignoring_gateway_told_to_dedup
     delivers the SMS twice after a crash. That is why it is off unless the gateway drops
     repeats."""
     sms_gateway.dedupe = False
-    sms_gateway.stall_next = True
-    await queue_links(store, dedupe_settings, appointment(), department(), ["sms"])
-    proc = await run_worker_process(dedupe_settings)
-    await wait_for(sms_gateway.stalled.is_set, limit=60, what="the gateway to hold the request")
-    await kill(proc)
-    sms_gateway.release.set()
-    worker = await restart_after_lease(store, dedupe_settings)
-    try:
-        status = await settle(store, "sms")
-    finally:
-        await worker.stop()
+    _, _, status = await sms_killed_mid_request(
+        run_worker_process, store, dedupe_settings, sms_gateway
+    )
     assert status["status"] == "sent" and len(sms_gateway.delivered) == 2
 
 

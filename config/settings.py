@@ -146,6 +146,8 @@ class MediaSettings(_Section):
     room_max_participants: int = Field(ge=2, le=64)
     send_history_packets: int = Field(ge=1000)
     video_codecs: list[Literal["VP8", "H264"]] = Field(min_length=1)
+    transcode: bool
+    transcode_max_per_worker: int = Field(ge=0)
 
     @model_validator(mode="after")
     def _port_range(self) -> MediaSettings:

@@ -151,6 +151,7 @@ class WorkerCollector(Collector):
             "sessions_ended", "room sessions ended, by reason", "reason", worker.sessions_ended
         )
         yield _labelled("room_events", "session-layer events, by kind", "event", worker.counters)
+        yield from _transcoder_metrics(worker)
         started = CounterMetricFamily(PREFIX + "sessions_started", "room sessions started")
         started.add_metric([], worker.sessions_started)
         yield started
@@ -163,6 +164,32 @@ def _labelled(
     for value, n in sorted(counts.items()):
         family.add_metric([value], n)
     return family
+
+
+def _transcoder_metrics(worker: Worker) -> Iterator[Metric]:
+    registry = worker.transcoders
+    yield GaugeMetricFamily(
+        PREFIX + "transcoders",
+        "transcoders running (the only decoders in the SFU process)",
+        value=len(registry.running),
+    )
+    started = CounterMetricFamily(PREFIX + "transcoders_started", "transcoders started")
+    started.add_metric([], registry.started)
+    yield started
+    totals = registry.totals()
+    frames = CounterMetricFamily(
+        PREFIX + "transcoded_frames",
+        "video frames through transcoders, by what happened to them",
+        labels=["what"],
+    )
+    for what in ("decoded", "encoded", "dropped"):
+        frames.add_metric([what], totals.get(f"frames_{what}", 0))
+    yield frames
+    cpu = CounterMetricFamily(
+        PREFIX + "transcoder_cpu_seconds", "CPU time of the transcoder threads"
+    )
+    cpu.add_metric([], totals.get("cpu_seconds", 0.0))
+    yield cpu
 
 
 def registry_for(worker: Worker) -> CollectorRegistry:

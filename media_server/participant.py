@@ -411,6 +411,8 @@ class Participant:
                 await self._offer(batch)
 
     async def _offer(self, batch: list[Subscription]) -> None:
+        # The codec requests this offer carries (later ones wait for the next offer).
+        requests = set(self._codec_requests)
         added = []
         for subscription in batch:
             transceiver = self.pc.addTransceiver(subscription.kind, direction="sendonly")
@@ -432,18 +434,18 @@ class Participant:
         except TimeoutError:
             log.warning("participant %s: no answer to our offer within %g s", self.id, timeout)
             self._report("failed")
-            self._settle_codec_requests(failed=True)
+            self._settle_codec_requests(requests, failed=True)
             return
         except ValueError as exc:
             # The client answered, but aiortc could not apply it (refused sections alone
             # never get here: see handle_answer).
             log.warning("participant %s: its answer to our offer was refused: %s", self.id, exc)
             self._report("failed")
-            self._settle_codec_requests(failed=True)
+            self._settle_codec_requests(requests, failed=True)
             return
         for subscription, transceiver in added:
             self._bind(subscription, transceiver)
-        self._settle_codec_requests()
+        self._settle_codec_requests(requests)
 
     def _bind(self, subscription: Subscription, transceiver: RTCRtpTransceiver) -> None:
         if subscription.closed:
@@ -506,9 +508,10 @@ class Participant:
         self._start_negotiation()
         return await future
 
-    def _settle_codec_requests(self, failed: bool = False) -> None:
+    def _settle_codec_requests(self, mids: set[str] | None = None, failed: bool = False) -> None:
         """An answer arrived (or never will): each publication's negotiated codecs are what
-        it said, and each codec request learns its fate."""
+        it said, and each codec request the offer carried (``mids``; None: all) learns its
+        fate."""
         by_mid = {t.mid: t for t in self.pc.getTransceivers()}
         for publication in self.publications:
             transceiver = by_mid.get(publication.mid)
@@ -517,6 +520,8 @@ class Participant:
                 negotiated = [c for c in transceiver._codecs if not codecs.is_rtx(c)]
             if negotiated:
                 publication.codecs = negotiated
+            if mids is not None and publication.mid not in mids:
+                continue
             request = self._codec_requests.pop(publication.mid, None)
             if request is not None and not request[1].done():
                 wanted, future = request

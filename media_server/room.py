@@ -20,8 +20,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
 from config.settings import MediaSettings
-from media_server import chat
+from media_server import chat, codecpolicy, codecs, transcoder
 from media_server.admission import AdmissionNeeded, Admissions, device_of, needs_admission
 from media_server.chat import now_iso
 from media_server.participant import Participant
@@ -30,6 +32,10 @@ from media_server.rejection import Refusal
 from media_server.subscription import CodecMismatch, Subscription
 
 log = logging.getLogger(__name__)
+
+# How long a publisher asked to switch codec has to start sending it before its stream is
+# transcoded for the members who cannot decode what it sends.
+SWITCH_SECONDS = 5.0
 
 # WebSocket close codes the room decides (docs/signaling.md lists them all).
 CLOSE_ENDED = 4000
@@ -85,6 +91,9 @@ class Member:
     # (publisher member id, kind) -> why that stream cannot be shown to this member; told to
     # both sides once (`stream_unavailable`).
     unavailable: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Codecs the client declared at join (kind -> codecs it decodes); none: learned from
+    # its offer.
+    declared: dict[str, list[RTCRtpCodecParameters]] = field(default_factory=dict)
     grace: asyncio.TimerHandle | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # The device of the current connection when it joined by PIN (admission.device_of).
@@ -109,6 +118,7 @@ class Room:
         on_closed: Callable[[Participant], None] = lambda participant: None,
         on_event: RoomEventSink | None = None,
         counters: collections.Counter[str] | None = None,
+        transcoders: transcoder.Transcoders | None = None,
     ) -> None:
         self.id = room_id
         self.session = secrets.token_hex(8)
@@ -123,6 +133,11 @@ class Room:
         self.counters: collections.Counter[str] = (
             counters if counters is not None else collections.Counter()
         )
+        # The worker's transcoders (shared by its rooms: one cap per process).
+        self.transcoders = transcoders or transcoder.Transcoders(settings.transcode_max_per_worker)
+        # Publications (by id) asked to switch codec, and those that refused or never did.
+        self._switching: set[str] = set()
+        self._switch_refused: set[str] = set()
         self._participant_factory = participant_factory
         self._on_ended = on_ended
         self._on_closed = on_closed
@@ -133,11 +148,17 @@ class Room:
     # ---- joining and leaving -------------------------------------------------------------
 
     def join(
-        self, grant: Grant, channel: Channel, *, admitted: bool = False
+        self,
+        grant: Grant,
+        channel: Channel,
+        *,
+        admitted: bool = False,
+        capabilities: dict[str, list[RTCRtpCodecParameters]] | None = None,
     ) -> tuple[Member, bool]:
         """Admit a member's new connection; returns (member, resumed). Raises RoomError, or
         AdmissionNeeded for a PIN join from a second device (media_server/admission.py)
-        unless a host ``admitted`` it."""
+        unless a host ``admitted`` it. ``capabilities``: what the client declared it decodes
+        (codecpolicy.Capabilities.codecs())."""
         if self.state == "ended":
             raise RoomError(CLOSE_ENDED, "this session has ended")
         if grant.room_id != self.id:
@@ -165,6 +186,7 @@ class Room:
         member.channel = channel
         member.device = device_of(grant)
         member.generation += 1
+        member.declared = dict(capabilities or {})
         member.participant = self._new_participant(member)
         member.negotiated = False
         member.subscriptions = {}
@@ -225,7 +247,7 @@ class Room:
             self._detach(member, CLOSE_ENDED, f"session ended: {reason}")
         self._emit("ended", None, reason=reason, by=by.public() if by else None)
         for task in self._tasks:
-            if task.get_name().startswith("sync:"):
+            if task.get_name().startswith(("sync:", "switch:")):
                 task.cancel()
         self._on_ended(self)
 
@@ -356,6 +378,7 @@ class Room:
 
         def on_publication(publication: Publication) -> None:
             if current():
+                publication.on_codec = lambda publication: self._sync_all()
                 self._sync_all()
 
         def on_chat(participant: Participant, text: str) -> None:
@@ -403,7 +426,9 @@ class Room:
             on_state=on_state,
             on_refused=on_refused,
             on_notice=on_notice,
+            prefer_codecs=lambda kind, offered: self._publish_order(member, kind, offered),
         )
+        participant.declared_codecs = dict(member.declared)
         holder.append(participant)
         return participant
 
@@ -439,6 +464,9 @@ class Room:
         self._sync_all()
 
     def _sync_all(self) -> None:
+        if self.state == "ended":
+            return
+        self._plan_switches()
         for member in self.members.values():
             if member.negotiated:
                 self._spawn(self._sync(member), name=f"sync:{member.id}")
@@ -448,7 +476,9 @@ class Room:
 
         A publisher that came back on a new peer connection has new publications: the existing
         subscription switches to them so the subscriber's stream continues. If it came back
-        with another codec, the subscriber gets a new subscription (a new track) instead.
+        with another codec, the subscriber gets a new subscription (a new track) instead. A
+        video stream the member cannot decode is carried by a transcoder, or announced as
+        unavailable (codecpolicy).
         """
         async with member.lock:
             participant = member.participant
@@ -459,10 +489,13 @@ class Room:
                     if participant is not member.participant or not member.negotiated:
                         return
                     key = (other.id, publication.kind)
+                    source = self._source_for(member, publication)
                     held = member.subscriptions.get(key)
-                    if held is not None and held[1] is not publication:
+                    if held is not None and (
+                        held[1] is not publication or held[0].source is not source
+                    ):
                         try:
-                            held[0].switch_source(publication)
+                            held[0].switch_source(source or publication)
                             member.subscriptions[key] = (held[0], publication)
                         except CodecMismatch:
                             self.counters["resubscribed_codec_change"] += 1
@@ -470,9 +503,103 @@ class Room:
                             await _unsubscribe(member, held[0])
                             held = None
                     if held is None:
-                        subscription = await participant.subscribe(publication)
+                        subscription = await participant.subscribe(source or publication)
                         if participant is member.participant:
                             member.subscriptions[key] = (subscription, publication)
+                    if source is None:
+                        self._unavailable(member, key, "codec", publication.codec_name)
+
+    # ---- codec choice (codecpolicy) ---------------------------------------------------------
+
+    def _decodes(self, member: Member, kind: str) -> codecpolicy.Known:
+        if member.participant is not None:
+            return member.participant.receive_codecs.get(kind)
+        return member.declared.get(kind)
+
+    def _receivers(self, publisher: Member, kind: str) -> list[codecpolicy.Known]:
+        return [
+            self._decodes(m, kind)
+            for m in self.members.values()
+            if m is not publisher and (m.negotiated or m.declared)
+        ]
+
+    def _publish_order(
+        self, publisher: Member, kind: str, offered: list[RTCRtpCodecParameters]
+    ) -> list[RTCRtpCodecParameters]:
+        """The answer's codec order for a new publisher: what everybody here decodes first."""
+        receivers = self._receivers(publisher, kind) if kind == "video" else []
+        return codecpolicy.publish_order(offered, receivers, self.settings.video_codecs)
+
+    def _source_for(
+        self, member: Member, publication: Publication
+    ) -> Publication | transcoder.Transcoder | None:
+        """Where ``member`` gets ``publication`` from: the publication itself when it decodes
+        what it sends (or a switch is under way), else a transcoder, else nowhere (None)."""
+        if publication.kind != "video":
+            return publication
+        known = self._decodes(member, "video")
+        if codecpolicy.can_decode(known, publication.codec) or publication.id in self._switching:
+            return publication
+        if not self.settings.transcode:
+            return None
+        target = codecpolicy.transcode_target(
+            known, transcoder.targets(), self.settings.video_codecs
+        )
+        if target is None:
+            return None
+        return self.transcoders.get(publication, target)
+
+    def _plan_switches(self) -> None:
+        """Ask each publisher whose video some member cannot decode to switch to a codec
+        every member decodes, once per publication (a refusal is final)."""
+        for publisher in self.members.values():
+            if publisher.participant is None or not publisher.negotiated:
+                continue
+            for publication in publisher.participant.publications:
+                if publication.kind != "video" or publication.id in self._switching:
+                    continue
+                receivers = self._receivers(publisher, "video")
+                if all(codecpolicy.can_decode(r, publication.codec) for r in receivers):
+                    continue
+                if publication.id in self._switch_refused:
+                    continue
+                target = codecpolicy.switch_target(
+                    publication.codecs, receivers, self.settings.video_codecs
+                )
+                if target is None:
+                    continue
+                self._switching.add(publication.id)
+                self._spawn(
+                    self._switch(publisher.participant, publication, target),
+                    name=f"switch:{publication.id}",
+                )
+
+    async def _switch(
+        self, participant: Participant, publication: Publication, target: RTCRtpCodecParameters
+    ) -> None:
+        """Re-offer the publisher's m-line with ``target`` first and wait (bounded) for its
+        packets to arrive in it; a refusal or a timeout leaves the transcoder to serve."""
+        self.counters["codec_switch_requested"] += 1
+        log.info("room %s: asking %s to send %s", self.id, publication.id, codecs.describe(target))
+        switched = False
+        try:
+            if await participant.request_codec(publication, target):
+                deadline = asyncio.get_running_loop().time() + SWITCH_SECONDS
+                while asyncio.get_running_loop().time() < deadline:
+                    if codecs.same_format(publication.codec, target):
+                        switched = True
+                        break
+                    await asyncio.sleep(0.05)
+        finally:
+            self._switching.discard(publication.id)
+            if not switched:
+                self._switch_refused.add(publication.id)
+            self.counters["codec_switched" if switched else "codec_switch_refused"] += 1
+            log.info(
+                "room %s: %s %s %s", self.id, publication.id,
+                "switched to" if switched else "did not switch to", codecs.describe(target),
+            )  # fmt: skip
+            self._sync_all()
 
     # ---- chat ------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from media_server import chat
+from media_server import chat, codecpolicy
 from media_server.admission import AdmissionNeeded
 from media_server.room import Grant, Member, Room, RoomError
 from media_server.worker import Worker
@@ -33,6 +33,7 @@ Authorize = Callable[[str], Awaitable[Grant]]
 
 CLOSE_BAD_TOKEN = 4001
 CLOSE_TOO_MANY_ERRORS = 4002
+CLOSE_BAD_REQUEST = 4004
 CLOSE_WRONG_ROOM = 4003
 CLOSE_NO_JOIN = 4008
 CLOSE_TOO_SLOW = 4013
@@ -55,7 +56,12 @@ _STR = (str,)
 _OPT_STR = (str, types.NoneType)
 # type -> {field: (accepted types, required)}
 MESSAGES: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
-    "join": {"token": (_STR, True), "client": (_OPT_STR, False), "room": (_OPT_STR, False)},
+    "join": {
+        "token": (_STR, True),
+        "client": (_OPT_STR, False),
+        "room": (_OPT_STR, False),
+        "capabilities": ((dict, types.NoneType), False),
+    },
     "offer": {"sdp": (_STR, True)},
     "answer": {"sdp": (_STR, True)},
     "candidate": {
@@ -273,6 +279,15 @@ class Session:
             what = "invalid token" if reason == "invalid" else reason
             self.conn.close(code, f"{what}: {exc}")
             return False
+        try:
+            declared = message.get("capabilities")
+            capabilities = (
+                codecpolicy.Capabilities.model_validate(declared).codecs() if declared else None
+            )
+        except ValueError as exc:  # pydantic's ValidationError is one
+            self.worker.signaling_errors["bad_capabilities"] += 1
+            self.conn.close(CLOSE_BAD_REQUEST, close_reason(f"bad capabilities: {exc}"))
+            return False
         wanted = message.get("room")
         if wanted is not None and wanted != grant.room_id:
             self.worker.signaling_errors["wrong_room"] += 1
@@ -280,11 +295,13 @@ class Session:
             return False
         try:
             try:
-                room, self.member, _ = self.worker.join(grant, self.conn)
+                room, self.member, _ = self.worker.join(grant, self.conn, capabilities=capabilities)
             except AdmissionNeeded as exc:
                 if not await self.admission(exc.room, grant):
                     return False
-                room, self.member, _ = self.worker.join(grant, self.conn, admitted=True)
+                room, self.member, _ = self.worker.join(
+                    grant, self.conn, admitted=True, capabilities=capabilities
+                )
         except RoomError as exc:
             self.worker.signaling_errors["join_refused"] += 1
             self.conn.close(exc.code, str(exc))

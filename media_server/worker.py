@@ -25,6 +25,7 @@ from media_server.room import (
     RoomError,
     RoomEventSink,
 )
+from media_server.transcoder import Transcoders
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class Worker:
         # Peer connections not closed yet, and the summed counters of the closed ones.
         self.live_participants: set[Participant] = set()
         self.retired: collections.Counter[tuple[str, tuple[str, ...]]] = collections.Counter()
+        # The only decoders in this process: the running transcoders (``transcoders.running``).
+        self.transcoders = Transcoders(settings.transcode_max_per_worker)
         self._participant_factory = participant_factory
         self._on_event = on_event
         self._closing: set[asyncio.Task[None]] = set()
@@ -70,20 +73,28 @@ class Worker:
                 on_closed=self._retire,
                 on_event=self._on_event,
                 counters=self.counters,
+                transcoders=self.transcoders,
             )
             self.rooms[room_id] = room
             self.sessions_started += 1
         return room
 
     def join(
-        self, grant: Grant, channel: Channel, *, admitted: bool = False
+        self,
+        grant: Grant,
+        channel: Channel,
+        *,
+        admitted: bool = False,
+        capabilities: dict[str, Any] | None = None,
     ) -> tuple[Room, Member, bool]:
         """Admit a connection to its grant's live session (started if none); a session that
         a refused first join started is forgotten again. Raises RoomError or
         admission.AdmissionNeeded (see Room.join)."""
         room = self.room(grant.room_id)
         try:
-            member, resumed = room.join(grant, channel, admitted=admitted)
+            member, resumed = room.join(
+                grant, channel, admitted=admitted, capabilities=capabilities
+            )
         except RoomError:
             if not room.members and self.rooms.get(room.id) is room:
                 del self.rooms[room.id]
@@ -131,3 +142,4 @@ class Worker:
             room.end("closed")
         while self._closing:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
+        self.transcoders.stop_all()

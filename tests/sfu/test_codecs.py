@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from .harness import Sfu, pair
 
 
@@ -78,3 +80,93 @@ async def test_an_h264_level_other_than_42e01f_keeps_its_number_and_fmtp(sfu: Sf
     for offer in offers:
         assert fmtp_of(section(offer["sdp"], video_mid), pt) == fmtp
     assert not guest.of_type("error") and guest.closed is None
+
+
+H264_ONLY = {"video": [{"codec": "H264", "profile_level_id": "42e01f", "packetization_mode": 1}]}
+VP8_AND_H264 = {"video": [{"codec": "VP8"}, {"codec": "H264"}]}
+
+
+async def test_a_publisher_joining_an_h264_only_member_sends_h264(sfu: Sfu) -> None:
+    """The H.264-only member is there first: the next publisher's answer puts H.264 first,
+    so it publishes H.264 from the start (no switch, no transcoder)."""
+    host = await sfu.client(sfu.token("room-1", "host", "Dr Host"), video_codec="H264")
+    await host.join()
+    await host.publish()
+    guest = await sfu.client(sfu.token("room-1", "guest", "Pat Guest"))  # VP8 and H.264
+    await guest.join()
+    await guest.publish()
+    await host.wait_for(lambda: host.video_frames >= 20, 30, "video at the H.264-only host")
+    await guest.wait_for(lambda: guest.video_frames >= 20, 30, "video at the guest")
+    room = sfu.worker.rooms["room-1"]
+    guest_member = next(m for m in room.members.values() if m.role == "guest")
+    assert guest_member.participant is not None
+    video = next(p for p in guest_member.participant.publications if p.kind == "video")
+    assert video.codec.name == "H264"
+    assert sfu.worker.transcoders.started == 0 and not room.counters["codec_switch_requested"]
+
+
+async def test_a_vp8_only_app_is_transcoded_for_an_h264_only_member(sfu: Sfu) -> None:
+    """A native app that sends only VP8 (it cannot switch), declaring it decodes VP8 and
+    H.264; an H.264-only member: the app's video is transcoded once, the member's H.264 is
+    forwarded as is, and the transcoder stops when the member leaves."""
+    app = await sfu.client(sfu.token("room-1", "guest", "App"), video_codec="VP8")
+    await app.join(capabilities=VP8_AND_H264)
+    await app.publish()
+    phone = await sfu.client(sfu.token("room-1", "host", "Phone"), video_codec="H264")
+    await phone.join(capabilities=H264_ONLY)
+    await phone.publish()
+    await phone.wait_for(lambda: phone.video_frames >= 30, 40, "transcoded video at the phone")
+    await app.wait_for(lambda: app.video_frames >= 30, 40, "H.264 at the app")
+    room = sfu.worker.rooms["room-1"]
+    assert not room.counters["codec_switch_requested"], room.counters  # nothing to ask for
+    running = list(sfu.worker.transcoders.running.values())
+    assert len(running) == 1 and running[0].codec.name == "H264"
+    transcoder = running[0]
+    assert transcoder.source.codec.name == "VP8" and transcoder.frames_encoded >= 30
+    assert sfu.worker.transcoders.started == 1
+    assert not app.of_type("stream_unavailable") and not phone.of_type("stream_unavailable")
+
+    await phone.close()
+    await app.wait_for(lambda: not sfu.worker.transcoders.running, 20, "the transcoder to stop")
+    transcoder.join()
+    decoded = transcoder.frames_decoded
+    await app.wait_for(lambda: app.video_frames >= 0, 1, "a second")
+    assert transcoder.frames_decoded == decoded
+
+
+async def test_bad_declared_capabilities_close_the_socket_with_a_reason(sfu: Sfu) -> None:
+    client = await sfu.client(sfu.token("room-1", "guest", "App"))
+    with pytest.raises(ConnectionError, match="4004: bad capabilities"):
+        await client.join(capabilities={"video": [{"codec": "H264", "profile_level_id": "zz"}]})
+    assert sfu.worker.signaling_errors["bad_capabilities"] == 1
+
+
+async def test_a_publisher_that_accepts_a_switch_but_keeps_vp8_is_transcoded(sfu: Sfu) -> None:
+    """Two members send VP8 and negotiated H.264 too; an H.264-only member joins: both are
+    asked to switch (a re-offer with H.264 first), both answer with H.264 but keep sending VP8
+    (aiortc fixes its codec when it starts sending), so after the bounded wait each of their
+    videos is transcoded once for the newcomer, and nobody else's stream changes."""
+    guest = await sfu.client(sfu.token("room-1", "guest", "Pat Guest"))  # VP8 first
+    await guest.join()
+    await guest.publish()
+    host = await sfu.client(sfu.token("room-1", "host", "Dr Host"))
+    await host.join()
+    await host.publish()
+    await host.wait_for(lambda: host.video_frames >= 10, 30, "VP8 at the host")
+    room = sfu.worker.rooms["room-1"]
+
+    phone = await sfu.client(sfu.token("room-1", "guest", "Phone"), video_codec="H264")
+    await phone.join()
+    await phone.publish()
+    await phone.wait_for(
+        lambda: len([r for r in phone.received if r.kind == "video" and r.frames >= 20]) == 2,
+        40,
+        "both videos at the phone",
+    )
+    assert room.counters["codec_switch_requested"] == 2, room.counters
+    assert room.counters["codec_switch_refused"] == 2, room.counters
+    assert sfu.worker.transcoders.started == 2
+    assert {t.source.codec.name for t in sfu.worker.transcoders.running.values()} == {"VP8"}
+    before = host.video_frames
+    await host.wait_for(lambda: host.video_frames >= before + 20, 30, "video at the host")
+    assert len([r for r in host.received if r.kind == "video"]) == 2  # guest, phone

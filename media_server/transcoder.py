@@ -24,8 +24,9 @@ busy with an older one is dropped whole (``frames_dropped``) and the next keyfra
 Output RTP timestamps are the publisher's (both codecs run a 90 kHz clock), so the publisher's
 sender reports translate unchanged and lip sync holds. A PLI from any subscriber forces a
 keyframe (at most one per ``KEYFRAME_INTERVAL_SECONDS``). The bitrate follows
-``target_bitrate()``: the lowest REMB of the subscriptions (``Subscription.remb``; an
-estimator can set that later) within [MIN_BITRATE, MAX_BITRATE]; the encoder is recreated
+``target_bitrate()``: the lowest allocation of the subscriptions (``Subscription.target_bps``,
+from each subscriber's downlink estimate; its REMB before that) within [MIN_BITRATE,
+MAX_BITRATE]; the encoder is recreated
 (a keyframe) when the target moved by over a quarter, at most every ``RETARGET_SECONDS``.
 """
 
@@ -109,7 +110,11 @@ class _Input:
 
     def __init__(self, transcoder: Transcoder) -> None:
         self.transcoder = transcoder
-        self.remb: int | None = None  # the publication reads its subscribers' REMBs
+        # What the publication reads of its subscribers to cap the publisher's bitrate: the
+        # transcoder asks for nothing (its own subscribers' estimates set its encoder).
+        self.remb: int | None = None
+        self.target_bps: int | None = None
+        self.paused = False
         self.dropped: dict[str, int] = {}
         self.out = Outbound(2, self._prepare, self.dropped, transcoder.faults)
         self.out.set_route(transcoder._feed, None)
@@ -229,8 +234,15 @@ class Transcoder:
         return True
 
     def target_bitrate(self) -> int:
-        """Bits/s to encode at: the lowest estimate of the subscribers' legs (REMB today)."""
-        estimates = [s.remb for s in self.subscriptions if s.remb]
+        """Bits/s to encode at: the lowest share the subscribers' allocators give this stream
+        (``Subscription.target_bps``; their REMB before an allocator has spoken), paused
+        subscribers aside, within [MIN_BITRATE, MAX_BITRATE]."""
+        estimates = [
+            s.target_bps if s.target_bps is not None else s.remb
+            for s in self.subscriptions
+            if not s.paused
+        ]
+        estimates = [e for e in estimates if e]
         wanted = min(estimates) if estimates else DEFAULT_BITRATE
         return max(MIN_BITRATE, min(MAX_BITRATE, wanted))
 

@@ -35,7 +35,7 @@
 typedef int (*srtp_fn)(void *ctx, void *buf, int *len);
 static srtp_fn srtp_protect, srtp_protect_rtcp, srtp_unprotect, srtp_unprotect_rtcp;
 
-static PyObject *k_malformed_rtp, *k_payload_type, *k_sequence_jump, *k_srtp_rejected, *k_srtcp_rejected,
+static PyObject *k_malformed_rtp, *k_payload_type, *k_sequence_jump, *k_too_long, *k_srtp_rejected, *k_srtcp_rejected,
     *k_not_connected, *k_send_error, *k_record, *k_one, *k_where_rtp, *k_where_rtcp,
     *k_where_forward, *k_where_nack, *k_where_frame, *k_where_restart, *k_where_codec;
 
@@ -698,6 +698,11 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
     }
     Py_ssize_t payload = n - h->payload_offset;
     Py_ssize_t size = plan ? plan->out_len + payload : n;
+    if (size > MTU) { /* the publisher's packet with a grown extension block (a longer MID) */
+        Py_CLEAR(scratch.owner);
+        count(o->dropped, k_too_long);
+        return 0;
+    }
     PyObject *packet = PyBytes_FromStringAndSize(NULL, size);
     if (packet == NULL) {
         Py_CLEAR(scratch.owner);
@@ -1152,7 +1157,7 @@ PyMODINIT_FUNC PyInit_rtpforward(void) {
         intern(&k_record, "record") || intern(&k_where_rtp, "rtp") || intern(&k_where_rtcp, "rtcp") ||
         intern(&k_where_forward, "subscription.forward") ||
         intern(&k_where_nack, "publication.nack") || intern(&k_where_frame, "publication.estimate") ||
-        intern(&k_sequence_jump, "sequence_jump") || intern(&k_where_restart, "publication.restart") ||
+        intern(&k_sequence_jump, "sequence_jump") || intern(&k_too_long, "too_long") || intern(&k_where_restart, "publication.restart") ||
         intern(&k_where_codec, "publication.codec"))
         return NULL;
     k_one = PyLong_FromLong(1);

@@ -297,8 +297,8 @@ class Sfu:
     def _send(leg: Leg, protect: Any, packet: bytes) -> None:
         try:
             datagram = protect(packet)
-        except pylibsrtp.Error:
-            return  # the client's own SRTP refuses it (an index it left behind): never sent
+        except (pylibsrtp.Error, ValueError):
+            return  # the client's own SRTP refuses it (an index it left behind, too long)
         leg.datagram_received(datagram, None)
 
     _seq = 100
@@ -331,6 +331,8 @@ class Sfu:
         if first & 0x08:  # a VP8 keyframe start: lets video through the keyframe gate
             packet += bytes([0x10, 0x00, 0x9D, 0x01, 0x2A])
         packet += r.take(r.byte() % 64)
+        if first & 0x20:  # near the MTU: a growing rewrite must not take it over
+            packet += bytes(1380 + r.byte() % 128)
         if first & 0x10:
             packet[0] |= 0x20
             packet += bytes([r.byte() % 8])

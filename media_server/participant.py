@@ -87,6 +87,7 @@ from media_server import (
     rtpheader,
     sctptransport,
     sdpcheck,
+    sdpextras,
 )
 from media_server.allocator import Allocator
 from media_server.estimator import DownlinkEstimator, ResendBudget
@@ -243,7 +244,7 @@ class Participant:
                     self._adopt(transport)
                 dtls.prefer_server_role(description, self._transports())
                 answer = await self.pc.createAnswer()
-                aligned = reoffer.align(answer.sdp, self._client_numbering)
+                aligned = sdpextras.answer(reoffer.align(answer.sdp, self._client_numbering))
                 await self.pc.setLocalDescription(RTCSessionDescription(sdp=aligned, type="answer"))
         except Exception as exc:
             raise ValueError(f"cannot answer the offer: {exc}") from exc

@@ -77,3 +77,18 @@ async def test_a_paused_subscription_drops_video_and_resumes_at_a_keyframe_witho
     out = wire.parsed()
     assert len(out) == 4 and notices == [True, False]
     assert [(p.sequence_number - out[0].sequence_number) & 0xFFFF for p in out] == [0, 1, 2, 3]
+
+
+async def test_the_answer_asks_opus_publishers_for_in_band_fec_and_dtx() -> None:
+    from .test_sdp_fuzz import CHROME_OFFER, _answer_or_refuse
+
+    answer, participant = await _answer_or_refuse("\r\n".join(CHROME_OFFER) + "\r\n")
+    try:
+        assert answer is not None
+        opus = next(line.split()[0].split(":")[1] for line in answer.splitlines()
+                    if line.startswith("a=rtpmap:") and "opus/48000" in line)  # fmt: skip
+        fmtp = next(line for line in answer.splitlines() if line.startswith(f"a=fmtp:{opus} "))
+        params = dict(p.split("=") for p in fmtp.split(" ", 1)[1].split(";"))
+        assert params["useinbandfec"] == "1" and params["usedtx"] == "1"
+    finally:
+        await participant.close()

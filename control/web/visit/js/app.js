@@ -347,6 +347,7 @@ function startCall() {
     const dialog = $("admit-dialog");
     if (dialog.dataset.request === e.detail.request && dialog.open) dialog.close("closed");
   });
+  session.addEventListener("video-paused", (e) => setPaused(e.detail.stream, e.detail.paused));
   session.addEventListener("chat-error", (e) => chat.error(e.detail.code));
   session.addEventListener("link", (e) => {
     state.link = e.detail.status;
@@ -477,7 +478,16 @@ function showStreamNotice({ kind, from, to }) {
 
 // --- remote media ----------------------------------------------------------------------------
 
-const remotes = new Map(); // stream id -> {stream, tile, video}
+const remotes = new Map(); // stream id -> {stream, tile, video, note}
+// Stream ids whose video the server paused because our connection cannot carry it (the audio
+// goes on); the tile keeps its last frame under a note saying so.
+const paused = new Set();
+
+function setPaused(streamId, on) {
+  if (on) paused.add(streamId);
+  else paused.delete(streamId);
+  renderTiles();
+}
 
 function addRemoteTrack(track, streams) {
   const stream = streams[0] || remoteFallback();
@@ -499,9 +509,13 @@ function addRemoteTrack(track, streams) {
     video.playsInline = true;
     video.setAttribute("aria-label", t("room.remote_video"));
     video.srcObject = stream;
-    tile.append(video);
+    const note = document.createElement("p");
+    note.className = "tile-note";
+    note.setAttribute("role", "status");
+    dyn(note, () => t("room.video_paused_connection"));
+    tile.append(video, note);
     $("remote").append(tile);
-    entry = { stream, tile, video };
+    entry = { stream, tile, video, note };
     remotes.set(stream.id, entry);
   }
   if (!stream.getTracks().includes(track)) stream.addTrack(track);
@@ -527,8 +541,10 @@ function toggleFill(tile) {
 function renderTiles() {
   let visible = 0;
   for (const { stream, tile } of remotes.values()) {
-    const video = stream.getVideoTracks().some((tr) => tr.readyState === "live" && !tr.muted);
+    const held = paused.has(stream.id);
+    const video = held || stream.getVideoTracks().some((tr) => tr.readyState === "live" && !tr.muted);
     tile.classList.toggle("no-video", !video);
+    tile.classList.toggle("paused", held);
     const fill = tile.classList.contains("fill");
     tile.setAttribute("aria-pressed", String(fill));
     tile.setAttribute("aria-label", fill ? t("room.fit_whole") : t("room.fit_fill"));
@@ -544,6 +560,7 @@ function clearRemote() {
     tile.remove();
   }
   remotes.clear();
+  paused.clear();
   fallbackStream = null;
   renderTiles();
 }

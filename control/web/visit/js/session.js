@@ -7,6 +7,8 @@
 //   chat-error {code, message}              link {status: connecting|connected|reconnecting}
 //   ended {reason, by}                      fatal {code, reason}   (no rejoin after these)
 //   stream-unavailable {kind, reason, from, to}  a stream from -> to cannot be shown (codec)
+//   video-paused {stream, paused, reason}    the server paused (resumed) a stream's video for
+//                                            our connection; its audio goes on
 
 const REJOIN_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 const REJOIN_MAX_ATTEMPTS = 25; // ~3 minutes of trying, then the page offers a button
@@ -218,6 +220,9 @@ export class Session extends EventTarget {
       case "admission_request": // (host) another device asks to take a member's place
       case "admission_closed": // (host) that question was answered or withdrawn
         this._emit(msg.type.replace("_", "-"), msg);
+        break;
+      case "video_paused":
+        this._emit("video-paused", msg);
         break;
       case "ended":
         this._finish(msg);

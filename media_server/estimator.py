@@ -8,8 +8,10 @@ The estimate (bits/s) is the lower of two signals, as in Google Congestion Contr
 - loss-based: the receiver reports' fraction lost (RFC 3550 6.4.1) against what we actually
   sent in the interval: over 10% loss, the estimate falls to ``sent * (1 - loss / 2)`` (GCC);
   over 30% (a policer, not random loss) straight to what got through, ``sent * (1 - loss)``
-  plus 5%, so a cap is found in one report instead of four; under 2% it grows 8% per report,
-  never above twice what was sent; in between it holds.
+  plus 5%, so a cap is found in one report instead of four; under 2% it grows 12% per report
+  (not bounded by what was sent: a paused video must be able to come back; the REMB bounds
+  it); in between it holds. The loss is our leg's alone (``Subscription.downlink_loss``: what
+  the publisher's uplink lost shows as gaps at the subscriber too).
 Until either signal arrives the estimate is ``initial``.
 
 ``ResendBudget`` is a token bucket of bytes refilled at ``share`` of the estimate, at most
@@ -71,8 +73,9 @@ class DownlinkEstimator:
         elif loss > LOSS_HIGH:
             self.loss_based = min(self.loss_based, self.sent_bps * (1 - loss / 2))
         elif loss < LOSS_LOW:
-            grown = self.loss_based * GROWTH
-            self.loss_based = max(self.loss_based, min(grown, 2 * self.sent_bps + FLOOR))
+            # Not limited by what was sent: a paused video sends nothing, and the estimate
+            # must still be able to climb back (the REMB bounds it from above).
+            self.loss_based *= GROWTH
         self.loss_based = max(FLOOR, min(CEILING, self.loss_based))
         self.updates += 1
 

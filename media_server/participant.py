@@ -664,8 +664,9 @@ class Participant:
                 subscription = self._by_out_ssrc.get(report.ssrc)
                 if subscription is not None:
                     subscription.on_receiver_report(report)
-                    if subscription.kind == "video":
-                        self._video_loss = max(self._video_loss or 0, report.fraction_lost)
+                    if subscription.kind == "video" and subscription.downlink_loss is not None:
+                        loss = subscription.downlink_loss
+                        self._video_loss = max(self._video_loss or 0, loss)
         elif isinstance(packet, RtcpRtpfbPacket):
             subscription = self._by_out_ssrc.get(packet.media_ssrc)
             if subscription is not None and packet.fmt == RTCP_RTPFB_NACK:

@@ -131,6 +131,8 @@ class Subscription:
         self.packets_lost = 0
         self.jitter = 0
         self.rtt: float | None = None
+        self.downlink_loss: int | None = None  # of our leg alone, 0-255 (_downlink_loss)
+        self._report_counts: tuple[int, int, int] | None = None
         source.attach(self)
 
     # ---- binding -----------------------------------------------------------------------
@@ -347,6 +349,24 @@ class Subscription:
         rtt = rtcp.rtt_from_report(report.lsr, report.dlsr, self._sr_sent)
         if rtt is not None:
             self.rtt = rtt
+        self._downlink_loss(report.highest_sequence, report.packets_lost)
+
+    def _downlink_loss(self, highest: int, lost: int) -> None:
+        """The loss of *our* leg since the previous report (``downlink_loss``, 0-255).
+
+        The subscriber's fraction lost counts every sequence number it never got, and the
+        numbers the publisher's own uplink lost are gaps on our leg too (we keep them, so NACKs
+        reach the publisher). What our leg lost is what we sent that did not arrive: received
+        (extended highest and cumulative lost, RFC 3550 6.4.1) against our own count sent."""
+        previous, sent = self._report_counts, self.out.packets_out
+        self._report_counts = (highest, lost, sent)
+        if previous is None:
+            return
+        received = (highest - previous[0]) - (lost - previous[1])
+        sent_delta = sent - previous[2]
+        if sent_delta <= 0 or received < 0:
+            return
+        self.downlink_loss = max(0, min(255, (sent_delta - received) * 256 // sent_delta))
 
     def on_remb(self, bitrate: int) -> None:
         self.remb = bitrate

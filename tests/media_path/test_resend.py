@@ -10,6 +10,7 @@ import socket
 
 import pylibsrtp
 import pytest
+from aiortc.rtp import RtcpReceiverInfo
 
 from media_server import subscription as subscription_module
 from media_server.estimator import DownlinkEstimator, ResendBudget
@@ -163,3 +164,21 @@ def test_downlink_estimate_follows_remb_and_falls_with_loss() -> None:
         sent[0] += estimator.estimate // 8
         estimator.on_loss(0)
     assert estimator.estimate == 2_500_000
+
+
+def test_only_our_legs_loss_counts_not_the_publishers_uplink() -> None:
+    # The publisher's uplink lost 2 packets (the subscriber sees gaps and reports them lost);
+    # our leg lost one of the packets we did send: a quarter of what we sent, not a half.
+    pub = publication([])
+    wire = Wire()
+    sub = bound(pub, wire)
+    push(pub, rtp(10, 0, payload=KEY))
+    first = wire.parsed()[0].sequence_number
+    report = RtcpReceiverInfo(ssrc=9999, fraction_lost=0, packets_lost=0,
+                              highest_sequence=first, jitter=0, lsr=0, dlsr=0)  # fmt: skip
+    sub.on_receiver_report(report)
+    for seq in (11, 12, 15, 16):  # 13 and 14 never reached us
+        push(pub, rtp(seq, 3000 * seq))
+    report.highest_sequence, report.packets_lost = first + 6, 3
+    sub.on_receiver_report(report)
+    assert sub.downlink_loss == 64

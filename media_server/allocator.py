@@ -12,23 +12,32 @@ video is paused for its connection) and resumes, at a keyframe, once its share h
 ``RESUME_BPS`` for ``RESUME_HOLD_SECONDS``: the gap between the two and the hold keep it from
 flapping.
 
-Simulcast layers will be chosen here the same way (the highest layer whose bitrate fits the
-share); today each publication has one layer, so the levers are the publisher's bitrate and
-pausing.
+Simulcast (``source.primary.layers``, lowest first): the subscription is forwarded the
+highest running layer whose cost (Publication.cost: its measured bitrate) fits its share. A
+lower layer is taken at once (and when the current one stops running: its publisher shed it);
+a higher one only after the share has carried it with ``UP_MARGIN`` for ``UP_HOLD_SECONDS``.
+A switch is keyframe-gated: Subscription.switch_source asks the new layer for a keyframe and
+re-bases there. ``wanted`` (the highest layer the share fits, running or not) is what the
+publisher is asked to send (Publication.bitrate_cap): layers nobody wants are not sent.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 AUDIO_RESERVE_BPS = 64_000  # Opus with in-band FEC, its RTCP and headers
 HEADROOM = 0.85  # video gets this share of what audio leaves
 PAUSE_BPS = 120_000  # under this, a video stream freezes more than it plays: pause it
 RESUME_BPS = 200_000
-PAUSE_AFTER_SECONDS = 1.0  # the share stayed under PAUSE_BPS this long
+PAUSE_AFTER_SECONDS = 3.0  # the share stayed under PAUSE_BPS this long (a burst is not a link)
 RESUME_HOLD_SECONDS = 3.0
+RUNNING_BPS = 30_000  # a layer sending less is starting or stopping: not one to switch to
+UP_MARGIN = 1.1  # a higher layer needs its cost plus this margin ...
+UP_HOLD_SECONDS = 2.0  # ... for this long
+DOWN_HOLD_SECONDS = 1.0  # a share under the current layer's cost this long: a lower layer
+DOWN_SHARP = 0.6  # ... at once under this share of its cost
 
 
 class Downtrack(Protocol):
@@ -38,8 +47,12 @@ class Downtrack(Protocol):
     closed: bool
     paused: bool
     target_bps: int | None
+    source: Any  # a Publication (its primary's ``layers``: simulcast)
+    wanted: Any
 
     def set_paused(self, paused: bool) -> None: ...
+
+    def switch_source(self, publication: Any) -> None: ...
 
 
 class Allocator:
@@ -51,6 +64,9 @@ class Allocator:
         self._clock = clock
         self._low_since: dict[int, float] = {}  # id(subscription) -> share under PAUSE_BPS since
         self._high_since: dict[int, float] = {}  # ... over RESUME_BPS since (while paused)
+        self._up_since: dict[int, float] = {}  # ... could take a higher layer since
+        self._down_since: dict[int, float] = {}  # ... its layer cost more than its share since
+        self.layer_switches = 0
         self.pauses = 0
         self.resumes = 0
 
@@ -70,6 +86,7 @@ class Allocator:
         for s in video:
             key = id(s)
             s.target_bps = share
+            self._choose_layer(s, share, now)
             if not s.paused:
                 self._high_since.pop(key, None)
                 if share >= PAUSE_BPS:
@@ -86,3 +103,39 @@ class Allocator:
                     self._high_since.pop(key, None)
                     self.resumes += 1
                     s.set_paused(False)
+
+    def _choose_layer(self, s: Downtrack, share: int, now: float) -> None:
+        primary = getattr(s.source, "primary", None)
+        layers = getattr(primary, "layers", None) or []
+        if len(layers) < 2:
+            return
+        running = [layer for layer in layers if layer.measure(now) >= RUNNING_BPS]
+        fits = [layer for layer in layers if layer.cost() <= share]
+        s.wanted = fits[-1] if fits else layers[0]
+        if not running or s.paused:
+            return
+        below = [layer for layer in running if layers.index(layer) <= layers.index(s.wanted)]
+        target = below[-1] if below else running[0]
+        current = s.source
+        key = id(s)
+        if target is current:
+            self._up_since.pop(key, None)
+            self._down_since.pop(key, None)
+            return
+        if current not in running:
+            self._up_since.pop(key, None)
+        elif layers.index(target) < layers.index(current):
+            self._up_since.pop(key, None)
+            held = now - self._down_since.setdefault(key, now) >= DOWN_HOLD_SECONDS
+            if not held and share >= DOWN_SHARP * current.cost():
+                return
+        elif share < UP_MARGIN * target.cost():
+            self._up_since.pop(key, None)
+            return
+        elif now - self._up_since.setdefault(key, now) < UP_HOLD_SECONDS:
+            return
+        else:
+            self._up_since.pop(key, None)
+        self._down_since.pop(key, None)
+        self.layer_switches += 1
+        s.switch_source(target)

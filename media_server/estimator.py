@@ -3,8 +3,11 @@
 The estimate (bits/s) is the lower of two signals, as in Google Congestion Control
 (draft-ietf-rmcat-gcc-02, section 6) seen from the sender's side:
 - delay-based: the subscriber's REMB (draft-alvestrand-rmcat-remb), sent by Chrome, Safari
-  and aiortc receivers when ``goog-remb`` is negotiated. A policer adds no delay, so REMB alone
-  stays high while a capped link drops most packets.
+  and aiortc receivers when ``goog-remb`` is negotiated, taken when it falls under what we
+  send (``REMB_OVERUSE``: the receiver's queue grows, as on a shaped link). Otherwise it is
+  no measure of the link: a receiver bounds it by 1.5x what it receives (libwebrtc's AIMD), so
+  a paused video or a low simulcast layer would keep it from ever allowing more, and a
+  policer adds no delay, so REMB stays high while a capped link drops most packets.
 - loss-based: the receiver reports' fraction lost (RFC 3550 6.4.1) against what we actually
   sent in the interval: over 10% loss, the estimate falls to ``sent * (1 - loss / 2)`` (GCC);
   over 30% (a policer, not random loss) straight to what got through, ``sent * (1 - loss)``
@@ -25,6 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+REMB_OVERUSE = 0.85  # a REMB under this share of what we send means the queue grows
 LOSS_HIGH = 0.10  # fraction lost above which the loss-based estimate falls
 LOSS_CONGESTED = 0.30  # ... above which what got through is the estimate
 LOSS_LOW = 0.02  # ... under which it grows
@@ -53,7 +57,9 @@ class DownlinkEstimator:
 
     @property
     def estimate(self) -> int:
-        value = self.loss_based if self.remb is None else min(self.remb, self.loss_based)
+        value = self.loss_based
+        if self.remb is not None and self.sent_bps and self.remb < REMB_OVERUSE * self.sent_bps:
+            value = min(value, self.remb)  # the receiver sees its queue grow: believe it
         return max(FLOOR, min(CEILING, int(value)))
 
     def on_remb(self, bitrate: int) -> None:
@@ -82,10 +88,12 @@ class DownlinkEstimator:
 
 class ResendBudget:
     """Bytes a leg may spend on retransmissions: ``share`` of ``estimate()`` per second, at most
-    ``depth_seconds`` of it at once. ``take(nbytes)`` spends or refuses (False)."""
+    ``depth_seconds`` of it at once (a second: enough to repair a keyframe burst the leg lost,
+    which an undecodable keyframe would otherwise turn into a PLI loop). ``take(nbytes)`` spends
+    or refuses (False)."""
 
     def __init__(self, estimate: Callable[[], int], share: float = 0.25,
-                 depth_seconds: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+                 depth_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self._estimate = estimate
         self.share = share
         self.depth_seconds = depth_seconds

@@ -36,7 +36,10 @@ exceptions, each logged once per type); per stream on ``publications`` and ``sub
 
 Requirements on the client: BUNDLE (one transport: the server runs max-bundle), one offer per
 peer connection, audio Opus and video VP8 or H.264 packetization-mode 1. RTX is not negotiated
-(retransmissions travel on the media SSRC). A subscription's m-line stays in the SDP after the
+(retransmissions travel on the media SSRC). A video m-line may send 2-3 simulcast layers (rid,
+RID header extension: simulcast.py); each becomes a Publication in ``primary.layers`` and the
+subscriber's allocator picks one per subscription. Per subscriber: ``downlink`` (estimator),
+``allocator``, ``resend_budget``. A subscription's m-line stays in the SDP after the
 subscription closes (aiortc reuses no m-line); a reconnecting publisher is carried on by
 ``switch_source`` rather than by new m-lines. In-process aiortc peers (tests, load clients)
 must gather on loopback themselves: ``with ports.gathering(GatherPolicy(("127.0.0.1",))):``
@@ -88,6 +91,7 @@ from media_server import (
     sctptransport,
     sdpcheck,
     sdpextras,
+    simulcast,
 )
 from media_server.allocator import Allocator
 from media_server.estimator import DownlinkEstimator, ResendBudget
@@ -168,6 +172,7 @@ class Participant:
         self._chat = None
         self._offered = False
         self._client_numbering = reoffer.Numbering()
+        self._simulcast: dict[str, simulcast.Offer] = {}  # mid -> what the client's offer sends
         self._answered = asyncio.Event()  # the client's offer is answered: we may offer
         self._pending: list[Subscription] = []
         self._reoffer = False  # an m-line changed direction: offer again even with nothing new
@@ -226,6 +231,7 @@ class Participant:
             learned += [c for c in media.rtp.codecs if not codecs.is_rtx(c)]
         self._offered = True
         self._client_numbering = reoffer.numbering(sdp)
+        self._simulcast = simulcast.offered(sdp)
 
         # Our transceivers exist before setRemoteDescription so each negotiates the chosen
         # codecs in the chosen order (aiortc matches m-lines to unassigned transceivers of the
@@ -258,7 +264,7 @@ class Participant:
         self._spawn(self._run_ticks(), "rtcp")
         for publication in self.publications:
             self._on_publication(publication)
-        return self.pc.localDescription.sdp
+        return simulcast.answer(self.pc.localDescription.sdp, self._simulcast)
 
     def _transports(self) -> list[Any]:
         transports = [t.receiver.transport for t in self.pc.getTransceivers()]
@@ -310,10 +316,30 @@ class Participant:
         )
         self.publications.append(publication)
         self._by_mid[publication.mid] = publication
+        offer = self._simulcast.get(publication.mid)
+        if offer is not None:
+            self._add_layers(publication, offer)
         if publication.ssrc is not None:
             self._route(publication.ssrc, publication)
         if self._mid_ext_id is None:
             self._mid_ext_id = extensions.get(rtpheader.URI_MID)
+
+    def _add_layers(self, primary: Publication, offer: simulcast.Offer) -> None:
+        """The m-line sends simulcast: ``primary`` becomes its lowest layer and one Publication
+        per other rid joins it (lowest first); their SSRCs come from the RID extension."""
+        rids = simulcast.lowest_first(offer.rids)
+        primary.extensions = {**primary.extensions, rtpheader.URI_RID: offer.rid_ext}
+        primary.rid, primary.ssrc = rids[0], None
+        primary.layers = [primary]
+        for rid in rids[1:]:
+            layer = Publication(
+                participant_id=self.id, kind=primary.kind, mid=primary.mid, codec=primary.codec,
+                ssrc=None, extensions=primary.extensions, send_rtcp=self.send_rtcp,
+                rtcp_ssrc=primary.rtcp_ssrc, on_gap=self._nack_pending, faults=self.faults,
+                codecs=primary.codecs, rid=rid, primary=primary,
+            )  # fmt: skip
+            primary.layers.append(layer)
+            self.publications.append(layer)
 
     async def handle_answer(self, sdp: str) -> None:
         """The client's answer to our latest offer.
@@ -428,7 +454,9 @@ class Participant:
             aligned = reoffer.align(offer.sdp, self._client_numbering)
             await self.pc.setLocalDescription(RTCSessionDescription(sdp=aligned, type="offer"))
         self._answer_waiter = asyncio.get_running_loop().create_future()
-        await self._on_offer(self.pc.localDescription.sdp)
+        # aiortc keeps no a=simulcast: each re-offer carries it again, or the browser would
+        # drop to one layer.
+        await self._on_offer(simulcast.answer(self.pc.localDescription.sdp, self._simulcast))
         timeout = self.settings.connect_timeout_seconds
         try:
             await asyncio.wait_for(asyncio.shield(self._answer_waiter), timeout)
@@ -598,6 +626,10 @@ class Participant:
         else:
             matches = [p for p in self.publications if p.payload_type == header.payload_type]
             candidate = matches[0] if len(matches) == 1 else None
+        if candidate is not None and len(candidate.layers) > 1:
+            rid = rtpheader.element_value(data, header, candidate.extensions.get(rtpheader.URI_RID))
+            name = rid.decode("ascii", "replace") if rid is not None else None
+            candidate = next((p for p in candidate.layers if p.rid == name), None)
         if candidate is None:
             return None
         if candidate.ssrc is None:
@@ -768,12 +800,17 @@ class Participant:
             return
         rtcp_ssrc = self.publications[0].rtcp_ssrc
         data = bytes(RtcpRrPacket(ssrc=rtcp_ssrc, reports=blocks[:31]))
-        video = [p for p in self.publications if p.kind == "video" and p.ssrc is not None]
+        video = [
+            p
+            for p in self.publications
+            if p.kind == "video" and p.primary is p and any(q.ssrc for q in p.layers or [p])
+        ]
         caps = [(p, p.bitrate_cap()) for p in video]
         caps = [(p, c) for p, c in caps if c is not None]
         if caps:
             bitrate = min(c for _, c in caps)
-            data += rtcp.pack_remb(rtcp_ssrc, bitrate, [p.ssrc for p, _ in caps])
+            ssrcs = [q.ssrc for p, _ in caps for q in p.layers or [p] if q.ssrc is not None]
+            data += rtcp.pack_remb(rtcp_ssrc, bitrate, ssrcs)
             self.rembs_sent += 1
         self.send_rtcp(data)
 

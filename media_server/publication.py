@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LAYER_SILENT_SECONDS = 1.0  # a layer that sent nothing this long is not running
+# What a simulcast layer costs before it was seen running, lowest first (the visit page's
+# maxBitrate per layer, js/session.js simulcastLayers).
+NOMINAL_BPS = (150_000, 500_000, 1_500_000)
+LAYERS_HEADROOM = 1.15
+
 
 @dataclass(eq=False)
 class Publication:
@@ -59,6 +65,12 @@ class Publication:
     codecs: list[RTCRtpCodecParameters] = field(default_factory=list)
     # Called after the publisher switched to another negotiated codec.
     on_codec: Callable[[Publication], None] | None = field(default=None, repr=False)
+    # Simulcast (simulcast.py): this layer's rid; one layer of the m-line is the ``primary``
+    # the room subscribes to, and holds every layer of the m-line in ``layers`` (itself too),
+    # lowest first (simulcast.lowest_first).
+    rid: str | None = None
+    primary: Publication | None = field(default=None, repr=False)
+    layers: list[Publication] = field(default_factory=list, repr=False)
 
     nacks_sent: int = 0  # NACK packets
     nacked_packets: int = 0  # sequence numbers asked for (retries included)
@@ -80,6 +92,12 @@ class Publication:
 
     def __post_init__(self) -> None:
         self.id = f"{self.participant_id}/{self.mid}"
+        if self.primary is None:
+            self.primary = self
+        elif self.rid is not None:
+            self.id += f"/{self.rid}"
+        self._rate_at: tuple[float, int] | None = None  # (when, bytes_in) of the last rate
+        self.bitrate = 0  # bits/s received, over the last ~second (``measure``)
         self.clock_rate = self.codec.clockRate
         self.payload_type = self.codec.payloadType
         self.nacks = rtcp.NackList() if self.kind == "video" else None
@@ -218,11 +236,48 @@ class Publication:
             return None
         return rtcp.report_block(self.ssrc, self.inbound, self._sr_lsr, self._sr_received_at)
 
+    def measure(self, now: float) -> int:
+        """Update and return ``bitrate`` (bits/s, smoothed; measured at most once per 0.5 s;
+        0 once the layer is silent for a second)."""
+        bytes_in = self.inbound.bytes_in
+        if self._rate_at is None:
+            self._rate_at = (now, bytes_in)
+        elif now - self._rate_at[0] >= 0.5:
+            at, before = self._rate_at
+            self._rate_at = (now, bytes_in)
+            rate = 8 * (bytes_in - before) / (now - at)
+            # Smoothed over ~2 s: a keyframe doubles a half-second's rate, and a layer that
+            # looks twice as dear for a moment would be left for a lower one.
+            self.bitrate = int(rate if not self.bitrate else 0.7 * self.bitrate + 0.3 * rate)
+        last = self.last_packet_at
+        if last is None or now - last > LAYER_SILENT_SECONDS:
+            self.bitrate = 0
+        return self.bitrate
+
+    def nominal(self) -> int:
+        """What this layer costs by its place among the layers (``NOMINAL_BPS``, lowest
+        first): the browser's encoder starts a layer only when its REMB covers about this."""
+        layers = self.primary.layers if self.primary is not None else []
+        if len(layers) < 2 or self not in layers:
+            return 0
+        return NOMINAL_BPS[min(layers.index(self), len(NOMINAL_BPS) - 1)]
+
+    def cost(self) -> int:
+        """What forwarding this layer takes (bits/s): what it runs at, else its nominal cost
+        (a layer that ran briefly while the encoder ramped up says little)."""
+        return self.bitrate or self.nominal()
+
     def bitrate_cap(self) -> int | None:
         """What the publisher should send at most (bits/s): the lowest of what its subscribers'
         allocators give this stream (their REMB before an allocator has spoken) and our own
         receive-side estimate of its uplink. Paused subscribers do not hold it down. None when
-        nobody has said anything yet."""
+        nobody has said anything yet.
+
+        Simulcast (on the primary): enough for every layer up to the highest one a subscriber
+        wants (``Subscription.wanted``) and no more, so layers nobody needs are not sent (the
+        browser's encoder drops the layers its REMB does not cover, top first)."""
+        if len(self.layers) > 1:
+            return self._layers_cap()
         caps = []
         for s in self.subscriptions:
             if s.paused:
@@ -234,12 +289,26 @@ class Publication:
             caps.append(self._estimate)
         return min(caps) if caps else None
 
+    def _layers_cap(self) -> int | None:
+        ranked = self.layers  # lowest first
+        wanted = [s.wanted for layer in self.layers for s in layer.subscriptions if not s.paused]
+        wanted = [w for w in wanted if w is not None and w in ranked]
+        if not wanted:
+            return None
+        top = max(ranked.index(w) for w in wanted)
+        needed = ranked[: top + 1]
+        return int(LAYERS_HEADROOM * sum(max(layer.cost(), layer.nominal()) for layer in needed))
+
     def cap_changed(self) -> None:
         """A subscriber's allocation moved: tell the publisher at once (REMB) when the cap fell
         by more than 10% (at most every 200 ms) or rose by more than 25% (at most every 1 s),
         rather than at the next periodic report (0.5-1.5 s)."""
+        if self.primary is not self and self.primary is not None:
+            self.primary.cap_changed()
+            return
         cap = self.bitrate_cap()
-        if cap is None or self.ssrc is None or self.kind != "video":
+        ssrcs = [layer.ssrc for layer in self.layers or [self] if layer.ssrc is not None]
+        if cap is None or not ssrcs or self.kind != "video":
             return
         now = time.monotonic()
         if self._remb is not None:
@@ -249,7 +318,7 @@ class Publication:
                 return
         self._remb = (now, cap)
         self.rembs_sent += 1
-        self.send_rtcp(rtcp.pack_remb(self.rtcp_ssrc, cap, [self.ssrc]))
+        self.send_rtcp(rtcp.pack_remb(self.rtcp_ssrc, cap, ssrcs))
 
     # ---- the source interface of a subscription -------------------------------------------
 

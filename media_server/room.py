@@ -488,6 +488,8 @@ class Room:
                 for publication in list(other.participant.publications):
                     if participant is not member.participant or not member.negotiated:
                         return
+                    if publication.primary is not publication:
+                        continue  # a simulcast layer: the allocator moves subscriptions to it
                     key = (other.id, publication.kind)
                     source = self._source_for(member, publication)
                     held = member.subscriptions.get(key)

@@ -617,6 +617,12 @@ typedef struct {
     int payload_type;
     uint16_t seq_offset;
     uint32_t ts_offset;
+    /* VP8 (RFC 7741): PictureID and TL0PICIDX continue across a source switch (a simulcast
+       layer has numbering of its own; a receiver orders frames by PictureID). */
+    char vp8;
+    uint16_t picture_id_offset;
+    uint8_t tl0_offset;
+    int last_picture_id, last_tl0; /* -1: none sent yet */
     long long packets_out, bytes_out, payload_bytes_out;
     int last_seq;        /* -1: nothing sent yet */
     uint32_t last_ts;
@@ -652,6 +658,45 @@ static const Plan *find_plan(Outbound *o, const uint8_t *d, Py_ssize_t n, const 
 }
 
 static int seq_newer(int a, int b) { return a != b && ((a - b) & 0xFFFF) < 0x8000; }
+
+/* Offsets of the VP8 payload descriptor's PictureID (and its width, 7 or 15 bits) and
+   TL0PICIDX in `p` (RFC 7741 4.2); -1 where absent. */
+static void vp8_fields(const uint8_t *p, Py_ssize_t n, Py_ssize_t *pid, int *wide, Py_ssize_t *tl0) {
+    *pid = *tl0 = -1;
+    *wide = 0;
+    if (n < 2 || !(p[0] & 0x80)) return;
+    Py_ssize_t pos = 2;
+    if (p[1] & 0x80) {
+        if (n <= pos) return;
+        *pid = pos;
+        *wide = (p[pos] & 0x80) != 0;
+        pos += *wide ? 2 : 1;
+    }
+    if ((p[1] & 0x40) && n > pos) *tl0 = pos;
+    if (*pid >= 0 && *pid + (*wide ? 2 : 1) > n) *pid = -1;
+}
+
+static void vp8_rewrite(Outbound *o, uint8_t *p, Py_ssize_t n, int newest) {
+    Py_ssize_t pid_at, tl0_at;
+    int wide;
+    vp8_fields(p, n, &pid_at, &wide, &tl0_at);
+    if (pid_at >= 0) {
+        int pid;
+        if (wide) {
+            pid = (((p[pid_at] & 0x7F) << 8 | p[pid_at + 1]) + o->picture_id_offset) & 0x7FFF;
+            p[pid_at] = (uint8_t)(0x80 | pid >> 8);
+            p[pid_at + 1] = (uint8_t)pid;
+        } else {
+            pid = ((p[pid_at] & 0x7F) + o->picture_id_offset) & 0x7F;
+            p[pid_at] = (uint8_t)pid;
+        }
+        if (newest) o->last_picture_id = pid;
+    }
+    if (tl0_at >= 0) {
+        p[tl0_at] = (uint8_t)(p[tl0_at] + o->tl0_offset);
+        if (newest) o->last_tl0 = p[tl0_at];
+    }
+}
 
 static int outbound_deliver(Outbound *o, PyObject *packet) {
     if (Py_IS_TYPE(o->send, &LegType))
@@ -721,6 +766,10 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
     out[2] = seq >> 8; out[3] = (uint8_t)seq;
     out[4] = ts >> 24; out[5] = (uint8_t)(ts >> 16); out[6] = (uint8_t)(ts >> 8); out[7] = (uint8_t)ts;
     out[8] = o->ssrc >> 24; out[9] = (uint8_t)(o->ssrc >> 16); out[10] = (uint8_t)(o->ssrc >> 8); out[11] = (uint8_t)o->ssrc;
+    if (o->vp8) {
+        Py_ssize_t at = plan ? plan->out_len : h->payload_offset;
+        vp8_rewrite(o, out + at, size - at, o->last_seq < 0 || seq_newer(seq, o->last_seq));
+    }
     Py_XSETREF(o->history[seq & o->mask], Py_NewRef(packet)); /* never written again */
     int rc = outbound_deliver(o, packet);
     Py_DECREF(packet);
@@ -780,6 +829,7 @@ static int Outbound_init(Outbound *self, PyObject *args, PyObject *kw) {
     self->dropped = Py_NewRef(dropped);
     self->faults = Py_NewRef(faults);
     self->last_seq = -1;
+    self->last_picture_id = self->last_tl0 = -1;
     self->last_sent_at = NAN;
     return 0;
 }
@@ -888,6 +938,11 @@ static PyMemberDef Outbound_members[] = {
     {"payload_type", T_INT, offsetof(Outbound, payload_type), 0, NULL},
     {"seq_offset", T_USHORT, offsetof(Outbound, seq_offset), 0, NULL},
     {"ts_offset", T_UINT, offsetof(Outbound, ts_offset), 0, NULL},
+    {"vp8", T_BOOL, offsetof(Outbound, vp8), 0, "rewrite the VP8 PictureID and TL0PICIDX"},
+    {"picture_id_offset", T_USHORT, offsetof(Outbound, picture_id_offset), 0, NULL},
+    {"tl0_offset", T_UBYTE, offsetof(Outbound, tl0_offset), 0, NULL},
+    {"last_picture_id", T_INT, offsetof(Outbound, last_picture_id), READONLY, "-1: none sent"},
+    {"last_tl0", T_INT, offsetof(Outbound, last_tl0), READONLY, "-1: none sent"},
     {"last_ts", T_UINT, offsetof(Outbound, last_ts), READONLY, NULL},
     {"packets_out", T_LONGLONG, offsetof(Outbound, packets_out), READONLY, NULL},
     {"bytes_out", T_LONGLONG, offsetof(Outbound, bytes_out), READONLY, NULL},

@@ -67,6 +67,23 @@ RESEND_MAX_TIMES = 4  # resends of one packet
 RESEND_FORGET_SECONDS = 2.0  # a sequence number resent longer ago than this is a new packet
 
 
+def vp8_numbering(payload: bytes) -> tuple[int | None, int | None]:
+    """(PictureID, TL0PICIDX) of a VP8 payload descriptor (RFC 7741 4.2); None where absent."""
+    if len(payload) < 2 or not payload[0] & 0x80:
+        return None, None
+    pos, picture_id, tl0 = 2, None, None
+    if payload[1] & 0x80 and len(payload) > pos:
+        if payload[pos] & 0x80 and len(payload) > pos + 1:
+            picture_id = (payload[pos] & 0x7F) << 8 | payload[pos + 1]
+            pos += 2
+        else:
+            picture_id = payload[pos] & 0x7F
+            pos += 1
+    if payload[1] & 0x40 and len(payload) > pos:
+        tl0 = payload[pos]
+    return picture_id, tl0
+
+
 class CodecMismatch(ValueError):
     """switch_source to a publication whose codec the subscriber did not negotiate."""
 
@@ -103,6 +120,7 @@ class Subscription:
         # whether it is paused for the subscriber's connection; ``on_paused(self, paused)``
         # tells the subscriber.
         self.target_bps: int | None = None
+        self.wanted: Publication | None = None  # the simulcast layer the allocator aims for
         self.paused = False
         self.on_paused: Callable[[Subscription, bool], None] | None = None
         self.stream_id = source.participant_id  # the msid stream the subscriber knows it by
@@ -289,8 +307,23 @@ class Subscription:
             next_seq, next_ts = self._first_seq, self._first_ts
         out.seq_offset = (next_seq - header.sequence_number) & 0xFFFF
         out.ts_offset = (next_ts - header.timestamp) & 0xFFFFFFFF
+        self._continue_vp8(data[header.payload_offset :])
         out.ready = True
         return True
+
+    def _continue_vp8(self, payload: bytes) -> None:
+        """A VP8 stream's PictureID and TL0PICIDX go on from the last ones sent (the compiled
+        path adds the offsets): each simulcast layer numbers its pictures itself, and a
+        receiver that orders frames by PictureID would take the new layer's for old ones."""
+        out = self.out
+        out.vp8 = self.source.codec.name == "VP8"
+        if not out.vp8:
+            return
+        picture_id, tl0 = vp8_numbering(payload)
+        if picture_id is not None and out.last_picture_id >= 0:
+            out.picture_id_offset = (out.last_picture_id + 1 - picture_id) & 0x7FFF
+        if tl0 is not None and out.last_tl0 >= 0:
+            out.tl0_offset = (out.last_tl0 + 1 - tl0) & 0xFF
 
     def _drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1

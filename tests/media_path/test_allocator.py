@@ -20,11 +20,16 @@ class Track:
     closed: bool = False
     paused: bool = False
     target_bps: int | None = None
+    source: object = None
+    wanted: object = None
     changes: list[bool] = field(default_factory=list)
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
         self.changes.append(paused)
+
+    def switch_source(self, publication: object) -> None:
+        self.source = publication
 
 
 def test_audio_first_and_video_pauses_then_resumes_without_flapping() -> None:
@@ -36,7 +41,7 @@ def test_audio_first_and_video_pauses_then_resumes_without_flapping() -> None:
     assert audio.target_bps == allocator.AUDIO_RESERVE_BPS
     assert video.target_bps == int((1_000_000 - allocator.AUDIO_RESERVE_BPS) * allocator.HEADROOM)
     estimate[0] = 150_000  # the link cannot carry video any more
-    for _ in range(4):
+    for _ in range(2 * int(allocator.PAUSE_AFTER_SECONDS) + 2):
         alloc.allocate([audio, video])
         clock.now += 0.5
     assert video.changes == [True] and audio.target_bps == allocator.AUDIO_RESERVE_BPS

@@ -163,7 +163,9 @@ def test_downlink_estimate_follows_remb_and_falls_with_loss() -> None:
         clock.now += 1.0
         sent[0] += estimator.estimate // 8
         estimator.on_loss(0)
-    assert estimator.estimate == 2_500_000
+    assert estimator.estimate >= 2_500_000
+    estimator.on_remb(400_000)  # a shaped link: the receiver's queue grows (REMB < sent)
+    assert estimator.estimate == 400_000
 
 
 def test_only_our_legs_loss_counts_not_the_publishers_uplink() -> None:

@@ -19,6 +19,19 @@ const PONG_WITHIN_MS = 20000;
 // Close codes after which rejoining cannot help.
 const FATAL = new Set([4001, 4003, 4009]);
 
+// Simulcast layers (rid) for a camera of this height, full resolution first (a server that
+// answers without a=simulcast gets the first one alone): the SFU forwards each subscriber the
+// layer its connection carries (media_server/allocator.py). null: one layer.
+export function simulcastLayers(height) {
+  if (!height || height < 360) return null;
+  const layers = [
+    { rid: "f", maxBitrate: 1500000 },
+    { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500000 },
+  ];
+  if (height >= 540) layers.push({ rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150000 });
+  return layers;
+}
+
 export class Session extends EventTarget {
   constructor({ join, media }) {
     super();
@@ -293,7 +306,11 @@ export class Session extends EventTarget {
       }
     };
     this._openChannel(pc.createDataChannel("chat"));
-    for (const track of this.media.stream.getTracks()) pc.addTrack(track, this.media.stream);
+    for (const track of this.media.stream.getTracks()) {
+      const sendEncodings = track.kind === "video" ? simulcastLayers(track.getSettings().height) : null;
+      if (sendEncodings) pc.addTransceiver(track, { direction: "sendrecv", streams: [this.media.stream], sendEncodings });
+      else pc.addTrack(track, this.media.stream);
+    }
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     this._send({ type: "offer", sdp: pc.localDescription.sdp });

@@ -1,0 +1,130 @@
+"""Simulcast on the publish leg (issue 13): the answer carries what aiortc drops (a=rid,
+a=simulcast, the RID extensions), layers are routed by their RID, each subscriber is forwarded
+the layer its share carries, switches are keyframe-gated and damped, and the publisher is asked
+for no layer nobody wants."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiortc.rtp import RtpPacket
+
+from media_server import allocator, rtpheader, simulcast
+from media_server.allocator import Allocator
+from media_server.participant import Participant
+
+from .peers import media_settings
+from .test_resend import Clock
+from .test_sdp_fuzz import CHROME_OFFER
+from .test_subscription import KEY, Wire, bound
+
+RID_EXT = 10
+
+
+def simulcast_offer(rids: tuple[str, ...] = ("f", "h", "q")) -> str:
+    lines = list(CHROME_OFFER)
+    video = next(i for i, line in enumerate(lines) if line.startswith("m=video"))
+    end = next((i for i in range(video + 1, len(lines)) if lines[i].startswith("m=")), len(lines))
+    extra = [f"a=extmap:{RID_EXT} {rtpheader.URI_RID}"]
+    extra += [f"a=rid:{r} send" for r in rids] + ["a=simulcast:send " + ";".join(rids)]
+    lines[end:end] = extra
+    return "\r\n".join(lines) + "\r\n"
+
+
+def test_offer_is_read_and_answer_gets_the_lines_aiortc_drops() -> None:
+    offers = simulcast.offered(simulcast_offer())
+    (offer,) = offers.values()
+    assert offer.rids == ("f", "h", "q") and offer.rid_ext == RID_EXT
+    answer = f"v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:{offer.mid}\r\n"
+    out = simulcast.answer(answer, offers)
+    video = out.split("m=video")[1]
+    assert f"a=extmap:{RID_EXT} {rtpheader.URI_RID}" in video
+    assert "a=rid:f recv" in video and "a=simulcast:recv f;h;q" in video
+    assert "a=simulcast" not in out.split("m=video")[0]
+    assert simulcast.lowest_first(offer.rids) == ["q", "h", "f"]
+    # one layer, or no RID extension: no simulcast
+    assert simulcast.offered(simulcast_offer(("f",))) == {}
+    assert simulcast.offered(simulcast_offer().replace(rtpheader.URI_RID, "urn:x")) == {}
+
+
+def layer_packet(seq: int, rid: str, ssrc: int, payload: bytes, mid: str) -> bytes:
+    ids = {rtpheader.URI_MID: 4, rtpheader.URI_RID: RID_EXT}  # CHROME_OFFER's mid id
+    p = RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq * 3000, ssrc=ssrc,
+                  payload=payload)  # fmt: skip
+    p.extensions.mid = mid
+    p.extensions.rtp_stream_id = rid
+    return p.serialize(rtpheader.extension_map(ids))
+
+
+async def test_layers_are_routed_by_rid_and_switched_by_share() -> None:
+    participant = Participant(
+        "pub", settings=media_settings(), on_offer=lambda sdp: asyncio.sleep(0),
+        on_publication=lambda p: None, on_chat=lambda p, t: None, on_state=lambda p, s: None,
+    )  # fmt: skip
+    try:
+        answer = await participant.handle_offer(simulcast_offer())
+        assert "a=simulcast:recv f;h;q" in answer
+        video = next(p for p in participant.publications if p.kind == "video")
+        assert [layer.rid for layer in video.layers] == ["q", "h", "f"]
+        assert [p for p in participant.publications if p.kind == "video"] == video.layers
+        for layer, ssrc in zip(video.layers, (3001, 3002, 3003), strict=True):
+            participant.on_rtp(layer_packet(1, layer.rid, ssrc, KEY, video.mid))
+        assert [layer.ssrc for layer in video.layers] == [3001, 3002, 3003], participant.dropped
+        assert [layer.packets_in for layer in video.layers] == [1, 1, 1]
+
+        clock = Clock()
+        wire = Wire()
+        sub = bound(video, wire)
+        estimate = [3_000_000]
+        alloc = Allocator(lambda: estimate[0], clock=clock)
+        costs = (150_000, 500_000, 1_400_000)
+        for layer, cost in zip(video.layers, costs, strict=True):
+            layer.bitrate = cost
+            layer.measure = lambda now, c=cost: c  # type: ignore[method-assign]
+        alloc.allocate([sub])  # the share (2.5 Mbit/s) fits the top layer: up, after a hold
+        assert sub.source is video.layers[0] and sub.wanted is video.layers[2]
+        clock.now += allocator.UP_HOLD_SECONDS + 0.1
+        alloc.allocate([sub])
+        assert sub.source is video.layers[2]
+        assert video.bitrate_cap() == int(allocator_cap(costs, 3))
+        estimate[0] = 400_000  # the share (340k) fits the lowest layer only: down at once
+        alloc.allocate([sub])
+        assert sub.source is video.layers[0] and sub.out.ready is False  # waits for a keyframe
+        assert video.bitrate_cap() == int(allocator_cap(costs, 1))  # q alone: h, f not asked
+        estimate[0] = 1_000_000  # enough for h, but not yet held long enough
+        alloc.allocate([sub])
+        assert sub.source is video.layers[0]
+    finally:
+        await participant.close()
+
+
+def allocator_cap(costs: tuple[int, ...], layers: int) -> float:
+    from media_server.publication import LAYERS_HEADROOM, NOMINAL_BPS
+
+    return LAYERS_HEADROOM * sum(
+        max(c, n) for c, n in zip(costs[:layers], NOMINAL_BPS, strict=False)
+    )
+
+
+def vp8(picture_id: int, tl0: int, key: bool) -> bytes:
+    """A VP8 payload: descriptor with a 15-bit PictureID and TL0PICIDX (RFC 7741)."""
+    return bytes([0x90, 0xC0, 0x80 | picture_id >> 8, picture_id & 0xFF, tl0,
+                  0x10 if key else 0x11]) + b"frame"  # fmt: skip
+
+
+async def test_a_layer_switch_continues_vp8_picture_ids_and_tl0() -> None:
+    from media_server.subscription import vp8_numbering
+
+    from .test_subscription import publication, push, rtp
+
+    low, high = publication([], ssrc=5000), publication([], ssrc=6000)
+    wire = Wire()
+    sub = bound(low, wire)
+    for i in range(3):
+        push(low, rtp(100 + i, 3000 * i, ssrc=5000, payload=vp8(20000 + i, 7 + i, i == 0)))
+    sub.switch_source(high)
+    push(high, rtp(900, 50, ssrc=6000, payload=vp8(300, 200, False)))  # held: not a keyframe
+    push(high, rtp(901, 3050, ssrc=6000, payload=vp8(301, 201, True)))
+    push(high, rtp(902, 6050, ssrc=6000, payload=vp8(302, 201, False)))
+    numbering = [vp8_numbering(p.payload) for p in wire.parsed()]
+    assert numbering == [(20000, 7), (20001, 8), (20002, 9), (20003, 10), (20004, 10)]

@@ -282,7 +282,13 @@ def summarize(system: str, scenario: Scenario, samples: dict[str, list[dict[str,
             row["sfu_rtx_kbps"] = (
                 8 * sum(r["retransmitted_bytes"] for r in in_window) / len(in_window) / 1000
             )
-    return {"rows": rows, "series": plotted, "sfu": sfu_rates, "setup_s": setup_s}
+    # What each party's encoder sent at the end, per simulcast layer (rid): proof of layers.
+    senders = {name: [{k: o[k] for k in ("rid", "frameWidth", "bytesSent", "targetBitrate",
+                                         "qualityLimitationReason")}
+                      for o in party_samples[-1]["outbound"] if o["kind"] == "video"]
+               for name, party_samples in samples.items() if party_samples}  # fmt: skip
+    return {"rows": rows, "series": plotted, "sfu": sfu_rates, "setup_s": setup_s,
+            "senders": senders}  # fmt: skip
 
 
 # ---- CLI -----------------------------------------------------------------------------------

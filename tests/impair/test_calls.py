@@ -1,0 +1,52 @@
+"""Short impaired calls through Televisit in real Chromium (issue 13), run by the harness in its
+own network namespace: outcomes only, never timings. The full-length scenarios are run by hand
+(benchmarks/RESULTS.md, "Impaired networks")."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("nft") or not os.access("/usr/bin/chromium", os.X_OK),
+    reason="needs root (a network namespace), nftables and chromium",
+)
+
+
+def _harness(tmp_path: Path, scenario: str, short: float) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.impair", "--scenarios", scenario, "--systems",
+         "televisit", "--short", str(short), "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=420,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / "impair.json").read_text())
+    assert not results["skipped"], results["skipped"]
+    assert (tmp_path / f"impair-{scenario}.png").stat().st_size > 0
+    return results["scenarios"][scenario]["systems"]["televisit"]
+
+
+@pytest.mark.timeout(480)
+def test_a_downlink_drop_keeps_video_playing_and_resends_within_the_link(tmp_path: Path) -> None:
+    # The client's downlink policed 2 Mbit/s -> 500 kbit/s -> 2 Mbit/s (scaled to 24 s).
+    call = _harness(tmp_path, "step", 0.4)
+    rows = {row["receiver"]: row for row in call["rows"]}
+    client = rows["client <- video"]
+    # Still decoding through the drop (a lower layer or bitrate), and audio untouched by it.
+    assert client["fps"] > 3, client
+    assert client.get("audio_concealed_pct", 0) < 30, client
+    # The storm (877 resends/s, ~8 Mbit/s into 500 kbit/s before): resends stay within the link.
+    assert client["sfu_rtx_kbps"] < 500, client
+    # After the cap lifts the stream still plays.
+    after = [p for p in call["series"]["client <- video"] if p["t"] > 16.5]
+    assert sum(p["fps"] * p["dt"] for p in after) > 10, after
+    # The unconstrained direction is not dragged down with it.
+    assert rows["clinic <- video"]["fps"] > 3, rows["clinic <- video"]

@@ -16,6 +16,7 @@ from control.clinic.node import ClinicNode
 from control.clinic.pages import add_pages as add_clinic_pages
 from control.mobile import api as mobile_api
 from control.mobile.loginkeys import KeyThrottle
+from control.mobile.pages import add_pages as add_staff_app
 from control.notify import OutboxWorker
 from control.problems import Problem, from_http_error
 from control.ratelimit import JoinLimiter
@@ -80,6 +81,7 @@ def create_app(
     app[mobile_api.THROTTLE] = KeyThrottle()
     add_routes(app.router)
     add_clinic_pages(app.router)
+    add_staff_app(app.router)
     add_visit_pages(app.router)
 
     if background:

@@ -13,9 +13,9 @@ from control.clinic import accounts
 from control.store import Store
 
 DEMO_STAFF = (
-    ("demo.provider", "Dr Demo Provider", ("provide",)),
+    ("demo.provider", "Dr Demo Provider", ("provide", "mobile")),
     ("demo.station", "Demo exam room (requester)", ("request",)),
-    ("demo.admin", "Demo administrator", ("administer", "request", "provide")),
+    ("demo.admin", "Demo administrator", ("administer", "request", "provide", "mobile")),
 )
 
 
@@ -37,7 +37,7 @@ async def ensure_demo_staff(store: Store, org_id: str) -> list[DemoLogin]:
                 groups=groups,
             )  # fmt: skip
         elif rec.data["org_id"] == org_id:
-            await accounts.update_staff(store, rec.id, password=password)
+            await accounts.update_staff(store, rec.id, password=password, groups=list(groups))
         else:
             continue  # the name belongs to a real account elsewhere: leave it alone
         out.append(DemoLogin(username, password, groups))

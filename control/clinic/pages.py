@@ -12,6 +12,7 @@ PAGES = {
     "/clinic/provider": "provider.html",
     "/clinic/requester": "requester.html",
     "/clinic/admin": "admin.html",
+    "/clinic/profile": "profile.html",
 }
 STATIC_PREFIX = "/clinic/static"
 

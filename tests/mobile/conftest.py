@@ -14,6 +14,7 @@ from tests.control.conftest import (  # noqa: F401 - fixtures
     settings,
     settings_overrides,
 )
+from tests.web.conftest import browser, playwright_driver, screenshots  # noqa: F401 - fixtures
 
 from .helpers import Clinic
 

@@ -116,10 +116,13 @@ class LiveServer:
 
     # --- REST ---------------------------------------------------------------------------
 
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def call(
+        self, method: str, path: str, body: Any = None, *, token: str | None = None
+    ) -> tuple[int, Any]:
+        """(status, JSON answer) of a call with the API key, or with ``token`` (a staff login)."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method=method)
-        req.add_header("Authorization", f"Bearer {self.api_key}")
+        req.add_header("Authorization", f"Bearer {token or self.api_key}")
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:

@@ -11,13 +11,19 @@ from pathlib import Path
 import pytest
 
 from control.clinic.pages import WEB_DIR as CLINIC_DIR
+from control.mobile.pages import WEB_DIR as STAFF_DIR
 from control.web.pages import WEB_DIR as VISIT_DIR
 
 LANGUAGES = ["en", "fi", "sv"]
 # app -> (its folder, its markup, its scripts)
 APPS = {
     "visit": (VISIT_DIR, ["visit.html"], "js/*.js"),
-    "clinic": (CLINIC_DIR, ["index.html", "provider.html", "requester.html", "admin.html"], "*.js"),
+    "clinic": (
+        CLINIC_DIR,
+        ["index.html", "provider.html", "requester.html", "admin.html", "profile.html"],
+        "*.js",
+    ),
+    "staff": (STAFF_DIR, ["index.html"], "js/*.js"),
 }
 # Event types of the clinic's live feed that look like keys to the scan.
 NOT_KEYS = {"provider.availability"}
@@ -27,6 +33,8 @@ SAME_AS_ENGLISH = {
     ("visit", "sv"): {"header.patient"},
     ("clinic", "fi"): set(),
     ("clinic", "sv"): {"nav.admin"},
+    ("staff", "fi"): {"scan.item", "pending.scan", "conflict.by", "agenda.telemedicine"},
+    ("staff", "sv"): {"scan.item", "pending.scan", "conflict.by", "note.by", "appt.patient"},
 }
 
 
@@ -94,6 +102,9 @@ def test_the_key_scan_sees_the_pages():
     )
     assert {"title.admin", "login.station_placeholder", "status.away", "error.note"} <= (
         used_keys("clinic")
+    )
+    assert {"agenda.yesterday", "signedout.revoked", "blocked.disabled", "pending.resolve"} <= (
+        used_keys("staff")
     )
 
 

@@ -6,16 +6,32 @@ const GROUPS = {
   request: () => t("group.request"),
   provide: () => t("group.provide"),
   administer: () => t("group.administer"),
+  mobile: () => t("group.mobile"),
 };
 
 function when(seconds) {
   return new Date(seconds * 1000).toLocaleString(document.documentElement.lang, { hourCycle: "h23" });
 }
 
+function mobileDevice(d) {
+  return el("li", { "data-device": d.id },
+    el("span", { class: "name" }, d.name), ` ${d.staff_name || d.staff_id}`,
+    el("div", { class: "meta" }, d.last_sync_at
+      ? t("admin.last_sync", { time: new Date(d.last_sync_at).toLocaleString(document.documentElement.lang, { hourCycle: "h23" }) })
+      : t("admin.never_synced")),
+    el("div", { class: "actions" }, el("button", { class: "danger",
+      onclick: act(error, reload, async () => { await api("DELETE", `/api/v1/mobile/devices/${d.id}`); await reload(); }) },
+    t("admin.sign_out_device"))));
+}
+
 async function reload() {
-  const [{ policy }, { staff }, { stations }] = await Promise.all([
+  const [{ policy }, { staff }, { stations }, mobile, { devices }] = await Promise.all([
     api("GET", "/policy"), api("GET", "/staff"), api("GET", "/stations"),
+    api("GET", "/api/v1/mobile/settings"), api("GET", "/api/v1/mobile/org/devices"),
   ]);
+  $("mobile-enabled").checked = mobile.enabled;
+  $("mobile-devices").replaceChildren(...(devices.length ? devices.map(mobileDevice)
+    : [el("li", { class: "empty" }, t("admin.no_devices"))]));
   const names = new Map(staff.map((s) => [s.id, s.display_name]));
   $("policy").notes.checked = policy.notes_enabled;
   $("policy").services.value = policy.services.join("\n");
@@ -51,6 +67,15 @@ function submit(form, fn) {
 submit($("policy"), async (f) => {
   const services = f.services.value.split("\n").map((s) => s.trim()).filter(Boolean);
   await api("PUT", "/policy", { notes_enabled: f.notes.checked, services });
+});
+$("mobile-enabled").addEventListener("change", async (e) => {
+  error.hidden = true;
+  try {
+    await api("PUT", "/api/v1/mobile/settings", { enabled: e.currentTarget.checked });
+    await reload();
+  } catch (err) {
+    showError(error, err);
+  }
 });
 submit($("new-staff"), async (f) => {
   const groups = [...f.querySelectorAll("input[name=groups]:checked")].map((c) => c.value);

@@ -4,8 +4,9 @@
 import {
   LANGUAGES, apply, browserLanguage, language, setLanguage, t, useStrings,
 } from "/static/visit/js/i18n.js";
+import { el } from "./dom.js";
 
-export { t };
+export { el, t };
 useStrings("/clinic/static/i18n");
 const LANGUAGE_KEY = "televisit.clinic.language";
 const LANGUAGE_NAMES = { en: "English", fi: "Suomi", sv: "Svenska" };
@@ -50,7 +51,8 @@ export async function api(method, path, body) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const resp = await fetch(`/api/v1/clinic${path}`, init);
+  // Paths are the clinic API's unless absolute (the mobile app's settings: /api/v1/mobile/...).
+  const resp = await fetch(path.startsWith("/api/") ? path : `/api/v1/clinic${path}`, init);
   if (resp.status === 204) return null;
   const data = await resp.json().catch(() => null);
   if (!resp.ok) throw new ApiError(resp.status, data);
@@ -87,22 +89,6 @@ export function live(onEvent, onReady, onState) {
   }
   connect();
   return () => { stopped = true; };
-}
-
-// Element builder: el("button", {class: "x", onclick: f}, "text", child...). Text is text.
-export function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (key === "class") node.className = value;
-    else node.setAttribute(key, value === true ? "" : value);
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
 }
 
 export function withService(name, service) {

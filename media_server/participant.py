@@ -834,13 +834,21 @@ class Participant:
             self._connected_at = time.monotonic()
             if self._connect_watch is not None:
                 self._connect_watch.cancel()  # one sleeping task less per participant
-            # Keyframes asked for before the subscriber could receive were wasted: ask again.
-            for subscription in self.subscriptions:
-                if subscription.active:
-                    subscription.source.request_keyframe()
+            # The subscriptions' held keyframes can go out now (or a keyframe is asked for).
+            # Soon, not now: the Leg learns that DTLS is up from a statechange handler that
+            # runs after this one.
+            asyncio.get_running_loop().call_soon(self._deliver_held)
             self._report("connected")
         elif state in ("failed", "closed") and not self._closed:
             self._report(state)
+
+    def _deliver_held(self) -> None:
+        for subscription in self.subscriptions:
+            if subscription.active:
+                try:
+                    subscription.deliver_held()
+                except Exception as exc:
+                    self.faults.record("deliver_held", exc)
 
     def _report(self, state: str) -> None:
         if state in self._reported or self._closed:

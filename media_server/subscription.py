@@ -84,6 +84,11 @@ def vp8_numbering(payload: bytes) -> tuple[int | None, int | None]:
     return picture_id, tl0
 
 
+# Packets held for a subscriber not up yet: a keyframe and ~2 s of video after it at
+# 640x480 (a keyframe is 30-60 packets, then ~130 packets a second).
+HOLD_PACKETS = 300
+
+
 class CodecMismatch(ValueError):
     """switch_source to a publication whose codec the subscriber did not negotiate."""
 
@@ -151,7 +156,14 @@ class Subscription:
         self.rtt: float | None = None
         self.downlink_loss: int | None = None  # of our leg alone, 0-255 (_downlink_loss)
         self._report_counts: tuple[int, int, int] | None = None
+        # A keyframe and what followed it, held while the subscriber cannot receive yet (see
+        # _hold): empty once delivered, so an established subscription holds nothing.
+        self._held: list[bytes] = []
+        self.held_delivered = 0  # packets sent from the hold (join-to-first-frame)
         source.attach(self)
+        # Ask at once: the keyframe arrives while the m-line is negotiated and DTLS comes up,
+        # is held, and goes out the moment the subscriber can take it (deliver_held).
+        source.request_keyframe()
 
     # ---- binding -----------------------------------------------------------------------
 
@@ -199,7 +211,38 @@ class Subscription:
         self.out.payload_type = payload_type
         self._send_rtcp = send_rtcp
         self._route(send_rtp)
-        self.source.request_keyframe()
+        self.deliver_held()
+
+    def deliver_held(self) -> None:
+        """Send the held keyframe and the packets after it now, if the subscriber can take
+        them (bound and its leg up); with nothing held, ask the publisher for a keyframe."""
+        if self.closed or not self._receiving():
+            return
+        held, self._held = self._held, []
+        if not held:
+            self.source.request_keyframe()
+            return
+        for packet in held:  # through _prepare: re-based at the keyframe, then as live
+            self.out.forward(packet)
+        self.held_delivered += len(held)
+
+    def _receiving(self) -> bool:
+        send = self.out.send
+        return send is not None and getattr(send, "connected", True)
+
+    def _hold(self, data: bytes, keyframe: bool) -> None:
+        """Keep the newest keyframe and what follows it (video), bounded: replayed by
+        deliver_held so the first frame does not wait for another keyframe request."""
+        if keyframe:
+            self._held = [data]
+        elif self._held:
+            if len(self._held) >= HOLD_PACKETS:  # the subscriber is slow to come up
+                self._held = []
+                self.source.request_keyframe()
+            else:
+                self._held.append(data)
+        else:
+            self.source.request_keyframe()
 
     def _route(self, send: SendRtp | None) -> None:
         rewrite = rtpheader.ExtensionRewrite(
@@ -238,6 +281,7 @@ class Subscription:
         stream): carry on from the last packet sent at the next keyframe (``_prepare``)."""
         self.rebases += 1
         self.out.ready = False
+        self._held = []  # the old numbering
         self.source.request_keyframe()
 
     def payload_type_for(self, codec: RTCRtpCodecParameters) -> int | None:
@@ -278,8 +322,14 @@ class Subscription:
 
     def _prepare(self, data: bytes) -> bool:
         """A packet while the Outbound is not ready: may it go out (re-based)?"""
-        if self.out.send is None:
-            self._drop("not_negotiated")
+        header = rtpheader.parse(data)
+        keyframe = not self._gate_keyframes or starts_keyframe(
+            self.source.codec.name, data[header.payload_offset :]
+        )
+        if not self._receiving():
+            if self._gate_keyframes:
+                self._hold(data, keyframe)
+            self._drop("not_negotiated" if self.out.send is None else "not_connected")
             return False
         if self.paused:
             self._drop("paused_for_bandwidth")
@@ -289,12 +339,9 @@ class Subscription:
             self._drop("codec_not_negotiated")  # until the room changes the source
             return False
         self.out.payload_type = self.payload_type = payload_type
-        header = rtpheader.parse(data)
         # A fresh or switched stream starts at a keyframe: anything before it would only give
         # the subscriber's decoder errors (and a PLI storm).
-        if self._gate_keyframes and not starts_keyframe(
-            self.source.codec.name, data[header.payload_offset :]
-        ):
+        if not keyframe:
             self._drop("awaiting_keyframe")
             self.source.request_keyframe()
             return False

@@ -10,6 +10,7 @@ from aiortc.rtcrtpparameters import (
 from aiortc.rtp import RtcpPacket, RtcpReceiverInfo, RtpPacket
 
 from media_server import rtcp, rtpheader
+from media_server import subscription as subscription_module
 from media_server.faults import Faults
 from media_server.publication import Publication
 from media_server.subscription import CodecMismatch, Subscription
@@ -132,12 +133,12 @@ async def test_nacks_are_answered_from_history() -> None:
 async def test_keyframe_requests_are_throttled_per_stream() -> None:
     upstream: list[bytes] = []
     pub = publication(upstream)
-    subs = [bound(pub, Wire()) for _ in range(3)]  # each bind asks once
+    subs = [bound(pub, Wire()) for _ in range(3)]  # each creation and each bind asks
     for sub in subs:
         for _ in range(5):
             sub.on_keyframe_request()
     assert pub.plis_sent == 1 and len(upstream) == 1
-    assert pub.keyframe_requests_throttled == 3 * 5 + 2
+    assert pub.keyframe_requests_throttled == 3 * 5 + 5
     (pli,) = RtcpPacket.parse(upstream[0])
     assert (pli.fmt, pli.ssrc, pli.media_ssrc) == (1, 77, 5000)
 
@@ -206,3 +207,75 @@ def test_switch_source_refuses_another_codec() -> None:
     with pytest.raises(CodecMismatch, match="subscribe to it instead"):
         sub.switch_source(h264)
     assert sub.source is pub and sub in pub.subscriptions
+
+
+class Leg(Wire):
+    """A subscriber's leg that is not up until told (DTLS not connected yet)."""
+
+    connected = False
+
+    def __call__(self, data: bytes) -> None:
+        if not self.connected:
+            raise ConnectionError("not up")
+        self.send(data)
+
+
+def pending(source: Publication) -> Subscription:
+    return Subscription(source, history_packets=1024, faults=Faults("test"))
+
+
+def bind(sub: Subscription, wire: Wire) -> None:
+    send = wire if isinstance(wire, Leg) else wire.send
+    sub.bind(ssrc=9999, payload_type=97, mid="4", extensions={rtpheader.URI_MID: 1},
+             send_rtp=send, send_rtcp=wire.rtcp.append)  # fmt: skip
+
+
+async def test_a_new_subscription_asks_for_a_keyframe_and_gets_it_out_once_bound() -> None:
+    upstream: list[bytes] = []
+    pub = publication(upstream)
+    sub = pending(pub)
+    plis = [p for d in upstream for p in RtcpPacket.parse(d)]
+    assert len(plis) == 1 and pub.plis_sent == 1  # asked the moment it was created
+    push(pub, rtp(100, 1000))  # before the keyframe: useless to the subscriber
+    push(pub, rtp(101, 4000, payload=KEY))  # arrives while the m-line is negotiated
+    push(pub, rtp(102, 4000))
+    push(pub, rtp(103, 7000))
+    wire = Wire()
+    bind(sub, wire)  # the answer came: out at once, without another keyframe request
+    assert [p.payload for p in wire.parsed()] == [KEY, DELTA, DELTA]
+    seqs = [p.sequence_number for p in wire.parsed()]
+    assert seqs == [seqs[0], seqs[0] + 1, seqs[0] + 2]
+    assert sub.held_delivered == 3 and pub.plis_sent == 1
+    push(pub, rtp(104, 10000))  # live packets carry on the same numbering
+    assert wire.parsed()[-1].sequence_number == seqs[0] + 3
+
+
+async def test_the_held_keyframe_waits_for_the_subscribers_leg_to_come_up() -> None:
+    upstream: list[bytes] = []
+    pub = publication(upstream)
+    sub = pending(pub)
+    leg = Leg()
+    bind(sub, leg)  # negotiated, DTLS not up yet
+    push(pub, rtp(101, 4000, payload=KEY))
+    push(pub, rtp(102, 4000))
+    assert leg.rtp == [] and sub.dropped["not_connected"] == 2
+    leg.connected = True
+    sub.deliver_held()  # what Participant does once connected
+    assert [p.payload for p in leg.parsed()] == [KEY, DELTA]
+    push(pub, rtp(103, 7000))
+    assert len(leg.rtp) == 3
+    sub.deliver_held()  # nothing held any more: asks for a keyframe instead
+    assert sub._held == [] and len(leg.rtp) == 3
+
+
+async def test_a_held_gop_too_long_for_the_hold_is_dropped_and_a_keyframe_asked() -> None:
+    upstream: list[bytes] = []
+    pub = publication(upstream)
+    sub = pending(pub)
+    push(pub, rtp(1, 0, payload=KEY))
+    for i in range(2, 2 + subscription_module.HOLD_PACKETS):
+        push(pub, rtp(i, 3000 * i))
+    assert sub._held == []  # bounded: a stale GOP is not kept growing
+    wire = Wire()
+    bind(sub, wire)
+    assert wire.rtp == []  # nothing to replay: it starts at the next keyframe

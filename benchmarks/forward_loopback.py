@@ -136,7 +136,12 @@ async def _sfu(conn: Connection, floor: bool) -> None:
             # nothing shows up here rather than as a silently lower packet rate.
             received = sum(p.packets_in for p in participants.values())
             refused = sum(sum(p.dropped.values()) for p in participants.values())
-            conn.send(("stats", name, (t.user, t.system, forwarded(), drops, received, refused)))
+            # socket wake-ups and the datagrams they brought (Leg.read_ready's batching)
+            legs = [p._leg for p in participants.values() if p._leg is not None]
+            wakes = sum(getattr(leg, "read_calls", 0) for leg in legs)
+            datagrams = sum(getattr(leg, "datagrams_read", 0) for leg in legs)
+            conn.send(("stats", name, (t.user, t.system, forwarded(), drops, received, refused,
+                                       wakes, datagrams)))  # fmt: skip
         elif kind == "quit":
             for participant in participants.values():
                 await participant.close()
@@ -198,10 +203,14 @@ async def measure(
             sfu.conn.send(("subscribe", f"a{i}", f"b{i}"))
             sfu.conn.send(("subscribe", f"b{i}", f"a{i}"))
         await asyncio.sleep(settle)
-        user0, sys0, fwd0, drop0, in0, refused0 = await sfu.ask("stats", "-", None, "stats")
+        user0, sys0, fwd0, drop0, in0, refused0, wake0, dg0 = await sfu.ask(
+            "stats", "-", None, "stats"
+        )
         t0 = time.monotonic()
         await asyncio.sleep(window)
-        user1, sys1, fwd1, drop1, in1, refused1 = await sfu.ask("stats", "-", None, "stats")
+        user1, sys1, fwd1, drop1, in1, refused1, wake1, dg1 = await sfu.ask(
+            "stats", "-", None, "stats"
+        )
         seconds = time.monotonic() - t0
         packets = fwd1 - fwd0
         return {
@@ -216,6 +225,7 @@ async def measure(
             "dropped": drop1 - drop0,
             "received_pps": (in1 - in0) / seconds,
             "refused": refused1 - refused0,
+            "datagrams_per_wake": (dg1 - dg0) / (wake1 - wake0) if wake1 > wake0 else float("nan"),
         }
     finally:
         await sfu.ask("quit", "-", None, "bye")
@@ -237,7 +247,7 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     print(
         f"{'sfu':>9} {'consults':>8} {'fwd pkt/s':>10} {'SFU CPU%':>9} {'us/pkt':>7} {'user':>6} "
-        f"{'sys':>6} {'dropped':>8} {'in pkt/s':>9} {'refused':>8} {'x floor':>8}"
+        f"{'sys':>6} {'dropped':>8} {'in pkt/s':>9} {'refused':>8} {'x floor':>8} {'dg/wake':>8}"
     )
     for n in [int(x) for x in args.consults.split(",")]:
         rows = [("televisit", await measure(n, args.window, args.settle, loops, args.server_cpu))]
@@ -251,7 +261,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"{name:>9} {n:8d} {row['forwarded_pps']:10.0f} {row['sfu_cpu_pct']:9.1f} "
                 f"{row['us_per_packet']:7.1f} {row['us_user']:6.1f} {row['us_sys']:6.1f} "
                 f"{row['dropped']:8d} {row['received_pps']:9.0f} {row['refused']:8d} "
-                f"{row['us_per_packet'] / floor_us:8.2f}",
+                f"{row['us_per_packet'] / floor_us:8.2f} {row['datagrams_per_wake']:8.2f}",
                 flush=True,
             )
 

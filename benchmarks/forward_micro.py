@@ -77,9 +77,10 @@ def timed(fn: Callable[[], None], count: int) -> float:
     return best / count * 1e6
 
 
-def srtp_sender(inbound: bool = False) -> pylibsrtp.Session:
+def srtp_sender(inbound: bool = False, key: bytes = bytes(range(30))) -> pylibsrtp.Session:
+    """An SRTP session keyed as aiortc keys one (AES_CM_128_HMAC_SHA1_80, any SSRC)."""
     policy = pylibsrtp.Policy(
-        key=bytes(range(30)),
+        key=key,
         ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND
         if inbound
         else pylibsrtp.Policy.SSRC_ANY_OUTBOUND,

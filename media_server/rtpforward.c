@@ -24,6 +24,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <time.h>
 
 #define MTU 1500              /* the largest datagram received: any RTP packet within it is sent */
@@ -37,7 +39,8 @@ static srtp_fn srtp_protect, srtp_protect_rtcp, srtp_unprotect, srtp_unprotect_r
 
 static PyObject *k_malformed_rtp, *k_payload_type, *k_sequence_jump, *k_too_long, *k_srtp_rejected, *k_srtcp_rejected,
     *k_not_connected, *k_send_error, *k_record, *k_one, *k_where_rtp, *k_where_rtcp,
-    *k_where_forward, *k_where_nack, *k_where_frame, *k_where_restart, *k_where_codec;
+    *k_where_forward, *k_where_nack, *k_where_frame, *k_where_restart, *k_where_codec,
+    *k_where_send, *k_recv_error, *k_oversize;
 
 static double monotonic(void) {
     struct timespec t;
@@ -259,8 +262,10 @@ typedef struct {
     PyObject *dropped;
     PyObject *faults;
     int fd;                 /* a socket connected to the remote, or -1 */
+    int rfd;                /* the socket read_ready reads (batched), or -1 */
     char connected;          /* DTLS is up */
     long long packets_sent;
+    long long read_calls, datagrams_read; /* read_ready wake-ups and what they brought */
 } Leg;
 
 static PyTypeObject LegType, InboundType, OutboundType;
@@ -291,39 +296,23 @@ static void gc_dealloc(PyObject *self) {
 
 enum { SENT = 0, NOT_CONNECTED = 1, FAILED = 2 };
 
-static int leg_send(Leg *leg, const uint8_t *data, Py_ssize_t size) {
-    if (!leg->connected || leg->tx == NULL) return NOT_CONNECTED;
-    if (leg->nominated != NULL) {
-        PyObject *pair = PyDict_GetItemWithError(leg->nominated, k_one);
-        if (pair != leg->pair) {
-            if (pair == NULL && PyErr_Occurred()) return FAILED;
-            PyObject *r = PyObject_CallNoArgs(leg->reroute);
-            if (r == NULL) {
-                if (PyErr_ExceptionMatches(PyExc_ConnectionError)) {
-                    PyErr_Clear();
-                    return NOT_CONNECTED;
-                }
-                return FAILED;
-            }
-            Py_DECREF(r);
-        }
+/* The outcome of a Python call on the way out (`r` its result): SENT, NOT_CONNECTED for a
+   ConnectionError (cleared), else FAILED with the exception pending. */
+static int outcome(PyObject *r) {
+    if (r != NULL) {
+        Py_DECREF(r);
+        return SENT;
     }
-    int rtcp = size > 1 && data[1] > 191 && data[1] < 209;
-    /* Whatever arrived in one datagram leaves in one: the buffer has room for the packet plus
-       the largest trailer libsrtp may add (10 bytes for AES_CM_128_HMAC_SHA1_80, 16 for
-       AEAD_AES_128_GCM, SRTCP 4 more), so a near-MTU packet is never refused. */
-    if (size > MTU) {
-        PyErr_SetString(PyExc_ValueError, "packet is too long");
-        return FAILED;
+    if (PyErr_ExceptionMatches(PyExc_ConnectionError)) {
+        PyErr_Clear();
+        return NOT_CONNECTED;
     }
-    uint8_t buf[MTU + MAX_RTCP_TRAILER];
-    memcpy(buf, data, size);
-    int len = (int)size;
-    int rc = (rtcp ? srtp_protect_rtcp : srtp_protect)(leg->tx, buf, &len);
-    if (rc) {
-        PyErr_Format(PyExc_ValueError, "srtp_protect failed (status %d)", rc);
-        return FAILED;
-    }
+    return FAILED;
+}
+
+/* One protected datagram onto the wire: the connected socket, else (full, or none) the event
+   loop's queued send. */
+static int transmit(Leg *leg, const uint8_t *buf, int len) {
     if (leg->fd >= 0) {
         if (send(leg->fd, buf, len, 0) >= 0) {
             leg->packets_sent++;
@@ -336,16 +325,92 @@ static int leg_send(Leg *leg, const uint8_t *data, Py_ssize_t size) {
         }
     }
     if (leg->send_queued == NULL || leg->send_queued == Py_None) return NOT_CONNECTED;
-    PyObject *r = PyObject_CallFunction(leg->send_queued, "y#", (const char *)buf, (Py_ssize_t)len);
-    if (r == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_ConnectionError)) {
-            PyErr_Clear();
-            return NOT_CONNECTED;
+    int rc = outcome(PyObject_CallFunction(leg->send_queued, "y#", (const char *)buf, (Py_ssize_t)len));
+    if (rc == SENT) leg->packets_sent++;
+    return rc;
+}
+
+/* Sends batched while a Leg handles what one wake-up of its socket brought (read_ready):
+   the datagrams for one socket go out together in one sendmmsg instead of one send each
+   (a forwarded video frame is several packets to the same subscriber). A send that fails
+   after it was queued is counted on its Leg (dropped / faults): the Outbound has already
+   counted it as sent. */
+#define SEND_BATCH 64
+typedef struct {
+    Leg *leg; /* a reference, released at the flush */
+    int len;
+    uint8_t data[MTU + MAX_RTCP_TRAILER];
+} QueuedSend;
+static QueuedSend send_queue[SEND_BATCH];
+static int queued_sends, batching;
+
+static void flush_sends(void) {
+    struct mmsghdr msgs[SEND_BATCH];
+    struct iovec iov[SEND_BATCH];
+    int n = queued_sends, was = batching;
+    queued_sends = 0;
+    batching = 0; /* a Python fallback below sends at once */
+    memset(msgs, 0, sizeof(struct mmsghdr) * n);
+    for (int i = 0; i < n; i++) {
+        iov[i].iov_base = send_queue[i].data;
+        iov[i].iov_len = send_queue[i].len;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    for (int i = 0; i < n;) {
+        Leg *leg = send_queue[i].leg;
+        int fd = leg->fd, end = i + 1;
+        while (end < n && send_queue[end].leg->fd == fd && fd >= 0) end++;
+        int done = fd >= 0 ? sendmmsg(fd, msgs + i, end - i, 0) : 0;
+        if (done < 0) done = 0;
+        leg->packets_sent += done;
+        for (int k = i + done; k < end; k++) { /* what sendmmsg left: one by one, with fallbacks */
+            Leg *to = send_queue[k].leg;
+            int rc = transmit(to, send_queue[k].data, send_queue[k].len);
+            if (rc == NOT_CONNECTED) count(to->dropped, k_not_connected);
+            else if (rc == FAILED) fault(to->faults, k_where_send);
         }
+        i = end;
+    }
+    for (int i = 0; i < n; i++) Py_DECREF(send_queue[i].leg);
+    batching = was;
+}
+
+static int leg_send(Leg *leg, const uint8_t *data, Py_ssize_t size) {
+    if (!leg->connected || leg->tx == NULL) return NOT_CONNECTED;
+    if (leg->nominated != NULL) {
+        PyObject *pair = PyDict_GetItemWithError(leg->nominated, k_one);
+        if (pair != leg->pair) {
+            if (pair == NULL && PyErr_Occurred()) return FAILED;
+            int rc = outcome(PyObject_CallNoArgs(leg->reroute));
+            if (rc != SENT) return rc;
+        }
+    }
+    int rtcp = size > 1 && data[1] > 191 && data[1] < 209;
+    /* Whatever arrived in one datagram leaves in one: the buffer has room for the packet plus
+       the largest trailer libsrtp may add (10 bytes for AES_CM_128_HMAC_SHA1_80, 16 for
+       AEAD_AES_128_GCM, SRTCP 4 more), so a near-MTU packet is never refused. */
+    if (size > MTU) {
+        PyErr_SetString(PyExc_ValueError, "packet is too long");
         return FAILED;
     }
-    Py_DECREF(r);
-    leg->packets_sent++;
+    uint8_t local[MTU + MAX_RTCP_TRAILER], *buf = local;
+    int queue = batching && leg->fd >= 0;
+    if (queue) {
+        if (queued_sends == SEND_BATCH) flush_sends();
+        buf = send_queue[queued_sends].data;
+    }
+    memcpy(buf, data, size);
+    int len = (int)size;
+    int rc = (rtcp ? srtp_protect_rtcp : srtp_protect)(leg->tx, buf, &len);
+    if (rc) {
+        PyErr_Format(PyExc_ValueError, "srtp_protect failed (status %d)", rc);
+        return FAILED;
+    }
+    if (!queue) return transmit(leg, buf, len);
+    send_queue[queued_sends].leg = (Leg *)Py_NewRef(leg);
+    send_queue[queued_sends].len = len;
+    queued_sends++;
     return SENT;
 }
 
@@ -701,16 +766,7 @@ static void vp8_rewrite(Outbound *o, uint8_t *p, Py_ssize_t n, int newest) {
 static int outbound_deliver(Outbound *o, PyObject *packet) {
     if (Py_IS_TYPE(o->send, &LegType))
         return leg_send((Leg *)o->send, (const uint8_t *)PyBytes_AS_STRING(packet), PyBytes_GET_SIZE(packet));
-    PyObject *r = PyObject_CallOneArg(o->send, packet);
-    if (r != NULL) {
-        Py_DECREF(r);
-        return SENT;
-    }
-    if (PyErr_ExceptionMatches(PyExc_ConnectionError)) {
-        PyErr_Clear();
-        return NOT_CONNECTED;
-    }
-    return FAILED;
+    return outcome(PyObject_CallOneArg(o->send, packet));
 }
 
 static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, const Header *h) {
@@ -991,6 +1047,27 @@ static void leg_receive(Leg *leg, const uint8_t *d, Py_ssize_t n) {
     Py_XDECREF(r);
 }
 
+static int is_srtp(const uint8_t *d, Py_ssize_t n) { /* SRTP or SRTCP (RFC 7983) */
+    return n > 1 && d[0] > 127 && d[0] < 192;
+}
+
+/* An SRTP or SRTCP datagram of at most MTU bytes in `buf`: decrypted in place, handled now. */
+static void leg_srtp(Leg *leg, uint8_t *buf, int n) {
+    int rtcp = buf[1] > 191 && buf[1] < 209;
+    int len = n;
+    if ((rtcp ? srtp_unprotect_rtcp : srtp_unprotect)(leg->rx, buf, &len)) {
+        count(leg->dropped, rtcp ? k_srtcp_rejected : k_srtp_rejected);
+        return;
+    }
+    if (!rtcp) {
+        leg_receive(leg, buf, len);
+    } else {
+        PyObject *r = PyObject_CallFunction(leg->on_rtcp, "y#", (const char *)buf, (Py_ssize_t)len);
+        if (r == NULL) fault(leg->faults, k_where_rtcp);
+        Py_XDECREF(r);
+    }
+}
+
 static PyObject *Leg_datagram_received(Leg *leg, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "datagram_received(data, addr)");
@@ -1000,26 +1077,93 @@ static PyObject *Leg_datagram_received(Leg *leg, PyObject *const *args, Py_ssize
     if (PyBytes_Check(data) && leg->rx != NULL) {
         const uint8_t *d = (const uint8_t *)PyBytes_AS_STRING(data);
         Py_ssize_t n = PyBytes_GET_SIZE(data);
-        if (n > 1 && d[0] > 127 && d[0] < 192) { /* SRTP or SRTCP (RFC 7983) */
-            int rtcp = d[1] > 191 && d[1] < 209;
+        if (is_srtp(d, n)) {
             uint8_t buf[MTU];
-            int len = (int)n;
-            if (n > MTU || (rtcp ? srtp_unprotect_rtcp : srtp_unprotect)(leg->rx, memcpy(buf, d, n), &len)) {
-                count(leg->dropped, rtcp ? k_srtcp_rejected : k_srtp_rejected);
+            if (n > MTU) {
+                count(leg->dropped, d[1] > 191 && d[1] < 209 ? k_srtcp_rejected : k_srtp_rejected);
                 Py_RETURN_NONE;
             }
-            if (!rtcp) {
-                leg_receive(leg, buf, len);
-            } else {
-                PyObject *r = PyObject_CallFunction(leg->on_rtcp, "y#", (const char *)buf, (Py_ssize_t)len);
-                if (r == NULL) fault(leg->faults, k_where_rtcp);
-                Py_XDECREF(r);
-            }
+            leg_srtp(leg, memcpy(buf, d, n), (int)n);
             Py_RETURN_NONE;
         }
     }
     if (leg->queued == NULL || leg->queued == Py_None) Py_RETURN_NONE;
     return PyObject_Vectorcall(leg->queued, args, 2, NULL);
+}
+
+/* What is not SRTP (STUN, DTLS) goes to aioice as its datagram_received(data, (host, port)). */
+static void pass_on(Leg *leg, const uint8_t *d, int n, const struct sockaddr_storage *from) {
+    if (leg->queued == NULL || leg->queued == Py_None) return;
+    char host[INET6_ADDRSTRLEN] = "";
+    int port = 0;
+    if (from->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)from;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        port = ntohs(a->sin_port);
+    } else if (from->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)from;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        port = ntohs(a->sin6_port);
+    }
+    PyObject *r = PyObject_CallFunction(leg->queued, "y#(si)", (const char *)d, (Py_ssize_t)n, host, port);
+    if (r == NULL) fault(leg->faults, k_where_rtp);
+    Py_XDECREF(r);
+}
+
+/* The event loop's reader callback of the socket the Leg owns (rfd): every datagram waiting,
+   RECV_BATCH per recvmmsg, each handled as datagram_received would, and the sends they cause
+   flushed with sendmmsg at the end. One wake-up and a few system calls for a burst (a video
+   frame arrives as several packets) where the event loop's own UDP transport makes a system
+   call, a bytes object, an address tuple and a Python call per datagram. */
+#define RECV_BATCH 32
+#define RECV_ROUNDS 4 /* then back to the loop: other sockets wait their turn */
+#define RECV_SIZE 2048
+static uint8_t recv_bufs[RECV_BATCH][RECV_SIZE];
+
+static PyObject *Leg_read_ready(Leg *leg, PyObject *unused) {
+    struct mmsghdr msgs[RECV_BATCH];
+    struct iovec iov[RECV_BATCH];
+    struct sockaddr_storage from[RECV_BATCH];
+    Py_INCREF(leg); /* a hook may drop the last other reference */
+    leg->read_calls++;
+    int was = batching;
+    batching = 1;
+    for (int round = 0; round < RECV_ROUNDS && leg->rfd >= 0; round++) {
+        memset(msgs, 0, sizeof msgs);
+        for (int i = 0; i < RECV_BATCH; i++) {
+            iov[i].iov_base = recv_bufs[i];
+            iov[i].iov_len = RECV_SIZE;
+            msgs[i].msg_hdr.msg_name = &from[i];
+            msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        int n = recvmmsg(leg->rfd, msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
+        if (n < 0) {
+            /* ECONNREFUSED: an ICMP error for an earlier send, not a datagram */
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNREFUSED)
+                count(leg->dropped, k_recv_error);
+            break;
+        }
+        leg->datagrams_read += n;
+        for (int i = 0; i < n && leg->rfd >= 0; i++) {
+            uint8_t *d = recv_bufs[i];
+            int len = (int)msgs[i].msg_len;
+            if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+                count(leg->dropped, k_oversize);
+            } else if (leg->rx != NULL && leg->connected && is_srtp(d, len)) {
+                if (len > MTU) count(leg->dropped, d[1] > 191 && d[1] < 209 ? k_srtcp_rejected : k_srtp_rejected);
+                else leg_srtp(leg, d, len);
+            } else {
+                pass_on(leg, d, len, &from[i]);
+            }
+        }
+        if (n < RECV_BATCH) break;
+    }
+    batching = was;
+    if (!batching) flush_sends();
+    Py_DECREF(leg);
+    Py_RETURN_NONE;
 }
 
 static PyObject *Leg_receive_rtp(Leg *leg, PyObject *arg) {
@@ -1081,6 +1225,7 @@ static int Leg_init(Leg *self, PyObject *args, PyObject *kw) {
     Py_XSETREF(self->dropped, Py_NewRef(dropped));
     Py_XSETREF(self->faults, Py_NewRef(faults));
     self->fd = -1;
+    self->rfd = -1;
     return 0;
 }
 
@@ -1127,12 +1272,17 @@ static PyMemberDef Leg_members[] = {
     {"nominated", T_OBJECT, offsetof(Leg, nominated), 0, "aioice's nominated pairs (dict)"},
     {"pair", T_OBJECT, offsetof(Leg, pair), 0, "the pair the socket belongs to"},
     {"fd", T_INT, offsetof(Leg, fd), 0, "a socket connected to the remote, or -1"},
+    {"rfd", T_INT, offsetof(Leg, rfd), 0, "the socket read_ready reads, or -1"},
+    {"read_calls", T_LONGLONG, offsetof(Leg, read_calls), READONLY, NULL},
+    {"datagrams_read", T_LONGLONG, offsetof(Leg, datagrams_read), READONLY, NULL},
     {"connected", T_BOOL, offsetof(Leg, connected), 0, "DTLS is up"},
     {"packets_sent", T_LONGLONG, offsetof(Leg, packets_sent), READONLY, NULL},
     {NULL},
 };
 
 static PyMethodDef Leg_methods[] = {
+    {"read_ready", (PyCFunction)Leg_read_ready, METH_NOARGS,
+     "The reader callback of rfd: every waiting datagram, received and sent in batches."},
     {"datagram_received", (PyCFunction)(void (*)(void))Leg_datagram_received, METH_FASTCALL,
      "The socket's datagram callback: SRTP/SRTCP are decrypted and handled now."},
     {"receive_rtp", (PyCFunction)Leg_receive_rtp, METH_O, "Route one decrypted RTP packet."},
@@ -1212,7 +1362,9 @@ PyMODINIT_FUNC PyInit_rtpforward(void) {
         intern(&k_record, "record") || intern(&k_where_rtp, "rtp") || intern(&k_where_rtcp, "rtcp") ||
         intern(&k_where_forward, "subscription.forward") ||
         intern(&k_where_nack, "publication.nack") || intern(&k_where_frame, "publication.estimate") ||
-        intern(&k_sequence_jump, "sequence_jump") || intern(&k_too_long, "too_long") || intern(&k_where_restart, "publication.restart") ||
+        intern(&k_where_send, "leg.send") || intern(&k_recv_error, "recv_error") ||
+        intern(&k_oversize, "oversize_datagram") || intern(&k_sequence_jump, "sequence_jump") ||
+        intern(&k_too_long, "too_long") || intern(&k_where_restart, "publication.restart") ||
         intern(&k_where_codec, "publication.codec"))
         return NULL;
     k_one = PyLong_FromLong(1);

@@ -105,12 +105,78 @@ class SfuDtlsTransport(RTCDtlsTransport):
         self.leg.queued = queued = protocol.datagram_received
         protocol.datagram_received = self.leg.datagram_received
         self._fast_path = (protocol, queued)
+        read_batched(protocol, self.leg)
 
     def _remove_fast_path(self) -> None:
         if getattr(self, "_fast_path", None) is not None:
             protocol, queued = self._fast_path
             protocol.datagram_received = queued
             self._fast_path = None
+
+
+class LegSocketTransport(asyncio.DatagramTransport):
+    """aioice's nominated UDP socket once its Leg reads it (``read_batched``): the event
+    loop's transport for it is closed, the Leg's ``read_ready`` reads every waiting datagram
+    with recvmmsg (what is not SRTP goes to aioice's ``datagram_received`` as before), and
+    aioice's STUN and DTLS go out through ``sendto`` here. Closing it (aioice closes its
+    protocol with the ICE transport) stops the reading and ends the protocol as the loop's
+    transport would."""
+
+    def __init__(self, sock: socket.socket, protocol: Any, leg: Leg) -> None:
+        super().__init__()
+        self._sock, self._protocol, self._leg = sock, protocol, leg
+        self._loop = asyncio.get_running_loop()
+        self._closing = False
+        leg.rfd = sock.fileno()
+        self._loop.add_reader(leg.rfd, leg.read_ready)
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        if self._closing:
+            return
+        try:
+            self._sock.sendto(data, addr) if addr is not None else self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            pass  # a full buffer drops a datagram, as UDP may; STUN and DTLS retransmit
+        except OSError as exc:
+            log.debug("nominated socket: %s", exc)  # consent checks notice a dead path
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "socket":
+            return self._sock
+        if name == "sockname":
+            return self._sock.getsockname()
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._loop.remove_reader(self._sock.fileno())
+        self._leg.rfd = -1
+        self._sock.close()
+        self._loop.call_soon(self._protocol.connection_lost, None)
+
+    abort = close
+
+
+def read_batched(protocol: aioice.ice.StunProtocol, leg: Leg) -> None:
+    """Let ``leg`` read ``protocol``'s socket in batches (see LegSocketTransport); left as it
+    is when the socket cannot be taken over."""
+    old = protocol.transport
+    if isinstance(old, LegSocketTransport):
+        return
+    try:
+        sock = socket.socket(fileno=os.dup(old.get_extra_info("socket").fileno()))
+        sock.setblocking(False)
+    except (OSError, AttributeError):
+        return
+    protocol.transport = LegSocketTransport(sock, protocol, leg)
+    old.set_protocol(asyncio.DatagramProtocol())  # closing it must not end aioice's protocol
+    old.close()
+    leg.pair = None  # sends re-resolve their socket through the new transport
 
 
 def leg_of(transport: RTCDtlsTransport, sink: MediaSink | None = None) -> Leg:

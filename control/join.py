@@ -56,6 +56,10 @@ class Audience:
         fields = {"time_zone": self.time_zone, "clinic": self.clinic}
         return {k: v for k, v in fields.items() if v is not None}
 
+    def refusal(self) -> dict[str, Any]:
+        """JoinRefused's keyword arguments: the language and what the error page shows."""
+        return {"language": self.language, **self.extra()}
+
 
 @dataclass(frozen=True, slots=True)
 class Admission:
@@ -97,7 +101,7 @@ async def _appointment_guard(
     if appointment is None or appointment["id"] != grant.appointment_id:
         raise JoinRefused("invalid", "this link does not open any room")
     audience = await _audience(store, appointment, grant.role)
-    said = {"language": audience.language, **audience.extra()}
+    said = audience.refusal()
     if grant.version != appointments.link_version(appointment, grant.role):
         raise JoinRefused("revoked", "the clinic re-issued this link; use the newest one", **said)
     if appointment["status"] != "scheduled":
@@ -147,7 +151,7 @@ async def admit(store: Store, settings: Settings, token: str, now: float) -> Adm
             appointment = await appointments.by_room(store, exc.grant.room_id)
             if appointment is not None:
                 audience = await _audience(store, appointment, exc.grant.role)
-                said = {"language": audience.language, **audience.extra()}
+                said = audience.refusal()
         raise JoinRefused(reason, str(exc), **said) from exc
     for prefix, guard in _GUARDS.items():
         if grant.room_id.startswith(prefix):

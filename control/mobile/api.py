@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from control.auth import authenticated_org
 from control.bodies import path_id, read_body
+from control.clientaddr import client_key
 from control.clinic import accounts
 from control.clinic.api import handler, refuse_while_blocked, signed_in
 from control.mobile import devices, loginkeys, notes, orgsettings, records, scans, submissions
@@ -194,7 +195,7 @@ async def device_login(request: web.Request) -> web.Response:
     """Exchange a one-time login key for this device's token (guessing is throttled)."""
     svc = services(request)
     throttle = request.app[THROTTLE]
-    address = request.remote or "?"
+    address = client_key(request, svc.settings.server.proxy_networks)
     moment = time.monotonic()
     refuse_while_blocked(throttle.blocked(address, moment), "wrong login keys")
     body = await read_body(request, DeviceLoginBody)

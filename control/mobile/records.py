@@ -71,7 +71,6 @@ STOCK = Kind(
     indexes=lambda org, d: {stock_index(org): 0.0},
     claims=lambda org, d: (gtin_claim(org, d["gtin"]),),
 )  # fmt: skip
-KINDS = {k.store_kind: k for k in (CLIENT, PATIENT, HISTORY, CONSULTATION, STOCK)}
 
 
 def record_id(org_id: str, id: str) -> str:
@@ -124,11 +123,9 @@ async def put(
     return rec.data, wrote and rec.version == 1
 
 
-async def latest_of(
-    store: Store, index: str, latest: int, *, count: int | None = None
-) -> list[dict[str, Any]]:
+async def latest_of(store: Store, index: str, latest: int) -> list[dict[str, Any]]:
     """The last ``latest`` records of ``index`` by score, oldest first."""
-    total = await store.count(index) if count is None else count
+    total = await store.count(index)
     recs = await store.range(index, limit=latest, offset=max(total - latest, 0))
     return [r.data for r in recs]
 

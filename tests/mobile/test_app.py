@@ -304,6 +304,8 @@ def test_offline_day_on_two_phones(browser, clinic, receiver, screenshots):
     expect(other.locator("#pending-count")).to_have_text("1")
 
     page.locator("#agenda li[data-appointment]", has_text="Pet 1").click()
+    host = page.get_by_role("link", name="Open telemedicine view")  # online: the host page
+    expect(host).to_have_attribute("href", re.compile(r"^http://127\.0\.0\.1:\d+/h/"))
     page.locator("[data-note]", has_text="Limping").get_by_role("link", name="Edit").click()
     page.get_by_label("Note", exact=True).fill("Limping: phone's version")
     page.get_by_role("button", name="Save").click()

@@ -227,6 +227,11 @@ async function main() {
     refresh();
   });
   setInterval(refresh, HOUR_MS);
+  // A phone suspends timers in the background: coming back after an hour refreshes too.
+  document.addEventListener("visibilitychange", async () => {
+    const at = await db.kv.get("syncedAt");
+    if (document.visibilityState === "visible" && (!at || Date.now() - at > HOUR_MS)) refresh();
+  });
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("/staff/sw.js", { scope: "/staff/" }).catch((err) => {
       console.warn("service worker not registered", err);

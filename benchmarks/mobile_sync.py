@@ -22,19 +22,19 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
+from pydantic import BaseModel
 
-from benchmarks.control_rate import _free_port, cpu_seconds
+from benchmarks.control_rate import _free_port, cpu_seconds, start_server
 from config import load_settings
 from control import appointments
 from control.clinic.accounts import create_staff
@@ -46,7 +46,6 @@ from control.orgs import create_org
 from control.store.factory import open_store
 from control.tokens import keyring_for
 
-ROOT = Path(__file__).resolve().parents[1]
 ZONE = "Europe/Helsinki"
 # Clinical-sounding words: history texts vary like real ones (a repeated sentence would
 # compress far better than real notes and flatter the gzip figures).
@@ -64,9 +63,6 @@ def text(seed: int, words: int = 28) -> str:
     """A note of ``words`` words, different for every seed."""
     rng = random.Random(seed)
     return " ".join(rng.choice(WORDS) for _ in range(words)).capitalize() + "."
-
-
-START_SECONDS = 60.0
 
 
 def iso(moment: datetime) -> str:
@@ -108,30 +104,23 @@ async def seed(settings: Any, args: argparse.Namespace) -> dict[str, str]:
         keyring = keyring_for(settings)
         per_patient = max(1, args.history // args.appointments)
         moment = datetime.now(UTC)
+
+        async def put(kind: records.Kind, id: str, model: BaseModel) -> None:
+            await records.put(store, kind, org_id, id, model.model_dump(mode="json"), now=now)
+
         for n, start in enumerate(starts(args.appointments, moment)):
             client = ClientIn(name=f"Client {n}", phone="+358401234567", email=f"c{n}@example.com",
                               address=f"Street {n}, Helsinki")  # fmt: skip
-            await records.put(
-                store, records.CLIENT, org_id, f"c{n}", client.model_dump(mode="json"), now=now
-            )
+            await put(records.CLIENT, f"c{n}", client)
             patient = PatientIn(client_id=f"c{n}", name=f"Pet {n}", species="dog", breed="Mixed",
                                 sex="female", alerts="")  # fmt: skip
-            await records.put(
-                store, records.PATIENT, org_id, f"p{n}", patient.model_dump(mode="json"), now=now
-            )
+            await put(records.PATIENT, f"p{n}", patient)
             for k in range(per_patient):
                 entry = HistoryIn(
                     patient_id=f"p{n}", at=moment - timedelta(days=30 * (k + 1)), type="diagnosis",
                     title=f"Visit {k}", text=text(n * 1000 + k),
                 )  # fmt: skip
-                await records.put(
-                    store,
-                    records.HISTORY,
-                    org_id,
-                    f"h{n}-{k}",
-                    entry.model_dump(mode="json"),
-                    now=now,
-                )
+                await put(records.HISTORY, f"h{n}-{k}", entry)
             for k in range(args.consultations):
                 consult = ConsultationIn(
                     patient_id=f"p{n}", started_at=moment - timedelta(days=60 * (k + 1)),
@@ -139,14 +128,7 @@ async def seed(settings: Any, args: argparse.Namespace) -> dict[str, str]:
                     notes=[{"at": moment - timedelta(days=60 * (k + 1)), "author": "Dr. Lehto",
                             "text": text(-n * 1000 - k, 40)}],
                 )  # fmt: skip
-                await records.put(
-                    store,
-                    records.CONSULTATION,
-                    org_id,
-                    f"k{n}-{k}",
-                    consult.model_dump(mode="json"),
-                    now=now,
-                )
+                await put(records.CONSULTATION, f"k{n}-{k}", consult)
             body = AppointmentCreate(
                 department_id=dept["id"], external_id=f"A-{n}", start=start,
                 end=start + timedelta(minutes=20),
@@ -159,32 +141,6 @@ async def seed(settings: Any, args: argparse.Namespace) -> dict[str, str]:
         return {"api_key": api_key, "device_token": token}
     finally:
         await store.close()
-
-
-def start_server(data_dir: Path, port: int, args: argparse.Namespace) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "TELEVISIT__SERVER__DATA_DIR": str(data_dir),
-        "TELEVISIT__SERVER__PORT": str(port),
-        "TELEVISIT__SERVER__LOG_LEVEL": "warning",
-        "TELEVISIT__STORE__BACKEND": args.backend,
-    }
-    if args.redis_url:
-        env["TELEVISIT__STORE__REDIS_URL"] = args.redis_url
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "control.cli", "serve"], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    deadline = time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if "Clinic:" in line:
-            return proc
-    proc.kill()
-    raise SystemExit("the server did not start")
 
 
 def header_bytes(resp: aiohttp.ClientResponse) -> int:
@@ -237,59 +193,52 @@ def summary(name: str, runs: list[dict[str, Any]], server_cpu: list[float]) -> d
 
 async def measure(base: str, keys: dict[str, str], pid: int, args: argparse.Namespace) -> list:
     token = keys["device_token"]
+    api = {"Authorization": f"Bearer {keys['api_key']}"}
     out = []
     async with aiohttp.ClientSession(auto_decompress=False) as http:  # bodies as sent
+        cursor: str | None = None
 
-        async def timed(cursor: str | None) -> tuple[dict[str, Any], float]:
-            cpu0 = cpu_seconds(pid)
-            run = await sync_once(http, base, token, cursor)
-            return run, cpu_seconds(pid) - cpu0
-
-        async def step(name: str, cursor: str | None) -> dict[str, Any]:
+        async def step(name: str, change: Callable[[int], Awaitable[None]] | None = None) -> None:
+            """``repeat`` syncs from the device's cursor; with ``change``, each after one more
+            change (and the cursor follows, as on the device)."""
+            nonlocal cursor
             runs, cpus = [], []
-            for _ in range(args.repeat):
-                run, cpu = await timed(cursor)
+            for k in range(args.repeat):
+                if change is not None:
+                    await change(k)
+                cpu0 = cpu_seconds(pid)
+                run = await sync_once(http, base, token, cursor)
+                cpus.append(cpu_seconds(pid) - cpu0)
                 runs.append(run)
-                cpus.append(cpu)
+                if change is not None:
+                    cursor = run["data"]["cursor"]
             out.append(summary(name, runs, cpus))
-            return runs[-1]
+            if cursor is None:
+                cursor = runs[-1]["data"]["cursor"]
 
-        first = await step("first sync (full)", None)
-        cursor = first["data"]["cursor"]
-        await step("after no change (304)", cursor)
+        async def send(method: str, path: str, body: dict[str, Any]) -> None:
+            async with http.request(method, base + path, json=body, headers=api) as r:
+                assert r.status == 200, await r.read()
 
-        # One history entry changes: each repeat is a fresh change against the same cursor.
-        api = {"Authorization": f"Bearer {keys['api_key']}"}
-        runs, cpus = [], []
-        for k in range(args.repeat):
+        async def history_change(k: int) -> None:
             body = {"patient_id": "p0", "at": iso(datetime.now(UTC) - timedelta(days=30)),
                     "type": "diagnosis", "title": "Visit 0", "text": f"changed {k}"}  # fmt: skip
-            async with http.put(f"{base}/api/v1/mobile/history/h0-0", json=body, headers=api) as r:
-                assert r.status == 200, await r.read()
-            run, cpu = await timed(cursor)
-            cursor = run["data"]["cursor"]
-            runs.append(run)
-            cpus.append(cpu)
-        out.append(summary("delta after one history change", runs, cpus))
+            await send("PUT", "/api/v1/mobile/history/h0-0", body)
 
-        # One appointment moves by ten minutes: it comes with its patient's bundle.
-        runs, cpus = [], []
         async with http.get(f"{base}/api/v1/appointments?limit=1", headers=api) as r:
             appt = json.loads(await r.read())["appointments"][0]
-        for k in range(args.repeat):
-            new_start = datetime.fromisoformat(appt["start"].replace("Z", "+00:00")) + timedelta(
-                minutes=k + 1
-            )
-            patch = {"start": iso(new_start), "end": iso(new_start + timedelta(minutes=20))}
-            async with http.patch(
-                f"{base}/api/v1/appointments/{appt['id']}", json=patch, headers=api
-            ) as r:
-                assert r.status == 200, await r.read()
-            run, cpu = await timed(cursor)
-            cursor = run["data"]["cursor"]
-            runs.append(run)
-            cpus.append(cpu)
-        out.append(summary("delta after one appointment change", runs, cpus))
+        first_start = datetime.fromisoformat(appt["start"].replace("Z", "+00:00"))
+
+        async def appointment_change(k: int) -> None:
+            start = first_start + timedelta(minutes=k + 1)
+            patch = {"start": iso(start), "end": iso(start + timedelta(minutes=20))}
+            await send("PATCH", f"/api/v1/appointments/{appt['id']}", patch)
+
+        await step("first sync (full)")
+        await step("after no change (304)")
+        await step("delta after one history change", history_change)
+        # A moved appointment comes with its patient's bundle.
+        await step("delta after one appointment change", appointment_change)
     return out
 
 
@@ -306,7 +255,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         keys = await seed(settings, args)
         seeded = time.perf_counter() - t0
         port = _free_port()
-        proc = start_server(data_dir, port, args)
+        # control_rate's server start: no pinning here (server_cpu past the last CPU)
+        server = argparse.Namespace(**vars(args), log_level="warning", server_cpu=1 << 16)
+        proc, _ = start_server(data_dir, port, server)
         try:
             steps = await measure(f"http://127.0.0.1:{port}", keys, proc.pid, args)
         finally:

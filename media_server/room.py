@@ -494,7 +494,7 @@ class Room:
                     source = self._source_for(member, publication)
                     held = member.subscriptions.get(key)
                     if held is not None and (
-                        held[1] is not publication or held[0].source is not source
+                        held[1] is not publication or not _carries(held[0], source)
                     ):
                         try:
                             held[0].switch_source(source or publication)
@@ -560,6 +560,8 @@ class Room:
             for publication in publisher.participant.publications:
                 if publication.kind != "video" or publication.id in self._switching:
                     continue
+                if publication.primary is not publication:
+                    continue  # a simulcast layer: the whole m-line switches with its primary
                 receivers = self._receivers(publisher, "video")
                 if all(codecpolicy.can_decode(r, publication.codec) for r in receivers):
                     continue
@@ -640,6 +642,13 @@ class Room:
 
     def participants(self) -> list[Participant]:
         return [m.participant for m in self.members.values() if m.participant is not None]
+
+
+def _carries(subscription: Subscription, source: Any) -> bool:
+    """Does ``subscription`` already read ``source`` (any simulcast layer of it counts: the
+    allocator chooses among those)?"""
+    current = subscription.source
+    return current is source or (source is not None and getattr(current, "primary", None) is source)
 
 
 async def _unsubscribe(member: Member, subscription: Subscription) -> None:

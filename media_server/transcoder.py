@@ -233,6 +233,10 @@ class Transcoder:
         self._force_keyframe = True
         return True
 
+    def cap_changed(self) -> None:
+        """A subscriber's allocation moved: nothing to tell anyone now, the next frame's
+        ``target_bitrate`` reads it (the publisher's cap is its own subscribers' business)."""
+
     def target_bitrate(self) -> int:
         """Bits/s to encode at: the lowest share the subscribers' allocators give this stream
         (``Subscription.target_bps``; their REMB before an allocator has spoken), paused

@@ -83,6 +83,14 @@ async def update_handler(request: web.Request) -> web.Response:
     data = await appointments.update(
         svc.store, svc.settings, svc.keyring, org_id, record.id, patch, department, svc.clock()
     )
+    versions = appointments.link_versions(data)
+    if svc.bus is not None and versions != appointments.link_versions(record.data):
+        # Members still in the room with a replaced identity leave it now (media_server/node).
+        room_id = data["telemedicine"]["room_id"]
+        await svc.bus.publish(
+            f"room:{room_id}",
+            {"type": "appointment.relinked", "room_id": room_id, "versions": versions},
+        )
     return web.json_response(await present(svc.store, svc.settings, data))
 
 

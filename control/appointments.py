@@ -127,7 +127,13 @@ def check_length(data: dict[str, Any], settings: Settings) -> None:
 
 def link_version(data: dict[str, Any], role: str) -> int:
     """The version of ``role``'s links that joins accept now (see ``versions`` above)."""
-    return int((data["telemedicine"] or {}).get("versions", {}).get(role, 0))
+    return link_versions(data)[role]
+
+
+def link_versions(data: dict[str, Any]) -> dict[str, int]:
+    """{guest, host}: the link versions joins accept now (all 0 without a room)."""
+    versions = (data["telemedicine"] or {}).get("versions", {})
+    return {role: int(versions.get(role, 0)) for role in ("guest", "host")}
 
 
 # Which role's identity each field is; changing it revokes that role's links.

@@ -3,8 +3,9 @@
     worker = attach(app, settings, authorize=..., bus=bus)
 
 mounts ``GET /ws`` and ``GET /metrics``, publishes every room event on the bus topic
-``room:<room id>`` (the control plane follows visits with it) and ends a live session when the
-control plane announces ``appointment.cancelled`` or ``visit.ended`` on that topic. On app
+``room:<room id>`` (the control plane follows visits with it), ends a live session when the
+control plane announces ``appointment.cancelled`` or ``visit.ended`` on that topic, and removes
+the members whose links ``appointment.relinked`` revoked. On app
 shutdown every session ends (reason ``closed``) before the sockets are cut.
 """
 
@@ -29,6 +30,8 @@ WORKER = web.AppKey("sfu_worker", Worker)
 TOPIC_PREFIX = "room:"
 # Control-plane events on a room topic that end its live session.
 ENDING_EVENTS = {"appointment.cancelled", "visit.ended"}
+# The clinic re-issued links: members joined with older link versions leave (Room.revoke).
+RELINKED = "appointment.relinked"
 RETRY_SECONDS = 1.0
 
 
@@ -76,10 +79,14 @@ async def _follow(bus: Bus, worker: Worker) -> None:
         try:
             async with bus.subscribe(TOPIC_PREFIX + "*") as feed:
                 async for event in feed:
-                    if isinstance(event, dict) and event.get("type") in ENDING_EVENTS:
-                        room_id = event.get("room_id")
-                        if isinstance(room_id, str):
-                            worker.end_room(room_id, "cancelled")
+                    if not isinstance(event, dict) or not isinstance(event.get("room_id"), str):
+                        continue
+                    if event.get("type") in ENDING_EVENTS:
+                        worker.end_room(event["room_id"], "cancelled")
+                    elif event.get("type") == RELINKED and isinstance(event.get("versions"), dict):
+                        room = worker.rooms.get(event["room_id"])
+                        if room is not None:
+                            room.revoke(event["versions"])
         except Exception:
             worker.counters["bus_failures"] += 1
             if worker.counters["bus_failures"] % 100 == 1:

@@ -98,6 +98,8 @@ class Member:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # The device of the current connection when it joined by PIN (admission.device_of).
     device: str | None = None
+    # The link version of the grant it joined with (control.tokens: claim v).
+    version: int = 0
 
     @property
     def present(self) -> bool:
@@ -185,6 +187,7 @@ class Room:
                 member.grace = None
         member.channel = channel
         member.device = device_of(grant)
+        member.version = getattr(grant, "version", 0)
         member.generation += 1
         member.declared = dict(capabilities or {})
         member.participant = self._new_participant(member)
@@ -215,6 +218,21 @@ class Room:
         self._broadcast_state(exclude=member)
         self._emit("participant_joined", member, resumed=resumed)
         return member, resumed
+
+    def revoke(self, versions: dict[str, Any]) -> None:
+        """The clinic re-issued links: members who joined with an older version of their
+        role's links than ``versions`` ({role: version}) leave at once (4001 ``revoked:``),
+        without a reconnect grace (their token no longer opens the room)."""
+        for member in list(self.members.values()):
+            current = versions.get(member.role)
+            if not isinstance(current, int) or member.version >= current:
+                continue
+            self.counters["revoked"] += 1
+            if member.grace is not None:
+                member.grace.cancel()
+                member.grace = None
+            self._detach(member, 4001, "revoked: the clinic re-issued this link")
+            self._grace_expired(member)
 
     def _host_channels(self) -> list[Channel]:
         return [

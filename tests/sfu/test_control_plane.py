@@ -206,3 +206,41 @@ async def test_a_forged_token_is_refused_by_the_control_plane(control) -> None:
         assert sfu.closed.reason.startswith("invalid token")
     finally:
         await sfu.close()
+
+
+async def test_a_reissue_removes_the_members_it_revoked_from_the_room(control) -> None:
+    """Issue 12 item 12, live: when the clinic changes the client, the old client's link stops
+    opening the room and the old client, still in the call, leaves it at once; the host (whose
+    link was not replaced) stays, and the new client joins with the new link."""
+    client, auth = control
+    appt = await make_appointment(client, auth)
+    tele = appt["telemedicine"]
+    ws_url = str(client.make_url("/ws"))
+    clients: list[SfuClient] = []
+    try:
+        old_guest = SfuClient(ws_url, tele["join_url"].rsplit("/", 1)[1])
+        host = SfuClient(ws_url, tele["host_url"].rsplit("/", 1)[1])
+        clients += [old_guest, host]
+        for c in (old_guest, host):
+            await c.connect()
+            await c.join()
+        resp = await client.patch(
+            f"/api/v1/appointments/{appt['id']}",
+            headers=auth,
+            json={"client": {"name": "Someone Else", "phone": "+358409999999"}},
+        )
+        assert resp.status == 200, await resp.text()
+        await old_guest.wait_for(lambda: old_guest.closed, 20, "the old client removed")
+        assert old_guest.closed.code == 4001 and old_guest.closed.reason.startswith("revoked")
+        left = await host.wait_for(lambda: host.last("participant_left"), 20, "left")
+        assert left["participant"]["name"] == "Maija Virtanen" and host.closed is None
+        new_guest = SfuClient(
+            ws_url, (await resp.json())["telemedicine"]["join_url"].rsplit("/", 1)[1]
+        )
+        clients.append(new_guest)
+        await new_guest.connect()
+        assert (await new_guest.join())["participant"]["name"] == "Someone Else"
+        assert client.app[WORKER].counters["revoked"] == 1
+    finally:
+        for c in clients:
+            await c.close()

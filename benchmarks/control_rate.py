@@ -55,6 +55,7 @@ def start_server(
         "TELEVISIT__JOIN__FAILED_PER_IP_PER_HOUR": "100000000",
         "TELEVISIT__JOIN__FAILED_PER_MINUTE": "100000000",
         "TELEVISIT__STORE__BACKEND": args.backend,
+        "TELEVISIT__MEDIA__SIGNALING_PORT": "0",
     }
     if args.redis_url:
         env["TELEVISIT__STORE__REDIS_URL"] = args.redis_url

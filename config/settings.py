@@ -148,11 +148,31 @@ class MediaSettings(_Section):
     video_codecs: list[Literal["VP8", "H264"]] = Field(min_length=1)
     transcode: bool
     transcode_max_per_worker: int = Field(ge=0)
+    workers: int = Field(ge=0, le=256)
+    signaling_port: int = Field(ge=0, le=65535)
+    signaling_url: str
 
     @model_validator(mode="after")
     def _port_range(self) -> MediaSettings:
         if self.port_max < self.port_min:
             raise ValueError("port_max must be >= port_min")
+        return self
+
+
+Role = Literal["control", "sfu"]
+
+
+class ClusterSettings(_Section):
+    roles: list[Role] = Field(min_length=1)
+    node_id: str
+    heartbeat_seconds: float = Field(gt=0, le=60)
+    heartbeat_ttl_seconds: float = Field(gt=0, le=600)
+    drain_deadline_seconds: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ttl_covers_beats(self) -> ClusterSettings:
+        if self.heartbeat_ttl_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError("heartbeat_ttl_seconds must be at least twice heartbeat_seconds")
         return self
 
 
@@ -182,8 +202,18 @@ class Settings(_Section):
     join: JoinSettings
     notify: NotifySettings
     media: MediaSettings
+    cluster: ClusterSettings
     clinic: ClinicSettings
     mobile: MobileSettings
+
+    @model_validator(mode="after")
+    def _one_host_on_sqlite(self) -> Settings:
+        if self.store.backend == "sqlite" and set(self.cluster.roles) != {"control", "sfu"}:
+            raise ValueError(
+                "cluster.roles: a node on the embedded SQLite store runs both roles "
+                '(split roles across hosts need store.backend = "redis")'
+            )
+        return self
 
     @property
     def sqlite_path(self) -> Path:

@@ -18,7 +18,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="TOML settings file (over the defaults)")
     sub = p.add_subparsers(dest="command", required=True)
     cliflags.add_arguments(
-        sub.add_parser("serve", help="run the control plane and SFU in one process")
+        sub.add_parser("serve", help="run this node: the control plane and/or its SFU workers")
     )
     admin = sub.add_parser("admin", help="administration (prints JSON)")
     cliflags.add_arguments(admin, "data_dir")
@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     ck.add_argument("--org", required=True, metavar="ORG_ID")
     rk = asub.add_parser("revoke-key", help="revoke an API key (it stops working at once)")
     rk.add_argument("--key-id", required=True)
+    asub.add_parser("workers", help="list the live SFU workers and their load")
+    dr = asub.add_parser("drain", help="drain an SFU worker or node: no new rooms, exit after")
+    target = dr.add_mutually_exclusive_group(required=True)
+    target.add_argument("--worker", metavar="WORKER_ID")
+    target.add_argument("--node", metavar="NODE_ID")
     from benchmarks.cli import add_arguments as bench_arguments
 
     bench_arguments(sub.add_parser("bench", help="load benchmarks against Janus and a baseline"))
@@ -39,14 +44,22 @@ class AdminError(Exception):
     pass
 
 
-async def _admin(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+async def _admin(settings: Settings, args: argparse.Namespace) -> Any:
     from control import auth, orgs
+    from control.cluster import admin
     from control.store.factory import open_store
 
     store = open_store(settings)
     await store.open()
     try:
         now = time.time()
+        if args.admin_command == "workers":
+            return await admin.workers(store)
+        if args.admin_command == "drain":
+            try:
+                return await admin.drain(settings, store, worker=args.worker, node=args.node)
+            except (admin.NothingToDrain, TimeoutError, OSError) as exc:
+                raise AdminError(str(exc)) from exc
         if args.admin_command == "create-org":
             try:
                 org, key_record, key = await orgs.create_org(store, args.name, now)

@@ -22,8 +22,9 @@ from config.settings import Settings
 from control import appointments, departments, pins, shortlinks
 from control.bodies import read_body
 from control.clientaddr import client_key
+from control.cluster import placement
 from control.models import JoinRequest
-from control.problems import Problem
+from control.problems import Problem, retry_later
 from control.ratelimit import Refused
 from control.services import services
 from control.store import Store
@@ -177,22 +178,34 @@ _TOKEN_PROBLEMS = {
 }
 
 NO_ROOM = "no room with this PIN is open"
+NO_WORKER_RETRY_SECONDS = 2
 
 
-def signaling_url(settings: Settings) -> str:
-    base = settings.server.base_url
-    scheme, _, rest = base.partition("://")
-    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws"
+async def signaling_url(store: Store, room_id: str, clock: Callable[[], float]) -> str:
+    """The signaling URL of the SFU worker holding ``room_id``, placing the room on the least
+    loaded live worker if none holds it (control/cluster/placement.py). Problem 503 when no
+    worker takes rooms."""
+    try:
+        return await placement.signaling_url(store, room_id, clock=clock)
+    except placement.NoWorker as exc:
+        raise retry_later(
+            503,
+            "no-media-server",
+            "no media server is available; try again shortly",
+            NO_WORKER_RETRY_SECONDS,
+        ) from exc
 
 
-def _answer(settings: Settings, admission: Admission, token: str) -> dict[str, Any]:
+async def _answer(
+    store: Store, settings: Settings, admission: Admission, token: str, clock: Callable[[], float]
+) -> dict[str, Any]:
     grant = admission.grant
     out: dict[str, Any] = {
         "room_id": grant.room_id,
         "token": token,
         "role": grant.role,
         "name": grant.name,
-        "signaling_url": signaling_url(settings),
+        "signaling_url": await signaling_url(store, grant.room_id, clock),
         "ice_servers": [s.model_dump(exclude_none=True) for s in settings.media.ice_servers],
         "appointment": {"start": admission.start, "end": admission.end},
         "reconnect_grace_seconds": settings.media.reconnect_grace_seconds,
@@ -239,7 +252,7 @@ async def _by_pin(request: web.Request, pin: str, now: float) -> dict[str, Any]:
         now=now,
     )
     admission = _admitted(appointment, grant, await _audience(svc.store, appointment, "guest"))
-    return _answer(svc.settings, admission, token)
+    return await _answer(svc.store, svc.settings, admission, token, svc.clock)
 
 
 async def _by_code(request: web.Request, text: str, now: float) -> dict[str, Any]:
@@ -259,7 +272,7 @@ async def _by_token(request: web.Request, token: str, now: float) -> dict[str, A
     except JoinRefused as exc:
         status, kind = _TOKEN_PROBLEMS[exc.reason]
         raise Problem(status, kind, exc.detail, language=exc.language, **exc.extra) from exc
-    return _answer(svc.settings, admission, token)
+    return await _answer(svc.store, svc.settings, admission, token, svc.clock)
 
 
 async def join_handler(request: web.Request) -> web.Response:
@@ -278,13 +291,8 @@ async def join_handler(request: web.Request) -> web.Response:
             client_key(request, svc.settings.server.proxy_networks), now
         )
     except Refused as exc:
-        wait = exc.retry_after
-        raise Problem(
-            429,
-            "rate-limited",
-            "too many join attempts; wait and try again",
-            headers={"Retry-After": str(wait)},
-            retry_after=wait,
+        raise retry_later(
+            429, "rate-limited", "too many join attempts; wait and try again", exc.retry_after
         ) from exc
     try:
         return web.json_response(await _by_pin(request, body.pin, now))

@@ -330,7 +330,11 @@ class JoinResponse(_Response):
     token: str = Field(description="present it in the signaling join message")
     role: Role
     name: str
-    signaling_url: str
+    signaling_url: str = Field(
+        description="the WebSocket of the SFU worker holding the room (docs/signaling.md); ask "
+        "again before rejoining: a room moves when its worker dies or drains. 503 "
+        "no-media-server while no worker takes rooms"
+    )
     ice_servers: list[IceServer]
     appointment: Window
     reconnect_grace_seconds: float = Field(

@@ -84,6 +84,11 @@ def conflict(kind: str, detail: str, *, field: str | None = None) -> Problem:
     return Problem(409, kind, detail, field=field)
 
 
+def retry_later(status: int, kind: str, detail: str, seconds: int) -> Problem:
+    """A refusal that may succeed later: ``Retry-After`` header and ``retry_after`` field."""
+    return Problem(status, kind, detail, headers={"Retry-After": str(seconds)}, retry_after=seconds)
+
+
 def from_http_error(exc: web.HTTPException) -> Problem:
     """aiohttp's own errors (unknown path, wrong method, body over client_max_size)."""
     status = exc.status

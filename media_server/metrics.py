@@ -96,6 +96,13 @@ def add_samples(totals: collections.Counter[Key], participants: Iterable[Partici
             totals[key] += value
 
 
+def worker_totals(worker: Worker) -> collections.Counter[Key]:
+    """Every counter of the worker: its closed peer connections' plus its live ones'."""
+    totals = collections.Counter(worker.retired)
+    add_samples(totals, worker.live_participants)
+    return totals
+
+
 def room_loss(participants: Iterable[Participant]) -> dict[str, float]:
     """Loss ratio per leg of a room's live connections: publisher legs from our own receive
     statistics, subscriber legs from what the subscribers' receiver reports say."""
@@ -124,8 +131,7 @@ class WorkerCollector(Collector):
         yield GaugeMetricFamily(
             PREFIX + "participants", "members with a live connection", value=load.participants
         )
-        totals = collections.Counter(worker.retired)
-        add_samples(totals, worker.live_participants)
+        totals = worker_totals(worker)
         for name, (help_text, labels) in COUNTERS.items():
             family = CounterMetricFamily(PREFIX + name, help_text, labels=list(labels))
             for (metric, values), value in sorted(totals.items()):

@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
 from media_server.metrics import metrics_handler, registry_for
@@ -27,6 +28,8 @@ from media_server.worker import Worker
 log = logging.getLogger(__name__)
 
 WORKER = web.AppKey("sfu_worker", Worker)
+# The worker's Prometheus registry: a process adds its own collectors (load, state) to it.
+METRICS = web.AppKey("sfu_metrics", CollectorRegistry)
 TOPIC_PREFIX = "room:"
 # Control-plane events on a room topic that end its live session.
 ENDING_EVENTS = {"appointment.cancelled", "visit.ended"}
@@ -42,16 +45,26 @@ class Bus(Protocol):
 
 
 def attach(
-    app: web.Application, settings: Settings, *, authorize: Authorize, bus: Bus | None = None
+    app: web.Application,
+    settings: Settings,
+    *,
+    authorize: Authorize,
+    bus: Bus | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> Worker:
+    """Mount the SFU on ``app``; ``on_event`` also sees every room event (before the bus)."""
+
     async def publish(event: dict[str, Any]) -> None:
+        if on_event is not None:
+            on_event(event)
         if bus is not None:
             await bus.publish(TOPIC_PREFIX + event["room_id"], event)
 
     worker = Worker(settings.media, on_event=publish)
     app[WORKER] = worker
+    app[METRICS] = registry_for(worker)
     app.router.add_get("/ws", websocket_handler(worker, authorize))
-    app.router.add_get("/metrics", metrics_handler(registry_for(worker)))
+    app.router.add_get("/metrics", metrics_handler(app[METRICS]))
 
     async def end_sessions(app: web.Application) -> None:
         await worker.close()

@@ -333,6 +333,38 @@ class Room:
         self._update_state()
         self._broadcast_state()
 
+    # ---- carrying a session to another worker ----------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """What another worker needs to continue this session if this one dies:
+        ``{session, waiting_since, active_since, members: [{id, name, role, joined_at}]}``."""
+        return {
+            "session": self.session,
+            "waiting_since": self.waiting_since,
+            "active_since": self.active_since,
+            "members": [{**m.public(), "joined_at": m.joined_at} for m in self.members.values()],
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Continue a session from another worker's ``snapshot()`` (that worker died or moved
+        its calls away): the same session id and times, every member away with the reconnect
+        grace to come back, so each rejoin is ``resumed`` and the others see "reconnecting".
+        Only for a room nobody joined yet (RuntimeError otherwise)."""
+        if self.members or self.state == "ended":
+            raise RuntimeError("only a fresh room can continue another worker's session")
+        self.session = snapshot["session"]
+        loop = asyncio.get_running_loop()
+        for m in snapshot["members"]:
+            member = Member(id=m["id"], name=m["name"], role=m["role"], joined_at=m["joined_at"])
+            self.members[(member.role, member.name)] = member
+            member.grace = loop.call_later(
+                self.settings.reconnect_grace_seconds, self._grace_expired, member
+            )
+        self._update_state()
+        self.waiting_since = snapshot["waiting_since"]
+        if self.state == "active":
+            self.active_since = snapshot["active_since"] or self.active_since
+
     # ---- state ------------------------------------------------------------------------------
 
     def _update_state(self) -> None:

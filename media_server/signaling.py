@@ -37,10 +37,14 @@ CLOSE_BAD_REQUEST = 4004
 CLOSE_WRONG_ROOM = 4003
 CLOSE_NO_JOIN = 4008
 CLOSE_TOO_SLOW = 4013
+CLOSE_MOVED = 4014
 CLOSE_SERVER_ERROR = 1011
 # Refusals (the authorizer's exception ``reason``) that are about the token itself: 4001;
 # any other reason (cancelled, not-yet-open) is about the room: 4003.
 TOKEN_REASONS = {"invalid", "expired", "revoked"}
+# The room is held by another SFU worker (or this one is draining): ask the control plane
+# where to signal (POST /api/v1/join) and join there.
+REASON_CODES = {"moved": CLOSE_MOVED}
 
 OUTBOX_MESSAGES = 256
 ERROR_BUDGET = 50
@@ -275,7 +279,9 @@ class Session:
                 self.conn.close(CLOSE_SERVER_ERROR, "the server could not check the token")
                 return False
             self.worker.signaling_errors[f"token_{reason}"] += 1
-            code = CLOSE_BAD_TOKEN if reason in TOKEN_REASONS else CLOSE_WRONG_ROOM
+            code = REASON_CODES.get(reason) or (
+                CLOSE_BAD_TOKEN if reason in TOKEN_REASONS else CLOSE_WRONG_ROOM
+            )
             what = "invalid token" if reason == "invalid" else reason
             self.conn.close(code, f"{what}: {exc}")
             return False

@@ -79,6 +79,15 @@ class Worker:
             self.sessions_started += 1
         return room
 
+    def resume(self, room_id: str, snapshot: dict[str, Any]) -> Room:
+        """Start ``room_id`` as the continuation of a session another worker held
+        (Room.restore); a room already live here stays as it is."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            room = self.room(room_id)
+            room.restore(snapshot)
+        return room
+
     def join(
         self,
         grant: Grant,

@@ -25,8 +25,20 @@ import pytest
 if TYPE_CHECKING:  # the media tests need no store code
     from control.store import Store
 
+STANDIN_SFU_URL = "wss://tv.example/ws"
 REDIS_BINARY = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_START_SECONDS = 30.0
+
+
+async def register_standin_sfu(
+    store: Store, clock: Callable[[], float] = time.time, url: str = STANDIN_SFU_URL
+) -> None:
+    """Register a live SFU worker that never expires, so join answers have somewhere to send
+    clients in tests of the control plane alone (no media server runs)."""
+    from control.cluster.registry import Registry, WorkerInfo
+
+    info = WorkerInfo(id="standin", node="test", url=url)
+    await Registry(store, clock=clock).beat(info, ttl=10 * 365 * 86400.0)
 
 
 def free_port() -> int:

@@ -43,7 +43,9 @@ async def join_for(node: ClinicNode, visit: visits.Visit, party: str) -> dict[st
         "room_id": visit.room_id,
         "token": token,
         "url": f"{settings.server.base_url}/{page}/{token}",
-        "signaling_url": join.signaling_url(settings),
+        "signaling_url": await join.signaling_url(
+            node.clinic.store, visit.room_id, node.clinic.clock
+        ),
         "expires_at": expires_at,
     }
 

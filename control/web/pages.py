@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from control.join import signaling_url
+from control.cluster.registry import Registry
 from control.problems import not_found
 from control.services import services
 
@@ -28,18 +28,23 @@ PAGE_PATHS = ("/j/{token}", "/v/{code}", "/h/{token}", "/pin")
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".json": "application/json"}
 
 
-def _origin(url: str) -> str:
+def signaling_source(url: str) -> str:
+    """The CSP source of a worker's signaling URL: its scheme and host, any port (a worker
+    restarted on another port, or another worker of the host, stays reachable)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}:*"
 
 
-def page_headers(signaling: str) -> dict[str, str]:
+def page_headers(signaling: list[str]) -> dict[str, str]:
     """Headers of the page: no caching, no referrer (the URL holds a credential), and a
-    policy that lets the page talk only to this server and its signaling socket."""
+    policy that lets the page talk only to this server and the SFU workers' signaling
+    sockets (``signaling``: their URLs)."""
+    sources = " ".join(sorted({signaling_source(url) for url in signaling}))
     csp = "; ".join(
         [
             "default-src 'self'",
-            f"connect-src 'self' {_origin(signaling)}",
+            f"connect-src 'self' {sources}".rstrip(),
             "img-src 'self' data:",
             "media-src 'self' blob: mediastream:",
             "object-src 'none'",
@@ -58,8 +63,9 @@ def page_headers(signaling: str) -> dict[str, str]:
 
 
 async def visit_page(request: web.Request) -> web.FileResponse:
-    settings = services(request).settings
-    return web.FileResponse(PAGE, headers=page_headers(signaling_url(settings)))
+    svc = services(request)
+    workers = await Registry(svc.store, clock=svc.clock).live()
+    return web.FileResponse(PAGE, headers=page_headers([w.url for w in workers]))
 
 
 async def static_file(request: web.Request) -> web.FileResponse:

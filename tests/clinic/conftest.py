@@ -11,6 +11,7 @@ from control.app import create_app
 from control.clinic import api
 from control.clinic.node import ClinicNode
 from control.store.factory import open_bus, open_store
+from tests.conftest import register_standin_sfu
 from tests.web.conftest import browser, playwright_driver, screenshots  # noqa: F401 - fixtures
 
 from .helpers import Clock
@@ -59,9 +60,11 @@ async def bus(settings):
 
 
 @pytest.fixture
-def app(settings, store, bus):
+async def app(settings, store, bus):
     """The real control plane app; the test clock moves the clinic's time."""
-    return create_app(settings, store, bus=bus, clock=Clock(), background=False)
+    clock = Clock()
+    await register_standin_sfu(store, clock)
+    return create_app(settings, store, bus=bus, clock=clock, background=False)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from config import load_settings
 from control.app import create_app
 from control.orgs import create_org
 from control.store import Store
+from tests.conftest import register_standin_sfu
 
 from .helpers import Clock, department_body
 
@@ -51,6 +52,7 @@ async def make_client(settings, clock):
         kwargs.setdefault("background", False)
         kwargs.setdefault("clock", clock)
         app = create_app(kwargs.pop("settings", settings), store, **kwargs)
+        await register_standin_sfu(store, clock)
         client = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
         clients.append(client)

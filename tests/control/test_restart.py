@@ -69,6 +69,7 @@ class Server:
             "TELEVISIT__SERVER__DATA_DIR": str(data_dir),
             "TELEVISIT__SERVER__PORT": str(self.port),
             "TELEVISIT__SERVER__HOST": "127.0.0.1",
+            "TELEVISIT__MEDIA__SIGNALING_PORT": "0",  # SFU workers on free ports
         }
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None

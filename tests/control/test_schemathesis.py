@@ -59,6 +59,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         "TELEVISIT__SERVER__DATA_DIR": str(tmp_path_factory.mktemp("live")),
         "TELEVISIT__SERVER__LOG_LEVEL": "error",
         "TELEVISIT__MEDIA__LISTEN_ADDRESSES": '["127.0.0.1"]',
+        "TELEVISIT__MEDIA__SIGNALING_PORT": "0",  # SFU workers on free ports
         # Generated logins and joins would otherwise be throttled within the first seconds.
         "TELEVISIT__JOIN__PER_IP_PER_MINUTE": "1000000",
         "TELEVISIT__JOIN__FAILED_PER_IP_PER_HOUR": "1000000",

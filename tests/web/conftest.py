@@ -43,10 +43,16 @@ def serve(
     tmp_path_factory: pytest.TempPathFactory, settings: dict[str, str] | None = None
 ) -> Iterator[LiveServer]:
     """A started server with a Finnish department, stopped afterwards (for module fixtures)."""
-    server = LiveServer(tmp_path_factory.mktemp("televisit"), free_port(), settings=settings)
+    yield from serving(
+        LiveServer(tmp_path_factory.mktemp("televisit"), free_port(), settings=settings)
+    )
+
+
+def serving(server: LiveServer, language: str = "fi") -> Iterator[LiveServer]:
+    """Start ``server`` with a department of ``language``; stop it afterwards."""
     server.start()
     try:
-        server.make_department("fi")
+        server.make_department(language)
         yield server
     finally:
         server.stop()

@@ -56,6 +56,7 @@ class LiveServer:
                 "TELEVISIT__STORE__BACKEND": "sqlite",
                 "TELEVISIT__MEDIA__LISTEN_ADDRESSES": '["127.0.0.1"]',
                 "TELEVISIT__MEDIA__ICE_SERVERS": "[]",
+                "TELEVISIT__MEDIA__SIGNALING_PORT": "0",  # SFU workers on free ports
                 # Both browser contexts and every test share one address.
                 "TELEVISIT__JOIN__PER_IP_PER_MINUTE": "1000",
             }

@@ -27,6 +27,18 @@ def join_call(page) -> None:
     expect(page.locator("body")).to_have_attribute("data-view", "room")
 
 
+def open_call(browser, appt: dict) -> tuple:
+    """The clinic (desktop) and the client (phone) in the appointment's call, both decoding."""
+    tele = appt["telemedicine"]
+    clinic = open_page(browser, tele["host_url"], viewport=DESKTOP, label="clinic")
+    join_call(clinic)
+    client = open_page(browser, tele["join_url"], viewport=PHONE, label="client")
+    join_call(client)
+    assert_decoding(clinic, "the clinic")
+    assert_decoding(client, "the client")
+    return clinic, client
+
+
 def timer_seconds(page) -> int:
     minutes, seconds = page.locator("#waiting-timer").inner_text().split(":")[-2:]
     return int(minutes) * 60 + int(seconds)

@@ -13,6 +13,7 @@ from config import load_settings
 from control.app import create_app
 from control.store.factory import open_store
 from control.web.pages import STATIC_PREFIX, WEB_DIR
+from tests.conftest import register_standin_sfu
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJyIjoiYXAtMSJ9.c2lnbmF0dXJl"
 
@@ -25,6 +26,7 @@ async def client(tmp_path):
     )
     store = open_store(settings)
     await store.open()
+    await register_standin_sfu(store)  # at wss://tv.example/ws
     client = TestClient(TestServer(create_app(settings, store, background=False)))
     await client.start_server()
     yield client
@@ -42,8 +44,8 @@ async def test_page_paths_serve_the_visit_page_privately(client, path):
     assert resp.headers["Referrer-Policy"] == "no-referrer"
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     csp = resp.headers["Content-Security-Policy"]
-    # The page may talk to its own server and the signaling socket, nowhere else.
-    assert "connect-src 'self' wss://tv.example;" in csp
+    # The page may talk to its own server and the SFU workers' hosts, nowhere else.
+    assert "connect-src 'self' wss://tv.example:*;" in csp
     assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
 
 

@@ -10,9 +10,9 @@ import pytest
 from playwright.sync_api import expect
 
 from .conftest import serve
-from .helpers import DESKTOP, PHONE, assert_decoding, open_page, poll
+from .helpers import PHONE, assert_decoding, open_page, poll
 from .server import LiveServer
-from .test_call import join_call
+from .test_call import join_call, open_call
 
 GRACE_SECONDS = 2
 
@@ -30,12 +30,7 @@ def remote_tiles(page) -> int:
 
 def test_client_who_left_comes_back_with_video(browser, live_server):
     appt = live_server.make_appointment(client_language="en")
-    clinic = open_page(browser, appt["telemedicine"]["host_url"], viewport=DESKTOP, label="clinic")
-    join_call(clinic)
-    client = open_page(browser, appt["telemedicine"]["join_url"], viewport=PHONE, label="client")
-    join_call(client)
-    assert_decoding(clinic, "the clinic")
-    assert_decoding(client, "the client")
+    clinic, client = open_call(browser, appt)
     pc = clinic.evaluate_handle("window.televisit.session.pc")
 
     # The client goes away for longer than the grace: the clinic waits again, and its

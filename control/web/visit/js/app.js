@@ -316,7 +316,11 @@ function startCall() {
   show("room");
   $("self-video").srcObject = state.media.stream;
   chat.maxBytes = 4000;
-  const session = new Session({ join: state.join, media: state.media });
+  const session = new Session({
+    join: state.join,
+    media: state.media,
+    refresh: () => requestJoin({ token: state.join.token }),
+  });
   state.session = session;
   window.televisit.session = session;
   session.addEventListener("joined", (e) => {

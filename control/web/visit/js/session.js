@@ -33,10 +33,13 @@ export function simulcastLayers(height) {
 }
 
 export class Session extends EventTarget {
-  constructor({ join, media }) {
+  // join: the POST /api/v1/join answer; refresh(): asks it again (before every rejoin: the
+  // room may have moved to another SFU worker when the one holding it died or drained).
+  constructor({ join, media, refresh = null }) {
     super();
     this.join = join;
     this.media = media;
+    this.refresh = refresh;
     this.ws = null;
     this.pc = null;
     this.dc = null;
@@ -103,8 +106,16 @@ export class Session extends EventTarget {
     return true;
   }
 
-  _connect() {
+  async _connect() {
     this._emit("link", { status: this.attempts ? "reconnecting" : "connecting" });
+    if (this.attempts && this.refresh) {
+      try {
+        this.join = { ...this.join, ...(await this.refresh()) };
+      } catch (err) {
+        console.warn("join refresh failed; trying the last signaling address", err);
+      }
+      if (this.stopped || this.ended || this.ws) return;
+    }
     let ws;
     try {
       ws = new WebSocket(this.join.signaling_url);

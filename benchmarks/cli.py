@@ -40,7 +40,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bitrate", type=int, default=1_500_000, help="video bit/s per publisher")
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--size", default="640x480", help="video frame size")
-    p.add_argument("--server-cpu", type=int, default=0, help="core the SFU is pinned to")
+    p.add_argument(
+        "--server-cpu",
+        default="0",
+        help="core(s) the SFU is pinned to, e.g. 0 or 0,1 (with --workers 2)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="televisit: SFU worker processes (media.workers; they share the server cores)",
+    )
     p.add_argument(
         "--client-cpu",
         default="1",
@@ -51,6 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         help="load-client processes (consults and churn spread rooms over them)",
+    )
+    p.add_argument(
+        "--max-loss",
+        type=float,
+        default=2.0,
+        help="consults: percent of downstream loss that ends the ramp (capacity at < this)",
     )
     p.add_argument("--concurrency", type=int, default=16, help="control: requests in flight")
     p.add_argument("--out", default="var/bench", help="directory for JSON, PNG and logs")
@@ -82,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
     opts = scenarios.Options(
         systems=systems, steps=steps,
         window=3.0 if args.smoke else args.window, settle=1.0 if args.smoke else args.settle,
-        server_cpu=args.server_cpu, client_cpus=[int(c) for c in args.client_cpu.split(",")],
+        server_cpus=[int(c) for c in args.server_cpu.split(",")], workers=args.workers,
+        max_loss=args.max_loss / 100,
+        client_cpus=[int(c) for c in args.client_cpu.split(",")],
         load_processes=max(1, args.load_processes), bitrate=args.bitrate,
         fps=args.fps, width=width, height=height, log_dir=out,
         max_seconds=300.0 if args.smoke else 1800.0, whole_ramp=args.smoke,
@@ -112,7 +130,7 @@ def _control(args: argparse.Namespace, out: Path, report: Any) -> int:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.control_rate", "--concurrency", str(args.concurrency),
          "--count", count, "--seconds", seconds, "--log-level", "warning",
-         "--server-cpu", str(args.server_cpu),
+         "--server-cpu", args.server_cpu.split(",")[0],
          "--client-cpu", args.client_cpu.split(",")[0]],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip

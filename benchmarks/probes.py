@@ -162,21 +162,29 @@ class Usage:
 
 
 def usage(pid: int) -> Usage:
-    """user+sys CPU of the process (all threads), resident memory, open socket descriptors."""
-    proc = psutil.Process(pid)
-    with proc.oneshot():
-        times = proc.cpu_times()
-        rss = proc.memory_info().rss
-    sockets = 0
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                sockets += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
-            except OSError:
-                continue
-    except OSError:
-        pass
-    return Usage(times.user + times.system, rss, sockets)
+    """user+sys CPU (all threads), resident memory and open socket descriptors of the process
+    and its live children (Televisit's SFU worker processes)."""
+    root = psutil.Process(pid)
+    cpu = rss = sockets = 0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            with proc.oneshot():
+                times = proc.cpu_times()
+                cpu += times.user + times.system
+                rss += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            if proc is root:
+                raise
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{proc.pid}/fd"):
+                try:
+                    sockets += os.readlink(f"/proc/{proc.pid}/fd/{fd}").startswith("socket:")
+                except OSError:
+                    continue
+        except OSError:
+            pass
+    return Usage(cpu, rss, sockets)
 
 
 def machine_busy() -> float:

@@ -132,18 +132,19 @@ def capacity(rows: list[dict[str, Any]], level: str) -> dict[str, Any]:
     last = valid[-1]
     at_least = stop is None or stop.get("limit") == "load"
     share = last.get("sfu_cpu_pct") or 0.0
+    cores = last.get("sfu_cores", 1)
+    full = CPU_FULL * cores
     text = (
-        f"{'at least ' if at_least else ''}{last[level]} {level} (SFU at {share:.0f}% of its core"
+        f"{'at least ' if at_least else ''}{last[level]} {level} (SFU at {share:.0f}% of "
+        f"{'its core' if cores == 1 else f'one core, on {cores} cores'}"
     )
     if at_least and share > 0:
-        text += (
-            f"; ~{last[level] * CPU_FULL / share:.0f} if its CPU grew linearly to {CPU_FULL:.0f}%"
-        )
+        text += f"; ~{last[level] * full / share:.0f} if its CPU grew linearly to {full:.0f}%"
     text += ")" + (f"; next step: {stop['stopped']}" if stop else "; the ramp ended")
     return {"level": last[level], "at_least": at_least, "sfu_cpu_pct": share, "text": text}
 
 
-CPU_FULL = 90.0  # the SFU CPU share at which a ramp stops (scenarios.CPU_STOP)
+CPU_FULL = 90.0  # the SFU CPU share of each core at which a ramp stops (scenarios.CPU_STOP)
 
 
 def cpu_slope(rows: list[dict[str, Any]]) -> float | None:

@@ -45,7 +45,9 @@ class Options:
     steps: list[int]
     window: float = 10.0
     settle: float = 3.0
-    server_cpu: int = 0
+    server_cpus: list[int] = field(default_factory=lambda: [0])
+    workers: int = 1  # televisit's SFU worker processes
+    max_loss: float = LOSS_STOP  # a step with more downstream loss ends the ramp
     client_cpus: list[int] = field(default_factory=lambda: [1])
     load_processes: int = 1
     bitrate: int = 1_500_000
@@ -62,6 +64,11 @@ class Options:
         count = os.cpu_count() or 1
         return {which} if count > 1 and which < count else None
 
+    def server_cores(self) -> set[int] | None:
+        """The cores the system under test is pinned to (None: not pinned)."""
+        cores = set().union(*(self.cpus(c) or set() for c in self.server_cpus))
+        return cores or None
+
     def client_cpu(self, index: int) -> int | None:
         """The core load process ``index`` is pinned to (spread over ``client_cpus``)."""
         cpu = self.client_cpus[index % len(self.client_cpus)]
@@ -71,7 +78,7 @@ class Options:
 @contextlib.contextmanager
 def running(name: str, opts: Options) -> Iterator[tuple[Target, LoadGroup]]:
     """The system under test and its load-client processes; all stopped whatever happens."""
-    target = TARGETS[name](opts.cpus(opts.server_cpu))
+    target = TARGETS[name](opts.server_cores(), workers=opts.workers)
     clients: list[LoadClient] = []
     try:
         config = target.start()
@@ -201,15 +208,21 @@ def _joined(load: LoadGroup, added: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def judge(row: dict[str, Any], reached: int, wanted: int) -> None:
-    """Mark ``row`` valid, or give it the reason the ramp stops there and what limited it."""
-    reason, limit = _stop_reason(row, reached, wanted)
+def judge(
+    row: dict[str, Any], reached: int, wanted: int, cores: int = 1, max_loss: float = LOSS_STOP
+) -> None:
+    """Mark ``row`` valid, or give it the reason the ramp stops there and what limited it
+    (``cores``: how many cores the system under test may use; ``max_loss``: a fraction)."""
+    row["sfu_cores"] = cores
+    reason, limit = _stop_reason(row, reached, wanted, cores, max_loss)
     row["valid"] = not reason
     if reason:
         row["stopped"], row["limit"] = reason, limit
 
 
-def _stop_reason(row: dict[str, Any], reached: int, wanted: int) -> tuple[str, str]:
+def _stop_reason(
+    row: dict[str, Any], reached: int, wanted: int, cores: int, max_loss: float
+) -> tuple[str, str]:
     if reached < wanted or row["join_errors"]:
         return f"joins failed ({reached} of {wanted}): {row['join_errors'][:1]}", "joins"
     if row["no_video"]:
@@ -222,10 +235,11 @@ def _stop_reason(row: dict[str, Any], reached: int, wanted: int) -> tuple[str, s
                 "pkt/s", "load")  # fmt: skip
     if (row["delivered_pct"] or 0) < 100 * DELIVERED_STOP:
         return f"only {row['delivered_pct']:.0f}% of the packets sent were delivered", "sfu"
-    if (row["loss_down_pct"] or 0) > 100 * LOSS_STOP:
-        return f"loss {row['loss_down_pct']:.1f}% > {100 * LOSS_STOP:.0f}%", "sfu"
-    if row["sfu_cpu_pct"] > 100 * CPU_STOP:
-        return f"SFU CPU {row['sfu_cpu_pct']:.0f}% > {100 * CPU_STOP:.0f}% of a core", "sfu"
+    if (row["loss_down_pct"] or 0) > 100 * max_loss:
+        return f"loss {row['loss_down_pct']:.2f}% > {100 * max_loss:g}%", "sfu"
+    if row["sfu_cpu_pct"] > 100 * CPU_STOP * cores:
+        return (f"SFU CPU {row['sfu_cpu_pct']:.0f}% > {100 * CPU_STOP:.0f}% of its "
+                f"{cores} core(s)", "sfu")  # fmt: skip
     return "", ""
 
 
@@ -260,7 +274,7 @@ def consults(name: str, opts: Options, bar: tqdm, rows: list[dict[str, Any]]) ->
             except STEP_ERRORS as exc:
                 rows.append(failed_step(name, "consults", "consults", n, exc))
                 break
-            judge(row, rooms, n)
+            judge(row, rooms, n, len(opts.server_cores() or {0}), opts.max_loss)
             rows.append(row)
             bar.update(1)
             if not row["valid"] and not opts.whole_ramp:

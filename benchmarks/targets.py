@@ -79,8 +79,9 @@ class Target:
     name = ""
     proc: subprocess.Popen[Any] | None = None
 
-    def __init__(self, cpus: set[int] | None) -> None:
+    def __init__(self, cpus: set[int] | None, workers: int = 1) -> None:
         self.cpus = cpus
+        self.workers = workers
         self.tmp = Path(tempfile.mkdtemp(prefix=f"tv-bench-{self.name}-"))
 
     def start(self) -> dict[str, Any]:
@@ -112,7 +113,9 @@ class Target:
 
 
 class Televisit(Target):
-    """`televisit serve` on a fresh data dir: SQLite store, demo org, media on 127.0.0.1."""
+    """`televisit serve` on a fresh data dir: SQLite store, demo org, media on 127.0.0.1,
+    ``workers`` SFU worker processes sharing the target's cores (measured with the control
+    process: probes.usage counts a process's children)."""
 
     name = "televisit"
 
@@ -124,6 +127,8 @@ class Televisit(Target):
             "TELEVISIT__SERVER__PORT": str(port),
             "TELEVISIT__SERVER__LOG_LEVEL": "warning",
             "TELEVISIT__MEDIA__LISTEN_ADDRESSES": '["127.0.0.1"]',
+            "TELEVISIT__MEDIA__SIGNALING_PORT": "0",
+            "TELEVISIT__MEDIA__WORKERS": str(self.workers),
             "TELEVISIT__JOIN__PER_IP_PER_MINUTE": "100000000",
             "TELEVISIT__JOIN__FAILED_PER_IP_PER_HOUR": "100000000",
             "TELEVISIT__JOIN__FAILED_PER_MINUTE": "100000000",
@@ -192,7 +197,7 @@ class Janus(Target):
     name = "janus"
     PORT = 8088
 
-    def __init__(self, cpus: set[int] | None) -> None:
+    def __init__(self, cpus: set[int] | None, workers: int = 1) -> None:
         if (
             shutil.which("janus") is None
             or not (JANUS_LIBS / "plugins/libjanus_videoroom.so").exists()
@@ -200,7 +205,7 @@ class Janus(Target):
             raise TargetUnavailable("janus is not installed (apt-get install janus): skipped")
         if os.geteuid() != 0:
             raise TargetUnavailable("janus needs a network namespace (root): skipped")
-        super().__init__(cpus)
+        super().__init__(cpus, workers)
         self.event_loops = len(cpus) if cpus else os.cpu_count() or 1
         self.ns = Namespace()
 

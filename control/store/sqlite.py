@@ -97,7 +97,6 @@ class SqliteStore(Store):
         self._db: sqlite3.Connection | None = None  # the writer thread's
         self._lookup: sqlite3.Connection | None = None  # the loop thread's
         self._scan_db: sqlite3.Connection | None = None  # the scan thread's
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.commits = 0  # transactions committed (writes / commits = the batching achieved)
         self.writes = 0
 
@@ -109,13 +108,13 @@ class SqliteStore(Store):
         self._scan_db = _connect(self.path, BUSY_TIMEOUT_SECONDS)
 
     async def open(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         self._scans = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-scan")
         try:
-            await self._loop.run_in_executor(self._scans, self._open)
+            await loop.run_in_executor(self._scans, self._open)
             self._lookup = _connect(self.path, LOOKUP_BUSY_SECONDS)
         except BaseException:
-            await self._loop.run_in_executor(self._scans, self._close_threads)
+            await loop.run_in_executor(self._scans, self._close_threads)
             self._scans.shutdown(wait=False)
             self._scans = None
             raise
@@ -161,8 +160,8 @@ class SqliteStore(Store):
         return await future
 
     def _write_loop(self) -> None:
-        assert self._db is not None and self._loop is not None
-        db, loop = self._db, self._loop
+        assert self._db is not None
+        db = self._db
         while True:
             first = self._writes.get()
             if first is None:
@@ -179,7 +178,15 @@ class SqliteStore(Store):
                     break
                 batch.append(job)
             outcomes = self._commit(db, batch)
-            loop.call_soon_threadsafe(_settle, outcomes)
+            # Each caller is answered on its own event loop (a store may serve several).
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, ...]]] = {}
+            for outcome in outcomes:
+                by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
+            for loop, theirs in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_settle, theirs)
+                except RuntimeError:
+                    pass  # that loop is closed: nobody is waiting there any more
             if stop:
                 return
 

@@ -52,3 +52,19 @@ async def test_a_write_acknowledged_is_read_back_at_once(tmp_path):
             assert await store.get_by_claim(f"pin:{i}") == created
     finally:
         await store.close()
+
+
+def test_writes_are_answered_on_the_caller_s_own_event_loop(tmp_path):
+    async def opened() -> SqliteStore:
+        store = SqliteStore(tmp_path / "s.db")
+        await store.open()
+        return store
+
+    store = asyncio.run(opened())  # that loop is gone once open() returned
+
+    async def write(i: int) -> Record:
+        return await asyncio.wait_for(store.create("k", f"r{i}", {"i": i}), 10)
+
+    assert asyncio.run(write(1)).id == "r1"  # another loop, answered there
+    assert asyncio.run(write(2)).id == "r2"
+    asyncio.run(store.close())

@@ -203,6 +203,9 @@ def test_services_live_errors_as_sentences_and_languages(browser, clinic_server,
     admin.wait_for_url("**/clinic/provider")
     admin.goto(f"{server.base}/clinic/admin")
     expect(admin.locator("h1")).to_have_text(fi["app.admin_name"])
+    # The page fills the form when its data has loaded (then the staff table has rows): typing
+    # before that would be overwritten.
+    expect(admin.locator("#staff tr").first).to_be_visible()
     admin.locator("#policy textarea").fill("General\nDermatology")
     admin.get_by_role("button", name=fi["admin.save"]).click()
 
@@ -239,6 +242,7 @@ def test_services_live_errors_as_sentences_and_languages(browser, clinic_server,
     expect(admin.locator("#requests-h")).to_have_text(sv["provider.requests"])
 
     admin.goto(f"{server.base}/clinic/admin")
+    expect(admin.locator("#staff tr").first).to_be_visible()
     admin.locator("#policy textarea").fill("")
     admin.get_by_role("button", name=sv["admin.save"]).click()
     expect(desk.locator("#services")).to_be_hidden()

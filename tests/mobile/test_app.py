@@ -241,6 +241,11 @@ def test_offline_day_on_two_phones(browser, clinic, receiver, screenshots):
     expect(page.locator("#status")).to_contain_text("Updated")
     controlled(page)
     settled(page)
+    # Chromium's own verdict on the manifest, icons and service worker: installable (but for
+    # the test browser's private profile).
+    cdp = first.new_cdp_session(page)
+    errors = cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]
+    assert [e["errorId"] for e in errors if e["errorId"] != "in-incognito"] == []
     page.screenshot(path=screenshots / "staff-agenda.png")
 
     # Offline: the reload's shell comes from the worker's cache, the data from IndexedDB.

@@ -28,6 +28,7 @@
 #include <netinet/in.h>
 #include <time.h>
 
+#define MAX_SRTP_TAG 16        /* AEAD_AES_128/256_GCM (AES_CM_128_HMAC_SHA1_80: 10) */
 #define MTU 1500              /* the largest datagram received: any RTP packet within it is sent */
 #define MAX_RTCP_TRAILER 148  /* pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN */
 #define SIG_MAX 64            /* longest extension layout signature a plan is cached under */
@@ -799,7 +800,12 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
     }
     Py_ssize_t payload = n - h->payload_offset;
     Py_ssize_t size = plan ? plan->out_len + payload : n;
-    if (size > MTU) { /* the publisher's packet with a grown extension block (a longer MID) */
+    /* What leaves is one datagram of at most MTU bytes once protected (the largest SRTP tag is
+       AEAD_AES_*_GCM's 16): aiortc's receiver unprotects into a 1500-byte buffer and a longer
+       datagram raises out of its receive loop, ending the subscriber's transport. Only a
+       publisher's near-MTU packet gets here (grown by a longer MID, or a GCM subscriber of an
+       AES_CM publisher); it is that publisher's, so a drop, never a send_error. */
+    if (size > MTU - MAX_SRTP_TAG) {
         Py_CLEAR(scratch.owner);
         count(o->dropped, k_too_long);
         return 0;

@@ -252,6 +252,8 @@ class Sfu:
         self.to_publisher.clear()
 
     def _receive(self, session: pylibsrtp.Session, data: bytes, subscriber: bool) -> None:
+        if len(data) > 1500:  # aiortc unprotects into 1500 bytes; more ends its receive loop
+            raise Finding(f"a {len(data)}-byte datagram: over what a receiver takes")
         rtcp = 192 <= data[1] <= 208
         try:
             plain = session.unprotect_rtcp(data) if rtcp else session.unprotect(data)

@@ -155,9 +155,10 @@ def test_any_publisher_numbering_keeps_the_outgoing_srtp_stream_valid(steps: lis
 
 
 def test_a_packet_its_rewrite_grows_past_the_mtu_is_a_drop_not_a_fault() -> None:
-    # A near-MTU packet whose one-byte MID must grow for the subscriber ("1" -> "12345"): what
-    # would go out is over 1500 bytes. It is the publisher's packet: a counted drop, never a
-    # send_error or a media fault.
+    # A near-MTU packet whose one-byte MID must grow for the subscriber ("1" -> "12345"): once
+    # protected it would be over 1500 bytes, which aiortc's receiver cannot unprotect (its
+    # receive loop ends). It is the publisher's packet: a counted drop, never a send_error or a
+    # media fault.
     sent: list[bytes] = []
     leg = Leg(on_rtp=None, on_rtcp=None, dropped={}, faults=None)
     set_keys(leg, fuzz_media._session(b"k" * 30, True), fuzz_media._session(b"k" * 30, False))
@@ -171,5 +172,7 @@ def test_a_packet_its_rewrite_grows_past_the_mtu_is_a_drop_not_a_fault() -> None
     head = struct.pack("!BBHII", 0x90, 96, 1, 0, 5) + struct.pack("!HH", 0xBEDE, 1) + block
     out.forward(head + bytes(1500 - len(head)))
     assert dropped == {"too_long": 1} and faults.count == 0 and sent == []
-    out.forward(head + bytes(1400))  # room to grow: forwarded
-    assert len(sent) == 1 and dropped == {"too_long": 1}
+    out.forward(head + bytes(1476 - len(head)))  # 1484 once the MID grew: fits with a tag
+    assert len(sent) == 1 and len(sent[0]) <= 1500 and dropped == {"too_long": 1}
+    out.forward(head + bytes(1477 - len(head)))
+    assert len(sent) == 1 and dropped == {"too_long": 2} and faults.count == 0

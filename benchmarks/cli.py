@@ -25,7 +25,7 @@ SMOKE_STEPS = {"consults": [1, 2], "fanout": [1, 2], "churn": [1]}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", choices=["consults", "fanout", "churn", "control"])
+    p.add_argument("scenario", choices=["consults", "fanout", "churn", "control", "codecs"])
     p.add_argument(
         "--smoke",
         action="store_true",
@@ -87,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.scenario == "control":
         return _control(args, out, report)
+    if args.scenario == "codecs":
+        from . import codecs
+
+        return codecs.run(out, smoke=args.smoke)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(systems) - set(SYSTEMS)
     if unknown:

@@ -68,7 +68,7 @@ RETARGET_SECONDS = 5.0
 RETARGET_RATIO = 0.25
 KEYFRAME_INTERVAL_SECONDS = 0.5
 KEYFRAME_EVERY_FRAMES = 3000  # encoder GOP: keyframes come on request, not by the clock
-QUEUE_FRAMES = 2  # whole frames waiting for the thread; more means it cannot keep up
+QUEUE_FRAMES = 3  # whole frames waiting for the thread; more means it cannot keep up
 FRAME_MAX_PACKETS = 2000  # a frame that never ends (lost marker) is given up after this
 
 # What each target is encoded with (FFmpeg encoder name, options) and packetized with.
@@ -298,6 +298,7 @@ class Transcoder:
         if frame is None:
             payload = packet[header.payload_offset :]
             if self._need_keyframe and not codecs.starts_keyframe(self.source.codec.name, payload):
+                self.source.request_keyframe()  # again until one comes (it throttles itself)
                 return
             frame = self._frame = (header.timestamp, header.sequence_number, [])
         frame[2].append(packet[header.payload_offset :])

@@ -10,8 +10,9 @@ The estimate (bits/s) is the lower of two signals, as in Google Congestion Contr
   policer adds no delay, so REMB stays high while a capped link drops most packets.
 - loss-based: the receiver reports' fraction lost (RFC 3550 6.4.1) against what we actually
   sent in the interval: over 10% loss, the estimate falls to ``sent * (1 - loss / 2)`` (GCC);
-  over 30% (a policer, not random loss) straight to what got through, ``sent * (1 - loss)``
-  plus 5%, so a cap is found in one report instead of four; under 2% it grows 12% per report
+  over 30% (a policer, not random loss) towards what got through, ``sent * (1 - loss)``
+  plus 5%, at most halving per report, so a cap is found in one or two reports instead of
+  four; under 2% it grows 12% per report
   (not bounded by what was sent: a paused video must be able to come back; the REMB bounds
   it); in between it holds. The loss is our leg's alone (``Subscription.downlink_loss``: what
   the publisher's uplink lost shows as gaps at the subscriber too).
@@ -75,7 +76,10 @@ class DownlinkEstimator:
         self.sent_bps = 8 * (sent - previous[1]) / (now - previous[0])
         loss = self.fraction_lost = fraction_lost / 256
         if loss > LOSS_CONGESTED:
-            self.loss_based = min(self.loss_based, 1.05 * self.sent_bps * (1 - loss))
+            # At most halved per report: loss at a low rate is often a burst (a keyframe)
+            # overflowing a policer's bucket, not the link's rate.
+            through = 1.05 * self.sent_bps * (1 - loss)
+            self.loss_based = min(self.loss_based, max(through, self.loss_based / 2))
         elif loss > LOSS_HIGH:
             self.loss_based = min(self.loss_based, self.sent_bps * (1 - loss / 2))
         elif loss < LOSS_LOW:

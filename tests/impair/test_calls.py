@@ -46,6 +46,7 @@ def test_a_downlink_drop_keeps_video_playing_and_resends_within_the_link(tmp_pat
     assert client.get("audio_concealed_pct", 0) < 30, client
     # The storm (877 resends/s, ~8 Mbit/s into 500 kbit/s before): resends stay within the link.
     assert client["sfu_rtx_kbps"] < 500, client
+    assert client["sfu_rtx_pps"] < 100, client  # 500 kbit/s is ~57 full packets a second
     # After the cap lifts the stream still plays.
     after = [p for p in call["series"]["client <- video"] if p["t"] > 16.5]
     assert sum(p["fps"] * p["dt"] for p in after) > 10, after

@@ -197,7 +197,7 @@ class Participant:
         self.downlink = DownlinkEstimator(self._bytes_sent)
         self.resend_budget = ResendBudget(lambda: self.downlink.estimate)
         self.allocator = Allocator(lambda: self.downlink.estimate)
-        self._video_loss: int | None = None  # the worst video loss of one RTCP compound
+        self._leg_loss: int | None = None  # the worst loss of our leg in one RTCP compound
         self.dropped: dict[str, int] = {}
         self.rtcp_packets_in = 0
         self.rtcp_packets_out = 0
@@ -665,9 +665,9 @@ class Participant:
                 continue
             for packet in packets:
                 self._on_rtcp_packet(packet)
-        if self._video_loss is not None:
-            self.downlink.on_loss(self._video_loss)
-            self._video_loss = None
+        if self._leg_loss is not None:
+            self.downlink.on_loss(self._leg_loss)
+            self._leg_loss = None
             self._allocate()
 
     def _allocate(self) -> None:
@@ -696,9 +696,9 @@ class Participant:
                 subscription = self._by_out_ssrc.get(report.ssrc)
                 if subscription is not None:
                     subscription.on_receiver_report(report)
-                    if subscription.kind == "video" and subscription.downlink_loss is not None:
+                    if subscription.downlink_loss is not None:  # audio too: the same leg
                         loss = subscription.downlink_loss
-                        self._video_loss = max(self._video_loss or 0, loss)
+                        self._leg_loss = max(self._leg_loss or 0, loss)
         elif isinstance(packet, RtcpRtpfbPacket):
             subscription = self._by_out_ssrc.get(packet.media_ssrc)
             if subscription is not None and packet.fmt == RTCP_RTPFB_NACK:
@@ -778,6 +778,10 @@ class Participant:
                     next_report = now + REPORT_SECONDS * (0.5 + random.random())
                     self._send_reports()
                     self._check_media(now)
+                    if any(s.paused for s in self.subscriptions):
+                        # A paused video brings no receiver reports or REMB for it: the
+                        # allocator must still look, or it would never resume.
+                        self._allocate()
                 delay = TICK_SECONDS if missing else max(0.0, next_report - now)
             except Exception as exc:
                 self.faults.record("rtcp-tick", exc)

@@ -7,7 +7,8 @@ carry. Audio is never dropped to make room for video: every audio subscription i
 alike once the link is full), is split between the video subscriptions; each gets it as its
 ``target_bps``, which its publication turns into the REMB that caps the publisher's encoder
 (publication.bitrate_cap: the lowest target of the subscribers it feeds). A video subscription
-whose share stays under ``PAUSE_BPS`` is paused (not forwarded; the subscriber's page says the
+whose share stays under ``PAUSE_BPS`` (by the estimate from loss too: a REMB dip alone is no
+reason) is paused (not forwarded; the subscriber's page says the
 video is paused for its connection) and resumes, at a keyframe, once its share has stayed over
 ``RESUME_BPS`` for ``RESUME_HOLD_SECONDS``: the gap between the two and the hold keep it from
 flapping.
@@ -58,9 +59,12 @@ class Downtrack(Protocol):
 class Allocator:
     """One subscriber's allocator; ``allocate(subscriptions)`` after each estimate update."""
 
-    def __init__(self, estimate: Callable[[], int], clock: Callable[[], float] = time.monotonic
-                 ) -> None:  # fmt: skip
+    def __init__(self, estimate: Callable[[], int], clock: Callable[[], float] = time.monotonic,
+                 lossless: Callable[[], int] | None = None) -> None:  # fmt: skip
         self._estimate = estimate
+        # The estimate from loss alone (None: ``estimate``): a pause needs the link to lose
+        # packets, not only a receiver's delay-based REMB to dip (a starved CPU does that too).
+        self._lossless = lossless or estimate
         self._clock = clock
         self._low_since: dict[int, float] = {}  # id(subscription) -> share under PAUSE_BPS since
         self._high_since: dict[int, float] = {}  # ... over RESUME_BPS since (while paused)
@@ -82,6 +86,12 @@ class Allocator:
         left = max(0, estimate - AUDIO_RESERVE_BPS * len(audio)) * HEADROOM
         playing = [s for s in video if not s.paused] or video
         share = int(left / len(playing))
+        lossless = self._lossless()
+        if lossless > estimate:
+            left_by_loss = max(0, lossless - AUDIO_RESERVE_BPS * len(audio)) * HEADROOM
+            pause_share = int(left_by_loss / len(playing))
+        else:
+            pause_share = share
         now = self._clock()
         for s in video:
             key = id(s)
@@ -89,7 +99,7 @@ class Allocator:
             self._choose_layer(s, share, now)
             if not s.paused:
                 self._high_since.pop(key, None)
-                if share >= PAUSE_BPS:
+                if pause_share >= PAUSE_BPS:
                     self._low_since.pop(key, None)
                 elif now - self._low_since.setdefault(key, now) >= PAUSE_AFTER_SECONDS:
                     self._low_since.pop(key, None)

@@ -196,7 +196,9 @@ class Participant:
         # What our leg to this participant carries, and the resends it affords (estimator.py).
         self.downlink = DownlinkEstimator(self._bytes_sent)
         self.resend_budget = ResendBudget(lambda: self.downlink.estimate)
-        self.allocator = Allocator(lambda: self.downlink.estimate)
+        self.allocator = Allocator(
+            lambda: self.downlink.estimate, lossless=lambda: int(self.downlink.loss_based)
+        )
         self._leg_loss: int | None = None  # the worst loss of our leg in one RTCP compound
         self.dropped: dict[str, int] = {}
         self.rtcp_packets_in = 0

@@ -97,3 +97,14 @@ async def test_the_answer_asks_opus_publishers_for_in_band_fec_and_dtx() -> None
         assert params["useinbandfec"] == "1" and params["usedtx"] == "1"
     finally:
         await participant.close()
+
+
+def test_a_remb_dip_without_loss_lowers_the_share_but_does_not_pause() -> None:
+    # A starved CPU or a short queue makes a receiver's REMB dip; pausing needs lost packets.
+    clock = Clock()
+    alloc = Allocator(lambda: 150_000, clock=clock, lossless=lambda: 1_500_000)
+    audio, video = Track("audio"), Track("video")
+    for _ in range(10):
+        alloc.allocate([audio, video])
+        clock.now += 1.0
+    assert video.changes == [] and video.target_bps < allocator.PAUSE_BPS

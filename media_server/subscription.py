@@ -155,7 +155,7 @@ class Subscription:
         self.jitter = 0
         self.rtt: float | None = None
         self.downlink_loss: int | None = None  # of our leg alone, 0-255 (_downlink_loss)
-        self._report_counts: tuple[int, int, int] | None = None
+        self._report_counts: tuple[int, int, int, int, int] | None = None
         # A keyframe and what followed it, held while the subscriber cannot receive yet (see
         # _hold): empty once delivered, so an established subscription holds nothing.
         self._held: list[bytes] = []
@@ -434,19 +434,20 @@ class Subscription:
     def _downlink_loss(self, highest: int, lost: int) -> None:
         """The loss of *our* leg since the previous report (``downlink_loss``, 0-255).
 
-        The subscriber's fraction lost counts every sequence number it never got, and the
-        numbers the publisher's own uplink lost are gaps on our leg too (we keep them, so NACKs
-        reach the publisher). What our leg lost is what we sent that did not arrive: received
-        (extended highest and cumulative lost, RFC 3550 6.4.1) against our own count sent."""
-        previous, sent = self._report_counts, self.out.packets_out
-        self._report_counts = (highest, lost, sent)
-        if previous is None:
+        The subscriber's loss (RFC 3550 6.4.1: extended highest sequence and cumulative lost,
+        both its own counts, so packets still in flight do not count) includes the numbers the
+        publisher's uplink lost: we keep those gaps, so NACKs reach the publisher. What our
+        leg lost is the subscriber's loss rate less the source's own over the same while."""
+        inbound = self.source.inbound
+        counts = (highest, lost, id(self.source), inbound.packets_expected, inbound.packets_lost)
+        previous, self._report_counts = self._report_counts, counts
+        if previous is None or highest - previous[0] <= 0:
             return
-        received = (highest - previous[0]) - (lost - previous[1])
-        sent_delta = sent - previous[2]
-        if sent_delta <= 0 or received < 0:
-            return
-        self.downlink_loss = max(0, min(255, (sent_delta - received) * 256 // sent_delta))
+        reported = max(0, lost - previous[1]) / (highest - previous[0])
+        upstream = 0.0
+        if previous[2] == counts[2] and counts[3] > previous[3]:
+            upstream = max(0, counts[4] - previous[4]) / (counts[3] - previous[3])
+        self.downlink_loss = min(255, int(max(0.0, reported - upstream) * 256))
 
     def on_remb(self, bitrate: int) -> None:
         self.remb = bitrate

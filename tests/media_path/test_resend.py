@@ -169,8 +169,8 @@ def test_downlink_estimate_follows_remb_and_falls_with_loss() -> None:
 
 
 def test_only_our_legs_loss_counts_not_the_publishers_uplink() -> None:
-    # The publisher's uplink lost 2 packets (the subscriber sees gaps and reports them lost);
-    # our leg lost one of the packets we did send: a quarter of what we sent, not a half.
+    # The publisher's uplink lost 2 of 6 packets (the subscriber sees gaps and reports them
+    # lost); our leg lost one more: 1 in 6 is ours, not 3 in 6.
     pub = publication([])
     wire = Wire()
     sub = bound(pub, wire)
@@ -183,4 +183,4 @@ def test_only_our_legs_loss_counts_not_the_publishers_uplink() -> None:
         push(pub, rtp(seq, 3000 * seq))
     report.highest_sequence, report.packets_lost = first + 6, 3
     sub.on_receiver_report(report)
-    assert sub.downlink_loss == 64
+    assert sub.downlink_loss == 256 // 6

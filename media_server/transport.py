@@ -29,6 +29,7 @@ and SRTP that fails authentication are dropped and counted in ``sink.dropped``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import socket
@@ -114,6 +115,9 @@ class SfuDtlsTransport(RTCDtlsTransport):
             self._fast_path = None
 
 
+BACKLOG_DATAGRAMS = 4096  # ~5 MB of video waiting for a full socket buffer, at most
+
+
 class LegSocketTransport(asyncio.DatagramTransport):
     """aioice's nominated UDP socket once its Leg reads it (``read_batched``): the event
     loop's transport for it is closed, the Leg's ``read_ready`` reads every waiting datagram
@@ -127,18 +131,45 @@ class LegSocketTransport(asyncio.DatagramTransport):
         self._sock, self._protocol, self._leg = sock, protocol, leg
         self._loop = asyncio.get_running_loop()
         self._closing = False
+        # Datagrams the socket could not take yet, sent in order once it is writable (as the
+        # loop's transport buffers them): a shaped link fills the buffer in bursts, and a
+        # keyframe dropped there would freeze the subscriber's video.
+        self._backlog: collections.deque[tuple[bytes, Any]] = collections.deque()
         leg.rfd = sock.fileno()
         self._loop.add_reader(leg.rfd, leg.read_ready)
 
     def sendto(self, data: bytes, addr: Any = None) -> None:
         if self._closing:
             return
+        if self._backlog:  # behind what already waits
+            self._queue(data, addr)
+            return
         try:
-            self._sock.sendto(data, addr) if addr is not None else self._sock.send(data)
+            self._send(data, addr)
         except (BlockingIOError, InterruptedError):
-            pass  # a full buffer drops a datagram, as UDP may; STUN and DTLS retransmit
+            self._queue(data, addr)
+            self._loop.add_writer(self._sock.fileno(), self._drain)
         except OSError as exc:
             log.debug("nominated socket: %s", exc)  # consent checks notice a dead path
+
+    def _send(self, data: bytes, addr: Any) -> None:
+        self._sock.sendto(data, addr) if addr is not None else self._sock.send(data)
+
+    def _queue(self, data: bytes, addr: Any) -> None:
+        if len(self._backlog) < BACKLOG_DATAGRAMS:  # beyond it the path is gone, not slow
+            self._backlog.append((bytes(data), addr))
+
+    def _drain(self) -> None:
+        while self._backlog:
+            data, addr = self._backlog[0]
+            try:
+                self._send(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("nominated socket: %s", exc)
+            self._backlog.popleft()
+        self._loop.remove_writer(self._sock.fileno())
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "socket":
@@ -154,6 +185,8 @@ class LegSocketTransport(asyncio.DatagramTransport):
         if self._closing:
             return
         self._closing = True
+        self._backlog.clear()
+        self._loop.remove_writer(self._sock.fileno())
         self._loop.remove_reader(self._sock.fileno())
         self._leg.rfd = -1
         self._sock.close()

@@ -46,19 +46,6 @@ class Node(LiveServer):
     def base(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def log_lines(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue
-        return out
-
-    def logged(self, msg: str) -> list[dict[str, Any]]:
-        return [e for e in self.log_lines() if e.get("msg") == msg]
-
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
@@ -94,10 +81,6 @@ class Node(LiveServer):
             cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=60, check=True,
         )  # fmt: skip
         return json.loads(out.stdout)
-
-    def workers(self) -> dict[str, dict[str, Any]]:
-        """Worker processes started so far, by signaling URL: {worker, pid, url}."""
-        return {e["url"]: e for e in self.logged("SFU worker started")}
 
 
 def alive(pid: int) -> bool:

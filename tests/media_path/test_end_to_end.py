@@ -2,9 +2,10 @@
 no decoder is ever opened in the server process, and every payload byte a subscriber receives
 is a payload its publisher sent, unchanged.
 
-The server runs under tests/media_path/watched_server.py, which reports every PyAV decoder the
-process opens (tests/decoders.py: aiortc's receivers, a publication that decoded, anything), so
-the check does not depend on which class the server uses for its transports. A room that needs
+The server runs with tests/media_path/watched_server.py's watch in each of its processes (the
+serve process and its SFU workers), which reports every PyAV decoder a process opens
+(tests/decoders.py: aiortc's receivers, a publication that decoded, anything), so the check
+does not depend on which class the server uses for its transports. A room that needs
 transcoding (an H.264-only subscriber of a VP8-only publisher) decodes by design: a test of
 one counts the decoders whose stack runs through the transcoder; the rooms here forward only.
 """
@@ -13,10 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import pytest
 
 from media_server import rtpheader
 from tests.conftest import free_port
+from tests.media_path import watched_server
 from tests.sfu.harness import both_decode
 from tests.sfu.sfu_client import SfuClient
 from tests.web.server import LiveServer
@@ -35,20 +34,21 @@ class WatchedServer(LiveServer):
     def decoder_log(self) -> Path:
         return self.data_dir / "decoders.jsonl"
 
-    def command(self) -> list[str]:
-        return [sys.executable, "-m", "tests.media_path.watched_server", "serve"]
-
     def decoders(self) -> list[dict[str, Any]]:
+        """The decoders any process of the server opened (the watch must be live in each)."""
         lines = [json.loads(line) for line in self.decoder_log.read_text().splitlines()]
-        assert lines and lines[0]["watch"] == "installed", "the server's decoder watch is not live"
-        return lines[1:]
+        watched = {line["pid"] for line in lines if line.get("watch") == "installed"}
+        missing = [w for w in self.workers().values() if w["pid"] not in watched]
+        assert self.proc is not None and self.proc.pid in watched, "the serve process is unwatched"
+        assert not missing, f"SFU workers without the decoder watch: {missing}"
+        return [line for line in lines if "decoder" in line]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WatchedServer]:
     data = tmp_path_factory.mktemp("watched")
     live = WatchedServer(data, free_port())
-    live.settings = {"TELEVISIT_TEST_DECODER_LOG": str(data / "decoders.jsonl")}
+    live.settings = watched_server.environment(data / "decoders.jsonl")
     live.start()
     try:
         live.make_department("en")
@@ -111,9 +111,7 @@ async def consult(
 
 
 def transcoders_started(server: WatchedServer) -> int:
-    with urllib.request.urlopen(server.base + "/metrics", timeout=30) as response:
-        text = response.read().decode()
-    return int(float(re.search(r"^televisit_sfu_transcoders_started_total (\S+)$", text, re.M)[1]))
+    return int(server.sfu_metrics()["televisit_sfu_transcoders_started_total"])
 
 
 @pytest.mark.parametrize("codec", ["VP8", "H264"])

@@ -115,6 +115,43 @@ class LiveServer:
             self.proc.stdout.close()
         self.proc = None
 
+    # --- its log and its SFU workers ---------------------------------------------------
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The JSON lines of the server's log (stderr)."""
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        return out
+
+    def logged(self, msg: str) -> list[dict[str, Any]]:
+        return [e for e in self.log_lines() if e.get("msg") == msg]
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """SFU worker processes started so far, by signaling URL: {worker, pid, url}."""
+        return {e["url"]: e for e in self.logged("SFU worker started")}
+
+    def sfu_metrics(self) -> dict[str, float]:
+        """``televisit_sfu_*`` samples (name with labels -> value) summed over the live SFU
+        workers' /metrics (each worker process serves its own)."""
+        out: dict[str, float] = {}
+        for url in self.workers():
+            metrics = url.replace("ws", "http", 1).removesuffix("/ws") + "/metrics"
+            try:
+                with urllib.request.urlopen(metrics, timeout=10) as resp:
+                    text = resp.read().decode()
+            except OSError:
+                continue  # a worker that died or was replaced
+            for line in text.splitlines():
+                if line.startswith("televisit_sfu_") and " " in line:
+                    name, value = line.rsplit(" ", 1)
+                    out[name] = out.get(name, 0.0) + float(value)
+        return out
+
     # --- REST ---------------------------------------------------------------------------
 
     def call(

@@ -11,9 +11,7 @@ member leaves.
 
 from __future__ import annotations
 
-import re
 import time
-import urllib.request
 from typing import Any
 
 import pytest
@@ -25,14 +23,7 @@ HOLD_SECONDS = 30.0
 
 
 def metrics(server) -> dict[str, float]:
-    with urllib.request.urlopen(server.base + "/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("televisit_sfu_") and " " in line:
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
+    return server.sfu_metrics()
 
 
 def decoded(stream: dict[str, Any]) -> int:
@@ -101,7 +92,9 @@ def test_three_parties_with_a_vp8_only_app(browser, live_server) -> None:
     join_call(clinic)
 
     token = app_token(live_server.data_dir, host_url, "Interpreter app")
-    app = AppThread(re.sub(r"^http", "ws", live_server.base) + "/ws", token)
+    status, joined = live_server.call("POST", "/api/v1/join", {"token": token})
+    assert status == 200, joined
+    app = AppThread(joined["signaling_url"], token)  # the SFU worker holding the room
     try:
         client = h264_only_page(browser, appt["telemedicine"]["join_url"], "client")
         join_call(client)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -58,7 +57,7 @@ def click_join(page) -> None:
     page.locator("#join-button").click()
 
 
-def _first(browser: Any, server: Any) -> float:
+def _first(browser: Any, server: Any, sfu_port: int) -> float:
     """The H.264-only member is there before the clinic: timed from the clinic's click."""
     from tests.web.devices import h264_only_page, join_call
     from tests.web.helpers import DESKTOP, open_page
@@ -75,7 +74,7 @@ def _first(browser: Any, server: Any) -> float:
         clinic.context.close()
 
 
-def _switch(browser: Any, server: Any) -> float:
+def _switch(browser: Any, server: Any, sfu_port: int) -> float:
     """The clinic sends VP8 when the H.264-only member joins: timed from its click."""
     from tests.web.devices import h264_only_page, join_call
     from tests.web.helpers import DESKTOP, open_page
@@ -93,14 +92,14 @@ def _switch(browser: Any, server: Any) -> float:
         clinic.context.close()
 
 
-def _transcode(browser: Any, server: Any) -> float:
+def _transcode(browser: Any, server: Any, sfu_port: int) -> float:
     """A VP8-only app (aiortc, 320x240: it encodes in this process) is there; the H.264-only
     member joins: timed from its click."""
     from tests.web.devices import AppThread, app_token, h264_only_page
 
     appt = server.make_appointment(client_language="en")
     token = app_token(server.data_dir, appt["telemedicine"]["host_url"], "App")
-    app = AppThread(re.sub(r"^http", "ws", server.base) + "/ws", token)
+    app = AppThread(f"ws://127.0.0.1:{sfu_port}/ws", token)
     try:
         time.sleep(5)
         client = h264_only_page(browser, appt["telemedicine"]["join_url"], "client")
@@ -125,7 +124,11 @@ def join_paths(out: Path) -> dict[str, Any]:
     from .targets import free_port
 
     results: dict[str, Any] = {}
-    server = LiveServer(out / "server", free_port())
+    sfu_port = free_port()  # one SFU worker on a known port (the app signals to it)
+    server = LiveServer(
+        out / "server", free_port(),
+        settings={"TELEVISIT__MEDIA__WORKERS": "1", "TELEVISIT__MEDIA__SIGNALING_PORT": str(sfu_port)},
+    )  # fmt: skip
     server.start()
     try:
         server.make_department("en")
@@ -135,7 +138,7 @@ def join_paths(out: Path) -> dict[str, Any]:
             )
             for path in ("first", "switch", "transcode"):
                 try:
-                    results[path] = round(PATHS[path](browser, server), 2)
+                    results[path] = round(PATHS[path](browser, server, sfu_port), 2)
                 except Exception as exc:  # one path failing must not lose the others
                     results[path] = f"failed: {exc}"
             results["backup"] = None

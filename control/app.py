@@ -10,6 +10,7 @@ from aiohttp import web
 
 from config.settings import Settings
 from control import logs
+from control.auth import KeyCache
 from control.bus import EventBus, InProcessBus
 from control.clinic import api as clinic_api
 from control.clinic.node import ClinicNode
@@ -70,6 +71,7 @@ def create_app(
         store=store,
         keyring=keyring_for(settings),
         limiter=JoinLimiter(settings.join, store),
+        api_keys=KeyCache(store),
         clock=clock,
         outbox_worker=outbox_worker,
         bus=bus,

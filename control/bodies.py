@@ -37,15 +37,18 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         # 400 instead of an "unhandled error" with a traceback.
         raise Problem(400, "body-incomplete", "the body ended before its length") from exc
     try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        problem = validation_problem(exc)
+        cause = exc
+    # Only a body the model refused is parsed again, to tell bad JSON from bad fields.
+    try:
         data = json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise Problem(400, "malformed-json", f"the body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise Problem(400, "malformed-json", "the body must be a JSON object")
-    try:
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as exc:
-        raise validation_problem(exc) from exc
+    raise problem from cause
 
 
 _ID = re.compile(ID_PATTERN)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -13,6 +13,9 @@ from config.settings import Settings
 from control.ratelimit import JoinLimiter
 from control.store import Store
 from control.tokens import Keyring
+
+if TYPE_CHECKING:
+    from control.auth import KeyCache  # control.auth reads Services from requests
 
 
 class Wakeable(Protocol):
@@ -33,6 +36,7 @@ class Services:
     store: Store
     keyring: Keyring
     limiter: JoinLimiter
+    api_keys: KeyCache
     clock: Callable[[], float] = field(default=time.time)
     outbox_worker: Wakeable | None = None
     bus: Publisher | None = None

@@ -21,7 +21,9 @@ BITS = LENGTH * (len(ALPHABET).bit_length() - 1)
 
 
 def new_code() -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
+    """``LENGTH`` uniform symbols from one draw of the OS's CSPRNG (5 bits each)."""
+    bits = secrets.randbits(BITS)
+    return "".join(ALPHABET[(bits >> (5 * i)) & 31] for i in range(LENGTH))
 
 
 def normalized(text: str) -> str | None:

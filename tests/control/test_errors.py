@@ -134,6 +134,23 @@ async def test_revoked_key_stops_at_once_and_others_keep_working(client, store, 
     ).status == 200
 
 
+async def test_a_revocation_elsewhere_stops_a_remembered_key_at_once(
+    make_client, make_store, clock
+):
+    """Two nodes have each served the key (so both remember it); a third client of the same
+    data (`televisit admin revoke-key`) revokes it: both nodes refuse it on the next request."""
+    nodes = [await make_client(await make_store()) for _ in range(2)]
+    admin = await make_store()
+    org, record, key = await create_org(admin, "Keys", clock())
+    headers = {"Authorization": f"Bearer {key}"}
+    for _ in range(2):
+        for node in nodes:
+            assert (await node.get("/api/v1/departments", headers=headers)).status == 200
+    await auth_keys.revoke_key(admin, record["id"], clock())
+    for node in nodes:
+        await problem(await node.get("/api/v1/departments", headers=headers), 401)
+
+
 async def test_keys_are_stored_only_hashed(store, clock):
     org, record, key = await create_org(store, "Hashes", clock())
     stored = await store.get("apikey", record["id"])

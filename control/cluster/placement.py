@@ -9,7 +9,10 @@ worker since its last heartbeat (load it has not reported yet).
 The least loaded worker is the one with the lowest expected share of a core: what it last
 reported (``max(cpu, pps / PACKETS_PER_CORE)``: CPU reacts to everything the process does,
 packets/s to committed media even while CPU readings are noisy) plus its rooms placed since,
-each costing what its rooms cost on average (at least NEW_ROOM_SHARE).
+each costing what its rooms cost on average (at least NEW_ROOM_SHARE). Shares closer than
+LOAD_NOISE to the lowest are taken as equal and the fewest rooms decide among them: an idle
+worker's readings wander by a few % of a core, more than a new room is assumed to cost, which
+would otherwise send every new room to whichever worker happened to read lowest.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ PACKETS_PER_CORE = 40_000.0
 # The least a room placed since the last heartbeat is assumed to cost: a 1:1 consult at
 # 1.5 Mbit/s video is ~800 packets/s in + out, ~2-3% of a core.
 NEW_ROOM_SHARE = 0.03
+# Shares of a core within this of the lowest are equal (idle readings wander by 1-8%).
+LOAD_NOISE = 0.05
 ATTEMPTS = 5
 
 Chooser = Callable[[list[WorkerInfo]], Awaitable[WorkerInfo | None]]
@@ -121,15 +126,17 @@ class Placer:
         raise NoWorker(f"the placement of {room_id} kept changing")
 
     async def least_loaded(self, candidates: list[WorkerInfo]) -> WorkerInfo | None:
-        """The candidate with the lowest expected share of a core (then fewest rooms, id)."""
-        best: tuple[float, int, str] | None = None
-        chosen = None
+        """The candidate with the lowest expected share of a core, shares within LOAD_NOISE of
+        the lowest counting as equal (then fewest rooms, lower share, id)."""
+        scored = []
         for worker in candidates:
             since = await self.store.count(rooms_index(worker.id), lo=worker.at)
-            key = (expected_share(worker, since), worker.rooms + since, worker.id)
-            if best is None or key < best:
-                best, chosen = key, worker
-        return chosen
+            scored.append((expected_share(worker, since), worker.rooms + since, worker.id, worker))
+        if not scored:
+            return None
+        lowest = min(expected for expected, *_ in scored)
+        near = [entry for entry in scored if entry[0] <= lowest + LOAD_NOISE]
+        return min(near, key=lambda entry: (entry[1], entry[0], entry[2]))[3]
 
     async def release(self, room_id: str, worker_id: str) -> None:
         """Forget the placement of a room that ended on ``worker_id`` (if still there)."""

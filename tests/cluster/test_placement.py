@@ -55,6 +55,19 @@ async def test_rooms_placed_since_the_last_heartbeat_count(store, clock) -> None
     assert placed == ["a", "b", "a", "b"]
 
 
+async def test_readings_within_the_noise_are_equal_and_rooms_decide(store, clock) -> None:
+    # Two idle workers, one reading 6% of a core (a heartbeat's own noise): without the
+    # tolerance every new room went to the other one (CI: "both rooms went to one worker").
+    await beat(store, clock, "quiet", cpu=0.0)
+    await beat(store, clock, "noisy", cpu=0.06)
+    placed = [await place(store, clock, f"r{i}") for i in range(2)]
+    assert placed == ["quiet", "noisy"]
+    # Beyond the tolerance the measured load still wins over room counts.
+    await beat(store, clock, "quiet", rooms=2, cpu=0.10)
+    await beat(store, clock, "noisy", rooms=0, cpu=0.40)
+    assert await place(store, clock, "r2") == "quiet"
+
+
 async def test_a_room_stays_on_its_holder_and_moves_when_it_is_gone(store, clock) -> None:
     await beat(store, clock, "a", cpu=0.0)
     await beat(store, clock, "b", cpu=0.5)

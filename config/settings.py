@@ -35,6 +35,11 @@ class ServerSettings(_Section):
     data_dir: Path
     max_body_bytes: int = Field(ge=1024)
     log_level: Literal["debug", "info", "warning", "error"]
+    # Logger name -> its own level, over log_level (e.g. {"televisit.adaptation" = "debug"}:
+    # the SFU's per-subscriber adaptation trace).
+    log_levels: dict[str, Literal["debug", "info", "warning", "error"]] = Field(
+        default_factory=dict
+    )
     # Reverse proxies whose X-Forwarded-For names the client (control/clientaddr.py).
     trusted_proxies: list[str] = Field(default_factory=list)
 

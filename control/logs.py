@@ -45,8 +45,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-def configure(level: str = "info", stream: Any = None) -> None:
-    """Route every logger through one JSON handler (idempotent: replaces earlier handlers)."""
+def configure(
+    level: str = "info", stream: Any = None, levels: dict[str, str] | None = None
+) -> None:
+    """Route every logger through one JSON handler (idempotent: replaces earlier handlers);
+    ``levels``: logger name -> its own level (server.log_levels)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
@@ -61,6 +64,8 @@ def configure(level: str = "info", stream: Any = None) -> None:
     # level everything.
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.NOTSET if level == "debug" else logging.WARNING)
+    for name, own in (levels or {}).items():
+        logging.getLogger(name).setLevel(own.upper())
 
 
 def safe_path(request: web.Request) -> str:

@@ -144,7 +144,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
 
 
 def serve(settings: Settings) -> int:
-    logs.configure(settings.server.log_level)
+    logs.configure(settings.server.log_level, levels=settings.server.log_levels)
     try:
         uvloop.run(run(settings))
     except OSError as exc:  # the port is taken, the data directory is not writable, ...

@@ -129,7 +129,9 @@ async def run(assignment: Assignment) -> int:
 def main() -> int:
     assignment = Assignment.model_validate_json(sys.stdin.read())
     die_with_supervisor(assignment.supervisor_pid)
-    logs.configure(assignment.settings.server.log_level)
+    logs.configure(
+        assignment.settings.server.log_level, levels=assignment.settings.server.log_levels
+    )
     return uvloop.run(run(assignment))
 
 

@@ -129,3 +129,18 @@ def test_aioice_check_chatter_stays_out_of_info_logs():
             assert any(r["logger"] == "televisit.test" for r in lines)
     finally:
         logs.configure("info")
+
+
+def test_log_levels_set_single_loggers_over_the_log_level():
+    # server.log_levels: the SFU's adaptation trace at debug while everything else stays at info.
+    trace, other = logging.getLogger("televisit.adaptation"), logging.getLogger("televisit.test")
+    try:
+        out = io.StringIO()
+        logs.configure("info", stream=out, levels={"televisit.adaptation": "debug"})
+        trace.debug("allocation")
+        other.debug("not shown")
+        lines = [json.loads(line) for line in out.getvalue().splitlines()]
+        assert [(r["logger"], r["level"]) for r in lines] == [("televisit.adaptation", "debug")]
+    finally:
+        trace.setLevel(logging.NOTSET)
+        logs.configure("info")

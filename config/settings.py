@@ -156,6 +156,9 @@ class MediaSettings(_Section):
     workers: int = Field(ge=0, le=256)
     signaling_port: int = Field(ge=0, le=65535)
     signaling_url: str
+    # Answer a publisher's simulcast offer (a=simulcast:recv): it then sends 2-3 layers and
+    # each subscriber gets the one its connection carries. False: one layer (the first).
+    simulcast: bool = True
 
     @model_validator(mode="after")
     def _port_range(self) -> MediaSettings:

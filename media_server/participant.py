@@ -234,6 +234,10 @@ class Participant:
         self._offered = True
         self._client_numbering = reoffer.numbering(sdp)
         self._simulcast = simulcast.offered(sdp)
+        if not self.settings.simulcast:
+            # One layer: the answer keeps only the first rid (RFC 8853 lets the answerer drop
+            # the others), so the client sends that one and its later answers stay consistent.
+            self._simulcast = {mid: simulcast.first_only(o) for mid, o in self._simulcast.items()}
 
         # Our transceivers exist before setRemoteDescription so each negotiates the chosen
         # codecs in the chosen order (aiortc matches m-lines to unassigned transceivers of the
@@ -319,7 +323,7 @@ class Participant:
         self.publications.append(publication)
         self._by_mid[publication.mid] = publication
         offer = self._simulcast.get(publication.mid)
-        if offer is not None:
+        if offer is not None and len(offer.rids) > 1:
             self._add_layers(publication, offer)
         if publication.ssrc is not None:
             self._route(publication.ssrc, publication)

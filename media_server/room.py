@@ -207,6 +207,7 @@ class Room:
                 "room": self.state_message(),
                 "ice_servers": [s.model_dump(exclude_none=True) for s in self.settings.ice_servers],
                 "resumed": resumed,
+                "simulcast": self.settings.simulcast,
             }
         )
         if member.role == "host":

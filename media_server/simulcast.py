@@ -15,7 +15,7 @@ Layers arrive each on its own SSRC, announced by nothing but the RID extension o
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from media_server.rtpheader import URI_REPAIRED_RID, URI_RID
 
@@ -97,6 +97,12 @@ def answer(sdp: str, offers: dict[str, Offer]) -> str:
             at -= 1
         lines[at:at] = extra
     return eol.join(lines)
+
+
+def first_only(offer: Offer) -> Offer:
+    """The offer answered with its first rid alone: the client sends one layer (the visit
+    page's first is full resolution) and keeps the RID extension its offer tied to it."""
+    return replace(offer, rids=offer.rids[:1])
 
 
 def lowest_first(rids: tuple[str, ...]) -> list[str]:

@@ -128,3 +128,21 @@ async def test_a_layer_switch_continues_vp8_picture_ids_and_tl0() -> None:
     push(high, rtp(902, 6050, ssrc=6000, payload=vp8(302, 201, False)))
     numbering = [vp8_numbering(p.payload) for p in wire.parsed()]
     assert numbering == [(20000, 7), (20001, 8), (20002, 9), (20003, 10), (20004, 10)]
+
+
+async def test_without_simulcast_the_answer_takes_the_first_layer_alone() -> None:
+    # media.simulcast = false: the publisher is answered one rid (RFC 8853 lets the answerer
+    # drop the others), so it sends one encoding, routed as a plain video stream.
+    participant = Participant(
+        "pub", settings=media_settings(simulcast=False), on_offer=lambda sdp: asyncio.sleep(0),
+        on_publication=lambda p: None, on_chat=lambda p, t: None, on_state=lambda p, s: None,
+    )  # fmt: skip
+    try:
+        answer = await participant.handle_offer(simulcast_offer())
+        assert "a=simulcast:recv f\r\n" in answer and "a=rid:h" not in answer, answer
+        (video,) = [p for p in participant.publications if p.kind == "video"]
+        assert video.layers == []
+        participant.on_rtp(layer_packet(1, "f", 3001, KEY, video.mid))
+        assert video.ssrc == 3001 and video.packets_in == 1, participant.dropped
+    finally:
+        await participant.close()

@@ -74,6 +74,7 @@ async def test_a_join_after_hangup_starts_a_new_session(sfu: Sfu) -> None:
     guest2 = await sfu.client(guest.token)
     joined = await guest2.join()
     assert joined["resumed"] is False
+    assert joined["simulcast"] is True  # media.simulcast: the page offers its layers
     assert joined["room"]["session"] != first
     assert joined["room"]["state"] == "waiting"
     await guest2.publish()

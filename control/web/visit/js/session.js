@@ -218,7 +218,7 @@ export class Session extends EventTarget {
         this.self = msg.participant;
         this._emit("joined", msg);
         this._emit("room", msg.room);
-        this._queue(() => this._publish(msg.ice_servers || []));
+        this._queue(() => this._publish(msg.ice_servers || [], msg.simulcast !== false));
         break;
       case "answer":
         this._queue(() => this.pc?.setRemoteDescription({ type: "answer", sdp: msg.sdp }));
@@ -291,7 +291,8 @@ export class Session extends EventTarget {
       });
   }
 
-  async _publish(iceServers) {
+  // simulcast: the server takes layers (joined.simulcast); else one encoding.
+  async _publish(iceServers, simulcast = true) {
     this._teardown();
     const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
     this.pc = pc;
@@ -318,7 +319,8 @@ export class Session extends EventTarget {
     };
     this._openChannel(pc.createDataChannel("chat"));
     for (const track of this.media.stream.getTracks()) {
-      const sendEncodings = track.kind === "video" ? simulcastLayers(track.getSettings().height) : null;
+      const layers = track.kind === "video" && simulcast;
+      const sendEncodings = layers ? simulcastLayers(track.getSettings().height) : null;
       if (sendEncodings) pc.addTransceiver(track, { direction: "sendrecv", streams: [this.media.stream], sendEncodings });
       else pc.addTrack(track, this.media.stream);
     }

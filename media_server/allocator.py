@@ -17,8 +17,9 @@ Simulcast (``source.primary.layers``, lowest first): the subscription is forward
 highest running layer whose cost (Publication.cost: its measured bitrate) fits its share. A
 lower layer is taken at once (and when the current one stops running: its publisher shed it);
 a higher one only after the share has carried it with ``UP_MARGIN`` for ``UP_HOLD_SECONDS``.
-A switch is keyframe-gated: Subscription.switch_source asks the new layer for a keyframe and
-re-bases there. ``wanted`` (the highest layer the share fits, running or not) is what the
+A switch is gapless (Subscription.switch_layer): the old layer is forwarded until the new
+one's keyframe, asked for with a PLI, and a switch pending counts as the current layer.
+``wanted`` (the highest layer the share fits, running or not) is what the
 publisher is asked to send (Publication.bitrate_cap): layers nobody wants are not sent.
 """
 
@@ -49,11 +50,12 @@ class Downtrack(Protocol):
     paused: bool
     target_bps: int | None
     source: Any  # a Publication (its primary's ``layers``: simulcast)
+    pending: Any  # the layer a gapless switch waits for (its keyframe), or None
     wanted: Any
 
     def set_paused(self, paused: bool) -> None: ...
 
-    def switch_source(self, publication: Any) -> None: ...
+    def switch_layer(self, layer: Any) -> None: ...
 
 
 class Allocator:
@@ -126,7 +128,7 @@ class Allocator:
             return
         below = [layer for layer in running if layers.index(layer) <= layers.index(s.wanted)]
         target = below[-1] if below else running[0]
-        current = s.source
+        current = s.pending or s.source
         key = id(s)
         if target is current:
             self._up_since.pop(key, None)
@@ -148,4 +150,4 @@ class Allocator:
             self._up_since.pop(key, None)
         self._down_since.pop(key, None)
         self.layer_switches += 1
-        s.switch_source(target)
+        s.switch_layer(target)

@@ -17,6 +17,7 @@ scrape time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from media_server import rtcp, rtpheader
 from media_server.codecs import describe
 from media_server.faults import Faults
 from media_server.rtcp import ntp_ms
-from media_server.rtpforward import Inbound
+from media_server.rtpforward import Inbound, Outbound
 
 if TYPE_CHECKING:
     from media_server.subscription import Subscription
@@ -331,6 +332,24 @@ class Publication:
         if subscription in self.subscriptions:
             self.subscriptions.remove(subscription)
             self.inbound.outbounds.remove(subscription.out)
+
+    def watch(self, outbound: Outbound) -> None:
+        """Let ``outbound`` see every packet of this stream too (a subscription's watcher for
+        the keyframe of a layer it switches to: Subscription.switch_layer)."""
+        self.inbound.outbounds.append(outbound)
+
+    def unwatch(self, outbound: Outbound) -> None:
+        """Stop ``watch``. Soon when an event loop runs: a watcher is removed from inside the
+        fan-out it is part of, and removing it there would skip the Outbound after it."""
+
+        def remove() -> None:
+            if outbound in self.inbound.outbounds:
+                self.inbound.outbounds.remove(outbound)
+
+        try:
+            asyncio.get_running_loop().call_soon(remove)
+        except RuntimeError:
+            remove()
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1

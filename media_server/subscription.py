@@ -126,6 +126,10 @@ class Subscription:
         # tells the subscriber.
         self.target_bps: int | None = None
         self.wanted: Publication | None = None  # the simulcast layer the allocator aims for
+        # A gapless layer switch in flight (switch_layer): the layer whose keyframe it waits
+        # for, and the Outbound that watches that layer's packets meanwhile.
+        self.pending: Publication | None = None
+        self._watcher: Outbound | None = None
         self.paused = False
         self.on_paused: Callable[[Subscription, bool], None] | None = None
         self.stream_id = source.participant_id  # the msid stream the subscriber knows it by
@@ -251,7 +255,7 @@ class Subscription:
         # Always a plan, even when ids and MID match: it also blanks malformed elements.
         self.out.set_route(send, rewrite.plan)
 
-    def switch_source(self, publication: Publication) -> None:
+    def switch_source(self, publication: Publication, at_keyframe: bool = False) -> None:
         """The publisher came back on a new connection: carry on from its new publication.
 
         Sequence numbers continue from the last one sent and timestamps advance by the wall
@@ -259,6 +263,7 @@ class Subscription:
         Raises CodecMismatch when the subscriber negotiated no codec that takes the new
         publication's (a publisher that came back with H.264 to a VP8-only subscriber):
         subscribe to it anew. ``publication`` may be any source (a transcoder too).
+        ``at_keyframe``: the next packet it forwards is a keyframe (no need to ask for one).
         """
         if publication is self.source:
             return
@@ -274,15 +279,61 @@ class Subscription:
         if self.out.send is not None:
             self._route(self.out.send)
         publication.attach(self)
-        self.rebase()
+        self.rebase(ask=not at_keyframe)
 
-    def rebase(self) -> None:
+    def switch_layer(self, layer: Publication) -> None:
+        """Carry another simulcast layer of the same m-line, without a gap: the current layer
+        is forwarded until ``layer`` sends a keyframe (asked for now, and again while it does
+        not come), and that keyframe is the new layer's first packet out. Sequence numbers,
+        timestamps and the VP8 PictureID continue (``_prepare``). Switching back to the
+        current layer cancels a pending switch; a paused or not yet receiving subscription
+        switches at once (nothing is forwarded that a gap could interrupt)."""
+        if layer is self.source:
+            self._cancel_pending()
+            return
+        if layer is self.pending:
+            return
+        self._cancel_pending()
+        if self.paused or not self.out.ready:
+            self.switch_source(layer)
+            return
+        self.pending = layer
+        self._watcher = Outbound(2, self._watch_pending, {}, self._faults, SRTP_REPLAY_WINDOW)
+        layer.watch(self._watcher)
+        layer.request_keyframe()
+
+    def _watch_pending(self, data: bytes) -> bool:
+        """A packet of the pending layer (its watcher never sends): at its keyframe the
+        subscription moves over and this very packet is the first it forwards from it (the
+        Inbound's fan-out reaches the subscription's Outbound after the watcher)."""
+        layer = self.pending
+        if layer is None:
+            return False
+        header = rtpheader.parse(data)
+        if not starts_keyframe(layer.codec.name, data[header.payload_offset :]):
+            layer.request_keyframe()  # throttled per publication
+            return False
+        self._cancel_pending()
+        self.switch_source(layer, at_keyframe=True)
+        return False
+
+    def _cancel_pending(self) -> None:
+        """Forget a pending layer switch; its watcher leaves the layer's fan-out (soon, not now:
+        this may run inside that very fan-out)."""
+        layer, watcher = self.pending, self._watcher
+        self.pending = self._watcher = None
+        if layer is not None and watcher is not None:
+            layer.unwatch(watcher)
+
+    def rebase(self, ask: bool = True) -> None:
         """The source's numbering and timeline changed (a new source, a restarted or rebound
-        stream): carry on from the last packet sent at the next keyframe (``_prepare``)."""
+        stream): carry on from the last packet sent at the next keyframe (``_prepare``),
+        asked for unless ``ask`` is False."""
         self.rebases += 1
         self.out.ready = False
         self._held = []  # the old numbering
-        self.source.request_keyframe()
+        if ask:
+            self.source.request_keyframe()
 
     def payload_type_for(self, codec: RTCRtpCodecParameters) -> int | None:
         """Our leg's payload type for a stream of ``codec`` (None: the subscriber did not
@@ -481,6 +532,7 @@ class Subscription:
         if self.closed:
             return
         self.closed = True
+        self._cancel_pending()
         self.source.detach(self)
         if self._send_rtcp is not None:
             self._send_rtcp(bytes(RtcpByePacket(sources=[self.ssrc])))

@@ -21,6 +21,7 @@ class Track:
     paused: bool = False
     target_bps: int | None = None
     source: object = None
+    pending: object = None
     wanted: object = None
     changes: list[bool] = field(default_factory=list)
 
@@ -28,8 +29,8 @@ class Track:
         self.paused = paused
         self.changes.append(paused)
 
-    def switch_source(self, publication: object) -> None:
-        self.source = publication
+    def switch_layer(self, layer: object) -> None:
+        self.source = layer
 
 
 def test_audio_first_and_video_pauses_then_resumes_without_flapping() -> None:

@@ -106,6 +106,34 @@ def allocator_cap(costs: tuple[int, ...], layers: int) -> float:
     )
 
 
+async def test_a_layer_switch_has_no_gap_the_old_layer_plays_until_the_new_keyframe() -> None:
+    from .test_subscription import publication, push, rtp
+
+    low, high = publication([], ssrc=5000), publication([], ssrc=6000)
+    primary = low
+    low.layers = [low, high]
+    high.primary = primary
+    wire = Wire()
+    sub = bound(low, wire)
+    push(low, rtp(100, 0, ssrc=5000, payload=vp8(10, 1, True)))
+    sub.switch_layer(high)
+    assert sub.pending is high and sub.source is low
+    push(high, rtp(7000, 0, ssrc=6000, payload=vp8(500, 9, False)))  # not yet: no keyframe
+    push(low, rtp(101, 3000, ssrc=5000, payload=vp8(11, 1, False)))  # the old layer goes on
+    push(high, rtp(7001, 3000, ssrc=6000, payload=vp8(501, 10, True)))  # the switch
+    push(low, rtp(102, 6000, ssrc=5000, payload=vp8(12, 1, False)))  # no longer forwarded
+    push(high, rtp(7002, 6000, ssrc=6000, payload=vp8(502, 10, False)))
+    await asyncio.sleep(0)  # the watcher leaves the layer's fan-out
+    out = wire.parsed()
+    assert [p.payload[5] & 1 for p in out] == [0, 1, 0, 1]  # key, delta, key, delta
+    assert [(p.sequence_number - out[0].sequence_number) & 0xFFFF for p in out] == [0, 1, 2, 3]
+    assert sub.source is high and sub.pending is None and sub.switches == 1
+    assert len(high.inbound.outbounds) == 1 and len(low.inbound.outbounds) == 0
+    sub.switch_layer(low)  # back again, but the low layer's keyframe never comes: still high
+    sub.switch_layer(high)  # ... and the allocator changed its mind: nothing pending
+    assert sub.pending is None and sub.source is high
+
+
 def vp8(picture_id: int, tl0: int, key: bool) -> bytes:
     """A VP8 payload: descriptor with a 15-bit PictureID and TL0PICIDX (RFC 7741)."""
     return bytes([0x90, 0xC0, 0x80 | picture_id >> 8, picture_id & 0xFF, tl0,

@@ -428,6 +428,7 @@ typedef struct {
     int payload_type;
     int clock_rate;
     long long packets_in, bytes_in;
+    long long padding_in;   /* packets of padding alone, passed on as one padding octet */
     double last_packet_at;  /* NAN before the first packet */
     long long frame_bytes;
     /* RFC 3550 A.3/A.8 receive statistics, as aiortc's StreamStatistics */
@@ -499,6 +500,21 @@ static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, con
                 Py_XDECREF(r);
             }
         }
+    }
+    /* Padding alone (RFC 3550 5.1): libwebrtc's bandwidth probes and its padding up to its
+       simulcast layers' bitrate, sent on a media SSRC when RTX is not negotiated (a CPU-starved
+       encoder's q layer carried 0.9 Mbit/s of it). It goes on as one padding octet: the
+       sequence number still reaches the subscriber (an empty packet is padding to it: no gap,
+       no NACK), but the subscriber's downlink does not carry the publisher's probes, and the
+       layer's bitrate (bytes_in) is its media. */
+    uint8_t stub[MTU];
+    if ((d[0] & 0x20) && h->payload_offset < MTU && n > h->payload_offset + 1 &&
+        d[n - 1] == n - h->payload_offset) {
+        memcpy(stub, d, h->payload_offset);
+        stub[h->payload_offset] = 1;
+        d = stub;
+        n = h->payload_offset + 1;
+        s->padding_in++;
     }
     double now = monotonic();
     int previous = s->max_seq;
@@ -646,6 +662,8 @@ static PyMemberDef Inbound_members[] = {
     {"payload_type", T_INT, offsetof(Inbound, payload_type), 0, NULL},
     {"packets_in", T_LONGLONG, offsetof(Inbound, packets_in), READONLY, NULL},
     {"bytes_in", T_LONGLONG, offsetof(Inbound, bytes_in), READONLY, NULL},
+    {"padding_in", T_LONGLONG, offsetof(Inbound, padding_in), READONLY,
+     "packets of padding alone, passed on as one padding octet"},
     {"cycles", T_LONGLONG, offsetof(Inbound, cycles), READONLY, NULL},
     {"packets_received", T_LONGLONG, offsetof(Inbound, packets_received), READONLY, NULL},
     {NULL},

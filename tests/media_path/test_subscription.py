@@ -279,3 +279,24 @@ async def test_a_held_gop_too_long_for_the_hold_is_dropped_and_a_keyframe_asked(
     wire = Wire()
     bind(sub, wire)
     assert wire.rtp == []  # nothing to replay: it starts at the next keyframe
+
+
+async def test_padding_alone_goes_on_as_one_octet_keeping_the_sequence() -> None:
+    # libwebrtc's probes and pad-up without RTX: padding-only packets on the media SSRC (a
+    # CPU-starved encoder's lowest layer carried 0.9 Mbit/s of them, and every subscriber's
+    # downlink with it). The subscriber still sees the sequence number (no gap, no NACK).
+    pub = publication([])
+    wire = Wire()
+    bound(pub, wire)
+    push(pub, rtp(100, 1000, payload=KEY))
+    data = bytearray(rtp(101, 1000, payload=b""))
+    data[0] |= 0x20  # P: the last octet counts the padding
+    padded = bytes(data) + bytes(254) + b"\xff"
+    before = pub.inbound.bytes_in
+    push(pub, padded)
+    assert pub.inbound.bytes_in - before == len(padded) - 254  # the media, not the padding
+    push(pub, rtp(102, 4000))
+    assert pub.inbound.padding_in == 1
+    out = wire.parsed()
+    assert [p.sequence_number - out[0].sequence_number for p in out] == [0, 1, 2]
+    assert out[1].payload == b"" and len(wire.rtp[1]) == len(padded) - 254

@@ -1,45 +1,61 @@
 """How one subscriber's downlink estimate is shared among its subscriptions: audio first.
 
-Named for LiveKit's StreamAllocator (pkg/sfu/streamallocator): per subscriber, at feedback rate
-(each receiver report or REMB), it decides what each of its downtracks (Subscriptions) may
-carry. Audio is never dropped to make room for video: every audio subscription is reserved
-``AUDIO_RESERVE_BPS`` first. What remains, less ``HEADROOM`` (a policer drops audio and video
-alike once the link is full), is split between the video subscriptions; each gets it as its
-``target_bps``, which its publication turns into the REMB that caps the publisher's encoder
-(publication.bitrate_cap: the lowest target of the subscribers it feeds). A video subscription
-whose share stays under ``PAUSE_BPS`` (by the estimate from loss too: a REMB dip alone is no
-reason) is paused (not forwarded; the subscriber's page says the
-video is paused for its connection) and resumes, at a keyframe, once its share has stayed over
-``RESUME_BPS`` for ``RESUME_HOLD_SECONDS``: the gap between the two and the hold keep it from
-flapping.
+Named for LiveKit's StreamAllocator (pkg/sfu/streamallocator): per subscriber, whenever its
+estimate moves (a loss window closed, a REMB) and at each report tick, it decides what each of
+its downtracks (Subscriptions) may carry. Audio is never dropped to make room for video: every
+audio subscription is reserved ``AUDIO_RESERVE_BPS`` first. What remains, less ``HEADROOM`` (a
+policer drops audio and video alike once the link is full), is split between the video
+subscriptions that play; each gets it as its ``target_bps``.
 
 Simulcast (``source.primary.layers``, lowest first): the subscription is forwarded the
 highest running layer whose cost (Publication.cost: its measured bitrate) fits its share. A
-lower layer is taken at once (and when the current one stops running: its publisher shed it);
-a higher one only after the share has carried it with ``UP_MARGIN`` for ``UP_HOLD_SECONDS``.
-A switch is gapless (Subscription.switch_layer): the old layer is forwarded until the new
-one's keyframe, asked for with a PLI, and a switch pending counts as the current layer.
-``wanted`` (the highest layer the share fits, running or not) is what the
-publisher is asked to send (Publication.bitrate_cap): layers nobody wants are not sent.
+lower layer is taken at once when the share falls under ``DOWN_SHARP`` of the current layer's
+cost or the current one stopped (its publisher shed it), and after ``DOWN_HOLD_SECONDS``
+under its cost; a higher one after the share has carried it with ``UP_MARGIN`` for
+``UP_HOLD_SECONDS``. Failed upgrades are not retried at once: the estimate itself holds under
+the point where loss appeared (estimator.py, its backoff). Every switch is gapless
+(Subscription.switch_layer: the old layer is forwarded until the new one's keyframe).
+``wanted`` is the highest layer the share fits (running or not): the publisher keeps the layers
+up to the highest any subscriber wants or is one step under active (Publication.active_layers).
+
+One layer (no simulcast): the publisher's encoder follows the share (its REMB is the lowest
+share among the subscriptions it feeds, Publication.bitrate_cap), so the stream adapts by its
+bitrate and is only paused under ``SINGLE_MIN_BPS``.
+
+Pausing: a video whose share stays under ``PAUSE_FRACTION`` of its lowest layer's cost (one
+layer: ``SINGLE_MIN_BPS``) for ``PAUSE_AFTER_SECONDS``, with loss having lowered the estimate
+lately (a REMB dip alone is no reason: a receiver starved of CPU sends those), is paused (not
+forwarded; the subscriber's page says the video is paused for its connection). It resumes on
+its lowest layer, at a keyframe, once its share has carried that layer for
+``RESUME_HOLD_SECONDS`` (the estimate grows back by itself while only audio flows).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+# The adaptation trace: every allocation and every REMB to a publisher at debug level
+# (server.log_levels = {"televisit.adaptation" = "debug"}; benchmarks/impair reads it), layer
+# switches, pauses and resumes at info.
+TRACE = logging.getLogger("televisit.adaptation")
 
 AUDIO_RESERVE_BPS = 64_000  # Opus with in-band FEC, its RTCP and headers
 HEADROOM = 0.85  # video gets this share of what audio leaves
-PAUSE_BPS = 120_000  # under this, a video stream freezes more than it plays: pause it
-RESUME_BPS = 200_000
-PAUSE_AFTER_SECONDS = 3.0  # the share stayed under PAUSE_BPS this long (a burst is not a link)
-RESUME_HOLD_SECONDS = 3.0
+SINGLE_MIN_BPS = 80_000  # one-layer video: under this it freezes more than it plays
+SINGLE_TOP_BPS = 2_500_000  # what a one-layer 720p publisher sends at most (libwebrtc's max)
+PAUSE_FRACTION = 0.6  # paused when the share stays under this part of the lowest layer
+PAUSE_AFTER_SECONDS = 3.0
+RESUME_HOLD_SECONDS = 2.0
+LOSS_RECENT_SECONDS = 10.0  # a pause needs loss to have lowered the estimate this lately
 RUNNING_BPS = 30_000  # a layer sending less is starting or stopping: not one to switch to
 UP_MARGIN = 1.1  # a higher layer needs its cost plus this margin ...
-UP_HOLD_SECONDS = 2.0  # ... for this long
+UP_HOLD_SECONDS = 1.0  # ... for this long
 DOWN_HOLD_SECONDS = 1.0  # a share under the current layer's cost this long: a lower layer
-DOWN_SHARP = 0.6  # ... at once under this share of its cost
+DOWN_SHARP = 0.7  # ... at once under this share of its cost
 
 
 class Downtrack(Protocol):
@@ -58,96 +74,144 @@ class Downtrack(Protocol):
     def switch_layer(self, layer: Any) -> None: ...
 
 
+@dataclass
+class _Timers:
+    low_since: float | None = None  # share under the pause level since
+    high_since: float | None = None  # ... over the resume level since (while paused)
+    up_since: float | None = None  # could take a higher layer since
+    down_since: float | None = None  # its layer cost more than its share since
+
+
 class Allocator:
-    """One subscriber's allocator; ``allocate(subscriptions)`` after each estimate update."""
+    """One subscriber's allocator: ``allocate(subscriptions)`` after each estimate update;
+    returns the demand (bits/s: what the subscriptions could use at their top, for
+    DownlinkEstimator.demand). ``lost_at()``: when loss last lowered the estimate."""
 
     def __init__(self, estimate: Callable[[], int], clock: Callable[[], float] = time.monotonic,
-                 lossless: Callable[[], int] | None = None) -> None:  # fmt: skip
+                 lost_at: Callable[[], float] | None = None, owner: str = "") -> None:  # fmt: skip
         self._estimate = estimate
-        # The estimate from loss alone (None: ``estimate``): a pause needs the link to lose
-        # packets, not only a receiver's delay-based REMB to dip (a starved CPU does that too).
-        self._lossless = lossless or estimate
+        self._lost_at = lost_at or clock
         self._clock = clock
-        self._low_since: dict[int, float] = {}  # id(subscription) -> share under PAUSE_BPS since
-        self._high_since: dict[int, float] = {}  # ... over RESUME_BPS since (while paused)
-        self._up_since: dict[int, float] = {}  # ... could take a higher layer since
-        self._down_since: dict[int, float] = {}  # ... its layer cost more than its share since
+        self._owner = owner
+        self._timers: dict[int, _Timers] = {}
         self.layer_switches = 0
         self.pauses = 0
         self.resumes = 0
 
-    def allocate(self, subscriptions: Iterable[Downtrack]) -> None:
+    def allocate(self, subscriptions: Iterable[Downtrack]) -> int:
         live = [s for s in subscriptions if not s.closed]
         audio = [s for s in live if s.kind == "audio"]
         video = [s for s in live if s.kind == "video"]
-        if not video:
-            return
-        estimate = self._estimate()
         for s in audio:
             s.target_bps = AUDIO_RESERVE_BPS
+        demand = AUDIO_RESERVE_BPS * len(audio)
+        if not video:
+            return demand
+        estimate = self._estimate()
         left = max(0, estimate - AUDIO_RESERVE_BPS * len(audio)) * HEADROOM
         playing = [s for s in video if not s.paused] or video
         share = int(left / len(playing))
-        lossless = self._lossless()
-        if lossless > estimate:
-            left_by_loss = max(0, lossless - AUDIO_RESERVE_BPS * len(audio)) * HEADROOM
-            pause_share = int(left_by_loss / len(playing))
-        else:
-            pause_share = share
         now = self._clock()
+        for key in set(self._timers) - {id(s) for s in video}:
+            del self._timers[key]
         for s in video:
-            key = id(s)
+            timers = self._timers.setdefault(id(s), _Timers())
             s.target_bps = share
-            self._choose_layer(s, share, now)
-            if not s.paused:
-                self._high_since.pop(key, None)
-                if pause_share >= PAUSE_BPS:
-                    self._low_since.pop(key, None)
-                elif now - self._low_since.setdefault(key, now) >= PAUSE_AFTER_SECONDS:
-                    self._low_since.pop(key, None)
-                    self.pauses += 1
-                    s.set_paused(True)
+            layers = _layers(s)
+            if layers:
+                demand += int(max(layers[-1].cost(), layers[-1].nominal()) / HEADROOM)
+                floor = layers[0].cost()
             else:
-                self._low_since.pop(key, None)
-                if share < RESUME_BPS:
-                    self._high_since.pop(key, None)
-                elif now - self._high_since.setdefault(key, now) >= RESUME_HOLD_SECONDS:
-                    self._high_since.pop(key, None)
-                    self.resumes += 1
-                    s.set_paused(False)
+                demand += int(SINGLE_TOP_BPS / HEADROOM)
+                floor = SINGLE_MIN_BPS
+            if s.paused:
+                self._maybe_resume(s, timers, share, floor, layers, now, estimate)
+                continue
+            if layers:
+                self._choose_layer(s, timers, layers, share, now, estimate)
+            self._maybe_pause(s, timers, share, floor, now, estimate)
+        return demand
 
-    def _choose_layer(self, s: Downtrack, share: int, now: float) -> None:
-        primary = getattr(s.source, "primary", None)
-        layers = getattr(primary, "layers", None) or []
-        if len(layers) < 2:
+    def _maybe_pause(self, s: Downtrack, timers: _Timers, share: int, floor: int, now: float,
+                     estimate: int) -> None:  # fmt: skip
+        lossy = now - self._lost_at() < LOSS_RECENT_SECONDS
+        if share >= PAUSE_FRACTION * floor or not lossy:
+            timers.low_since = None
             return
-        running = [layer for layer in layers if layer.measure(now) >= RUNNING_BPS]
+        if timers.low_since is None:
+            timers.low_since = now
+        if now - timers.low_since >= PAUSE_AFTER_SECONDS:
+            timers.low_since = None
+            self.pauses += 1
+            TRACE.info("video paused", extra=self._fields(s, estimate, share))
+            s.set_paused(True)
+
+    def _maybe_resume(self, s: Downtrack, timers: _Timers, share: int, floor: int,
+                      layers: list[Any], now: float, estimate: int) -> None:  # fmt: skip
+        if share < floor:
+            timers.high_since = None
+            return
+        if timers.high_since is None:
+            timers.high_since = now
+        if now - timers.high_since < RESUME_HOLD_SECONDS:
+            return
+        timers.high_since = None
+        self.resumes += 1
+        if layers and s.source is not layers[0]:
+            s.switch_layer(layers[0])  # nothing is forwarded: the lowest layer, at its keyframe
+        TRACE.info("video resumed", extra=self._fields(s, estimate, share))
+        s.set_paused(False)
+
+    def _choose_layer(self, s: Downtrack, timers: _Timers, layers: list[Any], share: int,
+                      now: float, estimate: int) -> None:  # fmt: skip
         fits = [layer for layer in layers if layer.cost() <= share]
         s.wanted = fits[-1] if fits else layers[0]
-        if not running or s.paused:
+        running = [layer for layer in layers if layer.measure(now) >= RUNNING_BPS]
+        if not running:
             return
-        below = [layer for layer in running if layers.index(layer) <= layers.index(s.wanted)]
-        target = below[-1] if below else running[0]
         current = s.pending or s.source
-        key = id(s)
-        if target is current:
-            self._up_since.pop(key, None)
-            self._down_since.pop(key, None)
+        rank = layers.index
+        below = [layer for layer in running if layer.cost() <= share]
+        target = below[-1] if below else running[0]
+        if current not in running:  # its publisher stopped it: the best one running, now
+            self._switch(s, timers, target, estimate, share, "layer stopped")
             return
-        if current not in running:
-            self._up_since.pop(key, None)
-        elif layers.index(target) < layers.index(current):
-            self._up_since.pop(key, None)
-            held = now - self._down_since.setdefault(key, now) >= DOWN_HOLD_SECONDS
-            if not held and share >= DOWN_SHARP * current.cost():
-                return
-        elif share < UP_MARGIN * target.cost():
-            self._up_since.pop(key, None)
+        cost = current.cost()
+        if rank(target) < rank(current):
+            timers.up_since = None
+            if timers.down_since is None:
+                timers.down_since = now
+            if share < DOWN_SHARP * cost or now - timers.down_since >= DOWN_HOLD_SECONDS:
+                self._switch(s, timers, target, estimate, share, "down")
             return
-        elif now - self._up_since.setdefault(key, now) < UP_HOLD_SECONDS:
+        timers.down_since = None
+        higher = [layer for layer in running
+                  if rank(layer) > rank(current) and UP_MARGIN * layer.cost() <= share]  # fmt: skip
+        if not higher:
+            timers.up_since = None
             return
-        else:
-            self._up_since.pop(key, None)
-        self._down_since.pop(key, None)
+        if timers.up_since is None:
+            timers.up_since = now
+        if now - timers.up_since >= UP_HOLD_SECONDS:
+            self._switch(s, timers, higher[-1], estimate, share, "up")
+
+    def _switch(self, s: Downtrack, timers: _Timers, layer: Any, estimate: int, share: int,
+                why: str) -> None:  # fmt: skip
+        timers.up_since = timers.down_since = None
+        if layer is (s.pending or s.source):
+            return
         self.layer_switches += 1
-        s.switch_layer(target)
+        TRACE.info("layer switch", extra={**self._fields(s, estimate, share), "why": why,
+                                          "to": layer.rid})  # fmt: skip
+        s.switch_layer(layer)
+
+    def _fields(self, s: Downtrack, estimate: int, share: int) -> dict[str, Any]:
+        return {"participant": self._owner, "stream": getattr(s, "stream_id", None),
+                "layer": getattr(s.source, "rid", None), "estimate_bps": estimate,
+                "share_bps": share}  # fmt: skip
+
+
+def _layers(s: Downtrack) -> list[Any]:
+    primary = getattr(s.source, "primary", None)
+    layers = getattr(primary, "layers", None) or []
+    return layers if len(layers) > 1 else []

@@ -1,22 +1,33 @@
 """What one subscriber's leg carries (the downlink estimate), and the resend budget spent from it.
 
-The estimate (bits/s) is the lower of two signals, as in Google Congestion Control
-(draft-ietf-rmcat-gcc-02, section 6) seen from the sender's side:
-- delay-based: the subscriber's REMB (draft-alvestrand-rmcat-remb), sent by Chrome, Safari
-  and aiortc receivers when ``goog-remb`` is negotiated, taken when it falls under what we
-  send (``REMB_OVERUSE``: the receiver's queue grows, as on a shaped link). Otherwise it is
-  no measure of the link: a receiver bounds it by 1.5x what it receives (libwebrtc's AIMD), so
-  a paused video or a low simulcast layer would keep it from ever allowing more, and a
-  policer adds no delay, so REMB stays high while a capped link drops most packets.
-- loss-based: the receiver reports' fraction lost (RFC 3550 6.4.1) against what we actually
-  sent in the interval: over 10% loss, the estimate falls to ``sent * (1 - loss / 2)`` (GCC);
-  over 30% (a policer, not random loss) towards what got through, ``sent * (1 - loss)``
-  plus 5%, at most halving per report, so a cap is found in one or two reports instead of
-  four; under 2% it grows 12% per report
-  (not bounded by what was sent: a paused video must be able to come back; the REMB bounds
-  it); in between it holds. The loss is our leg's alone (``Subscription.downlink_loss``: what
-  the publisher's uplink lost shows as gaps at the subscriber too).
-Until either signal arrives the estimate is ``initial``.
+The estimate (bits/s) follows Google Congestion Control's loss-based controller
+(draft-ietf-rmcat-gcc-02, section 6) from the sender's side, with the receiver's REMB
+(draft-alvestrand-rmcat-remb) as its delay-based signal:
+
+- Loss is measured over windows of at least ``WINDOW_SECONDS`` and ``WINDOW_PACKETS`` of our
+  leg (``on_report`` takes cumulative counts: the subscriber's receiver reports less what the
+  publisher's uplink lost, ``Subscription.leg_expected`` / ``leg_lost``). Chrome adds a
+  receiver report to every NACK, so single reports often cover a few packets: one loss in
+  seven read as 14% and dropped a layer on a link with 3% random loss.
+- Over ``LOSS_CONGESTED`` (30%: a policer, not random loss) the estimate becomes what got
+  through, ``sent * (1 - loss)`` plus 5%, at once; over ``LOSS_HIGH`` (10%) GCC's
+  ``sent * (1 - loss / 2)``; under ``LOSS_LOW`` (2%) it grows by ``GROWTH_PER_SECOND``;
+  in between it holds.
+- The REMB is a receiver's delay-based estimate, bounded by 1.5x what it receives (libwebrtc's
+  AIMD): a low layer keeps it low, so it is no measure of the link while it is above what we
+  send. Under ``REMB_OVERUSE`` x what we send (its queue grows: a shaped link) for
+  ``REMB_HOLD_SECONDS`` it lowers the estimate, at most by half per ``REMB_HOLD_SECONDS``
+  (a receiver starved of CPU reads its own stalls as queueing). Not in the first
+  ``START_SECONDS`` of feedback, while libwebrtc's own estimate ramps up from its start value.
+- Every decrease is a congestion point: for ``backoff`` seconds the estimate may not grow past
+  it (4 s, doubled for each decrease soon after the previous one expired, up to 32 s), so a
+  higher layer that did not fit is not retried at once.
+- Growth explores: the estimate may rise up to ``DEMAND_MARGIN`` x ``demand`` (what the
+  subscriber's streams could use at their top, set by the allocator), so a subscriber forwarded
+  a low layer learns, by being switched up, whether a higher one fits. It never exceeds that:
+  a link that dropped to a tenth is found at the next window, not after halving from 20 Mbit/s.
+
+Until feedback arrives the estimate is ``initial``.
 
 ``ResendBudget`` is a token bucket of bytes refilled at ``share`` of the estimate, at most
 ``depth_seconds`` of it banked: retransmissions (NACK answers) spend from it, so they never
@@ -29,11 +40,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+INITIAL = 2_500_000  # bits/s before feedback: the top layer of a 720p camera, and audio
 REMB_OVERUSE = 0.85  # a REMB under this share of what we send means the queue grows
-LOSS_HIGH = 0.10  # fraction lost above which the loss-based estimate falls
+REMB_HOLD_SECONDS = 0.5  # ... for this long (one low REMB may be a receiver's CPU stall)
+START_SECONDS = 4.0  # REMBs of the first seconds of feedback are a receiver ramping up
+LOSS_HIGH = 0.10  # fraction lost above which the estimate falls
 LOSS_CONGESTED = 0.30  # ... above which what got through is the estimate
 LOSS_LOW = 0.02  # ... under which it grows
-GROWTH = 1.12  # per report under LOSS_LOW (Chrome: ~1 report a second)
+GROWTH_PER_SECOND = 1.2  # from 500 kbit/s to the top layer's 2 Mbit/s in about 8 s
+WINDOW_SECONDS = 0.5  # loss is measured over at least this long ...
+WINDOW_PACKETS = 20  # ... and this many packets (or WINDOW_MAX_SECONDS)
+WINDOW_MAX_SECONDS = 2.0
+BACKOFF_SECONDS = (4.0, 32.0)  # how long a congestion point holds, first and longest
+DEMAND_MARGIN = 1.5  # growth stops at this much above what the streams could use
 FLOOR = 50_000  # bits/s: never estimate less (audio and RTCP must get through)
 CEILING = 20_000_000
 
@@ -41,53 +60,123 @@ CEILING = 20_000_000
 class DownlinkEstimator:
     """One subscriber leg's estimate in bits/s (``estimate``).
 
-    ``sent_bytes``: total bytes sent on the leg so far (media and resends), read at each
-    receiver report to know the rate the loss applies to.
+    ``sent_bytes``: total bytes sent on the leg so far (media and resends), read at each loss
+    window to know the rate the loss applies to. ``demand`` (bits/s or None): set by the
+    allocator, bounds the growth (see the module docstring).
     """
 
-    def __init__(self, sent_bytes: Callable[[], int], initial: int = 1_500_000,
+    def __init__(self, sent_bytes: Callable[[], int], initial: int = INITIAL,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self._sent_bytes = sent_bytes
         self._clock = clock
+        self.value = float(initial)
+        self.demand: int | None = None
         self.remb: int | None = None
-        self.loss_based = initial
-        self.fraction_lost = 0.0
-        self.sent_bps: float | None = None
-        self._last_report: tuple[float, int] | None = None
+        self.fraction_lost = 0.0  # of the last window
+        self.window_packets = 0  # ... and its packets
+        self.sent_bps: float | None = None  # of the last window
         self.updates = 0
+        self.decreases = 0
+        self._first_feedback: float | None = None
+        self._window: tuple[float, int, int, int] | None = None  # (at, sent, expected, lost)
+        self._grown_at: float | None = None
+        self._remb_low_since: float | None = None
+        self._remb_cut_at = -1e9
+        self._ceiling: tuple[float, float] | None = None  # (bits/s, until)
+        self._backoff = BACKOFF_SECONDS[0]
+        self._last_decrease = -1e9
+        self.lost_at = -1e9  # when loss (not a REMB) last lowered the estimate
 
     @property
     def estimate(self) -> int:
-        value = self.loss_based
-        if self.remb is not None and self.sent_bps and self.remb < REMB_OVERUSE * self.sent_bps:
-            value = min(value, self.remb)  # the receiver sees its queue grow: believe it
-        return max(FLOOR, min(CEILING, int(value)))
+        return max(FLOOR, min(CEILING, int(self.value)))
 
-    def on_remb(self, bitrate: int) -> None:
+    def _started(self, now: float) -> bool:
+        if self._first_feedback is None:
+            self._first_feedback = now
+        return now - self._first_feedback >= START_SECONDS
+
+    def on_remb(self, bitrate: int) -> bool:
+        """A REMB for the leg (bits/s); True when it lowered the estimate."""
+        now = self._clock()
         self.remb = max(0, bitrate)
         self.updates += 1
+        started = self._started(now)
+        if not started or not self.sent_bps or self.remb >= REMB_OVERUSE * self.sent_bps:
+            self._remb_low_since = None
+            return False
+        since = self._remb_low_since = self._remb_low_since or now
+        if now - since < REMB_HOLD_SECONDS or now - self._remb_cut_at < REMB_HOLD_SECONDS:
+            return False
+        target = max(self.remb, self.value / 2)
+        if target >= self.value:
+            return False
+        self._remb_cut_at = now
+        self._decrease(target, now)
+        return True
 
-    def on_loss(self, fraction_lost: int) -> None:
-        """A receiver report's fraction lost (0-255, RFC 3550) for the leg's video."""
+    def on_report(self, expected: int, lost: int) -> bool:
+        """Cumulative packets our leg should have delivered and lost (every subscription's,
+        from receiver reports); True when a loss window closed and the estimate moved."""
         now, sent = self._clock(), self._sent_bytes()
-        previous, self._last_report = self._last_report, (now, sent)
-        if previous is None or now - previous[0] < 0.05:
-            return
-        self.sent_bps = 8 * (sent - previous[1]) / (now - previous[0])
-        loss = self.fraction_lost = fraction_lost / 256
-        if loss > LOSS_CONGESTED:
-            # At most halved per report: loss at a low rate is often a burst (a keyframe)
-            # overflowing a policer's bucket, not the link's rate.
-            through = 1.05 * self.sent_bps * (1 - loss)
-            self.loss_based = min(self.loss_based, max(through, self.loss_based / 2))
-        elif loss > LOSS_HIGH:
-            self.loss_based = min(self.loss_based, self.sent_bps * (1 - loss / 2))
-        elif loss < LOSS_LOW:
-            # Not limited by what was sent: a paused video sends nothing, and the estimate
-            # must still be able to climb back (the REMB bounds it from above).
-            self.loss_based *= GROWTH
-        self.loss_based = max(FLOOR, min(CEILING, self.loss_based))
+        self._started(now)
+        if self._window is None:
+            self._window = (now, sent, expected, lost)
+            return False
+        at, sent0, expected0, lost0 = self._window
+        span, packets = now - at, expected - expected0
+        if span < WINDOW_SECONDS or (packets < WINDOW_PACKETS and span < WINDOW_MAX_SECONDS):
+            return False
+        self._window = (now, sent, expected, lost)
+        self.window_packets = packets
+        self.sent_bps = 8 * (sent - sent0) / span
+        loss = self.fraction_lost = (
+            max(0.0, min(1.0, (lost - lost0) / packets)) if packets > 0 else 0.0
+        )
         self.updates += 1
+        if loss > LOSS_HIGH:
+            self.lost_at = now
+        if loss > LOSS_CONGESTED:
+            self._decrease(1.05 * self.sent_bps * (1 - loss), now)
+        elif loss > LOSS_HIGH:
+            self._decrease(self.sent_bps * (1 - loss / 2), now)
+        elif loss < LOSS_LOW:
+            self._grow(now)
+        else:
+            self._grown_at = now
+        return True
+
+    def _grow(self, now: float) -> None:
+        last, self._grown_at = self._grown_at, now
+        if self.demand is not None:  # not above what could be used, even from the start
+            self.value = min(self.value, max(FLOOR, DEMAND_MARGIN * self.demand))
+        if last is None:
+            return
+        limit = CEILING if self.demand is None else DEMAND_MARGIN * self.demand
+        if self._ceiling is not None:
+            ceiling, until = self._ceiling
+            if now < until:
+                limit = min(limit, ceiling)
+            else:
+                self._ceiling = None
+        grown = self.value * GROWTH_PER_SECOND ** min(now - last, WINDOW_MAX_SECONDS)
+        self.value = max(self.value, min(grown, limit))
+
+    def _decrease(self, target: float, now: float) -> None:
+        target = max(FLOOR, target)
+        if target >= self.value:
+            return
+        # A decrease soon after the last congestion point stopped holding: that point was too
+        # high, so hold the new one longer (GCC's probe backoff, roughly).
+        if self._ceiling is None and now - self._last_decrease < self._backoff + 10.0:
+            self._backoff = min(BACKOFF_SECONDS[1], 2 * self._backoff)
+        elif now - self._last_decrease > 30.0:
+            self._backoff = BACKOFF_SECONDS[0]
+        self._last_decrease = now
+        self.value = target
+        self._ceiling = (target, now + self._backoff)
+        self._grown_at = now
+        self.decreases += 1
 
 
 class ResendBudget:

@@ -93,7 +93,7 @@ from media_server import (
     sdpextras,
     simulcast,
 )
-from media_server.allocator import Allocator
+from media_server.allocator import TRACE, Allocator
 from media_server.estimator import DownlinkEstimator, ResendBudget
 from media_server.faults import Faults
 from media_server.publication import Publication
@@ -197,9 +197,9 @@ class Participant:
         self.downlink = DownlinkEstimator(self._bytes_sent)
         self.resend_budget = ResendBudget(lambda: self.downlink.estimate)
         self.allocator = Allocator(
-            lambda: self.downlink.estimate, lossless=lambda: int(self.downlink.loss_based)
+            lambda: self.downlink.estimate, lost_at=lambda: self.downlink.lost_at, owner=id
         )
-        self._leg_loss: int | None = None  # the worst loss of our leg in one RTCP compound
+        self._reported_loss = False  # a receiver report of our leg arrived in this compound
         self.dropped: dict[str, int] = {}
         self.rtcp_packets_in = 0
         self.rtcp_packets_out = 0
@@ -325,6 +325,7 @@ class Participant:
         offer = self._simulcast.get(publication.mid)
         if offer is not None and len(offer.rids) > 1:
             self._add_layers(publication, offer)
+            publication.on_layers = self._publish_layers
         if publication.ssrc is not None:
             self._route(publication.ssrc, publication)
         if self._mid_ext_id is None:
@@ -342,7 +343,7 @@ class Participant:
                 participant_id=self.id, kind=primary.kind, mid=primary.mid, codec=primary.codec,
                 ssrc=None, extensions=primary.extensions, send_rtcp=self.send_rtcp,
                 rtcp_ssrc=primary.rtcp_ssrc, on_gap=self._nack_pending, faults=self.faults,
-                codecs=primary.codecs, rid=rid, primary=primary,
+                codecs=primary.codecs, rid=rid, primary=primary, estimator=primary._estimator,
             )  # fmt: skip
             primary.layers.append(layer)
             self.publications.append(layer)
@@ -671,17 +672,49 @@ class Participant:
                 continue
             for packet in packets:
                 self._on_rtcp_packet(packet)
-        if self._leg_loss is not None:
-            self.downlink.on_loss(self._leg_loss)
-            self._leg_loss = None
-            self._allocate()
+        if self._reported_loss:
+            self._reported_loss = False
+            live = [s for s in self.subscriptions if not s.closed]
+            expected = sum(s.leg_expected for s in live)
+            if self.downlink.on_report(expected, sum(s.leg_lost for s in live)):
+                self._allocate()
 
     def _allocate(self) -> None:
         """The downlink estimate moved: share it again and tell the publishers."""
-        self.allocator.allocate(self.subscriptions)
+        self.downlink.demand = self.allocator.allocate(self.subscriptions)
         for subscription in self.subscriptions:
             if subscription.kind == "video" and not subscription.closed:
                 subscription.source.cap_changed()
+        if TRACE.isEnabledFor(logging.DEBUG):
+            self._trace_allocation()
+
+    def _trace_allocation(self) -> None:
+        """One line of the adaptation trace (server.log_levels: televisit.adaptation=debug):
+        this leg's estimate, its inputs, and what each video subscription was given."""
+        d = self.downlink
+        streams = [
+            {"stream": s.stream_id, "layer": s.source.rid, "target_bps": s.target_bps,
+             "wanted": s.wanted.rid if s.wanted is not None else None, "paused": s.paused,
+             "rtt_ms": None if s.rtt is None else round(1000 * s.rtt),
+             "pending": s.pending.rid if s.pending is not None else None,
+             "layers": [(layer.rid, layer.ssrc, layer.bitrate, layer.packets_in,
+                         len(layer.inbound.outbounds))
+                        for layer in getattr(s.source.primary, "layers", [])]}
+            for s in self.subscriptions if s.kind == "video" and not s.closed
+        ]  # fmt: skip
+        TRACE.debug("allocation", extra={
+            "participant": self.id, "estimate_bps": d.estimate, "remb_bps": d.remb,
+            "demand_bps": d.demand, "sent_bps": None if d.sent_bps is None
+            else int(d.sent_bps), "loss": round(d.fraction_lost, 3), "streams": streams,
+            "window_packets": d.window_packets,
+            "legs": [(s.kind, s.leg_expected, s.leg_lost) for s in self.subscriptions],
+        })  # fmt: skip
+
+    def _publish_layers(self, publication: Publication, rids: list[str]) -> None:
+        """Tell the client which simulcast layers of its m-line to send (the visit page turns
+        the others off: ``publish_layers`` in docs/signaling.md)."""
+        if self._on_notice is not None:
+            self._on_notice({"type": "publish_layers", "mid": publication.mid, "rids": rids})
 
     def _video_paused(self, subscription: Subscription, paused: bool) -> None:
         log.info("participant %s: video of %s %s for the connection (estimate %d bit/s)",
@@ -702,9 +735,7 @@ class Participant:
                 subscription = self._by_out_ssrc.get(report.ssrc)
                 if subscription is not None:
                     subscription.on_receiver_report(report)
-                    if subscription.downlink_loss is not None:  # audio too: the same leg
-                        loss = subscription.downlink_loss
-                        self._leg_loss = max(self._leg_loss or 0, loss)
+                    self._reported_loss = True  # audio too: the same leg
         elif isinstance(packet, RtcpRtpfbPacket):
             subscription = self._by_out_ssrc.get(packet.media_ssrc)
             if subscription is not None and packet.fmt == RTCP_RTPFB_NACK:
@@ -822,6 +853,7 @@ class Participant:
             ssrcs = [q.ssrc for p, _ in caps for q in p.layers or [p] if q.ssrc is not None]
             data += rtcp.pack_remb(rtcp_ssrc, bitrate, ssrcs)
             self.rembs_sent += 1
+            TRACE.debug("remb", extra={"participant": self.id, "remb_bps": bitrate})
         self.send_rtcp(data)
 
     def _check_media(self, now: float) -> None:

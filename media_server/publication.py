@@ -28,7 +28,9 @@ from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media_server import rtcp, rtpheader
+from media_server.allocator import SINGLE_TOP_BPS, TRACE
 from media_server.codecs import describe
+from media_server.estimator import REMB_OVERUSE
 from media_server.faults import Faults
 from media_server.rtcp import ntp_ms
 from media_server.rtpforward import Inbound, Outbound
@@ -43,6 +45,7 @@ LAYER_SILENT_SECONDS = 1.0  # a layer that sent nothing this long is not running
 # maxBitrate per layer, js/session.js simulcastLayers).
 NOMINAL_BPS = (150_000, 500_000, 1_500_000)
 LAYERS_HEADROOM = 1.15
+LAYER_OFF_SECONDS = 3.0  # a layer nobody needed this long is switched off at its publisher
 
 
 @dataclass(eq=False)
@@ -66,6 +69,9 @@ class Publication:
     codecs: list[RTCRtpCodecParameters] = field(default_factory=list)
     # Called after the publisher switched to another negotiated codec.
     on_codec: Callable[[Publication], None] | None = field(default=None, repr=False)
+    # (primary of a simulcast m-line) called with the rids the publisher should send when
+    # that changes (active_layers): the visit page turns the others off.
+    on_layers: Callable[[Publication, list[str]], None] | None = field(default=None, repr=False)
     # Simulcast (simulcast.py): this layer's rid; one layer of the m-line is the ``primary``
     # the room subscribes to, and holds every layer of the m-line in ``layers`` (itself too),
     # lowest first (simulcast.lowest_first).
@@ -90,6 +96,12 @@ class Publication:
     _last_pli_at: float = -1e9
     _estimate: int | None = None
     _remb: tuple[float, int] | None = None  # (when, bits/s) of the last REMB sent at once
+    _layers_on: int | None = None  # index of the top layer the publisher was asked to send
+    _layers_off_since: float | None = None
+    _rids_sent: list[str] | None = None
+    # A RemoteBitrateEstimator shared by every layer of a simulcast m-line (the primary's):
+    # they cross one uplink. None: this publication makes its own.
+    estimator: RemoteBitrateEstimator | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.id = f"{self.participant_id}/{self.mid}"
@@ -104,7 +116,9 @@ class Publication:
         self.nacks = rtcp.NackList() if self.kind == "video" else None
         self._mid_id = self.extensions.get(rtpheader.URI_MID)
         self._ast_id = self.extensions.get(rtpheader.URI_ABS_SEND_TIME)
-        self._estimator = RemoteBitrateEstimator() if self._ast_id is not None else None
+        self._estimator = self.estimator
+        if self._estimator is None and self._ast_id is not None:
+            self._estimator = RemoteBitrateEstimator()
         self.inbound = Inbound(
             self.clock_rate,
             self.payload_type,
@@ -181,7 +195,7 @@ class Publication:
                 ssrc=header.ssrc,
             )  # fmt: skip
             if remb is not None:
-                self._estimate = remb[0]
+                (self.primary or self)._estimate = remb[0]
 
     def _on_restart(self) -> None:
         """The publisher's sequence numbers restarted (a jump the next packet confirmed, RFC
@@ -268,50 +282,94 @@ class Publication:
         (a layer that ran briefly while the encoder ramped up says little)."""
         return self.bitrate or self.nominal()
 
-    def bitrate_cap(self) -> int | None:
-        """What the publisher should send at most (bits/s): the lowest of what its subscribers'
-        allocators give this stream (their REMB before an allocator has spoken) and our own
-        receive-side estimate of its uplink. Paused subscribers do not hold it down. None when
-        nobody has said anything yet.
+    @property
+    def uplink_estimate(self) -> int | None:
+        """Our receive-side estimate of the publisher's uplink (bits/s; libwebrtc's
+        abs-send-time AIMD, fed one packet per frame of every layer of the m-line), None until
+        it has one."""
+        return self._estimate
 
-        Simulcast (on the primary): enough for every layer up to the highest one a subscriber
-        wants (``Subscription.wanted``) and no more, so layers nobody needs are not sent (the
-        browser's encoder drops the layers its REMB does not cover, top first)."""
-        if len(self.layers) > 1:
-            return self._layers_cap()
-        caps = []
-        for s in self.subscriptions:
-            if s.paused:
-                continue
-            cap = s.target_bps if s.target_bps is not None else s.remb
-            if cap is not None:
-                caps.append(cap)
-        if self._estimate is not None:
-            caps.append(self._estimate)
-        return min(caps) if caps else None
-
-    def _layers_cap(self) -> int | None:
-        ranked = self.layers  # lowest first
-        wanted = [s.wanted for layer in self.layers for s in layer.subscriptions if not s.paused]
-        wanted = [w for w in wanted if w is not None and w in ranked]
-        if not wanted:
+    def uplink_limit(self) -> int | None:
+        """The uplink estimate when it says the uplink's queue grows (under ``REMB_OVERUSE``
+        x what arrives on every layer), else None. It is bounded by 1.5x what arrives, so as
+        a plain cap it would hold an encoder that is ramping up at 1.5x its start rate."""
+        primary = self.primary or self
+        estimate = primary._estimate
+        incoming = sum(layer.bitrate for layer in primary.layers or [primary])
+        if estimate is None or not incoming or estimate >= REMB_OVERUSE * incoming:
             return None
-        top = max(ranked.index(w) for w in wanted)
-        needed = ranked[: top + 1]
-        return int(LAYERS_HEADROOM * sum(max(layer.cost(), layer.nominal()) for layer in needed))
+        return estimate
+
+    def bitrate_cap(self) -> int | None:
+        """The REMB for the publisher (bits/s; on the primary of a simulcast m-line), None
+        when it is not video.
+
+        One layer: the lowest share the subscribers' allocators give this stream (their REMB
+        before an allocator has spoken; paused subscribers aside), ``SINGLE_TOP_BPS`` with
+        none. Simulcast: every layer's nominal cost plus ``LAYERS_HEADROOM`` (layers nobody
+        needs are switched off by the publisher itself: ``active_layers``; a REMB that turned
+        them off would also pull the publisher's own bandwidth estimate down, and libwebrtc
+        regains it at 8% a second). Both within ``uplink_limit``. From the first report on: a
+        browser's estimate takes a REMB at once in the first two seconds of a call
+        (libwebrtc's start phase) and only by 8% a second later."""
+        if self.kind != "video":
+            return None
+        primary = self.primary or self
+        if len(primary.layers) > 1:
+            cap = int(LAYERS_HEADROOM * sum(layer.nominal() for layer in primary.layers))
+        else:
+            shares = [s.target_bps if s.target_bps is not None else s.remb
+                      for s in self.subscriptions if not s.paused]  # fmt: skip
+            shares = [share for share in shares if share is not None]
+            cap = min(shares) if shares else SINGLE_TOP_BPS
+        limit = self.uplink_limit()
+        return cap if limit is None else min(cap, limit)
+
+    def active_layers(self, now: float) -> list[str] | None:
+        """(The primary of a simulcast m-line) the rids its publisher should send: every layer
+        up to the highest one a subscriber is forwarded, switches to, wants, or is one step
+        under (so switching up never waits for the publisher to start a layer); all of them
+        while nobody subscribes. A layer is dropped only after ``LAYER_OFF_SECONDS`` unneeded."""
+        layers = self.layers
+        if len(layers) < 2:
+            return None
+        subs = [s for layer in layers for s in layer.subscriptions if not s.closed]
+        top = len(layers) - 1
+        if subs:
+            top = 0
+            for s in subs:
+                current = layers.index(s.source) if s.source in layers else 0
+                marks = [layers.index(x) for x in (s.pending, s.wanted) if x in layers]
+                top = max(top, min(len(layers) - 1, current + 1), *marks)
+        if self._layers_on is not None and top < self._layers_on:
+            if self._layers_off_since is None:
+                self._layers_off_since = now
+            if now - self._layers_off_since < LAYER_OFF_SECONDS:
+                top = self._layers_on
+        else:
+            self._layers_off_since = None
+        self._layers_on = top
+        return [layer.rid or "" for layer in layers[: top + 1]]
 
     def cap_changed(self) -> None:
         """A subscriber's allocation moved: tell the publisher at once (REMB) when the cap fell
         by more than 10% (at most every 200 ms) or rose by more than 25% (at most every 1 s),
-        rather than at the next periodic report (0.5-1.5 s)."""
+        rather than at the next periodic report (0.5-1.5 s), and which simulcast layers to
+        send (``on_layers``) when that changed."""
         if self.primary is not self and self.primary is not None:
             self.primary.cap_changed()
             return
+        now = time.monotonic()
+        rids = self.active_layers(now)
+        if rids is not None and rids != self._rids_sent and self.on_layers is not None:
+            self._rids_sent = rids
+            TRACE.info("publish layers", extra={"participant": self.participant_id,
+                                                "rids": rids})  # fmt: skip
+            self.on_layers(self, rids)
         cap = self.bitrate_cap()
         ssrcs = [layer.ssrc for layer in self.layers or [self] if layer.ssrc is not None]
-        if cap is None or not ssrcs or self.kind != "video":
+        if cap is None or not ssrcs:
             return
-        now = time.monotonic()
         if self._remb is not None:
             at, sent = self._remb
             fell, rose = cap < 0.9 * sent, cap > 1.25 * sent
@@ -319,6 +377,7 @@ class Publication:
                 return
         self._remb = (now, cap)
         self.rembs_sent += 1
+        TRACE.debug("remb", extra={"participant": self.participant_id, "remb_bps": cap})
         self.send_rtcp(rtcp.pack_remb(self.rtcp_ssrc, cap, ssrcs))
 
     # ---- the source interface of a subscription -------------------------------------------

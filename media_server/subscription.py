@@ -158,7 +158,10 @@ class Subscription:
         self.packets_lost = 0
         self.jitter = 0
         self.rtt: float | None = None
-        self.downlink_loss: int | None = None  # of our leg alone, 0-255 (_downlink_loss)
+        # Packets our leg should have delivered and lost, cumulative (_leg_loss): the
+        # subscriber's report less what the publisher's uplink lost.
+        self.leg_expected = 0
+        self.leg_lost = 0
         self._report_counts: tuple[int, int, int, int, int] | None = None
         # A keyframe and what followed it, held while the subscriber cannot receive yet (see
         # _hold): empty once delivered, so an established subscription holds nothing.
@@ -480,25 +483,27 @@ class Subscription:
         rtt = rtcp.rtt_from_report(report.lsr, report.dlsr, self._sr_sent)
         if rtt is not None:
             self.rtt = rtt
-        self._downlink_loss(report.highest_sequence, report.packets_lost)
+        self._leg_loss(report.highest_sequence, report.packets_lost)
 
-    def _downlink_loss(self, highest: int, lost: int) -> None:
-        """The loss of *our* leg since the previous report (``downlink_loss``, 0-255).
+    def _leg_loss(self, highest: int, lost: int) -> None:
+        """Add what *our* leg delivered and lost since the previous report to ``leg_expected``
+        and ``leg_lost``.
 
-        The subscriber's loss (RFC 3550 6.4.1: extended highest sequence and cumulative lost,
-        both its own counts, so packets still in flight do not count) includes the numbers the
-        publisher's uplink lost: we keep those gaps, so NACKs reach the publisher. What our
-        leg lost is the subscriber's loss rate less the source's own over the same while."""
+        The subscriber's counts (RFC 3550 6.4.1: extended highest sequence and cumulative lost,
+        both its own, so packets still in flight do not count) include the numbers the
+        publisher's uplink lost: we keep those gaps, so NACKs reach the publisher. What our leg
+        lost is the subscriber's loss less the source's own loss rate over the same while."""
         inbound = self.source.inbound
         counts = (highest, lost, id(self.source), inbound.packets_expected, inbound.packets_lost)
         previous, self._report_counts = self._report_counts, counts
         if previous is None or highest - previous[0] <= 0:
             return
-        reported = max(0, lost - previous[1]) / (highest - previous[0])
+        expected = highest - previous[0]
         upstream = 0.0
         if previous[2] == counts[2] and counts[3] > previous[3]:
             upstream = max(0, counts[4] - previous[4]) / (counts[3] - previous[3])
-        self.downlink_loss = min(255, int(max(0.0, reported - upstream) * 256))
+        self.leg_expected += expected
+        self.leg_lost += max(0, min(expected, round(lost - previous[1] - upstream * expected)))
 
     def on_remb(self, bitrate: int) -> None:
         self.remb = bitrate

@@ -13,7 +13,7 @@ import pytest
 from aiortc.rtp import RtcpReceiverInfo
 
 from media_server import subscription as subscription_module
-from media_server.estimator import DownlinkEstimator, ResendBudget
+from media_server.estimator import ResendBudget
 from media_server.faults import Faults
 from media_server.rtpforward import Leg
 from media_server.transport import set_keys
@@ -147,27 +147,6 @@ def test_resends_never_exceed_the_budget_share_of_the_leg_estimate(clock: Clock)
     assert sub.retransmissions_over_budget > 0
 
 
-def test_downlink_estimate_follows_remb_and_falls_with_loss() -> None:
-    clock = Clock()
-    sent = [0]
-    estimator = DownlinkEstimator(lambda: sent[0], initial=1_500_000, clock=clock)
-    estimator.on_remb(2_500_000)  # a policer adds no delay: REMB stays high
-    assert estimator.estimate == 1_500_000
-    estimator.on_loss(0)
-    for _ in range(5):  # sending 1.2 Mbit/s into a 500 kbit/s policer: ~58% lost
-        clock.now += 1.0
-        sent[0] += 150_000
-        estimator.on_loss(int(0.58 * 256))
-    assert 500_000 <= estimator.estimate <= 600_000  # 1.2 M x (1 - 0.58 / 2)
-    for _ in range(25):  # the cap lifts: no loss, the estimate climbs back up to the REMB
-        clock.now += 1.0
-        sent[0] += estimator.estimate // 8
-        estimator.on_loss(0)
-    assert estimator.estimate >= 2_500_000
-    estimator.on_remb(400_000)  # a shaped link: the receiver's queue grows (REMB < sent)
-    assert estimator.estimate == 400_000
-
-
 def test_only_our_legs_loss_counts_not_the_publishers_uplink() -> None:
     # The publisher's uplink lost 2 of 6 packets (the subscriber sees gaps and reports them
     # lost); our leg lost one more: 1 in 6 is ours, not 3 in 6.
@@ -183,4 +162,4 @@ def test_only_our_legs_loss_counts_not_the_publishers_uplink() -> None:
         push(pub, rtp(seq, 3000 * seq))
     report.highest_sequence, report.packets_lost = first + 6, 3
     sub.on_receiver_report(report)
-    assert sub.downlink_loss == 256 // 6
+    assert (sub.leg_expected, sub.leg_lost) == (6, 1)

@@ -6,15 +6,15 @@ for no layer nobody wants."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from aiortc.rtp import RtpPacket
 
-from media_server import allocator, rtpheader, simulcast
-from media_server.allocator import Allocator
+from media_server import rtpheader, simulcast
 from media_server.participant import Participant
+from media_server.publication import LAYER_OFF_SECONDS, LAYERS_HEADROOM, NOMINAL_BPS
 
 from .peers import media_settings
-from .test_resend import Clock
 from .test_sdp_fuzz import CHROME_OFFER
 from .test_subscription import KEY, Wire, bound
 
@@ -56,7 +56,7 @@ def layer_packet(seq: int, rid: str, ssrc: int, payload: bytes, mid: str) -> byt
     return p.serialize(rtpheader.extension_map(ids))
 
 
-async def test_layers_are_routed_by_rid_and_switched_by_share() -> None:
+async def test_layers_are_routed_by_rid_and_only_the_needed_ones_stay_on() -> None:
     participant = Participant(
         "pub", settings=media_settings(), on_offer=lambda sdp: asyncio.sleep(0),
         on_publication=lambda p: None, on_chat=lambda p, t: None, on_state=lambda p, s: None,
@@ -72,38 +72,24 @@ async def test_layers_are_routed_by_rid_and_switched_by_share() -> None:
         assert [layer.ssrc for layer in video.layers] == [3001, 3002, 3003], participant.dropped
         assert [layer.packets_in for layer in video.layers] == [1, 1, 1]
 
-        clock = Clock()
+        notices: list[list[str]] = []
+        video.on_layers = lambda pub, rids: notices.append(rids)
         wire = Wire()
-        sub = bound(video, wire)
-        estimate = [3_000_000]
-        alloc = Allocator(lambda: estimate[0], clock=clock)
-        costs = (150_000, 500_000, 1_400_000)
-        for layer, cost in zip(video.layers, costs, strict=True):
-            layer.bitrate = cost
-            layer.measure = lambda now, c=cost: c  # type: ignore[method-assign]
-        alloc.allocate([sub])  # the share (2.5 Mbit/s) fits the top layer: up, after a hold
-        assert sub.source is video.layers[0] and sub.wanted is video.layers[2]
-        clock.now += allocator.UP_HOLD_SECONDS + 0.1
-        alloc.allocate([sub])
-        assert sub.source is video.layers[2]
-        assert video.bitrate_cap() == int(allocator_cap(costs, 3))
-        estimate[0] = 400_000  # the share (340k) fits the lowest layer only: down at once
-        alloc.allocate([sub])
-        assert sub.source is video.layers[0] and sub.out.ready is False  # waits for a keyframe
-        assert video.bitrate_cap() == int(allocator_cap(costs, 1))  # q alone: h, f not asked
-        estimate[0] = 1_000_000  # enough for h, but not yet held long enough
-        alloc.allocate([sub])
-        assert sub.source is video.layers[0]
+        sub = bound(video, wire)  # forwarded q
+        video.cap_changed()
+        assert notices == [["q", "h"]]  # q and the one above it: f is not needed now
+        # The REMB covers every layer (the page switches layers off by itself; a REMB that
+        # did would pull the browser's own estimate down with it).
+        assert video.bitrate_cap() == int(LAYERS_HEADROOM * sum(NOMINAL_BPS))
+        sub.wanted = video.layers[2]  # the share fits f: it is turned on before the switch
+        video.cap_changed()
+        assert notices[-1] == ["q", "h", "f"]
+        sub.wanted = video.layers[0]
+        video.cap_changed()  # not needed any more: off only after LAYER_OFF_SECONDS
+        assert notices[-1] == ["q", "h", "f"]
+        assert video.active_layers(time.monotonic() + LAYER_OFF_SECONDS + 0.1) == ["q", "h"]
     finally:
         await participant.close()
-
-
-def allocator_cap(costs: tuple[int, ...], layers: int) -> float:
-    from media_server.publication import LAYERS_HEADROOM, NOMINAL_BPS
-
-    return LAYERS_HEADROOM * sum(
-        max(c, n) for c, n in zip(costs[:layers], NOMINAL_BPS, strict=False)
-    )
 
 
 async def test_a_layer_switch_has_no_gap_the_old_layer_plays_until_the_new_keyframe() -> None:

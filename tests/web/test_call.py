@@ -44,6 +44,14 @@ def timer_seconds(page) -> int:
     return int(minutes) * 60 + int(seconds)
 
 
+# The active flag of each simulcast encoding of the page's video sender, by rid.
+ENCODINGS_JS = """() => {
+  const pc = window.televisit.session.pc;
+  const sender = pc.getSenders().find((s) => s.track && s.track.kind === "video");
+  return Object.fromEntries(sender.getParameters().encodings.map((e) => [e.rid, e.active]));
+}"""
+
+
 def test_consultation(browser, live_server, screenshots):
     appt = live_server.make_appointment(
         client_language=CLIENT_LANG, client="Maija Virtanen", patient="Musti"
@@ -90,6 +98,19 @@ def test_consultation(browser, live_server, screenshots):
     for page in (clinic, client):
         expect(page.locator("#remote .tile:not(.no-video) video")).to_have_count(1)
         expect(page.locator("#quality")).not_to_have_attribute("data-level", "unknown")
+    # publish_layers (the SFU names the simulcast layers some subscriber needs): the page turns
+    # the others off, and on again.
+    layers = sorted(clinic.evaluate(ENCODINGS_JS))
+    assert "f" in layers and "h" in layers, layers
+    for rids in (["h"], layers):
+        clinic.evaluate(
+            "(rids) => window.televisit.session._onMessage({type: 'publish_layers', rids})", rids
+        )
+        poll(
+            lambda: clinic.evaluate(ENCODINGS_JS),
+            lambda active, rids=rids: active == {rid: rid in rids for rid in layers},
+            f"the clinic's simulcast layers {rids} to be the active ones",
+        )
     clinic.locator("#quality-button").click()
     expect(clinic.locator("#q-rtt")).to_contain_text("ms")
     expect(clinic.locator("#q-down")).to_contain_text("bit/s")

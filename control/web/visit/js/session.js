@@ -248,6 +248,9 @@ export class Session extends EventTarget {
       case "video_paused":
         this._emit("video-paused", msg);
         break;
+      case "publish_layers": // the simulcast layers some subscriber needs; the others stop
+        this._queue(() => this._sendLayers(msg.rids || []));
+        break;
       case "ended":
         this._finish(msg);
         break;
@@ -331,6 +334,28 @@ export class Session extends EventTarget {
     const held = this.pendingCandidates;
     this.pendingCandidates = null;
     for (const message of held) this._send(message);
+  }
+
+  // Turn our simulcast encodings on or off (rid in rids: on). A failure only costs uplink,
+  // so it is logged, never a reason to renegotiate.
+  async _sendLayers(rids) {
+    const sender = this.pc?.getSenders().find((s) => s.track && s.track.kind === "video");
+    const params = sender?.getParameters();
+    if (!params || !params.encodings || params.encodings.length < 2) return;
+    let changed = false;
+    for (const encoding of params.encodings) {
+      const active = rids.includes(encoding.rid);
+      if (encoding.active !== active) {
+        encoding.active = active;
+        changed = true;
+      }
+    }
+    if (!changed) return;
+    try {
+      await sender.setParameters(params);
+    } catch (err) {
+      console.warn("simulcast layers not changed", err);
+    }
   }
 
   async _answer(sdp) {

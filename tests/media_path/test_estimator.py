@@ -1,0 +1,124 @@
+"""The downlink estimate (issue 13): loss over windows long enough to mean something, what got
+through under a policer at once, GCC's decrease over 10%, growth bounded by the streams'
+demand and held under a congestion point for a backoff that grows when an upgrade fails
+again, and the REMB only as a sign of a growing queue, not in its ramp-up at call start."""
+
+from __future__ import annotations
+
+import pytest
+
+from media_server import estimator
+from media_server.estimator import DownlinkEstimator
+
+from .test_resend import Clock
+
+
+class Leg:
+    """A subscriber leg sending ``rate`` bits/s, reporting every ``step`` seconds."""
+
+    def __init__(self, rate: int = 1_000_000) -> None:
+        self.clock = Clock()
+        self.sent = 0
+        self.rate = rate
+        self.expected = 0
+        self.lost = 0
+        self.est = DownlinkEstimator(lambda: self.sent, clock=self.clock)
+
+    def run(self, seconds: float, loss: float = 0.0, step: float = 0.1,
+            packets_per_second: int = 100) -> list[int]:  # fmt: skip
+        """Advance; each report carries what was sent since the last one, ``loss`` of it lost
+        (spread evenly). Returns the estimate after each report."""
+        out = []
+        owed = 0.0
+        for _ in range(round(seconds / step)):
+            self.clock.now += step
+            self.sent += int(self.rate * step / 8)
+            n = int(packets_per_second * step)
+            owed += n * loss
+            lost, owed = int(owed), owed - int(owed)
+            self.expected += n
+            self.lost += lost
+            self.est.on_report(self.expected, self.lost)
+            out.append(self.est.estimate)
+        return out
+
+
+def test_random_loss_in_short_reports_is_no_congestion() -> None:
+    # 3% random loss, a report every 70 ms with seven packets (Chrome's RR rides on each NACK):
+    # one report in five reads 14%, but over half-second windows it is 2-4%: no decrease.
+    leg = Leg()
+    leg.est.demand = 10_000_000
+    before = leg.est.estimate
+    estimates = leg.run(20.0, loss=0.03, step=0.07)
+    assert min(estimates) >= before and leg.est.decreases == 0
+
+
+def test_a_policer_is_found_in_one_window_and_held_under_it() -> None:
+    leg = Leg(rate=1_600_000)  # the top layer into a 500 kbit/s policer: 69% lost
+    leg.est.demand = 2_000_000
+    leg.run(0.6)
+    estimates = leg.run(0.6, loss=0.69)
+    assert 0.9 * 1.05 * 500_000 <= estimates[-1] <= 1.1 * 1.05 * 500_000  # what got through
+    leg.rate = 200_000  # a lower layer: no loss; the congestion point holds for the backoff
+    held = leg.run(estimator.BACKOFF_SECONDS[0] - 0.5)
+    assert max(held) <= estimates[-1]
+    grown = leg.run(6.0)  # then it explores upwards again, GROWTH_PER_SECOND
+    assert grown[-1] >= 1.5 * estimates[-1]
+    assert grown[-1] <= estimator.DEMAND_MARGIN * leg.est.demand
+
+
+def test_an_upgrade_that_fails_again_is_held_off_longer() -> None:
+    leg = Leg(rate=1_600_000)
+    leg.est.demand = 2_000_000
+    leg.run(0.6)
+    leg.run(0.6, loss=0.69)
+    first_hold = leg.est._ceiling[1] - leg.clock.now  # type: ignore[index]
+    leg.rate = 200_000
+    leg.run(estimator.BACKOFF_SECONDS[0] + 3.0)  # the hold ends, the estimate climbs again
+    leg.rate = 1_600_000
+    leg.run(0.6, loss=0.69)  # ... and the higher layer fails again
+    second_hold = leg.est._ceiling[1] - leg.clock.now  # type: ignore[index]
+    assert second_hold == pytest.approx(2 * first_hold, rel=0.05)
+
+
+def test_gcc_decrease_between_10_and_30_percent() -> None:
+    leg = Leg(rate=1_000_000)
+    leg.run(0.6)
+    estimates = leg.run(0.6, loss=0.2)
+    assert estimates[-1] == pytest.approx(1_000_000 * (1 - 0.2 / 2), rel=0.05)
+
+
+def test_growth_stops_at_the_streams_demand() -> None:
+    leg = Leg(rate=300_000)
+    leg.est.demand = 1_000_000
+    leg.run(1.0)
+    assert leg.est.estimate == estimator.DEMAND_MARGIN * 1_000_000  # not more than usable
+    leg.run(0.6, loss=0.5)  # down to what got through, then up again: to the demand, no more
+    estimates = leg.run(30.0)
+    assert estimates[0] < 300_000 and max(estimates) <= estimator.DEMAND_MARGIN * 1_000_000
+    assert estimates[-1] == estimator.DEMAND_MARGIN * 1_000_000
+
+
+def test_remb_ramping_up_at_call_start_is_not_congestion() -> None:
+    leg = Leg(rate=1_500_000)
+    for remb in (200_000, 400_000, 700_000):  # libwebrtc's receive-side estimate ramps up
+        leg.run(0.6)
+        assert not leg.est.on_remb(remb)
+    assert leg.est.estimate >= estimator.INITIAL
+
+
+def test_remb_under_what_we_send_lowers_the_estimate_step_by_step() -> None:
+    # A shaped link: the receiver's queue grows, its REMB falls under what we send.
+    leg = Leg(rate=1_500_000)
+    leg.est.demand = 2_000_000
+    leg.run(estimator.START_SECONDS + 0.6)
+    start = leg.est.estimate
+    assert not leg.est.on_remb(2_000_000)  # over what we send: says nothing about the link
+    assert not leg.est.on_remb(400_000)  # one low REMB may be a receiver's CPU stall
+    seen = []
+    for _ in range(8):
+        leg.run(estimator.REMB_HOLD_SECONDS)
+        leg.est.on_remb(400_000)
+        seen.append(leg.est.estimate)
+    assert seen[0] == pytest.approx(start / 2, rel=0.05)  # at most halved at a time
+    assert seen[-1] == 400_000

@@ -118,6 +118,7 @@ class Televisit(Target):
     process: probes.usage counts a process's children)."""
 
     name = "televisit"
+    env: dict[str, str] = {}  # more settings (TELEVISIT__...) for this run
 
     def start(self) -> dict[str, Any]:
         port = free_port()
@@ -133,6 +134,7 @@ class Televisit(Target):
             "TELEVISIT__JOIN__FAILED_PER_IP_PER_HOUR": "100000000",
             "TELEVISIT__JOIN__FAILED_PER_MINUTE": "100000000",
             "TELEVISIT__MEDIA__ROOM_MAX_PARTICIPANTS": "64",  # fan-out viewers (the most allowed)
+            **self.env,
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "control.cli", "serve"], cwd=ROOT, env=env,
@@ -153,6 +155,7 @@ class Televisit(Target):
             "api_key": key,
             "department_id": department["id"],
             "data_dir": str(self.tmp),
+            "log_path": str(self.tmp / "stderr.log"),  # the workers' JSON log lines too
         }
 
 

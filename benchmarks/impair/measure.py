@@ -115,3 +115,37 @@ def reaches_width(intervals: list[dict[str, Any]], at: float, width: int) -> flo
 
 def first_frame(intervals: list[dict[str, Any]]) -> float | None:
     return next((p["t"] for p in intervals if p["fps"] > 0), None)
+
+
+def sender_summary(samples: list[dict[str, Any]], t0: float, start: float, end: float
+                   ) -> dict[str, Any]:  # fmt: skip
+    """What one party's video encoder did in [start, end]: the share of that time it was
+    limited by CPU or bandwidth (Chromium's qualityLimitationDurations: a starved CPU makes
+    the encoder scale down by itself, which is not network adaptation), and per layer (rid,
+    "" for one layer) the median frame width, target bitrate and frames per second."""
+    part = [s for s in samples if start <= s["t"] - t0 <= end + 1e-9]
+    if len(part) < 2:
+        return {}
+    first, last = part[0], part[-1]
+
+    def limited(sample: dict[str, Any]) -> dict[str, float]:
+        video = [o for o in sample["outbound"] if o["kind"] == "video" and o.get("limited")]
+        return video[0]["limited"] if video else {}
+
+    a, b = limited(first), limited(last)
+    span = sum(b.values()) - sum(a.values())
+    share = {k: round((b.get(k, 0) - a.get(k, 0)) / span, 3) for k in b} if span > 0 else {}
+    layers: dict[str, dict[str, Any]] = {}
+    for rid in sorted({o["rid"] for s in part for o in s["outbound"] if o["kind"] == "video"}):
+        points = [
+            o for s in part for o in s["outbound"] if o["kind"] == "video" and o["rid"] == rid
+        ]
+
+        def median(key: str, points: list[dict[str, Any]] = points) -> float:
+            values = sorted(p.get(key, 0) for p in points)
+            return values[len(values) // 2]
+
+        layers[rid] = {"width": median("frameWidth"), "target_bps": median("targetBitrate"),
+                       "fps": median("framesPerSecond")}  # fmt: skip
+    return {"cpu_limited": share.get("cpu", 0.0), "bandwidth_limited": share.get("bandwidth", 0.0),
+            "layers": layers}  # fmt: skip

@@ -53,7 +53,9 @@ STATS_JS = """async (pcs) => {
         out.outbound.push({ kind: s.kind, rid: s.rid || "", bytesSent: s.bytesSent || 0,
           frameWidth: s.frameWidth || 0, framesPerSecond: s.framesPerSecond || 0,
           targetBitrate: s.targetBitrate || 0, retransmittedBytesSent: s.retransmittedBytesSent || 0,
-          qualityLimitationReason: s.qualityLimitationReason || "", active: s.active !== false });
+          qualityLimitationReason: s.qualityLimitationReason || "", active: s.active !== false,
+          limited: s.qualityLimitationDurations || {}, frameHeight: s.frameHeight || 0,
+          framesEncoded: s.framesEncoded || 0 });
       } else if (s.type === "candidate-pair" && s.id === selected && !out.pair) {
         const local = report.get(s.localCandidateId);
         out.pair = { port: local ? local.port : null, rtt: s.currentRoundTripTime ?? null,
@@ -136,6 +138,7 @@ class Party:
         self.page = await context.new_page()
         self.page.set_default_timeout(TIMEOUT_MS)
         self.page.on("pageerror", lambda e: print(f"[{self.name}] page error: {e}"))
+        self.page.on("console", lambda m: m.type == "error" and print(f"[{self.name}] {m.text}"))
 
     async def sample(self) -> dict[str, Any]:
         stats = await self.page.evaluate(f"async () => ({STATS_JS})({self.PCS_JS})")
@@ -151,10 +154,32 @@ class Party:
             self.browser = None
 
 
+# The visit page's own member id and, per mid of its peer connection, the msid stream (the
+# publisher's participant id: the SFU names each subscription's stream after its publisher).
+IDENTITY_JS = """() => {
+  const s = window.televisit && window.televisit.session;
+  const streams = {};
+  let mid = null;
+  for (const line of ((s && s.pc && s.pc.remoteDescription && s.pc.remoteDescription.sdp) || "").split(/\\r?\\n/)) {
+    if (line.startsWith("m=")) mid = null;
+    else if (line.startsWith("a=mid:")) mid = line.slice(6);
+    else if (line.startsWith("a=msid:") && mid !== null) streams[mid] = line.slice(7).split(" ")[0];
+  }
+  return { self: s && s.self ? s.self.id : null, streams };
+}"""
+
+
 class VisitParty(Party):
     """Televisit's visit page at ``url`` (a host or guest link)."""
 
     PCS_JS = "[window.televisit && window.televisit.session && window.televisit.session.pc]"
+    member_id: str | None = None
+    stream_of_mid: dict[str, str] = {}  # mid -> publisher participant id ("member.generation")
+
+    async def identify(self) -> None:
+        found = await self.page.evaluate(IDENTITY_JS)
+        self.member_id = found["self"]
+        self.stream_of_mid = found["streams"]
 
     async def join(self, url: str) -> None:
         await self.page.goto(url)

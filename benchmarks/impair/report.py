@@ -16,9 +16,19 @@ COLUMNS = [  # (key, header, format)
     ("width_min", "min w", "{}"), ("kbps", "kbit/s", "{:.0f}"),
     ("audio_concealed_pct", "audio conc%", "{:.1f}"), ("audio_longest_gap_ms", "gap ms", "{:.0f}"),
     ("playing_after_drop_s", "plays s", "{:.1f}"), ("top_after_lift_s", "top s", "{:.1f}"),
-    ("to_top_s", "start->top s", "{:.1f}"), ("sfu_rtx_pps", "rtx pkt/s", "{:.0f}"),
-    ("sfu_rtx_kbps", "rtx kbit/s", "{:.0f}"),
+    ("to_top_s", "start->top s", "{:.1f}"), ("media_to_top_s", "1st frame->top s", "{:.1f}"),
+    ("sfu_rtx_pps", "rtx pkt/s", "{:.0f}"), ("sfu_rtx_kbps", "rtx kbit/s", "{:.0f}"),
+    ("sender_cpu_limited", "sender cpu-lim %", "{:.0%}"), ("layers", "layers (SFU)", "{}"),
 ]  # fmt: skip
+
+
+def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
+    value = row.get(key)
+    if value is None or value == {}:
+        return "-"
+    if key == "layers":  # share of the window per layer: "f 80% h 20%"
+        return " ".join(f"{k} {v:.0%}" for k, v in sorted(value.items(), key=lambda kv: -kv[1]))
+    return fmt.format(value)
 
 
 def load() -> dict[str, float]:
@@ -35,7 +45,7 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 def table(results: dict[str, Any], markdown: bool = False) -> str:
     cells = [[h for _, h, _ in COLUMNS]]
     for row in rows(results):
-        cells.append(["-" if row.get(k) is None else f.format(row[k]) for k, _, f in COLUMNS])
+        cells.append([_cell(row, k, f) for k, _, f in COLUMNS])
     if markdown:
         lines = ["| " + " | ".join(c) + " |" for c in cells]
         lines.insert(1, "|" + " --- |" * len(COLUMNS))

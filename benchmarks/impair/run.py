@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 
 from .. import clients, targets
-from . import measure, network, pages, report
+from . import measure, network, pages, report, trace
 from .scenarios import SCENARIOS, Scenario
 
 MEDIA_WAIT_SECONDS = 60.0
@@ -144,25 +144,55 @@ async def janus_call(config: dict[str, Any], scenario: Scenario, http: aiohttp.C
     return list(parties)
 
 
-SYSTEMS = {"televisit": (targets.Televisit, televisit_call), "janus": (JanusHere, janus_call)}
+class TelevisitTraced(targets.Televisit):
+    """Televisit writing its adaptation trace (trace.py), its one SFU worker's /metrics on a
+    port known in advance (the control plane serves none)."""
+
+    env = trace.ENV
+
+    def start(self) -> dict[str, Any]:
+        port = targets.free_port()
+        self.env = {**self.env, "TELEVISIT__MEDIA__SIGNALING_PORT": str(port)}
+        config = super().start()
+        config["metrics_url"] = f"http://127.0.0.1:{port}/metrics"
+        return config
+
+
+class TelevisitSingle(TelevisitTraced):
+    """Televisit answering without simulcast (media.simulcast = false): every page sends one
+    layer, as to Janus; the same run tells what simulcast itself changes."""
+
+    name = "televisit-single"
+    env = {**trace.ENV, "TELEVISIT__MEDIA__SIMULCAST": "false"}
+
+
+SYSTEMS = {
+    "televisit": (TelevisitTraced, televisit_call),
+    "televisit-single": (TelevisitSingle, televisit_call),
+    "janus": (JanusHere, janus_call),
+}
 
 
 # ---- measuring one call -------------------------------------------------------------------
 
 
-async def _receiving(parties: list[pages.Party]) -> bool:
+async def _receiving(parties: list[pages.Party], first_video: dict[str, float]) -> bool:
+    """Does every party decode every other party's video? Notes in ``first_video`` when each
+    party first decoded a video frame (time.monotonic)."""
     want = len(parties) - 1
+    done = True
     for party in parties:
         sample = await party.sample()
         video = [s for s in sample["inbound"] if s["kind"] == "video" and s["framesDecoded"] > 0]
-        if len(video) < want:
-            return False
-    return True
+        if video:
+            first_video.setdefault(party.name, sample["t"])
+        done = done and len(video) >= want
+    return done
 
 
-async def _sfu_counters(http: aiohttp.ClientSession, base_url: str) -> dict[str, float]:
+async def _sfu_counters(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
     try:
-        async with http.get(f"{base_url}/metrics") as resp:
+        async with http.get(url) as resp:
             text = await resp.text()
     except aiohttp.ClientError:
         return {}
@@ -184,7 +214,8 @@ async def measure_call(system: str, config: dict[str, Any], scenario: Scenario, 
             joined_at = time.monotonic()
             parties = await call(config, scenario, http, playwright)
             deadline = time.monotonic() + MEDIA_WAIT_SECONDS
-            while not await _receiving(parties):
+            first_video: dict[str, float] = {}
+            while not await _receiving(parties, first_video):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{system}: not every party decoded video within "
                                        f"{MEDIA_WAIT_SECONDS:.0f} s")  # fmt: skip
@@ -192,11 +223,14 @@ async def measure_call(system: str, config: dict[str, Any], scenario: Scenario, 
             media_at = time.monotonic()
             for party in parties:
                 await party.learn_ports()
+                if isinstance(party, pages.VisitParty):
+                    await party.identify()
             by_name = {p.name: p for p in parties}
             impairments = network.Impairments()
             samples: dict[str, list[dict[str, Any]]] = {p.name: [] for p in parties}
             sfu: list[dict[str, float]] = []
             t0 = time.monotonic()
+            t0_wall = time.time()
             applied = -1.0
             tick = 0
             while True:
@@ -216,8 +250,8 @@ async def measure_call(system: str, config: dict[str, Any], scenario: Scenario, 
                 results = await asyncio.gather(*(p.sample() for p in parties))
                 for party, sample in zip(parties, results, strict=True):
                     samples[party.name].append(sample)
-                if system == "televisit":
-                    counters = await _sfu_counters(http, config["base_url"])
+                if "metrics_url" in config:
+                    counters = await _sfu_counters(http, config["metrics_url"])
                     counters["t"] = time.monotonic() - t0
                     sfu.append(counters)
                 if now >= scenario.duration:
@@ -233,24 +267,53 @@ async def measure_call(system: str, config: dict[str, Any], scenario: Scenario, 
                         await asyncio.wait_for(close(), 10)
                 with contextlib.suppress(Exception):
                     await party.close()
-    return summarize(system, scenario, samples, t0, sfu, media_at - joined_at)
+    names = {p.member_id: p.name for p in parties if getattr(p, "member_id", None)}
+    publishers = {p.name: {mid: _party(stream, names) for mid, stream in p.stream_of_mid.items()}
+                  for p in parties if getattr(p, "stream_of_mid", None)}  # fmt: skip
+    decided = (trace.read(config["log_path"], t0_wall, t0_wall + scenario.duration + 1, names)
+               if "log_path" in config else {"allocations": {}, "rembs": {}})  # fmt: skip
+    return summarize(system, scenario, samples, t0, sfu, media_at - joined_at, publishers,
+                     decided, first_video)  # fmt: skip
+
+
+def _party(stream: str, names: dict[str, str]) -> str:
+    return names.get(stream.rsplit(".", 1)[0], stream)
 
 
 def summarize(system: str, scenario: Scenario, samples: dict[str, list[dict[str, Any]]],
-              t0: float, sfu: list[dict[str, float]], setup_s: float) -> dict[str, Any]:  # fmt: skip
-    """Rows per receiving party and video stream, and the plotted series."""
+              t0: float, sfu: list[dict[str, float]], setup_s: float,
+              publishers: dict[str, dict[str, str]] | None = None,
+              decided: dict[str, Any] | None = None,
+              first_video: dict[str, float] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Rows per receiving party and video stream, and the plotted series. ``publishers``:
+    receiver -> mid -> publishing party (Televisit: rows name who sent the video);
+    ``decided``: the SFU's adaptation trace (trace.read); ``first_video``: party -> when it
+    decoded its first video frame (time.monotonic, before ``t0``)."""
     start, end = scenario.window or (0.0, scenario.duration)
     rows, plotted = [], {}
+    decided = decided or {"allocations": {}, "rembs": {}}
+    senders = {name: measure.sender_summary(party_samples, t0, start, end)
+               for name, party_samples in samples.items()}  # fmt: skip
     for name, party_samples in samples.items():
         streams = measure.series(party_samples, t0)
         audio = [measure.rates(p) for p in streams.values() if p and p[0]["kind"] == "audio"]
         audio_summaries = [measure.audio_summary(a, start, end) for a in audio]
         audio_summaries = [a for a in audio_summaries if a]
-        videos = [measure.rates(p) for p in streams.values() if p and p[0]["kind"] == "video"]
-        for i, intervals in enumerate(videos, 1):
-            label = f"{name} <- video {i}" if len(videos) > 1 else f"{name} <- video"
+        videos = [(p[0].get("mid"), measure.rates(p)) for p in streams.values()
+                  if p and p[0]["kind"] == "video"]  # fmt: skip
+        for i, (mid, intervals) in enumerate(videos, 1):
+            sender = (publishers or {}).get(name, {}).get(mid)
+            if sender is None and len(scenario.parties) == 2:
+                sender = next(p for p in scenario.parties if p != name)
+            label = (f"{name} <- {sender}" if sender else
+                     f"{name} <- video {i}" if len(videos) > 1 else f"{name} <- video")  # fmt: skip
             row: dict[str, Any] = {"system": system, "scenario": scenario.name, "receiver": label,
                                    **measure.video_summary(intervals, start, end)}  # fmt: skip
+            if sender in senders and senders[sender]:
+                row["sender_cpu_limited"] = senders[sender]["cpu_limited"]
+            allocations = decided["allocations"].get(name)
+            if sender and allocations:
+                row["layers"] = trace.layer_time(allocations, sender, start, end)
             whole = measure.video_summary(intervals, 0.0, scenario.duration)
             row["freeze_s_call"] = whole.get("freeze_s")
             row["width_top"] = max((p["width"] for p in intervals if p["fps"] > 0), default=0)
@@ -267,6 +330,11 @@ def summarize(system: str, scenario: Scenario, samples: dict[str, list[dict[str,
             if first is not None and row["width_top"]:
                 reach = measure.reaches_width(intervals, -1.0, row["width_top"])
                 row["to_top_s"] = None if reach is None else reach + 1.0 + setup_s
+                # From the first decoded frame (the call's media start), without the pages'
+                # own start-up and join clicks that to_top_s includes.
+                decoding_from = (first_video or {}).get(name)
+                if reach is not None and decoding_from is not None:
+                    row["media_to_top_s"] = max(0.0, reach - 1.0 + (t0 - decoding_from))
             rows.append(row)
             plotted[label] = intervals
     sfu_rates = []
@@ -283,12 +351,12 @@ def summarize(system: str, scenario: Scenario, samples: dict[str, list[dict[str,
                 8 * sum(r["retransmitted_bytes"] for r in in_window) / len(in_window) / 1000
             )
     # What each party's encoder sent at the end, per simulcast layer (rid): proof of layers.
-    senders = {name: [{k: o[k] for k in ("rid", "frameWidth", "bytesSent", "targetBitrate",
-                                         "qualityLimitationReason")}
+    last_senders = {name: [{k: o[k] for k in ("rid", "frameWidth", "bytesSent", "targetBitrate",
+                                              "qualityLimitationReason")}
                       for o in party_samples[-1]["outbound"] if o["kind"] == "video"]
                for name, party_samples in samples.items() if party_samples}  # fmt: skip
     return {"rows": rows, "series": plotted, "sfu": sfu_rates, "setup_s": setup_s,
-            "senders": senders}  # fmt: skip
+            "senders": senders, "last_senders": last_senders, "decided": decided}  # fmt: skip
 
 
 # ---- CLI -----------------------------------------------------------------------------------
@@ -299,7 +367,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks.impair", description=__doc__.split("\n")[0]
     )
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="from: " + ", ".join(SCENARIOS))
-    p.add_argument("--systems", default="televisit,janus", help="televisit, janus")
+    p.add_argument(
+        "--systems",
+        default="televisit,janus",
+        help="televisit, televisit-single (media.simulcast = false), janus",
+    )
     p.add_argument("--short", type=float, default=1.0, help="scale every scenario's times")
     p.add_argument("--period", type=float, default=0.5, help="seconds between samples")
     p.add_argument("--out", default="var/impair", help="directory for JSON and PNGs")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.impair import measure, network
+from benchmarks.impair import measure, network, trace
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,3 +108,26 @@ def test_figures_from_counters() -> None:
     sound = measure.audio_summary(audio, 0.0, 4.5)
     assert sound["longest_gap_ms"] == pytest.approx(1000)
     assert sound["concealed_pct"] == pytest.approx(100 * 1000 / 4500)
+
+
+def test_the_adaptation_trace_is_read_back_per_party(tmp_path: Path) -> None:
+    # Log lines as the SFU writes them (control/logs.py JsonFormatter): the client (member c)
+    # is forwarded the clinic's (member k) layer f for 2 s, then q for 1 s, then paused 1 s.
+    import json
+    from datetime import UTC, datetime
+
+    def line(t: float, layer: str, paused: bool = False) -> str:
+        stream = {"stream": "k.1", "layer": layer, "paused": paused, "target_bps": 1}
+        return json.dumps({
+            "ts": datetime.fromtimestamp(1000 + t, UTC).isoformat(timespec="milliseconds"),
+            "level": "debug", "logger": trace.LOGGER, "msg": "allocation",
+            "participant": "c.1", "estimate_bps": 9, "streams": [stream],
+        })  # fmt: skip
+
+    log = tmp_path / "stderr.log"
+    log.write_text("\n".join([line(0, "f"), "not json " + trace.LOGGER, line(2, "q"),
+                              line(3, "q", paused=True), line(9, "f")]) + "\n")  # fmt: skip
+    decided = trace.read(log, 1000, 1005, {"c": "client", "k": "clinic"})
+    points = decided["allocations"]["client"]
+    assert [p["t"] for p in points] == [0, 2, 3] and points[0]["streams"][0]["from"] == "clinic"
+    assert trace.layer_time(points, "clinic", 0, 4) == {"f": 0.5, "q": 0.25, "paused": 0.25}

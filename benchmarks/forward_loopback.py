@@ -45,6 +45,10 @@ def sfu_process(conn: Connection, cpu: int, floor: bool = False) -> None:
     import uvloop
 
     _pin(cpu)
+    if os.environ.get("FORWARD_LOOPBACK_TRACEMALLOC"):  # benchmarks/memory.py
+        import tracemalloc
+
+        tracemalloc.start(int(os.environ["FORWARD_LOOPBACK_TRACEMALLOC"]))
     profile = os.environ.get("FORWARD_LOOPBACK_PROFILE")
     if not profile:
         uvloop.run(_sfu(conn, floor))
@@ -142,11 +146,67 @@ async def _sfu(conn: Connection, floor: bool) -> None:
             datagrams = sum(getattr(leg, "datagrams_read", 0) for leg in legs)
             conn.send(("stats", name, (t.user, t.system, forwarded(), drops, received, refused,
                                        wakes, datagrams)))  # fmt: skip
+        elif kind == "memory":
+            conn.send(("memory", name, memory_report(body)))
         elif kind == "quit":
             for participant in participants.values():
                 await participant.close()
             conn.send(("bye", name, None))
             return
+
+
+_snapshots: dict[str, Any] = {}
+
+
+def _malloc_in_use() -> int | None:
+    """Bytes glibc's malloc has handed out and not got back (mallinfo2), None elsewhere."""
+    import ctypes
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]  # fmt: skip
+
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = Mallinfo2
+    info = mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+
+def memory_report(request: tuple[str, str | None, int]) -> dict[str, Any]:
+    """This process's RSS (bytes) and, when tracemalloc traces, a snapshot kept as ``name``
+    with the allocations grown since snapshot ``since`` (None: none), the ``top`` largest
+    by source line of the allocating frame: [(where, bytes, blocks)]."""
+    import gc
+
+    import psutil
+
+    name, since, top = request
+    gc.collect()
+    process = psutil.Process()
+    out: dict[str, Any] = {
+        "rss": process.memory_info().rss, "threads": process.num_threads(), "grown": [],
+        "malloc": _malloc_in_use(),
+    }  # fmt: skip
+    import tracemalloc
+
+    if not tracemalloc.is_tracing():
+        return out
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)]
+    )
+    _snapshots[name] = snapshot
+    if since is not None:
+        stats = snapshot.compare_to(_snapshots[since], "lineno")
+        out["traced"] = sum(s.size_diff for s in stats)
+        out["grown"] = [
+            (str(s.traceback[0]), s.size_diff, s.count_diff)
+            for s in sorted(stats, key=lambda s: -s.size_diff)[:top]
+        ]
+    return out
 
 
 # ---- the load side ---------------------------------------------------------------------------
@@ -184,11 +244,13 @@ class Sfu:
         self.conn.send((kind, name, body))
         return await asyncio.wait_for(future, 60)
 
-    async def join(self, name: str, loops: list[media.EncodedLoop]) -> LoadPeer:
+    async def join(self, name: str, loops: list[media.EncodedLoop], send: bool = True) -> LoadPeer:
+        """A peer publishing ``loops``, sending them at once unless not ``send``."""
         peer = self.peers[name] = LoadPeer()
         peer.publish(loops)
         await peer.accept(await self.ask("offer", name, await peer.offer(), "answer"))
-        await peer.start_sending(3600)
+        if send:
+            await peer.start_sending(3600)
         return peer
 
 

@@ -1,0 +1,84 @@
+"""SFU memory per participant, and where it goes: N idle, then live, 1:1 consults.
+
+The SFU side is forward_loopback's (one Participant per member, each subscribed to the
+other's audio and video, in a child process), traced by tracemalloc. Phases:
+
+- idle: every member joined and subscribed (DTLS up), nothing sent yet;
+- live: after ``--seconds`` of VP8 640x480 ~1.4 Mbit/s + Opus from every member.
+
+Per phase: RSS growth over the SFU's empty state per participant, the part of it Python's
+allocators traced, and the source lines that grew most (per participant). What tracemalloc
+cannot see (libsrtp, OpenSSL, the allocator's own slack) is RSS less traced.
+
+    .venv/bin/python -m benchmarks.memory --consults 8 --seconds 10 [--top 25]
+
+Not a test: figures depend on the machine's allocator and load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import Any
+
+from . import media, rtpio
+from .forward_loopback import Sfu, _pin
+
+
+def _show(phase: str, report: dict[str, Any], base: dict[str, Any], participants: int) -> None:
+    mb = 1e6 * participants
+    malloc = ""
+    if report["malloc"] is not None and base["malloc"] is not None:
+        malloc = f", malloc in use +{(report['malloc'] - base['malloc']) / mb:.3f} MB"
+    print(
+        f"{phase}: RSS +{(report['rss'] - base['rss']) / mb:.3f} MB per participant, "
+        f"traced +{report.get('traced', 0) / mb:.3f} MB{malloc}, "
+        f"threads {base['threads']} -> {report['threads']}"
+    )
+    for where, size, blocks in report["grown"]:
+        print(f"  {size / mb * 1000:8.1f} kB {blocks / participants:8.1f} blocks  {where}")
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    _pin(args.client_cpu)
+    rtpio.install()
+    loops = [media.encode_video(640, 480, 30, 1_400_000), media.encode_audio()]
+    os.environ["FORWARD_LOOPBACK_TRACEMALLOC"] = str(args.frames)
+    sfu = Sfu(args.server_cpu)
+    participants = 2 * args.consults
+    try:
+        base = await sfu.ask("memory", "-", ("base", None, 0), "memory")
+        for i in range(args.consults):
+            await sfu.join(f"a{i}", loops, send=False)
+            await sfu.join(f"b{i}", loops, send=False)
+            sfu.conn.send(("subscribe", f"a{i}", f"b{i}"))
+            sfu.conn.send(("subscribe", f"b{i}", f"a{i}"))
+        await asyncio.sleep(2)
+        idle = await sfu.ask("memory", "-", ("idle", "base", args.top), "memory")
+        _show("idle", idle, base, participants)
+        for peer in sfu.peers.values():
+            await peer.start_sending(3600)
+        await asyncio.sleep(args.seconds)
+        live = await sfu.ask("memory", "-", ("live", "base", args.top), "memory")
+        _show("live", live, base, participants)
+    finally:
+        await sfu.ask("quit", "-", None, "bye")
+        for peer in sfu.peers.values():
+            await peer.close()
+        sfu.proc.join(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--consults", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10.0, help="media before 'live'")
+    parser.add_argument("--top", type=int, default=25, help="source lines shown per phase")
+    parser.add_argument("--frames", type=int, default=1, help="traceback depth traced")
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -149,7 +149,13 @@ class MediaSettings(_Section):
     admission_timeout_seconds: float = Field(default=60.0, gt=0)
     signaling_max_bytes: int = Field(ge=4096)
     room_max_participants: int = Field(ge=2, le=64)
-    send_history_packets: int = Field(ge=1000)
+    # The send history per subscription (rtpforward.c Outbound): sequence numbers it has slots
+    # for (NACKs are answered at most the SRTP replay window, 1024, back), how long a sent
+    # packet stays answerable (at least; 3 round trips when longer, as libwebrtc), and the
+    # most memory its ring of packet bytes grows to.
+    send_history_packets: int = Field(ge=1000, le=65536)
+    send_history_ms: int = Field(ge=100, le=60000)
+    send_history_max_bytes: int = Field(ge=16384, le=1 << 30)
     video_codecs: list[Literal["VP8", "H264"]] = Field(min_length=1)
     transcode: bool
     transcode_max_per_worker: int = Field(ge=0)

@@ -401,6 +401,8 @@ class Participant:
         subscription = Subscription(
             publication,
             history_packets=self.settings.send_history_packets,
+            history_seconds=self.settings.send_history_ms / 1000,
+            history_max_bytes=self.settings.send_history_max_bytes,
             faults=self.faults,
             budget=self.resend_budget,
         )

@@ -686,6 +686,21 @@ static PyTypeObject InboundType = GC_TYPE(Inbound, "One publication's incoming s
 
 /* ---- Outbound: one subscription's outgoing stream ----------------------------------------- */
 
+/* The send history keeps what was sent in one ring of bytes per subscription, allocated at
+   its first packet (an idle member costs nothing) and grown, up to history_max_bytes, while
+   it would otherwise overwrite packets sent less than history_seconds ago: about that much of
+   the stream's bytes, as libwebrtc's RtpPacketHistory keeps max(1 s, 3 RTT) and Janus its
+   max_nack_queue of milliseconds. A slot per sequence number (& mask) says where a packet is;
+   a NACK for one older than history_seconds is not answered (the receiver has given up on it). */
+#define HISTORY_MIN_BYTES 16384
+#define HISTORY_SEGMENTS 8 /* the ring's eighths: when each was last written (growth check) */
+
+typedef struct {
+    uint32_t pos;     /* where it starts in bytes ever written (mod 2^32) */
+    uint32_t sent_ms; /* since the Outbound's epoch */
+    uint16_t seq, len; /* len 0: empty */
+} Slot;
+
 typedef struct {
     PyObject_HEAD
     PyObject *send;      /* a Leg (compiled send), a callable (bytes), or None: not negotiated */
@@ -693,8 +708,17 @@ typedef struct {
     PyObject *plan_for;  /* (packet) -> plan, or None: the extension block passes unchanged */
     PyObject *dropped;
     PyObject *faults;
-    PyObject **history;  /* sent packets (before SRTP) by sequence number */
-    uint32_t mask;
+    Slot *slots;         /* by sequence number & mask; NULL until the first packet is kept */
+    uint8_t *ring;       /* the packets' bytes (before SRTP) in sending order, oldest overwritten */
+    uint32_t mask;       /* slots - 1; 0: not initialised, or released */
+    uint32_t ring_size;  /* bytes, a power of two: HISTORY_MIN_BYTES .. max_bytes */
+    uint32_t max_bytes;
+    uint32_t written;    /* bytes ever written to the ring (mod 2^32): the next packet's place */
+    uint32_t valid_from; /* the oldest byte still held (after a growth: what was copied) */
+    uint32_t lap_ms[HISTORY_SEGMENTS]; /* when each eighth of the ring was last entered */
+    uint8_t laps_known;  /* bit i: eighth i holds packets (lap_ms[i] means something) */
+    double history_seconds; /* sent() answers packets sent at most this long ago */
+    double epoch;        /* monotonic() when created: slots' times count from it */
     uint32_t replay_window; /* libsrtp protects again only packets this close to the newest */
     char ready;
     uint32_t ssrc;
@@ -782,15 +806,106 @@ static void vp8_rewrite(Outbound *o, uint8_t *p, Py_ssize_t n, int newest) {
     }
 }
 
-static int outbound_deliver(Outbound *o, PyObject *packet) {
-    if (Py_IS_TYPE(o->send, &LegType))
-        return leg_send((Leg *)o->send, (const uint8_t *)PyBytes_AS_STRING(packet), PyBytes_GET_SIZE(packet));
-    return outcome(PyObject_CallOneArg(o->send, packet));
+static int outbound_deliver(Outbound *o, const uint8_t *data, Py_ssize_t size) {
+    if (Py_IS_TYPE(o->send, &LegType)) return leg_send((Leg *)o->send, data, size);
+    PyObject *packet = PyBytes_FromStringAndSize((const char *)data, size);
+    if (packet == NULL) return FAILED;
+    int rc = outcome(PyObject_CallOneArg(o->send, packet));
+    Py_DECREF(packet);
+    return rc;
+}
+
+/* Milliseconds since the Outbound was created, mod 2^32 (compared by difference: 49 days wrap). */
+static uint32_t since_epoch_ms(Outbound *o, double now) { return (uint32_t)(uint64_t)((now - o->epoch) * 1000.0); }
+
+/* A ring twice as large holding the newest ring_size bytes at their places; -1: no memory. */
+static int history_grow(Outbound *o) {
+    uint32_t size = o->ring_size, bigger = size * 2;
+    uint8_t *ring = PyMem_Calloc(bigger, 1);
+    if (ring == NULL) return -1;
+    uint32_t q = o->written - size, left = size;
+    while (left) {
+        uint32_t from = q & (size - 1), to = q & (bigger - 1);
+        uint32_t chunk = left;
+        if (chunk > size - from) chunk = size - from;
+        if (chunk > bigger - to) chunk = bigger - to;
+        memcpy(ring + to, o->ring + from, chunk);
+        q += chunk;
+        left -= chunk;
+    }
+    PyMem_Free(o->ring);
+    o->ring = ring;
+    o->ring_size = bigger;
+    if (o->written - o->valid_from > size) o->valid_from = o->written - size;
+    /* The new ring's eighths take the times of the bytes copied into them: its eighth j holds
+       the old eighths 2j and 2j+1 (mod 8) where they were copied whole, and takes the older
+       time (growing again only when what it holds is young). The rest holds nothing yet. */
+    uint32_t chunk = size / HISTORY_SEGMENTS, arc = (o->written - size) & (bigger - 1);
+    uint32_t laps[HISTORY_SEGMENTS] = {0};
+    uint8_t known = 0;
+    for (uint32_t c = 0; c < 2 * HISTORY_SEGMENTS; c++) {
+        uint32_t k = c % HISTORY_SEGMENTS, j = c / 2;
+        if (((c * chunk - arc) & (bigger - 1)) + chunk > size || !(o->laps_known >> k & 1)) continue;
+        if (!(known >> j & 1) || (int32_t)(o->lap_ms[k] - laps[j]) < 0) laps[j] = o->lap_ms[k];
+        known |= (uint8_t)(1u << j);
+    }
+    memcpy(o->lap_ms, laps, sizeof laps);
+    o->laps_known = known;
+    return 0;
+}
+
+/* Where to write the packet of n bytes about to be sent with this sequence number: its place
+   in the history, kept for sent() (built there, so keeping it costs no copy); NULL when the
+   history cannot be allocated (a fault: the packet goes from the caller's buffer, unkept). */
+static uint8_t *history_place(Outbound *o, Py_ssize_t n, uint16_t seq, double now) {
+    uint32_t ms = since_epoch_ms(o, now);
+    if (o->slots == NULL) {
+        o->ring_size = HISTORY_MIN_BYTES < o->max_bytes ? HISTORY_MIN_BYTES : o->max_bytes;
+        o->slots = PyMem_Calloc((size_t)o->mask + 1, sizeof(Slot));
+        o->ring = PyMem_Calloc(o->ring_size, 1);
+        if (o->slots == NULL || o->ring == NULL) {
+            PyMem_Free(o->slots);
+            PyMem_Free(o->ring);
+            o->slots = NULL;
+            o->ring = NULL;
+            PyErr_NoMemory();
+            fault(o->faults, k_where_forward); /* counted and logged; the packet still goes */
+            return NULL;
+        }
+        o->laps_known = 0;
+    }
+    for (;;) {
+        uint32_t size = o->ring_size, at = o->written & (size - 1);
+        uint32_t skip = at + (uint32_t)n > size ? size - at : 0; /* a packet never straddles the end */
+        uint32_t start = (at + skip) & (size - 1), segment = size / HISTORY_SEGMENTS;
+        uint32_t first = (at == 0 || skip) ? start / segment : (at - 1) / segment + 1;
+        uint32_t last = (start + (uint32_t)n - 1) / segment;
+        /* The eighths this packet starts writing were last written a lap ago: if that is less
+           than history_seconds ago, the ring is too small for this stream. */
+        int young = 0;
+        for (uint32_t s = first; s <= last && s < HISTORY_SEGMENTS; s++)
+            if ((o->laps_known >> s & 1) && (double)(uint32_t)(ms - o->lap_ms[s]) < o->history_seconds * 1000.0)
+                young = 1;
+        if (young && size * 2 <= o->max_bytes && history_grow(o) == 0) continue;
+        for (uint32_t s = first; s <= last && s < HISTORY_SEGMENTS; s++) {
+            o->lap_ms[s] = ms;
+            o->laps_known |= (uint8_t)(1u << s);
+        }
+        o->written += skip;
+        Slot *slot = &o->slots[seq & o->mask];
+        slot->pos = o->written;
+        slot->sent_ms = ms;
+        slot->seq = seq;
+        slot->len = (uint16_t)n;
+        o->written += (uint32_t)n;
+        if (o->written - o->valid_from > o->ring_size) o->valid_from = o->written - o->ring_size;
+        return o->ring + start;
+    }
 }
 
 static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, const Header *h) {
     Outbound *o = (Outbound *)self;
-    if (o->history == NULL) return 0; /* never initialised */
+    if (o->mask == 0) return 0; /* never initialised */
     if (!o->ready || o->send == Py_None) {
         PyObject *r = PyObject_CallFunction(o->prepare, "y#", (const char *)d, n);
         if (r == NULL) {
@@ -828,13 +943,9 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
         count(o->dropped, k_too_long);
         return 0;
     }
-    PyObject *packet = PyBytes_FromStringAndSize(NULL, size);
-    if (packet == NULL) {
-        Py_CLEAR(scratch.owner);
-        fault(o->faults, k_where_forward);
-        return -1;
-    }
-    uint8_t *out = (uint8_t *)PyBytes_AS_STRING(packet);
+    double now = monotonic();
+    uint8_t local[MTU], *out = history_place(o, size, seq, now);
+    if (out == NULL) out = local;
     if (plan) {
         run_plan(plan, d, out);
         memcpy(out + plan->out_len, d + h->payload_offset, payload);
@@ -850,9 +961,7 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
         Py_ssize_t at = plan ? plan->out_len : h->payload_offset;
         vp8_rewrite(o, out + at, size - at, o->last_seq < 0 || seq_newer(seq, o->last_seq));
     }
-    Py_XSETREF(o->history[seq & o->mask], Py_NewRef(packet)); /* never written again */
-    int rc = outbound_deliver(o, packet);
-    Py_DECREF(packet);
+    int rc = outbound_deliver(o, out, size);
     if (rc == NOT_CONNECTED) {
         count(o->dropped, k_not_connected);
         if (o->last_seq < 0) o->ready = 0; /* nothing reached the subscriber: start at a keyframe */
@@ -869,19 +978,25 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
     if (o->last_seq < 0 || seq_newer(seq, o->last_seq)) {
         o->last_seq = seq;
         o->last_ts = ts;
-        o->last_sent_at = monotonic();
+        o->last_sent_at = now;
     }
     return 0;
 }
 
 static int Outbound_init(Outbound *self, PyObject *args, PyObject *kw) {
-    static char *names[] = {"history_packets", "prepare", "dropped", "faults", "replay_window", NULL};
+    static char *names[] = {"history_packets", "prepare", "dropped", "faults", "replay_window",
+                            "history_seconds", "history_max_bytes", NULL};
     int capacity;
-    unsigned int window = 1024;
+    unsigned int window = 1024, max_bytes = 1 << 20;
+    double seconds = 1.0;
     PyObject *prepare, *dropped, *faults = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iOO!|OI", names, &capacity, &prepare,
-                                     &PyDict_Type, &dropped, &faults, &window))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iOO!|OIdI", names, &capacity, &prepare,
+                                     &PyDict_Type, &dropped, &faults, &window, &seconds, &max_bytes))
         return -1;
+    if (max_bytes < HISTORY_MIN_BYTES || max_bytes > (1u << 30)) {
+        PyErr_SetString(PyExc_ValueError, "history_max_bytes must be 16384..2**30");
+        return -1;
+    }
     if (window < 1 || window > 0x8000) {
         PyErr_SetString(PyExc_ValueError, "replay_window must be 1..32768");
         return -1;
@@ -891,18 +1006,17 @@ static int Outbound_init(Outbound *self, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_ValueError, "history_packets must be 1..65536");
         return -1;
     }
-    if (self->history != NULL) {
+    if (self->mask != 0) {
         PyErr_SetString(PyExc_RuntimeError, "Outbound is initialised once");
         return -1;
     }
     uint32_t size = 2;
     while (size < (uint32_t)capacity) size <<= 1;
-    self->history = PyMem_Calloc(size, sizeof(PyObject *));
-    if (self->history == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
     self->mask = size - 1;
+    self->max_bytes = 1u << 14;
+    while (self->max_bytes * 2 <= max_bytes) self->max_bytes <<= 1; /* a power of two */
+    self->history_seconds = seconds;
+    self->epoch = monotonic();
     self->send = Py_NewRef(Py_None);
     self->plan_for = Py_NewRef(Py_None);
     self->prepare = Py_NewRef(prepare);
@@ -939,17 +1053,16 @@ static int Outbound_clear(Outbound *self) {
     Py_CLEAR(self->dropped);
     Py_CLEAR(self->faults);
     forget_plans(self);
-    if (self->history != NULL) { /* forward() and sent() treat a released history as none */
-        PyObject **history = self->history;
-        self->history = NULL;
-        for (uint32_t i = 0; i <= self->mask; i++) Py_XDECREF(history[i]);
-        PyMem_Free(history);
-    }
+    self->mask = 0; /* forward() and sent() treat a released history as none */
+    PyMem_Free(self->slots);
+    PyMem_Free(self->ring);
+    self->slots = NULL;
+    self->ring = NULL;
     return 0;
 }
 
 static PyObject *Outbound_forward(Outbound *self, PyObject *arg) {
-    if (self->history == NULL) {
+    if (self->mask == 0) {
         PyErr_SetString(PyExc_RuntimeError, "Outbound is not initialised");
         return NULL;
     }
@@ -969,15 +1082,19 @@ static PyObject *Outbound_forward(Outbound *self, PyObject *arg) {
 static PyObject *Outbound_sent(Outbound *self, PyObject *arg) {
     long seq = PyLong_AsLong(arg);
     if (seq == -1 && PyErr_Occurred()) return NULL;
-    if (self->history == NULL || seq < 0 || seq > 0xFFFF || self->last_seq < 0) Py_RETURN_NONE;
+    if (self->slots == NULL || seq < 0 || seq > 0xFFFF || self->last_seq < 0) Py_RETURN_NONE;
     /* A packet further behind the newest one sent than the sender's SRTP replay window would
        fail srtp_protect (replay_old): the history does not promise it. */
     if ((uint32_t)((self->last_seq - seq) & 0xFFFF) >= self->replay_window) Py_RETURN_NONE;
-    PyObject *p = self->history[(uint32_t)seq & self->mask];
-    if (p == NULL) Py_RETURN_NONE;
-    const uint8_t *b = (const uint8_t *)PyBytes_AS_STRING(p);
-    if (be16(b + 2) != seq) Py_RETURN_NONE; /* overwritten by a newer packet */
-    return Py_NewRef(p);
+    const Slot *slot = &self->slots[(uint32_t)seq & self->mask];
+    if (slot->len == 0 || slot->seq != seq) Py_RETURN_NONE; /* none, or a newer packet's slot */
+    uint32_t held = self->written - self->valid_from;
+    if (held > self->ring_size) held = self->ring_size;
+    if (self->written - slot->pos > held) Py_RETURN_NONE; /* its bytes were overwritten */
+    uint32_t age_ms = since_epoch_ms(self, monotonic()) - slot->sent_ms;
+    if ((double)age_ms > self->history_seconds * 1000.0) Py_RETURN_NONE; /* too old to help */
+    return PyBytes_FromStringAndSize((const char *)self->ring + (slot->pos & (self->ring_size - 1)),
+                                     slot->len);
 }
 
 static PyObject *Outbound_set_route(Outbound *self, PyObject *args, PyObject *kw) {
@@ -1000,12 +1117,16 @@ static PyObject *Outbound_get_last_sent_at(Outbound *s, void *c) {
     return PyFloat_FromDouble(s->last_sent_at);
 }
 static PyObject *Outbound_get_capacity(Outbound *s, void *c) { return PyLong_FromUnsignedLong(s->mask + 1); }
+static PyObject *Outbound_get_history_bytes(Outbound *s, void *c) {
+    return PyLong_FromUnsignedLong(s->slots == NULL ? 0 : s->ring_size + (s->mask + 1) * sizeof(Slot));
+}
 static PyObject *Outbound_get_send(Outbound *s, void *c) { return Py_NewRef(s->send); }
 
 static PyGetSetDef Outbound_getset[] = {
     {"last_seq", (getter)Outbound_get_last_seq, NULL, NULL, NULL},
     {"last_sent_at", (getter)Outbound_get_last_sent_at, NULL, NULL, NULL},
-    {"history_capacity", (getter)Outbound_get_capacity, NULL, NULL, NULL},
+    {"history_capacity", (getter)Outbound_get_capacity, NULL, "sequence numbers the history has slots for", NULL},
+    {"history_bytes", (getter)Outbound_get_history_bytes, NULL, "memory the history holds now (0 until a packet is sent)", NULL},
     {"send", (getter)Outbound_get_send, NULL, NULL, NULL},
     {NULL},
 };
@@ -1015,6 +1136,10 @@ static PyMemberDef Outbound_members[] = {
     {"ssrc", T_UINT, offsetof(Outbound, ssrc), 0, NULL},
     {"replay_window", T_UINT, offsetof(Outbound, replay_window), READONLY,
      "sent() answers only this many packets back from the newest (the SRTP replay window)"},
+    {"history_seconds", T_DOUBLE, offsetof(Outbound, history_seconds), 0,
+     "sent() answers packets sent at most this long ago; the history grows to hold them"},
+    {"history_max_bytes", T_UINT, offsetof(Outbound, max_bytes), READONLY,
+     "the most the history's ring of packet bytes grows to"},
     {"payload_type", T_INT, offsetof(Outbound, payload_type), 0, NULL},
     {"seq_offset", T_USHORT, offsetof(Outbound, seq_offset), 0, NULL},
     {"ts_offset", T_UINT, offsetof(Outbound, ts_offset), 0, NULL},

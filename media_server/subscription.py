@@ -20,8 +20,11 @@ Per packet the Outbound rewrites the four things that belong to the subscriber's
 payload type, sequence number and timestamp (output = input + offset), and the header
 extension ids / MID value by a plan that ``rtpheader.ExtensionRewrite.plan`` works out once per
 extension layout. Nothing is decoded or re-encoded and unknown header extensions survive.
-Every packet sent is kept (``history_packets``) to answer the subscriber's NACKs, as far back
-as the leg's SRTP replay window lets a packet be protected again (``SRTP_REPLAY_WINDOW``).
+Every packet sent is kept to answer the subscriber's NACKs: for ``history_seconds`` (or three
+round trips when longer: libwebrtc's RtpPacketHistory keeps max(1 s, 3 RTT)), in a ring of
+bytes in the Outbound that grows to hold that much of the stream (``history_max_bytes`` at
+most) and is allocated at the first packet, and never further back than the leg's SRTP replay
+window lets a packet be protected again (``SRTP_REPLAY_WINDOW``).
 
 A NACK is answered within bounds (``on_nack``): each packet is resent at most once per round
 trip (``RESEND_MIN_INTERVAL_SECONDS`` at least) and ``RESEND_MAX_TIMES`` times, and every resend
@@ -62,6 +65,10 @@ SendRtp = Callable[[bytes], None]
 # (RTCDtlsTransport._start_srtp, tx_policy.window_size): libsrtp refuses to protect a packet
 # further behind the newest one sent on its SSRC (replay_old). test_hooks checks the value.
 SRTP_REPLAY_WINDOW = 1024
+# The send history's defaults (media.send_history_ms / send_history_max_bytes): a NACK for a
+# packet sent over a second ago comes too late to help; 1 MiB holds a second at 8 Mbit/s.
+HISTORY_SECONDS = 1.0
+HISTORY_MAX_BYTES = 1 << 20
 RESEND_MIN_INTERVAL_SECONDS = 0.02  # and at least one round trip between resends of a packet
 RESEND_MAX_TIMES = 4  # resends of one packet
 RESEND_FORGET_SECONDS = 2.0  # a sequence number resent longer ago than this is a new packet
@@ -102,6 +109,8 @@ class Subscription:
         *,
         history_packets: int,
         faults: Faults,
+        history_seconds: float = HISTORY_SECONDS,
+        history_max_bytes: int = HISTORY_MAX_BYTES,
         budget: ResendBudget | None = None,
     ) -> None:
         self.source = source
@@ -118,8 +127,10 @@ class Subscription:
         self._faults = faults
         self.dropped: dict[str, int] = {}
         self.out = Outbound(
-            history_packets, self._prepare, self.dropped, faults, SRTP_REPLAY_WINDOW
-        )
+            history_packets, self._prepare, self.dropped, faults, SRTP_REPLAY_WINDOW,
+            history_seconds, history_max_bytes,
+        )  # fmt: skip
+        self._history_seconds = history_seconds
         self.budget = budget  # the subscriber leg's; None: resends are not rate-limited
         # The allocator's decisions (allocator.py): what this stream may carry (bits/s) and
         # whether it is paused for the subscriber's connection; ``on_paused(self, paused)``
@@ -483,6 +494,7 @@ class Subscription:
         rtt = rtcp.rtt_from_report(report.lsr, report.dlsr, self._sr_sent)
         if rtt is not None:
             self.rtt = rtt
+            self.out.history_seconds = max(self._history_seconds, 3 * rtt)
         self._leg_loss(report.highest_sequence, report.packets_lost)
 
     def _leg_loss(self, highest: int, lost: int) -> None:

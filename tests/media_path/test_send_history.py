@@ -1,0 +1,98 @@
+"""The send history (rtpforward.c Outbound): bounded by time and bytes, allocated when used.
+
+A subscription keeps what it sent for about ``history_seconds`` in a ring of bytes that grows
+to hold that much of its stream (up to ``history_max_bytes``); an idle one holds nothing.
+Sleeps here are lower bounds only (a loaded machine makes them longer, never shorter), so the
+outcomes do not depend on timing.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import pytest
+from aiortc.rtp import RtcpReceiverInfo
+
+from media_server.rtpforward import Outbound
+
+from .test_subscription import KEY, Wire, bound, publication, push, rtp
+
+
+def _outbound(sent: list[bytes], **history: float) -> Outbound:
+    out = Outbound(1024, lambda data: True, {}, None, 1024, **history)  # type: ignore[arg-type]
+    out.set_route(sent.append, None)
+    out.ssrc, out.payload_type, out.ready = 3, 96, True  # the test packets' own: no rewrite
+    return out
+
+
+def _packet(seq: int, size: int = 1200) -> bytes:
+    header = struct.pack("!BBHII", 0x80, 96, seq & 0xFFFF, 3000 * seq, 3)
+    return header + bytes([seq & 0xFF]) * (size - len(header))
+
+
+def test_an_idle_subscription_holds_no_history() -> None:
+    out = _outbound([])
+    assert out.history_bytes == 0 and out.sent(0) is None
+    out.forward(_packet(1))
+    assert 16384 <= out.history_bytes <= 16384 + 1024 * 16
+
+
+def test_a_fast_stream_grows_the_ring_to_hold_its_last_second_and_answers_exactly() -> None:
+    sent: list[bytes] = []
+    out = _outbound(sent, history_seconds=60.0)
+    for seq in range(600):  # 720 kB at once: the ring grows from 16 kB instead of overwriting
+        out.forward(_packet(seq))
+    assert 720_000 <= out.history_bytes <= (1 << 20) + 1024 * 16
+    assert [out.sent(seq) for seq in range(600)] == sent
+
+
+def test_the_byte_bound_holds_and_overwritten_packets_are_not_answered() -> None:
+    sent: list[bytes] = []
+    out = _outbound(sent, history_seconds=60.0, history_max_bytes=65536)
+    for seq in range(600):
+        out.forward(_packet(seq))
+    assert out.history_bytes <= 65536 + 1024 * 16
+    answered = [seq for seq in range(600) if out.sent(seq) is not None]
+    assert 40 <= len(answered) <= 55  # 65,536 bytes hold 54 packets of 1,200
+    assert answered == list(range(600 - len(answered), 600))
+    assert all(out.sent(seq) == sent[seq] for seq in answered)
+
+
+def test_packets_older_than_history_seconds_are_not_answered() -> None:
+    out = _outbound([], history_seconds=10.0)
+    for seq in range(10):
+        out.forward(_packet(seq))
+    time.sleep(0.3)
+    out.forward(_packet(10))
+    out.history_seconds = 0.2  # as a subscription sets it (max of the setting and 3 RTT)
+    assert [out.sent(seq) for seq in range(10)] == [None] * 10
+    out.history_seconds = 10.0
+    assert all(out.sent(seq) is not None for seq in range(11))
+
+
+def test_a_slow_stream_keeps_a_small_ring() -> None:
+    out = _outbound([], history_seconds=0.05)
+    for seq in range(120):  # 1,200 B every 3 ms or more: a 32 kB lap takes over 80 ms
+        out.forward(_packet(seq))
+        time.sleep(0.003)
+    assert out.history_bytes <= 32768 + 1024 * 16
+
+
+@pytest.mark.parametrize(("rtt", "kept"), [(0.1, 1.0), (0.6, 1.8)])
+def test_a_subscription_keeps_its_packets_for_three_round_trips_when_longer(
+    monkeypatch: pytest.MonkeyPatch, rtt: float, kept: float
+) -> None:
+    # As libwebrtc's RtpPacketHistory: a NACK takes a round trip to arrive and the resend
+    # another, so over a long path a second of history would answer nothing useful.
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    pub = publication([])
+    sub = bound(pub, Wire())
+    push(pub, rtp(10, 1000, payload=KEY))
+    assert sub.out.history_seconds == 1.0
+    pub.on_sender_report(0xAABBCCDD00112233, 4000)
+    now[0] += rtt
+    sub.on_receiver_report(RtcpReceiverInfo(9999, 0, 0, 0, 0, lsr=0xCCDD0011, dlsr=0))
+    assert sub.rtt == pytest.approx(rtt)
+    assert sub.out.history_seconds == pytest.approx(kept)

@@ -68,8 +68,9 @@ async function route() {
     show("appointment");
     await renderAppointment($("appointment"), arg, app.online);
   } else if (screen === "note" && arg) {
-    show("note");
+    // Forms are filled before they are shown: filled after, they overwrote what was typed.
     await editNote(arg, params.get("appointment"));
+    show("note");
   } else if (screen === "fix" && arg) {
     const item = await db.get("outbox", arg);
     if (!item) {
@@ -77,15 +78,15 @@ async function route() {
       return;
     }
     if (item.kind === "note") {
-      show("note");
       await fixNote(item);
+      show("note");
     } else {
-      show("scan");
       await openScan(item);
+      show("scan");
     }
   } else if (screen === "scan") {
-    show("scan");
     await openScan();
+    show("scan");
   } else if (screen === "pending") {
     show("pending");
     await renderPending($("pending-list"));

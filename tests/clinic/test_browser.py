@@ -207,6 +207,14 @@ def test_services_live_errors_as_sentences_and_languages(browser, clinic_server,
     # before that would be overwritten.
     expect(admin.locator("#staff tr").first).to_be_visible()
     admin.locator("#policy textarea").fill("General\nDermatology")
+    # Data arriving while the administrator types (the reload after another action: here a
+    # provider disabled and enabled again, each button showing the reloaded state) keeps the
+    # typed text; it used to be overwritten by the stored services (none), and saved so.
+    provider = admin.locator("#staff tr", has_text="demo.provider")
+    provider.get_by_role("button", name=fi["admin.disable"]).click()
+    provider.get_by_role("button", name=fi["admin.enable"]).click()
+    expect(provider.get_by_role("button", name=fi["admin.disable"])).to_be_visible()
+    expect(admin.locator("#policy textarea")).to_have_value("General\nDermatology")
     admin.get_by_role("button", name=fi["admin.save"]).click()
 
     # The signed-in station offers the choice at once, and the button waits for it.

@@ -33,8 +33,12 @@ async function reload() {
   $("mobile-devices").replaceChildren(...(devices.length ? devices.map(mobileDevice)
     : [el("li", { class: "empty" }, t("admin.no_devices"))]));
   const names = new Map(staff.map((s) => [s.id, s.display_name]));
-  $("policy").notes.checked = policy.notes_enabled;
-  $("policy").services.value = policy.services.join("\n");
+  // Data arriving (the first load, a reload after another action) never overwrites what the
+  // user is typing: an edited form keeps its values until it is submitted.
+  if (!$("policy").dataset.edited) {
+    $("policy").notes.checked = policy.notes_enabled;
+    $("policy").services.value = policy.services.join("\n");
+  }
   $("stations").replaceChildren(...(stations.length ? stations.map((s) => el("li", {},
     el("span", { class: "name" }, s.station), ` ${names.get(s.staff_id) || s.staff_id}`,
     el("div", { class: "meta" }, t("admin.signed_in", { time: when(s.created_at) })),
@@ -64,9 +68,11 @@ function submit(form, fn) {
   });
 }
 
+$("policy").addEventListener("input", (e) => { e.currentTarget.dataset.edited = "1"; });
 submit($("policy"), async (f) => {
   const services = f.services.value.split("\n").map((s) => s.trim()).filter(Boolean);
   await api("PUT", "/policy", { notes_enabled: f.notes.checked, services });
+  delete f.dataset.edited;
 });
 $("mobile-enabled").addEventListener("change", async (e) => {
   error.hidden = true;

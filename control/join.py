@@ -4,7 +4,10 @@ every WebSocket join (``authorize_join``).
 
 PIN answers never tell a wrong PIN from an expired, cancelled or not-yet-open one (one
 generic 404), and control/ratelimit.py's budgets throttle guessing (the body is read first:
-only PIN joins are throttled). A token holder is already authenticated, so token refusals say
+only PIN joins are throttled). A PIN holder may be a guesser (issue 12 item 10): its token
+names nobody (the room's guard seats it as the appointment's client), and neither its join
+answer nor its signaling (media_server/signaling.py) tells it the client's name; the clinic
+and provider names and the time are told, so a real client knows it reached its clinic. A token holder is already authenticated, so token refusals say
 what is wrong, in the language to show it in.
 """
 
@@ -13,7 +16,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -103,6 +106,9 @@ async def _appointment_guard(
         raise JoinRefused("invalid", "this link does not open any room")
     audience = await _audience(store, appointment, grant.role)
     said = audience.refusal()
+    if grant.device is not None:
+        # A PIN's token names nobody: its holder takes the seat of the appointment's client.
+        grant = replace(grant, name=appointment["client"]["name"])
     if grant.version != appointments.link_version(appointment, grant.role):
         raise JoinRefused("revoked", "the clinic re-issued this link; use the newest one", **said)
     if appointment["status"] != "scheduled":
@@ -204,7 +210,6 @@ async def _answer(
         "room_id": grant.room_id,
         "token": token,
         "role": grant.role,
-        "name": grant.name,
         "signaling_url": await signaling_url(store, grant.room_id, clock),
         "ice_servers": [s.model_dump(exclude_none=True) for s in settings.media.ice_servers],
         "appointment": {"start": admission.start, "end": admission.end},
@@ -213,6 +218,8 @@ async def _answer(
         "language": admission.audience.language,
         **admission.audience.extra(),
     }
+    if grant.device is None:  # a PIN's holder is not told whose seat it takes
+        out["name"] = grant.name
     if admission.host_view is not None:
         out["host_view"] = admission.host_view
     return out
@@ -233,7 +240,7 @@ async def _by_pin(request: web.Request, pin: str, now: float) -> dict[str, Any]:
         raise Problem(404, "no-room", NO_ROOM, field="pin")
     grant = Grant(
         room_id=appointment["telemedicine"]["room_id"],
-        name=appointment["client"]["name"],
+        name="",  # see the module's docstring
         role="guest",
         appointment_id=appointment["id"],
         version=appointments.link_version(appointment, "guest"),

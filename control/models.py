@@ -329,7 +329,11 @@ class JoinResponse(_Response):
     room_id: str
     token: str = Field(description="present it in the signaling join message")
     role: Role
-    name: str
+    name: str | None = Field(
+        default=None,
+        description="whom the room knows this member as; absent after a PIN join (and for its "
+        "token): a PIN can be guessed, so its holder is never told the client's name",
+    )
     signaling_url: str = Field(
         description="the WebSocket of the SFU worker holding the room (docs/signaling.md); ask "
         "again before rejoining: a room moves when its worker dies or drains. 503 "

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from media_server import chat, codecpolicy
-from media_server.admission import AdmissionNeeded
+from media_server.admission import AdmissionNeeded, device_of
 from media_server.room import Grant, Member, Room, RoomError
 from media_server.worker import Worker
 
@@ -132,11 +132,26 @@ def close_reason(text: str) -> str:
     return raw[:123].decode("utf-8", "ignore") if len(raw) > 123 else text
 
 
+def withheld(message: Any, name: str) -> Any:
+    """``message`` with every participant object ({name, ...}) named ``name`` renamed ""
+    (a copy; ``message`` itself is shared by every recipient of a broadcast)."""
+    if isinstance(message, dict):
+        out = {k: withheld(v, name) for k, v in message.items()}
+        if out.get("name") == name and "role" in out:
+            out["name"] = ""
+        return out
+    if isinstance(message, list):
+        return [withheld(v, name) for v in message]
+    return message
+
+
 class Connection:
-    """The room's Channel for one socket: a bounded outbox and a writer task."""
+    """The room's Channel for one socket: a bounded outbox and a writer task. ``withhold``:
+    a member name this socket is never told (a PIN join's: control/join.py)."""
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
+        self.withhold: str | None = None
         self._outbox: asyncio.Queue[dict[str, Any] | tuple[int, str]] = asyncio.Queue(
             OUTBOX_MESSAGES + 1
         )
@@ -149,6 +164,8 @@ class Connection:
         if self._outbox.qsize() >= OUTBOX_MESSAGES:
             self.close(CLOSE_TOO_SLOW, "client does not read its messages")
             return
+        if self.withhold is not None:
+            message = withheld(message, self.withhold)
         self._outbox.put_nowait(message)
 
     def close(self, code: int, reason: str) -> None:
@@ -299,6 +316,9 @@ class Session:
             self.worker.signaling_errors["wrong_room"] += 1
             self.conn.close(CLOSE_WRONG_ROOM, "the token is not for this room")
             return False
+        if device_of(grant) is not None:
+            # A PIN may have been guessed: its holder learns nothing of whose seat it takes.
+            self.conn.withhold = grant.name
         try:
             try:
                 room, self.member, _ = self.worker.join(grant, self.conn, capabilities=capabilities)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
+import jwt
 import pytest
 
 from control import join, pins
@@ -34,7 +36,7 @@ async def test_join_by_pin(client, appt, clock):
     assert resp.status == 200, body
     JoinResponse.model_validate(body)
     assert body["room_id"] == appt["telemedicine"]["room_id"]
-    assert body["role"] == "guest" and body["name"] == appt["client"]["name"]
+    assert body["role"] == "guest" and "name" not in body
     assert body["signaling_url"] == "wss://tv.example/ws"
     assert body["ice_servers"] == [] and body["language"] == "fi"
     assert body["appointment"] == {"start": appt["start"], "end": appt["end"]}
@@ -48,6 +50,21 @@ async def test_join_by_pin(client, appt, clock):
         "guest",
         appt["id"],
     )
+    assert grant.name == appt["client"]["name"]  # the SFU seats it as the client
+
+
+async def test_a_pin_join_tells_nothing_personal_of_the_client(client, appt, clock):
+    """Issue 12 item 10: a guessed PIN must not give away whom it belongs to (not in the
+    answer, not in the token it hands out, not when that token is used as a link)."""
+    clock.set(BASE)
+    body = await (await join_pin(client, appt["telemedicine"]["pin"])).json()
+    personal = [appt["client"]["name"], appt["client"]["phone"], appt["client"]["email"]]
+    payload = jwt.decode(body["token"], options={"verify_signature": False})
+    again = await (await client.post("/api/v1/join", json={"token": body["token"]})).json()
+    for seen in (json.dumps(x, ensure_ascii=False) for x in (body, payload, again)):
+        assert not [p for p in personal if p in seen], seen
+    assert again["room_id"] == body["room_id"] and "name" not in again
+    assert body["clinic"]["name"] and body["appointment"]["start"] == appt["start"]
 
 
 async def test_wrong_expired_early_and_cancelled_pins_look_the_same(
@@ -228,7 +245,9 @@ async def test_a_reissue_revokes_the_links_and_pin_it_replaces(client, auth, app
     assert await status(pin=old["pin"]) == 404
     assert await status(token=token_of(guest_changed["join_url"])) == 200
     by_pin = await (await client.post("/api/v1/join", json={"pin": guest_changed["pin"]})).json()
-    assert by_pin["name"] == "Maija"
+    svc = client.app[SERVICES]
+    seat = await authorize_join(svc.store, svc.settings, by_pin["token"], now=svc.clock())
+    assert seat.name == "Maija"
     assert await status(token=token_of(old["host_url"])) == 200  # the provider did not change
 
     resp = await client.patch(

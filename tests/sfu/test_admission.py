@@ -4,6 +4,7 @@ waits for the clinic, which admits it (the first connection closes with 4009) or
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -62,6 +63,14 @@ async def test_the_clinic_refuses_then_admits_a_second_device(sfu: Sfu) -> None:
     await host.send({"type": "admit", "request": request[0]["request"], "allow": True})
     joined = await laptop.wait_for(lambda: laptop.last("joined"), 20, "the admitted device joined")
     assert joined["resumed"] is True
+    # A PIN may have been guessed: its device is never told whose seat it took (issue 12
+    # item 10), while the clinic still sees the client's name.
+    assert joined["participant"]["name"] == "" and "Pat Guest" not in json.dumps(laptop.events)
+    assert {p["name"] for p in joined["room"]["participants"]} == {"", "Dr Host"}
+    seen_by_host = await host.wait_for(
+        lambda: host.last("participant_joined"), 20, "the host told of the device"
+    )
+    assert seen_by_host["participant"]["name"] == "Pat Guest"
     await guest.wait_for(lambda: guest.closed, 20, "the first device replaced")
     assert guest.closed.code == 4009
     counters = sfu.worker.counters

@@ -62,7 +62,8 @@ def create_app(
     workers while it runs (the notify outbox worker, the virtual clinic's sweeper and
     webhook); the caller owns the store and the bus."""
     app = web.Application(
-        middlewares=[logs.access_log, problems], client_max_size=settings.server.max_body_bytes
+        middlewares=[logs.access_log(settings.server.proxy_networks), problems],
+        client_max_size=settings.server.max_body_bytes,
     )
     bus = bus or InProcessBus()
     outbox_worker = OutboxWorker(store, settings, clock=clock) if background else None

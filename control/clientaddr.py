@@ -1,4 +1,5 @@
-"""Which client a request comes from, as the rate limiters count it.
+"""Which client a request comes from: its address as the logs name it, and its key as the
+rate limiters count it.
 
 Behind a reverse proxy every request arrives from the proxy; ``server.trusted_proxies`` names
 the proxies (addresses or CIDR networks) whose ``X-Forwarded-For`` is believed. The client is
@@ -48,12 +49,10 @@ def _trusted(address: Address | None, proxies: tuple[Network, ...]) -> bool:
     return address is not None and any(address in net for net in proxies)
 
 
-def client_key(request: web.Request, trusted_proxies: tuple[Network, ...]) -> str:
-    """The key of the client behind ``request`` (see the module's docstring); pass
-    ``settings.server.proxy_networks``."""
+def _client(request: web.Request, trusted_proxies: tuple[Network, ...]) -> Address | None:
     remote = _address(request.remote or "")
     if remote is None:
-        return request.remote or "unknown"
+        return None
     if trusted_proxies and _trusted(remote, trusted_proxies):
         hops = [
             part
@@ -65,5 +64,20 @@ def client_key(request: web.Request, trusted_proxies: tuple[Network, ...]) -> st
             if address is None:
                 break  # a garbled entry: nothing left of it can be trusted
             if not _trusted(address, trusted_proxies):
-                return key_of(address)
-    return key_of(remote)
+                return address
+    return remote
+
+
+def client_address(request: web.Request, trusted_proxies: tuple[Network, ...]) -> str:
+    """The address of the client behind ``request`` (see the module's docstring; the peer's
+    own text when it is no IP address, e.g. a Unix socket's); pass
+    ``settings.server.proxy_networks``."""
+    address = _client(request, trusted_proxies)
+    return str(address) if address is not None else request.remote or "unknown"
+
+
+def client_key(request: web.Request, trusted_proxies: tuple[Network, ...]) -> str:
+    """The rate-limit key of the client behind ``request``: its client_address, an IPv6
+    one as its /64."""
+    address = _client(request, trusted_proxies)
+    return key_of(address) if address is not None else request.remote or "unknown"

@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from control.clientaddr import Network, client_address
+
 log = logging.getLogger("televisit.access")
 
 # Route parameters that carry a credential: masked in logged paths.
@@ -79,28 +81,36 @@ def safe_path(request: web.Request) -> str:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        if log.isEnabledFor(logging.INFO):  # the line's fields cost more than the request
-            log.info(
-                "request",
-                extra={
-                    "method": request.method,
-                    "path": safe_path(request),
-                    "status": status,
-                    "ms": round((time.perf_counter() - started) * 1000, 2),
-                    "remote": request.remote,
-                },
-            )
+def access_log(trusted_proxies: tuple[Network, ...]) -> Middleware:
+    """The middleware logging one ``request`` line per request; ``remote`` is the client's
+    address, behind ``trusted_proxies`` (``settings.server.proxy_networks``) the one their
+    X-Forwarded-For names (control/clientaddr.py, as the rate limiters count it)."""
+
+    @web.middleware
+    async def logged(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            if log.isEnabledFor(logging.INFO):  # the line's fields cost more than the request
+                log.info(
+                    "request",
+                    extra={
+                        "method": request.method,
+                        "path": safe_path(request),
+                        "status": status,
+                        "ms": round((time.perf_counter() - started) * 1000, 2),
+                        "remote": client_address(request, trusted_proxies),
+                    },
+                )
+
+    return logged

@@ -6,6 +6,7 @@ forgot an address, believed any X-Forwarded-For or throttled link joins fails he
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -168,8 +169,8 @@ async def test_old_addresses_are_forgotten(settings, store):
         await limiter.admit("10.0.0.1", later)
 
 
-async def test_behind_a_trusted_proxy_the_forwarded_client_is_counted(
-    appt, from_address, settings, make_client, store, tmp_path
+async def test_behind_a_trusted_proxy_the_forwarded_client_is_counted_and_logged(
+    appt, from_address, settings, make_client, store, tmp_path, caplog
 ):
     real = appt["telemedicine"]["pin"]
     behind = load_settings(
@@ -191,9 +192,16 @@ async def test_behind_a_trusted_proxy_the_forwarded_client_is_counted(
         return resp.status
 
     # Two clients behind the proxy: their own budgets (a spoofed left-most entry is ignored).
-    first = [await via_proxy(f"6.6.6.{n}, 203.0.113.5", wrong(settings, n, real)) for n in range(4)]
-    assert first == [404, 404, 404, 429]
-    assert await via_proxy("203.0.113.6, 10.9.1.1", wrong(settings, 7, real)) == 404
+    with caplog.at_level(logging.INFO, logger="televisit.access"):
+        first = [
+            await via_proxy(f"6.6.6.{n}, 203.0.113.5", wrong(settings, n, real)) for n in range(4)
+        ]
+        assert first == [404, 404, 404, 429]
+        assert await via_proxy("203.0.113.6, 10.9.1.1", wrong(settings, 7, real)) == 404
+        assert await via_proxy("2001:db8:1:2::7", wrong(settings, 8, real)) == 404
+    # The request log names the client the limiter counted, not the proxy (an IPv6 one whole).
+    remotes = [r.remote for r in caplog.records if r.name == "televisit.access"]
+    assert remotes == ["203.0.113.5"] * 4 + ["203.0.113.6", "2001:db8:1:2::7"]
     # An untrusted sender's X-Forwarded-For is ignored: it cannot pose as many clients.
     statuses = [
         await from_address(

@@ -106,6 +106,22 @@ def forwarded(codec: RTCRtpCodecParameters, kind: str) -> bool:
     return True
 
 
+# What setCodecPreferences takes to negotiate RTX for every codec that has one (aiortc adds the
+# RTX of each preferred codec when any RTX is among the preferences).
+RTX_CAPABILITY = RTCRtpCodecCapability(mimeType="video/rtx", clockRate=90000)
+
+
+def rtx_types(negotiated: list[RTCRtpCodecParameters]) -> dict[int, int]:
+    """RTX payload type -> the payload type it repairs (its ``apt``, RFC 4588 8.6), for the RTX
+    codecs among ``negotiated``; one without a usable apt is left out."""
+    out = {}
+    for codec in negotiated:
+        apt = str(codec.parameters.get("apt", "")) if is_rtx(codec) else ""
+        if apt.isdigit() and codec.payloadType is not None:
+            out[codec.payloadType] = int(apt)
+    return out
+
+
 def publish_codecs(kind: str, offered: list[RTCRtpCodecParameters]) -> list[RTCRtpCodecParameters]:
     """Every codec the SFU accepts from one offered m-line, in offer order (aiortc's
     parameters, the offer's payload types). Raises NoCommonCodec when there is none."""

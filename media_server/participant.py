@@ -31,12 +31,15 @@ unusable: close it and start a new one.
 Counters (plain ints; ``dropped``: reason -> int): ``packets_in``, ``bytes_in``,
 ``rtcp_packets_in``, ``rtcp_packets_out``, ``rembs_sent``, ``chat_messages_in``, ``dropped``
 (malformed_rtp, unknown_ssrc, payload_type, malformed_rtcp, srtp_rejected, srtcp_rejected,
-not_dtls_or_srtp, rtcp_not_connected, unexpected_data_channel), ``faults.count`` (media-path
+not_dtls_or_srtp, rtcp_not_connected, unexpected_data_channel, rtx_padding: an RTX packet
+without payload, a probe; rtx_unrepaired: an RTX packet for one that arrived), ``faults.count`` (media-path
 exceptions, each logged once per type); per stream on ``publications`` and ``subscriptions``.
 
 Requirements on the client: BUNDLE (one transport: the server runs max-bundle), one offer per
-peer connection, audio Opus and video VP8 or H.264 packetization-mode 1. RTX is not negotiated
-(retransmissions travel on the media SSRC). A video m-line may send 2-3 simulcast layers (rid,
+peer connection, audio Opus and video VP8 or H.264 packetization-mode 1. A publisher's video is answered RTX
+(RFC 4588): its retransmissions and probes come on an SSRC of their own (ssrc-group FID, or
+the repaired RID of a simulcast layer), which the publication's Inbound unwraps or drops;
+towards subscribers RTX is not offered (resends travel on the media SSRC). A video m-line may send 2-3 simulcast layers (rid,
 RID header extension: simulcast.py); each becomes a Publication in ``primary.layers`` and the
 subscriber's allocator picks one per subscription. Per subscriber: ``downlink`` (estimator),
 ``allocator``, ``resend_budget``. A subscription's m-line stays in the SDP after the
@@ -246,7 +249,11 @@ class Participant:
         for media, ordered in chosen:
             transceiver = self.pc.addTransceiver(media.kind, direction="recvonly")
             forwarding_receiver(transceiver.receiver)
-            transceiver.setCodecPreferences(codecs.capabilities(ordered))
+            # RTX (RFC 4588) where the codec has one: the publisher's retransmissions and
+            # probes then come on an SSRC of their own, which Inbound unwraps or drops, instead
+            # of padding-only packets on the media SSRC that would reach every subscriber.
+            rtx = [codecs.RTX_CAPABILITY] if media.kind == "video" else []
+            transceiver.setCodecPreferences(codecs.capabilities(ordered) + rtx)
             publishing.append((media, transceiver))
             self._adopt(transceiver.receiver.transport)
         try:
@@ -319,6 +326,7 @@ class Participant:
             on_gap=self._nack_pending,
             faults=self.faults,
             codecs=negotiated,
+            rtx_types=codecs.rtx_types(transceiver._codecs),
         )
         self.publications.append(publication)
         self._by_mid[publication.mid] = publication
@@ -328,6 +336,9 @@ class Participant:
             publication.on_layers = self._publish_layers
         if publication.ssrc is not None:
             self._route(publication.ssrc, publication)
+            for group in media.ssrc_group:  # its RTX stream: the Inbound unwraps it
+                if group.semantic == "FID" and group.items[:1] == [publication.ssrc]:
+                    self._route(group.items[-1], publication)
         if self._mid_ext_id is None:
             self._mid_ext_id = extensions.get(rtpheader.URI_MID)
 
@@ -336,6 +347,8 @@ class Participant:
         per other rid joins it (lowest first); their SSRCs come from the RID extension."""
         rids = simulcast.lowest_first(offer.rids)
         primary.extensions = {**primary.extensions, rtpheader.URI_RID: offer.rid_ext}
+        if offer.repaired_ext is not None:  # names the layer an RTX packet repairs
+            primary.extensions[rtpheader.URI_REPAIRED_RID] = offer.repaired_ext
         primary.rid, primary.ssrc = rids[0], None
         primary.layers = [primary]
         for rid in rids[1:]:
@@ -344,6 +357,7 @@ class Participant:
                 ssrc=None, extensions=primary.extensions, send_rtcp=self.send_rtcp,
                 rtcp_ssrc=primary.rtcp_ssrc, on_gap=self._nack_pending, faults=self.faults,
                 codecs=primary.codecs, rid=rid, primary=primary, estimator=primary._estimator,
+                rtx_types=primary.rtx_types,
             )  # fmt: skip
             primary.layers.append(layer)
             self.publications.append(layer)
@@ -558,6 +572,7 @@ class Participant:
                 negotiated = [c for c in transceiver._codecs if not codecs.is_rtx(c)]
             if negotiated:
                 publication.codecs = negotiated
+                publication.set_rtx(codecs.rtx_types(transceiver._codecs))
             if mids is not None and publication.mid not in mids:
                 continue
             request = self._codec_requests.pop(publication.mid, None)
@@ -635,12 +650,17 @@ class Participant:
         else:
             matches = [p for p in self.publications if p.payload_type == header.payload_type]
             candidate = matches[0] if len(matches) == 1 else None
+        rtx = candidate is not None and header.payload_type in candidate.rtx_types
         if candidate is not None and len(candidate.layers) > 1:
-            rid = rtpheader.element_value(data, header, candidate.extensions.get(rtpheader.URI_RID))
+            uri = rtpheader.URI_REPAIRED_RID if rtx else rtpheader.URI_RID
+            rid = rtpheader.element_value(data, header, candidate.extensions.get(uri))
             name = rid.decode("ascii", "replace") if rid is not None else None
             candidate = next((p for p in candidate.layers if p.rid == name), None)
         if candidate is None:
             return None
+        if rtx:  # its RTX stream (ssrc-group FID, or the repaired RID): the Inbound unwraps it
+            self._route(header.ssrc, candidate)
+            return candidate
         if candidate.ssrc is None:
             candidate.ssrc = header.ssrc
         else:

@@ -67,6 +67,9 @@ class Publication:
     # Every codec negotiated on the publisher's m-line (the publisher may send any of them);
     # empty = only ``codec``.
     codecs: list[RTCRtpCodecParameters] = field(default_factory=list)
+    # RTX (RFC 4588) negotiated on the m-line: RTX payload type -> the media payload type it
+    # repairs (codecs.rtx_types); its retransmissions are unwrapped by the Inbound.
+    rtx_types: dict[int, int] = field(default_factory=dict)
     # Called after the publisher switched to another negotiated codec.
     on_codec: Callable[[Publication], None] | None = field(default=None, repr=False)
     # (primary of a simulcast m-line) called with the rids the publisher should send when
@@ -130,6 +133,14 @@ class Publication:
         )
         if not self.codecs:
             self.codecs = [self.codec]
+        self.set_rtx(self.rtx_types)
+
+    def set_rtx(self, types: dict[int, int]) -> None:
+        """The RTX payload types negotiated for this m-line (RTX type -> media type, RFC 4588
+        ``apt``): a packet of one is unwrapped into the packet it repairs (Inbound.set_rtx).
+        Raises ValueError for a type outside 0..127 or an apt that names an RTX type."""
+        self.inbound.set_rtx(types)
+        self.rtx_types = dict(types)
 
     @property
     def codec_name(self) -> str:

@@ -38,6 +38,7 @@
 typedef int (*srtp_fn)(void *ctx, void *buf, int *len);
 static srtp_fn srtp_protect, srtp_protect_rtcp, srtp_unprotect, srtp_unprotect_rtcp;
 
+static PyObject *k_rtx_padding, *k_rtx_unrepaired;
 static PyObject *k_malformed_rtp, *k_payload_type, *k_sequence_jump, *k_too_long, *k_srtp_rejected, *k_srtcp_rejected,
     *k_not_connected, *k_send_error, *k_record, *k_one, *k_where_rtp, *k_where_rtcp,
     *k_where_forward, *k_where_nack, *k_where_frame, *k_where_restart, *k_where_codec,
@@ -417,6 +418,8 @@ static int leg_send(Leg *leg, const uint8_t *data, Py_ssize_t size) {
 
 /* ---- Inbound: one publication's incoming stream ------------------------------------------- */
 
+#define SEEN_WINDOW 1024
+
 typedef struct {
     PyObject_HEAD
     PyObject *outbounds;    /* list of Outbound */
@@ -437,7 +440,16 @@ typedef struct {
     long long jitter_q4, last_arrival;
     long long last_timestamp; /* -1: none */
     int bad_seq;            /* RFC 3550 A.1: the sequence number that confirms a jump, or -1 */
+    /* RTX (RFC 4588) from the publisher: rtx_apt[payload type] is the media payload type a
+       retransmission carries (-1: not RTX); `seen` marks which of the last SEEN_WINDOW
+       sequence numbers arrived, so a retransmission of one that did (libwebrtc also sends old
+       packets on RTX as bandwidth probes) is not forwarded to every subscriber again. */
+    signed char rtx_apt[128];
+    uint64_t seen[SEEN_WINDOW / 64];
+    long long rtx_in;       /* retransmissions unwrapped and taken */
 } Inbound;
+
+static int seq_newer(int a, int b) { return a != b && ((a - b) & 0xFFFF) < 0x8000; }
 
 /* RFC 3550 A.1: further ahead than MAX_DROPOUT or further back than MAX_MISORDER is a jump, not
    loss or reordering. Everything forwarded then stays within MAX_DROPOUT ahead and MAX_MISORDER
@@ -449,6 +461,7 @@ typedef struct {
 
 /* RFC 3550 A.1 init_seq: the next packet starts the statistics (the jitter estimate stays). */
 static void stats_reset(Inbound *s) {
+    memset(s->seen, 0, sizeof s->seen);
     s->base_seq = s->max_seq = -1;
     s->cycles = s->packets_received = s->expected_prior = s->received_prior = 0;
     s->last_timestamp = -1;
@@ -474,8 +487,54 @@ static void stats_add(Inbound *s, const Header *h) {
     s->last_timestamp = h->ts;
 }
 
+#define SEEN_BIT(seq) (s->seen[((seq) % SEEN_WINDOW) / 64] & (1ull << ((seq) % 64)))
+
+static void seen_mark(Inbound *s, uint16_t seq, int previous) {
+    if (previous >= 0 && seq_newer(seq, previous)) {
+        uint16_t ahead = (uint16_t)(seq - previous);
+        if (ahead >= SEEN_WINDOW) {
+            memset(s->seen, 0, sizeof s->seen);
+        } else {
+            for (uint16_t k = 1; k < ahead; k++) { /* the gap: not arrived (yet) */
+                uint16_t q = (uint16_t)(previous + k);
+                s->seen[(q % SEEN_WINDOW) / 64] &= ~(1ull << (q % 64));
+            }
+        }
+    }
+    s->seen[(seq % SEEN_WINDOW) / 64] |= 1ull << (seq % 64);
+}
+
+static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, const Header *h);
+
+/* A retransmission on the publisher's RTX stream: unwrapped (RFC 4588 4: the OSN becomes the
+   sequence number, `apt` the payload type) and received as the packet it repairs, unless it
+   carries no payload (padding: a bandwidth probe) or repairs nothing (already arrived, or
+   older than SEEN_WINDOW). */
+static PyObject *rtx_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, const Header *h, int apt) {
+    Py_ssize_t pad = (d[0] & 0x20) ? d[n - 1] : 0;
+    if (n > MTU) return k_oversize;
+    if (n - h->payload_offset - pad < 2) return k_rtx_padding;
+    uint16_t osn = be16(d + h->payload_offset);
+    if (s->max_seq < 0) return k_rtx_unrepaired;
+    if (!seq_newer(osn, s->max_seq)) {
+        if ((uint16_t)(s->max_seq - osn) >= SEEN_WINDOW || SEEN_BIT(osn)) return k_rtx_unrepaired;
+    }
+    uint8_t buf[MTU];
+    memcpy(buf, d, h->payload_offset);
+    memcpy(buf + h->payload_offset, d + h->payload_offset + 2, n - h->payload_offset - 2);
+    buf[1] = (uint8_t)((d[1] & 0x80) | apt);
+    buf[2] = (uint8_t)(osn >> 8); buf[3] = (uint8_t)osn;
+    Header unwrapped = *h;
+    unwrapped.seq = osn;
+    unwrapped.payload_type = (uint8_t)apt;
+    s->rtx_in++;
+    return inbound_receive(s, buf, n - 2, &unwrapped);
+}
+
 /* NULL when accepted (and forwarded), else the reason it was dropped. */
 static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, const Header *h) {
+    if (h->payload_type != s->payload_type && s->rtx_apt[h->payload_type] >= 0)
+        return rtx_receive(s, d, n, h, s->rtx_apt[h->payload_type]);
     if (h->payload_type != s->payload_type) {
         /* The publisher may switch among its negotiated codecs: Python decides (and sets
            payload_type) or the packet is dropped. Never reached in steady state. */
@@ -522,6 +581,7 @@ static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, con
     s->bytes_in += n;
     s->last_packet_at = now;
     stats_add(s, h);
+    seen_mark(s, h->seq, previous);
     if (s->on_disorder != Py_None && previous >= 0 && h->seq != ((previous + 1) & 0xFFFF)) {
         PyObject *r = PyObject_CallFunction(s->on_disorder, "iid", (int)h->seq, previous, now);
         if (r == NULL) fault(s->faults, k_where_nack);
@@ -586,6 +646,7 @@ static int Inbound_init(Inbound *self, PyObject *args, PyObject *kw) {
     Py_XSETREF(self->faults, Py_NewRef(faults));
     Py_XSETREF(self->on_payload_type, Py_NewRef(on_pt));
     self->last_packet_at = NAN;
+    memset(self->rtx_apt, -1, sizeof self->rtx_apt);
     stats_reset(self);
     return self->outbounds ? 0 : -1;
 }
@@ -666,8 +727,36 @@ static PyMemberDef Inbound_members[] = {
      "packets of padding alone, passed on as one padding octet"},
     {"cycles", T_LONGLONG, offsetof(Inbound, cycles), READONLY, NULL},
     {"packets_received", T_LONGLONG, offsetof(Inbound, packets_received), READONLY, NULL},
+    {"rtx_in", T_LONGLONG, offsetof(Inbound, rtx_in), READONLY, "retransmissions unwrapped and taken"},
     {NULL},
 };
+
+static PyObject *Inbound_set_rtx(Inbound *self, PyObject *types) {
+    if (!PyDict_Check(types)) {
+        PyErr_SetString(PyExc_TypeError, "set_rtx({RTX payload type: media payload type})");
+        return NULL;
+    }
+    signed char map[128];
+    memset(map, -1, sizeof map);
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(types, &pos, &key, &value)) {
+        long rtx = PyLong_AsLong(key), apt = PyLong_AsLong(value);
+        if (PyErr_Occurred()) return NULL;
+        if (rtx < 0 || rtx > 127 || apt < 0 || apt > 127 || rtx == apt) {
+            PyErr_SetString(PyExc_ValueError, "payload types are 0..127, an RTX type is not its apt");
+            return NULL;
+        }
+        map[rtx] = (signed char)apt;
+    }
+    for (int pt = 0; pt < 128; pt++) /* an apt that is itself RTX would unwrap forever */
+        if (map[pt] >= 0 && map[map[pt]] >= 0) {
+            PyErr_SetString(PyExc_ValueError, "an apt names another RTX payload type");
+            return NULL;
+        }
+    memcpy(self->rtx_apt, map, sizeof map);
+    Py_RETURN_NONE;
+}
 
 static PyObject *Inbound_restart(Inbound *self, PyObject *unused) {
     stats_reset(self);
@@ -677,6 +766,8 @@ static PyObject *Inbound_restart(Inbound *self, PyObject *unused) {
 static PyMethodDef Inbound_methods[] = {
     {"receive", (PyCFunction)Inbound_receive, METH_O,
      "Account for one decrypted RTP packet and forward it; the drop reason or None."},
+    {"set_rtx", (PyCFunction)Inbound_set_rtx, METH_O,
+     "set_rtx({RTX payload type: media payload type}): retransmissions are unwrapped (RFC 4588)."},
     {"restart", (PyCFunction)Inbound_restart, METH_NOARGS,
      "A new stream follows (another SSRC): receive statistics start again at its next packet."},
     {NULL},
@@ -765,7 +856,6 @@ static const Plan *find_plan(Outbound *o, const uint8_t *d, Py_ssize_t n, const 
     return slot;
 }
 
-static int seq_newer(int a, int b) { return a != b && ((a - b) & 0xFFFF) < 0x8000; }
 
 /* Offsets of the VP8 payload descriptor's PictureID (and its width, 7 or 15 bits) and
    TL0PICIDX in `p` (RFC 7741 4.2); -1 where absent. */
@@ -1514,7 +1604,8 @@ PyMODINIT_FUNC PyInit_rtpforward(void) {
         intern(&k_where_send, "leg.send") || intern(&k_recv_error, "recv_error") ||
         intern(&k_oversize, "oversize_datagram") || intern(&k_sequence_jump, "sequence_jump") ||
         intern(&k_too_long, "too_long") || intern(&k_where_restart, "publication.restart") ||
-        intern(&k_where_codec, "publication.codec"))
+        intern(&k_where_codec, "publication.codec") || intern(&k_rtx_padding, "rtx_padding") ||
+        intern(&k_rtx_unrepaired, "rtx_unrepaired"))
         return NULL;
     k_one = PyLong_FromLong(1);
     InboundType.tp_getset = Inbound_getset;

@@ -60,5 +60,8 @@ async def test_loss_from_the_publisher_is_nacked_upstream(
     assert lost >= 5
     assert video.nacks_sent > 0
     assert video.nacks.recovered > 0  # the publisher's retransmissions filled the gaps
+    # ... sent as RTX (RFC 4588, negotiated in our answer) on the SSRC its ssrc-group FID
+    # names, and unwrapped here into the packets they repair.
+    assert video.rtx_types and video.inbound.rtx_in > 0, (video.rtx_types, a.participant.dropped)
     assert decode_errors.count <= 2
     assert b.client.frames("video") >= 0.8 * (a.client.video.frames - 10)

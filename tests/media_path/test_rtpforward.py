@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 from types import SimpleNamespace
 
+import pytest
 from aiortc.rtcrtpreceiver import StreamStatistics
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -176,3 +177,35 @@ def test_a_packet_its_rewrite_grows_past_the_mtu_is_a_drop_not_a_fault() -> None
     assert len(sent) == 1 and len(sent[0]) <= 1500 and dropped == {"too_long": 1}
     out.forward(head + bytes(1477 - len(head)))
     assert len(sent) == 1 and dropped == {"too_long": 2} and faults.count == 0
+
+
+def test_rtx_from_the_publisher_is_unwrapped_into_the_packet_it_repairs_once() -> None:
+    # RFC 4588: RTX payload type 97 repairs 96 on an SSRC of its own; its payload starts with
+    # the original sequence number (OSN). libwebrtc also resends packets that arrived (as
+    # bandwidth probes) and sends padding alone on RTX: neither reaches the subscribers.
+    sent: list[bytes] = []
+    inbound = Inbound(90000, 96)
+    out = Outbound(64, lambda data: True, {})
+    out.set_route(sent.append, None)
+    out.ssrc, out.payload_type, out.ready = 5, 96, True  # the test packets' own: no rewrite
+    inbound.outbounds.append(out)
+    inbound.set_rtx({97: 96})
+    for seq in (10, 11, 13):
+        assert inbound.receive(rtp(seq, 3000 * seq, payload=b"m%d" % seq)) is None
+
+    def rtx(rtx_seq: int, osn: int, payload: bytes) -> bytes:
+        return rtp(rtx_seq, 3000 * osn, ssrc=6, pt=97, payload=struct.pack("!H", osn) + payload)
+
+    assert inbound.receive(rtx(500, 12, b"m12")) is None
+    assert inbound.receive(rtx(501, 12, b"m12")) == "rtx_unrepaired"  # repaired already
+    assert inbound.receive(rtx(502, 11, b"m11")) == "rtx_unrepaired"  # it had arrived
+    padding = bytearray(rtp(503, 0, ssrc=6, pt=97, payload=bytes(9) + b"\x0a"))
+    padding[0] |= 0x20
+    assert inbound.receive(bytes(padding)) == "rtx_padding"
+    assert inbound.rtx_in == 1 and inbound.packets_received == 4
+    assert [(p[1] & 0x7F, struct.unpack("!H", p[2:4])[0], p[12:]) for p in sent] == [
+        (96, 10, b"m10"), (96, 11, b"m11"), (96, 13, b"m13"), (96, 12, b"m12")
+    ]  # fmt: skip
+    for bad in ({97: 97}, {128: 96}, {97: 98, 98: 96}):  # an RTX type naming itself or RTX
+        with pytest.raises(ValueError):
+            inbound.set_rtx(bad)

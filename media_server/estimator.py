@@ -17,8 +17,11 @@ The estimate (bits/s) follows Google Congestion Control's loss-based controller
   AIMD): a low layer keeps it low, so it is no measure of the link while it is above what we
   send. Under ``REMB_OVERUSE`` x what we send (its queue grows: a shaped link) for
   ``REMB_HOLD_SECONDS`` it lowers the estimate, at most by half per ``REMB_HOLD_SECONDS``
-  (a receiver starved of CPU reads its own stalls as queueing). Not in the first
-  ``START_SECONDS`` of feedback, while libwebrtc's own estimate ramps up from its start value.
+  (a receiver starved of CPU reads its own stalls as queueing). Only a REMB that fell counts
+  (under ``REMB_FALL`` x the highest of the last ``REMB_FALL_SECONDS``: the receiver saw its
+  queue grow), never one that is low but rising: libwebrtc's estimate ramps up from its start
+  value by about 8% a second, for 20 s and more (a clean leg was held on the lowest layer that
+  long), and not in the first ``START_SECONDS`` of feedback either.
 - Every decrease is a congestion point: for ``backoff`` seconds the estimate may not grow past
   it (4 s, doubled for each decrease soon after the previous one expired, up to 32 s), so a
   higher layer that did not fit is not retried at once.
@@ -38,11 +41,14 @@ per NACK into a 500 kbit/s link).
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 INITIAL = 2_500_000  # bits/s before feedback: the top layer of a 720p camera, and audio
 REMB_OVERUSE = 0.85  # a REMB under this share of what we send means the queue grows
 REMB_HOLD_SECONDS = 0.5  # ... for this long (one low REMB may be a receiver's CPU stall)
+REMB_FALL = 0.95  # ... and under this share of the highest REMB of the last ...
+REMB_FALL_SECONDS = 2.0  # ... seconds (a rising REMB is a receiver ramping up, not a queue)
 START_SECONDS = 4.0  # REMBs of the first seconds of feedback are a receiver ramping up
 LOSS_HIGH = 0.10  # fraction lost above which the estimate falls
 LOSS_CONGESTED = 0.30  # ... above which what got through is the estimate
@@ -81,6 +87,7 @@ class DownlinkEstimator:
         self._window: tuple[float, int, int, int] | None = None  # (at, sent, expected, lost)
         self._grown_at: float | None = None
         self._remb_low_since: float | None = None
+        self._rembs: deque[tuple[float, int]] = deque()  # (when, bits/s) of recent REMBs
         self._remb_cut_at = -1e9
         self._ceiling: tuple[float, float] | None = None  # (bits/s, until)
         self._backoff = BACKOFF_SECONDS[0]
@@ -102,7 +109,12 @@ class DownlinkEstimator:
         self.remb = max(0, bitrate)
         self.updates += 1
         started = self._started(now)
-        if not started or not self.sent_bps or self.remb >= REMB_OVERUSE * self.sent_bps:
+        while self._rembs and now - self._rembs[0][0] > REMB_FALL_SECONDS:
+            self._rembs.popleft()
+        fell = self.remb < REMB_FALL * max((r for _, r in self._rembs), default=0)
+        self._rembs.append((now, self.remb))
+        if (not started or not fell or not self.sent_bps
+                or self.remb >= REMB_OVERUSE * self.sent_bps):  # fmt: skip
             self._remb_low_since = None
             return False
         since = self._remb_low_since = self._remb_low_since or now

@@ -122,3 +122,17 @@ def test_remb_under_what_we_send_lowers_the_estimate_step_by_step() -> None:
         seen.append(leg.est.estimate)
     assert seen[0] == pytest.approx(start / 2, rel=0.05)  # at most halved at a time
     assert seen[-1] == 400_000
+
+
+def test_a_low_but_rising_remb_is_a_receiver_ramping_up_not_a_queue() -> None:
+    # Chrome's REMB on a clean leg, from the harness: 45 kbit/s at the first frame, +8% a
+    # second for 20 s and more, far under what we send. It cut the estimate to 128 kbit/s
+    # (halving every 0.5 s once START_SECONDS had passed) and held a clean leg on q.
+    leg = Leg(rate=1_500_000)
+    leg.est.demand = 2_000_000
+    remb = 45_000.0
+    for _ in range(20):
+        leg.run(1.0)
+        leg.est.on_remb(int(remb))
+        remb *= 1.08
+    assert leg.est.decreases == 0 and leg.est.estimate >= estimator.INITIAL

@@ -38,6 +38,8 @@ async def present(
         **data,
         "telemedicine": {
             **tele,
+            "join_url": appointments.client_url(tele),
+            "token_url": tele["join_url"],
             "short_url": tele.get("short_url"),
             "valid_from": iso_at(win.opens),
             "valid_until": iso_at(win.closes),

@@ -16,7 +16,9 @@ anything that resolves to them.
 
 ``short_url`` (``/v/<code>``, control/shortlinks.py) is what messages carry; a new client gets a
 new code (the old one then names nothing), other re-issues keep it. Records made before it
-existed lack it until their links are re-issued.
+existed lack it until their links are re-issued. The stored ``join_url`` is the token link
+(``/j/<token>``); the API shows it as ``token_url`` and gives the link to send (client_url)
+as ``join_url`` (control/appointment_api.py).
 
 Claims: ``ext:<org>:<external_id>`` (idempotent create), ``room:<room_id>`` (the SFU finds
 the appointment by room), ``short:<code>`` (the short link) and, while scheduled,
@@ -161,6 +163,14 @@ def _reissued(
     out = dict(data, telemedicine=tele)
     tele.update(links(out, settings, keyring, now))
     return out
+
+
+def client_url(tele: dict[str, Any]) -> str:
+    """The link the client is sent, from a stored ``telemedicine``: the short link, or the
+    token link where the record has none (booked before short links). The short code
+    resolves to the current guest token (by_short_code, guest_token), so it works exactly
+    while that token does and stops with it (expiry, cancel, a new client)."""
+    return tele.get("short_url") or tele["join_url"]
 
 
 def guest_token(data: dict[str, Any]) -> str:

@@ -210,11 +210,20 @@ class Delivery(_Response):
 class Telemedicine(_Response):
     room_id: str
     pin: str
-    join_url: str = Field(description="the client's link (carries a guest token)")
+    join_url: str = Field(
+        description="the client's link, what SMS and email carry and what clinic software "
+        "sending its own messages should send: the short link /v/<code> (token_url for "
+        "appointments booked before short links existed). It resolves to the current guest "
+        "token, so it works while token_url does and stops with it (expiry, cancel, a new "
+        "client); a re-issue that keeps the client keeps it"
+    )
+    token_url: str = Field(
+        description="the same link in its long form /j/<token>, carrying the guest token "
+        "itself (a re-issue replaces it)"
+    )
     short_url: str | None = Field(
-        description="the client's short link /v/<code>, what SMS and email carry; it opens "
-        "the same room as join_url and stops working with it (expiry, cancel, re-issue). "
-        "Null for appointments booked before short links existed, until links are re-issued"
+        description="the short link alone (as join_url); null for appointments booked before "
+        "short links existed, until links are re-issued"
     )
     host_url: str = Field(description="'open telemedicine view' for the clinic (host token)")
     links_sent_at: str | None

@@ -24,6 +24,7 @@ from string import Template
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from control import appointments
 from control.notify import gsm
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
@@ -128,8 +129,7 @@ def values(
         "sms_when": format_when(
             language, appointment["start"], appointment["end"], zone, "sms_when"
         ),
-        # The short link where the appointment has one (booked before: the long one).
-        "join_url": tele.get("short_url") or tele["join_url"],
+        "join_url": appointments.client_url(tele),
         "pin": str(tele["pin"]),
         "early_minutes": str(early_minutes),
     }

@@ -31,8 +31,10 @@ async def test_create_returns_the_documented_shape(client, auth, department, sto
     assert appt["client"] == body["client"] and appt["patient"] == body["patient"]
     tele = appt["telemedicine"]
     assert len(tele["pin"]) == settings.pins.digits and tele["pin"].isdigit()
-    assert tele["join_url"].startswith("https://tv.example/j/")
-    assert re.fullmatch(r"https://tv\.example/v/[0-9a-hjkmnp-tv-z]{12}", tele["short_url"])
+    # join_url is the short link (what clinic software sends); token_url its long form.
+    assert re.fullmatch(r"https://tv\.example/v/[0-9a-hjkmnp-tv-z]{12}", tele["join_url"])
+    assert tele["short_url"] == tele["join_url"]
+    assert tele["token_url"].startswith("https://tv.example/j/")
     assert tele["host_url"].startswith("https://tv.example/h/")
     assert tele["links_sent_at"] is None and tele["delivery"] == {}
     assert tele["valid_from"] == "2026-12-01T09:00:00Z"  # 60 min early
@@ -141,9 +143,12 @@ async def test_cancel_invalidates_pin_and_links_at_once(client, auth, department
     cancelled = await resp.json()
     assert resp.status == 200 and cancelled["status"] == "cancelled"
     await problem(await client.post("/api/v1/join", json={"pin": tele["pin"]}), 404)
-    for url in (tele["join_url"], tele["host_url"]):
+    for url in (tele["token_url"], tele["host_url"]):
         body = await problem(await client.post("/api/v1/join", json={"token": token_of(url)}), 410)
         assert body["type"].endswith("appointment-cancelled") and body["language"] == "fi"
+    code = tele["join_url"].rsplit("/", 1)[1]  # the short link stops with them
+    body = await problem(await client.post("/api/v1/join", json={"code": code}), 410)
+    assert body["type"].endswith("appointment-cancelled")
     # Cancelling twice is harmless; changing a cancelled appointment is refused.
     again = await client.post(f"/api/v1/appointments/{appt['id']}/cancel", headers=auth)
     assert again.status == 200

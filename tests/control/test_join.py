@@ -89,7 +89,7 @@ async def test_wrong_expired_early_and_cancelled_pins_look_the_same(
 async def test_join_by_token_for_guest_and_host(client, appt, clock):
     clock.set(BASE)
     guest = await client.post(
-        "/api/v1/join", json={"token": token_of(appt["telemedicine"]["join_url"])}
+        "/api/v1/join", json={"token": token_of(appt["telemedicine"]["token_url"])}
     )
     body = await guest.json()
     assert guest.status == 200 and body["role"] == "guest" and "host_view" not in body
@@ -110,7 +110,7 @@ async def test_join_by_token_for_guest_and_host(client, appt, clock):
 
 
 async def test_token_refusals_are_distinct(client, appt, clock, settings):
-    token = token_of(appt["telemedicine"]["join_url"])
+    token = token_of(appt["telemedicine"]["token_url"])
     clock.set(BASE - timedelta(hours=2))
     early = await problem(await client.post("/api/v1/join", json={"token": token}), 403)
     assert early["type"].endswith("room-not-open") and early["opens_at"] == "2026-12-01T09:00:00Z"
@@ -233,17 +233,17 @@ async def test_a_reissue_revokes_the_links_and_pin_it_replaces(client, auth, app
         url, json={"end": "2026-12-01T10:45:00Z"}, headers=auth
     )  # same identities: nothing revoked
     assert moved.status == 200
-    assert await status(token=token_of(old["join_url"])) == 200
+    assert await status(token=token_of(old["token_url"])) == 200
 
     new_client = {"name": "Maija", "phone": "+358409999999", "email": None, "language": "sv"}
     resp = await client.patch(url, json={"client": new_client}, headers=auth)
     guest_changed = (await resp.json())["telemedicine"]
     revoked = await problem(
-        await client.post("/api/v1/join", json={"token": token_of(old["join_url"])}), 410
+        await client.post("/api/v1/join", json={"token": token_of(old["token_url"])}), 410
     )
     assert revoked["type"].endswith("token-revoked") and revoked["language"] == "sv"
     assert await status(pin=old["pin"]) == 404
-    assert await status(token=token_of(guest_changed["join_url"])) == 200
+    assert await status(token=token_of(guest_changed["token_url"])) == 200
     by_pin = await (await client.post("/api/v1/join", json={"pin": guest_changed["pin"]})).json()
     svc = client.app[SERVICES]
     seat = await authorize_join(svc.store, svc.settings, by_pin["token"], now=svc.clock())
@@ -256,7 +256,7 @@ async def test_a_reissue_revokes_the_links_and_pin_it_replaces(client, auth, app
     host_changed = (await resp.json())["telemedicine"]
     assert await status(token=token_of(old["host_url"])) == 410
     assert await status(token=token_of(host_changed["host_url"])) == 200
-    assert await status(token=token_of(guest_changed["join_url"])) == 200
+    assert await status(token=token_of(guest_changed["token_url"])) == 200
     # The SFU asks the same question on every WebSocket join.
     svc = client.app[SERVICES]
     with pytest.raises(JoinRefused) as refused:

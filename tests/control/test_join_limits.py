@@ -102,7 +102,7 @@ async def test_a_guessing_flood_locks_out_neither_pins_nor_links(appt, from_addr
     statuses = await flood(from_address, settings, real, range(10, 59))
     assert statuses == [404, 404, 404, 429] * 49
     assert await from_address("127.0.0.201", {"pin": real}) == 200
-    link = {"token": token_of(appt["telemedicine"]["join_url"])}
+    link = {"token": token_of(appt["telemedicine"]["token_url"])}
     assert [await from_address(f"127.0.0.{n}", link) for n in (10, 11, 58)] == [200] * 3
 
 

@@ -72,7 +72,7 @@ async def test_request_logs_are_json_without_secrets(client, auth, org, departme
         tele = appt["telemedicine"]
         clock.set(BASE)
         await client.post("/api/v1/join", json={"pin": tele["pin"]})
-        await client.post("/api/v1/join", json={"token": token_of(tele["join_url"])})
+        await client.post("/api/v1/join", json={"token": token_of(tele["token_url"])})
         await client.get(
             f"/api/v1/appointments?token={token_of(tele['host_url'])}&pin={tele['pin']}",
             headers=auth,
@@ -97,7 +97,7 @@ async def test_request_logs_are_json_without_secrets(client, auth, org, departme
     text = lines.stream.getvalue()
     secrets = [
         tele["pin"],
-        token_of(tele["join_url"]),
+        token_of(tele["token_url"]),
         token_of(tele["host_url"]),
         org["key"],
         "tv_wrong-key-123",

@@ -44,7 +44,7 @@ async def test_join_again_after_reopening_store_and_app(
     assert resp.status == 200, body
     assert body["room_id"] == appt["telemedicine"]["room_id"]
     resp = await second.post(
-        "/api/v1/join", json={"token": token_of(appt["telemedicine"]["join_url"])}
+        "/api/v1/join", json={"token": token_of(appt["telemedicine"]["token_url"])}
     )
     assert resp.status == 200, await resp.text()
     got = await second.get(f"/api/v1/appointments/{appt['id']}", headers=auth)
@@ -128,7 +128,7 @@ async def test_serve_killed_and_restarted_keeps_rooms(tmp_path, backend):
                 joined = await resp.json()
                 assert resp.status == 200, joined
             assert joined["room_id"] == appt["telemedicine"]["room_id"]
-            token = token_of(appt["telemedicine"]["join_url"])
+            token = token_of(appt["telemedicine"]["token_url"])
             async with http.post(f"{server.url}/api/v1/join", json={"token": token}) as resp:
                 assert resp.status == 200, await resp.text()
             # The previous start's demo key was revoked; the new one works.

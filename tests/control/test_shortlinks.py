@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from control import shortlinks
+from control import appointments, shortlinks
 from control.models import JoinResponse
 
 from .helpers import BASE, appointment_body, problem, token_of
@@ -47,7 +47,7 @@ async def test_a_short_link_opens_the_room_as_the_client(client, auth, appt, dep
     assert resp.status == 200, body
     JoinResponse.model_validate(body)
     # Resolved to the client's own token: the same answer as the long link gives.
-    assert body["token"] == token_of(appt["telemedicine"]["join_url"])
+    assert body["token"] == token_of(appt["telemedicine"]["token_url"])
     assert body["role"] == "guest" and body["name"] == appt["client"]["name"]
     assert body["time_zone"] == "Europe/Helsinki" and body["kind"] == "vet"
     assert body["clinic"] == {"name": "Kallio Vet", "phone": "+358912345678"}
@@ -84,7 +84,7 @@ async def test_reissued_links_revoke_the_old_short_link(client, auth, appt, cloc
     assert resp.status == 200, moved
     assert code_of(moved) == old
     answer = await (await join_code(client, old)).json()
-    assert answer["token"] == token_of(moved["telemedicine"]["join_url"])
+    assert answer["token"] == token_of(moved["telemedicine"]["token_url"])
     # A new client: a new code, and the old one names nothing.
     new_client = {**appt["client"], "name": "Maija Meikäläinen"}
     resp = await client.patch(
@@ -98,7 +98,7 @@ async def test_reissued_links_revoke_the_old_short_link(client, auth, appt, cloc
     assert body["type"].endswith("token-invalid") and "clinic" not in body
     answer = await (await join_code(client, new)).json()
     assert answer["name"] == "Maija Meikäläinen"
-    assert answer["token"] == token_of(patched["telemedicine"]["join_url"])
+    assert answer["token"] == token_of(patched["telemedicine"]["token_url"])
 
 
 @pytest.mark.parametrize("code", ["", "short", "0" * 12, "abcdefghijkl", "a" * 13, "äbcdefghjkmn"])
@@ -118,3 +118,15 @@ def test_codes_carry_at_least_60_random_bits():
     for position in range(shortlinks.LENGTH):
         assert {c[position] for c in codes} == set(shortlinks.ALPHABET)
     assert all(shortlinks.normalized(c) == c for c in codes)
+
+
+async def test_join_url_is_the_short_link_and_token_url_the_long_one(client, appt, clock):
+    """Clinic software sending its own messages sends join_url: the short link, which joins
+    as the long token_url does (a record with no short link gives the long one)."""
+    tele = appt["telemedicine"]
+    assert tele["join_url"] == tele["short_url"] and "/v/" in tele["join_url"]
+    clock.set(BASE)
+    by_code = await (await join_code(client, tele["join_url"].rsplit("/", 1)[1])).json()
+    assert by_code["token"] == token_of(tele["token_url"])
+    legacy = {"join_url": tele["token_url"], "short_url": ""}
+    assert appointments.client_url(legacy) == tele["token_url"]

@@ -106,7 +106,7 @@ async def test_a_consultation_through_the_control_plane(control) -> None:
     by_pin = await resp.json()
     assert by_pin["signaling_url"].endswith("/ws")
     host_token = tele["host_url"].rsplit("/", 1)[1]
-    guest_token = tele["join_url"].rsplit("/", 1)[1]
+    guest_token = tele["token_url"].rsplit("/", 1)[1]
 
     bus = client.app[BUS]
     events: list[dict[str, Any]] = []
@@ -196,7 +196,7 @@ async def test_a_consultation_through_the_control_plane(control) -> None:
 async def test_a_forged_token_is_refused_by_the_control_plane(control) -> None:
     client, auth = control
     appt = await make_appointment(client, auth)
-    token = appt["telemedicine"]["join_url"].rsplit("/", 1)[1]
+    token = appt["telemedicine"]["token_url"].rsplit("/", 1)[1]
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     sfu = SfuClient(str(client.make_url("/ws")), forged)
     try:
@@ -219,7 +219,7 @@ async def test_a_reissue_removes_the_members_it_revoked_from_the_room(control) -
     ws_url = str(client.make_url("/ws"))
     clients: list[SfuClient] = []
     try:
-        old_guest = SfuClient(ws_url, tele["join_url"].rsplit("/", 1)[1])
+        old_guest = SfuClient(ws_url, tele["token_url"].rsplit("/", 1)[1])
         host = SfuClient(ws_url, tele["host_url"].rsplit("/", 1)[1])
         clients += [old_guest, host]
         for c in (old_guest, host):
@@ -236,7 +236,7 @@ async def test_a_reissue_removes_the_members_it_revoked_from_the_room(control) -
         left = await host.wait_for(lambda: host.last("participant_left"), 20, "left")
         assert left["participant"]["name"] == "Maija Virtanen" and host.closed is None
         new_guest = SfuClient(
-            ws_url, (await resp.json())["telemedicine"]["join_url"].rsplit("/", 1)[1]
+            ws_url, (await resp.json())["telemedicine"]["token_url"].rsplit("/", 1)[1]
         )
         clients.append(new_guest)
         await new_guest.connect()

@@ -10,7 +10,9 @@ The estimate (bits/s) follows Google Congestion Control's loss-based controller
   receiver report to every NACK, so single reports often cover a few packets: one loss in
   seven read as 14% and dropped a layer on a link with 3% random loss.
 - Over ``LOSS_CONGESTED`` (30%: a policer, not random loss) the estimate becomes what got
-  through, ``sent * (1 - loss)`` plus 5%, at once; over ``LOSS_HIGH`` (10%) GCC's
+  through, ``media * (1 - loss)`` plus 5%, at once: the media we sent, not our resends, since
+  a receiver counts a repaired packet as received (RFC 3550 6.4.1), so the loss is a share of
+  the media (with the resends counted, a 500 kbit/s policer read as 775 kbit/s); over ``LOSS_HIGH`` (10%) GCC's
   ``sent * (1 - loss / 2)``; under ``LOSS_LOW`` (2%) it grows by ``GROWTH_PER_SECOND``;
   in between it holds.
 - The REMB is a receiver's delay-based estimate, bounded by 1.5x what it receives (libwebrtc's
@@ -67,13 +69,16 @@ class DownlinkEstimator:
     """One subscriber leg's estimate in bits/s (``estimate``).
 
     ``sent_bytes``: total bytes sent on the leg so far (media and resends), read at each loss
-    window to know the rate the loss applies to. ``demand`` (bits/s or None): set by the
+    window to know the rate the loss applies to; ``resent_bytes``: the resends among them (none
+    when not given). ``demand`` (bits/s or None): set by the
     allocator, bounds the growth (see the module docstring).
     """
 
     def __init__(self, sent_bytes: Callable[[], int], initial: int = INITIAL,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+                 clock: Callable[[], float] = time.monotonic,
+                 resent_bytes: Callable[[], int] | None = None) -> None:  # fmt: skip
         self._sent_bytes = sent_bytes
+        self._resent_bytes = resent_bytes or (lambda: 0)
         self._clock = clock
         self.value = float(initial)
         self.demand: int | None = None
@@ -81,10 +86,12 @@ class DownlinkEstimator:
         self.fraction_lost = 0.0  # of the last window
         self.window_packets = 0  # ... and its packets
         self.sent_bps: float | None = None  # of the last window
+        self.media_bps: float | None = None  # ... less the resends
         self.updates = 0
         self.decreases = 0
         self._first_feedback: float | None = None
-        self._window: tuple[float, int, int, int] | None = None  # (at, sent, expected, lost)
+        # (at, sent, resent, expected, lost) where the current window began
+        self._window: tuple[float, int, int, int, int] | None = None
         self._grown_at: float | None = None
         self._remb_low_since: float | None = None
         self._rembs: deque[tuple[float, int]] = deque()  # (when, bits/s) of recent REMBs
@@ -130,18 +137,19 @@ class DownlinkEstimator:
     def on_report(self, expected: int, lost: int) -> bool:
         """Cumulative packets our leg should have delivered and lost (every subscription's,
         from receiver reports); True when a loss window closed and the estimate moved."""
-        now, sent = self._clock(), self._sent_bytes()
+        now, sent, resent = self._clock(), self._sent_bytes(), self._resent_bytes()
         self._started(now)
         if self._window is None:
-            self._window = (now, sent, expected, lost)
+            self._window = (now, sent, resent, expected, lost)
             return False
-        at, sent0, expected0, lost0 = self._window
+        at, sent0, resent0, expected0, lost0 = self._window
         span, packets = now - at, expected - expected0
         if span < WINDOW_SECONDS or (packets < WINDOW_PACKETS and span < WINDOW_MAX_SECONDS):
             return False
-        self._window = (now, sent, expected, lost)
+        self._window = (now, sent, resent, expected, lost)
         self.window_packets = packets
         self.sent_bps = 8 * (sent - sent0) / span
+        self.media_bps = max(0.0, self.sent_bps - 8 * (resent - resent0) / span)
         loss = self.fraction_lost = (
             max(0.0, min(1.0, (lost - lost0) / packets)) if packets > 0 else 0.0
         )
@@ -149,7 +157,7 @@ class DownlinkEstimator:
         if loss > LOSS_HIGH:
             self.lost_at = now
         if loss > LOSS_CONGESTED:
-            self._decrease(1.05 * self.sent_bps * (1 - loss), now)
+            self._decrease(1.05 * self.media_bps * (1 - loss), now)
         elif loss > LOSS_HIGH:
             self._decrease(self.sent_bps * (1 - loss / 2), now)
         elif loss < LOSS_LOW:

@@ -197,7 +197,7 @@ class Participant:
 
         self.faults = Faults(f"participant {id}")
         # What our leg to this participant carries, and the resends it affords (estimator.py).
-        self.downlink = DownlinkEstimator(self._bytes_sent)
+        self.downlink = DownlinkEstimator(self._bytes_sent, resent_bytes=self._bytes_resent)
         self.resend_budget = ResendBudget(lambda: self.downlink.estimate)
         self.allocator = Allocator(
             lambda: self.downlink.estimate, lost_at=lambda: self.downlink.lost_at, owner=id
@@ -613,6 +613,10 @@ class Participant:
     def _bytes_sent(self) -> int:
         """RTP bytes sent on our leg to this participant (media and resends)."""
         return sum(s.bytes_out + s.retransmitted_bytes for s in self.subscriptions)
+
+    def _bytes_resent(self) -> int:
+        """RTP bytes resent (NACK answers) on our leg to this participant."""
+        return sum(s.retransmitted_bytes for s in self.subscriptions)
 
     def on_rtp(self, data: bytes) -> None:
         """A decrypted RTP packet whose SSRC the compiled path has no route for yet."""

@@ -14,15 +14,18 @@ from .test_resend import Clock
 
 
 class Leg:
-    """A subscriber leg sending ``rate`` bits/s, reporting every ``step`` seconds."""
+    """A subscriber leg sending ``rate`` bits/s (``resend_rate`` of them resends), reporting
+    every ``step`` seconds."""
 
-    def __init__(self, rate: int = 1_000_000) -> None:
+    def __init__(self, rate: int = 1_000_000, resend_rate: int = 0) -> None:
         self.clock = Clock()
-        self.sent = 0
-        self.rate = rate
+        self.sent = self.resent = 0
+        self.rate, self.resend_rate = rate, resend_rate
         self.expected = 0
         self.lost = 0
-        self.est = DownlinkEstimator(lambda: self.sent, clock=self.clock)
+        self.est = DownlinkEstimator(
+            lambda: self.sent, clock=self.clock, resent_bytes=lambda: self.resent
+        )
 
     def run(self, seconds: float, loss: float = 0.0, step: float = 0.1,
             packets_per_second: int = 100) -> list[int]:  # fmt: skip
@@ -33,6 +36,7 @@ class Leg:
         for _ in range(round(seconds / step)):
             self.clock.now += step
             self.sent += int(self.rate * step / 8)
+            self.resent += int(self.resend_rate * step / 8)
             n = int(packets_per_second * step)
             owed += n * loss
             lost, owed = int(owed), owed - int(owed)
@@ -136,3 +140,14 @@ def test_a_low_but_rising_remb_is_a_receiver_ramping_up_not_a_queue() -> None:
         leg.est.on_remb(int(remb))
         remb *= 1.08
     assert leg.est.decreases == 0 and leg.est.estimate >= estimator.INITIAL
+
+
+def test_under_a_policer_what_got_through_is_media_not_our_resends() -> None:
+    # A receiver counts a repaired packet as received (RFC 3550 6.4.1): the loss it reports
+    # is a share of the media, so 1.6 Mbit/s of which 0.5 Mbit/s resends into a policer,
+    # 69% of the media lost, got about 1.1 M x 0.31 through, not 1.6 M x 0.31.
+    leg = Leg(rate=1_600_000, resend_rate=500_000)
+    leg.est.demand = 2_000_000
+    leg.run(0.6)
+    estimates = leg.run(0.6, loss=0.69)
+    assert estimates[-1] == pytest.approx(1.05 * 1_100_000 * 0.31, rel=0.1)

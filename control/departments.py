@@ -85,6 +85,14 @@ async def list_departments(store: Store, org_id: str) -> list[dict[str, Any]]:
             return out
 
 
+async def org_time_zone(store: Store, org_id: str) -> str:
+    """The IANA time zone of an organization's pages that belong to no one department (the
+    virtual clinic's): its departments' zone, the first listed department's where they
+    differ, UTC without departments."""
+    page = await store.range(org_index(org_id), limit=1)
+    return with_defaults(page[0].data)["time_zone"] if page else _DEFAULTS["time_zone"]
+
+
 # --- HTTP ---------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
+from control import departments
 from control.bodies import path_id, read_body
 from control.clientaddr import client_key
 from control.clinic import accounts, events, policy, requests, sessions, visits
@@ -184,8 +185,16 @@ async def logout(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     """The signed-in staff member, their session and the organization's clinic policy."""
     session, staff = await _who(request)
-    pol = await policy.get_policy(_node(request).clinic.store, staff.org_id)
-    return _json({"staff": staff.public(), "session": session.public(), "policy": pol.public()})
+    store = _node(request).clinic.store
+    pol = await policy.get_policy(store, staff.org_id)
+    return _json(
+        {
+            "staff": staff.public(),
+            "session": session.public(),
+            "policy": pol.public(),
+            "time_zone": await departments.org_time_zone(store, staff.org_id),
+        }
+    )
 
 
 # --- dashboard ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from config.settings import Settings
-from control import join
+from control import departments, join
 from control.clinic import visits
 from control.clinic.node import ClinicNode
 from control.store import Store
@@ -66,7 +66,7 @@ async def visit_guard(store: Store, settings: Settings, grant: Grant, now: float
         }
     return join.Admission(
         grant,
-        join.Audience(),
+        join.Audience(time_zone=await departments.org_time_zone(store, visit.org_id)),
         iso_at(visit.created_at),
         iso_at(grant.expires_at),
         "clinic",

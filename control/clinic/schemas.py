@@ -164,6 +164,10 @@ class MeOut(BaseModel):
     staff: StaffOut
     session: SessionOut
     policy: PolicyOut
+    time_zone: str = Field(
+        description="the organization's IANA time zone (its departments'): the dashboards "
+        "show times in it, naming it when the reader's clock is in another"
+    )
 
 
 class DashboardOut(BaseModel):

@@ -6,8 +6,10 @@ import asyncio
 
 import pytest
 
+from control import departments
 from control.clinic import requests as vc_requests
 from control.clinic.accounts import create_staff
+from control.models import DepartmentCreate
 
 PASSWORD = "correct horse battery"
 
@@ -89,6 +91,7 @@ async def test_login_me_logout(client, org):
     client.session.cookie_jar.clear()
     me = await (await client.get("/api/v1/clinic/me", headers=h["desk"])).json()
     assert me["staff"]["username"] == "desk" and me["policy"]["notes_enabled"] is True
+    assert me["time_zone"] == "UTC"  # an organization without departments
     await _problem(
         await client.get("/api/v1/clinic/me", headers={"Authorization": "Bearer x"}), 401
     )
@@ -346,10 +349,17 @@ async def test_visit_tokens_open_the_room_only_while_the_visit_is_open(client, o
     for j, name in ((host, "Dr Who"), (guest, "Front desk")):
         grant = await authorize_join(store, settings, j["token"], now=now)
         assert (grant.room_id, grant.role, grant.name) == (visit["room_id"], j["role"], name)
-    # The page's own join call (POST /api/v1/join with the link's token) admits it too.
+    # The page's own join call (POST /api/v1/join with the link's token) admits it too; the
+    # room's header reads its times in the organization's zone (its department's).
+    await departments.create_department(
+        store, "org1", DepartmentCreate(name="Vet", time_zone="Europe/Helsinki"), now
+    )
     resp = await client.post("/api/v1/join", json={"token": guest["token"]})
     assert resp.status == 200, await resp.text()
-    assert (await resp.json())["room_id"] == visit["room_id"]
+    answer = await resp.json()
+    assert answer["room_id"] == visit["room_id"] and answer["time_zone"] == "Europe/Helsinki"
+    me = await (await client.get("/api/v1/clinic/me", headers=h["desk"])).json()
+    assert me["time_zone"] == "Europe/Helsinki"
     # Someone else cannot enter; once closed, the tokens stop working.
     await _problem(
         await client.post(f"/api/v1/clinic/visits/{visit['id']}/enter", headers=h["drno"], json={}),

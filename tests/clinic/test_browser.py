@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
@@ -293,3 +295,38 @@ def clinic_call(server, method: str, path: str, token: str | None, body) -> dict
         req.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
+
+
+def test_dashboard_times_are_the_organizations_not_the_readers(browser, clinic_server):
+    """Issue 16: times in the department's zone, named where a reader elsewhere could misread
+    them (the provider's browser in New York, the clinic in Helsinki). Last in this module:
+    it moves the demo organization's zone."""
+    server, logins = clinic_server
+    status, found = server.call("GET", "/api/v1/departments")
+    assert status == 200, found
+    department = found["departments"][0]["id"]
+    status, body = server.call(
+        "PATCH", f"/api/v1/departments/{department}", {"time_zone": "Europe/Helsinki"}
+    )
+    assert status == 200, body
+    login = clinic_call(server, "POST", "/login", None, {
+        "username": "demo.provider", "password": logins["demo.provider"]})  # fmt: skip
+    clinic_call(server, "PUT", "/me/availability", login["token"], {"available": True})
+    admin = clinic_call(server, "POST", "/login", None, {
+        "username": "demo.admin", "password": logins["demo.admin"]})  # fmt: skip
+    status, me = server.call("GET", "/api/v1/clinic/me", token=admin["token"])
+    assert me["time_zone"] == "Europe/Helsinki"
+    offered = me["policy"]["services"]
+    asked = clinic_call(server, "POST", "/requests", admin["token"], {
+        "provider_id": login["staff"]["id"], "service": offered[0] if offered else None,
+    })["request"]  # fmt: skip
+    helsinki = datetime.fromtimestamp(asked["created_at"], ZoneInfo("Europe/Helsinki"))
+
+    prov = open_page(
+        browser, f"{server.base}/clinic/", label="provider-ny", timezone_id="America/New_York"
+    )
+    sign_in(prov, "demo.provider", logins["demo.provider"])
+    prov.wait_for_url("**/clinic/provider")
+    item = prov.locator(f"li[data-request='{asked['id']}'] .meta")
+    expect(item).to_have_text(f"requested {helsinki:%H:%M} EET")
+    prov.context.close()

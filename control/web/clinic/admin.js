@@ -1,4 +1,6 @@
-import { act, api, el, logout, setupLanguage, showError, signedIn, t } from "./clinic.js";
+import {
+  act, api, el, formatDateTime, logout, setupLanguage, showError, signedIn, t,
+} from "./clinic.js";
 
 const $ = (id) => document.getElementById(id);
 const error = $("error");
@@ -10,14 +12,14 @@ const GROUPS = {
 };
 
 function when(seconds) {
-  return new Date(seconds * 1000).toLocaleString(document.documentElement.lang, { hourCycle: "h23" });
+  return formatDateTime(new Date(seconds * 1000));
 }
 
 function mobileDevice(d) {
   return el("li", { "data-device": d.id },
     el("span", { class: "name" }, d.name), ` ${d.staff_name || d.staff_id}`,
     el("div", { class: "meta" }, d.last_sync_at
-      ? t("admin.last_sync", { time: new Date(d.last_sync_at).toLocaleString(document.documentElement.lang, { hourCycle: "h23" }) })
+      ? t("admin.last_sync", { time: formatDateTime(new Date(d.last_sync_at)) })
       : t("admin.never_synced")),
     el("div", { class: "actions" }, el("button", { class: "danger",
       onclick: act(error, reload, async () => { await api("DELETE", `/api/v1/mobile/devices/${d.id}`); await reload(); }) },

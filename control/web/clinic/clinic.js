@@ -2,11 +2,14 @@
 // menu, errors as sentences in the reader's language, small DOM helpers.
 
 import {
-  LANGUAGES, apply, browserLanguage, language, setLanguage, t, useStrings,
+  LANGUAGES, apply, browserLanguage, formatClinicTime, formatDateTime, language, setLanguage,
+  setTimeZone, t, useStrings,
 } from "/static/visit/js/i18n.js";
 import { el } from "./dom.js";
 
-export { el, t };
+// Times read in the organization's zone (from /me), as the visit pages and messages show
+// them; the zone is named when the reader's clock is in another.
+export { el, formatClinicTime, formatDateTime, t };
 useStrings("/clinic/static/i18n");
 const LANGUAGE_KEY = "televisit.clinic.language";
 const LANGUAGE_NAMES = { en: "English", fi: "Suomi", sv: "Svenska" };
@@ -131,7 +134,9 @@ export async function enterRoom(getJoin, { enter = false } = {}) {
 
 export async function signedIn() {
   try {
-    return await api("GET", "/me");
+    const me = await api("GET", "/me");
+    setTimeZone(me.time_zone);
+    return me;
   } catch (err) {
     if (err.status === 401) location.href = "/clinic/";
     throw err;

@@ -1,13 +1,15 @@
 // The user's profile: the mobile app section ("Show login credentials", the user's devices).
 
-import { act, api, el, logout, setupLanguage, showError, signedIn, t } from "./clinic.js";
+import {
+  act, api, el, formatDateTime, logout, setupLanguage, showError, signedIn, t,
+} from "./clinic.js";
 
 const $ = (id) => document.getElementById(id);
 const error = $("error");
 let expires = null;
 
 function when(iso) {
-  return iso ? new Date(iso).toLocaleString(document.documentElement.lang, { hourCycle: "h23" }) : t("profile.never");
+  return iso ? formatDateTime(new Date(iso)) : t("profile.never");
 }
 
 async function listDevices() {

@@ -1,17 +1,15 @@
 import {
-  act, api, el, enterRoom, live, liveState, logout, setupLanguage, showError, signedIn, statusText,
-  t, withService,
+  act, api, el, enterRoom, formatClinicTime, live, liveState, logout, setupLanguage, showError,
+  signedIn, statusText, t, withService,
 } from "./clinic.js";
 
 const state = { staff: null, policy: null, inbox: new Map(), visits: new Map(), fresh: new Set() };
 const $ = (id) => document.getElementById(id);
 const error = $("error");
 
-// 24-hour local clock of an epoch in seconds.
+// 24-hour clock of an epoch in seconds, in the organization's zone.
 function clock(seconds) {
-  return new Date(seconds * 1000).toLocaleTimeString(document.documentElement.lang, {
-    hour: "2-digit", minute: "2-digit", hourCycle: "h23",
-  });
+  return formatClinicTime(new Date(seconds * 1000));
 }
 
 function renderAvailability() {

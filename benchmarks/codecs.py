@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 STREAM_SECONDS = 20.0
+# The browser part drives the suite's page helpers (tests/web), which live in the checkout, not
+# in the installed package: `televisit bench codecs` (a console script) did not find them.
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def first_frame(page, codec: str | None = None, seconds: float = 120.0) -> float:
@@ -117,6 +120,9 @@ PATHS = {"first": _first, "switch": _switch, "transcode": _transcode}
 
 def join_paths(out: Path) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
+
+    if str(CHECKOUT) not in sys.path:
+        sys.path.insert(0, str(CHECKOUT))
 
     from tests.web.conftest import ALLOW_MEDIA, BASE_FLAGS, CHROMIUM
     from tests.web.server import LiveServer

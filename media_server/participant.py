@@ -356,7 +356,7 @@ class Participant:
                 participant_id=self.id, kind=primary.kind, mid=primary.mid, codec=primary.codec,
                 ssrc=None, extensions=primary.extensions, send_rtcp=self.send_rtcp,
                 rtcp_ssrc=primary.rtcp_ssrc, on_gap=self._nack_pending, faults=self.faults,
-                codecs=primary.codecs, rid=rid, primary=primary, estimator=primary._estimator,
+                codecs=primary.codecs, rid=rid, primary=primary,
                 rtx_types=primary.rtx_types,
             )  # fmt: skip
             primary.layers.append(layer)
@@ -468,6 +468,7 @@ class Participant:
             transceiver = self.pc.addTransceiver(subscription.kind, direction="sendonly")
             transceiver.setCodecPreferences(codecs.capabilities(self._offer_codecs(subscription)))
             sender = forwarding_sender(transceiver.sender)
+            forwarding_receiver(transceiver.receiver)
             # One msid stream per publisher: the subscriber lip-syncs that publisher's audio
             # and video, and nobody else's.
             sender._stream_id = subscription.source.participant_id

@@ -102,9 +102,6 @@ class Publication:
     _layers_on: int | None = None  # index of the top layer the publisher was asked to send
     _layers_off_since: float | None = None
     _rids_sent: list[str] | None = None
-    # A RemoteBitrateEstimator shared by every layer of a simulcast m-line (the primary's):
-    # they cross one uplink. None: this publication makes its own.
-    estimator: RemoteBitrateEstimator | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.id = f"{self.participant_id}/{self.mid}"
@@ -119,14 +116,15 @@ class Publication:
         self.nacks = rtcp.NackList() if self.kind == "video" else None
         self._mid_id = self.extensions.get(rtpheader.URI_MID)
         self._ast_id = self.extensions.get(rtpheader.URI_ABS_SEND_TIME)
-        self._estimator = self.estimator
-        if self._estimator is None and self._ast_id is not None:
-            self._estimator = RemoteBitrateEstimator()
+        # The uplink's bandwidth estimator, made at the first frame (an idle member needs none:
+        # ~100 kB of rate buckets each); every layer of a simulcast m-line uses its primary's,
+        # as they cross one uplink.
+        self._estimator: RemoteBitrateEstimator | None = None
         self.inbound = Inbound(
             self.clock_rate,
             self.payload_type,
             on_disorder=self._on_disorder if self.nacks is not None else None,
-            on_frame=self._on_frame if self._estimator is not None else None,
+            on_frame=self._on_frame if self._ast_id is not None else None,
             faults=self.faults,
             on_restart=self._on_restart,
             on_payload_type=self._on_payload_type,
@@ -201,12 +199,15 @@ class Publication:
         header = rtpheader.parse(data)
         ast = rtpheader.abs_send_time(data, header, self._ast_id)
         if ast is not None:
-            remb = self._estimator.add(  # type: ignore[union-attr]
+            primary = self.primary or self
+            if primary._estimator is None:
+                primary._estimator = RemoteBitrateEstimator()
+            remb = primary._estimator.add(
                 abs_send_time=ast, arrival_time_ms=self.clock_ms(), payload_size=size,
                 ssrc=header.ssrc,
             )  # fmt: skip
             if remb is not None:
-                (self.primary or self)._estimate = remb[0]
+                primary._estimate = remb[0]
 
     def _on_restart(self) -> None:
         """The publisher's sequence numbers restarted (a jump the next packet confirmed, RFC

@@ -350,12 +350,12 @@ def forwarding_sender(sender: RTCRtpSender) -> ForwardingSender:
 
 
 class ForwardingReceiver(RTCRtpReceiver):
-    """The receiver of a publication's m-line: aiortc negotiates it, the Publication receives.
+    """The receiver of a transceiver's m-line: aiortc negotiates it, the Publication receives.
 
     aiortc's ``receive()`` starts a decoder thread and an RTCP task per receiver. Packets never
     reach an aiortc receiver here (``SfuDtlsTransport`` hands them to the Participant, which
-    sends the receiver reports), so the thread only costs memory and the task wakes about once
-    a second to find nothing to report: two threads and two wake-ups a second per
+    sends the receiver reports and REMB), so the thread only costs memory and the task wakes
+    about once a second to find nothing to report: two threads and two wake-ups a second per
     participant. Installed per transceiver with ``forwarding_receiver(receiver)``.
     """
 
@@ -363,7 +363,18 @@ class ForwardingReceiver(RTCRtpReceiver):
         return None
 
 
+# What aiortc's receiver builds for the packets it decodes itself (its ``_handle_rtp_packet``
+# and decoder thread, neither of which runs here): a video receiver's RemoteBitrateEstimator
+# alone is 1,000 rate buckets (~97 kB, 2,000 objects), its jitter buffer 512 slots.
+_UNUSED = ("jitter_buffer", "nack_generator", "remote_bitrate_estimator", "timestamp_mapper")
+_UNUSED += ("decoder_queue", "decoder_error")
+
+
 def forwarding_receiver(receiver: RTCRtpReceiver) -> ForwardingReceiver:
-    """Turn a fresh aiortc receiver into a ForwardingReceiver (call before negotiation)."""
+    """Turn a fresh aiortc receiver (of any transceiver, sendonly ones included: aiortc
+    gives each a receiver) into a ForwardingReceiver, dropping the per-packet state it will
+    never use (call before negotiation)."""
     receiver.__class__ = ForwardingReceiver
+    for name in _UNUSED:
+        setattr(receiver, f"_RTCRtpReceiver__{name}", None)
     return receiver  # type: ignore[return-value]

@@ -12,6 +12,8 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
 from aiortc.rtcrtpsender import RTCRtpSender
 
+from media_server import transport
+
 
 def params(func) -> list[str]:
     return list(inspect.signature(func).parameters)
@@ -64,6 +66,18 @@ def test_receiver_hooks() -> None:
     assert "if self.__started:" in inspect.getsource(rtcrtpreceiver.RTCRtpReceiver.stop)
     assert "if self.__decoder_thread:" in source
     assert "await transceiver.receiver.receive(" in inspect.getsource(rtcpeerconnection)
+    # forwarding_receiver() drops these: each must be aiortc's, and used only where packets
+    # are received or decoded (receive() is ForwardingReceiver's, the others never run).
+    init = inspect.getsource(rtcrtpreceiver.RTCRtpReceiver.__init__)
+    for name in transport._UNUSED:
+        assert f"self.__{name}" in init, name
+    handled = inspect.getsource(rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet)
+    handled += inspect.getsource(rtcrtpreceiver.RTCRtpReceiver._RTCRtpReceiver__stop_decoder)
+    handled += inspect.getsource(rtcrtpreceiver.RTCRtpReceiver.receive)
+    for name in transport._UNUSED:
+        assert source.count(f"self.__{name}") == init.count(f"self.__{name}") + handled.count(
+            f"self.__{name}"
+        ), name
 
 
 def test_peer_connection_internals_we_read() -> None:

@@ -5,6 +5,7 @@ it caps the publisher only when it says the uplink's queue grows."""
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -59,12 +60,12 @@ def publication_estimate(packets: list[tuple[bytes, int]]) -> int | None:
     return fed(packets).uplink_estimate
 
 
-def fed(packets: list[tuple[bytes, int]]) -> Publication:
+def fed(packets: list[tuple[bytes, int]], **fields: Any) -> Publication:
     now = [0]
     pub = Publication(
         participant_id="p", kind="video", mid="1", codec=VP8, ssrc=SSRC,
         extensions={rtpheader.URI_ABS_SEND_TIME: AST_ID}, send_rtcp=lambda data: None,
-        clock_ms=lambda: now[0],
+        clock_ms=lambda: now[0], **fields,
     )  # fmt: skip
     for data, arrival in packets:
         now[0] = arrival
@@ -98,3 +99,14 @@ def test_the_uplink_estimate_caps_a_publisher_only_while_its_queue_grows() -> No
         pub.bitrate = 1_200_000  # what the trace sends
     assert steady.bitrate_cap() == SINGLE_TOP_BPS
     assert queued.bitrate_cap() == queued.uplink_estimate < 0.85 * 1_200_000
+
+
+def test_an_idle_publication_has_no_estimator_and_layers_share_their_primarys() -> None:
+    # An idle member's video holds no estimator (1,000 rate buckets each, issue 17); the
+    # first frame makes one, and every simulcast layer feeds its primary's: one uplink.
+    assert fed([])._estimator is None
+    primary = fed(trace((1, 0)))
+    made = primary._estimator
+    assert made is not None
+    layer = fed(trace((1, 0)), primary=primary, rid="h")
+    assert layer._estimator is None and primary._estimator is made

@@ -158,9 +158,9 @@ class Participant:
                 bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
             )
         )
-        # A certificate whose DTLS context also offers RSA suites: when we are the DTLS
-        # client, a server with an RSA certificate (GStreamer's webrtcbin) can pick one.
-        self.pc._RTCPeerConnection__certificates = [dtls.SfuCertificate.generateCertificate()]
+        # The worker's certificate, whose DTLS context also offers RSA suites: when we are the
+        # DTLS client, a server with an RSA certificate (GStreamer's webrtcbin) can pick one.
+        self.pc._RTCPeerConnection__certificates = [dtls.worker_certificate()]
         self.pc.on("connectionstatechange", self._connection_state_changed)
         self.pc.on("datachannel", self._data_channel)
 

@@ -59,3 +59,18 @@ def test_our_context_offers_rsa_suites_too() -> None:
     ctx = dtls.SfuCertificate.generateCertificate()._create_ssl_context(SRTP_PROFILES)
     names = SSL.Connection(ctx).get_cipher_list()
     assert "ECDHE-ECDSA-AES128-GCM-SHA256" in names and "ECDHE-RSA-AES128-GCM-SHA256" in names
+
+
+def test_one_certificate_and_context_per_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Per participant they were ~23 kB and a key generation (issue 17); a shared context must
+    # cache no sessions (each would keep a peer's certificate) and be renewed with the
+    # certificate, well before aiortc's 30 days.
+    certificate = dtls.worker_certificate()
+    assert dtls.worker_certificate() is certificate
+    ctx = certificate._create_ssl_context(SRTP_PROFILES)
+    assert certificate._create_ssl_context(SRTP_PROFILES) is ctx
+    assert ctx.get_session_cache_mode() == SSL.SESS_CACHE_OFF
+    assert certificate._create_ssl_context(SRTP_PROFILES[:1]) is not ctx
+    later = dtls.time.monotonic() + dtls.RENEW_SECONDS + 1
+    monkeypatch.setattr(dtls.time, "monotonic", lambda: later)
+    assert dtls.worker_certificate() is not certificate

@@ -76,6 +76,9 @@ async def test_each_client_decodes_the_other(make_call, codec_spies, codec: str)
         }
         assert names == {codec}
 
+    # One certificate and one DTLS context serve every participant of the worker.
+    assert len({id(side.participant._transport._ssl.get_context()) for side in (a, b)}) == 1
+
     # The clients' receivers and encoders ran (the frames above came through them).
     assert codec_spies["receive"] > 100
     assert codec_spies["encode"] > 30

@@ -8,7 +8,8 @@ policer drops audio and video alike once the link is full), is split between the
 subscriptions that play; each gets it as its ``target_bps``.
 
 Simulcast (``source.primary.layers``, lowest first): the subscription is forwarded the
-highest running layer whose cost (Publication.cost: its measured bitrate) fits its share. A
+highest running layer whose cost (Publication.cost: its measured bitrate) fits its share (running:
+sending ``RUNNING_BPS`` at least, else, when no layer does, sending at all). A
 lower layer is taken at once when the share falls under ``DOWN_SHARP`` of the current layer's
 cost or the current one stopped (its publisher shed it), and after ``DOWN_HOLD_SECONDS``
 under its cost; a higher one after the share has carried it with ``UP_MARGIN`` for
@@ -166,7 +167,11 @@ class Allocator:
                       now: float, estimate: int) -> None:  # fmt: skip
         fits = [layer for layer in layers if layer.cost() <= share]
         s.wanted = fits[-1] if fits else layers[0]
-        running = [layer for layer in layers if layer.measure(now) >= RUNNING_BPS]
+        rates = [layer.measure(now) for layer in layers]
+        # A publisher whose own uplink is starved may send every layer under RUNNING_BPS:
+        # whatever it manages to send is still better than a stopped layer (nothing at all).
+        running = ([layer for layer, rate in zip(layers, rates, strict=True) if rate >= RUNNING_BPS]
+                   or [layer for layer, rate in zip(layers, rates, strict=True) if rate > 0])  # fmt: skip
         if not running:
             return
         current = s.pending or s.source

@@ -5,8 +5,9 @@ The estimate (bits/s) follows Google Congestion Control's loss-based controller
 (draft-alvestrand-rmcat-remb) as its delay-based signal:
 
 - Loss is measured over windows of at least ``WINDOW_SECONDS`` and ``WINDOW_PACKETS`` of our
-  leg (``on_report`` takes cumulative counts: the subscriber's receiver reports less what the
-  publisher's uplink lost, ``Subscription.leg_expected`` / ``leg_lost``). Chrome adds a
+  leg (``on_report`` takes cumulative counts: what we forwarded against what the subscriber's
+  receiver reports received, so the publisher's uplink loss is not counted,
+  ``Subscription.leg_expected`` / ``leg_lost``). Chrome adds a
   receiver report to every NACK, so single reports often cover a few packets: one loss in
   seven read as 14% and dropped a layer on a link with 3% random loss.
 - Over ``LOSS_CONGESTED`` (30%: a policer, not random loss) the estimate becomes what got

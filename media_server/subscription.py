@@ -72,6 +72,7 @@ HISTORY_MAX_BYTES = 1 << 20
 RESEND_MIN_INTERVAL_SECONDS = 0.02  # and at least one round trip between resends of a packet
 RESEND_MAX_TIMES = 4  # resends of one packet
 RESEND_FORGET_SECONDS = 2.0  # a sequence number resent longer ago than this is a new packet
+IN_FLIGHT_MAX = 1024  # packets sent past a receiver report's highest: more is a stale report
 
 
 def vp8_numbering(payload: bytes) -> tuple[int | None, int | None]:
@@ -169,11 +170,11 @@ class Subscription:
         self.packets_lost = 0
         self.jitter = 0
         self.rtt: float | None = None
-        # Packets our leg should have delivered and lost, cumulative (_leg_loss): the
-        # subscriber's report less what the publisher's uplink lost.
+        # Packets our leg carried and lost, cumulative (_leg_loss): what we forwarded against
+        # what the subscriber reports received, so the publisher's uplink loss is not ours.
         self.leg_expected = 0
         self.leg_lost = 0
-        self._report_counts: tuple[int, int, int, int, int] | None = None
+        self._report_counts: tuple[int, int, int] | None = None  # (forwarded, received, highest)
         # A keyframe and what followed it, held while the subscriber cannot receive yet (see
         # _hold): empty once delivered, so an established subscription holds nothing.
         self._held: list[bytes] = []
@@ -498,24 +499,34 @@ class Subscription:
         self._leg_loss(report.highest_sequence, report.packets_lost)
 
     def _leg_loss(self, highest: int, lost: int) -> None:
-        """Add what *our* leg delivered and lost since the previous report to ``leg_expected``
+        """Add what *our* leg carried and lost since the previous report to ``leg_expected``
         and ``leg_lost``.
 
-        The subscriber's counts (RFC 3550 6.4.1: extended highest sequence and cumulative lost,
-        both its own, so packets still in flight do not count) include the numbers the
-        publisher's uplink lost: we keep those gaps, so NACKs reach the publisher. What our leg
-        lost is the subscriber's loss less the source's own loss rate over the same while."""
-        inbound = self.source.inbound
-        counts = (highest, lost, id(self.source), inbound.packets_expected, inbound.packets_lost)
-        previous, self._report_counts = self._report_counts, counts
-        if previous is None or highest - previous[0] <= 0:
+        The subscriber's counts (RFC 3550 6.4.1: extended highest sequence and cumulative lost)
+        give what it received up to ``highest`` (``highest - lost`` grows by exactly that);
+        what we forwarded up to the same sequence number is our packets out less those sent
+        after it (still in flight, found in the send history). Their difference is our leg's
+        loss alone: the gaps the publisher's uplink left are in neither count (we keep them,
+        so NACKs reach the publisher), and a repair the publisher sends later is in both.
+        Before, the source's own loss rate was subtracted, read when the report arrived: its
+        counter runs ahead of the subscriber's ``highest``, so with a report per NACK the
+        uplink's losses landed in a later window with nothing to subtract (a clean leg whose
+        publisher was policed at 300 kbit/s read 60-90% loss, and its video was paused)."""
+        out = self.out
+        ahead = 0 if out.last_seq is None else (out.last_seq - highest) & 0xFFFF
+        previous = self._report_counts
+        if ahead >= IN_FLIGHT_MAX or (previous is not None and highest <= previous[2]):
+            return  # a stale report, or nothing new: the window stays open
+        in_flight = sum(1 for k in range(1, ahead + 1)
+                        if out.sent((highest + k) & 0xFFFF) is not None)  # fmt: skip
+        counts = self._report_counts = (out.packets_out - in_flight, highest - lost, highest)
+        if previous is None:
             return
-        expected = highest - previous[0]
-        upstream = 0.0
-        if previous[2] == counts[2] and counts[3] > previous[3]:
-            upstream = max(0, counts[4] - previous[4]) / (counts[3] - previous[3])
-        self.leg_expected += expected
-        self.leg_lost += max(0, min(expected, round(lost - previous[1] - upstream * expected)))
+        forwarded, received = counts[0] - previous[0], counts[1] - previous[1]
+        if forwarded <= 0:
+            return
+        self.leg_expected += forwarded
+        self.leg_lost += max(0, min(forwarded, forwarded - received))
 
     def on_remb(self, bitrate: int) -> None:
         self.remb = bitrate

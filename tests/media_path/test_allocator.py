@@ -130,6 +130,19 @@ def test_layers_up_after_a_hold_down_at_once_and_the_next_one_when_a_layer_stops
     assert video.switches[-1] == "h"
 
 
+def test_a_starved_publishers_only_layer_reaches_a_subscriber_on_a_stopped_one() -> None:
+    # The publisher's uplink is policed at 300 kbit/s: it stopped h and sends q at 20 kbit/s
+    # (under RUNNING_BPS). A subscriber with a clean leg still on h got nothing at all; the
+    # lowest layer the publisher manages to send is what it must get.
+    clock = Clock()
+    alloc = Allocator(lambda: 3_000_000, clock=clock)
+    video, layers = simulcast_track()
+    video.source = layers[1]
+    layers[0].rate, layers[1].rate, layers[2].rate = 20_000, 0, 0
+    alloc.allocate([Track("audio"), video])
+    assert video.switches == ["q"] and video.changes == []
+
+
 def test_a_simulcast_video_is_paused_only_when_its_lowest_layer_cannot_be_carried() -> None:
     clock = Clock()
     estimate = [300_000]  # a 300 kbit/s link: q (150k) fits, video keeps playing on it

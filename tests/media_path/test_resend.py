@@ -15,6 +15,7 @@ from aiortc.rtp import RtcpReceiverInfo
 from media_server import subscription as subscription_module
 from media_server.estimator import ResendBudget
 from media_server.faults import Faults
+from media_server.publication import Publication
 from media_server.rtpforward import Leg
 from media_server.transport import set_keys
 
@@ -147,9 +148,10 @@ def test_resends_never_exceed_the_budget_share_of_the_leg_estimate(clock: Clock)
     assert sub.retransmissions_over_budget > 0
 
 
-def test_only_our_legs_loss_counts_not_the_publishers_uplink() -> None:
-    # The publisher's uplink lost 2 of 6 packets (the subscriber sees gaps and reports them
-    # lost); our leg lost one more: 1 in 6 is ours, not 3 in 6.
+def reported_keyframe() -> tuple[Publication, subscription_module.Subscription,
+                                  RtcpReceiverInfo, int]:  # fmt: skip
+    """A subscription that forwarded a keyframe (the publisher's sequence number 10, ours
+    ``first``) and got the subscriber's receiver report for it (``report``, to reuse)."""
     pub = publication([])
     wire = Wire()
     sub = bound(pub, wire)
@@ -158,8 +160,33 @@ def test_only_our_legs_loss_counts_not_the_publishers_uplink() -> None:
     report = RtcpReceiverInfo(ssrc=9999, fraction_lost=0, packets_lost=0,
                               highest_sequence=first, jitter=0, lsr=0, dlsr=0)  # fmt: skip
     sub.on_receiver_report(report)
+    return pub, sub, report, first
+
+
+def test_only_our_legs_loss_counts_not_the_publishers_uplink() -> None:
+    # The publisher's uplink lost 2 of 6 packets (the subscriber sees gaps and reports them
+    # lost); our leg lost one more of the 4 we sent: 1 in 4 is ours, not 3 in 6.
+    pub, sub, report, first = reported_keyframe()
     for seq in (11, 12, 15, 16):  # 13 and 14 never reached us
         push(pub, rtp(seq, 3000 * seq))
     report.highest_sequence, report.packets_lost = first + 6, 3
     sub.on_receiver_report(report)
-    assert (sub.leg_expected, sub.leg_lost) == (6, 1)
+    assert (sub.leg_expected, sub.leg_lost) == (4, 1)
+
+
+def test_uplink_loss_is_not_ours_when_the_report_lags_what_arrived() -> None:
+    # The cap300 fault: Chrome sends a receiver report with every NACK, so a report often ends
+    # before the newest packets we forwarded. The uplink lost 13 and 14 (and 20-23); reports
+    # whose highest lags what had arrived at the SFU by a few packets. Our leg lost nothing:
+    # before, the uplink's losses were read as ours (the source's loss counter, read at the
+    # report, had already moved past them) and a clean leg was paused.
+    pub, sub, report, first = reported_keyframe()
+    arrived = [11, 12, 15, 16, 17, 18, 19, 24, 25, 26]
+    for seq in arrived:
+        push(pub, rtp(seq, 3000 * seq))
+    # (highest the subscriber has, what it lost by then): always behind what we sent
+    for highest, lost in ((12, 0), (16, 2), (19, 2), (25, 6), (26, 6)):
+        report.highest_sequence, report.packets_lost = first + highest - 10, lost
+        sub.on_receiver_report(report)
+    assert sub.leg_lost == 0
+    assert sub.leg_expected == len(arrived)

@@ -13,7 +13,9 @@ sending ``RUNNING_BPS`` at least, else, when no layer does, sending at all). A
 lower layer is taken at once when the share falls under ``DOWN_SHARP`` of the current layer's
 cost or the current one stopped (its publisher shed it), and after ``DOWN_HOLD_SECONDS``
 under its cost; a higher one after the share has carried it with ``UP_MARGIN`` for
-``UP_HOLD_SECONDS``. Failed upgrades are not retried at once: the estimate itself holds under
+``UP_HOLD_SECONDS``; a layer its publisher stopped within ``FLAP_SECONDS`` is taken only
+after it has run ``STEADY_SECONDS`` again (a starved encoder's higher layers come and go, and
+every switch waits for a keyframe). Failed upgrades are not retried at once: the estimate itself holds under
 the point where loss appeared (estimator.py, its backoff). Every switch is gapless
 (Subscription.switch_layer: the old layer is forwarded until the new one's keyframe).
 ``wanted`` is the highest layer the share fits (running or not): the publisher keeps the layers
@@ -55,6 +57,8 @@ LOSS_RECENT_SECONDS = 10.0  # a pause needs loss to have lowered the estimate th
 RUNNING_BPS = 30_000  # a layer sending less is starting or stopping: not one to switch to
 UP_MARGIN = 1.1  # a higher layer needs its cost plus this margin ...
 UP_HOLD_SECONDS = 1.0  # ... for this long
+FLAP_SECONDS = 20.0  # a layer its publisher stopped this lately ...
+STEADY_SECONDS = 5.0  # ... is switched to only once it has run this long again
 DOWN_HOLD_SECONDS = 1.0  # a share under the current layer's cost this long: a lower layer
 DOWN_SHARP = 0.7  # ... at once under this share of its cost
 
@@ -83,6 +87,12 @@ class _Timers:
     down_since: float | None = None  # its layer cost more than its share since
 
 
+@dataclass
+class _LayerState:
+    running_since: float | None = None
+    stopped_at: float | None = None  # when it last stopped after running
+
+
 class Allocator:
     """One subscriber's allocator: ``allocate(subscriptions)`` after each estimate update;
     returns the demand (bits/s: what the subscriptions could use at their top, for
@@ -95,6 +105,7 @@ class Allocator:
         self._clock = clock
         self._owner = owner
         self._timers: dict[int, _Timers] = {}
+        self._layer_states: dict[int, _LayerState] = {}
         self.layer_switches = 0
         self.pauses = 0
         self.resumes = 0
@@ -115,6 +126,8 @@ class Allocator:
         now = self._clock()
         for key in set(self._timers) - {id(s) for s in video}:
             del self._timers[key]
+        for key in set(self._layer_states) - {id(x) for s in video for x in _layers(s)}:
+            del self._layer_states[key]
         for s in video:
             timers = self._timers.setdefault(id(s), _Timers())
             s.target_bps = share
@@ -176,8 +189,16 @@ class Allocator:
             return
         current = s.pending or s.source
         rank = layers.index
-        below = [layer for layer in running if layer.cost() <= share]
-        target = below[-1] if below else running[0]
+        # A starved publisher's encoder starts and stops its higher layers every few seconds:
+        # each switch to one waits for its keyframe and ends when it stops again (the clinic's
+        # view of a client policed at 300 kbit/s froze 20 s of 30 that way). Such a layer is
+        # switched to again only once it has run STEADY_SECONDS.
+        steady = {id(layer) for layer, rate in zip(layers, rates, strict=True)
+                  if self._steady(layer, rate, now)}  # fmt: skip
+        choosable = [layer for layer in running
+                     if id(layer) in steady or layer is current] or running  # fmt: skip
+        below = [layer for layer in choosable if layer.cost() <= share]
+        target = below[-1] if below else choosable[0]
         if current not in running:  # its publisher stopped it: the best one running, now
             self._switch(s, timers, target, estimate, share, "layer stopped")
             return
@@ -190,7 +211,7 @@ class Allocator:
                 self._switch(s, timers, target, estimate, share, "down")
             return
         timers.down_since = None
-        higher = [layer for layer in running
+        higher = [layer for layer in choosable
                   if rank(layer) > rank(current) and UP_MARGIN * layer.cost() <= share]  # fmt: skip
         if not higher:
             timers.up_since = None
@@ -199,6 +220,19 @@ class Allocator:
             timers.up_since = now
         if now - timers.up_since >= UP_HOLD_SECONDS:
             self._switch(s, timers, higher[-1], estimate, share, "up")
+
+    def _steady(self, layer: Any, rate: int, now: float) -> bool:
+        """Track when ``layer`` runs and stops; False while it stopped within FLAP_SECONDS and
+        has not run STEADY_SECONDS since."""
+        state = self._layer_states.setdefault(id(layer), _LayerState())
+        if rate >= RUNNING_BPS:
+            if state.running_since is None:
+                state.running_since = now
+        elif state.running_since is not None:
+            state.running_since, state.stopped_at = None, now
+        if state.stopped_at is None or now - state.stopped_at >= FLAP_SECONDS:
+            return True
+        return state.running_since is not None and now - state.running_since >= STEADY_SECONDS
 
     def _switch(self, s: Downtrack, timers: _Timers, layer: Any, estimate: int, share: int,
                 why: str) -> None:  # fmt: skip

@@ -143,6 +143,33 @@ def test_a_starved_publishers_only_layer_reaches_a_subscriber_on_a_stopped_one()
     assert video.switches == ["q"] and video.changes == []
 
 
+def test_a_layer_its_publisher_stops_and_restarts_is_taken_again_only_once_steady() -> None:
+    # A publisher policed at 300 kbit/s: its encoder starts and stops h every few seconds. Each
+    # switch up to h waited for its keyframe and ended when h stopped (the clinic's view of the
+    # client froze 20 s of 30); a clean subscriber stays on q until h has run STEADY_SECONDS.
+    clock = Clock()
+    alloc = Allocator(lambda: 3_000_000, clock=clock)
+    video, layers = simulcast_track()
+    layers[2].rate = 0
+    for _ in range(3):
+        alloc.allocate([video])
+        clock.now += 0.5
+    assert video.switches == ["h"]  # never stopped: up after UP_HOLD_SECONDS as before
+    layers[1].rate = 0
+    alloc.allocate([video])
+    assert video.switches == ["h", "q"]
+    layers[1].rate = 120_000  # h is back
+    for _ in range(int(allocator.STEADY_SECONDS / 0.5) - 1):
+        clock.now += 0.5
+        alloc.allocate([video])
+    assert video.switches == ["h", "q"]
+    clock.now += 1.0  # steady now: up after UP_HOLD_SECONDS as for any layer
+    alloc.allocate([video])
+    clock.now += allocator.UP_HOLD_SECONDS
+    alloc.allocate([video])
+    assert video.switches == ["h", "q", "h"]
+
+
 def test_a_simulcast_video_is_paused_only_when_its_lowest_layer_cannot_be_carried() -> None:
     clock = Clock()
     estimate = [300_000]  # a 300 kbit/s link: q (150k) fits, video keeps playing on it

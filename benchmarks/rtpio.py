@@ -55,7 +55,10 @@ from .media import EncodedLoop
 log = logging.getLogger(__name__)
 
 HISTORY = 1024
-KEYFRAME_MIN_INTERVAL = 0.5  # seconds; PLIs in between are answered by the next one
+# Seconds between keyframe requests obliged; one in between is ignored. libwebrtc's
+# EncoderRtcpFeedback (kMinKeyframeSendIntervalMs = 300, counted from the last request it
+# obliged, not from the last keyframe): a PLI soon after the loop's own keyframe is answered.
+KEYFRAME_MIN_INTERVAL = 0.3
 LATENCY_KEY_BYTES = 20
 SENT_MEMORY_SECONDS = 3.0
 MAX_LATENCY_SAMPLES = 200_000
@@ -113,6 +116,25 @@ def capture_parameters(sender: RTCRtpSender) -> asyncio.Future[RTCRtpSendParamet
 
 
 @dataclass
+class KeyframeRequests:
+    """PLIs to a replayed loop, obliged as libwebrtc's EncoderRtcpFeedback obliges them: a
+    request is answered with a keyframe unless one was answered less than
+    ``KEYFRAME_MIN_INTERVAL`` seconds ago (then it is dropped); the loop's own keyframe does not
+    count, so a subscriber joining just after it gets its keyframe at once."""
+
+    wanted: bool = False  # a PLI came since the last frame
+    last_obliged: float = float("-inf")  # monotonic seconds
+
+    def take(self, now: float) -> bool:
+        """Called once per frame sent: does this frame restart the loop at its keyframe?"""
+        due = self.wanted and now - self.last_obliged >= KEYFRAME_MIN_INTERVAL
+        if due:
+            self.last_obliged = now
+        self.wanted = False
+        return due
+
+
+@dataclass
 class Outbound:
     """One raw RTP stream replaying ``loop`` on ``sender``'s transport."""
 
@@ -135,13 +157,13 @@ class Outbound:
         self._seq = 1000
         self._ts = 0
         self._history: list[bytes | None] = [None] * HISTORY
-        self._keyframe_wanted = False
+        self.keyframe_requests = KeyframeRequests()
         self._send: Any = None  # the transport's Leg, once run() starts
 
     def request_keyframe(self) -> None:
         """A PLI: restart the loop at its keyframe (as an encoder would send one)."""
         self.plis += 1
-        self._keyframe_wanted = True
+        self.keyframe_requests.wanted = True
 
     def _template(self) -> bytes:
         pt = self.parameters.codecs[0].payloadType
@@ -166,7 +188,6 @@ class Outbound:
         end = start + max_seconds
         index = 0
         position = 0  # in the loop; jumps back to its keyframe on a PLI
-        last_keyframe = 0.0
         try:
             while not stop.is_set():
                 due = start + index * period
@@ -178,12 +199,9 @@ class Outbound:
                         break
                 if due > end:
                     break
-                if position % len(frames) == 0:
-                    last_keyframe = now
-                elif self._keyframe_wanted and now - last_keyframe >= KEYFRAME_MIN_INTERVAL:
-                    position, last_keyframe = 0, now
+                if self.keyframe_requests.take(now):
+                    position = 0
                     self.keyframes_on_request += 1
-                self._keyframe_wanted = False
                 payloads = frames[position % len(frames)]
                 position += 1
                 last = len(payloads) - 1

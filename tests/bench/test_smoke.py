@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks import targets
 from benchmarks.cli import SMOKE_STEPS
-from benchmarks.rtpio import TransportMeter
+from benchmarks.rtpio import KEYFRAME_MIN_INTERVAL, KeyframeRequests, TransportMeter
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,6 +84,22 @@ def test_meter_counts_loss_nacks_retransmissions_and_wraparound() -> None:
     stream = meter.inbound[5]
     assert (stream.kind, stream.expected, stream.packets) == ("video", 6, 5)
     assert (stream.lost, stream.recovered, stream.duplicates, stream.nacks_sent) == (1, 1, 1, 2)
+
+
+def test_the_load_publisher_answers_a_pli_as_a_browser_does() -> None:
+    """A PLI is obliged unless one was obliged within the interval (libwebrtc's rule): the
+    first request, right after the loop's own keyframe, gets a keyframe at the next frame; a
+    second within the interval is dropped, a third after it obliged. Times are given, not
+    measured."""
+    requests, start = KeyframeRequests(), 100.0  # the loop's keyframe went out at ``start``
+    assert not requests.take(start + 0.03)  # no request: the loop goes on
+    requests.wanted = True
+    assert requests.take(start + 0.06)
+    requests.wanted = True
+    assert not requests.take(start + 0.06 + KEYFRAME_MIN_INTERVAL / 2)
+    assert not requests.take(start + 0.06 + KEYFRAME_MIN_INTERVAL * 2)  # dropped, not deferred
+    requests.wanted = True
+    assert requests.take(start + 0.06 + KEYFRAME_MIN_INTERVAL * 2)
 
 
 def _module(*args: str) -> subprocess.CompletedProcess[str]:

@@ -328,6 +328,7 @@ class Subscription:
         if not starts_keyframe(layer.codec.name, data[header.payload_offset :]):
             layer.request_keyframe()  # throttled per publication
             return False
+        layer.keyframe_arrived()
         self._cancel_pending()
         self.switch_source(layer, at_keyframe=True)
         return False
@@ -392,6 +393,8 @@ class Subscription:
         keyframe = not self._gate_keyframes or starts_keyframe(
             self.source.codec.name, data[header.payload_offset :]
         )
+        if keyframe and self._gate_keyframes:
+            self.source.keyframe_arrived()  # a later subscription's request goes out at once
         if not self._receiving():
             if self._gate_keyframes:
                 self._hold(data, keyframe)

@@ -233,6 +233,10 @@ class Transcoder:
         self._force_keyframe = True
         return True
 
+    def keyframe_arrived(self) -> None:
+        """A subscription saw our keyframe: the next request may force another at once."""
+        self._last_keyframe_request = -1e9
+
     def cap_changed(self) -> None:
         """A subscriber's allocation moved: nothing to tell anyone now, the next frame's
         ``target_bitrate`` reads it (the publisher's cap is its own subscribers' business)."""

@@ -302,3 +302,26 @@ async def test_padding_alone_goes_on_as_one_octet_keeping_the_sequence() -> None
     out = wire.parsed()
     assert [p.sequence_number - out[0].sequence_number for p in out] == [0, 1, 2]
     assert out[1].payload == b"" and len(wire.rtp[1]) == len(padded) - 254
+
+
+async def test_a_subscription_created_just_after_a_keyframe_asks_for_its_own_at_once() -> None:
+    # The keyframe that answered the first subscription's request went by before the second
+    # subscription existed: its request is not throttled (the last one was answered), or its
+    # subscriber would wait out the interval for a first frame.
+    upstream: list[bytes] = []
+    pub = publication(upstream)
+    first = pending(pub)
+    assert pub.plis_sent == 1
+    push(pub, rtp(101, 4000, payload=KEY))
+    push(pub, rtp(102, 4000))
+    second = pending(pub)
+    assert pub.plis_sent == 2 and pub.keyframe_requests_throttled == 0
+    third = pending(pub)  # the second's request is not answered yet: this one waits for it
+    assert pub.plis_sent == 2 and pub.keyframe_requests_throttled == 1
+    push(pub, rtp(103, 7000, payload=KEY))  # answers both
+    wire2, wire3 = Wire(), Wire()
+    bind(second, wire2)
+    bind(third, wire3)
+    assert [p.payload for p in wire2.parsed()] == [KEY]
+    assert [p.payload for p in wire3.parsed()] == [KEY]
+    assert first._held[0] == rtp(103, 7000, payload=KEY)

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media_server import rtcp, rtpheader
@@ -34,6 +33,7 @@ from media_server.estimator import REMB_OVERUSE
 from media_server.faults import Faults
 from media_server.rtcp import ntp_ms
 from media_server.rtpforward import Inbound, Outbound
+from media_server.uplink import UplinkEstimator
 
 if TYPE_CHECKING:
     from media_server.subscription import Subscription
@@ -117,10 +117,9 @@ class Publication:
         self.nacks = rtcp.NackList() if self.kind == "video" else None
         self._mid_id = self.extensions.get(rtpheader.URI_MID)
         self._ast_id = self.extensions.get(rtpheader.URI_ABS_SEND_TIME)
-        # The uplink's bandwidth estimator, made at the first frame (an idle member needs none:
-        # ~100 kB of rate buckets each); every layer of a simulcast m-line uses its primary's,
-        # as they cross one uplink.
-        self._estimator: RemoteBitrateEstimator | None = None
+        # The uplink's bandwidth estimator (uplink.py), made at the first frame: an idle member
+        # needs none. Every layer of a simulcast m-line feeds its primary's: one uplink.
+        self._estimator: UplinkEstimator | None = None
         self.inbound = Inbound(
             self.clock_rate,
             self.payload_type,
@@ -202,7 +201,7 @@ class Publication:
         if ast is not None:
             primary = self.primary or self
             if primary._estimator is None:
-                primary._estimator = RemoteBitrateEstimator()
+                primary._estimator = UplinkEstimator()
             remb = primary._estimator.add(
                 abs_send_time=ast, arrival_time_ms=self.clock_ms(), payload_size=size,
                 ssrc=header.ssrc,

@@ -32,7 +32,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pylibsrtp
-from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpPacket, RtpPacket
 
@@ -45,6 +44,7 @@ from media_server.publication import Publication
 from media_server.rtpforward import Leg
 from media_server.subscription import Subscription
 from media_server.transport import set_keys
+from media_server.uplink import UplinkEstimator
 
 MID, AST, LEVEL = rtpheader.URI_MID, rtpheader.URI_ABS_SEND_TIME, rtpheader.URI_AUDIO_LEVEL
 ORIENTATION = "urn:3gpp:video-orientation"
@@ -136,22 +136,22 @@ class Finding(AssertionError):
     """The SFU did something a receiver or an operator must never see."""
 
 
-_estimator: list[RemoteBitrateEstimator] = []
+_estimator: list[UplinkEstimator] = []
 
 
 @contextlib.contextmanager
 def _shared_estimator() -> Iterator[None]:
-    """Publications made inside share one aiortc RemoteBitrateEstimator (a new one builds 1,000
+    """Publications made inside share one UplinkEstimator (a new one builds aiortc's 1,000
     rate buckets: as long as the rest of an input's run). Its state carries over from input to
     input; it only shapes the REMB values sent, which are checked like any RTCP."""
     if not _estimator:
-        _estimator.append(RemoteBitrateEstimator())
-    made = publication_module.RemoteBitrateEstimator
-    publication_module.RemoteBitrateEstimator = lambda: _estimator[0]  # type: ignore[assignment,misc]
+        _estimator.append(UplinkEstimator())
+    made = publication_module.UplinkEstimator
+    publication_module.UplinkEstimator = lambda: _estimator[0]  # type: ignore[assignment,misc]
     try:
         yield
     finally:
-        publication_module.RemoteBitrateEstimator = made  # type: ignore[misc]
+        publication_module.UplinkEstimator = made  # type: ignore[misc]
 
 
 _participants: dict[str, Participant] = {}

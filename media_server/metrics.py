@@ -45,6 +45,10 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "NACKed packets not resent: the leg's resend budget was spent",
         (),
     ),
+    "retransmissions_superseded": (
+        "NACKed packets not resent: sent before the keyframe a layer switch or resume began at",
+        (),
+    ),
     "keyframe_requests_received": ("PLI/FIR received from subscribers", ()),
     "plis_sent": ("PLIs sent to publishers (after throttling)", ()),
     "keyframe_requests_throttled": ("PLIs held back while one is unanswered (500 ms)", ()),
@@ -85,6 +89,7 @@ def participant_samples(p: Participant) -> Iterator[tuple[Key, int]]:
         yield ("retransmitted_bytes", ()), sub.retransmitted_bytes
         yield ("retransmissions_throttled", ()), sub.retransmissions_throttled
         yield ("retransmissions_over_budget", ()), sub.retransmissions_over_budget
+        yield ("retransmissions_superseded", ()), sub.retransmissions_superseded
         yield ("keyframe_requests_received", ()), sub.keyframe_requests
         for reason, n in sub.dropped.items():
             yield ("packets_dropped", ("subscription", reason)), n

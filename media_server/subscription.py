@@ -157,6 +157,10 @@ class Subscription:
         self.retransmitted_bytes = 0
         self.retransmissions_throttled = 0  # resent too recently or too often
         self.retransmissions_over_budget = 0  # the leg's resend budget was spent
+        self.retransmissions_superseded = 0  # sent before the keyframe we restarted at
+        # Our sequence number of the keyframe the stream last (re)started at (a layer switch,
+        # a resume, a new source): what was sent before it no longer serves the decoder.
+        self._restarted_at: int | None = None
         self.retransmissions_failed = 0  # the send itself failed (counted in faults)
         self.keyframe_requests = 0  # PLI/FIR from the subscriber
         self.srs_sent = 0
@@ -425,6 +429,7 @@ class Subscription:
         out.ts_offset = (next_ts - header.timestamp) & 0xFFFFFFFF
         self._continue_vp8(data[header.payload_offset :])
         out.ready = True
+        self._restarted_at = next_seq
         return True
 
     def _continue_vp8(self, payload: bytes) -> None:
@@ -448,7 +453,8 @@ class Subscription:
 
     def on_nack(self, seqs: list[int]) -> None:
         """Resend what the subscriber lost from our history (same SSRC and sequence number),
-        within the per-packet bounds and the leg's resend budget. A packet that cannot be
+        within the per-packet bounds and the leg's resend budget, never one sent before the
+        keyframe the stream last restarted at (a layer switch). A packet that cannot be
         resent never keeps the others of the same NACK from going out."""
         self.nacks_received += 1
         send = self.out.send
@@ -457,7 +463,13 @@ class Subscription:
         now = time.monotonic()
         interval = max(self.rtt or 0.0, RESEND_MIN_INTERVAL_SECONDS)
         resent = self._resent
+        restarted = self._restarted_at
         for seq in seqs:
+            if restarted is not None and 0 < (restarted - seq) & 0xFFFF < 0x8000:
+                # The old layer's packets, after the new one's keyframe: resending them
+                # spends the budget the keyframe's own repairs need on a congested leg.
+                self.retransmissions_superseded += 1
+                continue
             packet = self.out.sent(seq)
             if packet is None:
                 self.retransmissions_missed += 1

@@ -190,3 +190,23 @@ def test_uplink_loss_is_not_ours_when_the_report_lags_what_arrived() -> None:
         sub.on_receiver_report(report)
     assert sub.leg_lost == 0
     assert sub.leg_expected == len(arrived)
+
+
+def test_packets_before_the_keyframe_a_stream_restarted_at_are_not_resent() -> None:
+    # The step scenario: the drop to 500 kbit/s switched the client from f down to q; its
+    # page NACKed the f packets the policer had dropped for 2.5 s, and resending them spent
+    # the leg's budget that q's keyframe needed (frozen 3 s, until the page asked for a new
+    # keyframe). A resume restarts the stream at a keyframe just as a layer switch does.
+    pub, sub, _, first = reported_keyframe()
+    wire = Wire()  # our leg from here on
+    sub.bind(ssrc=9999, payload_type=97, mid="4", extensions={}, send_rtp=wire.send,
+             send_rtcp=lambda data: None)  # fmt: skip
+    push(pub, rtp(11, 3000))
+    sub.set_paused(True)
+    sub.set_paused(False)
+    push(pub, rtp(12, 6000, payload=KEY))  # the restart: our first + 2
+    push(pub, rtp(13, 9000))
+    wire.rtp.clear()
+    sub.on_nack([(first + k) & 0xFFFF for k in range(4)])
+    assert [p.sequence_number for p in wire.parsed()] == [first + 2, first + 3]
+    assert sub.retransmissions_superseded == 2

@@ -10,6 +10,11 @@ Per phase: RSS growth over the SFU's empty state per participant, the part of it
 allocators traced, and the source lines that grew most (per participant). What tracemalloc
 cannot see (libsrtp, OpenSSL, the allocator's own slack) is RSS less traced.
 
+Tracing costs memory of its own, outside what it traces: tracemalloc keeps a trace (~70-80
+bytes of malloc) per live block, which at idle doubled RSS and malloc growth per participant
+(24 consults, 05acb68: idle RSS +0.62 traced against +0.34 MB untraced; live +1.25 against
++0.70). ``--frames 0`` does not trace: the RSS and malloc figures to compare with another SFU.
+
     .venv/bin/python -m benchmarks.memory --consults 8 --seconds 10 [--top 25]
 
 Not a test: figures depend on the machine's allocator and load.
@@ -33,7 +38,8 @@ def _show(phase: str, report: dict[str, Any], base: dict[str, Any], participants
         malloc = f", malloc in use +{(report['malloc'] - base['malloc']) / mb:.3f} MB"
     print(
         f"{phase}: RSS +{(report['rss'] - base['rss']) / mb:.3f} MB per participant, "
-        f"traced +{report.get('traced', 0) / mb:.3f} MB{malloc}, "
+        + (f"traced +{report['traced'] / mb:.3f} MB" if "traced" in report else "not traced")
+        + f"{malloc}, "
         f"threads {base['threads']} -> {report['threads']}"
     )
     for where, size, blocks in report["grown"]:
@@ -44,7 +50,8 @@ async def main_async(args: argparse.Namespace) -> None:
     _pin(args.client_cpu)
     rtpio.install()
     loops = [media.encode_video(640, 480, 30, 1_400_000), media.encode_audio()]
-    os.environ["FORWARD_LOOPBACK_TRACEMALLOC"] = str(args.frames)
+    if args.frames:
+        os.environ["FORWARD_LOOPBACK_TRACEMALLOC"] = str(args.frames)
     sfu = Sfu(args.server_cpu)
     participants = 2 * args.consults
     try:
@@ -74,7 +81,9 @@ def main() -> None:
     parser.add_argument("--consults", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0, help="media before 'live'")
     parser.add_argument("--top", type=int, default=25, help="source lines shown per phase")
-    parser.add_argument("--frames", type=int, default=1, help="traceback depth traced")
+    parser.add_argument(
+        "--frames", type=int, default=1, help="traceback depth traced; 0: no tracing (honest RSS)"
+    )
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     asyncio.run(main_async(parser.parse_args()))

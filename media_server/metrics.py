@@ -51,7 +51,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "keyframe_requests_received": ("PLI/FIR received from subscribers", ()),
     "plis_sent": ("PLIs sent to publishers (after throttling)", ()),
-    "keyframe_requests_throttled": ("PLIs held back while one is unanswered (500 ms)", ()),
+    "keyframe_requests_throttled": ("PLIs held back (500 ms unanswered, 300 ms once answered)", ()),
     "rtcp_packets_in": ("RTCP compound packets received", ()),
     "rtcp_packets_out": ("RTCP compound packets sent", ()),
     "rembs_sent": ("REMB estimates sent to publishers", ()),

@@ -97,7 +97,8 @@ class Publication:
     _sr_lsr: int = 0
     _sr_received_at: float | None = None
     _last_pli_at: float = -1e9
-    _pli_answered: bool = False  # a keyframe came since the last PLI (keyframe_arrived)
+    _pli_pending: bool = False  # a PLI went out and no keyframe came since
+    _answered_at: float = -1e9  # when the keyframe answering the last PLI came
     _estimate: int | None = None
     _remb: tuple[float, int] | None = None  # (when, bits/s) of the last REMB sent at once
     _layers_on: int | None = None  # index of the top layer the publisher was asked to send
@@ -238,28 +239,35 @@ class Publication:
             self.send_rtcp(rtcp.pack_nack(self.rtcp_ssrc, self.ssrc, seqs))
 
     def request_keyframe(self) -> bool:
-        """Ask the publisher for a keyframe (PLI); False if throttled: at most once per 500 ms
-        while the last request is unanswered, at once after its keyframe came
-        (``keyframe_arrived``). As mediasoup's KeyFrameRequestManager: a request is pending
-        until a keyframe, so a subscription created just after a keyframe does not wait out
-        the interval for its own (join to first frame); the publisher's encoder still limits
-        how often it obliges (libwebrtc: one keyframe per 300 ms of requests)."""
+        """Ask the publisher for a keyframe (PLI); False if held back. While a request is
+        unanswered, at most one per 500 ms; once its keyframe came (``keyframe_arrived``), the
+        next goes out as soon as the publisher's encoder would oblige it (300 ms after the
+        last it obliged: libwebrtc drops requests in between) rather than 500 ms after the
+        last PLI. As mediasoup's KeyFrameRequestManager, a request is pending until a keyframe:
+        a subscription created just after a keyframe gets its own within 300 ms (join to
+        first frame; before, it waited out the 500 ms, and the request the encoder dropped)."""
         if self.kind != "video" or self.ssrc is None:
             return False
         now = time.monotonic()
-        if now - self._last_pli_at < rtcp.KEYFRAME_INTERVAL_SECONDS and not self._pli_answered:
+        if self._pli_pending:
+            held = now - self._last_pli_at < rtcp.KEYFRAME_INTERVAL_SECONDS
+        else:
+            held = now - self._answered_at < rtcp.KEYFRAME_OBLIGED_SECONDS
+        if held:
             self.keyframe_requests_throttled += 1
             return False
         self._last_pli_at = now
-        self._pli_answered = False
+        self._pli_pending = True
         self.plis_sent += 1
         self.send_rtcp(rtcp.pack_pli(self.rtcp_ssrc, self.ssrc))
         return True
 
     def keyframe_arrived(self) -> None:
-        """A subscription waiting for a keyframe saw one start: the last request is answered,
-        the next may go out at once."""
-        self._pli_answered = True
+        """A subscription waiting for a keyframe saw one start: the pending request (if any)
+        is answered."""
+        if self._pli_pending:
+            self._pli_pending = False
+            self._answered_at = time.monotonic()
 
     def on_sender_report(self, ntp: int, rtp_timestamp: int) -> None:
         self.srs_received += 1

@@ -27,6 +27,9 @@ NACK_MAX_AGE_SECONDS = 1.0
 NACK_MAX_TRACKED = 512
 NACK_MIN_INTERVAL_SECONDS = 0.04
 KEYFRAME_INTERVAL_SECONDS = 0.5
+# A publisher's encoder obliges one keyframe request per this long and drops the others
+# (libwebrtc's EncoderRtcpFeedback, kMinKeyframeSendIntervalMs).
+KEYFRAME_OBLIGED_SECONDS = 0.3
 NTP_OFFSET_MS = 2_208_988_800_000  # 1900-01-01 to 1970-01-01
 
 

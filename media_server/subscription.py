@@ -184,9 +184,16 @@ class Subscription:
         self._held: list[bytes] = []
         self.held_delivered = 0  # packets sent from the hold (join-to-first-frame)
         source.attach(self)
-        # Ask at once: the keyframe arrives while the m-line is negotiated and DTLS comes up,
-        # is held, and goes out the moment the subscriber can take it (deliver_held).
-        source.request_keyframe()
+        # A sibling still holding a keyframe (its subscriber is not up yet) gives this one the
+        # same start: in a wave of joins, those after the keyframe need not wait for the
+        # publisher's next (its encoder obliges one request per 300 ms). The bytes are shared.
+        sibling = next((s._held for s in source.subscriptions if s._held), None)
+        if sibling:
+            self._held = list(sibling)
+        else:
+            # Ask at once: the keyframe arrives while the m-line is negotiated and DTLS comes
+            # up, is held, and goes out the moment the subscriber can take it (deliver_held).
+            source.request_keyframe()
 
     # ---- binding -----------------------------------------------------------------------
 

@@ -304,24 +304,56 @@ async def test_padding_alone_goes_on_as_one_octet_keeping_the_sequence() -> None
     assert out[1].payload == b"" and len(wire.rtp[1]) == len(padded) - 254
 
 
-async def test_a_subscription_created_just_after_a_keyframe_asks_for_its_own_at_once() -> None:
+async def test_a_subscription_created_just_after_a_keyframe_gets_its_own_soon(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # The keyframe that answered the first subscription's request went by before the second
-    # subscription existed: its request is not throttled (the last one was answered), or its
-    # subscriber would wait out the interval for a first frame.
+    # subscription existed. Its request goes out once the publisher's encoder would oblige it
+    # (300 ms after the keyframe: libwebrtc drops requests in between), not held back for
+    # 500 ms after the last PLI as if that one were unanswered. The clock is set, not waited.
+    from media_server import publication as publication_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(publication_module.time, "monotonic", lambda: clock[0])
     upstream: list[bytes] = []
     pub = publication(upstream)
-    first = pending(pub)
+    first_wire = Wire()
+    bound(pub, first_wire)  # its subscriber is up: the keyframe goes out, nothing is held
     assert pub.plis_sent == 1
-    push(pub, rtp(101, 4000, payload=KEY))
+    clock[0] += 0.05
+    push(pub, rtp(101, 4000, payload=KEY))  # answers it
     push(pub, rtp(102, 4000))
-    second = pending(pub)
-    assert pub.plis_sent == 2 and pub.keyframe_requests_throttled == 0
+    clock[0] += 0.1
+    second = pending(pub)  # the encoder would drop a request now: held back
+    assert pub.plis_sent == 1
+    clock[0] += rtcp.KEYFRAME_OBLIGED_SECONDS - 0.1  # 0.35 s after the first PLI
+    push(pub, rtp(103, 7000))  # the waiting subscription asks again: now it goes
+    assert pub.plis_sent == 2
     third = pending(pub)  # the second's request is not answered yet: this one waits for it
-    assert pub.plis_sent == 2 and pub.keyframe_requests_throttled == 1
-    push(pub, rtp(103, 7000, payload=KEY))  # answers both
+    push(pub, rtp(104, 7000))
+    assert pub.plis_sent == 2
+    clock[0] += 0.05
+    push(pub, rtp(105, 10000, payload=KEY))  # answers both
     wire2, wire3 = Wire(), Wire()
     bind(second, wire2)
     bind(third, wire3)
     assert [p.payload for p in wire2.parsed()] == [KEY]
     assert [p.payload for p in wire3.parsed()] == [KEY]
-    assert first._held[0] == rtp(103, 7000, payload=KEY)
+    assert len(first_wire.rtp) == 5
+
+
+async def test_a_subscription_starts_from_a_keyframe_a_sibling_still_holds() -> None:
+    # A wave of subscribers joining: the keyframe came for the first, whose subscriber is not
+    # up yet; the next one starts from the same keyframe without asking for another.
+    upstream: list[bytes] = []
+    pub = publication(upstream)
+    first = pending(pub)
+    push(pub, rtp(101, 4000, payload=KEY))
+    push(pub, rtp(102, 4000))
+    second = pending(pub)
+    push(pub, rtp(103, 7000))
+    assert pub.plis_sent == 1 and pub.keyframe_requests_throttled == 0
+    wire = Wire()
+    bind(second, wire)
+    assert [p.payload for p in wire.parsed()] == [KEY, DELTA, DELTA]
+    assert len(first._held) == 3  # its own hold is untouched

@@ -60,39 +60,35 @@ def click_join(page) -> None:
     page.locator("#join-button").click()
 
 
-def _first(browser: Any, server: Any, sfu_port: int) -> float:
-    """The H.264-only member is there before the clinic: timed from the clinic's click."""
+def _second_joins(browser: Any, server: Any, h264_first: bool) -> float:
+    """Two pages in one appointment's room, the H.264-only client and the clinic (default
+    codecs): one joins, then the other, timed from the second one's click to the client's first
+    H.264 frame. ``h264_first``: the client is there first (path ``first``); otherwise the
+    clinic sends VP8 for a while before the client joins (path ``switch``)."""
     from tests.web.devices import h264_only_page, join_call
     from tests.web.helpers import DESKTOP, open_page
 
     appt = server.make_appointment(client_language="en")
     client = h264_only_page(browser, appt["telemedicine"]["join_url"], "client")
-    join_call(client)
     clinic = open_page(browser, appt["telemedicine"]["host_url"], viewport=DESKTOP)
+    first, second = (client, clinic) if h264_first else (clinic, client)
     try:
-        click_join(clinic)
+        join_call(first)
+        if not h264_first:
+            time.sleep(5)  # sending VP8 for a while
+        click_join(second)
         return first_frame(client, "video/H264")
     finally:
         client.context.close()
         clinic.context.close()
+
+
+def _first(browser: Any, server: Any, sfu_port: int) -> float:
+    return _second_joins(browser, server, h264_first=True)
 
 
 def _switch(browser: Any, server: Any, sfu_port: int) -> float:
-    """The clinic sends VP8 when the H.264-only member joins: timed from its click."""
-    from tests.web.devices import h264_only_page, join_call
-    from tests.web.helpers import DESKTOP, open_page
-
-    appt = server.make_appointment(client_language="en")
-    clinic = open_page(browser, appt["telemedicine"]["host_url"], viewport=DESKTOP)
-    join_call(clinic)
-    time.sleep(5)  # sending VP8 for a while
-    client = h264_only_page(browser, appt["telemedicine"]["join_url"], "client")
-    try:
-        click_join(client)
-        return first_frame(client, "video/H264")
-    finally:
-        client.context.close()
-        clinic.context.close()
+    return _second_joins(browser, server, h264_first=False)
 
 
 def _transcode(browser: Any, server: Any, sfu_port: int) -> float:

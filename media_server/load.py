@@ -4,9 +4,8 @@ and forwarded. Placement (control/cluster/placement.py) compares workers by thes
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from media_server.metrics import worker_totals
 from media_server.worker import Worker
@@ -52,9 +51,7 @@ class LoadMeter:
         if self._wall is None:
             self.last = Measured(load.rooms, load.participants, 0.0, 0.0)
         elif wall - self._wall < MIN_SECONDS:
-            self.last = dataclasses.replace(
-                self.last, rooms=load.rooms, participants=load.participants
-            )
+            self.last = replace(self.last, rooms=load.rooms, participants=load.participants)
             return self.last
         else:
             elapsed = wall - self._wall

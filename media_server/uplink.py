@@ -22,8 +22,6 @@ class RateWindow:
     def __init__(self, window_ms: int, scale: int = 8000) -> None:
         self._window = window_ms
         self._scale = scale
-        self._counts = [0] * window_ms
-        self._values = [0] * window_ms
         self.reset()
 
     def add(self, value: int, now_ms: int) -> None:
@@ -47,12 +45,14 @@ class RateWindow:
         return None
 
     def reset(self) -> None:
-        self._counts[:] = [0] * self._window
-        self._values[:] = [0] * self._window
+        self._clear()
         self._origin_index = 0
         self._origin_ms: int | None = None
-        self._count = 0
-        self._value = 0
+
+    def _clear(self) -> None:
+        self._counts = [0] * self._window
+        self._values = [0] * self._window
+        self._count = self._value = 0
 
     def _erase_old(self, now_ms: int) -> None:
         assert self._origin_ms is not None
@@ -60,9 +60,7 @@ class RateWindow:
         if steps <= 0:
             return
         if steps >= self._window:  # the whole window is older: all of it goes
-            self._counts[:] = [0] * self._window
-            self._values[:] = [0] * self._window
-            self._count = self._value = 0
+            self._clear()
         else:
             counts, values, index = self._counts, self._values, self._origin_index
             for _ in range(steps):

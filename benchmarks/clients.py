@@ -52,8 +52,8 @@ class Member:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
-    def first_video_at(self) -> float:
-        times = [p.meter.first_video_at for p in self.peers if p.meter.first_video_at]
+    def first_keyframe_at(self) -> float:
+        times = [p.meter.first_keyframe_at for p in self.peers if p.meter.first_keyframe_at]
         return min(times) if times else 0.0
 
     @property

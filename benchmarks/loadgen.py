@@ -66,14 +66,14 @@ class LoadProcess:
                 "errors": self.join_errors[-5:]}  # fmt: skip
 
     async def _first_frames(self, members: list[Member]) -> list[Member]:
-        """Join-to-first-frame (join start to the first video packet from the other side) of
+        """Join-to-first-frame (join start to the first packet of a keyframe from the other side) of
         ``members``; returns those that got no video in time."""
         deadline = time.monotonic() + FIRST_FRAME_SECONDS
         pending = list(members)
         while pending and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-            for m in [m for m in pending if m.first_video_at]:
-                self.first_frame.append(m.first_video_at - m.started)
+            for m in [m for m in pending if m.first_keyframe_at]:
+                self.first_frame.append(m.first_keyframe_at - m.started)
                 pending.remove(m)
         return pending
 

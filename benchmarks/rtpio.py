@@ -47,6 +47,7 @@ from aiortc.rtp import (
     RtcpSrPacket,
 )
 
+from media_server.codecs import starts_keyframe
 from media_server.faults import Faults
 from media_server.transport import leg_of
 
@@ -274,7 +275,7 @@ class TransportMeter:
         self.outbound: dict[int, Outbound] = {}
         self.kinds: dict[int, str] = {}
         self.latencies: list[float] = []
-        self.first_video_at = 0.0
+        self.first_keyframe_at = 0.0
         self.local_ssrc = 1
 
     def learn_sdp(self, sdp: str) -> None:
@@ -296,11 +297,13 @@ class TransportMeter:
         if stream is None:
             stream = self.inbound[ssrc] = Inbound(self.kinds.get(pt, "unknown"), first_at=now)
         if stream.kind == "video":
-            if not self.first_video_at:
-                self.first_video_at = now
             offset = 12 + 4 * (data[0] & 0x0F)
             if data[0] & 0x10 and len(data) >= offset + 4:
                 offset += 4 + 4 * struct.unpack_from("!H", data, offset + 2)[0]
+            # The first frame a decoder can show starts at a keyframe: a delta frame forwarded
+            # before it (Janus does) is not a first frame, whatever it costs to forward.
+            if not self.first_keyframe_at and starts_keyframe("VP8", data[offset:]):
+                self.first_keyframe_at = now
             sent = SENT.at.get(data[offset : offset + LATENCY_KEY_BYTES])
             if sent is not None and len(self.latencies) < MAX_LATENCY_SAMPLES:
                 self.latencies.append(now - sent)

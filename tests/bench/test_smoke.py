@@ -69,8 +69,22 @@ def test_janus_missing_is_a_clear_skip(monkeypatch: pytest.MonkeyPatch) -> None:
         targets.Janus(None)
 
 
-def _rtp(seq: int, pt: int = 96, ssrc: int = 5) -> bytes:
-    return struct.pack("!BBHII", 0x80, pt, seq, 0, ssrc) + b"\x90\x80\x80\x01" + bytes(30)
+def _rtp(seq: int, pt: int = 96, ssrc: int = 5, keyframe: bool = True) -> bytes:
+    vp8 = b"\x90\x80\x80\x01" + (b"\x00" if keyframe else b"\x01")  # descriptor, P bit
+    return struct.pack("!BBHII", 0x80, pt, seq, 0, ssrc) + vp8 + bytes(29)
+
+
+def test_first_frame_is_the_first_keyframe_not_the_first_packet() -> None:
+    """Join-to-first-frame ends at a frame a decoder can show: delta frames forwarded before
+    the keyframe (Janus does) do not end it."""
+    meter = TransportMeter()
+    meter.learn_sdp("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n")
+    meter.on_rtp(_rtp(1, keyframe=False), 1.0)
+    meter.on_rtp(_rtp(2, keyframe=False), 1.5)
+    assert meter.first_keyframe_at == 0.0
+    meter.on_rtp(_rtp(3), 2.0)
+    meter.on_rtp(_rtp(4), 2.5)
+    assert meter.first_keyframe_at == 2.0
 
 
 def test_meter_counts_loss_nacks_retransmissions_and_wraparound() -> None:

@@ -447,6 +447,12 @@ typedef struct {
     signed char rtx_apt[128];
     uint64_t seen[SEEN_WINDOW / 64];
     long long rtx_in;       /* retransmissions unwrapped and taken */
+    /* Of packets_received, those that came as RTX repairs (since the statistics began): our
+       receiver reports on the media SSRC leave them out (RFC 4588: they arrived on the RTX
+       SSRC), as libwebrtc's receivers do, so a publisher's loss-based estimate sees what its
+       uplink loses, not what is left after repair (counted as received, a policed 300 kbit/s
+       uplink read little loss and its encoder kept sending more than got through). */
+    long long repaired;
 } Inbound;
 
 static int seq_newer(int a, int b) { return a != b && ((a - b) & 0xFFFF) < 0x8000; }
@@ -463,7 +469,7 @@ static int seq_newer(int a, int b) { return a != b && ((a - b) & 0xFFFF) < 0x800
 static void stats_reset(Inbound *s) {
     memset(s->seen, 0, sizeof s->seen);
     s->base_seq = s->max_seq = -1;
-    s->cycles = s->packets_received = s->expected_prior = s->received_prior = 0;
+    s->cycles = s->packets_received = s->expected_prior = s->received_prior = s->repaired = 0;
     s->last_timestamp = -1;
     s->bad_seq = -1;
 }
@@ -528,7 +534,9 @@ static PyObject *rtx_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, const H
     unwrapped.seq = osn;
     unwrapped.payload_type = (uint8_t)apt;
     s->rtx_in++;
-    return inbound_receive(s, buf, n - 2, &unwrapped);
+    PyObject *reason = inbound_receive(s, buf, n - 2, &unwrapped);
+    if (reason == NULL) s->repaired++;
+    return reason;
 }
 
 /* NULL when accepted (and forwarded), else the reason it was dropped. */
@@ -684,7 +692,7 @@ static long long expected(Inbound *s) {
 }
 static PyObject *Inbound_get_packets_expected(Inbound *s, void *c) { return PyLong_FromLongLong(expected(s)); }
 static PyObject *Inbound_get_packets_lost(Inbound *s, void *c) {
-    long long lost = s->max_seq < 0 ? 0 : expected(s) - s->packets_received;
+    long long lost = s->max_seq < 0 ? 0 : expected(s) - (s->packets_received - s->repaired);
     if (lost > 0x7FFFFF) lost = 0x7FFFFF; /* 24 bits, signed, as aiortc clamps */
     if (lost < -0x800000) lost = -0x800000;
     return PyLong_FromLongLong(lost);
@@ -693,9 +701,10 @@ static PyObject *Inbound_get_packets_lost(Inbound *s, void *c) {
 static PyObject *Inbound_get_fraction_lost(Inbound *s, void *c) {
     long long exp = expected(s);
     long long expected_interval = exp - s->expected_prior;
-    long long received_interval = s->packets_received - s->received_prior;
+    long long received = s->packets_received - s->repaired; /* on the media SSRC itself */
+    long long received_interval = received - s->received_prior;
     s->expected_prior = exp;
-    s->received_prior = s->packets_received;
+    s->received_prior = received;
     long long lost = expected_interval - received_interval;
     if (expected_interval == 0 || lost <= 0) return PyLong_FromLong(0);
     return PyLong_FromLongLong((lost << 8) / expected_interval);

@@ -179,6 +179,21 @@ def test_a_packet_its_rewrite_grows_past_the_mtu_is_a_drop_not_a_fault() -> None
     assert len(sent) == 1 and dropped == {"too_long": 2} and faults.count == 0
 
 
+def test_our_report_on_the_media_ssrc_counts_a_packet_repaired_by_rtx_as_lost() -> None:
+    # RFC 4588: a repair arrives on the RTX SSRC, and libwebrtc's receivers leave it out of the
+    # media SSRC's report. Counted as received, a publisher policed at 300 kbit/s read little
+    # loss, kept sending more than its uplink carried, and its subscribers' video froze.
+    inbound = Inbound(90000, 96)
+    inbound.set_rtx({97: 96})
+    for seq in (10, 11, 13):
+        assert inbound.receive(rtp(seq, 3000 * seq)) is None
+    repair = rtp(500, 3000 * 12, ssrc=6, pt=97, payload=struct.pack("!H", 12) + b"m12")
+    assert inbound.receive(repair) is None
+    assert inbound.packets_received == 4 and inbound.rtx_in == 1  # forwarded and counted
+    assert inbound.packets_lost == 1
+    assert inbound.fraction_lost == (1 << 8) // 4
+
+
 def test_rtx_from_the_publisher_is_unwrapped_into_the_packet_it_repairs_once() -> None:
     # RFC 4588: RTX payload type 97 repairs 96 on an SSRC of its own; its payload starts with
     # the original sequence number (OSN). libwebrtc also resends packets that arrived (as

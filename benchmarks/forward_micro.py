@@ -6,7 +6,8 @@ Python RTP forwarder would otherwise pay: aiortc's ``RtpPacket.parse`` + ``seria
     .venv/bin/python -m benchmarks.forward_micro [--packets 100000] [--fanout 4]
 
 Lines (the path is compiled: media_server/rtpforward.c):
-- reference: RtpPacket.parse + serialize (mid, abs-send-time, audio-level extensions)
+- reference: RtpPacket.parse + serialize (mid, abs-send-time, audio-level, transport-cc
+  extensions; the subscriber's leg negotiated the first three)
 - rewrite: Outbound.forward (parse, SSRC/PT/seq/ts rewrite, extension plan, history); the send
   is a Python no-op
 - SRTP protect: pylibsrtp.Session.protect vs a Leg's send (protect, then the Leg's
@@ -14,7 +15,8 @@ Lines (the path is compiled: media_server/rtpforward.c):
 - receive+forward: Inbound.receive (RR statistics, NACK check, frame bytes, the bandwidth
   estimator's Python hook once per frame) + one Outbound, sent through a Leg (SRTP protect)
 - datagram: the whole synchronous path of one datagram: Leg.datagram_received (SRTP unprotect,
-  route by SSRC), Inbound, Outbound, Leg send (SRTP protect); only the socket calls are missing
+  route by SSRC, the transport-cc arrival recorded), Inbound, Outbound, Leg send (SRTP protect);
+  only the socket calls are missing
 - fan-out to N: receive once, forward to N subscriptions (per packet *sent*)
 
 Packets come five to a frame, the fifth with the marker bit (the bandwidth estimator runs on it).
@@ -41,11 +43,16 @@ from aiortc.rtp import RtpPacket
 from media_server import rtpheader
 from media_server.faults import Faults
 from media_server.publication import Publication
-from media_server.rtpforward import Leg
+from media_server.rtpforward import Arrivals, Leg
 from media_server.subscription import Subscription
 from media_server.transport import set_keys
 
-PUB_EXT = {rtpheader.URI_MID: 4, rtpheader.URI_ABS_SEND_TIME: 2, rtpheader.URI_AUDIO_LEVEL: 1}
+PUB_EXT = {
+    rtpheader.URI_MID: 4,
+    rtpheader.URI_ABS_SEND_TIME: 2,
+    rtpheader.URI_AUDIO_LEVEL: 1,
+    rtpheader.URI_TRANSPORT_CC: 5,
+}
 SUB_EXT = {rtpheader.URI_MID: 1, rtpheader.URI_ABS_SEND_TIME: 3, rtpheader.URI_AUDIO_LEVEL: 2}
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 PAYLOAD = bytes([0x90, 0x80, 0x80, 0x01, 0x10]) + bytes(1195)  # VP8 keyframe start, 1200 B
@@ -64,6 +71,7 @@ def packets(n: int) -> list[bytes]:
         p.extensions.mid = "1"
         p.extensions.abs_send_time = (i * 7) & 0xFFFFFF
         p.extensions.audio_level = (False, 30)
+        p.extensions.transport_sequence_number = i & 0xFFFF
         out.append(p.serialize(m))
     return out
 
@@ -178,6 +186,7 @@ def main() -> None:
         whole_pub = publication()
         publisher = leg()
         publisher.routes[42] = whole_pub.inbound
+        publisher.arrivals = Arrivals(PUB_EXT[rtpheader.URI_TRANSPORT_CC])
         sub = subscription(whole_pub, leg())
         received = publisher.datagram_received
         addr = ("127.0.0.1", 9)
@@ -204,7 +213,7 @@ def main() -> None:
         (f"fan-out to {args.fanout}, per packet sent", timed(fan_out, n * args.fanout)),
     ]
     print(
-        f"# {n} packets of 1200 B payload, 3 header extensions; python {platform.python_version()}, "
+        f"# {n} packets of 1200 B payload, 4 header extensions; python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs; best of 3"
     )
     print(f"{'path':48} {'us/packet':>10} {'x reference':>12}")

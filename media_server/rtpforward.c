@@ -263,6 +263,7 @@ typedef struct {
     PyObject *pair;         /* the pair fd and send_queued belong to */
     PyObject *dropped;
     PyObject *faults;
+    PyObject *arrivals;     /* Arrivals, or NULL: transport-cc not negotiated */
     int fd;                 /* a socket connected to the remote, or -1 */
     int rfd;                /* the socket read_ready reads (batched), or -1 */
     char connected;          /* DTLS is up */
@@ -270,7 +271,7 @@ typedef struct {
     long long read_calls, datagrams_read; /* read_ready wake-ups and what they brought */
 } Leg;
 
-static PyTypeObject LegType, InboundType, OutboundType;
+static PyTypeObject LegType, InboundType, OutboundType, ArrivalsType;
 
 /* The three types are garbage-collected (their hooks point back at the Python objects that own
    them) and are built the same way: tp_clear releases everything, so one dealloc serves. */
@@ -1264,6 +1265,255 @@ static PyMethodDef Outbound_methods[] = {
 
 static PyTypeObject OutboundType = GC_TYPE(Outbound, "One subscription's outgoing stream: header rewrite, send history, send.");
 
+/* ---- Arrivals: transport-wide congestion control feedback (draft-holmer-rmcat-transport-
+   wide-cc-extensions-01) -------------------------------------------------------------------- */
+
+/* A publisher whose packets carry the transport-wide sequence number runs its send-side
+   estimator (libwebrtc's GoogCC) on our feedback: which of its packets arrived and when. That
+   sees loss a policer causes, which our delay-based REMB cannot (a policer adds no delay).
+   Per packet: one element lookup and one store into a preallocated ring. The feedback is built
+   here too, at ~10 Hz per publishing transport (Python's TransportFeedback decides when). */
+
+#define ARRIVALS 1024       /* ring of arrivals: 100 ms of 10,000 packets/s, a third of a second
+                               late feedback at a 3 Mbit/s uplink's ~300 packets/s */
+#define TICK_US 250         /* receive delta unit (section 3.1.5) */
+#define REFERENCE_US 64000  /* reference time unit (section 3.1) */
+#define MAX_FEEDBACK 1200   /* bytes of one feedback packet: within the MTU with SRTCP's trailer */
+
+typedef struct {
+    PyObject_HEAD
+    int ext_id;             /* the extension's id on this transport (RFC 8285), 1-255 */
+    int started;
+    int64_t max;            /* highest transport sequence received, unwrapped */
+    int64_t next;           /* first one not yet reported */
+    int64_t at[ARRIVALS];   /* arrival (us, CLOCK_MONOTONIC) by unwrapped sequence % ARRIVALS; 0: none */
+    uint32_t media_ssrc;    /* the SSRC of the last packet recorded (libwebrtc reports it too) */
+    uint8_t feedback_count; /* the feedback packet count field, one more per packet sent */
+    long long recorded, late, duplicates;
+} Arrivals;
+
+static int64_t monotonic_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* The value of a header extension element `id` of exactly `len` bytes, or NULL. */
+static const uint8_t *element(const uint8_t *d, const Header *h, int id, int len) {
+    Py_ssize_t pos = h->ext_offset, end = h->ext_end;
+    if (!pos) return NULL;
+    if (!h->two_byte) {
+        if (be16(d + pos - 4) != 0xBEDE) return NULL;
+        while (pos < end) {
+            uint8_t b = d[pos];
+            if (b == 0) { pos++; continue; }
+            if (b >> 4 == 15) return NULL;
+            if (b >> 4 == id) return (b & 0x0F) + 1 == len && pos + 1 + len <= end ? d + pos + 1 : NULL;
+            pos += (b & 0x0F) + 2;
+        }
+    } else {
+        while (pos + 2 <= end) {
+            if (d[pos] == 0) { pos++; continue; }
+            if (d[pos] == id) return d[pos + 1] == len && pos + 2 + len <= end ? d + pos + 2 : NULL;
+            pos += 2 + d[pos + 1];
+        }
+    }
+    return NULL;
+}
+
+/* One arrival of transport sequence `seq` at `at_us`. Reordering within the ring is kept in
+   place; the first arrival of a sequence counts (a duplicate is ignored); one older than the
+   ring is dropped; one that arrives after it was reported lost is reported again (as
+   libwebrtc's RemoteEstimatorProxy does), so the sender learns it got through. */
+static void arrivals_record(Arrivals *a, uint16_t seq, int64_t at_us) {
+    if (at_us <= 0) at_us = 1; /* 0 marks "not received" */
+    if (!a->started) {
+        a->started = 1;
+        a->max = a->next = 0x10000 + seq; /* unwrapped values stay positive going back */
+        a->at[a->max % ARRIVALS] = at_us;
+        a->recorded++;
+        return;
+    }
+    int64_t s = a->max + (int16_t)(seq - (uint16_t)a->max);
+    if (s <= a->max - ARRIVALS) {
+        a->late++;
+        return;
+    }
+    if (s > a->max) {
+        /* the slots from the last maximum on hold arrivals a ring ago: not received yet */
+        int64_t from = s - a->max > ARRIVALS ? s - ARRIVALS : a->max + 1;
+        for (int64_t i = from; i < s; i++) a->at[i % ARRIVALS] = 0;
+        a->max = s;
+        if (a->next < s - ARRIVALS + 1) a->next = s - ARRIVALS + 1;
+    } else if (a->at[s % ARRIVALS]) {
+        a->duplicates++;
+        return;
+    }
+    a->at[s % ARRIVALS] = at_us;
+    if (s < a->next) a->next = s;
+    a->recorded++;
+}
+
+/* Floor division: a receive delta is in whole ticks at or before the arrival, and what is
+   reported is carried on (libwebrtc's encoder does the same), so rounding never accumulates. */
+static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+static void put16(uint8_t *p, unsigned v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static void put32(uint8_t *p, uint32_t v) { put16(p, v >> 16); put16(p + 2, v & 0xFFFF); }
+
+/* Packet status symbols (section 3.1.1) */
+enum { NOT_RECEIVED = 0, SMALL_DELTA = 1, LARGE_DELTA = 2 };
+
+/* The packet status chunks for `n` symbols into `out`; the bytes written. A run of one symbol
+   at least as long as a status vector holds is a run length chunk (section 3.1.3), else a
+   one-bit vector of 14 when none of them is a large delta, else a two-bit vector of 7
+   (section 3.1.4); the last vector's unused symbols are zeros the status count leaves out. */
+static int encode_chunks(const uint8_t *st, int n, uint8_t *out) {
+    int len = 0;
+    for (int i = 0; i < n;) {
+        int run = 1;
+        while (i + run < n && st[i + run] == st[i] && run < 0x1FFF) run++;
+        int large = 0;
+        for (int k = i; k < i + 14 && k < n; k++) large |= st[k] == LARGE_DELTA;
+        unsigned chunk;
+        if (run >= (large ? 7 : 14) || i + run == n) {
+            chunk = (unsigned)st[i] << 13 | (unsigned)run;
+            i += run;
+        } else if (!large) {
+            chunk = 0x8000;
+            for (int k = 0; k < 14; k++, i++) chunk |= (unsigned)(i < n && st[i]) << (13 - k);
+        } else {
+            chunk = 0xC000;
+            for (int k = 0; k < 7; k++, i++) chunk |= (unsigned)(i < n ? st[i] : 0) << (12 - 2 * k);
+        }
+        put16(out + len, chunk);
+        len += 2;
+    }
+    return len;
+}
+
+/* One feedback packet from a->next on, as far as deltas fit (a delta outside the large form's
+   16 bits ends it: the next packet has its own reference time) and MAX_FEEDBACK allows;
+   advances a->next past it. NULL with an exception on failure. */
+static PyObject *feedback_packet(Arrivals *a, uint32_t sender_ssrc) {
+    uint8_t st[ARRIVALS];
+    int16_t deltas[ARRIVALS];
+    int64_t first = a->next;
+    while (first <= a->max && !a->at[first % ARRIVALS]) first++;
+    /* first <= max: max itself was received. The reference time is the first arrival's, in
+       64 ms units; its delta is then 0-255 ticks. */
+    int64_t reference = a->at[first % ARRIVALS] / REFERENCE_US;
+    int64_t reported = reference * REFERENCE_US;
+    int n = 0, received = 0, delta_bytes = 0;
+    for (int64_t s = a->next; s <= a->max && n < ARRIVALS; s++) {
+        int64_t at = a->at[s % ARRIVALS];
+        if (!at) {
+            st[n++] = NOT_RECEIVED;
+        } else {
+            int64_t ticks = floor_div(at - reported, TICK_US);
+            if (ticks < INT16_MIN || ticks > INT16_MAX) break;
+            int size = ticks >= 0 && ticks <= 255 ? 1 : 2;
+            /* 20 header bytes, chunks at most 2 per 7 symbols (+1), deltas, 3 padding */
+            if (20 + 2 * ((n + 1) / 7 + 1) + delta_bytes + size + 3 > MAX_FEEDBACK) break;
+            st[n++] = size == 1 ? SMALL_DELTA : LARGE_DELTA;
+            deltas[received++] = (int16_t)ticks;
+            delta_bytes += size;
+            reported += ticks * TICK_US;
+        }
+    }
+    while (n > 0 && st[n - 1] == NOT_RECEIVED) n--; /* reported with what arrives after them */
+    uint8_t buf[MAX_FEEDBACK + 8];
+    int len = 20;
+    len += encode_chunks(st, n, buf + len);
+    for (int i = 0; i < received; i++) {
+        if (deltas[i] >= 0 && deltas[i] <= 255) {
+            buf[len++] = (uint8_t)deltas[i];
+        } else {
+            put16(buf + len, (uint16_t)deltas[i]);
+            len += 2;
+        }
+    }
+    int padding = (4 - len % 4) % 4;
+    if (padding) {
+        memset(buf + len, 0, padding);
+        len += padding;
+        buf[len - 1] = (uint8_t)padding; /* RFC 3550 6.4.1: the last octet counts the padding */
+    }
+    buf[0] = 0x80 | (padding ? 0x20 : 0) | 15; /* V=2, P, FMT=15 */
+    buf[1] = 205;                              /* RTPFB */
+    put16(buf + 2, (unsigned)(len / 4 - 1));
+    put32(buf + 4, sender_ssrc);
+    put32(buf + 8, a->media_ssrc);
+    put16(buf + 12, (unsigned)(a->next & 0xFFFF));
+    put16(buf + 14, (unsigned)n);
+    buf[16] = (uint8_t)(reference >> 16);
+    buf[17] = (uint8_t)(reference >> 8);
+    buf[18] = (uint8_t)reference;
+    buf[19] = a->feedback_count++;
+    a->next += n;
+    return PyBytes_FromStringAndSize((const char *)buf, len);
+}
+
+static PyObject *Arrivals_feedback(Arrivals *a, PyObject *arg) {
+    uint32_t sender_ssrc = (uint32_t)PyLong_AsUnsignedLongMask(arg);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    while (a->started && a->next <= a->max) {
+        PyObject *packet = feedback_packet(a, sender_ssrc);
+        if (packet == NULL || PyList_Append(out, packet) < 0) {
+            Py_XDECREF(packet);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(packet);
+    }
+    return out;
+}
+
+static PyObject *Arrivals_record(Arrivals *a, PyObject *args) {
+    int seq;
+    long long at_us;
+    if (!PyArg_ParseTuple(args, "iL", &seq, &at_us)) return NULL;
+    arrivals_record(a, (uint16_t)seq, at_us);
+    Py_RETURN_NONE;
+}
+
+static int Arrivals_init(Arrivals *self, PyObject *args, PyObject *kw) {
+    static char *names[] = {"ext_id", NULL};
+    int id;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "i", names, &id)) return -1;
+    if (id < 1 || id > 255) {
+        PyErr_SetString(PyExc_ValueError, "a header extension id is 1-255 (RFC 8285)");
+        return -1;
+    }
+    self->ext_id = id;
+    return 0;
+}
+
+static int Arrivals_traverse(Arrivals *self, visitproc visit, void *arg) { return 0; }
+static int Arrivals_clear(Arrivals *self) { return 0; }
+
+static PyMemberDef Arrivals_members[] = {
+    {"ext_id", T_INT, offsetof(Arrivals, ext_id), READONLY, "the transport-cc extension's id"},
+    {"recorded", T_LONGLONG, offsetof(Arrivals, recorded), READONLY, "arrivals recorded"},
+    {"late", T_LONGLONG, offsetof(Arrivals, late), READONLY, "older than the ring: not recorded"},
+    {"duplicates", T_LONGLONG, offsetof(Arrivals, duplicates), READONLY, "a sequence that arrived before"},
+    {NULL},
+};
+
+static PyMethodDef Arrivals_methods[] = {
+    {"feedback", (PyCFunction)Arrivals_feedback, METH_O,
+     "feedback(sender_ssrc) -> [bytes]: RTCP transport-cc feedback packets (RTPFB FMT=15) for "
+     "every arrival since the last call, gaps reported as not received; [] when nothing arrived."},
+    {"record", (PyCFunction)Arrivals_record, METH_VARARGS,
+     "record(seq, at_us): one arrival (the Leg records those it receives itself)."},
+    {NULL},
+};
+
+static PyTypeObject ArrivalsType = GC_TYPE(Arrivals, "A publisher transport's arrivals by transport-wide sequence "
+                                                     "number and the feedback on them (draft-holmer-rmcat-transport-wide-cc-extensions-01).");
+
 /* ---- Leg, continued: receive ---------------------------------------------------------------- */
 
 static void leg_receive(Leg *leg, const uint8_t *d, Py_ssize_t n) {
@@ -1271,6 +1521,16 @@ static void leg_receive(Leg *leg, const uint8_t *d, Py_ssize_t n) {
     if (parse(d, n, &h) < 0) {
         count(leg->dropped, k_malformed_rtp);
         return;
+    }
+    if (leg->arrivals != NULL && h.ext_offset) {
+        /* every packet on the transport counts, RTX and probes too: the sender's estimate is
+           of everything it sends */
+        Arrivals *a = (Arrivals *)leg->arrivals;
+        const uint8_t *v = element(d, &h, a->ext_id, 2);
+        if (v != NULL) {
+            arrivals_record(a, be16(v), monotonic_us());
+            a->media_ssrc = h.ssrc;
+        }
     }
     PyObject *key = PyLong_FromUnsignedLong(h.ssrc);
     if (key == NULL) {
@@ -1489,6 +1749,7 @@ static int Leg_traverse(Leg *self, visitproc visit, void *arg) {
     Py_VISIT(self->pair);
     Py_VISIT(self->dropped);
     Py_VISIT(self->faults);
+    Py_VISIT(self->arrivals);
     return 0;
 }
 
@@ -1505,8 +1766,28 @@ static int Leg_clear(Leg *self) {
     Py_CLEAR(self->pair);
     Py_CLEAR(self->dropped);
     Py_CLEAR(self->faults);
+    Py_CLEAR(self->arrivals);
     return 0;
 }
+
+static PyObject *Leg_get_arrivals(Leg *self, void *c) {
+    return Py_NewRef(self->arrivals ? self->arrivals : Py_None);
+}
+
+static int Leg_set_arrivals(Leg *self, PyObject *value, void *c) {
+    if (value != NULL && value != Py_None && !Py_IS_TYPE(value, &ArrivalsType)) {
+        PyErr_SetString(PyExc_TypeError, "arrivals is an Arrivals or None");
+        return -1;
+    }
+    Py_XSETREF(self->arrivals, value == NULL || value == Py_None ? NULL : Py_NewRef(value));
+    return 0;
+}
+
+static PyGetSetDef Leg_getset[] = {
+    {"arrivals", (getter)Leg_get_arrivals, (setter)Leg_set_arrivals,
+     "Arrivals that record the transport-cc sequence of each RTP packet received, or None", NULL},
+    {NULL},
+};
 
 static PyMemberDef Leg_members[] = {
     {"routes", T_OBJECT_EX, offsetof(Leg, routes), READONLY, "SSRC -> Inbound"},
@@ -1620,12 +1901,14 @@ PyMODINIT_FUNC PyInit_rtpforward(void) {
     InboundType.tp_getset = Inbound_getset;
     OutboundType.tp_getset = Outbound_getset;
     LegType.tp_call = (ternaryfunc)Leg_call;
-    if (PyType_Ready(&LegType) < 0 || PyType_Ready(&InboundType) < 0 || PyType_Ready(&OutboundType) < 0)
+    LegType.tp_getset = Leg_getset;
+    if (PyType_Ready(&LegType) < 0 || PyType_Ready(&InboundType) < 0 || PyType_Ready(&OutboundType) < 0 ||
+        PyType_Ready(&ArrivalsType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     if (PyModule_AddType(m, &LegType) < 0 || PyModule_AddType(m, &InboundType) < 0 ||
-        PyModule_AddType(m, &OutboundType) < 0) {
+        PyModule_AddType(m, &OutboundType) < 0 || PyModule_AddType(m, &ArrivalsType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

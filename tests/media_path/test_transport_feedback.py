@@ -1,0 +1,150 @@
+"""Transport-wide congestion control feedback (rtpforward.Arrivals) read back by a parser
+written here from draft-holmer-rmcat-transport-wide-cc-extensions-01 section 3.1 alone:
+which sequence numbers arrived, and when, to the 250 us tick."""
+
+from __future__ import annotations
+
+import struct
+
+from media_server.faults import Faults
+from media_server.rtpforward import Arrivals, Leg
+
+TICK_US = 250
+REFERENCE_US = 64000
+EXT_ID = 3
+
+
+def parse(packet: bytes) -> dict:
+    """One RTPFB FMT=15 packet: header fields and {sequence: arrival us or None}."""
+    first, pt, length = struct.unpack_from("!BBH", packet)
+    assert first >> 6 == 2 and first & 0x1F == 15 and pt == 205
+    assert len(packet) == 4 * (length + 1)
+    end = len(packet) - (packet[-1] if first & 0x20 else 0)  # RFC 3550 padding
+    sender, media, base, count = struct.unpack_from("!IIHH", packet, 4)
+    reference = int.from_bytes(packet[16:19], "big", signed=True)
+    fb_count = packet[19]
+    symbols: list[int] = []
+    pos = 20
+    while len(symbols) < count:
+        (chunk,) = struct.unpack_from("!H", packet, pos)
+        pos += 2
+        if not chunk >> 15:  # run length: T=0, S (2 bits), 13-bit run
+            symbols += [(chunk >> 13) & 3] * (chunk & 0x1FFF)
+        elif not (chunk >> 14) & 1:  # one-bit vector of 14
+            symbols += [(chunk >> (13 - k)) & 1 for k in range(14)]
+        else:  # two-bit vector of 7
+            symbols += [(chunk >> (12 - 2 * k)) & 3 for k in range(7)]
+    symbols = symbols[:count]
+    assert 3 not in symbols
+    at = reference * REFERENCE_US
+    arrivals: dict[int, int | None] = {}
+    for i, symbol in enumerate(symbols):
+        seq = (base + i) & 0xFFFF
+        if symbol == 0:
+            arrivals[seq] = None
+            continue
+        if symbol == 1:
+            delta = packet[pos]
+            pos += 1
+        else:
+            (delta,) = struct.unpack_from("!h", packet, pos)
+            pos += 2
+        at += delta * TICK_US
+        arrivals[seq] = at
+    assert pos <= end
+    return {"sender": sender, "media": media, "count": fb_count, "arrivals": arrivals}
+
+
+def reported(packets: list[bytes]) -> dict[int, int | None]:
+    out: dict[int, int | None] = {}
+    for packet in packets:
+        out.update(parse(packet)["arrivals"])
+    return out
+
+
+def tick(us: int) -> int:
+    return us - us % TICK_US  # what 250 us resolution keeps (the reference is a whole tick)
+
+
+def test_feedback_reports_arrivals_across_the_wrap_with_a_gap_reordering_and_a_duplicate() -> None:
+    arrivals = Arrivals(EXT_ID)
+    t0 = 5_000_000_123
+    times = {65533: t0, 65534: t0 + 1_000, 0: t0 + 3_000, 65535: t0 + 2_600, 3: t0 + 9_900}
+    for seq in (65533, 65534, 0, 65535, 3):  # 65535 after 0; 1 and 2 lost
+        arrivals.record(seq, times[seq])
+    arrivals.record(0, t0 + 50_000)  # a duplicate: the first arrival counts
+    packets = arrivals.feedback(0x1234)
+    assert len(packets) == 1
+    fb = parse(packets[0])
+    assert fb["sender"] == 0x1234 and fb["count"] == 0
+    assert list(fb["arrivals"]) == [65533, 65534, 65535, 0, 1, 2, 3]
+    assert fb["arrivals"][1] is None and fb["arrivals"][2] is None
+    for seq, at in times.items():
+        assert tick(at) - TICK_US < fb["arrivals"][seq] <= at  # floor, no drift
+    assert arrivals.duplicates == 1
+    assert arrivals.feedback(0x1234) == []  # all reported
+    arrivals.record(4, t0 + 12_000)
+    (later,) = arrivals.feedback(0x1234)
+    assert parse(later)["count"] == 1 and list(parse(later)["arrivals"]) == [4]
+
+
+def test_a_delta_too_large_for_two_bytes_starts_a_new_feedback_packet() -> None:
+    # 2^15 ticks of 250 us = 8.192 s: a packet 9 s after the one before cannot be a delta.
+    arrivals = Arrivals(EXT_ID)
+    t0 = 1_000_000_000
+    arrivals.record(100, t0)
+    arrivals.record(101, t0 + 300)
+    arrivals.record(102, t0 - 2_000)  # arrived earlier than 101: a negative (large) delta
+    arrivals.record(104, t0 + 9_000_000)
+    first, second = arrivals.feedback(7)
+    a, b = parse(first), parse(second)
+    assert list(a["arrivals"]) == [100, 101, 102] and list(b["arrivals"]) == [103, 104]
+    assert b["arrivals"][103] is None
+    assert abs(a["arrivals"][102] - (t0 - 2_000)) < TICK_US
+    assert abs(b["arrivals"][104] - (t0 + 9_000_000)) < TICK_US
+    assert (a["count"], b["count"]) == (0, 1)
+
+
+def test_a_late_packet_reported_lost_is_reported_again_as_received() -> None:
+    arrivals = Arrivals(EXT_ID)
+    arrivals.record(10, 1_000_000)
+    arrivals.record(12, 1_002_000)
+    assert reported(arrivals.feedback(1))[11] is None
+    arrivals.record(11, 1_030_000)
+    again = reported(arrivals.feedback(1))
+    assert again[11] is not None and abs(again[11] - 1_030_000) < TICK_US
+
+
+def test_long_runs_and_many_packets_encode_and_split_within_the_mtu() -> None:
+    arrivals = Arrivals(EXT_ID)
+    at, expected = 2_000_000, {}
+    for seq in range(60000, 60000 + 1000):
+        if seq % 50 < 30:  # runs of 30 received and 20 lost
+            at += 700 if seq % 3 else 90_000  # some large deltas
+            arrivals.record(seq & 0xFFFF, at)
+            expected[seq & 0xFFFF] = at
+    packets = arrivals.feedback(1)
+    assert all(len(p) <= 1200 for p in packets)
+    got = reported(packets)
+    last = max(expected, key=lambda s: (s - 60000) & 0xFFFF)
+    assert set(got) == {(60000 + i) & 0xFFFF for i in range(((last - 60000) & 0xFFFF) + 1)}
+    for seq, value in got.items():
+        if seq in expected:
+            assert value is not None and abs(value - expected[seq]) < TICK_US
+        else:
+            assert value is None
+
+
+def test_the_leg_records_the_transport_sequence_of_each_packet_it_receives() -> None:
+    leg = Leg(on_rtp=lambda data: None, on_rtcp=None, dropped={}, faults=Faults("test"))
+    leg.arrivals = Arrivals(EXT_ID)
+    for seq in (500, 502):
+        extension = struct.pack("!HHBHB", 0xBEDE, 1, (EXT_ID << 4) | 1, seq, 0)
+        header = struct.pack("!BBHII", 0x90, 96, seq, 3000 * seq, 5)
+        leg.receive_rtp(header + extension + b"payload")
+    leg.receive_rtp(struct.pack("!BBHII", 0x80, 96, 9, 0, 5) + b"no extension")
+    (packet,) = leg.arrivals.feedback(1)
+    fb = parse(packet)
+    assert fb["media"] == 5
+    assert [seq for seq, at in fb["arrivals"].items() if at is not None] == [500, 502]
+    assert fb["arrivals"][501] is None

@@ -147,7 +147,11 @@ async def _sfu(conn: Connection, floor: bool) -> None:
             conn.send(("stats", name, (t.user, t.system, forwarded(), drops, received, refused,
                                        wakes, datagrams)))  # fmt: skip
         elif kind == "memory":
-            conn.send(("memory", name, memory_report(body)))
+            report = memory_report(body)
+            report["history"] = sum(
+                s.out.history_bytes for p in participants.values() for s in p.subscriptions
+            )
+            conn.send(("memory", name, report))
         elif kind == "quit":
             for participant in participants.values():
                 await participant.close()

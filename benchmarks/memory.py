@@ -7,7 +7,8 @@ other's audio and video, in a child process), traced by tracemalloc. Phases:
 - live: after ``--seconds`` of VP8 640x480 ~1.4 Mbit/s + Opus from every member.
 
 Per phase: RSS growth over the SFU's empty state per participant, the part of it Python's
-allocators traced, and the source lines that grew most (per participant). What tracemalloc
+allocators traced, the send history's rings and slots (rtpforward.c, malloc'd: counted from
+every Outbound's ``history_bytes``), and the source lines that grew most (per participant). What tracemalloc
 cannot see (libsrtp, OpenSSL, the allocator's own slack) is RSS less traced.
 
 Tracing costs memory of its own, outside what it traces: tracemalloc keeps a trace (~70-80
@@ -39,7 +40,7 @@ def _show(phase: str, report: dict[str, Any], base: dict[str, Any], participants
     print(
         f"{phase}: RSS +{(report['rss'] - base['rss']) / mb:.3f} MB per participant, "
         + (f"traced +{report['traced'] / mb:.3f} MB" if "traced" in report else "not traced")
-        + f"{malloc}, "
+        + f"{malloc}, send history {report['history'] / mb:.3f} MB, "
         f"threads {base['threads']} -> {report['threads']}"
     )
     for where, size, blocks in report["grown"]:

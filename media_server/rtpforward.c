@@ -23,6 +23,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -788,19 +789,41 @@ static PyTypeObject InboundType = GC_TYPE(Inbound, "One publication's incoming s
 /* ---- Outbound: one subscription's outgoing stream ----------------------------------------- */
 
 /* The send history keeps what was sent in one ring of bytes per subscription, allocated at
-   its first packet (an idle member costs nothing) and grown, up to history_max_bytes, while
-   it would otherwise overwrite packets sent less than history_seconds ago: about that much of
-   the stream's bytes, as libwebrtc's RtpPacketHistory keeps max(1 s, 3 RTT) and Janus its
-   max_nack_queue of milliseconds. A slot per sequence number (& mask) says where a packet is;
-   a NACK for one older than history_seconds is not answered (the receiver has given up on it). */
-#define HISTORY_MIN_BYTES 16384
-#define HISTORY_SEGMENTS 8 /* the ring's eighths: when each was last written (growth check) */
+   its first packet (an idle member costs nothing) and sized to what the stream sent in the
+   last history_seconds (up to history_max_bytes): as libwebrtc's RtpPacketHistory keeps
+   max(1 s, 3 RTT) and Janus its max_nack_queue of milliseconds. A slot per sequence number
+   (& mask) says where a packet is; a NACK for one older than history_seconds is not answered
+   (the receiver has given up on it).
+
+   What the last history_seconds sent is measured from marks (bytes written, sequence number,
+   time) taken every sixteenth of it: the newest mark at least history_seconds old (the base)
+   bounds from below where the packets still to be answered start. A packet that would
+   overwrite bytes after the base grows the ring to those bytes and an eighth more (not to
+   the next power of two: a 1.4 Mbit/s second is 175 kB, which doubling held in 256 kB); one
+   whose sequence number is as far past the base's as there are slots doubles the slots. A
+   stream whose rate fell (a lower simulcast layer, a paused video) gives memory back when its
+   ring holds over half again what its last history_seconds needs. */
+#define HISTORY_MIN_BYTES 16384 /* the least history_max_bytes may be */
+#define HISTORY_FIRST_BYTES 4096 /* the ring at the first packet: an audio stream's second */
+#define HISTORY_FIRST_SLOTS 64   /* slots at the first packet: an audio stream's second */
+#define HISTORY_MARKS 17         /* 16 sixteenths of history_seconds and the base before them */
+/* Rings this large are pages of their own (mmap): malloc would serve a ring of a few hundred
+   kB from its heap once one was freed (glibc raises its mmap threshold to the largest freed),
+   where rings resized as streams ramp up leave holes and one given back is not given back. */
+#define HISTORY_PAGED_BYTES 65536
+#define HISTORY_PAGE 4096
 
 typedef struct {
     uint32_t pos;     /* where it starts in bytes ever written (mod 2^32) */
     uint32_t sent_ms; /* since the Outbound's epoch */
     uint16_t seq, len; /* len 0: empty */
 } Slot;
+
+typedef struct {
+    uint32_t written; /* bytes ever written when it was taken: later packets start here or after */
+    uint32_t ms;      /* since the Outbound's epoch */
+    uint16_t seq;     /* the sequence number of the packet it was taken at */
+} Mark;
 
 typedef struct {
     PyObject_HEAD
@@ -811,13 +834,15 @@ typedef struct {
     PyObject *faults;
     Slot *slots;         /* by sequence number & mask; NULL until the first packet is kept */
     uint8_t *ring;       /* the packets' bytes (before SRTP) in sending order, oldest overwritten */
-    uint32_t mask;       /* slots - 1; 0: not initialised, or released */
-    uint32_t ring_size;  /* bytes, a power of two: HISTORY_MIN_BYTES .. max_bytes */
+    uint32_t max_mask;   /* the most slots - 1 (a power of two); 0: not initialised, or released */
+    uint32_t mask;       /* slots - 1 now: HISTORY_FIRST_SLOTS - 1 .. max_mask */
+    uint32_t ring_size;  /* bytes: HISTORY_FIRST_BYTES .. max_bytes */
     uint32_t max_bytes;
-    uint32_t written;    /* bytes ever written to the ring (mod 2^32): the next packet's place */
-    uint32_t valid_from; /* the oldest byte still held (after a growth: what was copied) */
-    uint32_t lap_ms[HISTORY_SEGMENTS]; /* when each eighth of the ring was last entered */
-    uint8_t laps_known;  /* bit i: eighth i holds packets (lap_ms[i] means something) */
+    uint32_t head;       /* where in the ring the next packet goes (a packet never straddles its end) */
+    uint32_t written;    /* bytes ever written to the ring (mod 2^32), skipped ends included */
+    uint32_t valid_from; /* the oldest byte still held (after a resize: what was copied) */
+    Mark marks[HISTORY_MARKS]; /* a ring of them: base .. newest */
+    uint8_t base, newest;
     double history_seconds; /* sent() answers packets sent at most this long ago */
     double epoch;        /* monotonic() when created: slots' times count from it */
     uint32_t replay_window; /* libsrtp protects again only packets this close to the newest */
@@ -918,40 +943,90 @@ static int outbound_deliver(Outbound *o, const uint8_t *data, Py_ssize_t size) {
 /* Milliseconds since the Outbound was created, mod 2^32 (compared by difference: 49 days wrap). */
 static uint32_t since_epoch_ms(Outbound *o, double now) { return (uint32_t)(uint64_t)((now - o->epoch) * 1000.0); }
 
-/* A ring twice as large holding the newest ring_size bytes at their places; -1: no memory. */
-static int history_grow(Outbound *o) {
-    uint32_t size = o->ring_size, bigger = size * 2;
-    uint8_t *ring = PyMem_Calloc(bigger, 1);
+static uint8_t *ring_alloc(uint32_t size) {
+    if (size < HISTORY_PAGED_BYTES) return PyMem_Malloc(size);
+    void *ring = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return ring == MAP_FAILED ? NULL : ring;
+}
+
+static void ring_free(uint8_t *ring, uint32_t size) {
+    if (ring == NULL) return;
+    if (size < HISTORY_PAGED_BYTES) PyMem_Free(ring);
+    else munmap(ring, size);
+}
+
+/* The ring as `size` bytes holding the newest ones it held (all of them that fit) from its
+   start; -1: no memory (the ring is as it was). */
+static int history_resize(Outbound *o, uint32_t size) {
+    uint8_t *ring = ring_alloc(size);
     if (ring == NULL) return -1;
-    uint32_t q = o->written - size, left = size;
-    while (left) {
-        uint32_t from = q & (size - 1), to = q & (bigger - 1);
-        uint32_t chunk = left;
-        if (chunk > size - from) chunk = size - from;
-        if (chunk > bigger - to) chunk = bigger - to;
-        memcpy(ring + to, o->ring + from, chunk);
-        q += chunk;
-        left -= chunk;
-    }
-    PyMem_Free(o->ring);
+    uint32_t keep = o->written - o->valid_from;
+    if (keep > o->ring_size) keep = o->ring_size;
+    if (keep > size) keep = size;
+    uint32_t from = (o->head + o->ring_size - keep) % o->ring_size, first = o->ring_size - from;
+    if (first > keep) first = keep;
+    memcpy(ring, o->ring + from, first);
+    memcpy(ring + first, o->ring, keep - first);
+    ring_free(o->ring, o->ring_size);
     o->ring = ring;
-    o->ring_size = bigger;
-    if (o->written - o->valid_from > size) o->valid_from = o->written - size;
-    /* The new ring's eighths take the times of the bytes copied into them: its eighth j holds
-       the old eighths 2j and 2j+1 (mod 8) where they were copied whole, and takes the older
-       time (growing again only when what it holds is young). The rest holds nothing yet. */
-    uint32_t chunk = size / HISTORY_SEGMENTS, arc = (o->written - size) & (bigger - 1);
-    uint32_t laps[HISTORY_SEGMENTS] = {0};
-    uint8_t known = 0;
-    for (uint32_t c = 0; c < 2 * HISTORY_SEGMENTS; c++) {
-        uint32_t k = c % HISTORY_SEGMENTS, j = c / 2;
-        if (((c * chunk - arc) & (bigger - 1)) + chunk > size || !(o->laps_known >> k & 1)) continue;
-        if (!(known >> j & 1) || (int32_t)(o->lap_ms[k] - laps[j]) < 0) laps[j] = o->lap_ms[k];
-        known |= (uint8_t)(1u << j);
-    }
-    memcpy(o->lap_ms, laps, sizeof laps);
-    o->laps_known = known;
+    o->ring_size = size;
+    o->head = keep == size ? 0 : keep;
+    o->valid_from = o->written - keep;
     return 0;
+}
+
+/* The slots as `count` (a power of two), each packet at its sequence number's, the newer
+   where two meet; -1: no memory (the slots are as they were). */
+static int history_reslot(Outbound *o, uint32_t count) {
+    Slot *slots = PyMem_Calloc(count, sizeof(Slot));
+    if (slots == NULL) return -1;
+    for (uint32_t i = 0; i <= o->mask; i++) {
+        const Slot *old = &o->slots[i];
+        Slot *to = &slots[old->seq & (count - 1)];
+        if (old->len && (to->len == 0 || (int32_t)(old->pos - to->pos) > 0)) *to = *old;
+    }
+    PyMem_Free(o->slots);
+    o->slots = slots;
+    o->mask = count - 1;
+    return 0;
+}
+
+/* Bytes that hold `need` with an eighth to spare (whole pages when paged), within what the
+   history may hold. */
+static uint32_t history_room(const Outbound *o, uint32_t need) {
+    uint64_t room = (uint64_t)need + need / 8;
+    if (room < HISTORY_FIRST_BYTES) room = HISTORY_FIRST_BYTES;
+    if (room >= HISTORY_PAGED_BYTES) room = (room + HISTORY_PAGE - 1) / HISTORY_PAGE * HISTORY_PAGE;
+    return room > o->max_bytes ? o->max_bytes : (uint32_t)room;
+}
+
+/* Slots (a power of two) for a span of `span` sequence numbers, within what the history may hold. */
+static uint32_t history_slots_for(const Outbound *o, uint32_t span) {
+    uint32_t count = HISTORY_FIRST_SLOTS;
+    while (count <= span && count <= o->max_mask) count <<= 1;
+    return count > o->max_mask + 1 ? o->max_mask + 1 : count;
+}
+
+/* Every sixteenth of history_seconds a mark; the base moves to the newest mark at least
+   history_seconds old, and then a ring or slots holding over twice what came since is cut. A
+   full ring of marks (history_seconds raised) waits for the base to move: the base is never
+   younger than history_seconds. */
+static void history_mark(Outbound *o, uint32_t ms, uint16_t seq) {
+    double keep_ms = o->history_seconds * 1000.0;
+    uint8_t next = (uint8_t)((o->base + 1) % HISTORY_MARKS);
+    while (o->base != o->newest && (double)(uint32_t)(ms - o->marks[next].ms) >= keep_ms) {
+        o->base = next;
+        next = (uint8_t)((o->base + 1) % HISTORY_MARKS);
+    }
+    next = (uint8_t)((o->newest + 1) % HISTORY_MARKS);
+    if ((double)(uint32_t)(ms - o->marks[o->newest].ms) < keep_ms / 16 || next == o->base) return;
+    o->newest = next;
+    o->marks[next] = (Mark){o->written, ms, seq};
+    const Mark *base = &o->marks[o->base];
+    uint32_t room = history_room(o, o->written - base->written);
+    if (o->ring_size > room + room / 2) history_resize(o, room); /* no memory: keep the larger */
+    uint32_t slots = history_slots_for(o, (uint16_t)(seq - base->seq));
+    if (o->mask + 1 > 2 * slots) history_reslot(o, slots);
 }
 
 /* Where to write the packet of n bytes about to be sent with this sequence number: its place
@@ -960,52 +1035,56 @@ static int history_grow(Outbound *o) {
 static uint8_t *history_place(Outbound *o, Py_ssize_t n, uint16_t seq, double now) {
     uint32_t ms = since_epoch_ms(o, now);
     if (o->slots == NULL) {
-        o->ring_size = HISTORY_MIN_BYTES < o->max_bytes ? HISTORY_MIN_BYTES : o->max_bytes;
+        o->ring_size = HISTORY_FIRST_BYTES;
+        o->mask = history_slots_for(o, 0) - 1;
         o->slots = PyMem_Calloc((size_t)o->mask + 1, sizeof(Slot));
-        o->ring = PyMem_Calloc(o->ring_size, 1);
+        o->ring = ring_alloc(o->ring_size);
         if (o->slots == NULL || o->ring == NULL) {
             PyMem_Free(o->slots);
-            PyMem_Free(o->ring);
+            ring_free(o->ring, o->ring_size);
             o->slots = NULL;
             o->ring = NULL;
             PyErr_NoMemory();
             fault(o->faults, k_where_forward); /* counted and logged; the packet still goes */
             return NULL;
         }
-        o->laps_known = 0;
+        o->head = 0;
+        o->valid_from = o->written;
+        o->base = o->newest = 0;
+        o->marks[0] = (Mark){o->written, ms, seq};
     }
-    for (;;) {
-        uint32_t size = o->ring_size, at = o->written & (size - 1);
-        uint32_t skip = at + (uint32_t)n > size ? size - at : 0; /* a packet never straddles the end */
-        uint32_t start = (at + skip) & (size - 1), segment = size / HISTORY_SEGMENTS;
-        uint32_t first = (at == 0 || skip) ? start / segment : (at - 1) / segment + 1;
-        uint32_t last = (start + (uint32_t)n - 1) / segment;
-        /* The eighths this packet starts writing were last written a lap ago: if that is less
-           than history_seconds ago, the ring is too small for this stream. */
-        int young = 0;
-        for (uint32_t s = first; s <= last && s < HISTORY_SEGMENTS; s++)
-            if ((o->laps_known >> s & 1) && (double)(uint32_t)(ms - o->lap_ms[s]) < o->history_seconds * 1000.0)
-                young = 1;
-        if (young && size * 2 <= o->max_bytes && history_grow(o) == 0) continue;
-        for (uint32_t s = first; s <= last && s < HISTORY_SEGMENTS; s++) {
-            o->lap_ms[s] = ms;
-            o->laps_known |= (uint8_t)(1u << s);
-        }
-        o->written += skip;
-        Slot *slot = &o->slots[seq & o->mask];
-        slot->pos = o->written;
-        slot->sent_ms = ms;
-        slot->seq = seq;
-        slot->len = (uint16_t)n;
-        o->written += (uint32_t)n;
-        if (o->written - o->valid_from > o->ring_size) o->valid_from = o->written - o->ring_size;
-        return o->ring + start;
+    history_mark(o, ms, seq);
+    const Mark *base = &o->marks[o->base];
+    /* Bytes from the base on may still be asked for: a ring that would overwrite them grows
+       (when it cannot, the oldest go: history_max_bytes bounds it). */
+    uint32_t skip = o->head + (uint32_t)n > o->ring_size ? o->ring_size - o->head : 0;
+    uint32_t need = o->written + skip + (uint32_t)n - base->written;
+    if (need > o->ring_size && o->ring_size < o->max_bytes) {
+        /* a packet more: the resized ring may have to skip its end for this one */
+        history_resize(o, history_room(o, need + (uint32_t)n)); /* no memory: the oldest go */
+        skip = o->head + (uint32_t)n > o->ring_size ? o->ring_size - o->head : 0;
     }
+    uint32_t span = (uint16_t)(seq - base->seq);
+    if (span < 0x8000 && span > o->mask && o->mask < o->max_mask)
+        history_reslot(o, history_slots_for(o, span)); /* no memory: a slot is reused early */
+    o->written += skip;
+    if (skip) o->head = 0;
+    Slot *slot = &o->slots[seq & o->mask];
+    slot->pos = o->written;
+    slot->sent_ms = ms;
+    slot->seq = seq;
+    slot->len = (uint16_t)n;
+    uint8_t *at = o->ring + o->head;
+    o->written += (uint32_t)n;
+    o->head += (uint32_t)n;
+    if (o->head == o->ring_size) o->head = 0;
+    if (o->written - o->valid_from > o->ring_size) o->valid_from = o->written - o->ring_size;
+    return at;
 }
 
 static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, const Header *h) {
     Outbound *o = (Outbound *)self;
-    if (o->mask == 0) return 0; /* never initialised */
+    if (o->max_mask == 0) return 0; /* never initialised */
     if (!o->ready || o->send == Py_None) {
         PyObject *r = PyObject_CallFunction(o->prepare, "y#", (const char *)d, n);
         if (r == NULL) {
@@ -1106,15 +1185,14 @@ static int Outbound_init(Outbound *self, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_ValueError, "history_packets must be 1..65536");
         return -1;
     }
-    if (self->mask != 0) {
+    if (self->max_mask != 0) {
         PyErr_SetString(PyExc_RuntimeError, "Outbound is initialised once");
         return -1;
     }
     uint32_t size = 2;
     while (size < (uint32_t)capacity) size <<= 1;
-    self->mask = size - 1;
-    self->max_bytes = 1u << 14;
-    while (self->max_bytes * 2 <= max_bytes) self->max_bytes <<= 1; /* a power of two */
+    self->max_mask = size - 1;
+    self->max_bytes = max_bytes;
     self->history_seconds = seconds;
     self->epoch = monotonic();
     self->send = Py_NewRef(Py_None);
@@ -1153,16 +1231,16 @@ static int Outbound_clear(Outbound *self) {
     Py_CLEAR(self->dropped);
     Py_CLEAR(self->faults);
     forget_plans(self);
-    self->mask = 0; /* forward() and sent() treat a released history as none */
+    self->max_mask = 0; /* forward() and sent() treat a released history as none */
     PyMem_Free(self->slots);
-    PyMem_Free(self->ring);
+    ring_free(self->ring, self->ring_size);
     self->slots = NULL;
     self->ring = NULL;
     return 0;
 }
 
 static PyObject *Outbound_forward(Outbound *self, PyObject *arg) {
-    if (self->mask == 0) {
+    if (self->max_mask == 0) {
         PyErr_SetString(PyExc_RuntimeError, "Outbound is not initialised");
         return NULL;
     }
@@ -1188,13 +1266,14 @@ static PyObject *Outbound_sent(Outbound *self, PyObject *arg) {
     if ((uint32_t)((self->last_seq - seq) & 0xFFFF) >= self->replay_window) Py_RETURN_NONE;
     const Slot *slot = &self->slots[(uint32_t)seq & self->mask];
     if (slot->len == 0 || slot->seq != seq) Py_RETURN_NONE; /* none, or a newer packet's slot */
-    uint32_t held = self->written - self->valid_from;
+    uint32_t held = self->written - self->valid_from, back = self->written - slot->pos;
     if (held > self->ring_size) held = self->ring_size;
-    if (self->written - slot->pos > held) Py_RETURN_NONE; /* its bytes were overwritten */
+    if (back > held) Py_RETURN_NONE; /* its bytes were overwritten */
     uint32_t age_ms = since_epoch_ms(self, monotonic()) - slot->sent_ms;
     if ((double)age_ms > self->history_seconds * 1000.0) Py_RETURN_NONE; /* too old to help */
-    return PyBytes_FromStringAndSize((const char *)self->ring + (slot->pos & (self->ring_size - 1)),
-                                     slot->len);
+    /* Bytes ever written and ring places advance together (skipped ends count as written). */
+    uint32_t at = self->head >= back ? self->head - back : self->head + self->ring_size - back;
+    return PyBytes_FromStringAndSize((const char *)self->ring + at, slot->len);
 }
 
 static PyObject *Outbound_set_route(Outbound *self, PyObject *args, PyObject *kw) {
@@ -1216,7 +1295,7 @@ static PyObject *Outbound_get_last_sent_at(Outbound *s, void *c) {
     if (isnan(s->last_sent_at)) Py_RETURN_NONE;
     return PyFloat_FromDouble(s->last_sent_at);
 }
-static PyObject *Outbound_get_capacity(Outbound *s, void *c) { return PyLong_FromUnsignedLong(s->mask + 1); }
+static PyObject *Outbound_get_capacity(Outbound *s, void *c) { return PyLong_FromUnsignedLong(s->max_mask + 1); }
 static PyObject *Outbound_get_history_bytes(Outbound *s, void *c) {
     return PyLong_FromUnsignedLong(s->slots == NULL ? 0 : s->ring_size + (s->mask + 1) * sizeof(Slot));
 }
@@ -1225,7 +1304,7 @@ static PyObject *Outbound_get_send(Outbound *s, void *c) { return Py_NewRef(s->s
 static PyGetSetDef Outbound_getset[] = {
     {"last_seq", (getter)Outbound_get_last_seq, NULL, NULL, NULL},
     {"last_sent_at", (getter)Outbound_get_last_sent_at, NULL, NULL, NULL},
-    {"history_capacity", (getter)Outbound_get_capacity, NULL, "sequence numbers the history has slots for", NULL},
+    {"history_capacity", (getter)Outbound_get_capacity, NULL, "sequence numbers the history has slots for at most", NULL},
     {"history_bytes", (getter)Outbound_get_history_bytes, NULL, "memory the history holds now (0 until a packet is sent)", NULL},
     {"send", (getter)Outbound_get_send, NULL, NULL, NULL},
     {NULL},
@@ -1237,7 +1316,7 @@ static PyMemberDef Outbound_members[] = {
     {"replay_window", T_UINT, offsetof(Outbound, replay_window), READONLY,
      "sent() answers only this many packets back from the newest (the SRTP replay window)"},
     {"history_seconds", T_DOUBLE, offsetof(Outbound, history_seconds), 0,
-     "sent() answers packets sent at most this long ago; the history grows to hold them"},
+     "sent() answers packets sent at most this long ago; the history is sized to hold them"},
     {"history_max_bytes", T_UINT, offsetof(Outbound, max_bytes), READONLY,
      "the most the history's ring of packet bytes grows to"},
     {"payload_type", T_INT, offsetof(Outbound, payload_type), 0, NULL},

@@ -22,9 +22,10 @@ extension ids / MID value by a plan that ``rtpheader.ExtensionRewrite.plan`` wor
 extension layout. Nothing is decoded or re-encoded and unknown header extensions survive.
 Every packet sent is kept to answer the subscriber's NACKs: for ``history_seconds`` (or three
 round trips when longer: libwebrtc's RtpPacketHistory keeps max(1 s, 3 RTT)), in a ring of
-bytes in the Outbound that grows to hold that much of the stream (``history_max_bytes`` at
-most) and is allocated at the first packet, and never further back than the leg's SRTP replay
-window lets a packet be protected again (``SRTP_REPLAY_WINDOW``).
+bytes in the Outbound sized to what the stream sent that long, an eighth to spare, smaller
+again when it slows (``history_max_bytes`` at most), allocated at the first packet, and
+never further back than the leg's SRTP replay window lets a packet be protected again
+(``SRTP_REPLAY_WINDOW``).
 
 A NACK is answered within bounds (``on_nack``): each packet is resent at most once per round
 trip (``RESEND_MIN_INTERVAL_SECONDS`` at least) and ``RESEND_MAX_TIMES`` times, and every resend

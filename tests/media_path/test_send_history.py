@@ -1,13 +1,15 @@
 """The send history (rtpforward.c Outbound): bounded by time and bytes, allocated when used.
 
-A subscription keeps what it sent for about ``history_seconds`` in a ring of bytes that grows
-to hold that much of its stream (up to ``history_max_bytes``); an idle one holds nothing.
+A subscription keeps what it sent for about ``history_seconds`` in a ring of bytes sized to
+hold that much of its stream (up to ``history_max_bytes``), an eighth to spare, smaller again
+when the stream slows; an idle one holds nothing.
 Sleeps here are lower bounds only (a loaded machine makes them longer, never shorter), so the
 outcomes do not depend on timing.
 """
 
 from __future__ import annotations
 
+import random
 import struct
 import time
 
@@ -17,6 +19,8 @@ from aiortc.rtp import RtcpReceiverInfo
 from media_server.rtpforward import Outbound
 
 from .test_subscription import KEY, Wire, bound, publication, push, rtp
+
+SLOT = 12  # bytes of one sequence number's slot (rtpforward.c Slot)
 
 
 def _outbound(sent: list[bytes], **history: float) -> Outbound:
@@ -35,15 +39,16 @@ def test_an_idle_subscription_holds_no_history() -> None:
     out = _outbound([])
     assert out.history_bytes == 0 and out.sent(0) is None
     out.forward(_packet(1))
-    assert 16384 <= out.history_bytes <= 16384 + 1024 * 16
+    assert 0 < out.history_bytes <= 4096 + 64 * SLOT
 
 
 def test_a_fast_stream_grows_the_ring_to_hold_its_last_second_and_answers_exactly() -> None:
     sent: list[bytes] = []
     out = _outbound(sent, history_seconds=60.0)
-    for seq in range(600):  # 720 kB at once: the ring grows from 16 kB instead of overwriting
+    for seq in range(600):  # 720 kB at once: the ring grows from 4 kB instead of overwriting
         out.forward(_packet(seq))
-    assert 720_000 <= out.history_bytes <= (1 << 20) + 1024 * 16
+    # what the stream needs and an eighth, not the next power of two (1 MiB)
+    assert 720_000 <= out.history_bytes <= 720_000 * 9 // 8 + 2 * 1200 + 1024 * SLOT
     assert [out.sent(seq) for seq in range(600)] == sent
 
 
@@ -52,7 +57,7 @@ def test_the_byte_bound_holds_and_overwritten_packets_are_not_answered() -> None
     out = _outbound(sent, history_seconds=60.0, history_max_bytes=65536)
     for seq in range(600):
         out.forward(_packet(seq))
-    assert out.history_bytes <= 65536 + 1024 * 16
+    assert out.history_bytes <= 65536 + 1024 * SLOT
     answered = [seq for seq in range(600) if out.sent(seq) is not None]
     assert 40 <= len(answered) <= 55  # 65,536 bytes hold 54 packets of 1,200
     assert answered == list(range(600 - len(answered), 600))
@@ -76,7 +81,45 @@ def test_a_slow_stream_keeps_a_small_ring() -> None:
     for seq in range(120):  # 1,200 B every 3 ms or more: a 32 kB lap takes over 80 ms
         out.forward(_packet(seq))
         time.sleep(0.003)
-    assert out.history_bytes <= 32768 + 1024 * 16
+    assert out.history_bytes <= 32768 + 64 * SLOT
+
+
+def test_a_stream_that_slows_gives_its_memory_back_and_keeps_its_newest() -> None:
+    sent: list[bytes] = []
+    out = _outbound(sent, history_seconds=0.1)
+    for seq in range(100):  # 120 kB at once
+        out.forward(_packet(seq))
+    assert out.history_bytes >= 120_000
+    time.sleep(0.15)
+    for seq in range(100, 140):  # then 100 B every 10 ms or more: ~1 kB a window
+        out.forward(_packet(seq, 100))
+        time.sleep(0.01)
+    assert out.history_bytes <= 8192 + 64 * SLOT
+    out.history_seconds = 60.0  # what is held is answered, however slow the machine was
+    assert out.sent(139) == sent[139]
+
+
+def test_every_packet_younger_than_history_seconds_is_answered_as_sent() -> None:
+    # Bursts (keyframes) and lulls, big and small packets: the ring and the slots resize as
+    # the rate moves and never lose a packet a NACK may still ask for.
+    rng = random.Random(17)
+    sent: list[bytes] = []
+    out = _outbound(sent, history_seconds=0.05)
+    times: list[float] = []
+    for seq in range(1500):
+        phase = seq // 250 % 3  # fast, slow, bursty
+        size = rng.choice([1200, 1100]) if phase != 1 else rng.randrange(60, 200)
+        if phase == 1 or (phase == 2 and seq % 40 == 0):
+            time.sleep(rng.uniform(0.001, 0.004))
+        times.append(time.monotonic())
+        out.forward(_packet(seq, size))
+        if seq % 10:
+            continue
+        answered = [out.sent(k & 0xFFFF) for k in range(max(0, seq - 1023), seq + 1)]
+        now = time.monotonic()  # after the answers: an age measured here is an upper bound
+        young = [k for k in range(max(0, seq - 1023), seq + 1) if now - times[k] < 0.047]
+        assert [answered[k - max(0, seq - 1023)] for k in young] == [sent[k] for k in young]
+    assert out.history_bytes < 1 << 20
 
 
 @pytest.mark.parametrize(("rtt", "kept"), [(0.1, 1.0), (0.6, 1.8)])

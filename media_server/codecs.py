@@ -4,9 +4,9 @@ Publishers may send Opus audio and VP8 or H.264 (packetization-mode 0 or 1) vide
 leg's answer negotiates every such codec of the client's offer, in the order the room prefers
 (browsers send with the first codec of the answer; the Publication learns from the payload
 type which one actually arrives). A subscription leg is offered every forwarded codec the
-subscriber decodes, the one its source sends first. RTX is not negotiated on either leg:
-retransmissions travel on the media SSRC, which keeps the forwarding path a plain header
-rewrite.
+subscriber decodes, the one its source sends first. Video legs both ways negotiate RTX (RFC
+4588) for each codec: publishers' retransmissions are unwrapped on the way in, ours to
+subscribers go out on the RTX SSRC; forwarding itself stays a plain header rewrite.
 
 H.264 is matched as RFC 6184 (section 8.1) says: by profile (profile_idc plus the constraint
 flags of profile-iop, so 42e0xx, 42c0xx and 4240xx are all Constrained Baseline, 4200xx

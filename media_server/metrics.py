@@ -37,6 +37,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "retransmissions": ("packets resent to subscribers from the send history", ()),
     "retransmissions_missed": ("NACKed packets no longer in the send history", ()),
     "retransmitted_bytes": ("RTP bytes resent to subscribers", ()),
+    "retransmissions_rtx": ("of the retransmissions, those sent on the RTX SSRC (RFC 4588)", ()),
     "retransmissions_throttled": (
         "NACKed packets not resent: resent within a round trip or too often",
         (),
@@ -87,6 +88,7 @@ def participant_samples(p: Participant) -> Iterator[tuple[Key, int]]:
         yield ("retransmissions", ()), sub.retransmissions
         yield ("retransmissions_missed", ()), sub.retransmissions_missed
         yield ("retransmitted_bytes", ()), sub.retransmitted_bytes
+        yield ("retransmissions_rtx", ()), sub.retransmissions_rtx
         yield ("retransmissions_throttled", ()), sub.retransmissions_throttled
         yield ("retransmissions_over_budget", ()), sub.retransmissions_over_budget
         yield ("retransmissions_superseded", ()), sub.retransmissions_superseded

@@ -39,7 +39,8 @@ Requirements on the client: BUNDLE (one transport: the server runs max-bundle), 
 peer connection, audio Opus and video VP8 or H.264 packetization-mode 1. A publisher's video is answered RTX
 (RFC 4588): its retransmissions and probes come on an SSRC of their own (ssrc-group FID, or
 the repaired RID of a simulcast layer), which the publication's Inbound unwraps or drops;
-towards subscribers RTX is not offered (resends travel on the media SSRC). A video m-line may send 2-3 simulcast layers (rid,
+a subscription's video is offered RTX too, and where the answer keeps it our resends go on
+the RTX SSRC (else on the media SSRC). A video m-line may send 2-3 simulcast layers (rid,
 RID header extension: simulcast.py); each becomes a Publication in ``primary.layers`` and the
 subscriber's allocator picks one per subscription. Per subscriber: ``downlink`` (estimator),
 ``allocator``, ``resend_budget``. A subscription's m-line stays in the SDP after the
@@ -466,7 +467,12 @@ class Participant:
         added = []
         for subscription in batch:
             transceiver = self.pc.addTransceiver(subscription.kind, direction="sendonly")
-            transceiver.setCodecPreferences(codecs.capabilities(self._offer_codecs(subscription)))
+            # Video offers RTX (RFC 4588) for each codec and an RTX SSRC (ssrc-group:FID): the
+            # subscriber's statistics and jitter buffer then tell our resends from duplicates.
+            # Audio has none: Opus in-band FEC repairs it without a round trip.
+            rtx = [codecs.RTX_CAPABILITY] if subscription.kind == "video" else []
+            offered = codecs.capabilities(self._offer_codecs(subscription))
+            transceiver.setCodecPreferences(offered + rtx)
             sender = forwarding_sender(transceiver.sender)
             forwarding_receiver(transceiver.receiver)
             # One msid stream per publisher: the subscriber lip-syncs that publisher's audio
@@ -503,7 +509,7 @@ class Participant:
     def _bind(self, subscription: Subscription, transceiver: RTCRtpTransceiver) -> None:
         if subscription.closed:
             return
-        media_codecs = [c for c in transceiver._codecs if not c.mimeType.lower().endswith("/rtx")]
+        media_codecs = [c for c in transceiver._codecs if not codecs.is_rtx(c)]
         refusal = self._refusals.get(transceiver.mid or "")
         if refusal is None and (
             not media_codecs or transceiver.currentDirection not in ("sendonly", "sendrecv")
@@ -525,6 +531,8 @@ class Participant:
             extensions=rtpheader.extension_ids(transceiver._headerExtensions),
             send_rtp=self._leg,
             send_rtcp=self.send_rtcp,
+            rtx_ssrc=transceiver.sender._rtx_ssrc,
+            rtx_types=codecs.rtx_types(transceiver._codecs),  # what the answer kept
         )
 
     def _offer_codecs(self, subscription: Subscription) -> list[RTCRtpCodecParameters]:

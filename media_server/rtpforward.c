@@ -742,29 +742,37 @@ static PyMemberDef Inbound_members[] = {
     {NULL},
 };
 
-static PyObject *Inbound_set_rtx(Inbound *self, PyObject *types) {
+/* {RTX payload type: the media payload type it repairs (its apt)} into map[rtx] = apt (-1: not
+   RTX); -1 with an exception when a type is out of range, an RTX type is its own apt, or an apt
+   names another RTX type (unwrapping would never end). */
+static int rtx_map(PyObject *types, signed char map[128]) {
     if (!PyDict_Check(types)) {
-        PyErr_SetString(PyExc_TypeError, "set_rtx({RTX payload type: media payload type})");
-        return NULL;
+        PyErr_SetString(PyExc_TypeError, "RTX payload types: {RTX payload type: media payload type}");
+        return -1;
     }
-    signed char map[128];
-    memset(map, -1, sizeof map);
+    memset(map, -1, 128);
     PyObject *key, *value;
     Py_ssize_t pos = 0;
     while (PyDict_Next(types, &pos, &key, &value)) {
         long rtx = PyLong_AsLong(key), apt = PyLong_AsLong(value);
-        if (PyErr_Occurred()) return NULL;
+        if (PyErr_Occurred()) return -1;
         if (rtx < 0 || rtx > 127 || apt < 0 || apt > 127 || rtx == apt) {
             PyErr_SetString(PyExc_ValueError, "payload types are 0..127, an RTX type is not its apt");
-            return NULL;
+            return -1;
         }
         map[rtx] = (signed char)apt;
     }
-    for (int pt = 0; pt < 128; pt++) /* an apt that is itself RTX would unwrap forever */
+    for (int pt = 0; pt < 128; pt++)
         if (map[pt] >= 0 && map[map[pt]] >= 0) {
             PyErr_SetString(PyExc_ValueError, "an apt names another RTX payload type");
-            return NULL;
+            return -1;
         }
+    return 0;
+}
+
+static PyObject *Inbound_set_rtx(Inbound *self, PyObject *types) {
+    signed char map[128];
+    if (rtx_map(types, map) < 0) return NULL;
     memcpy(self->rtx_apt, map, sizeof map);
     Py_RETURN_NONE;
 }
@@ -857,6 +865,13 @@ typedef struct {
     uint16_t picture_id_offset;
     uint8_t tl0_offset;
     int last_picture_id, last_tl0; /* -1: none sent yet */
+    /* RTX towards the subscriber (RFC 4588), where its answer accepted it: a resend goes out on
+       rtx_ssrc with the RTX stream's own sequence numbers, as rtx_types[media payload type]
+       (0: that codec has no RTX, its resends go as they were sent, on the media SSRC). */
+    uint32_t rtx_ssrc;
+    uint16_t rtx_seq;     /* the RTX stream's next sequence number */
+    uint8_t rtx_types[128];
+    long long rtx_packets_out;
     long long packets_out, bytes_out, payload_bytes_out;
     int last_seq;        /* -1: nothing sent yet */
     uint32_t last_ts;
@@ -1257,23 +1272,125 @@ static PyObject *Outbound_forward(Outbound *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+/* Where the history holds the packet sent with sequence number `seq` (its length in *len), NULL
+   when it holds none young enough to help: never sent, its slot or bytes taken by newer
+   packets, or sent longer than history_seconds ago (the receiver has given up on it). */
+static const uint8_t *held(Outbound *o, long seq, Py_ssize_t *len) {
+    if (o->slots == NULL || seq < 0 || seq > 0xFFFF || o->last_seq < 0) return NULL;
+    const Slot *slot = &o->slots[(uint32_t)seq & o->mask];
+    if (slot->len == 0 || slot->seq != seq) return NULL; /* none, or a newer packet's slot */
+    uint32_t kept = o->written - o->valid_from, back = o->written - slot->pos;
+    if (kept > o->ring_size) kept = o->ring_size;
+    if (back > kept) return NULL; /* its bytes were overwritten */
+    uint32_t age_ms = since_epoch_ms(o, monotonic()) - slot->sent_ms;
+    if ((double)age_ms > o->history_seconds * 1000.0) return NULL; /* too old to help */
+    *len = slot->len;
+    /* Bytes ever written and ring places advance together (skipped ends count as written). */
+    return o->ring + (o->head >= back ? o->head - back : o->head + o->ring_size - back);
+}
+
+/* A packet further behind the newest one sent on the media SSRC than the sender's SRTP replay
+   window would fail srtp_protect (replay_old) if sent again as it was. */
+static int beyond_replay_window(Outbound *o, long seq) {
+    return (uint32_t)((o->last_seq - seq) & 0xFFFF) >= o->replay_window;
+}
+
 static PyObject *Outbound_sent(Outbound *self, PyObject *arg) {
     long seq = PyLong_AsLong(arg);
     if (seq == -1 && PyErr_Occurred()) return NULL;
-    if (self->slots == NULL || seq < 0 || seq > 0xFFFF || self->last_seq < 0) Py_RETURN_NONE;
-    /* A packet further behind the newest one sent than the sender's SRTP replay window would
-       fail srtp_protect (replay_old): the history does not promise it. */
-    if ((uint32_t)((self->last_seq - seq) & 0xFFFF) >= self->replay_window) Py_RETURN_NONE;
-    const Slot *slot = &self->slots[(uint32_t)seq & self->mask];
-    if (slot->len == 0 || slot->seq != seq) Py_RETURN_NONE; /* none, or a newer packet's slot */
-    uint32_t held = self->written - self->valid_from, back = self->written - slot->pos;
-    if (held > self->ring_size) held = self->ring_size;
-    if (back > held) Py_RETURN_NONE; /* its bytes were overwritten */
-    uint32_t age_ms = since_epoch_ms(self, monotonic()) - slot->sent_ms;
-    if ((double)age_ms > self->history_seconds * 1000.0) Py_RETURN_NONE; /* too old to help */
-    /* Bytes ever written and ring places advance together (skipped ends count as written). */
-    uint32_t at = self->head >= back ? self->head - back : self->head + self->ring_size - back;
-    return PyBytes_FromStringAndSize((const char *)self->ring + at, slot->len);
+    Py_ssize_t len;
+    const uint8_t *packet = held(self, seq, &len);
+    if (packet == NULL || beyond_replay_window(self, seq)) Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize((const char *)packet, len);
+}
+
+/* A resend of one packet of the history, as resendable() plans it. */
+typedef struct {
+    const uint8_t *packet; /* in the ring */
+    Py_ssize_t len;        /* its bytes there */
+    Py_ssize_t size;       /* what goes on the wire (before SRTP) */
+    Py_ssize_t payload_offset, payload_len; /* RTX: the payload without its padding */
+    uint8_t rtx_pt;        /* 0: as it was sent, on the media SSRC */
+} Resend;
+
+/* Can the packet of sequence number `seq` be resent, and how? On the RTX stream when the
+   subscriber accepted RTX for its payload type (RFC 4588 4: the header with the RTX SSRC,
+   payload type and sequence number, the original sequence number (OSN), the payload; padding
+   left out, as libwebrtc and mediasoup do): the RTX stream's sequence numbers only grow, so
+   libsrtp takes any packet the history holds. As it was otherwise (also when the RTX packet,
+   two bytes longer, would not fit the datagram forward() allows), within the replay window. */
+static int resendable(Outbound *o, long seq, Resend *r) {
+    r->packet = held(o, seq, &r->len);
+    if (r->packet == NULL) return 0;
+    r->size = r->len;
+    r->rtx_pt = o->rtx_types[r->packet[1] & 0x7F];
+    Header h;
+    if (r->rtx_pt && parse(r->packet, r->len, &h) == 0) {
+        Py_ssize_t pad = (r->packet[0] & 0x20) ? r->packet[r->len - 1] : 0;
+        r->payload_offset = h.payload_offset;
+        r->payload_len = r->len - h.payload_offset - pad;
+        r->size = h.payload_offset + 2 + r->payload_len;
+        if (r->size <= MTU - MAX_SRTP_TAG) return 1;
+        r->size = r->len;
+    }
+    r->rtx_pt = 0;
+    return !beyond_replay_window(o, seq);
+}
+
+static PyObject *Outbound_resendable(Outbound *self, PyObject *arg) {
+    long seq = PyLong_AsLong(arg);
+    if (seq == -1 && PyErr_Occurred()) return NULL;
+    Resend r;
+    if (!resendable(self, seq, &r)) Py_RETURN_NONE;
+    return PyLong_FromSsize_t(r.size);
+}
+
+static PyObject *Outbound_resend(Outbound *self, PyObject *arg) {
+    long seq = PyLong_AsLong(arg);
+    if (seq == -1 && PyErr_Occurred()) return NULL;
+    Resend r;
+    if (self->send == Py_None || !resendable(self, seq, &r)) Py_RETURN_NONE;
+    /* A copy: the send may run Python (a reroute, a callable) before it has read the bytes. */
+    uint8_t buf[MTU];
+    if (r.rtx_pt) {
+        memcpy(buf, r.packet, r.payload_offset);
+        buf[0] &= ~0x20; /* no padding */
+        buf[1] = (uint8_t)((r.packet[1] & 0x80) | r.rtx_pt);
+        buf[2] = self->rtx_seq >> 8; buf[3] = (uint8_t)self->rtx_seq;
+        buf[8] = self->rtx_ssrc >> 24; buf[9] = (uint8_t)(self->rtx_ssrc >> 16);
+        buf[10] = (uint8_t)(self->rtx_ssrc >> 8); buf[11] = (uint8_t)self->rtx_ssrc;
+        buf[r.payload_offset] = r.packet[2]; /* the OSN */
+        buf[r.payload_offset + 1] = r.packet[3];
+        memcpy(buf + r.payload_offset + 2, r.packet + r.payload_offset, r.payload_len);
+        /* Never the same number twice, even after a failed send: libsrtp may have taken it,
+           and would refuse it again (replay_fail). A gap on the RTX stream is never NACKed. */
+        self->rtx_seq++;
+    } else {
+        memcpy(buf, r.packet, r.len);
+    }
+    int rc = outbound_deliver(self, buf, r.size);
+    if (rc == NOT_CONNECTED) {
+        PyErr_SetString(PyExc_ConnectionError, "the leg is not connected");
+        return NULL;
+    }
+    if (rc == FAILED) return NULL;
+    if (r.rtx_pt) self->rtx_packets_out++;
+    return PyLong_FromSsize_t(r.size);
+}
+
+static PyObject *Outbound_set_rtx(Outbound *self, PyObject *args) {
+    unsigned int ssrc;
+    PyObject *types;
+    if (!PyArg_ParseTuple(args, "IO", &ssrc, &types)) return NULL;
+    signed char map[128];
+    if (rtx_map(types, map) < 0) return NULL;
+    uint8_t by_media[128] = {0};
+    int any = 0;
+    for (int rtx = 1; rtx < 128; rtx++) /* 0 is "no RTX" here; RTX types are dynamic (96-127) */
+        if (map[rtx] >= 0) by_media[(int)map[rtx]] = (uint8_t)rtx, any = 1;
+    memcpy(self->rtx_types, by_media, sizeof by_media);
+    self->rtx_ssrc = any ? ssrc : 0;
+    Py_RETURN_NONE;
 }
 
 static PyObject *Outbound_set_route(Outbound *self, PyObject *args, PyObject *kw) {
@@ -1325,6 +1442,10 @@ static PyMemberDef Outbound_members[] = {
     {"vp8", T_BOOL, offsetof(Outbound, vp8), 0, "rewrite the VP8 PictureID and TL0PICIDX"},
     {"picture_id_offset", T_USHORT, offsetof(Outbound, picture_id_offset), 0, NULL},
     {"tl0_offset", T_UBYTE, offsetof(Outbound, tl0_offset), 0, NULL},
+    {"rtx_ssrc", T_UINT, offsetof(Outbound, rtx_ssrc), READONLY, "the RTX stream's SSRC (set_rtx)"},
+    {"rtx_seq", T_USHORT, offsetof(Outbound, rtx_seq), 0, "the RTX stream's next sequence number"},
+    {"rtx_packets_out", T_LONGLONG, offsetof(Outbound, rtx_packets_out), READONLY,
+     "resends sent on the RTX stream"},
     {"last_picture_id", T_INT, offsetof(Outbound, last_picture_id), READONLY, "-1: none sent"},
     {"last_tl0", T_INT, offsetof(Outbound, last_tl0), READONLY, "-1: none sent"},
     {"last_ts", T_UINT, offsetof(Outbound, last_ts), READONLY, NULL},
@@ -1336,7 +1457,16 @@ static PyMemberDef Outbound_members[] = {
 
 static PyMethodDef Outbound_methods[] = {
     {"forward", (PyCFunction)Outbound_forward, METH_O, "Rewrite, keep and send one RTP packet."},
-    {"sent", (PyCFunction)Outbound_sent, METH_O, "The packet sent with this sequence number, or None."},
+    {"sent", (PyCFunction)Outbound_sent, METH_O,
+     "The packet sent with this sequence number while it could be resent as it was, or None."},
+    {"resendable", (PyCFunction)Outbound_resendable, METH_O,
+     "resendable(seq) -> bytes a resend of it puts on the wire (before SRTP), or None: it cannot go."},
+    {"resend", (PyCFunction)Outbound_resend, METH_O,
+     "resend(seq) -> bytes sent (RTX where set_rtx covers its payload type), or None: it cannot go. "
+     "Raises ConnectionError while the leg is down, the send's error if it failed."},
+    {"set_rtx", (PyCFunction)Outbound_set_rtx, METH_VARARGS,
+     "set_rtx(ssrc, {RTX payload type: media payload type}): resends go out as RTX (RFC 4588); "
+     "an empty dict: as they were sent (rtx_ssrc 0)."},
     {"set_route", (PyCFunction)(void (*)(void))Outbound_set_route, METH_VARARGS | METH_KEYWORDS,
      "Where packets go (a Leg, a callable or None) and the extension plan source."},
     {NULL},

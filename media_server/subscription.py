@@ -30,7 +30,11 @@ never further back than the leg's SRTP replay window lets a packet be protected 
 A NACK is answered within bounds (``on_nack``): each packet is resent at most once per round
 trip (``RESEND_MIN_INTERVAL_SECONDS`` at least) and ``RESEND_MAX_TIMES`` times, and every resend
 spends from the subscriber leg's ``ResendBudget`` (a share of its downlink estimate): what does
-not fit is not sent (counted), so a policed link is never flooded with retransmissions.
+not fit is not sent (counted), so a policed link is never flooded with retransmissions. Where
+the subscriber accepted RTX for the codec (RFC 4588: ``bind(rtx_types=...)``, video only) a
+resend goes out on the RTX SSRC of the m-line's ``ssrc-group:FID``, with the RTX stream's own
+sequence numbers and the original one (OSN) before the payload, so the subscriber's statistics
+and jitter buffer take it for a retransmission, not a duplicate; otherwise as it was sent.
 
 The subscription reads from a *source* (today a Publication). Simulcast layer choice, bandwidth
 adaptation and a transcoding fallback are sources too (a selector over several publications, a
@@ -214,6 +218,11 @@ class Subscription:
     def payload_bytes_out(self) -> int:
         return self.out.payload_bytes_out
 
+    @property
+    def retransmissions_rtx(self) -> int:
+        """Resends that went out on the RTX stream (RFC 4588), out of ``retransmissions``."""
+        return self.out.rtx_packets_out
+
     def bind(
         self,
         *,
@@ -224,11 +233,15 @@ class Subscription:
         send_rtp: SendRtp,
         send_rtcp: Callable[[bytes], None],
         codecs: list[RTCRtpCodecParameters] | None = None,
+        rtx_ssrc: int = 0,
+        rtx_types: dict[int, int] | None = None,
     ) -> None:
         """The subscriber accepted our m-line: start carrying packets (and ask for a keyframe).
 
         ``codecs``: what it negotiated (payload types of its leg); None = only the source's
-        codec, as ``payload_type``.
+        codec, as ``payload_type``. ``rtx_types``: {RTX payload type: the payload type it
+        repairs (apt)} it accepted (RFC 4588; None or empty: no RTX), sent on ``rtx_ssrc``.
+        Raises ValueError for payload types out of 0..127 or an apt naming an RTX type.
         """
         self.ssrc = ssrc
         self.payload_type = payload_type
@@ -240,6 +253,8 @@ class Subscription:
         self._subscriber_ext = extensions
         self.out.ssrc = ssrc
         self.out.payload_type = payload_type
+        self.out.set_rtx(rtx_ssrc, rtx_types or {})
+        self.out.rtx_seq = random.randrange(0x8000)  # as _first_seq: no SRTP rollover soon
         self._send_rtcp = send_rtcp
         self._route(send_rtp)
         self.deliver_held()
@@ -460,13 +475,14 @@ class Subscription:
     # ---- RTCP from the subscriber ---------------------------------------------------------
 
     def on_nack(self, seqs: list[int]) -> None:
-        """Resend what the subscriber lost from our history (same SSRC and sequence number),
-        within the per-packet bounds and the leg's resend budget, never one sent before the
-        keyframe the stream last restarted at (a layer switch). A packet that cannot be
-        resent never keeps the others of the same NACK from going out."""
+        """Resend what the subscriber lost from our history (as RTX where it accepted RTX, else
+        with the same SSRC and sequence number), within the per-packet bounds and the leg's
+        resend budget, never one sent before the keyframe the stream last restarted at (a
+        layer switch). A packet that cannot be resent never keeps the others of the same NACK
+        from going out."""
         self.nacks_received += 1
-        send = self.out.send
-        if send is None:
+        out = self.out
+        if out.send is None:
             return
         now = time.monotonic()
         interval = max(self.rtt or 0.0, RESEND_MIN_INTERVAL_SECONDS)
@@ -478,8 +494,8 @@ class Subscription:
                 # spends the budget the keyframe's own repairs need on a congested leg.
                 self.retransmissions_superseded += 1
                 continue
-            packet = self.out.sent(seq)
-            if packet is None:
+            size = out.resendable(seq)
+            if size is None:
                 self.retransmissions_missed += 1
                 continue
             last_at, times = resent.get(seq, (-1e9, 0))
@@ -488,11 +504,11 @@ class Subscription:
             elif times >= RESEND_MAX_TIMES or now - last_at < interval:
                 self.retransmissions_throttled += 1
                 continue
-            if self.budget is not None and not self.budget.take(len(packet)):
+            if self.budget is not None and not self.budget.take(size):
                 self.retransmissions_over_budget += 1
                 continue
             try:
-                send(packet)
+                sent = out.resend(seq)
             except ConnectionError:
                 self._drop("retransmit_not_connected")
                 return  # the leg is down: every other resend would fail the same way
@@ -500,9 +516,12 @@ class Subscription:
                 self.retransmissions_failed += 1
                 self._faults.record("subscription.retransmit", exc)
                 continue
+            if sent is None:  # its age crossed history_seconds since resendable()
+                self.retransmissions_missed += 1
+                continue
             resent[seq] = (now, times + 1)
             self.retransmissions += 1
-            self.retransmitted_bytes += len(packet)
+            self.retransmitted_bytes += sent
         if len(resent) > 2 * SRTP_REPLAY_WINDOW:
             for old in [k for k, (at, _) in resent.items() if now - at > RESEND_FORGET_SECONDS]:
                 del resent[old]

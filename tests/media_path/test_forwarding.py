@@ -67,14 +67,14 @@ async def test_each_client_decodes_the_other(make_call, codec_spies, codec: str)
             assert receiver._RTCRtpReceiver__decoder_thread is None
             assert receiver._RTCRtpReceiver__remote_bitrate_estimator is None
             assert receiver._RTCRtpReceiver__jitter_buffer is None
-        # The subscriber's m-line carries the publisher's codec and nothing else.
+        # The subscriber's m-line carries the publisher's codec and its RTX, nothing else.
         video_section = participant.pc.localDescription.sdp.split("m=video")[-1]
         names = {
             line.split()[1].split("/")[0]
             for line in video_section.splitlines()
             if line.startswith("a=rtpmap:")
         }
-        assert names == {codec}
+        assert names == {codec, "rtx"}
 
     # One certificate and one DTLS context serve every participant of the worker.
     assert len({id(side.participant._transport._ssl.get_context()) for side in (a, b)}) == 1

@@ -44,6 +44,12 @@ async def test_loss_towards_the_subscriber_is_repaired_from_the_send_history(
     assert video.retransmissions > 0
     # Every loss the subscriber asked about was still in the history.
     assert video.retransmissions_missed == 0
+    # ... and came back on the RTX SSRC its answer accepted (RFC 4588): aiortc's receiver
+    # counts that stream apart (its statistics) and unwraps it into the packets it repairs.
+    assert video.retransmissions_rtx == video.retransmissions
+    stats = (await b.client.pc.getStats()).values()
+    rtx = [s for s in stats if s.type == "inbound-rtp" and s.ssrc == video.out.rtx_ssrc]
+    assert video.out.rtx_ssrc and rtx and rtx[0].packetsReceived > 0, rtx
     sent = a.client.video.frames
     assert decode_errors.count <= 2, "lost packets reached the decoder unrepaired"
     assert b.client.frames("video") >= 0.8 * (sent - 10)

@@ -1,0 +1,199 @@
+"""RTX towards subscribers (issue 13 item 5, RFC 4588): a video subscription offers an ``rtx``
+payload type per codec and an RTX SSRC (``ssrc-group:FID``); where the subscriber's answer
+keeps it, a NACKed packet goes out on the RTX SSRC with the RTX stream's own sequence numbers
+and the original sequence number (OSN) before the payload. A subscriber that refused RTX keeps
+resends on the media SSRC. (test_loss: real aiortc subscribers repairing with it.)"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+import pylibsrtp
+from aiortc.rtp import RtpPacket
+from aiortc.sdp import SessionDescription
+
+from media_server import rtpheader
+from media_server.faults import Faults
+from media_server.rtpforward import Leg
+from media_server.subscription import Subscription
+from media_server.transport import set_keys
+
+from .peers import Call, media_settings, wait_for
+from .test_resend import srtp_sessions
+from .test_subscription import KEY, Wire, publication, push, rtp
+
+RTX_SSRC, RTX_PT = 8888, 98
+
+
+def rtx_streaming(
+    send_rtp, history_packets: int = 1024, packets: int = 10
+) -> tuple[Subscription, int]:
+    """A subscription that accepted RTX (98 repairs 97) and has sent ``packets`` (a keyframe
+    first); the first one's sequence number on the subscriber's leg."""
+    pub = publication([])
+    sub = Subscription(pub, history_packets=history_packets, faults=Faults("test"))
+    sub.bind(ssrc=9999, payload_type=97, mid="4", extensions={rtpheader.URI_MID: 1},
+             send_rtp=send_rtp, send_rtcp=lambda data: None, rtx_ssrc=RTX_SSRC,
+             rtx_types={RTX_PT: 97})  # fmt: skip
+    push(pub, rtp(10, 0, payload=KEY))
+    for seq in range(11, 10 + packets):
+        push(pub, rtp(seq, 3000 * seq))
+    return sub, (sub.out.last_seq - packets + 1) & 0xFFFF
+
+
+def test_resends_go_out_on_the_rtx_stream_with_their_own_numbering() -> None:
+    wire = Wire()
+    sub, first = rtx_streaming(wire.send)
+    originals = {p.sequence_number: p for p in wire.parsed()}
+    wire.rtp.clear()
+    sub.on_nack([(first + 3) & 0xFFFF, (first + 5) & 0xFFFF])
+    sub.on_nack([(first + 7) & 0xFFFF])  # a later NACK: the RTX numbering goes on
+    resent = wire.parsed()
+    assert [p.ssrc for p in resent] == [RTX_SSRC] * 3
+    assert [p.payload_type for p in resent] == [RTX_PT] * 3
+    start = resent[0].sequence_number
+    assert [p.sequence_number for p in resent] == [(start + k) & 0xFFFF for k in range(3)]
+    for packet, lost in zip(resent, (3, 5, 7), strict=True):
+        original = originals[(first + lost) & 0xFFFF]
+        assert packet.payload[:2] == original.sequence_number.to_bytes(2, "big")  # the OSN
+        assert packet.payload[2:] == original.payload
+        assert (packet.timestamp, packet.marker) == (original.timestamp, original.marker)
+        assert packet.extensions.mid == original.extensions.mid
+    assert (sub.retransmissions, sub.retransmissions_rtx) == (3, 3)
+    assert sub.retransmitted_bytes == sum(len(d) for d in wire.rtp)
+
+
+def test_a_nack_for_a_packet_not_in_the_history_sends_nothing() -> None:
+    wire = Wire()
+    sub, first = rtx_streaming(wire.send)
+    wire.rtp.clear()
+    rtx_seq = sub.out.rtx_seq
+    # Never sent: one of them where the slot of a packet that was sent is (1024 slots).
+    sub.on_nack([(first + 500) & 0xFFFF, (first + 3 + 1024) & 0xFFFF])
+    assert wire.rtp == [] and sub.out.rtx_seq == rtx_seq
+    assert (sub.retransmissions, sub.retransmissions_missed) == (0, 2)
+    sub.on_nack([(first + 1) & 0xFFFF])
+    (packet,) = wire.parsed()
+    assert packet.ssrc == RTX_SSRC
+    time.sleep(0.01)  # a lower bound: older than history_seconds now, however loaded
+    sub.out.history_seconds = 0.005
+    sub.on_nack([(first + 2) & 0xFFFF])
+    assert len(wire.rtp) == 1 and sub.retransmissions_missed == 3
+
+
+def test_rtx_resends_what_the_media_srtp_window_could_not_and_libsrtp_takes_them() -> None:
+    # The RTX SSRC has its own SRTP replay window, and its sequence numbers only grow: a packet
+    # 1,500 back (beyond the media SSRC's window of 1024) is resent, and nothing fails.
+    faults = Faults("test")
+    leg = Leg(on_rtp=None, on_rtcp=None, dropped={}, faults=faults)
+    rx, tx = srtp_sessions()
+    set_keys(leg, rx, tx)
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 23)
+    receiver.bind(("127.0.0.1", 0))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.connect(receiver.getsockname())
+    leg.fd, leg.connected = sender.fileno(), True
+    try:
+        sub, first = rtx_streaming(leg, history_packets=2048, packets=1600)
+        last = sub.out.last_seq
+        lost = [(last - back) & 0xFFFF for back in (1500, 10, 1023)]
+        assert sub.out.sent(lost[0]) is None  # as it was, libsrtp would refuse it
+        sub.out.rtx_seq = 0xFFFE  # and across the RTX stream's rollover
+        sub.on_nack(lost)
+        assert faults.count == 0 and sub.retransmissions_failed == 0
+        assert (sub.retransmissions, sub.retransmissions_rtx) == (3, 3)
+        # What the subscriber's libsrtp (keyed as the sender's) gets: the three, decrypted.
+        subscriber = pylibsrtp.Session(pylibsrtp.Policy(
+            key=bytes(range(30)), ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
+            srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80))  # fmt: skip
+        receiver.setblocking(False)
+        got = []
+        while True:
+            try:
+                data = receiver.recv(2048)
+            except BlockingIOError:
+                break
+            packet = RtpPacket.parse(subscriber.unprotect(data))
+            if packet.ssrc == RTX_SSRC:
+                got.append((packet.sequence_number, int.from_bytes(packet.payload[:2], "big")))
+        assert got == [(0xFFFE, lost[0]), (0xFFFF, lost[1]), (0, lost[2])]
+    finally:
+        receiver.close()
+        sender.close()
+
+
+def _without_rtx(sdp: str) -> str:
+    """An answer that refuses RTX: its rtx payload types and FID groups left out."""
+    rtx = set(re.findall(r"a=rtpmap:(\d+) rtx/", sdp))
+    out = []
+    for line in sdp.split("\r\n"):
+        if line.startswith("m=video"):
+            words = line.split(" ")
+            line = " ".join(words[:3] + [w for w in words[3:] if w not in rtx])
+        if re.match(rf"a=(rtpmap|fmtp|rtcp-fb):({'|'.join(rtx) or '-'}) ", line):
+            continue
+        if not line.startswith("a=ssrc-group:FID"):
+            out.append(line)
+    return "\r\n".join(out)
+
+
+async def test_video_subscriptions_offer_rtx_and_use_it_only_where_the_answer_kept_it() -> None:
+    call = Call(media_settings())
+    answer = call.b.client.answer
+
+    async def refusing(offer: str) -> str:
+        return _without_rtx(await answer(offer))
+
+    call.b.client.answer = refusing  # b's client refuses RTX; a's keeps what aiortc answers
+    try:
+        await call.start()
+        subs = {
+            side: {s.kind: s for s in side.participant.subscriptions} for side in (call.a, call.b)
+        }
+        await wait_for(lambda: all(s.ssrc for d in subs.values() for s in d.values()), 30, "binds")
+        accepted, refused = subs[call.a]["video"], subs[call.b]["video"]
+        offer = SessionDescription.parse(call.a.participant.pc.localDescription.sdp)
+        by_mid = {m.rtp.muxId: m for m in offer.media}
+        video, audio = by_mid[accepted.mid], by_mid[subs[call.a]["audio"].mid]
+        apts = sorted(c.parameters["apt"] for c in video.rtp.codecs if c.name == "rtx")
+        assert apts == sorted(c.payloadType for c in video.rtp.codecs if c.name != "rtx")
+        assert apts  # one rtx per video codec offered (the client decodes VP8 alone here)
+        fid = [g.items for g in video.ssrc_group if g.semantic == "FID"]
+        assert not any(c.name == "rtx" for c in audio.rtp.codecs) and not audio.ssrc_group
+        assert fid == [[accepted.ssrc, accepted.out.rtx_ssrc]] and accepted.out.rtx_ssrc
+        assert refused.out.rtx_ssrc == 0 and subs[call.a]["audio"].out.rtx_ssrc == 0
+        # The refusing subscriber's resends stay on the media SSRC.
+        await wait_for(lambda: refused.out.last_seq is not None, 30, "video to b")
+        wire = Wire()
+        refused.out.set_route(wire.send, None)
+        refused.on_nack([refused.out.last_seq])
+        (resent,) = wire.parsed()
+        assert (resent.ssrc, resent.sequence_number) == (refused.ssrc, refused.out.last_seq)
+    finally:
+        await call.close()
+
+
+def test_one_failed_rtx_resend_never_skips_the_others_nor_reuses_its_number() -> None:
+    wire = Wire()
+    sub, first = rtx_streaming(wire.send)
+    failed: list[bytes] = []
+
+    def send(data: bytes) -> None:
+        if not failed:  # libsrtp may have taken its number before the send failed
+            failed.append(data)
+            raise ValueError("sendto failed")
+        wire.rtp.append(data)
+
+    sub.out.set_route(send, None)
+    wire.rtp.clear()
+    sub.on_nack([(first + k) & 0xFFFF for k in (2, 3, 4)])
+    assert [int.from_bytes(p.payload[:2], "big") for p in wire.parsed()] == [
+        (first + 3) & 0xFFFF,
+        (first + 4) & 0xFFFF,
+    ]
+    numbers = [RtpPacket.parse(d).sequence_number for d in failed + wire.rtp]
+    assert numbers == [(numbers[0] + k) & 0xFFFF for k in range(3)]
+    assert (sub.retransmissions, sub.retransmissions_failed) == (2, 1)

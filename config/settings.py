@@ -165,6 +165,10 @@ class MediaSettings(_Section):
     # Answer a publisher's simulcast offer (a=simulcast:recv): it then sends 2-3 layers and
     # each subscriber gets the one its connection carries. False: one layer (the first).
     simulcast: bool = True
+    # Negotiate transport-wide congestion control with publishers (transport-cc header
+    # extension and feedback, media_server/feedback.py): their send-side estimator then sees
+    # the loss on their uplink. False: REMB only.
+    transport_cc: bool = True
 
     @model_validator(mode="after")
     def _port_range(self) -> MediaSettings:

@@ -56,6 +56,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "rtcp_packets_in": ("RTCP compound packets received", ()),
     "rtcp_packets_out": ("RTCP compound packets sent", ()),
     "rembs_sent": ("REMB estimates sent to publishers", ()),
+    "transport_feedback_sent": ("transport-cc feedback packets sent to publishers", ()),
     "media_faults": ("exceptions on the media path (each also logged once per type)", ()),
     "peer_connections": ("peer connections created", ()),
 }
@@ -69,6 +70,8 @@ def participant_samples(p: Participant) -> Iterator[tuple[Key, int]]:
     yield ("rtcp_packets_in", ()), p.rtcp_packets_in
     yield ("rtcp_packets_out", ()), p.rtcp_packets_out
     yield ("rembs_sent", ()), p.rembs_sent
+    if p.transport_feedback is not None:
+        yield ("transport_feedback_sent", ()), p.transport_feedback.packets_sent
     yield ("media_faults", ()), p.faults.count
     for reason, n in p.dropped.items():
         yield ("packets_dropped", ("participant", reason)), n

@@ -29,7 +29,8 @@ no forwardable codec) may be retried; one that aiortc refused half-way leaves th
 unusable: close it and start a new one.
 
 Counters (plain ints; ``dropped``: reason -> int): ``packets_in``, ``bytes_in``,
-``rtcp_packets_in``, ``rtcp_packets_out``, ``rembs_sent``, ``chat_messages_in``, ``dropped``
+``rtcp_packets_in``, ``rtcp_packets_out``, ``rembs_sent``, ``transport_feedback.packets_sent``
+(transport-cc feedback, when the client's offer had it), ``chat_messages_in``, ``dropped``
 (malformed_rtp, unknown_ssrc, payload_type, malformed_rtcp, srtp_rejected, srtcp_rejected,
 not_dtls_or_srtp, rtcp_not_connected, unexpected_data_channel, rtx_padding: an RTX packet
 without payload, a probe; rtx_unrepaired: an RTX packet for one that arrived), ``faults.count`` (media-path
@@ -100,6 +101,7 @@ from media_server import (
 from media_server.allocator import TRACE, Allocator
 from media_server.estimator import DownlinkEstimator, ResendBudget
 from media_server.faults import Faults
+from media_server.feedback import TransportFeedback
 from media_server.publication import Publication
 from media_server.rtpforward import Leg
 from media_server.subscription import Subscription
@@ -176,6 +178,9 @@ class Participant:
         self._chat = None
         self._offered = False
         self._client_numbering = reoffer.Numbering()
+        # The transport-cc extension's id in the client's offer, when we negotiate it (feedback.py)
+        self._transport_cc_id: int | None = None
+        self.transport_feedback: TransportFeedback | None = None
         self._simulcast: dict[str, simulcast.Offer] = {}  # mid -> what the client's offer sends
         self._answered = asyncio.Event()  # the client's offer is answered: we may offer
         self._pending: list[Subscription] = []
@@ -237,6 +242,10 @@ class Participant:
             learned += [c for c in media.rtp.codecs if not codecs.is_rtx(c)]
         self._offered = True
         self._client_numbering = reoffer.numbering(sdp)
+        if self.settings.transport_cc:
+            self._transport_cc_id = self._client_numbering.extension_ids.get(
+                rtpheader.URI_TRANSPORT_CC
+            )
         self._simulcast = simulcast.offered(sdp)
         if not self.settings.simulcast:
             # One layer: the answer keeps only the first rid (RFC 8853 lets the answerer drop
@@ -264,7 +273,10 @@ class Participant:
                     self._adopt(transport)
                 dtls.prefer_server_role(description, self._transports())
                 answer = await self.pc.createAnswer()
-                aligned = sdpextras.answer(reoffer.align(answer.sdp, self._client_numbering))
+                aligned = sdpextras.transport_cc(
+                    sdpextras.answer(reoffer.align(answer.sdp, self._client_numbering)),
+                    self._transport_cc_id,
+                )
                 await self.pc.setLocalDescription(RTCSessionDescription(sdp=aligned, type="answer"))
         except Exception as exc:
             raise ValueError(f"cannot answer the offer: {exc}") from exc
@@ -273,6 +285,10 @@ class Participant:
             if media.direction not in ("sendrecv", "sendonly") or not transceiver._codecs:
                 continue
             self._add_publication(media, transceiver)
+        if self._transport_cc_id is not None and self.publications and self._leg is not None:
+            self.transport_feedback = TransportFeedback(self._leg, self._transport_cc_id)
+            run = self.transport_feedback.run(self._rtcp_ssrc, self.send_rtcp)
+            self._spawn(run, "transport-cc")
         self._answered.set()
         self._connect_watch = self._spawn(self._watch_connect(), "connect-timeout")
         self._spawn(self._run_ticks(), "rtcp")
@@ -481,7 +497,11 @@ class Participant:
             added.append((subscription, transceiver))
         with ports.gathering(self._gather):
             offer = await self.pc.createOffer()
-            aligned = reoffer.align(offer.sdp, self._client_numbering)
+            # The publishing sections keep transport-cc: an answer without it would end the
+            # client's send-side estimate mid-call.
+            aligned = sdpextras.transport_cc(
+                reoffer.align(offer.sdp, self._client_numbering), self._transport_cc_id
+            )
             await self.pc.setLocalDescription(RTCSessionDescription(sdp=aligned, type="offer"))
         self._answer_waiter = asyncio.get_running_loop().create_future()
         # aiortc keeps no a=simulcast: each re-offer carries it again, or the browser would
@@ -865,6 +885,10 @@ class Participant:
         if wake is not None and not wake.done():
             wake.set_result(None)
 
+    def _rtcp_ssrc(self) -> int:
+        """The SSRC our RTCP to this participant is sent from (that of its first publication)."""
+        return self.publications[0].rtcp_ssrc if self.publications else 0
+
     def _upstream_rtt(self) -> float:
         return 0.0  # aiortc reports no RTT on a receive-only leg; retries use the 40 ms floor
 
@@ -874,7 +898,7 @@ class Participant:
         blocks = [b for b in (p.report_block() for p in self.publications) if b is not None]
         if not blocks:
             return
-        rtcp_ssrc = self.publications[0].rtcp_ssrc
+        rtcp_ssrc = self._rtcp_ssrc()
         data = bytes(RtcpRrPacket(ssrc=rtcp_ssrc, reports=blocks[:31]))
         video = [
             p

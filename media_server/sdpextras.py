@@ -1,4 +1,5 @@
-"""What the SFU's answers carry that aiortc cannot express: Opus in-band FEC and DTX.
+"""What the SFU's descriptions carry that aiortc cannot express: Opus in-band FEC and DTX,
+transport-wide congestion control on the publishing side.
 
 aiortc answers Opus with its own codec parameters (none: its capabilities have no fmtp, and
 ``setCodecPreferences`` refuses a capability with parameters it does not list), so a browser
@@ -7,14 +8,29 @@ payload type of an answer (RFC 7587 7.1: ``useinbandfec=1`` asks the sender to a
 lost packet is rebuilt from the next one; ``usedtx=1`` lets silence cost almost nothing on a
 poor uplink), keeping any parameter aiortc did write. The text is changed before
 ``setLocalDescription``, which parses it again: what aiortc keeps is what the client reads.
+
+``transport_cc(sdp, ext_id)`` negotiates transport-wide congestion control
+(draft-holmer-rmcat-transport-wide-cc-extensions-01) where the client publishes: its packets
+then carry a transport sequence number, we feed back which arrived and when
+(``feedback.TransportFeedback``), and its own send-side estimator (libwebrtc's GoogCC) sees
+what its uplink loses. Our delay-based REMB cannot: a policer drops without queueing, and a
+publisher policed at 300 kbit/s kept sending ~0.7 Mbit/s. aiortc knows the extension only as a
+sender's, so it never answers it; the text is changed like the Opus parameters above.
 """
 
 from __future__ import annotations
 
 import re
 
+from media_server.rtpheader import URI_TRANSPORT_CC
+
 OPUS_FMTP = {"minptime": "10", "useinbandfec": "1", "usedtx": "1"}
 _RTPMAP = re.compile(r"^a=rtpmap:(\d+) opus/48000", re.I | re.M)
+_ANY_RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([^/\s]+)/", re.I)
+# Our directions on a section the client publishes on (recvonly: we created it so).
+_PUBLISHING = ("a=recvonly", "a=sendrecv")
+# Payload types that are no media of their own: libwebrtc names transport-cc on media codecs.
+_NOT_MEDIA = {"rtx", "red", "ulpfec", "flexfec-03"}
 
 
 def answer(sdp: str) -> str:
@@ -35,3 +51,50 @@ def answer(sdp: str) -> str:
 
 def _join(params: dict[str, str]) -> str:
     return ";".join(f"{k}={v}" for k, v in params.items())
+
+
+def transport_cc(sdp: str, ext_id: int | None) -> str:
+    """``sdp`` (our answer or re-offer, in the client's numbering) with transport-wide
+    congestion control on every audio and video section the client publishes on (our side
+    ``recvonly`` or ``sendrecv``): ``a=extmap:<ext_id>`` of the transport-cc URI and
+    ``a=rtcp-fb:<pt> transport-cc`` for each media codec. Sections we send on only
+    (subscriptions) stay as they are: our forwarded packets carry no transport sequence of
+    ours. ``ext_id`` is the id the client's offer gave the extension (RFC 8285: one id per URI
+    in a BUNDLE); None leaves ``sdp`` unchanged (the client did not offer it)."""
+    if ext_id is None:
+        return sdp
+    eol = "\r\n" if "\r\n" in sdp else "\n"
+    lines = sdp.split(eol)
+    starts = [i for i, line in enumerate(lines) if line.startswith("m=")] + [len(lines)]
+    out = lines[: starts[0]]
+    for start, end in zip(starts, starts[1:], strict=False):
+        section = lines[start:end]
+        if section[0].startswith(("m=audio", "m=video")) and any(
+            line in _PUBLISHING for line in section
+        ):
+            section = _with_transport_cc(section, ext_id)
+        out += section
+    return eol.join(out)
+
+
+def _with_transport_cc(section: list[str], ext_id: int) -> list[str]:
+    section = [line for line in section if not _names_transport_cc(line)]
+    taken = [line for line in section if line.startswith(f"a=extmap:{ext_id} ")]
+    if taken:  # the id names something else here: the client's offer did not give it to us
+        return section
+    extmaps = [i for i, line in enumerate(section) if line.startswith("a=extmap:")]
+    at = extmaps[-1] + 1 if extmaps else len(section)
+    section.insert(at, f"a=extmap:{ext_id} {URI_TRANSPORT_CC}")
+    out = []
+    for line in section:
+        out.append(line)
+        match = _ANY_RTPMAP.match(line)
+        if match and match.group(2).lower() not in _NOT_MEDIA:
+            out.append(f"a=rtcp-fb:{match.group(1)} transport-cc")
+    return out
+
+
+def _names_transport_cc(line: str) -> bool:
+    return line.endswith(f" {URI_TRANSPORT_CC}") or (
+        line.startswith("a=rtcp-fb:") and line.endswith(" transport-cc")
+    )

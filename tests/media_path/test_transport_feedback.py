@@ -4,9 +4,12 @@ which sequence numbers arrived, and when, to the 250 us tick."""
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
+from media_server import sdpextras
 from media_server.faults import Faults
+from media_server.participant import Participant
 from media_server.rtpforward import Arrivals, Leg
 
 TICK_US = 250
@@ -148,3 +151,97 @@ def test_the_leg_records_the_transport_sequence_of_each_packet_it_receives() -> 
     assert fb["media"] == 5
     assert [seq for seq, at in fb["arrivals"].items() if at is not None] == [500, 502]
     assert fb["arrivals"][501] is None
+
+
+TCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+
+
+def _sections(sdp: str) -> list[list[str]]:
+    out: list[list[str]] = []
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            out.append([])
+        if out:
+            out[-1].append(line)
+    return out
+
+
+def _chrome_offer_with_transport_cc() -> str:
+    from .test_sdp_fuzz import CHROME_OFFER
+
+    lines = []
+    for line in CHROME_OFFER:
+        lines.append(line)
+        if line == "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid":  # audio and video
+            lines.append(f"a=extmap:5 {TCC_URI}")
+        if line == "a=rtcp-fb:96 nack pli":
+            lines.append("a=rtcp-fb:96 transport-cc")
+    return "\r\n".join(lines) + "\r\n"
+
+
+async def test_the_answer_negotiates_transport_cc_where_the_client_publishes() -> None:
+    from .test_sdp_fuzz import _answer_or_refuse
+
+    answer, participant = await _answer_or_refuse(_chrome_offer_with_transport_cc())
+    try:
+        assert answer is not None
+        audio, video = [s for s in _sections(answer) if s[0].startswith(("m=audio", "m=video"))]
+        for section in (audio, video):
+            assert f"a=extmap:5 {TCC_URI}" in section
+            media = [
+                line.split()[0].split(":")[1]
+                for line in section
+                if line.startswith("a=rtpmap:") and "rtx/" not in line
+            ]
+            assert media and all(f"a=rtcp-fb:{pt} transport-cc" in section for pt in media)
+            rtx = [line.split()[0].split(":")[1] for line in section if "rtx/" in line]
+            assert not any(f"a=rtcp-fb:{pt} transport-cc" in section for pt in rtx)
+        assert participant.transport_feedback is not None
+        assert participant._leg.arrivals.ext_id == 5
+    finally:
+        await participant.close()
+
+
+async def test_no_transport_cc_when_switched_off_or_not_offered() -> None:
+    from .peers import media_settings
+    from .test_sdp_fuzz import CHROME_OFFER, _answer_or_refuse
+
+    answer, participant = await _answer_or_refuse("\r\n".join(CHROME_OFFER) + "\r\n")
+    try:
+        assert answer is not None and "transport-cc" not in answer
+        assert participant.transport_feedback is None
+    finally:
+        await participant.close()
+    participant = Participant(
+        "off",
+        settings=media_settings(transport_cc=False),
+        on_offer=lambda sdp: asyncio.sleep(0),
+        on_publication=lambda publication: None,
+        on_chat=lambda participant, text: None,
+        on_state=lambda participant, state: None,
+    )
+    try:
+        answer = await participant.handle_offer(_chrome_offer_with_transport_cc())
+        assert TCC_URI not in answer and "transport-cc" not in answer
+        assert participant.transport_feedback is None
+    finally:
+        await participant.close()
+
+
+def test_a_reoffer_keeps_transport_cc_on_publishing_sections_only() -> None:
+    offer = "\r\n".join([
+        "v=0", "o=- 1 2 IN IP4 0.0.0.0", "s=-", "t=0 0",
+        "m=video 9 UDP/TLS/RTP/SAVPF 96 97", "a=mid:0", "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
+        "a=recvonly", "a=rtpmap:96 VP8/90000", "a=rtcp-fb:96 nack", "a=rtpmap:97 rtx/90000",
+        "a=fmtp:97 apt=96",
+        "m=video 9 UDP/TLS/RTP/SAVPF 96 97", "a=mid:1", "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
+        "a=sendonly", "a=rtpmap:96 VP8/90000", "a=rtpmap:97 rtx/90000", "a=fmtp:97 apt=96",
+        "m=application 9 UDP/DTLS/SCTP webrtc-datachannel", "a=mid:2",
+    ]) + "\r\n"  # fmt: skip
+    out = sdpextras.transport_cc(offer, 5)
+    publishing, subscribing, data = _sections(out)
+    assert f"a=extmap:5 {TCC_URI}" in publishing and "a=rtcp-fb:96 transport-cc" in publishing
+    assert "a=rtcp-fb:97 transport-cc" not in publishing
+    assert subscribing == _sections(offer)[1] and data == _sections(offer)[2]
+    assert sdpextras.transport_cc(out, 5) == out  # once, however often it runs
+    assert sdpextras.transport_cc(offer, None) == offer

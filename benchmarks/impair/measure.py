@@ -121,8 +121,12 @@ def sender_summary(samples: list[dict[str, Any]], t0: float, start: float, end: 
                    ) -> dict[str, Any]:  # fmt: skip
     """What one party's video encoder did in [start, end]: the share of that time it was
     limited by CPU or bandwidth (Chromium's qualityLimitationDurations: a starved CPU makes
-    the encoder scale down by itself, which is not network adaptation), and per layer (rid,
-    "" for one layer) the median frame width, target bitrate and frames per second."""
+    the encoder scale down by itself, which is not network adaptation), what it sent (kbit/s,
+    every RTP stream, ``sent_kbps``) and of that what it resent (``resent_kbps``: its uplink's
+    losses, repaired), the median of its send-side estimate (the selected
+    candidate pair's availableOutgoingBitrate, kbit/s, ``estimate_kbps``, None when Chromium
+    gives none), and per layer (rid, "" for one layer) the median frame width, target bitrate
+    and frames per second."""
     part = [s for s in samples if start <= s["t"] - t0 <= end + 1e-9]
     if len(part) < 2:
         return {}
@@ -147,5 +151,16 @@ def sender_summary(samples: list[dict[str, Any]], t0: float, start: float, end: 
 
         layers[rid] = {"width": median("frameWidth"), "target_bps": median("targetBitrate"),
                        "fps": median("framesPerSecond")}  # fmt: skip
+    span_s = last["t"] - first["t"]
+
+    def sent(key: str) -> float | None:
+        total = sum(o.get(key, 0) for o in last["outbound"])
+        total -= sum(o.get(key, 0) for o in first["outbound"])
+        return 8 * total / span_s / 1000 if span_s > 0 else None
+
+    estimates = sorted(s["pair"]["outgoing"] for s in part
+                       if s.get("pair") and s["pair"].get("outgoing") is not None)  # fmt: skip
     return {"cpu_limited": share.get("cpu", 0.0), "bandwidth_limited": share.get("bandwidth", 0.0),
+            "sent_kbps": sent("bytesSent"), "resent_kbps": sent("retransmittedBytesSent"),
+            "estimate_kbps": estimates[len(estimates) // 2] / 1000 if estimates else None,
             "layers": layers}  # fmt: skip

@@ -166,9 +166,18 @@ class TelevisitSingle(TelevisitTraced):
     env = {**trace.ENV, "TELEVISIT__MEDIA__SIMULCAST": "false"}
 
 
+class TelevisitRemb(TelevisitTraced):
+    """Televisit without transport-wide congestion control (media.transport_cc = false):
+    publishers learn of their uplink from our REMB and receiver reports only."""
+
+    name = "televisit-remb"
+    env = {**trace.ENV, "TELEVISIT__MEDIA__TRANSPORT_CC": "false"}
+
+
 SYSTEMS = {
     "televisit": (TelevisitTraced, televisit_call),
     "televisit-single": (TelevisitSingle, televisit_call),
+    "televisit-remb": (TelevisitRemb, televisit_call),
     "janus": (JanusHere, janus_call),
 }
 
@@ -311,6 +320,9 @@ def summarize(system: str, scenario: Scenario, samples: dict[str, list[dict[str,
                                    **measure.video_summary(intervals, start, end)}  # fmt: skip
             if sender in senders and senders[sender]:
                 row["sender_cpu_limited"] = senders[sender]["cpu_limited"]
+                row["sender_kbps"] = senders[sender]["sent_kbps"]
+                row["sender_resent_kbps"] = senders[sender]["resent_kbps"]
+                row["sender_estimate_kbps"] = senders[sender]["estimate_kbps"]
             allocations = decided["allocations"].get(name)
             if sender and allocations:
                 row["layers"] = trace.layer_time(allocations, sender, start, end)

@@ -59,3 +59,20 @@ def test_a_downlink_drop_keeps_video_playing_and_resends_within_the_link(tmp_pat
     assert sum(p["fps"] * p["dt"] for p in after) > 10, after
     # The unconstrained direction is not dragged down with it.
     assert rows["clinic <- client"]["fps"] > 1, rows["clinic <- client"]
+
+
+@pytest.mark.timeout(480)
+def test_a_policed_uplink_is_what_its_publisher_sends_into(tmp_path: Path) -> None:
+    # The client policed at 300 kbit/s both ways (no queue; scaled to 24 s). A policer adds no
+    # delay, so only feedback on what arrived (transport-cc) tells the client's Chrome what its
+    # uplink carries: with REMB and receiver reports alone it sent 309-353 kbit/s of RTP into
+    # it, 172 of them resends of what the policer dropped, and the clinic saw 6.5 fps.
+    call = _harness(tmp_path, "cap300", 0.4)
+    client = call["senders"]["client"]
+    # What it sends (RTP payload; ~260 kbit/s is the policer's 300 with packet headers) and
+    # what of it it resends (its uplink's losses): within the link, few. With transport-cc
+    # 185-197 and 25 kbit/s.
+    assert client["sent_kbps"] < 260, client
+    assert client["resent_kbps"] < 80, client
+    rows = {row["receiver"]: row for row in call["rows"]}
+    assert rows["clinic <- client"]["fps"] > 1, rows["clinic <- client"]

@@ -1044,6 +1044,14 @@ static void history_mark(Outbound *o, uint32_t ms, uint16_t seq) {
     if (o->mask + 1 > 2 * slots) history_reslot(o, slots);
 }
 
+/* The history's memory given back: sent() answers nothing until a packet is kept again. */
+static void history_release(Outbound *o) {
+    PyMem_Free(o->slots);
+    ring_free(o->ring, o->ring_size);
+    o->slots = NULL;
+    o->ring = NULL;
+}
+
 /* Where to write the packet of n bytes about to be sent with this sequence number: its place
    in the history, kept for sent() (built there, so keeping it costs no copy); NULL when the
    history cannot be allocated (a fault: the packet goes from the caller's buffer, unkept). */
@@ -1055,10 +1063,7 @@ static uint8_t *history_place(Outbound *o, Py_ssize_t n, uint16_t seq, double no
         o->slots = PyMem_Calloc((size_t)o->mask + 1, sizeof(Slot));
         o->ring = ring_alloc(o->ring_size);
         if (o->slots == NULL || o->ring == NULL) {
-            PyMem_Free(o->slots);
-            ring_free(o->ring, o->ring_size);
-            o->slots = NULL;
-            o->ring = NULL;
+            history_release(o);
             PyErr_NoMemory();
             fault(o->faults, k_where_forward); /* counted and logged; the packet still goes */
             return NULL;
@@ -1138,7 +1143,11 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
         return 0;
     }
     double now = monotonic();
-    uint8_t local[MTU], *out = history_place(o, size, seq, now);
+    uint8_t local[MTU], *out = NULL;
+    if (o->history_seconds > 0)
+        out = history_place(o, size, seq, now);
+    else if (o->slots != NULL) /* a subscriber that asks for no resends: nothing to keep */
+        history_release(o);
     if (out == NULL) out = local;
     if (plan) {
         run_plan(plan, d, out);
@@ -1247,10 +1256,7 @@ static int Outbound_clear(Outbound *self) {
     Py_CLEAR(self->faults);
     forget_plans(self);
     self->max_mask = 0; /* forward() and sent() treat a released history as none */
-    PyMem_Free(self->slots);
-    ring_free(self->ring, self->ring_size);
-    self->slots = NULL;
-    self->ring = NULL;
+    history_release(self);
     return 0;
 }
 
@@ -1433,7 +1439,8 @@ static PyMemberDef Outbound_members[] = {
     {"replay_window", T_UINT, offsetof(Outbound, replay_window), READONLY,
      "sent() answers only this many packets back from the newest (the SRTP replay window)"},
     {"history_seconds", T_DOUBLE, offsetof(Outbound, history_seconds), 0,
-     "sent() answers packets sent at most this long ago; the history is sized to hold them"},
+     "sent() answers packets sent at most this long ago; the history is sized to hold them "
+     "(0: none kept, its memory given back)"},
     {"history_max_bytes", T_UINT, offsetof(Outbound, max_bytes), READONLY,
      "the most the history's ring of packet bytes grows to"},
     {"payload_type", T_INT, offsetof(Outbound, payload_type), 0, NULL},

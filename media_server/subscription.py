@@ -255,6 +255,7 @@ class Subscription:
         self.out.payload_type = payload_type
         self.out.set_rtx(rtx_ssrc, rtx_types or {})
         self.out.rtx_seq = random.randrange(0x8000)  # as _first_seq: no SRTP rollover soon
+        self.out.history_seconds = self._history_kept()
         self._send_rtcp = send_rtcp
         self._route(send_rtp)
         self.deliver_held()
@@ -530,6 +531,17 @@ class Subscription:
         self.keyframe_requests += 1
         self.source.request_keyframe()
 
+    def _history_kept(self) -> float:
+        """Seconds the send history keeps (the setting, or 3 round trips when longer); 0 when
+        the subscriber negotiated no NACK (RFC 4585 ``a=rtcp-fb:* nack``) for any codec of
+        the m-line: it will ask for no resends (browsers and aiortc send Opus without), so
+        keeping its packets is memory for nothing."""
+        if not any(
+            f.type == "nack" and not f.parameter for c in self.codecs for f in c.rtcpFeedback
+        ):
+            return 0.0
+        return max(self._history_seconds, 3 * (self.rtt or 0.0))
+
     def on_receiver_report(self, report: rtcp.RtcpReceiverInfo) -> None:
         self.fraction_lost = report.fraction_lost
         self.packets_lost = report.packets_lost
@@ -537,7 +549,7 @@ class Subscription:
         rtt = rtcp.rtt_from_report(report.lsr, report.dlsr, self._sr_sent)
         if rtt is not None:
             self.rtt = rtt
-            self.out.history_seconds = max(self._history_seconds, 3 * rtt)
+            self.out.history_seconds = self._history_kept()
         self._leg_loss(report.highest_sequence, report.packets_lost)
 
     def _leg_loss(self, highest: int, lost: int) -> None:

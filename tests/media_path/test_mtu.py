@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pylibsrtp
 import pytest
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from media_server.faults import Faults
@@ -15,7 +15,10 @@ from media_server.rtpforward import Leg
 from media_server.subscription import Subscription
 from media_server.transport import set_keys
 
-VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+VP8 = RTCRtpCodecParameters(
+    mimeType="video/VP8", clockRate=90000, payloadType=96,
+    rtcpFeedback=[RTCRtcpFeedback(type="nack")],  # NACKs asked for: resent from the history
+)  # fmt: skip
 PROFILES = {  # profile -> key + salt length
     pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80: 30,
     pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM: 28,

@@ -14,11 +14,15 @@ import struct
 import time
 
 import pytest
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
 from aiortc.rtp import RtcpReceiverInfo
 
+from media_server import rtpheader
+from media_server.faults import Faults
 from media_server.rtpforward import Outbound
+from media_server.subscription import Subscription
 
-from .test_subscription import KEY, Wire, bound, publication, push, rtp
+from .test_subscription import DELTA, KEY, Wire, bound, publication, push, rtp
 
 SLOT = 12  # bytes of one sequence number's slot (rtpforward.c Slot)
 
@@ -139,3 +143,37 @@ def test_a_subscription_keeps_its_packets_for_three_round_trips_when_longer(
     sub.on_receiver_report(RtcpReceiverInfo(9999, 0, 0, 0, 0, lsr=0xCCDD0011, dlsr=0))
     assert sub.rtt == pytest.approx(rtt)
     assert sub.out.history_seconds == pytest.approx(kept)
+
+
+def test_history_seconds_zero_keeps_nothing_and_gives_the_history_back() -> None:
+    sent: list[bytes] = []
+    out = _outbound(sent)
+    out.forward(_packet(1))
+    assert out.history_bytes > 0
+    out.history_seconds = 0.0
+    out.forward(_packet(2))
+    assert out.history_bytes == 0 and out.sent(2) is None and out.sent(1) is None
+    assert sent == [_packet(1), _packet(2)]  # still sent
+
+
+@pytest.mark.parametrize(("feedback", "kept"), [([], False), (["nack"], True)])
+def test_a_subscriber_that_negotiated_no_nack_gets_no_history(
+    feedback: list[str], kept: bool
+) -> None:
+    # Opus as browsers and aiortc negotiate it has no a=rtcp-fb nack: nothing will ask for a
+    # resend, so nothing is kept (an audio subscription held ~13 kB of history for nothing).
+    codec = RTCRtpCodecParameters(
+        mimeType="video/VP8", clockRate=90000, payloadType=97,
+        rtcpFeedback=[RTCRtcpFeedback(type=f) for f in feedback],
+    )  # fmt: skip
+    wire = Wire()
+    pub = publication([])
+    sub = Subscription(pub, history_packets=1024, faults=Faults("test"))
+    sub.bind(
+        ssrc=9999, payload_type=97, mid="4", extensions={rtpheader.URI_MID: 1},
+        send_rtp=wire.send, send_rtcp=wire.rtcp.append, codecs=[codec],
+    )  # fmt: skip
+    push(pub, rtp(10, 1000, payload=KEY))
+    push(pub, rtp(11, 1000, payload=DELTA))
+    assert wire.rtp and (sub.out.history_bytes > 0) == kept
+    assert (sub.out.history_seconds > 0) == kept

@@ -4,9 +4,7 @@ and SR translation, on hand-made packets (the end-to-end tests cover real peers)
 from __future__ import annotations
 
 import pytest
-from aiortc.rtcrtpparameters import (
-    RTCRtpCodecParameters,
-)
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
 from aiortc.rtp import RtcpPacket, RtcpReceiverInfo, RtpPacket
 
 from media_server import rtcp, rtpheader
@@ -15,7 +13,11 @@ from media_server.faults import Faults
 from media_server.publication import Publication
 from media_server.subscription import CodecMismatch, Subscription
 
-VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=120)
+# as negotiated with a browser or aiortc: NACKs asked for (the send history is kept for them)
+VP8 = RTCRtpCodecParameters(
+    mimeType="video/VP8", clockRate=90000, payloadType=120,
+    rtcpFeedback=[RTCRtcpFeedback(type="nack"), RTCRtcpFeedback(type="nack", parameter="pli")],
+)  # fmt: skip
 KEY = bytes([0x90, 0x80, 0x80, 0x01, 0x10]) + b"key"
 DELTA = bytes([0x90, 0x80, 0x80, 0x01, 0x11]) + b"delta"
 

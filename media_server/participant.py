@@ -173,6 +173,7 @@ class Participant:
         self._by_mid: dict[str, Publication] = {}
         self._mid_ext_id: int | None = None
         self._by_out_ssrc: dict[int, Subscription] = {}
+        self._by_rtx_ssrc: dict[int, Subscription] = {}  # their RTX streams (RFC 4588)
         self._transport = None
         self._leg: Leg | None = None  # decrypts, routes and sends; calling it sends a packet
         self._chat = None
@@ -554,6 +555,8 @@ class Participant:
             rtx_ssrc=transceiver.sender._rtx_ssrc,
             rtx_types=codecs.rtx_types(transceiver._codecs),  # what the answer kept
         )
+        if subscription.out.rtx_ssrc:
+            self._by_rtx_ssrc[subscription.out.rtx_ssrc] = subscription
 
     def _offer_codecs(self, subscription: Subscription) -> list[RTCRtpCodecParameters]:
         """What to offer on a subscription's m-line: every forwarded codec the client decodes
@@ -762,7 +765,7 @@ class Participant:
             "demand_bps": d.demand, "sent_bps": None if d.sent_bps is None
             else int(d.sent_bps), "loss": round(d.fraction_lost, 3), "streams": streams,
             "window_packets": d.window_packets,
-            "legs": [(s.kind, s.leg_expected, s.leg_lost) for s in self.subscriptions],
+            "legs": [(s.kind, s.leg_expected, s.leg_lost, s.rtx_received) for s in self.subscriptions],
         })  # fmt: skip
 
     def _publish_layers(self, publication: Publication, rids: list[str]) -> None:
@@ -786,7 +789,11 @@ class Participant:
                 info = packet.sender_info
                 publication.on_sender_report(info.ntp_timestamp, info.rtp_timestamp)
         if isinstance(packet, (RtcpSrPacket, RtcpRrPacket)):
-            for report in packet.reports:
+            # RTX blocks first: the repairs they count belong in the media block's window.
+            rtx = self._by_rtx_ssrc
+            for report in sorted(packet.reports, key=lambda r: r.ssrc not in rtx):
+                if report.ssrc in rtx:
+                    rtx[report.ssrc].on_rtx_report(report)
                 subscription = self._by_out_ssrc.get(report.ssrc)
                 if subscription is not None:
                     subscription.on_receiver_report(report)

@@ -184,6 +184,10 @@ class Subscription:
         self.leg_expected = 0
         self.leg_lost = 0
         self._report_counts: tuple[int, int, int] | None = None  # (forwarded, received, highest)
+        # RTX packets the subscriber reports received on our RTX SSRC (on_rtx_report), and
+        # (extended highest, cumulative lost) of its last report block for that SSRC.
+        self.rtx_received = 0
+        self._rtx_counts = (-1, 0)
         # A keyframe and what followed it, held while the subscriber cannot receive yet (see
         # _hold): empty once delivered, so an established subscription holds nothing.
         self._held: list[bytes] = []
@@ -255,6 +259,7 @@ class Subscription:
         self.out.payload_type = payload_type
         self.out.set_rtx(rtx_ssrc, rtx_types or {})
         self.out.rtx_seq = random.randrange(0x8000)  # as _first_seq: no SRTP rollover soon
+        self._rtx_counts = (self.out.rtx_seq - 1, 0)  # its first: received once reported
         self.out.history_seconds = self._history_kept()
         self._send_rtcp = send_rtcp
         self._route(send_rtp)
@@ -565,7 +570,9 @@ class Subscription:
         Before, the source's own loss rate was subtracted, read when the report arrived: its
         counter runs ahead of the subscriber's ``highest``, so with a report per NACK the
         uplink's losses landed in a later window with nothing to subtract (a clean leg whose
-        publisher was policed at 300 kbit/s read 60-90% loss, and its video was paused)."""
+        publisher was policed at 300 kbit/s read 60-90% loss, and its video was paused).
+        With RTX the subscriber counts a repair on the RTX SSRC, not here: ``rtx_received``
+        adds it back, so the loss is after repair either way."""
         out = self.out
         ahead = 0 if out.last_seq is None else (out.last_seq - highest) & 0xFFFF
         previous = self._report_counts
@@ -573,7 +580,8 @@ class Subscription:
             return  # a stale report, or nothing new: the window stays open
         in_flight = sum(1 for k in range(1, ahead + 1)
                         if out.sent((highest + k) & 0xFFFF) is not None)  # fmt: skip
-        counts = self._report_counts = (out.packets_out - in_flight, highest - lost, highest)
+        received = highest - lost + self.rtx_received
+        counts = self._report_counts = (out.packets_out - in_flight, received, highest)
         if previous is None:
             return
         forwarded, received = counts[0] - previous[0], counts[1] - previous[1]
@@ -581,6 +589,21 @@ class Subscription:
             return
         self.leg_expected += forwarded
         self.leg_lost += max(0, min(forwarded, forwarded - received))
+
+    def on_rtx_report(self, report: rtcp.RtcpReceiverInfo) -> None:
+        """The subscriber's report block for our RTX SSRC: what arrived on it since the last
+        one (RFC 3550 6.4.1: the extended highest sequence number less the cumulative lost
+        grows by exactly that) joins ``rtx_received``. libwebrtc and aiortc leave a packet
+        repaired through RTX out of the media SSRC's counts (RFC 4588 streams are counted
+        apart), where a resend on the media SSRC counted as received: without this the leg's
+        loss would read before repair with RTX, and 10% random loss paused a subscriber's
+        video that repairs kept playing."""
+        highest, lost = report.highest_sequence, report.packets_lost
+        previous = self._rtx_counts
+        if highest <= previous[0]:
+            return  # stale, or nothing new
+        self.rtx_received += max(0, (highest - previous[0]) - (lost - previous[1]))
+        self._rtx_counts = (highest, lost)
 
     def on_remb(self, bitrate: int) -> None:
         self.remb = bitrate

@@ -50,6 +50,7 @@ async def test_loss_towards_the_subscriber_is_repaired_from_the_send_history(
     stats = (await b.client.pc.getStats()).values()
     rtx = [s for s in stats if s.type == "inbound-rtp" and s.ssrc == video.out.rtx_ssrc]
     assert video.out.rtx_ssrc and rtx and rtx[0].packetsReceived > 0, rtx
+    assert video.rtx_received > 0  # its receiver reports for that SSRC reached the leg's loss
     sent = a.client.video.frames
     assert decode_errors.count <= 2, "lost packets reached the decoder unrepaired"
     assert b.client.frames("video") >= 0.8 * (sent - 10)

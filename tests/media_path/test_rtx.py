@@ -11,7 +11,7 @@ import socket
 import time
 
 import pylibsrtp
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtcpReceiverInfo, RtpPacket
 from aiortc.sdp import SessionDescription
 
 from media_server import rtpheader
@@ -197,3 +197,25 @@ def test_one_failed_rtx_resend_never_skips_the_others_nor_reuses_its_number() ->
     numbers = [RtpPacket.parse(d).sequence_number for d in failed + wire.rtp]
     assert numbers == [(numbers[0] + k) & 0xFFFF for k in range(3)]
     assert (sub.retransmissions, sub.retransmissions_failed) == (2, 1)
+
+
+def test_a_repair_on_the_rtx_ssrc_counts_as_received_in_the_legs_loss() -> None:
+    # The subscriber's receiver reports leave RTX repairs out of the media SSRC's counts
+    # (libwebrtc, aiortc) and report them on the RTX SSRC: the leg's loss is after repair, as
+    # with resends on the media SSRC (read before repair, 10% random loss paused video).
+    wire = Wire()
+    sub, first = rtx_streaming(wire.send, packets=2)
+    media = RtcpReceiverInfo(ssrc=9999, fraction_lost=0, packets_lost=0,
+                             highest_sequence=first + 1, jitter=0, lsr=0, dlsr=0)  # fmt: skip
+    sub.on_receiver_report(media)
+    pub = sub.source
+    for seq in range(12, 22):
+        push(pub, rtp(seq, 3000 * seq))
+    sub.on_nack([(first + 4) & 0xFFFF, (first + 7) & 0xFFFF])  # lost on the way, repaired
+    rtx_first = RtpPacket.parse(wire.rtp[-2]).sequence_number
+    rtx = RtcpReceiverInfo(ssrc=RTX_SSRC, fraction_lost=0, packets_lost=0,
+                           highest_sequence=rtx_first + 1, jitter=0, lsr=0, dlsr=0)  # fmt: skip
+    sub.on_rtx_report(rtx)
+    media.highest_sequence, media.packets_lost = first + 11, 2
+    sub.on_receiver_report(media)
+    assert (sub.rtx_received, sub.leg_expected, sub.leg_lost) == (2, 10, 0)

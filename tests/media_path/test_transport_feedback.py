@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import struct
 
-from media_server import sdpextras
+from media_server import rtpheader, sdpextras
 from media_server.faults import Faults
 from media_server.participant import Participant
-from media_server.rtpforward import Arrivals, Leg
+from media_server.rtpforward import Arrivals, Leg, apply_plan
 
 TICK_US = 250
 REFERENCE_US = 64000
@@ -245,3 +245,19 @@ def test_a_reoffer_keeps_transport_cc_on_publishing_sections_only() -> None:
     assert subscribing == _sections(offer)[1] and data == _sections(offer)[2]
     assert sdpextras.transport_cc(out, 5) == out  # once, however often it runs
     assert sdpextras.transport_cc(offer, None) == offer
+
+
+def test_a_publishers_transport_sequence_never_reaches_a_subscriber() -> None:
+    # The subscriber's leg negotiates no transport-cc (aiortc's own extensions, sdpextras adds
+    # it on publishing sections only): the element is blanked, not passed on as if it were a
+    # sequence of our leg to it.
+    publisher = {rtpheader.URI_MID: 4, rtpheader.URI_TRANSPORT_CC: EXT_ID}
+    subscriber = {rtpheader.URI_MID: 1}
+    block = bytes([(4 << 4) | 0]) + b"1" + bytes([(EXT_ID << 4) | 1]) + b"\x12\x34"
+    block += bytes(-len(block) % 4)
+    packet = struct.pack("!BBHII", 0x90, 96, 7, 0, 5) + struct.pack("!HH", 0xBEDE, len(block) // 4)
+    packet += block + b"payload"
+    plan = rtpheader.ExtensionRewrite(publisher, subscriber, "0").plan(packet)
+    out = apply_plan(plan, packet)
+    ids = {ident for _, ident, _ in rtpheader.elements(out, rtpheader.parse(out))}
+    assert ids == {1} and b"\x12\x34" not in out

@@ -71,8 +71,8 @@ def test_a_policed_uplink_is_what_its_publisher_sends_into(tmp_path: Path) -> No
     client = call["senders"]["client"]
     # What it sends (RTP payload; ~260 kbit/s is the policer's 300 with packet headers) and
     # what of it it resends (its uplink's losses): within the link, few. With transport-cc
-    # 185-197 and 25 kbit/s.
+    # 185-199 and 25-28 kbit/s; without, over this short call, 305-353 and 129-172.
     assert client["sent_kbps"] < 260, client
-    assert client["resent_kbps"] < 80, client
+    assert client["resent_kbps"] < 60, client
     rows = {row["receiver"]: row for row in call["rows"]}
     assert rows["clinic <- client"]["fps"] > 1, rows["clinic <- client"]

@@ -600,9 +600,15 @@ class Subscription:
         video that repairs kept playing."""
         highest, lost = report.highest_sequence, report.packets_lost
         previous = self._rtx_counts
-        if highest <= previous[0]:
+        advanced = highest - previous[0]
+        if advanced <= 0:
             return  # stale, or nothing new
-        self.rtx_received += max(0, (highest - previous[0]) - (lost - previous[1]))
+        if advanced > (self.out.rtx_seq - 1 - previous[0]) & 0xFFFF:
+            # Past the RTX numbers we used: not a count of our stream (a bug or a forgery;
+            # taken, 2**32 - 1 once read every later loss as repaired, every later block stale).
+            self._drop("rtx_report_invalid")
+            return
+        self.rtx_received += min(advanced, max(0, advanced - (lost - previous[1])))
         self._rtx_counts = (highest, lost)
 
     def on_remb(self, bitrate: int) -> None:

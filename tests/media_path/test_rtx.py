@@ -11,6 +11,7 @@ import socket
 import time
 
 import pylibsrtp
+import pytest
 from aiortc.rtp import RtcpReceiverInfo, RtpPacket
 from aiortc.sdp import SessionDescription
 
@@ -199,10 +200,14 @@ def test_one_failed_rtx_resend_never_skips_the_others_nor_reuses_its_number() ->
     assert (sub.retransmissions, sub.retransmissions_failed) == (2, 1)
 
 
-def test_a_repair_on_the_rtx_ssrc_counts_as_received_in_the_legs_loss() -> None:
+@pytest.mark.parametrize("hostile", [False, True])
+def test_a_repair_on_the_rtx_ssrc_counts_as_received_in_the_legs_loss(hostile: bool) -> None:
     # The subscriber's receiver reports leave RTX repairs out of the media SSRC's counts
     # (libwebrtc, aiortc) and report them on the RTX SSRC: the leg's loss is after repair, as
     # with resends on the media SSRC (read before repair, 10% random loss paused video).
+    # Hostile (issue 12): a block past the RTX numbers we used once added 2**32 to
+    # rtx_received (every later loss read as repaired, every honest block after it as stale),
+    # and a cumulative lost gone down by 1,000 added 1,000 repairs.
     wire = Wire()
     sub, first = rtx_streaming(wire.send, packets=2)
     media = RtcpReceiverInfo(ssrc=9999, fraction_lost=0, packets_lost=0,
@@ -214,7 +219,12 @@ def test_a_repair_on_the_rtx_ssrc_counts_as_received_in_the_legs_loss() -> None:
     sub.on_nack([(first + 4) & 0xFFFF, (first + 7) & 0xFFFF])  # lost on the way, repaired
     rtx_first = RtpPacket.parse(wire.rtp[-2]).sequence_number
     rtx = RtcpReceiverInfo(ssrc=RTX_SSRC, fraction_lost=0, packets_lost=0,
-                           highest_sequence=rtx_first + 1, jitter=0, lsr=0, dlsr=0)  # fmt: skip
+                           highest_sequence=0xFFFFFFFF, jitter=0, lsr=0, dlsr=0)  # fmt: skip
+    if hostile:
+        sub.on_rtx_report(rtx)
+        assert (sub.rtx_received, sub.dropped["rtx_report_invalid"]) == (0, 1)
+        rtx.packets_lost = -1000
+    rtx.highest_sequence = rtx_first + 1
     sub.on_rtx_report(rtx)
     media.highest_sequence, media.packets_lost = first + 11, 2
     sub.on_receiver_report(media)

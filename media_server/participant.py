@@ -33,8 +33,10 @@ Counters (plain ints; ``dropped``: reason -> int): ``packets_in``, ``bytes_in``,
 (transport-cc feedback, when the client's offer had it), ``chat_messages_in``, ``dropped``
 (malformed_rtp, unknown_ssrc, payload_type, malformed_rtcp, srtp_rejected, srtcp_rejected,
 not_dtls_or_srtp, rtcp_not_connected, unexpected_data_channel, rtx_padding: an RTX packet
-without payload, a probe; rtx_unrepaired: an RTX packet for one that arrived), ``faults.count`` (media-path
-exceptions, each logged once per type); per stream on ``publications`` and ``subscriptions``.
+without payload, a probe; rtx_unrepaired: an RTX packet for one that arrived;
+rtcp_unknown_ssrc: a report block, NACK, PLI or FIR naming an SSRC we do not send on, such as
+an ended subscription's), ``faults.count`` (media-path exceptions, each logged once per
+type); per stream on ``publications`` and ``subscriptions``.
 
 Requirements on the client: BUNDLE (one transport: the server runs max-bundle), one offer per
 peer connection, audio Opus and video VP8 or H.264 packetization-mode 1. A publisher's video is answered RTX
@@ -450,6 +452,7 @@ class Participant:
         reuses an m-line, so the inactive line stays in the SDP; the subscription stays in
         ``subscriptions`` (closed) so its counters keep adding up in the metrics."""
         await subscription.close()
+        self._unroute(subscription)
         transceiver = next(
             (
                 t
@@ -557,6 +560,15 @@ class Participant:
         )
         if subscription.out.rtx_ssrc:
             self._by_rtx_ssrc[subscription.out.rtx_ssrc] = subscription
+
+    def _unroute(self, subscription: Subscription) -> None:
+        """An ended subscription's SSRCs no longer route RTCP (it would reach a closed
+        subscription; the maps would grow with every subscribe/unsubscribe): what still names
+        them is dropped and counted ``rtcp_unknown_ssrc``."""
+        if self._by_out_ssrc.get(subscription.ssrc) is subscription:
+            del self._by_out_ssrc[subscription.ssrc]
+        if self._by_rtx_ssrc.get(subscription.out.rtx_ssrc) is subscription:
+            del self._by_rtx_ssrc[subscription.out.rtx_ssrc]
 
     def _offer_codecs(self, subscription: Subscription) -> list[RTCRtpCodecParameters]:
         """What to offer on a subscription's m-line: every forwarded codec the client decodes
@@ -792,15 +804,19 @@ class Participant:
             # RTX blocks first: the repairs they count belong in the media block's window.
             rtx = self._by_rtx_ssrc
             for report in sorted(packet.reports, key=lambda r: r.ssrc not in rtx):
+                subscription = self._by_out_ssrc.get(report.ssrc)
                 if report.ssrc in rtx:
                     rtx[report.ssrc].on_rtx_report(report)
-                subscription = self._by_out_ssrc.get(report.ssrc)
+                elif subscription is None:
+                    self._drop("rtcp_unknown_ssrc")
                 if subscription is not None:
                     subscription.on_receiver_report(report)
                     self._reported_loss = True  # audio too: the same leg
-        elif isinstance(packet, RtcpRtpfbPacket):
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             subscription = self._by_out_ssrc.get(packet.media_ssrc)
-            if subscription is not None and packet.fmt == RTCP_RTPFB_NACK:
+            if subscription is None:
+                self._drop("rtcp_unknown_ssrc")
+            else:
                 subscription.on_nack(rtcp.nack_seqs(packet.lost))
         elif isinstance(packet, RtcpPsfbPacket):
             self._payload_feedback(packet)
@@ -828,7 +844,9 @@ class Participant:
             return
         for ssrc in targets:
             subscription = self._by_out_ssrc.get(ssrc)
-            if subscription is not None:
+            if subscription is None:
+                self._drop("rtcp_unknown_ssrc")
+            else:
                 subscription.on_keyframe_request()
 
     def _drop(self, reason: str) -> None:

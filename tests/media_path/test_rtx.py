@@ -12,7 +12,12 @@ import time
 
 import pylibsrtp
 import pytest
-from aiortc.rtp import RtcpReceiverInfo, RtpPacket
+from aiortc.rtp import (
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtpPacket,
+)
 from aiortc.sdp import SessionDescription
 
 from media_server import rtpheader
@@ -229,3 +234,41 @@ def test_a_repair_on_the_rtx_ssrc_counts_as_received_in_the_legs_loss(hostile: b
     media.highest_sequence, media.packets_lost = first + 11, 2
     sub.on_receiver_report(media)
     assert (sub.rtx_received, sub.leg_expected, sub.leg_lost) == (2, 10, 0)
+
+
+def _report(ssrc: int) -> RtcpReceiverInfo:
+    return RtcpReceiverInfo(ssrc=ssrc, fraction_lost=0, packets_lost=0, highest_sequence=100,
+                            jitter=0, lsr=0, dlsr=0)  # fmt: skip
+
+
+async def test_an_ended_subscription_routes_no_rtcp_and_leaves_no_route_behind() -> None:
+    call = Call(media_settings())
+    try:
+        await call.start()
+        p = call.a.participant
+        await wait_for(lambda: all(s.ssrc for s in p.subscriptions), 30, "binds")
+        video = next(pub for pub in call.b.participant.publications if pub.kind == "video")
+        ended = []
+        for _ in range(3):  # churn: each cycle ends one video subscription and starts another
+            old = next(s for s in p.subscriptions if s.kind == "video" and not s.closed)
+            await p.unsubscribe(old)
+            ended.append(old)
+            new = await p.subscribe(video)
+            await wait_for(lambda new=new: new.ssrc, 30, "the new subscription bound")
+        live = [s for s in p.subscriptions if not s.closed]
+        assert p._by_out_ssrc == {s.ssrc: s for s in live}
+        assert p._by_rtx_ssrc == {s.out.rtx_ssrc: s for s in live if s.out.rtx_ssrc}
+        assert all(s.out.rtx_ssrc for s in ended)  # so their RTX SSRCs were routed once
+        # RTCP still naming an ended stream (the subscriber has not applied our BYE yet).
+        last = ended[-1]
+        nacks, rtx_received = last.nacks_received, last.rtx_received
+        before = p.dropped.get("rtcp_unknown_ssrc", 0)
+        reports = [_report(last.ssrc), _report(last.out.rtx_ssrc)]
+        p.on_rtcp(
+            bytes(RtcpRrPacket(ssrc=1, reports=reports))
+            + bytes(RtcpRtpfbPacket(fmt=1, ssrc=1, media_ssrc=last.ssrc, lost=[5]))
+        )
+        assert (last.nacks_received, last.rtx_received) == (nacks, rtx_received)
+        assert p.dropped["rtcp_unknown_ssrc"] == before + 3
+    finally:
+        await call.close()

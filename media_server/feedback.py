@@ -12,11 +12,14 @@ subscribers' allocators set.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from media_server.rtpforward import Arrivals, Leg
 
 INTERVAL_SECONDS = 0.1
+
+log = logging.getLogger("media_server.media_path")
 
 
 class TransportFeedback:
@@ -24,7 +27,9 @@ class TransportFeedback:
     8285, 1-255; ValueError otherwise): ``run(sender_ssrc, send)`` sends each feedback packet
     (bytes, unprotected RTCP) through ``send`` (the participant's SRTCP path) every
     ``INTERVAL_SECONDS`` until cancelled; ``sender_ssrc()`` gives the SSRC our RTCP to this
-    participant is sent from. ``packets_sent`` counts them."""
+    participant is sent from. ``packets_sent`` counts them; packets whose element is not the
+    2-byte transport sequence (``arrivals.malformed``: reported lost, forwarded all the same)
+    are logged once."""
 
     def __init__(self, leg: Leg, ext_id: int) -> None:
         self.arrivals = Arrivals(ext_id)
@@ -32,8 +37,13 @@ class TransportFeedback:
         self.packets_sent = 0
 
     async def run(self, sender_ssrc: Callable[[], int], send: Callable[[bytes], None]) -> None:
+        logged = False
         while True:
             await asyncio.sleep(INTERVAL_SECONDS)
             for packet in self.arrivals.feedback(sender_ssrc()):
                 send(packet)
                 self.packets_sent += 1
+            if self.arrivals.malformed and not logged:
+                logged = True
+                log.warning("transport-cc element (id %d) not 2 bytes: those packets read as lost "
+                            "(logged once)", self.arrivals.ext_id)  # fmt: skip

@@ -57,6 +57,10 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "rtcp_packets_out": ("RTCP compound packets sent", ()),
     "rembs_sent": ("REMB estimates sent to publishers", ()),
     "transport_feedback_sent": ("transport-cc feedback packets sent to publishers", ()),
+    "transport_cc_malformed": (
+        "packets whose transport-cc element was not 2 bytes (read as lost)",
+        (),
+    ),
     "media_faults": ("exceptions on the media path (each also logged once per type)", ()),
     "peer_connections": ("peer connections created", ()),
 }
@@ -72,6 +76,7 @@ def participant_samples(p: Participant) -> Iterator[tuple[Key, int]]:
     yield ("rembs_sent", ()), p.rembs_sent
     if p.transport_feedback is not None:
         yield ("transport_feedback_sent", ()), p.transport_feedback.packets_sent
+        yield ("transport_cc_malformed", ()), p.transport_feedback.arrivals.malformed
     yield ("media_faults", ()), p.faults.count
     for reason, n in p.dropped.items():
         yield ("packets_dropped", ("participant", reason)), n

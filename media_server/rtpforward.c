@@ -1505,7 +1505,7 @@ typedef struct {
     int64_t at[ARRIVALS];   /* arrival (us, CLOCK_MONOTONIC) by unwrapped sequence % ARRIVALS; 0: none */
     uint32_t media_ssrc;    /* the SSRC of the last packet recorded (libwebrtc reports it too) */
     uint8_t feedback_count; /* the feedback packet count field, one more per packet sent */
-    long long recorded, late, duplicates;
+    long long recorded, late, duplicates, malformed;
 } Arrivals;
 
 static int64_t monotonic_us(void) {
@@ -1514,8 +1514,8 @@ static int64_t monotonic_us(void) {
     return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
-/* The value of a header extension element `id` of exactly `len` bytes, or NULL. */
-static const uint8_t *element(const uint8_t *d, const Header *h, int id, int len) {
+/* The value of the header extension element `id` (its length in *len), or NULL when absent. */
+static const uint8_t *element(const uint8_t *d, const Header *h, int id, int *len) {
     Py_ssize_t pos = h->ext_offset, end = h->ext_end;
     if (!pos) return NULL;
     if (!h->two_byte) {
@@ -1524,13 +1524,19 @@ static const uint8_t *element(const uint8_t *d, const Header *h, int id, int len
             uint8_t b = d[pos];
             if (b == 0) { pos++; continue; }
             if (b >> 4 == 15) return NULL;
-            if (b >> 4 == id) return (b & 0x0F) + 1 == len && pos + 1 + len <= end ? d + pos + 1 : NULL;
+            if (b >> 4 == id) {
+                *len = (b & 0x0F) + 1;
+                return pos + 1 + *len <= end ? d + pos + 1 : NULL;
+            }
             pos += (b & 0x0F) + 2;
         }
     } else {
         while (pos + 2 <= end) {
             if (d[pos] == 0) { pos++; continue; }
-            if (d[pos] == id) return d[pos + 1] == len && pos + 2 + len <= end ? d + pos + 2 : NULL;
+            if (d[pos] == id) {
+                *len = d[pos + 1];
+                return pos + 2 + *len <= end ? d + pos + 2 : NULL;
+            }
             pos += 2 + d[pos + 1];
         }
     }
@@ -1715,6 +1721,8 @@ static PyMemberDef Arrivals_members[] = {
     {"recorded", T_LONGLONG, offsetof(Arrivals, recorded), READONLY, "arrivals recorded"},
     {"late", T_LONGLONG, offsetof(Arrivals, late), READONLY, "older than the ring: not recorded"},
     {"duplicates", T_LONGLONG, offsetof(Arrivals, duplicates), READONLY, "a sequence that arrived before"},
+    {"malformed", T_LONGLONG, offsetof(Arrivals, malformed), READONLY,
+     "packets whose element of ext_id is not the 2 bytes of a transport sequence: not recorded"},
     {NULL},
 };
 
@@ -1742,10 +1750,13 @@ static void leg_receive(Leg *leg, const uint8_t *d, Py_ssize_t n) {
         /* every packet on the transport counts, RTX and probes too: the sender's estimate is
            of everything it sends */
         Arrivals *a = (Arrivals *)leg->arrivals;
-        const uint8_t *v = element(d, &h, a->ext_id, 2);
-        if (v != NULL) {
+        int len;
+        const uint8_t *v = element(d, &h, a->ext_id, &len);
+        if (v != NULL && len == 2) {
             arrivals_record(a, be16(v), monotonic_us());
             a->media_ssrc = h.ssrc;
+        } else if (v != NULL) {
+            a->malformed++; /* reported lost like any gap; the packet itself is forwarded */
         }
     }
     PyObject *key = PyLong_FromUnsignedLong(h.ssrc);

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import struct
 
+from media_server import feedback as feedback_module
 from media_server import rtpheader, sdpextras
 from media_server.faults import Faults
+from media_server.feedback import TransportFeedback
 from media_server.participant import Participant
 from media_server.rtpforward import Arrivals, Leg, apply_plan
 
@@ -261,3 +263,41 @@ def test_a_publishers_transport_sequence_never_reaches_a_subscriber() -> None:
     out = apply_plan(plan, packet)
     ids = {ident for _, ident, _ in rtpheader.elements(out, rtpheader.parse(out))}
     assert ids == {1} and b"\x12\x34" not in out
+
+
+def _tcc_block(seq: int, length: int, two_byte: bool) -> bytes:
+    """An RFC 8285 extension block whose one element of id EXT_ID is ``length`` bytes."""
+    value = (seq.to_bytes(2, "big") * 8)[:length]
+    if two_byte:
+        profile, body = 0x1000, bytes([EXT_ID, length]) + value
+    else:
+        profile, body = 0xBEDE, bytes([EXT_ID << 4 | (length - 1)]) + value
+    body += bytes(-len(body) % 4)
+    return struct.pack("!HH", profile, len(body) // 4) + body
+
+
+async def test_an_element_of_the_wrong_length_is_counted_logged_once_and_read_as_lost(
+    monkeypatch, caplog
+) -> None:
+    # Issue 12: a transport-cc element of 0, 1, 3 or 16 bytes (either form) holds no transport
+    # sequence; it was ignored without a trace (the publisher's estimator saw loss, we saw
+    # nothing). Its packet is still forwarded; the sequence reads as lost.
+    forwarded: list[bytes] = []
+    leg = Leg(on_rtp=forwarded.append, on_rtcp=None, dropped={}, faults=Faults("test"))
+    feedback = TransportFeedback(leg, EXT_ID)
+    shapes = [(2, False), (1, False), (3, False), (16, False), (0, True), (1, True), (3, True),
+              (16, True), (2, True)]  # fmt: skip
+    for i, (length, two_byte) in enumerate(shapes):
+        header = struct.pack("!BBHII", 0x90, 96, i, 0, 5)
+        leg.receive_rtp(header + _tcc_block(100 + i, length, two_byte) + b"payload")
+    assert (feedback.arrivals.recorded, feedback.arrivals.malformed) == (2, 7)
+    assert len(forwarded) == len(shapes)
+    monkeypatch.setattr(feedback_module, "INTERVAL_SECONDS", 0.001)
+    sent: list[bytes] = []
+    task = asyncio.create_task(feedback.run(lambda: 1, sent.append))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    arrivals = reported(sent)
+    assert [seq for seq, at in arrivals.items() if at is not None] == [100, 108]
+    assert all(arrivals[seq] is None for seq in range(101, 108))
+    assert len([r for r in caplog.records if "not 2 bytes" in r.message]) == 1

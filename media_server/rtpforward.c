@@ -1392,8 +1392,14 @@ static PyObject *Outbound_set_rtx(Outbound *self, PyObject *args) {
     if (rtx_map(types, map) < 0) return NULL;
     uint8_t by_media[128] = {0};
     int any = 0;
-    for (int rtx = 1; rtx < 128; rtx++) /* 0 is "no RTX" here; RTX types are dynamic (96-127) */
+    for (int rtx = 0; rtx < 128; rtx++)
         if (map[rtx] >= 0) by_media[(int)map[rtx]] = (uint8_t)rtx, any = 1;
+    /* by_media's 0 is "no RTX"; an RTX stream on the media SSRC would mix two numberings on
+       one SSRC (the subscriber's jitter buffer, and libsrtp's rollover guess for the media) */
+    if (map[0] >= 0 || (any && ssrc == self->ssrc)) {
+        PyErr_SetString(PyExc_ValueError, "an RTX payload type is 1..127 and its SSRC is not the media SSRC");
+        return NULL;
+    }
     memcpy(self->rtx_types, by_media, sizeof by_media);
     self->rtx_ssrc = any ? ssrc : 0;
     Py_RETURN_NONE;
@@ -1473,7 +1479,8 @@ static PyMethodDef Outbound_methods[] = {
      "Raises ConnectionError while the leg is down, the send's error if it failed."},
     {"set_rtx", (PyCFunction)Outbound_set_rtx, METH_VARARGS,
      "set_rtx(ssrc, {RTX payload type: media payload type}): resends go out as RTX (RFC 4588); "
-     "an empty dict: as they were sent (rtx_ssrc 0)."},
+     "an empty dict: as they were sent (rtx_ssrc 0). ValueError: a type outside 1..127, an RTX type "
+     "that is its apt or names another RTX type, or ssrc equal to the media ssrc (set ssrc first)."},
     {"set_route", (PyCFunction)(void (*)(void))Outbound_set_route, METH_VARARGS | METH_KEYWORDS,
      "Where packets go (a Leg, a callable or None) and the extension plan source."},
     {NULL},

@@ -272,3 +272,16 @@ async def test_an_ended_subscription_routes_no_rtcp_and_leaves_no_route_behind()
         assert p.dropped["rtcp_unknown_ssrc"] == before + 3
     finally:
         await call.close()
+
+
+@pytest.mark.parametrize(("ssrc", "types"), [(9999, {RTX_PT: 97}), (RTX_SSRC, {0: 97})])
+def test_rtx_on_the_media_ssrc_or_payload_type_0_is_refused(ssrc: int, types: dict) -> None:
+    # Issue 12: both were taken; the first puts a second numbering on the media SSRC (the
+    # subscriber's jitter buffer and libsrtp's rollover guess), the second was dropped silently.
+    wire = Wire()
+    sub, first = rtx_streaming(wire.send)
+    wire.rtp.clear()
+    with pytest.raises(ValueError, match="RTX"):
+        sub.out.set_rtx(ssrc, types)
+    sub.on_nack([first])  # what was set before stands
+    assert [(p.ssrc, p.payload_type) for p in wire.parsed()] == [(RTX_SSRC, RTX_PT)]

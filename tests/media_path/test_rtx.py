@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+from collections import Counter
 
 import pylibsrtp
 import pytest
@@ -21,9 +22,10 @@ from aiortc.rtp import (
 from aiortc.sdp import SessionDescription
 
 from media_server import rtpheader
+from media_server.estimator import ResendBudget
 from media_server.faults import Faults
 from media_server.rtpforward import Leg
-from media_server.subscription import Subscription
+from media_server.subscription import RESEND_MAX_TIMES, Subscription
 from media_server.transport import set_keys
 
 from .peers import Call, media_settings, wait_for
@@ -285,3 +287,31 @@ def test_rtx_on_the_media_ssrc_or_payload_type_0_is_refused(ssrc: int, types: di
         sub.out.set_rtx(ssrc, types)
     sub.on_nack([first])  # what was set before stands
     assert [(p.ssrc, p.payload_type) for p in wire.parsed()] == [(RTX_SSRC, RTX_PT)]
+
+
+def test_a_nack_storm_never_spends_more_than_the_legs_resend_budget() -> None:
+    # Every sequence number, NACKed 50 times over: what goes out stays within a quarter of
+    # the leg's estimate per second and a second of it at once (ResendBudget), and no packet
+    # goes more than RESEND_MAX_TIMES.
+    wire = Wire()
+    estimate = 400_000  # bits/s: 12.5 kB/s to resend, 12.5 kB at once
+    pub = publication([])
+    sub = Subscription(pub, history_packets=1024, faults=Faults("test"),
+                       budget=ResendBudget(lambda: estimate))  # fmt: skip
+    sub.bind(ssrc=9999, payload_type=97, mid="4", extensions={rtpheader.URI_MID: 1},
+             send_rtp=wire.send, send_rtcp=lambda data: None, rtx_ssrc=RTX_SSRC,
+             rtx_types={RTX_PT: 97})  # fmt: skip
+    push(pub, rtp(10, 0, payload=KEY))
+    for seq in range(11, 500):
+        push(pub, rtp(seq, 3000 * seq, payload=bytes(1000)))
+    wire.rtp.clear()
+    start = time.monotonic()
+    every = list(range(0x10000))
+    for _ in range(50):
+        sub.on_nack(every)
+    elapsed = time.monotonic() - start
+    allowed = estimate / 4 / 8 * (1 + elapsed)
+    assert 0 < sum(len(d) for d in wire.rtp) <= allowed
+    assert sub.retransmissions_over_budget > 0
+    osns = Counter(RtpPacket.parse(d).payload[:2] for d in wire.rtp)
+    assert max(osns.values()) <= RESEND_MAX_TIMES

@@ -202,6 +202,8 @@ async def test_the_answer_negotiates_transport_cc_where_the_client_publishes() -
         assert participant._leg.arrivals.ext_id == 5
     finally:
         await participant.close()
+    await asyncio.sleep(0)  # the cancelled task ends at its next step
+    assert not [t for t in asyncio.all_tasks() if t.get_name().endswith(":transport-cc")]
 
 
 async def test_no_transport_cc_when_switched_off_or_not_offered() -> None:

@@ -528,6 +528,13 @@ class Participant:
             return
         for subscription, transceiver in added:
             self._bind(subscription, transceiver)
+        # Every answer restates the RTX of all our m-lines, those bound by earlier answers too.
+        by_mid = {t.mid: t for t in self.pc.getTransceivers() if t.mid is not None}
+        for subscription in self.subscriptions:
+            transceiver = by_mid.get(subscription.mid)
+            live = subscription.ssrc and not subscription.closed and subscription.refused is None
+            if live and transceiver is not None:
+                self._follow_rtx(subscription, transceiver)
         self._settle_codec_requests(requests)
 
     def _bind(self, subscription: Subscription, transceiver: RTCRtpTransceiver) -> None:
@@ -555,9 +562,17 @@ class Participant:
             extensions=rtpheader.extension_ids(transceiver._headerExtensions),
             send_rtp=self._leg,
             send_rtcp=self.send_rtcp,
-            rtx_ssrc=transceiver.sender._rtx_ssrc,
-            rtx_types=codecs.rtx_types(transceiver._codecs),  # what the answer kept
         )
+        self._follow_rtx(subscription, transceiver)
+
+    def _follow_rtx(self, subscription: Subscription, transceiver: RTCRtpTransceiver) -> None:
+        """Resend on the RTX SSRC with the RTX payload types (RFC 4588) the latest answer
+        kept for ``subscription``'s m-line, or on the media SSRC when it kept none: each
+        answer may change them (aiortc sets ``_codecs`` anew from every answer), and a
+        subscriber that dropped RTX would not recognise RTX packets as repairs."""
+        self._by_rtx_ssrc.pop(subscription.out.rtx_ssrc, None)
+        types = codecs.rtx_types(transceiver._codecs)
+        subscription.out.set_rtx(transceiver.sender._rtx_ssrc, types)
         if subscription.out.rtx_ssrc:
             self._by_rtx_ssrc[subscription.out.rtx_ssrc] = subscription
 

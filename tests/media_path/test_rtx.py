@@ -315,3 +315,41 @@ def test_a_nack_storm_never_spends_more_than_the_legs_resend_budget() -> None:
     assert sub.retransmissions_over_budget > 0
     osns = Counter(RtpPacket.parse(d).payload[:2] for d in wire.rtp)
     assert max(osns.values()) <= RESEND_MAX_TIMES
+
+
+async def test_every_answer_sets_the_rtx_a_subscription_resends_with() -> None:
+    # A renegotiation whose answer drops RTX is followed (the subscriber would take RTX
+    # packets for an unknown payload type), and so is one that takes it back.
+    call = Call(media_settings())
+    answer = call.a.client.answer
+    strip = False
+
+    async def answering(offer: str) -> str:
+        sdp = await answer(offer)
+        return _without_rtx(sdp) if strip else sdp
+
+    call.a.client.answer = answering
+    try:
+        await call.start()
+        p = call.a.participant
+        await wait_for(lambda: all(s.ssrc for s in p.subscriptions), 30, "binds")
+        subs = {s.kind: s for s in p.subscriptions}
+        video, rtx_ssrc = subs["video"], subs["video"].out.rtx_ssrc
+        assert rtx_ssrc and p._by_rtx_ssrc == {rtx_ssrc: video}
+        strip = True
+        await p.unsubscribe(subs["audio"])  # renegotiates; the answer keeps no RTX
+        await wait_for(lambda: video.out.rtx_ssrc == 0, 30, "RTX off after the answer")
+        assert p._by_rtx_ssrc == {}
+        wire = Wire()
+        video.out.set_route(wire.send, None)
+        await wait_for(lambda: video.out.last_seq is not None, 30, "video to a")
+        video.on_nack([video.out.last_seq])
+        (resent,) = wire.parsed()
+        assert (resent.ssrc, resent.sequence_number) == (video.ssrc, video.out.last_seq)
+        strip = False
+        audio = next(pub for pub in call.b.participant.publications if pub.kind == "audio")
+        await p.subscribe(audio)  # renegotiates; the answer keeps RTX again
+        await wait_for(lambda: video.out.rtx_ssrc == rtx_ssrc, 30, "RTX back after the answer")
+        assert p._by_rtx_ssrc == {rtx_ssrc: video}
+    finally:
+        await call.close()

@@ -609,7 +609,11 @@ class Participant:
         if transceiver is None:
             return False
         ordered = [codec] + [c for c in publication.codecs if not codecs.same_format(c, codec)]
-        transceiver.setCodecPreferences(codecs.capabilities(ordered))
+        # RTX stays offered where the publisher has it: the answer resets the publication's
+        # RTX map (_settle_codec_requests), and a re-offer without it would end the client's
+        # retransmissions on their own SSRC (RFC 4588) along with the codec switch.
+        rtx = [codecs.RTX_CAPABILITY] if publication.rtx_types else []
+        transceiver.setCodecPreferences(codecs.capabilities(ordered) + rtx)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         previous = self._codec_requests.pop(publication.mid, None)
         if previous is not None and not previous[1].done():

@@ -353,3 +353,22 @@ async def test_every_answer_sets_the_rtx_a_subscription_resends_with() -> None:
         assert p._by_rtx_ssrc == {rtx_ssrc: video}
     finally:
         await call.close()
+
+
+async def test_a_codec_request_keeps_the_publishers_rtx() -> None:
+    # Issue 11's codec switch re-offers the publisher's m-line: its answer resets the
+    # publication's RTX map, so the re-offer must carry RTX where the publisher offered it.
+    call = Call(media_settings())
+    try:
+        await call.start()
+        p = call.a.participant
+        video = next(pub for pub in p.publications if pub.kind == "video")
+        rtx_types = dict(video.rtx_types)
+        assert rtx_types
+        assert await p.request_codec(video, video.codecs[0])
+        offer = SessionDescription.parse(p.pc.localDescription.sdp)
+        (line,) = [m for m in offer.media if m.rtp.muxId == video.mid]
+        assert any(c.name == "rtx" for c in line.rtp.codecs)
+        assert video.rtx_types == rtx_types
+    finally:
+        await call.close()

@@ -1502,6 +1502,8 @@ static PyTypeObject OutboundType = GC_TYPE(Outbound, "One subscription's outgoin
 #define TICK_US 250         /* receive delta unit (section 3.1.5) */
 #define REFERENCE_US 64000  /* reference time unit (section 3.1) */
 #define MAX_FEEDBACK 1200   /* bytes of one feedback packet: within the MTU with SRTCP's trailer */
+#define LATE_RESTART 8      /* consecutive sequences this far behind, nothing between: the
+                               sender's numbering is there (one bogus packet had moved max) */
 
 typedef struct {
     PyObject_HEAD
@@ -1512,7 +1514,9 @@ typedef struct {
     int64_t at[ARRIVALS];   /* arrival (us, CLOCK_MONOTONIC) by unwrapped sequence % ARRIVALS; 0: none */
     uint32_t media_ssrc;    /* the SSRC of the last packet recorded (libwebrtc reports it too) */
     uint8_t feedback_count; /* the feedback packet count field, one more per packet sent */
-    long long recorded, late, duplicates, malformed;
+    int late_run;           /* late arrivals in a row, each the sequence after the one before */
+    uint16_t late_last;
+    long long recorded, late, duplicates, malformed, restarts;
 } Arrivals;
 
 static int64_t monotonic_us(void) {
@@ -1553,7 +1557,10 @@ static const uint8_t *element(const uint8_t *d, const Header *h, int id, int *le
 /* One arrival of transport sequence `seq` at `at_us`. Reordering within the ring is kept in
    place; the first arrival of a sequence counts (a duplicate is ignored); one older than the
    ring is dropped; one that arrives after it was reported lost is reported again (as
-   libwebrtc's RemoteEstimatorProxy does), so the sender learns it got through. */
+   libwebrtc's RemoteEstimatorProxy does), so the sender learns it got through. LATE_RESTART
+   late ones in a row, consecutive, start the record again from there: one packet numbered
+   far ahead (up to 32767) made every packet after it late, and the sender got no feedback
+   for the next ~32,000 packets (minutes at a camera's rate). */
 static void arrivals_record(Arrivals *a, uint16_t seq, int64_t at_us) {
     if (at_us <= 0) at_us = 1; /* 0 marks "not received" */
     if (!a->started) {
@@ -1565,9 +1572,20 @@ static void arrivals_record(Arrivals *a, uint16_t seq, int64_t at_us) {
     }
     int64_t s = a->max + (int16_t)(seq - (uint16_t)a->max);
     if (s <= a->max - ARRIVALS) {
-        a->late++;
+        a->late_run = a->late_run && seq == (uint16_t)(a->late_last + 1) ? a->late_run + 1 : 1;
+        a->late_last = seq;
+        if (a->late_run < LATE_RESTART) {
+            a->late++;
+            return;
+        }
+        a->late_run = 0;
+        a->restarts++;
+        a->started = 0;
+        memset(a->at, 0, sizeof a->at);
+        arrivals_record(a, seq, at_us);
         return;
     }
+    a->late_run = 0;
     if (s > a->max) {
         /* the slots from the last maximum on hold arrivals a ring ago: not received yet */
         int64_t from = s - a->max > ARRIVALS ? s - ARRIVALS : a->max + 1;
@@ -1728,6 +1746,8 @@ static PyMemberDef Arrivals_members[] = {
     {"recorded", T_LONGLONG, offsetof(Arrivals, recorded), READONLY, "arrivals recorded"},
     {"late", T_LONGLONG, offsetof(Arrivals, late), READONLY, "older than the ring: not recorded"},
     {"duplicates", T_LONGLONG, offsetof(Arrivals, duplicates), READONLY, "a sequence that arrived before"},
+    {"restarts", T_LONGLONG, offsetof(Arrivals, restarts), READONLY,
+     "records started again after LATE_RESTART consecutive late sequences"},
     {"malformed", T_LONGLONG, offsetof(Arrivals, malformed), READONLY,
      "packets whose element of ext_id is not the 2 bytes of a transport sequence: not recorded"},
     {NULL},

@@ -303,3 +303,20 @@ async def test_an_element_of_the_wrong_length_is_counted_logged_once_and_read_as
     assert [seq for seq, at in arrivals.items() if at is not None] == [100, 108]
     assert all(arrivals[seq] is None for seq in range(101, 108))
     assert len([r for r in caplog.records if "not 2 bytes" in r.message]) == 1
+
+
+def test_one_packet_numbered_far_ahead_does_not_silence_the_feedback() -> None:
+    # Issue 12: after one transport sequence 30,000 ahead of the rest, every packet after it
+    # was older than the ring and dropped as late: no feedback for ~30,000 packets. Eight
+    # consecutive late ones start the record again from there.
+    arrivals = Arrivals(EXT_ID)
+    t0 = 1_000_000_000
+    for seq in range(100):
+        arrivals.record(seq, t0 + 1000 * seq)
+    arrivals.record(30_100, t0 + 100_000)
+    arrivals.feedback(1)
+    for seq in range(100, 200):
+        arrivals.record(seq, t0 + 1000 * seq + 1000)
+    got = reported(arrivals.feedback(1))
+    assert [seq for seq, at in got.items() if at is not None] == list(range(107, 200))
+    assert (arrivals.late, arrivals.restarts) == (7, 1)

@@ -872,6 +872,7 @@ typedef struct {
     uint16_t rtx_seq;     /* the RTX stream's next sequence number */
     uint8_t rtx_types[128];
     long long rtx_packets_out;
+    long long rtx_payload_bytes_out; /* OSN + payload: its sender reports' octet count */
     long long packets_out, bytes_out, payload_bytes_out;
     int last_seq;        /* -1: nothing sent yet */
     uint32_t last_ts;
@@ -1380,7 +1381,10 @@ static PyObject *Outbound_resend(Outbound *self, PyObject *arg) {
         return NULL;
     }
     if (rc == FAILED) return NULL;
-    if (r.rtx_pt) self->rtx_packets_out++;
+    if (r.rtx_pt) {
+        self->rtx_packets_out++;
+        self->rtx_payload_bytes_out += 2 + r.payload_len;
+    }
     return PyLong_FromSsize_t(r.size);
 }
 
@@ -1459,6 +1463,8 @@ static PyMemberDef Outbound_members[] = {
     {"rtx_seq", T_USHORT, offsetof(Outbound, rtx_seq), 0, "the RTX stream's next sequence number"},
     {"rtx_packets_out", T_LONGLONG, offsetof(Outbound, rtx_packets_out), READONLY,
      "resends sent on the RTX stream"},
+    {"rtx_payload_bytes_out", T_LONGLONG, offsetof(Outbound, rtx_payload_bytes_out), READONLY,
+     "payload octets sent on the RTX stream: the OSN and the original payload (RFC 4588 4)"},
     {"last_picture_id", T_INT, offsetof(Outbound, last_picture_id), READONLY, "-1: none sent"},
     {"last_tl0", T_INT, offsetof(Outbound, last_tl0), READONLY, "-1: none sent"},
     {"last_ts", T_UINT, offsetof(Outbound, last_ts), READONLY, NULL},

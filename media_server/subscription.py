@@ -618,33 +618,41 @@ class Subscription:
 
     def on_source_sender_report(self, ntp: int, rtp_timestamp: int) -> None:
         """Translate the publisher's SR onto our leg: same NTP time, our RTP timeline and our
-        counts. Receivers use it to line audio and video up (lip sync) and for RTT."""
+        counts. Receivers use it to line audio and video up (lip sync) and for RTT.
+
+        Once resends have gone out as RTX, the same compound carries an SR for the RTX SSRC
+        too (RFC 3550 6.4.1: one per SSRC we send on; RFC 4588 6; libwebrtc and mediasoup do):
+        the RTX stream's packets and payload octets (OSN included), on the media's RTP
+        timeline, which RTX packets keep (RFC 4588 4)."""
         out = self.out
         if self._send_rtcp is None or out.last_seq is None or not out.ready:
             return
-        sr = RtcpSrPacket(
-            ssrc=self.ssrc,
-            sender_info=RtcpSenderInfo(
-                ntp_timestamp=ntp,
-                rtp_timestamp=(rtp_timestamp + out.ts_offset) & 0xFFFFFFFF,
-                packet_count=self.packets_out & 0xFFFFFFFF,
-                octet_count=self.payload_bytes_out & 0xFFFFFFFF,
-            ),
-        )
+        timestamp = (rtp_timestamp + out.ts_offset) & 0xFFFFFFFF
+        streams = [(self.ssrc, self.packets_out, self.payload_bytes_out)]
+        if out.rtx_ssrc and out.rtx_packets_out:
+            streams.append((out.rtx_ssrc, out.rtx_packets_out, out.rtx_payload_bytes_out))
+        data = b"".join(
+            bytes(RtcpSrPacket(ssrc=ssrc, sender_info=RtcpSenderInfo(
+                ntp_timestamp=ntp, rtp_timestamp=timestamp, packet_count=packets & 0xFFFFFFFF,
+                octet_count=octets & 0xFFFFFFFF)))
+            for ssrc, packets, octets in streams
+        )  # fmt: skip
         lsr = (ntp >> 16) & 0xFFFFFFFF
         self._sr_sent[lsr] = time.monotonic()
         if len(self._sr_sent) > 8:
             del self._sr_sent[next(iter(self._sr_sent))]
         self.srs_sent += 1
-        self._send_rtcp(bytes(sr))
+        self._send_rtcp(data)
 
     async def close(self) -> None:
-        """Stop carrying packets; the subscriber gets an RTCP BYE for our SSRC."""
+        """Stop carrying packets; the subscriber gets an RTCP BYE for our SSRC and, where
+        resends go as RTX, for the RTX SSRC: both streams end (RFC 3550 6.6, RFC 4588 6)."""
         if self.closed:
             return
         self.closed = True
         self._cancel_pending()
         self.source.detach(self)
         if self._send_rtcp is not None:
-            self._send_rtcp(bytes(RtcpByePacket(sources=[self.ssrc])))
+            sources = [self.ssrc] + ([self.out.rtx_ssrc] if self.out.rtx_ssrc else [])
+            self._send_rtcp(bytes(RtcpByePacket(sources=sources)))
         self.out.set_route(None, None)

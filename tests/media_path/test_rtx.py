@@ -14,9 +14,12 @@ from collections import Counter
 import pylibsrtp
 import pytest
 from aiortc.rtp import (
+    RtcpByePacket,
+    RtcpPacket,
     RtcpReceiverInfo,
     RtcpRrPacket,
     RtcpRtpfbPacket,
+    RtcpSrPacket,
     RtpPacket,
 )
 from aiortc.sdp import SessionDescription
@@ -36,14 +39,14 @@ RTX_SSRC, RTX_PT = 8888, 98
 
 
 def rtx_streaming(
-    send_rtp, history_packets: int = 1024, packets: int = 10
+    send_rtp, history_packets: int = 1024, packets: int = 10, send_rtcp=lambda data: None
 ) -> tuple[Subscription, int]:
     """A subscription that accepted RTX (98 repairs 97) and has sent ``packets`` (a keyframe
     first); the first one's sequence number on the subscriber's leg."""
     pub = publication([])
     sub = Subscription(pub, history_packets=history_packets, faults=Faults("test"))
     sub.bind(ssrc=9999, payload_type=97, mid="4", extensions={rtpheader.URI_MID: 1},
-             send_rtp=send_rtp, send_rtcp=lambda data: None, rtx_ssrc=RTX_SSRC,
+             send_rtp=send_rtp, send_rtcp=send_rtcp, rtx_ssrc=RTX_SSRC,
              rtx_types={RTX_PT: 97})  # fmt: skip
     push(pub, rtp(10, 0, payload=KEY))
     for seq in range(11, 10 + packets):
@@ -372,3 +375,40 @@ async def test_a_codec_request_keeps_the_publishers_rtx() -> None:
         assert video.rtx_types == rtx_types
     finally:
         await call.close()
+
+
+async def test_close_says_bye_for_the_media_and_the_rtx_ssrc() -> None:
+    # RFC 3550 6.6 / RFC 4588 6: the RTX stream ends with the subscription too.
+    rtcp_out: list[bytes] = []
+    for rtx_types, sources in (({RTX_PT: 97}, [9999, RTX_SSRC]), ({}, [9999])):
+        rtcp_out.clear()
+        sub = Subscription(publication([]), history_packets=64, faults=Faults("test"))
+        sub.bind(ssrc=9999, payload_type=97, mid="4", extensions={}, send_rtp=Wire().send,
+                 send_rtcp=rtcp_out.append, rtx_ssrc=RTX_SSRC, rtx_types=rtx_types)  # fmt: skip
+        await sub.close()
+        (bye,) = [q for d in rtcp_out for q in RtcpPacket.parse(d) if isinstance(q, RtcpByePacket)]
+        assert bye.sources == sources
+
+
+def test_an_sr_goes_for_the_rtx_ssrc_once_it_sent_with_its_own_counts() -> None:
+    # RFC 3550 6.4.1: an SR per SSRC we send on; the RTX stream keeps the media's timeline.
+    wire, rtcp_out = Wire(), []
+    sub, first = rtx_streaming(wire.send, send_rtcp=rtcp_out.append)
+
+    def srs() -> list:
+        (data,) = rtcp_out
+        rtcp_out.clear()
+        return [q for q in RtcpPacket.parse(data) if isinstance(q, RtcpSrPacket)]
+
+    sub.on_source_sender_report(1 << 40, 30000)
+    assert [sr.ssrc for sr in srs()] == [9999]  # no RTX sent yet: no RTX stream to report
+    wire.rtp.clear()
+    sub.on_nack([(first + 2) & 0xFFFF, (first + 5) & 0xFFFF])
+    octets = sum(len(p.payload) for p in wire.parsed())  # OSN included (RFC 4588 4)
+    sub.on_source_sender_report(1 << 40, 30000)
+    media, rtx = srs()
+    assert (media.ssrc, rtx.ssrc) == (9999, RTX_SSRC)
+    assert rtx.sender_info.ntp_timestamp == media.sender_info.ntp_timestamp
+    assert rtx.sender_info.rtp_timestamp == media.sender_info.rtp_timestamp
+    assert (rtx.sender_info.packet_count, rtx.sender_info.octet_count) == (2, octets)
+    assert media.sender_info.packet_count == sub.packets_out

@@ -35,8 +35,9 @@ Counters (plain ints; ``dropped``: reason -> int): ``packets_in``, ``bytes_in``,
 not_dtls_or_srtp, rtcp_not_connected, unexpected_data_channel, rtx_padding: an RTX packet
 without payload, a probe; rtx_unrepaired: an RTX packet for one that arrived;
 rtcp_unknown_ssrc: a report block, NACK, PLI or FIR naming an SSRC we do not send on, such as
-an ended subscription's), ``faults.count`` (media-path exceptions, each logged once per
-type); per stream on ``publications`` and ``subscriptions``.
+an ended subscription's; rtx_answer_invalid: an answer's RTX payload type we cannot send),
+``faults.count`` (media-path exceptions, each logged once per type); per stream on
+``publications`` and ``subscriptions``.
 
 Requirements on the client: BUNDLE (one transport: the server runs max-bundle), one offer per
 peer connection, audio Opus and video VP8 or H.264 packetization-mode 1. A publisher's video is answered RTX
@@ -528,7 +529,8 @@ class Participant:
             return
         for subscription, transceiver in added:
             self._bind(subscription, transceiver)
-        # Every answer restates the RTX of all our m-lines, those bound by earlier answers too.
+        # Every answer restates the RTX of all our m-lines: those it bound just now, and those
+        # bound by earlier answers.
         by_mid = {t.mid: t for t in self.pc.getTransceivers() if t.mid is not None}
         for subscription in self.subscriptions:
             transceiver = by_mid.get(subscription.mid)
@@ -563,16 +565,24 @@ class Participant:
             send_rtp=self._leg,
             send_rtcp=self.send_rtcp,
         )
-        self._follow_rtx(subscription, transceiver)
 
     def _follow_rtx(self, subscription: Subscription, transceiver: RTCRtpTransceiver) -> None:
         """Resend on the RTX SSRC with the RTX payload types (RFC 4588) the latest answer
         kept for ``subscription``'s m-line, or on the media SSRC when it kept none: each
         answer may change them (aiortc sets ``_codecs`` anew from every answer), and a
-        subscriber that dropped RTX would not recognise RTX packets as repairs."""
+        subscriber that dropped RTX would not recognise RTX packets as repairs. RTX types the
+        compiled path refuses (payload type 0 in a broken answer) leave resends on the media
+        SSRC, counted ``rtx_answer_invalid``: one bad m-line must not end the negotiation
+        (the other m-lines unbound, codec requests never settled)."""
         self._by_rtx_ssrc.pop(subscription.out.rtx_ssrc, None)
         types = codecs.rtx_types(transceiver._codecs)
-        subscription.out.set_rtx(transceiver.sender._rtx_ssrc, types)
+        try:
+            subscription.out.set_rtx(transceiver.sender._rtx_ssrc, types)
+        except ValueError as exc:
+            log.warning("participant %s: no RTX on mid %s, its answer's %s: %s",
+                        self.id, subscription.mid, types, exc)  # fmt: skip
+            self._drop("rtx_answer_invalid")
+            subscription.out.set_rtx(0, {})
         if subscription.out.rtx_ssrc:
             self._by_rtx_ssrc[subscription.out.rtx_ssrc] = subscription
 

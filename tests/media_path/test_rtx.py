@@ -412,3 +412,28 @@ def test_an_sr_goes_for_the_rtx_ssrc_once_it_sent_with_its_own_counts() -> None:
     assert rtx.sender_info.rtp_timestamp == media.sender_info.rtp_timestamp
     assert (rtx.sender_info.packet_count, rtx.sender_info.octet_count) == (2, octets)
     assert media.sender_info.packet_count == sub.packets_out
+
+
+async def test_an_answer_with_rtx_payload_type_0_leaves_resends_on_the_media_ssrc() -> None:
+    # Outbound.set_rtx refuses RTX payload type 0 (issue 12); the refusal used to end the
+    # negotiation task, leaving the rest of the offer's m-lines unbound.
+    call = Call(media_settings())
+    answer = call.a.client.answer
+
+    async def broken(offer: str) -> str:
+        sdp = await answer(offer)
+        for pt in set(re.findall(r"a=rtpmap:(\d+) rtx/", sdp)):
+            sdp = re.sub(rf"(m=video [^\r]*) {pt}\b", r"\1 0", sdp)
+            sdp = re.sub(rf"a=(rtpmap|fmtp|rtcp-fb):{pt} ", r"a=\1:0 ", sdp)
+        return sdp
+
+    call.a.client.answer = broken
+    try:
+        await call.start()
+        p = call.a.participant
+        await wait_for(lambda: len([s for s in p.subscriptions if s.ssrc]) == 2, 30, "binds")
+        video = next(s for s in p.subscriptions if s.kind == "video")
+        assert video.out.rtx_ssrc == 0 and p._by_rtx_ssrc == {}
+        assert p.dropped["rtx_answer_invalid"] == 1 and p.faults.count == 0
+    finally:
+        await call.close()

@@ -579,8 +579,9 @@ class Participant:
         try:
             subscription.out.set_rtx(transceiver.sender._rtx_ssrc, types)
         except ValueError as exc:
-            log.warning("participant %s: no RTX on mid %s, its answer's %s: %s",
-                        self.id, subscription.mid, types, exc)  # fmt: skip
+            if "rtx_answer_invalid" not in self.dropped:  # once: a client repeats its answers
+                log.warning("participant %s: no RTX on mid %s, its answer's %s: %s",
+                            self.id, subscription.mid, types, exc)  # fmt: skip
             self._drop("rtx_answer_invalid")
             subscription.out.set_rtx(0, {})
         if subscription.out.rtx_ssrc:

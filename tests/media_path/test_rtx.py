@@ -414,7 +414,9 @@ def test_an_sr_goes_for_the_rtx_ssrc_once_it_sent_with_its_own_counts() -> None:
     assert media.sender_info.packet_count == sub.packets_out
 
 
-async def test_an_answer_with_rtx_payload_type_0_leaves_resends_on_the_media_ssrc() -> None:
+async def test_an_answer_with_rtx_payload_type_0_leaves_resends_on_the_media_ssrc(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # Outbound.set_rtx refuses RTX payload type 0 (issue 12); the refusal used to end the
     # negotiation task, leaving the rest of the offer's m-lines unbound.
     call = Call(media_settings())
@@ -435,5 +437,8 @@ async def test_an_answer_with_rtx_payload_type_0_leaves_resends_on_the_media_ssr
         video = next(s for s in p.subscriptions if s.kind == "video")
         assert video.out.rtx_ssrc == 0 and p._by_rtx_ssrc == {}
         assert p.dropped["rtx_answer_invalid"] == 1 and p.faults.count == 0
+        transceiver = next(t for t in p.pc.getTransceivers() if t.mid == video.mid)
+        p._follow_rtx(video, transceiver)  # the same answer again: counted, not logged again
+        assert p.dropped["rtx_answer_invalid"] == 2 and caplog.text.count("no RTX on mid") == 1
     finally:
         await call.close()

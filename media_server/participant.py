@@ -839,7 +839,7 @@ class Participant:
                     rtx[report.ssrc].on_rtx_report(report)
                 elif subscription is None:
                     self._drop("rtcp_unknown_ssrc")
-                if subscription is not None:
+                else:
                     subscription.on_receiver_report(report)
                     self._reported_loss = True  # audio too: the same leg
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:

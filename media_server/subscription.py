@@ -31,7 +31,7 @@ A NACK is answered within bounds (``on_nack``): each packet is resent at most on
 trip (``RESEND_MIN_INTERVAL_SECONDS`` at least) and ``RESEND_MAX_TIMES`` times, and every resend
 spends from the subscriber leg's ``ResendBudget`` (a share of its downlink estimate): what does
 not fit is not sent (counted), so a policed link is never flooded with retransmissions. Where
-the subscriber accepted RTX for the codec (RFC 4588: ``bind(rtx_types=...)``, video only) a
+the subscriber accepted RTX for the codec (RFC 4588: ``out.set_rtx``, from each answer: video only) a
 resend goes out on the RTX SSRC of the m-line's ``ssrc-group:FID``, with the RTX stream's own
 sequence numbers and the original one (OSN) before the payload, so the subscriber's statistics
 and jitter buffer take it for a retransmission, not a duplicate; otherwise as it was sent.
@@ -237,15 +237,12 @@ class Subscription:
         send_rtp: SendRtp,
         send_rtcp: Callable[[bytes], None],
         codecs: list[RTCRtpCodecParameters] | None = None,
-        rtx_ssrc: int = 0,
-        rtx_types: dict[int, int] | None = None,
     ) -> None:
         """The subscriber accepted our m-line: start carrying packets (and ask for a keyframe).
 
         ``codecs``: what it negotiated (payload types of its leg); None = only the source's
-        codec, as ``payload_type``. ``rtx_types``: {RTX payload type: the payload type it
-        repairs (apt)} it accepted (RFC 4588; None or empty: no RTX), sent on ``rtx_ssrc``.
-        Raises ValueError for payload types out of 0..127 or an apt naming an RTX type.
+        codec, as ``payload_type``. RTX (RFC 4588) is set apart, from each answer
+        (``out.set_rtx``: the participant's ``_follow_rtx``); its numbering starts here.
         """
         self.ssrc = ssrc
         self.payload_type = payload_type
@@ -257,7 +254,6 @@ class Subscription:
         self._subscriber_ext = extensions
         self.out.ssrc = ssrc
         self.out.payload_type = payload_type
-        self.out.set_rtx(rtx_ssrc, rtx_types or {})
         self.out.rtx_seq = random.randrange(0x8000)  # as _first_seq: no SRTP rollover soon
         self._rtx_counts = (self.out.rtx_seq - 1, 0)  # its first: received once reported
         self.out.history_seconds = self._history_kept()

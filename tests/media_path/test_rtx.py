@@ -46,8 +46,8 @@ def rtx_streaming(
     pub = publication([])
     sub = Subscription(pub, history_packets=history_packets, faults=Faults("test"))
     sub.bind(ssrc=9999, payload_type=97, mid="4", extensions={rtpheader.URI_MID: 1},
-             send_rtp=send_rtp, send_rtcp=send_rtcp, rtx_ssrc=RTX_SSRC,
-             rtx_types={RTX_PT: 97})  # fmt: skip
+             send_rtp=send_rtp, send_rtcp=send_rtcp)  # fmt: skip
+    sub.out.set_rtx(RTX_SSRC, {RTX_PT: 97})  # as the participant does from the answer
     push(pub, rtp(10, 0, payload=KEY))
     for seq in range(11, 10 + packets):
         push(pub, rtp(seq, 3000 * seq))
@@ -302,8 +302,8 @@ def test_a_nack_storm_never_spends_more_than_the_legs_resend_budget() -> None:
     sub = Subscription(pub, history_packets=1024, faults=Faults("test"),
                        budget=ResendBudget(lambda: estimate))  # fmt: skip
     sub.bind(ssrc=9999, payload_type=97, mid="4", extensions={rtpheader.URI_MID: 1},
-             send_rtp=wire.send, send_rtcp=lambda data: None, rtx_ssrc=RTX_SSRC,
-             rtx_types={RTX_PT: 97})  # fmt: skip
+             send_rtp=wire.send, send_rtcp=lambda data: None)  # fmt: skip
+    sub.out.set_rtx(RTX_SSRC, {RTX_PT: 97})
     push(pub, rtp(10, 0, payload=KEY))
     for seq in range(11, 500):
         push(pub, rtp(seq, 3000 * seq, payload=bytes(1000)))
@@ -384,7 +384,8 @@ async def test_close_says_bye_for_the_media_and_the_rtx_ssrc() -> None:
         rtcp_out.clear()
         sub = Subscription(publication([]), history_packets=64, faults=Faults("test"))
         sub.bind(ssrc=9999, payload_type=97, mid="4", extensions={}, send_rtp=Wire().send,
-                 send_rtcp=rtcp_out.append, rtx_ssrc=RTX_SSRC, rtx_types=rtx_types)  # fmt: skip
+                 send_rtcp=rtcp_out.append)  # fmt: skip
+        sub.out.set_rtx(RTX_SSRC, rtx_types)
         await sub.close()
         (bye,) = [q for d in rtcp_out for q in RtcpPacket.parse(d) if isinstance(q, RtcpByePacket)]
         assert bye.sources == sources

@@ -283,6 +283,11 @@ class Transcoder:
         )  # fmt: skip
         self._on_stopped(self)
 
+    @property
+    def thread_alive(self) -> bool:
+        """Is the worker thread still on a frame (it may be for one after ``stop``)?"""
+        return self._thread is not None and self._thread.is_alive()
+
     def join(self, timeout: float = 5.0) -> None:
         """Wait for the worker thread to end (tests, shutdown)."""
         if self._thread is not None:
@@ -453,7 +458,9 @@ class Transcoders:
 
     ``get`` returns the running one or starts a new one (None when ``max_running`` run
     already). A transcoder leaves the registry when it stops (its last subscription left);
-    ``started`` and the folded counters of stopped ones (``retired``) feed the metrics.
+    ``started`` and the folded counters of stopped ones (``retired``) feed the metrics. A
+    stopped one's thread still ends the frame it is on, so its counters are folded once the
+    thread has ended, and counted live until then (folded at stop, that frame was lost).
     """
 
     def __init__(self, max_running: int, faults: Faults | None = None) -> None:
@@ -461,6 +468,7 @@ class Transcoders:
         self.running: dict[tuple[str, str], Transcoder] = {}
         self.started = 0
         self.retired: dict[str, float] = {}
+        self._stopping: list[Transcoder] = []  # stopped, their thread maybe still on a frame
         self.faults = faults or Faults("transcoders")
 
     @staticmethod
@@ -489,20 +497,26 @@ class Transcoders:
         key = self.key(transcoder.source, transcoder.codec)
         if self.running.get(key) is transcoder:
             del self.running[key]
-        for name, value in counters(transcoder).items():
-            self.retired[name] = self.retired.get(name, 0) + value
+        self._stopping.append(transcoder)
 
     def totals(self) -> dict[str, float]:
         """Counters of every transcoder this worker ran (running ones included)."""
+        for transcoder in [t for t in self._stopping if not t.thread_alive]:
+            self._stopping.remove(transcoder)
+            _add(self.retired, counters(transcoder))
         out = dict(self.retired)
-        for transcoder in self.running.values():
-            for name, value in counters(transcoder).items():
-                out[name] = out.get(name, 0) + value
+        for transcoder in [*self.running.values(), *self._stopping]:
+            _add(out, counters(transcoder))
         return out
 
     def stop_all(self) -> None:
         for transcoder in list(self.running.values()):
             transcoder.stop()
+
+
+def _add(into: dict[str, float], values: dict[str, float]) -> None:
+    for name, value in values.items():
+        into[name] = into.get(name, 0) + value
 
 
 def counters(transcoder: Transcoder) -> dict[str, float]:

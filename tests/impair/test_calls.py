@@ -49,8 +49,11 @@ def test_a_downlink_drop_keeps_video_playing_and_resends_within_the_link(tmp_pat
     assert client["sfu_rtx_pps"] < 100, client  # 500 kbit/s is ~57 full packets a second
     # Those resends reach the page on the RTX SSRC its answer accepted (RFC 4588), so Chromium
     # counts them as retransmissions (retransmittedBytesReceived); on the media SSRC it could
-    # not tell them from the packets they repair and counted none.
-    assert client["rtx_kbps"] > 0, client
+    # not tell them from the packets they repair and counted none. Whether the short drop
+    # costs any resend at all depends on the run (one CI run resent none), so only resends
+    # the SFU made are checked.
+    if client["sfu_rtx_pps"] >= 1:
+        assert client["rtx_kbps"] > 0, client
     # The SFU's adaptation trace (server.log_levels) says what it forwarded: some layer, or
     # the video paused for the connection, through the window.
     assert sum(client["layers"].values()) == pytest.approx(1.0, abs=0.01), client

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import random
 
-from aiortc.rate import RateCounter, RemoteBitrateEstimator
+from aiortc.rate import OveruseEstimator, RateCounter, RemoteBitrateEstimator
 
 from media_server import rtpheader
-from media_server.uplink import RateWindow, UplinkEstimator
+from media_server.uplink import FrameOveruseEstimator, RateWindow, UplinkEstimator
 
 from .test_publication import AST_ID, SSRC, trace
 
@@ -44,3 +44,14 @@ def test_the_estimator_sends_aiortcs_rembs() -> None:
         assert remb == theirs.add(arrival, ast, size, SSRC), arrival
         sent += remb is not None
     assert sent > 3
+
+
+def test_the_shortest_frame_period_is_aiortcs() -> None:
+    # Past the 60 deltas of history, so the oldest ones leave; a short delta stays the minimum
+    # until it leaves, then a longer one is.
+    rng = random.Random(17)
+    ours, theirs = FrameOveruseEstimator(), OveruseEstimator()
+    for i in range(400):
+        delta = {30: 5.0, 200: 0.0}.get(i, rng.choice((16.7, 33.3, 33.4, 66.7, 100.0, 250.0)))
+        assert ours.update_min_frame_period(delta) == theirs.update_min_frame_period(delta), i
+    assert list(ours.ts_delta_hist) == theirs.ts_delta_hist

@@ -91,6 +91,7 @@ from config.settings import MediaSettings
 from media_server import (
     codecs,
     dtls,
+    negotiated,
     ports,
     rejection,
     reoffer,
@@ -403,6 +404,7 @@ class Participant:
             if not waiter.done():
                 waiter.set_exception(error)
             raise error from exc
+        negotiated.compact(self.pc)
         if not waiter.done():
             waiter.set_result(None)
 

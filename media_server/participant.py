@@ -285,6 +285,7 @@ class Participant:
                 await self.pc.setLocalDescription(RTCSessionDescription(sdp=aligned, type="answer"))
         except Exception as exc:
             raise ValueError(f"cannot answer the offer: {exc}") from exc
+        negotiated.compact(self.pc)
 
         for media, transceiver in publishing:
             if media.direction not in ("sendrecv", "sendonly") or not transceiver._codecs:

@@ -319,28 +319,25 @@ class ForwardingSender(RTCRtpSender):
     """The sender of a subscription's m-line: aiortc negotiates it, the Subscription sends.
 
     aiortc's sender would pull frames from a track and encode them (``_run_rtp``) and send
-    sender reports whose counters only move with what *it* sent (``_run_rtcp``). Here both loops
-    only idle until ``stop()``: packets and translated sender reports come from the
-    Subscription, and incoming RTCP reaches the Subscription through ``SfuDtlsTransport``.
+    sender reports whose counters only move with what *it* sent (``_run_rtcp``). Here neither
+    loop runs: packets and translated sender reports come from the Subscription, and incoming
+    RTCP reaches the Subscription through ``SfuDtlsTransport``. Each loop ends as it starts,
+    setting the two events aiortc's ``stop()`` waits for (a loop that idled until ``stop()``
+    kept a task, its coroutine and a future per loop alive for every subscription).
     Installed per transceiver with ``forwarding_sender(sender)``.
     """
 
     async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
-        await _idle(self._RTCRtpSender__rtp_started, self._RTCRtpSender__rtp_exited)
+        _ended(self._RTCRtpSender__rtp_started, self._RTCRtpSender__rtp_exited)
 
     async def _run_rtcp(self) -> None:
-        await _idle(self._RTCRtpSender__rtcp_started, self._RTCRtpSender__rtcp_exited)
+        _ended(self._RTCRtpSender__rtcp_started, self._RTCRtpSender__rtcp_exited)
 
 
-async def _idle(started: asyncio.Event, exited: asyncio.Event) -> None:
-    """One of aiortc's sender loops, doing nothing until stop() cancels it."""
+def _ended(started: asyncio.Event, exited: asyncio.Event) -> None:
+    """One of aiortc's sender loops, started and ended: stop() then returns at once."""
     started.set()
-    try:
-        await asyncio.get_running_loop().create_future()
-    except asyncio.CancelledError:
-        pass
-    finally:
-        exited.set()
+    exited.set()
 
 
 def forwarding_sender(sender: RTCRtpSender) -> ForwardingSender:
@@ -368,6 +365,9 @@ class ForwardingReceiver(RTCRtpReceiver):
 # alone is 1,000 rate buckets (~97 kB, 2,000 objects), its jitter buffer 512 slots.
 _UNUSED = ("jitter_buffer", "nack_generator", "remote_bitrate_estimator", "timestamp_mapper")
 _UNUSED += ("decoder_queue", "decoder_error")
+# Its RTCP task's events: only receive() starts that task and only a started receiver's stop()
+# waits for them (two asyncio.Events, ~1.5 kB, per transceiver).
+_UNUSED += ("rtcp_started", "rtcp_exited")
 
 
 def forwarding_receiver(receiver: RTCRtpReceiver) -> ForwardingReceiver:

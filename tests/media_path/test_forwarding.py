@@ -57,7 +57,10 @@ async def test_each_client_decodes_the_other(make_call, codec_spies, codec: str)
         assert [s.source.kind for s in participant.subscriptions] == ["audio", "video"]
         assert all(s.packets_out > 0 for s in participant.subscriptions)
         assert participant.faults.count == 0
-        assert isinstance(participant.pc.getTransceivers()[-1].sender, ForwardingSender)
+        sender = participant.pc.getTransceivers()[-1].sender
+        assert isinstance(sender, ForwardingSender)
+        # aiortc's sender loops ended as they started: no task idles per subscription.
+        assert sender._RTCRtpSender__rtp_task.done() and sender._RTCRtpSender__rtcp_task.done()
         # No m-line starts a decoder thread or an RTCP task of aiortc's, and none keeps
         # aiortc's per-packet receive state (a video one's RemoteBitrateEstimator is ~97 kB):
         # publishing and subscribing m-lines alike.
@@ -67,6 +70,7 @@ async def test_each_client_decodes_the_other(make_call, codec_spies, codec: str)
             assert receiver._RTCRtpReceiver__decoder_thread is None
             assert receiver._RTCRtpReceiver__remote_bitrate_estimator is None
             assert receiver._RTCRtpReceiver__jitter_buffer is None
+            assert receiver._RTCRtpReceiver__rtcp_started is None  # its RTCP task's events
         # The subscriber's m-line carries the publisher's codec and its RTX, nothing else.
         video_section = participant.pc.localDescription.sdp.split("m=video")[-1]
         names = {

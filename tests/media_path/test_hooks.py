@@ -74,6 +74,12 @@ def test_receiver_hooks() -> None:
     handled = inspect.getsource(rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet)
     handled += inspect.getsource(rtcrtpreceiver.RTCRtpReceiver._RTCRtpReceiver__stop_decoder)
     handled += inspect.getsource(rtcrtpreceiver.RTCRtpReceiver.receive)
+    # stop() reads the RTCP task's events only when started (asserted above); the task is
+    # started by receive() alone.
+    handled += inspect.getsource(rtcrtpreceiver.RTCRtpReceiver.stop)
+    handled += inspect.getsource(rtcrtpreceiver.RTCRtpReceiver._run_rtcp)
+    assert "self._run_rtcp()" in inspect.getsource(rtcrtpreceiver.RTCRtpReceiver.receive)
+    assert source.count("self._run_rtcp()") == 1
     for name in transport._UNUSED:
         assert source.count(f"self.__{name}") == init.count(f"self.__{name}") + handled.count(
             f"self.__{name}"

@@ -18,6 +18,7 @@ COLUMNS = [  # (key, header, format)
     ("playing_after_drop_s", "plays s", "{:.1f}"), ("top_after_lift_s", "top s", "{:.1f}"),
     ("to_top_s", "start->top s", "{:.1f}"), ("media_to_top_s", "1st frame->top s", "{:.1f}"),
     ("sfu_rtx_pps", "rtx pkt/s", "{:.0f}"), ("sfu_rtx_kbps", "rtx kbit/s", "{:.0f}"),
+    ("sfu_probe_kbps", "probe kbit/s", "{:.0f}"),
     ("sender_kbps", "sender kbit/s", "{:.0f}"), ("sender_resent_kbps", "sender rtx kbit/s", "{:.0f}"),
     ("sender_estimate_kbps", "sender est kbit/s", "{:.0f}"),
     ("sender_cpu_limited", "sender cpu-lim %", "{:.0%}"), ("layers", "layers (SFU)", "{}"),

@@ -31,7 +31,7 @@ from .scenarios import SCENARIOS, Scenario
 
 MEDIA_WAIT_SECONDS = 60.0
 SFU_COUNTERS = ("retransmissions", "retransmitted_bytes", "nacks_received", "packets_out",
-                "bytes_out", "rembs_sent", "plis_sent")  # fmt: skip
+                "bytes_out", "rembs_sent", "plis_sent", "probes", "probe_bytes")  # fmt: skip
 
 
 class HereNamespace:
@@ -65,7 +65,9 @@ class JanusHere(targets.Janus):
 
 
 async def televisit_call(config: dict[str, Any], scenario: Scenario, http: aiohttp.ClientSession,
-                         playwright: Any) -> list[pages.Party]:  # fmt: skip
+                         playwright: Any) -> tuple[list[pages.Party], float]:  # fmt: skip
+    """The parties of ``scenario`` in a Televisit visit, and when the call started: the first
+    party opening its join link, its browser already running (as a user's is)."""
     ctx = clients.Context(system="televisit", base_url=config["base_url"], loops=[], http=http,
                           max_seconds=0, api_key=config["api_key"],
                           department_id=config["department_id"], data_dir=config["data_dir"])  # fmt: skip
@@ -74,14 +76,14 @@ async def televisit_call(config: dict[str, Any], scenario: Scenario, http: aioht
     urls = [tele["host_url"], tele["join_url"]]
     for name in scenario.parties[2:]:
         urls.append(f"{config['base_url']}/j/{_guest_token(config, tele, appointment, name)}")
-    parties: list[pages.Party] = []
-    for name, url in zip(scenario.parties, urls, strict=True):
-        party = pages.VisitParty(name, "host" if not parties else "guest",
-                                 scenario.delay_ms.get(name, 0))  # fmt: skip
-        parties.append(party)
+    parties = [pages.VisitParty(name, "host" if n == 0 else "guest", scenario.delay_ms.get(name, 0))
+               for n, name in enumerate(scenario.parties)]  # fmt: skip
+    for party in parties:
         await party.launch(playwright)
+    started = time.monotonic()
+    for party, url in zip(parties, urls, strict=True):
         await party.join(url)
-    return parties
+    return list(parties), started
 
 
 def _guest_token(config: dict[str, Any], tele: dict[str, Any], appointment: dict[str, Any],
@@ -97,17 +99,20 @@ def _guest_token(config: dict[str, Any], tele: dict[str, Any], appointment: dict
 
 
 async def janus_call(config: dict[str, Any], scenario: Scenario, http: aiohttp.ClientSession,
-                     playwright: Any) -> list[pages.Party]:  # fmt: skip
+                     playwright: Any) -> tuple[list[pages.Party], float]:  # fmt: skip
+    """As televisit_call, through Janus's videoroom: the call starts at the first page load."""
     ctx = clients.Context(system="janus", base_url=config["base_url"], loops=[], http=http,
                           max_seconds=0)  # fmt: skip
     room = int(time.time()) % 1_000_000
-    parties: list[pages.BareParty] = []
+    parties = [pages.BareParty(name, "host" if n == 0 else "guest", scenario.delay_ms.get(name, 0))
+               for n, name in enumerate(scenario.parties)]  # fmt: skip
+    for party in parties:
+        await party.launch(playwright)
+    started = time.monotonic()
     sessions: list[clients.JanusSession] = []
     feeds = []
-    for n, name in enumerate(scenario.parties):
-        party = pages.BareParty(name, "host" if n == 0 else "guest", scenario.delay_ms.get(name, 0))
-        parties.append(party)
-        await party.launch(playwright)
+    for n, party in enumerate(parties):
+        name = party.name
         await party.open()
         session = clients.JanusSession(ctx)
         sessions.append(session)
@@ -141,7 +146,7 @@ async def janus_call(config: dict[str, Any], scenario: Scenario, http: aiohttp.C
                 await asyncio.sleep(0.25)
         answer = await party.answer(offer["jsep"]["sdp"])
         await session.request(handle, {"request": "start"}, {"type": "answer", "sdp": answer})
-    return list(parties)
+    return list(parties), started
 
 
 class TelevisitTraced(targets.Televisit):
@@ -220,8 +225,7 @@ async def measure_call(system: str, config: dict[str, Any], scenario: Scenario, 
     async with aiohttp.ClientSession() as http:
         parties: list[pages.Party] = []
         try:
-            joined_at = time.monotonic()
-            parties = await call(config, scenario, http, playwright)
+            parties, started = await call(config, scenario, http, playwright)
             deadline = time.monotonic() + MEDIA_WAIT_SECONDS
             first_video: dict[str, float] = {}
             while not await _receiving(parties, first_video):
@@ -229,7 +233,6 @@ async def measure_call(system: str, config: dict[str, Any], scenario: Scenario, 
                     raise RuntimeError(f"{system}: not every party decoded video within "
                                        f"{MEDIA_WAIT_SECONDS:.0f} s")  # fmt: skip
                 await asyncio.sleep(0.5)
-            media_at = time.monotonic()
             for party in parties:
                 await party.learn_ports()
                 if isinstance(party, pages.VisitParty):
@@ -281,7 +284,7 @@ async def measure_call(system: str, config: dict[str, Any], scenario: Scenario, 
                   for p in parties if getattr(p, "stream_of_mid", None)}  # fmt: skip
     decided = (trace.read(config["log_path"], t0_wall, t0_wall + scenario.duration + 1, names)
                if "log_path" in config else {"allocations": {}, "rembs": {}})  # fmt: skip
-    return summarize(system, scenario, samples, t0, sfu, media_at - joined_at, publishers,
+    return summarize(system, scenario, samples, t0, sfu, t0 - started, publishers,
                      decided, first_video)  # fmt: skip
 
 
@@ -297,7 +300,8 @@ def summarize(system: str, scenario: Scenario, samples: dict[str, list[dict[str,
     """Rows per receiving party and video stream, and the plotted series. ``publishers``:
     receiver -> mid -> publishing party (Televisit: rows name who sent the video);
     ``decided``: the SFU's adaptation trace (trace.read); ``first_video``: party -> when it
-    decoded its first video frame (time.monotonic, before ``t0``)."""
+    decoded its first video frame (time.monotonic, before ``t0``); ``setup_s``: from the call's
+    start (the first party opening its page, every browser already running) to ``t0``."""
     start, end = scenario.window or (0.0, scenario.duration)
     rows, plotted = [], {}
     decided = decided or {"allocations": {}, "rembs": {}}
@@ -341,7 +345,9 @@ def summarize(system: str, scenario: Scenario, samples: dict[str, list[dict[str,
             first = measure.first_frame(intervals)
             if first is not None and row["width_top"]:
                 reach = measure.reaches_width(intervals, -1.0, row["width_top"])
-                row["to_top_s"] = None if reach is None else reach + 1.0 + setup_s
+                # reach counts from t = -1: the sample (the end of its interval) is reach - 1
+                # after t0, and the call started setup_s before t0.
+                row["to_top_s"] = None if reach is None else reach - 1.0 + setup_s
                 # From the first decoded frame (the call's media start), without the pages'
                 # own start-up and join clicks that to_top_s includes.
                 decoding_from = (first_video or {}).get(name)
@@ -361,6 +367,9 @@ def summarize(system: str, scenario: Scenario, samples: dict[str, list[dict[str,
             row["sfu_rtx_pps"] = sum(r["retransmissions"] for r in in_window) / len(in_window)
             row["sfu_rtx_kbps"] = (
                 8 * sum(r["retransmitted_bytes"] for r in in_window) / len(in_window) / 1000
+            )
+            row["sfu_probe_kbps"] = (
+                8 * sum(r.get("probe_bytes", 0) for r in in_window) / len(in_window) / 1000
             )
     # What each party's encoder sent at the end, per simulcast layer (rid): proof of layers.
     last_senders = {name: [{k: o[k] for k in ("rid", "frameWidth", "bytesSent", "targetBitrate",

@@ -91,12 +91,15 @@ class _Timers:
 class _LayerState:
     running_since: float | None = None
     stopped_at: float | None = None  # when it last stopped after running
+    steady_bps: int = 0  # its cost the last time it had run STEADY_SECONDS
 
 
 class Allocator:
     """One subscriber's allocator: ``allocate(subscriptions)`` after each estimate update;
     returns the demand (bits/s: what the subscriptions could use at their top, for
-    DownlinkEstimator.demand). ``lost_at()``: when loss last lowered the estimate."""
+    DownlinkEstimator.demand) and sets ``constrained`` (a simulcast video is paused, or held
+    under a layer its publisher sends, by its share: a probe could free it,
+    DownlinkEstimator.probe_goal). ``lost_at()``: when loss last lowered the estimate."""
 
     def __init__(self, estimate: Callable[[], int], clock: Callable[[], float] = time.monotonic,
                  lost_at: Callable[[], float] | None = None, owner: str = "") -> None:  # fmt: skip
@@ -106,11 +109,13 @@ class Allocator:
         self._owner = owner
         self._timers: dict[int, _Timers] = {}
         self._layer_states: dict[int, _LayerState] = {}
+        self.constrained = False
         self.layer_switches = 0
         self.pauses = 0
         self.resumes = 0
 
     def allocate(self, subscriptions: Iterable[Downtrack]) -> int:
+        self.constrained = False
         live = [s for s in subscriptions if not s.closed]
         audio = [s for s in live if s.kind == "audio"]
         video = [s for s in live if s.kind == "video"]
@@ -126,12 +131,12 @@ class Allocator:
         now = self._clock()
         for key in set(self._timers) - {id(s) for s in video}:
             del self._timers[key]
-        for key in set(self._layer_states) - {id(x) for s in video for x in _layers(s)}:
+        for key in set(self._layer_states) - {id(x) for s in video for x in layers_of(s)}:
             del self._layer_states[key]
         for s in video:
             timers = self._timers.setdefault(id(s), _Timers())
             s.target_bps = share
-            layers = _layers(s)
+            layers = layers_of(s)
             if layers:
                 demand += int(max(layers[-1].cost(), layers[-1].nominal()) / HEADROOM)
                 floor = layers[0].cost()
@@ -139,6 +144,7 @@ class Allocator:
                 demand += int(SINGLE_TOP_BPS / HEADROOM)
                 floor = SINGLE_MIN_BPS
             if s.paused:
+                self.constrained = self.constrained or bool(layers)
                 self._maybe_resume(s, timers, share, floor, layers, now, estimate)
                 continue
             if layers:
@@ -178,9 +184,12 @@ class Allocator:
 
     def _choose_layer(self, s: Downtrack, timers: _Timers, layers: list[Any], share: int,
                       now: float, estimate: int) -> None:  # fmt: skip
-        fits = [layer for layer in layers if layer.cost() <= share]
-        s.wanted = fits[-1] if fits else layers[0]
         rates = [layer.measure(now) for layer in layers]
+        steady = {id(layer) for layer, rate in zip(layers, rates, strict=True)
+                  if self._steady(layer, rate, now)}  # fmt: skip
+        cost = self._cost
+        fits = [layer for layer in layers if cost(layer) <= share]
+        s.wanted = fits[-1] if fits else layers[0]
         # A publisher whose own uplink is starved may send every layer under RUNNING_BPS:
         # whatever it manages to send is still better than a stopped layer (nothing at all).
         running = ([layer for layer, rate in zip(layers, rates, strict=True) if rate >= RUNNING_BPS]
@@ -192,27 +201,27 @@ class Allocator:
         # A starved publisher's encoder starts and stops its higher layers every few seconds:
         # each switch to one waits for its keyframe and ends when it stops again (the clinic's
         # view of a client policed at 300 kbit/s froze 20 s of 30 that way). Such a layer is
-        # switched to again only once it has run STEADY_SECONDS.
-        steady = {id(layer) for layer, rate in zip(layers, rates, strict=True)
-                  if self._steady(layer, rate, now)}  # fmt: skip
+        # switched to again only once it has run STEADY_SECONDS (``steady``, above).
         choosable = [layer for layer in running
                      if id(layer) in steady or layer is current] or running  # fmt: skip
-        below = [layer for layer in choosable if layer.cost() <= share]
+        below = [layer for layer in choosable if cost(layer) <= share]
         target = below[-1] if below else choosable[0]
+        top = choosable[-1]  # by the same margin as an upgrade, or a share in between waits
+        self.constrained = self.constrained or (top is not current
+                                                and UP_MARGIN * cost(top) > share)  # fmt: skip
         if current not in running:  # its publisher stopped it: the best one running, now
             self._switch(s, timers, target, estimate, share, "layer stopped")
             return
-        cost = current.cost()
         if rank(target) < rank(current):
             timers.up_since = None
             if timers.down_since is None:
                 timers.down_since = now
-            if share < DOWN_SHARP * cost or now - timers.down_since >= DOWN_HOLD_SECONDS:
+            if share < DOWN_SHARP * cost(current) or now - timers.down_since >= DOWN_HOLD_SECONDS:
                 self._switch(s, timers, target, estimate, share, "down")
             return
         timers.down_since = None
         higher = [layer for layer in choosable
-                  if rank(layer) > rank(current) and UP_MARGIN * layer.cost() <= share]  # fmt: skip
+                  if rank(layer) > rank(current) and UP_MARGIN * cost(layer) <= share]  # fmt: skip
         if not higher:
             timers.up_since = None
             return
@@ -221,6 +230,14 @@ class Allocator:
         if now - timers.up_since >= UP_HOLD_SECONDS:
             self._switch(s, timers, higher[-1], estimate, share, "up")
 
+    def _cost(self, layer: Any) -> int:
+        """What forwarding ``layer`` takes (bits/s): its measured cost, or, while it ramps up
+        again after a stop, what it cost when it last ran steadily (restarting, its encoder
+        starts low: a layer the share fitted at 300 kbit/s was at 800 two seconds later, and
+        the switch to it froze a policed subscriber's video)."""
+        state = self._layer_states.get(id(layer))
+        return max(layer.cost(), state.steady_bps if state is not None else 0)
+
     def _steady(self, layer: Any, rate: int, now: float) -> bool:
         """Track when ``layer`` runs and stops; False while it stopped within FLAP_SECONDS and
         has not run STEADY_SECONDS since."""
@@ -228,8 +245,14 @@ class Allocator:
         if rate >= RUNNING_BPS:
             if state.running_since is None:
                 state.running_since = now
+            elif now - state.running_since >= STEADY_SECONDS:
+                state.steady_bps = layer.cost()
         elif state.running_since is not None:
-            state.running_since, state.stopped_at = None, now
+            state.running_since = None
+            # One we asked its publisher to stop (nobody needed it) did not flap: it is taken
+            # as soon as it runs again (a cap lifted waited STEADY_SECONDS more for it).
+            if getattr(layer, "requested", lambda: True)():
+                state.stopped_at = now
         if state.stopped_at is None or now - state.stopped_at >= FLAP_SECONDS:
             return True
         return state.running_since is not None and now - state.running_since >= STEADY_SECONDS
@@ -250,7 +273,8 @@ class Allocator:
                 "share_bps": share}  # fmt: skip
 
 
-def _layers(s: Downtrack) -> list[Any]:
+def layers_of(s: Downtrack) -> list[Any]:
+    """The simulcast layers ``s`` chooses among, lowest first; [] for one layer."""
     primary = getattr(s.source, "primary", None)
     layers = getattr(primary, "layers", None) or []
     return layers if len(layers) > 1 else []

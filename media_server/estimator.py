@@ -35,6 +35,24 @@ The estimate (bits/s) follows Google Congestion Control's loss-based controller
 
 Until feedback arrives the estimate is ``initial``.
 
+Probing (where the participant can pad: a simulcast video with RTX, ``can_probe``): a
+subscriber held under a higher layer by its estimate is not switched up blind. Growth then
+stays within ``VERIFIED_MARGIN`` of what the leg has shown it carries (``verified``: the
+highest rate of a window without loss, or the goal of a probe that passed, since loss last
+lowered the estimate), and ``probe_goal`` asks the participant for ``PROBE_GAIN`` x what the
+leg carries or is estimated to, for ``PROBE_SECONDS``; it pads the difference on the RTX
+stream (prober.py; libwebrtc's pacer pads with RTX resends the same way, LiveKit's
+StreamAllocator probes before an upgrade). The first window after it whose reports cover the
+padded video judges it, by the loss before repair (``raw_lost``: NACKs repair what a policer
+dropped): no more loss than before it, and the goal is the estimate at once, any hold
+released, and the next probe may follow (a lifted cap is climbed by doublings, about one a
+second, where blind growth at ``GROWTH_PER_SECOND`` took 8-9 s: issue 13's step measured 13 s
+back to the top layer). Loss (or a REMB that fell, within ``PROBE_ECHO_SECONDS``), and the
+estimate is what it was before, not lower (the loss was the probe's), held there for
+``PROBE_BACKOFF_SECONDS`` (doubling: a policed leg is probed every 4 s at most), and the
+next probe asks for less over it (each failed probe costs the media some loss for
+``PROBE_SECONDS``, which NACKs repair; audio has no repair).
+
 ``ResendBudget`` is a token bucket of bytes refilled at ``share`` of the estimate, at most
 ``depth_seconds`` of it banked: retransmissions (NACK answers) spend from it, so they never
 grow past a fixed part of what the leg carries (the storm of issue 13: 100-130 packets resent
@@ -46,6 +64,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 INITIAL = 2_500_000  # bits/s before feedback: the top layer of a 720p camera, and audio
 REMB_OVERUSE = 0.85  # a REMB under this share of what we send means the queue grows
@@ -64,30 +83,62 @@ BACKOFF_SECONDS = (4.0, 32.0)  # how long a congestion point holds, first and lo
 DEMAND_MARGIN = 1.5  # growth stops at this much above what the streams could use
 FLOOR = 50_000  # bits/s: never estimate less (audio and RTCP must get through)
 CEILING = 20_000_000
+PROBE_GAIN = 2.0  # a probe asks for this much over what the leg carries, its excess halved
+PROBE_LEAST_GAIN = 1.25  # ... after each failure down to this
+PROBE_MIN_GAIN = 1.2  # ... and is not worth sending for less
+PROBE_SECONDS = 0.5  # padding runs this long
+PROBE_LOSS_GROWTH = 0.05  # a probe fails when the loss before repair grows this much
+PROBE_JUDGE_SECONDS = 0.1  # the window judging it closes at least this long after its end
+PROBE_LOST_SECONDS = 3.0  # a probe no report judged by then is forgotten (a silent leg)
+PROBE_AFTER_DECREASE_SECONDS = 2.0  # no probe this soon after loss lowered the estimate
+PROBE_BACKOFF_SECONDS = (2.0, 4.0)  # after a failed probe, first and longest wait
+PROBE_ECHO_SECONDS = 2.0  # a REMB this soon after a probe's end may answer it
+VERIFIED_MARGIN = 1.1  # with probing, blind growth stays this close to what got through
+
+
+@dataclass
+class Probe:
+    """One probe: padding from ``start`` to ``end`` (time.monotonic s) for a leg carrying
+    ``goal`` bits/s; ``before``: the estimate when it began (bits/s), ``raw_before``: the
+    loss before repair of the window before it (a fraction); ``covered()``: do the
+    subscriber's reports cover what was sent until it ended (set by the Prober: a window its
+    audio reports closed says nothing of the padded video)."""
+
+    start: float
+    end: float
+    goal: float
+    before: float
+    raw_before: float
+    covered: Callable[[], bool] = lambda: True
 
 
 class DownlinkEstimator:
     """One subscriber leg's estimate in bits/s (``estimate``).
 
-    ``sent_bytes``: total bytes sent on the leg so far (media and resends), read at each loss
-    window to know the rate the loss applies to; ``resent_bytes``: the resends among them (none
-    when not given). ``demand`` (bits/s or None): set by the
-    allocator, bounds the growth (see the module docstring).
+    ``sent_bytes``: total bytes sent on the leg so far (media, resends and probe padding),
+    read at each loss window to know the rate the loss applies to; ``resent_bytes`` and
+    ``padding_bytes``: the resends and the probe padding among them (none when not given).
+    ``demand`` (bits/s or None): set by the allocator, bounds the growth; ``can_probe``: set
+    by the participant (see the module docstring).
     """
 
     def __init__(self, sent_bytes: Callable[[], int], initial: int = INITIAL,
                  clock: Callable[[], float] = time.monotonic,
-                 resent_bytes: Callable[[], int] | None = None) -> None:  # fmt: skip
+                 resent_bytes: Callable[[], int] | None = None,
+                 padding_bytes: Callable[[], int] | None = None) -> None:  # fmt: skip
         self._sent_bytes = sent_bytes
         self._resent_bytes = resent_bytes or (lambda: 0)
+        self._padding_bytes = padding_bytes or (lambda: 0)
         self._clock = clock
         self.value = float(initial)
         self.demand: int | None = None
         self.remb: int | None = None
         self.fraction_lost = 0.0  # of the last window
+        self.raw_lost = 0.0  # ... before repair
         self.window_packets = 0  # ... and its packets
         self.sent_bps: float | None = None  # of the last window
-        self.media_bps: float | None = None  # ... less the resends
+        self.media_bps: float | None = None  # ... less the resends and padding
+        self.padding_bps = 0.0  # ... of it probe padding
         self.updates = 0
         self.decreases = 0
         self._first_feedback: float | None = None
@@ -101,6 +152,15 @@ class DownlinkEstimator:
         self._backoff = BACKOFF_SECONDS[0]
         self._last_decrease = -1e9
         self.lost_at = -1e9  # when loss (not a REMB) last lowered the estimate
+        self.can_probe = False
+        self.probe: Probe | None = None  # running, or waiting for the window that judges it
+        self.verified: float | None = None  # bits/s the leg carried without loss lately
+        self.probes = self.probes_failed = 0
+        self._probe_at = -1e9  # no probe before
+        self._probe_backoff = PROBE_BACKOFF_SECONDS[0]
+        self._probe_gain = PROBE_GAIN
+        # REMBs until then may answer a probe's burst: (until, the estimate before it)
+        self._probe_echo = (-1e9, 0.0)
 
     @property
     def estimate(self) -> int:
@@ -121,40 +181,56 @@ class DownlinkEstimator:
             self._rembs.popleft()
         fell = self.remb < REMB_FALL * max((r for _, r in self._rembs), default=0)
         self._rembs.append((now, self.remb))
-        if (not started or not fell or not self.sent_bps
-                or self.remb >= REMB_OVERUSE * self.sent_bps):  # fmt: skip
+        # Padding left out: a REMB lags a probe's burst, which is judged by its own loss.
+        sending = (self.sent_bps or 0.0) - self.padding_bps
+        if not started or not fell or sending <= 0 or self.remb >= REMB_OVERUSE * sending:
             self._remb_low_since = None
             return False
         since = self._remb_low_since = self._remb_low_since or now
         if now - since < REMB_HOLD_SECONDS or now - self._remb_cut_at < REMB_HOLD_SECONDS:
             return False
         target = max(self.remb, self.value / 2)
+        if now < self._probe_echo[0]:
+            # The receiver reacting to a probe's burst (a shaped link's queue, a policer's
+            # drops): the probe fails, the estimate goes back to before it, not lower.
+            if self.probe is not None:
+                self._fail_probe(self.probe, now)
+            target = max(target, self._probe_echo[1])
         if target >= self.value:
             return False
         self._remb_cut_at = now
         self._decrease(target, now)
         return True
 
-    def on_report(self, expected: int, lost: int) -> bool:
+    def on_report(self, expected: int, lost: int, lost_raw: int | None = None) -> bool:
         """Cumulative packets our leg should have delivered and lost (every subscription's,
-        from receiver reports); True when a loss window closed and the estimate moved."""
-        now, sent, resent = self._clock(), self._sent_bytes(), self._resent_bytes()
+        from receiver reports), and lost before repair (RTX repairs not added back; None: as
+        ``lost``); True when a loss window closed and the estimate moved."""
+        now, sent = self._clock(), self._sent_bytes()
+        resent, padding = self._resent_bytes(), self._padding_bytes()
+        raw = lost if lost_raw is None else lost_raw
         self._started(now)
         if self._window is None:
-            self._window = (now, sent, resent, expected, lost)
+            self._window = (now, sent, resent, padding, expected, lost, raw)
             return False
-        at, sent0, resent0, expected0, lost0 = self._window
+        at, sent0, resent0, padding0, expected0, lost0, raw0 = self._window
         span, packets = now - at, expected - expected0
         if span < WINDOW_SECONDS or (packets < WINDOW_PACKETS and span < WINDOW_MAX_SECONDS):
             return False
-        self._window = (now, sent, resent, expected, lost)
+        self._window = (now, sent, resent, padding, expected, lost, raw)
         self.window_packets = packets
         self.sent_bps = 8 * (sent - sent0) / span
-        self.media_bps = max(0.0, self.sent_bps - 8 * (resent - resent0) / span)
+        self.padding_bps = 8 * (padding - padding0) / span
+        self.media_bps = max(0.0, self.sent_bps - self.padding_bps - 8 * (resent - resent0) / span)
         loss = self.fraction_lost = (
             max(0.0, min(1.0, (lost - lost0) / packets)) if packets > 0 else 0.0
         )
+        self.raw_lost = max(0.0, min(1.0, (raw - raw0) / packets)) if packets > 0 else 0.0
         self.updates += 1
+        if self.probe is not None and self._judge_probe(self.probe, now):
+            return True
+        if loss < LOSS_LOW:
+            self.verified = max(self.verified or 0.0, self.sent_bps)
         if loss > LOSS_HIGH:
             self.lost_at = now
         if loss > LOSS_CONGESTED:
@@ -166,6 +242,68 @@ class DownlinkEstimator:
         else:
             self._grown_at = now
         return True
+
+    def probe_goal(self, constrained: bool) -> int | None:
+        """Start a probe if one is due: the rate (bits/s) the leg should carry for
+        ``PROBE_SECONDS`` (the participant pads the difference), else None. ``constrained``:
+        the allocator holds some video under what its publisher sends (Allocator.constrained).
+        """
+        now = self._clock()
+        probe = self.probe
+        if probe is not None and now - probe.end > PROBE_LOST_SECONDS:
+            self.probe = probe = None  # no window judged it: the leg went quiet
+        if (probe is not None or not (constrained and self.can_probe) or self.demand is None
+                or self.sent_bps is None or self.fraction_lost >= LOSS_LOW
+                or now < self._probe_at
+                or now - self._last_decrease < PROBE_AFTER_DECREASE_SECONDS):  # fmt: skip
+            return None
+        carried = max(self.sent_bps, self.value, FLOOR)  # the estimate may be under-used
+        goal = min(DEMAND_MARGIN * self.demand, CEILING, self._probe_gain * carried)
+        if goal < PROBE_MIN_GAIN * carried:
+            return None
+        self.probe = Probe(now, now + PROBE_SECONDS, goal, self.value, self.raw_lost)
+        self._probe_echo = (self.probe.end + PROBE_ECHO_SECONDS, self.value)
+        self.probes += 1
+        return int(goal)
+
+    def withdraw_probe(self) -> None:
+        """The probe could not be padded: it is not judged (the next may follow)."""
+        if self.probe is not None:
+            self.probe = None
+            self.probes -= 1
+
+    def _judge_probe(self, probe: Probe, now: float) -> bool:
+        """A loss window closed while ``probe`` runs or waits; True when it decided it. By the
+        loss before repair (``raw_lost``): after repair, NACKs hide a policer's drops that the
+        padding caused (a probe at twice a 500 kbit/s policer passed). The probe fails when
+        that loss grew by ``PROBE_LOSS_GROWTH`` over the window before it: a leg with random
+        loss is not a leg that cannot carry more."""
+        if self.raw_lost > probe.raw_before + PROBE_LOSS_GROWTH or self.fraction_lost >= LOSS_HIGH:
+            self._fail_probe(probe, now)
+            return True
+        if now < probe.end + PROBE_JUDGE_SECONDS or not probe.covered():
+            return False  # the window closed before the padding ended: the next one judges
+        self.probe = None
+        self._probe_at = now
+        self._probe_backoff = PROBE_BACKOFF_SECONDS[0]
+        self._probe_gain = PROBE_GAIN
+        self._ceiling = None
+        self.verified = max(self.verified or 0.0, probe.goal)
+        self.value = max(self.value, probe.goal)
+        self._grown_at = now
+        return True
+
+    def _fail_probe(self, probe: Probe, now: float) -> None:
+        """The leg did not carry ``probe``: back to the estimate before it, held there."""
+        self.probe = None
+        self.probes_failed += 1
+        self.value = min(self.value, probe.before)
+        self._ceiling = (probe.before, now + self._probe_backoff)
+        self._probe_at = now + self._probe_backoff
+        self._probe_backoff = min(PROBE_BACKOFF_SECONDS[1], 2 * self._probe_backoff)
+        # Smaller steps under a cap: each failed probe overloads the leg for PROBE_SECONDS.
+        self._probe_gain = max(PROBE_LEAST_GAIN, 1 + (self._probe_gain - 1) / 2)
+        self._grown_at = now
 
     def _grow(self, now: float) -> None:
         last, self._grown_at = self._grown_at, now
@@ -180,6 +318,8 @@ class DownlinkEstimator:
                 limit = min(limit, ceiling)
             else:
                 self._ceiling = None
+        if self.can_probe and self.verified is not None:
+            limit = min(limit, VERIFIED_MARGIN * self.verified)
         grown = self.value * GROWTH_PER_SECOND ** min(now - last, WINDOW_MAX_SECONDS)
         self.value = max(self.value, min(grown, limit))
 
@@ -195,6 +335,7 @@ class DownlinkEstimator:
             self._backoff = BACKOFF_SECONDS[0]
         self._last_decrease = now
         self.value = target
+        self.verified = min(self.verified or target, target)
         self._ceiling = (target, now + self._backoff)
         self._grown_at = now
         self.decreases += 1

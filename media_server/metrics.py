@@ -50,6 +50,10 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "NACKed packets not resent: sent before the keyframe a layer switch or resume began at",
         (),
     ),
+    "probes": ("bandwidth probes of subscriber legs (prober.py)", ()),
+    "probes_failed": ("of the probes, those the leg did not carry (loss)", ()),
+    "probe_packets": ("padding packets sent for probes (RTX resends of sent packets)", ()),
+    "probe_bytes": ("RTP bytes of probe padding", ()),
     "keyframe_requests_received": ("PLI/FIR received from subscribers", ()),
     "plis_sent": ("PLIs sent to publishers (after throttling)", ()),
     "keyframe_requests_throttled": ("PLIs held back (500 ms unanswered, 300 ms once answered)", ()),
@@ -78,6 +82,8 @@ def participant_samples(p: Participant) -> Iterator[tuple[Key, int]]:
         yield ("transport_feedback_sent", ()), p.transport_feedback.packets_sent
         yield ("transport_cc_malformed", ()), p.transport_feedback.arrivals.malformed
     yield ("media_faults", ()), p.faults.count
+    yield ("probes", ()), p.downlink.probes
+    yield ("probes_failed", ()), p.downlink.probes_failed
     for reason, n in p.dropped.items():
         yield ("packets_dropped", ("participant", reason)), n
     for pub in p.publications:
@@ -101,6 +107,8 @@ def participant_samples(p: Participant) -> Iterator[tuple[Key, int]]:
         yield ("retransmissions_over_budget", ()), sub.retransmissions_over_budget
         yield ("retransmissions_superseded", ()), sub.retransmissions_superseded
         yield ("keyframe_requests_received", ()), sub.keyframe_requests
+        yield ("probe_packets", ()), sub.probe_packets
+        yield ("probe_bytes", ()), sub.probe_bytes
         for reason, n in sub.dropped.items():
             yield ("packets_dropped", ("subscription", reason)), n
 

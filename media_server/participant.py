@@ -102,10 +102,11 @@ from media_server import (
     sdpextras,
     simulcast,
 )
-from media_server.allocator import TRACE, Allocator
+from media_server.allocator import TRACE, Allocator, layers_of
 from media_server.estimator import DownlinkEstimator, ResendBudget
 from media_server.faults import Faults
 from media_server.feedback import TransportFeedback
+from media_server.prober import Prober
 from media_server.publication import Publication
 from media_server.rtpforward import Leg
 from media_server.subscription import Subscription
@@ -208,11 +209,14 @@ class Participant:
 
         self.faults = Faults(f"participant {id}")
         # What our leg to this participant carries, and the resends it affords (estimator.py).
-        self.downlink = DownlinkEstimator(self._bytes_sent, resent_bytes=self._bytes_resent)
+        self.downlink = DownlinkEstimator(
+            self._bytes_sent, resent_bytes=self._bytes_resent, padding_bytes=self._bytes_padded
+        )
         self.resend_budget = ResendBudget(lambda: self.downlink.estimate)
         self.allocator = Allocator(
             lambda: self.downlink.estimate, lost_at=lambda: self.downlink.lost_at, owner=id
         )
+        self.prober = Prober(self.downlink)
         self._reported_loss = False  # a receiver report of our leg arrived in this compound
         self.dropped: dict[str, int] = {}
         self.rtcp_packets_in = 0
@@ -587,6 +591,10 @@ class Participant:
                             self.id, subscription.mid, types, exc)  # fmt: skip
             self._drop("rtx_answer_invalid")
             subscription.out.set_rtx(0, {})
+            types = {}
+        subscription.rtx_repairs = (
+            frozenset(types.values()) if subscription.out.rtx_ssrc else frozenset()
+        )
         if subscription.out.rtx_ssrc:
             self._by_rtx_ssrc[subscription.out.rtx_ssrc] = subscription
 
@@ -688,12 +696,16 @@ class Participant:
         return sum(p.bytes_in for p in self.publications)
 
     def _bytes_sent(self) -> int:
-        """RTP bytes sent on our leg to this participant (media and resends)."""
-        return sum(s.bytes_out + s.retransmitted_bytes for s in self.subscriptions)
+        """RTP bytes sent on our leg to this participant (media, resends, probe padding)."""
+        return sum(s.bytes_out + s.retransmitted_bytes + s.probe_bytes for s in self.subscriptions)
 
     def _bytes_resent(self) -> int:
         """RTP bytes resent (NACK answers) on our leg to this participant."""
         return sum(s.retransmitted_bytes for s in self.subscriptions)
+
+    def _bytes_padded(self) -> int:
+        """RTP bytes of probe padding on our leg to this participant (prober.py)."""
+        return sum(s.probe_bytes for s in self.subscriptions)
 
     def on_rtp(self, data: bytes) -> None:
         """A decrypted RTP packet whose SSRC the compiled path has no route for yet."""
@@ -779,15 +791,27 @@ class Participant:
             self._reported_loss = False
             live = [s for s in self.subscriptions if not s.closed]
             expected = sum(s.leg_expected for s in live)
-            if self.downlink.on_report(expected, sum(s.leg_lost for s in live)):
+            lost, raw = sum(s.leg_lost for s in live), sum(s.leg_lost_raw for s in live)
+            if self.downlink.on_report(expected, lost, raw):
                 self._allocate()
 
     def _allocate(self) -> None:
-        """The downlink estimate moved: share it again and tell the publishers."""
+        """The downlink estimate moved: share it again, tell the publishers, and probe the
+        leg when the share holds a video under what its publisher sends (prober.py)."""
         self.downlink.demand = self.allocator.allocate(self.subscriptions)
         for subscription in self.subscriptions:
             if subscription.kind == "video" and not subscription.closed:
                 subscription.source.cap_changed()
+        # Simulcast videos only: one layer follows the share by its bitrate (REMB), and its
+        # growth, which the probes would now bound, is what raises that bitrate.
+        pads = [s for s in self.subscriptions if s.can_pad and layers_of(s)]
+        self.downlink.can_probe = bool(pads)
+        goal = self.downlink.probe_goal(self.allocator.constrained)
+        if goal is not None:
+            d = self.downlink
+            self.prober.start(goal, (d.sent_bps or 0.0) - d.padding_bps, pads)
+            TRACE.info("probe", extra={"participant": self.id, "goal_bps": goal,
+                                       "estimate_bps": self.downlink.estimate})  # fmt: skip
         if TRACE.isEnabledFor(logging.DEBUG):
             self._trace_allocation()
 
@@ -809,7 +833,9 @@ class Participant:
             "participant": self.id, "estimate_bps": d.estimate, "remb_bps": d.remb,
             "demand_bps": d.demand, "sent_bps": None if d.sent_bps is None
             else int(d.sent_bps), "loss": round(d.fraction_lost, 3), "streams": streams,
-            "window_packets": d.window_packets,
+            "raw_loss": round(d.raw_lost, 3),
+            "window_packets": d.window_packets, "verified_bps": d.verified and int(d.verified),
+            "probing": d.probe is not None, "probes": d.probes, "probes_failed": d.probes_failed,
             "legs": [(s.kind, s.leg_expected, s.leg_lost, s.rtx_received) for s in self.subscriptions],
         })  # fmt: skip
 
@@ -1051,6 +1077,7 @@ class Participant:
         for subscription in self.subscriptions:
             await subscription.close()
         self._closed = True
+        self.prober.stop()
         if self._answer_waiter is not None and not self._answer_waiter.done():
             self._answer_waiter.cancel()
         self._settle_codec_requests(failed=True)

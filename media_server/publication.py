@@ -382,6 +382,12 @@ class Publication:
         self._layers_on = top
         return [layer.rid or "" for layer in layers[: top + 1]]
 
+    def requested(self) -> bool:
+        """(A simulcast layer) is it among the rids its publisher was last told to send
+        (every one before the first ``active_layers`` notice)?"""
+        primary = self.primary or self
+        return primary._rids_sent is None or (self.rid or "") in primary._rids_sent
+
     def cap_changed(self) -> None:
         """A subscriber's allocation moved: tell the publisher at once (REMB) when the cap fell
         by more than 10% (at most every 200 ms) or rose by more than 25% (at most every 1 s),

@@ -48,6 +48,7 @@ import copy
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -78,6 +79,7 @@ RESEND_MIN_INTERVAL_SECONDS = 0.02  # and at least one round trip between resend
 RESEND_MAX_TIMES = 4  # resends of one packet
 RESEND_FORGET_SECONDS = 2.0  # a sequence number resent longer ago than this is a new packet
 IN_FLIGHT_MAX = 1024  # packets sent past a receiver report's highest: more is a stale report
+PAD_DEPTH = 16  # probe padding resends the newest packets, this many back at most
 
 
 def vp8_numbering(payload: bytes) -> tuple[int | None, int | None]:
@@ -183,11 +185,22 @@ class Subscription:
         # what the subscriber reports received, so the publisher's uplink loss is not ours.
         self.leg_expected = 0
         self.leg_lost = 0
-        self._report_counts: tuple[int, int, int] | None = None  # (forwarded, received, highest)
+        self.leg_lost_raw = 0  # ... and before repair (RTX repairs not added back)
+        self._reported_highest: int | None = None  # of the last report block (16 bits)
+        # (forwarded, received, highest, received before repair)
+        self._report_counts: tuple[int, int, int, int] | None = None
         # RTX packets the subscriber reports received on our RTX SSRC (on_rtx_report), and
         # (extended highest, cumulative lost) of its last report block for that SSRC.
         self.rtx_received = 0
         self._rtx_counts = (-1, 0)
+        # Probe padding (pad): RTX resends that repair nothing. Their RTX sequence numbers,
+        # oldest first, until a report block covers them (on_rtx_report leaves them out of
+        # the repairs); the media payload types the answer gave an RTX type (_follow_rtx).
+        self.probe_packets = 0
+        self.probe_bytes = 0
+        self._probe_seqs: deque[int] = deque(maxlen=4 * IN_FLIGHT_MAX)  # a leg never reporting
+        self._pad_back = 0  # the next padding resends the packet this far behind the newest
+        self.rtx_repairs: frozenset[int] = frozenset()
         # A keyframe and what followed it, held while the subscriber cannot receive yet (see
         # _hold): empty once delivered, so an established subscription holds nothing.
         self._held: list[bytes] = []
@@ -224,8 +237,53 @@ class Subscription:
 
     @property
     def retransmissions_rtx(self) -> int:
-        """Resends that went out on the RTX stream (RFC 4588), out of ``retransmissions``."""
-        return self.out.rtx_packets_out
+        """Resends that went out on the RTX stream (RFC 4588), out of ``retransmissions``
+        (probe padding is not one)."""
+        return self.out.rtx_packets_out - self.probe_packets
+
+    @property
+    def can_pad(self) -> bool:
+        """Can ``pad`` send now: a video the subscriber takes RTX for, being forwarded."""
+        out = self.out
+        return (bool(out.rtx_ssrc and self.rtx_repairs) and out.send is not None
+                and out.last_seq is not None and not self.paused and not self.closed)  # fmt: skip
+
+    def pad(self, nbytes: int) -> int:
+        """Send about ``nbytes`` (at least, by a packet at most) of probe padding: RTX resends
+        of the newest ``PAD_DEPTH`` packets, newest first and round again (libwebrtc's pacer
+        pads the same way: the subscriber throws the duplicates away, after counting them on
+        the RTX SSRC). Outside the resend budget and the per-packet limits: the estimator
+        asked for it (DownlinkEstimator.probe_goal). Returns the bytes sent (before SRTP); 0
+        when there is nothing to pad with (``can_pad`` false, no packet of an RTX-repaired
+        payload type held). A send that fails ends this padding; it is counted, not raised."""
+        if not self.can_pad:
+            return 0
+        out = self.out
+        sent = misses = 0
+        while sent < nbytes and misses < PAD_DEPTH:
+            seq = (out.last_seq - self._pad_back) & 0xFFFF
+            self._pad_back = (self._pad_back + 1) % PAD_DEPTH
+            packet = out.sent(seq)
+            if packet is None or packet[1] & 0x7F not in self.rtx_repairs:
+                misses += 1  # a resend on the media SSRC would be a duplicate, not padding
+                continue
+            rtx_seq = out.rtx_seq & 0xFFFF
+            try:
+                size = out.resend(seq)
+            except ConnectionError:
+                self._drop("pad_not_connected")
+                break
+            except Exception as exc:
+                self._faults.record("subscription.pad", exc)
+                break
+            if size is None:
+                misses += 1
+                continue
+            self._probe_seqs.append(rtx_seq)
+            self.probe_packets += 1
+            self.probe_bytes += size
+            sent += size
+        return sent
 
     def bind(
         self,
@@ -543,7 +601,15 @@ class Subscription:
             return 0.0
         return max(self._history_seconds, 3 * (self.rtt or 0.0))
 
+    def reported_past(self, seq: int | None) -> bool:
+        """Has a receiver report of the subscriber reached sequence number ``seq`` (ours)?"""
+        highest = self._reported_highest
+        if seq is None:
+            return True
+        return highest is not None and (highest - seq) & 0xFFFF < 0x8000
+
     def on_receiver_report(self, report: rtcp.RtcpReceiverInfo) -> None:
+        self._reported_highest = report.highest_sequence & 0xFFFF
         self.fraction_lost = report.fraction_lost
         self.packets_lost = report.packets_lost
         self.jitter = report.jitter
@@ -568,7 +634,8 @@ class Subscription:
         uplink's losses landed in a later window with nothing to subtract (a clean leg whose
         publisher was policed at 300 kbit/s read 60-90% loss, and its video was paused).
         With RTX the subscriber counts a repair on the RTX SSRC, not here: ``rtx_received``
-        adds it back, so the loss is after repair either way."""
+        adds it back, so the loss is after repair either way; ``leg_lost_raw`` leaves it out
+        (with RTX: the loss before repair, which a probe is judged by)."""
         out = self.out
         ahead = 0 if out.last_seq is None else (out.last_seq - highest) & 0xFFFF
         previous = self._report_counts
@@ -576,8 +643,13 @@ class Subscription:
             return  # a stale report, or nothing new: the window stays open
         in_flight = sum(1 for k in range(1, ahead + 1)
                         if out.sent((highest + k) & 0xFFFF) is not None)  # fmt: skip
-        received = highest - lost + self.rtx_received
-        counts = self._report_counts = (out.packets_out - in_flight, received, highest)
+        raw = highest - lost
+        counts = self._report_counts = (
+            out.packets_out - in_flight,
+            raw + self.rtx_received,
+            highest,
+            raw,
+        )
         if previous is None:
             return
         forwarded, received = counts[0] - previous[0], counts[1] - previous[1]
@@ -585,6 +657,7 @@ class Subscription:
             return
         self.leg_expected += forwarded
         self.leg_lost += max(0, min(forwarded, forwarded - received))
+        self.leg_lost_raw += max(0, min(forwarded, forwarded - (raw - previous[3])))
 
     def on_rtx_report(self, report: rtcp.RtcpReceiverInfo) -> None:
         """The subscriber's report block for our RTX SSRC: what arrived on it since the last
@@ -604,7 +677,15 @@ class Subscription:
             # taken, 2**32 - 1 once read every later loss as repaired, every later block stale).
             self._drop("rtx_report_invalid")
             return
-        self.rtx_received += min(advanced, max(0, advanced - (lost - previous[1])))
+        received = min(advanced, max(0, advanced - (lost - previous[1])))
+        # Probe padding the block covers repaired nothing: its share of what arrived (the
+        # block tells how many, not which) is left out, or a probe would hide media losses.
+        probes, covered = self._probe_seqs, highest & 0xFFFF
+        padding = 0
+        while probes and 0 <= (covered - probes[0]) & 0xFFFF < 0x8000:
+            probes.popleft()
+            padding += 1
+        self.rtx_received += received - round(received * min(1.0, padding / advanced))
         self._rtx_counts = (highest, lost)
 
     def on_remb(self, bitrate: int) -> None:

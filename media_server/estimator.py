@@ -44,14 +44,20 @@ leg carries or is estimated to, for ``PROBE_SECONDS``; it pads the difference on
 stream (prober.py; libwebrtc's pacer pads with RTX resends the same way, LiveKit's
 StreamAllocator probes before an upgrade). The first window after it whose reports cover the
 padded video judges it, by the loss before repair (``raw_lost``: NACKs repair what a policer
-dropped): no more loss than before it, and the goal is the estimate at once, any hold
+dropped) and the loss of the padding itself (a policer drops big packets first, padding
+before audio): no more loss than before it and little padding lost, and the goal is the estimate at once, any hold
 released, and the next probe may follow (a lifted cap is climbed by doublings, about one a
 second, where blind growth at ``GROWTH_PER_SECOND`` took 8-9 s: issue 13's step measured 13 s
 back to the top layer). Loss (or a REMB that fell, within ``PROBE_ECHO_SECONDS``), and the
 estimate is what it was before, not lower (the loss was the probe's), held there for
-``PROBE_BACKOFF_SECONDS`` (doubling: a policed leg is probed every 4 s at most), and the
+``PROBE_BACKOFF_SECONDS`` (doubling: a policed leg is probed every 6 s at most), and the
 next probe asks for less over it (each failed probe costs the media some loss for
-``PROBE_SECONDS``, which NACKs repair; audio has no repair).
+``PROBE_SECONDS``, which NACKs repair; audio has no repair). A probe that passed lied when
+loss lowers the estimate within ``PROBE_TRUST_SECONDS``: a policer's token bucket let its
+padding through (an nftables policer holds a second of its rate) and the switch up it
+allowed froze once the bucket ran dry. Probing then backs off as after a failure, and each
+probe runs twice as long (up to ``PROBE_LONGEST_SECONDS``) until one's verdict holds: failed
+padding costs no keyframe and no freeze.
 
 ``ResendBudget`` is a token bucket of bytes refilled at ``share`` of the estimate, at most
 ``depth_seconds`` of it banked: retransmissions (NACK answers) spend from it, so they never
@@ -86,12 +92,15 @@ CEILING = 20_000_000
 PROBE_GAIN = 2.0  # a probe asks for this much over what the leg carries, its excess halved
 PROBE_LEAST_GAIN = 1.25  # ... after each failure down to this
 PROBE_MIN_GAIN = 1.2  # ... and is not worth sending for less
-PROBE_SECONDS = 0.5  # padding runs this long
-PROBE_LOSS_GROWTH = 0.05  # a probe fails when the loss before repair grows this much
+PROBE_SECONDS = 0.5  # padding runs this long, doubled for each probe that lied, up to
+PROBE_LONGEST_SECONDS = 2.0  # ... this (a policer's bucket let a short one through)
+PROBE_TRUST_SECONDS = 5.0  # loss this soon after a probe passed: it lied
+PROBE_LOSS_GROWTH = 0.05  # a probe fails when the loss before repair grows this much,
+PROBE_PADDING_LOSS = 0.1  # ... or this share of its padding (of the RTX streams) is lost
 PROBE_JUDGE_SECONDS = 0.1  # the window judging it closes at least this long after its end
 PROBE_LOST_SECONDS = 3.0  # a probe no report judged by then is forgotten (a silent leg)
 PROBE_AFTER_DECREASE_SECONDS = 2.0  # no probe this soon after loss lowered the estimate
-PROBE_BACKOFF_SECONDS = (2.0, 4.0)  # after a failed probe, first and longest wait
+PROBE_BACKOFF_SECONDS = (2.0, 6.0)  # after a failed probe, first and longest wait
 PROBE_ECHO_SECONDS = 2.0  # a REMB this soon after a probe's end may answer it
 VERIFIED_MARGIN = 1.1  # with probing, blind growth stays this close to what got through
 
@@ -102,7 +111,8 @@ class Probe:
     ``goal`` bits/s; ``before``: the estimate when it began (bits/s), ``raw_before``: the
     loss before repair of the window before it (a fraction); ``covered()``: do the
     subscriber's reports cover what was sent until it ended (set by the Prober: a window its
-    audio reports closed says nothing of the padded video)."""
+    audio reports closed says nothing of the padded video), ``padding_lost()``: the share of
+    the padded RTX streams lost since it began (a fraction)."""
 
     start: float
     end: float
@@ -110,6 +120,7 @@ class Probe:
     before: float
     raw_before: float
     covered: Callable[[], bool] = lambda: True
+    padding_lost: Callable[[], float] = lambda: 0.0
 
 
 class DownlinkEstimator:
@@ -159,6 +170,8 @@ class DownlinkEstimator:
         self._probe_at = -1e9  # no probe before
         self._probe_backoff = PROBE_BACKOFF_SECONDS[0]
         self._probe_gain = PROBE_GAIN
+        self._probe_lies = 0  # probes in a row that passed and loss followed
+        self._passed_at: float | None = None  # the last probe that passed, while on trial
         # REMBs until then may answer a probe's burst: (until, the estimate before it)
         self._probe_echo = (-1e9, 0.0)
 
@@ -231,6 +244,11 @@ class DownlinkEstimator:
             return True
         if loss < LOSS_LOW:
             self.verified = max(self.verified or 0.0, self.sent_bps)
+            if self._passed_at is not None and now - self._passed_at >= PROBE_TRUST_SECONDS:
+                self._passed_at = None  # what the probes found held: they told the truth
+                self._probe_lies = 0
+                self._probe_backoff = PROBE_BACKOFF_SECONDS[0]
+                self._probe_gain = PROBE_GAIN
         if loss > LOSS_HIGH:
             self.lost_at = now
         if loss > LOSS_CONGESTED:
@@ -261,7 +279,8 @@ class DownlinkEstimator:
         goal = min(DEMAND_MARGIN * self.demand, CEILING, self._probe_gain * carried)
         if goal < PROBE_MIN_GAIN * carried:
             return None
-        self.probe = Probe(now, now + PROBE_SECONDS, goal, self.value, self.raw_lost)
+        seconds = min(PROBE_LONGEST_SECONDS, PROBE_SECONDS * 2**self._probe_lies)
+        self.probe = Probe(now, now + seconds, goal, self.value, self.raw_lost)
         self._probe_echo = (self.probe.end + PROBE_ECHO_SECONDS, self.value)
         self.probes += 1
         return int(goal)
@@ -276,16 +295,20 @@ class DownlinkEstimator:
         """A loss window closed while ``probe`` runs or waits; True when it decided it. By the
         loss before repair (``raw_lost``): after repair, NACKs hide a policer's drops that the
         padding caused (a probe at twice a 500 kbit/s policer passed). The probe fails when
-        that loss grew by ``PROBE_LOSS_GROWTH`` over the window before it: a leg with random
-        loss is not a leg that cannot carry more."""
+        that loss grew by ``PROBE_LOSS_GROWTH`` over the window before it (a leg with random
+        loss is not a leg that cannot carry more), or, once its reports are in, when over
+        ``PROBE_PADDING_LOSS`` of its padding was lost."""
         if self.raw_lost > probe.raw_before + PROBE_LOSS_GROWTH or self.fraction_lost >= LOSS_HIGH:
             self._fail_probe(probe, now)
             return True
         if now < probe.end + PROBE_JUDGE_SECONDS or not probe.covered():
             return False  # the window closed before the padding ended: the next one judges
+        if probe.padding_lost() > PROBE_PADDING_LOSS:
+            self._fail_probe(probe, now)
+            return True
         self.probe = None
         self._probe_at = now
-        self._probe_backoff = PROBE_BACKOFF_SECONDS[0]
+        self._passed_at = now  # on trial: a switch up it allows may yet fail (_decrease)
         self._probe_gain = PROBE_GAIN
         self._ceiling = None
         self.verified = max(self.verified or 0.0, probe.goal)
@@ -299,11 +322,15 @@ class DownlinkEstimator:
         self.probes_failed += 1
         self.value = min(self.value, probe.before)
         self._ceiling = (probe.before, now + self._probe_backoff)
+        self._back_off_probing(now)
+        self._grown_at = now
+
+    def _back_off_probing(self, now: float) -> None:
+        """A probe failed, or lied: wait longer before the next, and ask for less over what
+        the leg carries (each failed probe overloads the leg for its duration)."""
         self._probe_at = now + self._probe_backoff
         self._probe_backoff = min(PROBE_BACKOFF_SECONDS[1], 2 * self._probe_backoff)
-        # Smaller steps under a cap: each failed probe overloads the leg for PROBE_SECONDS.
         self._probe_gain = max(PROBE_LEAST_GAIN, 1 + (self._probe_gain - 1) / 2)
-        self._grown_at = now
 
     def _grow(self, now: float) -> None:
         last, self._grown_at = self._grown_at, now
@@ -327,6 +354,14 @@ class DownlinkEstimator:
         target = max(FLOOR, target)
         if target >= self.value:
             return
+        if self._passed_at is not None and now - self._passed_at < PROBE_TRUST_SECONDS:
+            # The probes passed, and what they allowed did not hold: a policer's bucket let
+            # their padding through (an nftables one holds a second of its rate). The next
+            # probes wait longer and run longer, so they empty such a bucket before a switch
+            # up does (a failed switch up costs a keyframe and a freeze, failed padding none).
+            self._passed_at = None
+            self._probe_lies += 1
+            self._back_off_probing(now)
         # A decrease soon after the last congestion point stopped holding: that point was too
         # high, so hold the new one longer (GCC's probe backoff, roughly).
         if self._ceiling is None and now - self._last_decrease < self._backoff + 10.0:

@@ -836,7 +836,10 @@ class Participant:
             "raw_loss": round(d.raw_lost, 3),
             "window_packets": d.window_packets, "verified_bps": d.verified and int(d.verified),
             "probing": d.probe is not None, "probes": d.probes, "probes_failed": d.probes_failed,
-            "legs": [(s.kind, s.leg_expected, s.leg_lost, s.rtx_received) for s in self.subscriptions],
+            # per subscription: kind, packets expected and lost after repair, RTX repairs,
+            # lost before repair, RTX packets expected and lost, probe padding packets
+            "legs": [(s.kind, s.leg_expected, s.leg_lost, s.rtx_received, s.leg_lost_raw,
+                      *s.rtx_tally, s.probe_packets) for s in self.subscriptions],
         })  # fmt: skip
 
     def _publish_layers(self, publication: Publication, rids: list[str]) -> None:

@@ -28,11 +28,14 @@ TICK_SECONDS = 0.02  # padding goes out in bursts this far apart (a packet or a 
 class Pad(Protocol):
     """What the Prober pads with (a Subscription)."""
 
-    out: Any  # its rtpforward.Outbound (``last_seq``)
+    out: Any  # its rtpforward.Outbound (``last_seq``, ``rtx_seq``)
+    rtx_tally: tuple[int, int]  # (expected, lost) on its RTX SSRC, as reported so far
 
     def pad(self, nbytes: int) -> int: ...
 
     def reported_past(self, seq: int) -> bool: ...
+
+    def rtx_reported_past(self, rtx_seq: int) -> bool: ...
 
 
 class Prober:
@@ -50,6 +53,7 @@ class Prober:
         self._at = 0.0
         self._owed = 0.0
         self.padded_bytes = 0
+        self._tallies: list[tuple[int, int]] = []
 
     @property
     def running(self) -> bool:
@@ -63,6 +67,7 @@ class Prober:
         self._owed = 0.0
         if self._estimator.probe is not None:
             self._estimator.probe.covered = lambda: False  # until it ends (_tick)
+        self._tallies = [pad.rtx_tally for pad in pads]
         self._tick()
 
     def stop(self) -> None:
@@ -77,9 +82,16 @@ class Prober:
         if probe is None:
             return
         if now >= probe.end:
-            # Judged once every padded video's receiver reports reach what it sent until now.
-            ends = [(pad, pad.out.last_seq) for pad in self._pads]
-            probe.covered = lambda: all(pad.reported_past(seq) for pad, seq in ends)
+            # Judged once every padded video's receiver reports reach what it sent until now,
+            # on its media and on its RTX SSRC, by the share of the RTX stream lost since the
+            # probe began: a policer drops the big padding packets first (a 300 kbit/s one let
+            # through 2% of the media's packets, audio's many small ones among them, and 40%
+            # of the padding), so the media's loss alone passed probes the leg could not carry.
+            ends = [(pad, pad.out.last_seq, (pad.out.rtx_seq - 1) & 0xFFFF) for pad in self._pads]
+            tallies = list(zip(self._pads, self._tallies, strict=True))
+            probe.covered = lambda: all(pad.reported_past(seq) and pad.rtx_reported_past(rtx)
+                                        for pad, seq, rtx in ends)  # fmt: skip
+            probe.padding_lost = lambda: _lost_since(tallies)
             return
         self._owed += self._rate * (now - self._at)
         self._at = now
@@ -95,3 +107,10 @@ class Prober:
             self._owed -= sent
             self.padded_bytes += sent
         self._timer = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
+
+
+def _lost_since(tallies: list[tuple[Pad, tuple[int, int]]]) -> float:
+    """The share of the pads' RTX packets reported lost since each tally (0 when none)."""
+    expected = sum(pad.rtx_tally[0] - before[0] for pad, before in tallies)
+    lost = sum(pad.rtx_tally[1] - before[1] for pad, before in tallies)
+    return lost / expected if expected > 0 else 0.0

@@ -193,6 +193,7 @@ class Subscription:
         # (extended highest, cumulative lost) of its last report block for that SSRC.
         self.rtx_received = 0
         self._rtx_counts = (-1, 0)
+        self.rtx_tally = (0, 0)  # (expected, lost) on our RTX SSRC as its reports say so far
         # Probe padding (pad): RTX resends that repair nothing. Their RTX sequence numbers,
         # oldest first, until a report block covers them (on_rtx_report leaves them out of
         # the repairs); the media payload types the answer gave an RTX type (_follow_rtx).
@@ -608,6 +609,11 @@ class Subscription:
             return True
         return highest is not None and (highest - seq) & 0xFFFF < 0x8000
 
+    def rtx_reported_past(self, rtx_seq: int) -> bool:
+        """Has a report block for our RTX SSRC reached its sequence number ``rtx_seq``?"""
+        highest = self._rtx_counts[0]
+        return highest >= 0 and (highest - rtx_seq) & 0xFFFF < 0x8000
+
     def on_receiver_report(self, report: rtcp.RtcpReceiverInfo) -> None:
         self._reported_highest = report.highest_sequence & 0xFFFF
         self.fraction_lost = report.fraction_lost
@@ -678,6 +684,7 @@ class Subscription:
             self._drop("rtx_report_invalid")
             return
         received = min(advanced, max(0, advanced - (lost - previous[1])))
+        self.rtx_tally = (self.rtx_tally[0] + advanced, self.rtx_tally[1] + advanced - received)
         # Probe padding the block covers repaired nothing: its share of what arrived (the
         # block tells how many, not which) is left out, or a probe would hide media losses.
         probes, covered = self._probe_seqs, highest & 0xFFFF

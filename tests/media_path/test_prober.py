@@ -101,6 +101,43 @@ def test_a_probe_into_a_policer_fails_without_lowering_the_estimate_and_backs_of
     assert link.probe() == pytest.approx((1 + (estimator.PROBE_GAIN - 1) / 2) * carried, rel=0.01)
 
 
+def test_a_probe_whose_padding_a_policer_dropped_fails_though_the_media_got_through() -> None:
+    # A policer drops big packets first: at 300 kbit/s it let through all but 2% of the media
+    # packets (audio's many small ones among them) and 40% of the padding was lost.
+    link = Link(rate=200_000, cap=10_000_000)
+    held_at(link, 400_000)
+    before = link.est.estimate
+    link.probe()
+    link.est.probe.padding_lost = lambda: 0.4  # type: ignore[union-attr]
+    link.run(estimator.PROBE_SECONDS + 0.6)
+    assert (link.est.probes_failed, link.est.estimate) == (1, before)
+
+
+def test_a_probe_that_passed_and_was_followed_by_loss_lied_and_the_next_runs_longer() -> None:
+    # An nftables policer holds a second of its rate: a half-second probe at twice a 500
+    # kbit/s cap got through, and the switch up it allowed froze when the bucket ran dry.
+    link = Link(rate=200_000, cap=10_000_000)
+    held_at(link, 400_000)
+    goal = link.probe()
+    link.run(estimator.PROBE_SECONDS + 0.6)
+    assert link.est.estimate == pytest.approx(goal, rel=0.01)
+    link.cap, link.residual = 500_000, 0.5  # the bucket is dry: the rate it allowed loses
+    link.rate = goal
+    link.run(1.0)
+    assert link.est.estimate < goal and link.probe() is None  # backed off
+    link.rate = 200_000
+    link.run(estimator.PROBE_BACKOFF_SECONDS[0] + estimator.PROBE_AFTER_DECREASE_SECONDS)
+    link.cap = 10_000_000
+    assert link.probe() is not None
+    assert link.est.probe.end - link.est.probe.start == 2 * estimator.PROBE_SECONDS  # type: ignore[union-attr]
+    link.run(2 * estimator.PROBE_SECONDS + 0.6)
+    link.run(estimator.PROBE_TRUST_SECONDS)  # what it allowed held: it told the truth
+    link.est.probe = None
+    link.est._probe_at = -1e9
+    assert link.probe() is not None
+    assert link.est.probe.end - link.est.probe.start == estimator.PROBE_SECONDS  # type: ignore[union-attr]
+
+
 def test_a_probe_waits_for_the_padded_videos_reports() -> None:
     # A window closed by the audio's reports alone said nothing of the padded video: a probe
     # at four times a policer passed that way, and the switch up it allowed froze the video.
@@ -188,6 +225,9 @@ def test_padding_is_rtx_resends_of_the_newest_packets_and_not_counted_as_repairs
                                             highest_sequence=last, jitter=0, lsr=0, dlsr=0))  # fmt: skip
     assert (sub.rtx_received, sub.leg_lost, sub.leg_lost_raw) == (0, 2, 2)
     assert sub.reported_past(last) and not sub.reported_past((last + 1) & 0xFFFF)
+    rtx_last = pads[-1].sequence_number
+    assert sub.rtx_reported_past(rtx_last) and not sub.rtx_reported_past((rtx_last + 1) & 0xFFFF)
+    assert sub.rtx_tally == (len(pads), 0)
 
 
 def test_no_padding_where_the_subscriber_took_no_rtx_for_the_payload_type() -> None:
@@ -200,8 +240,11 @@ def test_no_padding_where_the_subscriber_took_no_rtx_for_the_payload_type() -> N
 
 async def test_the_prober_pads_the_difference_and_withdraws_a_probe_it_cannot_pad() -> None:
     class Pads:
+        rtx_tally = (0, 0)
+
         def __init__(self, can: bool) -> None:
-            self.can, self.sent, self.out = can, 0, type("Out", (), {"last_seq": 5})()
+            self.can, self.sent = can, 0
+            self.out = type("Out", (), {"last_seq": 5, "rtx_seq": 9})()
 
         def pad(self, nbytes: int) -> int:
             n = nbytes if self.can else 0
@@ -209,6 +252,9 @@ async def test_the_prober_pads_the_difference_and_withdraws_a_probe_it_cannot_pa
             return n
 
         def reported_past(self, seq: int) -> bool:
+            return True
+
+        def rtx_reported_past(self, rtx_seq: int) -> bool:
             return True
 
     est = DownlinkEstimator(lambda: 0)

@@ -97,7 +97,7 @@ def test_a_probe_into_a_policer_fails_without_lowering_the_estimate_and_backs_of
     assert link.est.estimate == before
     link.run(0.2)
     # ... and asks for less over it: each failed probe overloads the leg for PROBE_SECONDS
-    carried = link.est.value
+    carried = min(link.est.value, link.est.verified)  # type: ignore[type-var]
     assert link.probe() == pytest.approx((1 + (estimator.PROBE_GAIN - 1) / 2) * carried, rel=0.01)
 
 
@@ -289,3 +289,15 @@ def test_a_layer_the_publisher_was_told_to_stop_is_no_flap() -> None:
             clock.now += 1.0
             alloc._steady(top, rate, clock.now)
         assert alloc._steady(top, 1_400_000, clock.now) is steady
+
+
+def test_a_probe_starts_from_what_was_shown_not_from_an_estimate_grown_blind() -> None:
+    # Every video paused: nothing to pad, the estimate grows blind; on resume the first probe
+    # asked a 500 kbit/s leg for twice that (1.9 Mbit/s).
+    link = Link(rate=100_000, cap=10_000_000)
+    held_at(link, 250_000)
+    link.est.can_probe = False
+    link.run(10.0)
+    assert link.est.estimate > 1_000_000
+    link.est.can_probe = True
+    assert link.probe() == pytest.approx(estimator.PROBE_GAIN * 250_000, rel=0.02)

@@ -169,6 +169,9 @@ class MediaSettings(_Section):
     # extension and feedback, media_server/feedback.py): their send-side estimator then sees
     # the loss on their uplink. False: REMB only.
     transport_cc: bool = True
+    # Probe a subscriber's leg with RTX padding before switching its video up to a higher
+    # simulcast layer (media_server/prober.py). False: the estimate grows blind, as before.
+    probing: bool = True
 
     @model_validator(mode="after")
     def _port_range(self) -> MediaSettings:

@@ -805,7 +805,7 @@ class Participant:
         # Simulcast videos only: one layer follows the share by its bitrate (REMB), and its
         # growth, which the probes would now bound, is what raises that bitrate.
         pads = [s for s in self.subscriptions if s.can_pad and layers_of(s)]
-        self.downlink.can_probe = bool(pads)
+        self.downlink.can_probe = bool(pads) and self.settings.probing
         goal = self.downlink.probe_goal(self.allocator.constrained)
         if goal is not None:
             d = self.downlink

@@ -267,6 +267,7 @@ class Participant:
         publishing: list[tuple[Any, RTCRtpTransceiver]] = []
         for media, ordered in chosen:
             transceiver = self.pc.addTransceiver(media.kind, direction="recvonly")
+            forwarding_sender(transceiver.sender)
             forwarding_receiver(transceiver.receiver)
             # RTX (RFC 4588) where the codec has one: the publisher's retransmissions and
             # probes then come on an SSRC of their own, which Inbound unwraps or drops, instead

@@ -316,33 +316,40 @@ def _filtered_recv(recv, dropped: dict[str, int]):  # noqa: ANN001, ANN202 - aio
 
 
 class ForwardingSender(RTCRtpSender):
-    """The sender of a subscription's m-line: aiortc negotiates it, the Subscription sends.
+    """The sender of every m-line: aiortc negotiates it, a subscription's Subscription sends
+    (a publishing m-line's sends nothing).
 
     aiortc's sender would pull frames from a track and encode them (``_run_rtp``) and send
     sender reports whose counters only move with what *it* sent (``_run_rtcp``). Here neither
     loop runs: packets and translated sender reports come from the Subscription, and incoming
-    RTCP reaches the Subscription through ``SfuDtlsTransport``. Each loop ends as it starts,
-    setting the two events aiortc's ``stop()`` waits for (a loop that idled until ``stop()``
-    kept a task, its coroutine and a future per loop alive for every subscription).
-    Installed per transceiver with ``forwarding_sender(sender)``.
+    RTCP reaches the Subscription through ``SfuDtlsTransport``. Each loop ends as it starts (a
+    loop that idled until ``stop()`` kept a task, its coroutine and a future per loop alive for
+    every subscription), and the four events aiortc's ``stop()`` waits for are one event, set
+    for good, shared by every sender (``forwarding_sender``). Installed per transceiver with
+    ``forwarding_sender(sender)``.
     """
 
     async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
-        _ended(self._RTCRtpSender__rtp_started, self._RTCRtpSender__rtp_exited)
+        return None
 
     async def _run_rtcp(self) -> None:
-        _ended(self._RTCRtpSender__rtcp_started, self._RTCRtpSender__rtcp_exited)
+        return None
 
 
-def _ended(started: asyncio.Event, exited: asyncio.Event) -> None:
-    """One of aiortc's sender loops, started and ended: stop() then returns at once."""
-    started.set()
-    exited.set()
+# What aiortc's stop() awaits: its loops started and exited. A ForwardingSender's loops end as
+# they start, so one event set for good stands for all four of every sender (an asyncio.Event
+# already set returns from wait() at once, binding to no loop): four Events (~3 kB) less per
+# transceiver.
+_ENDED = asyncio.Event()
+_ENDED.set()
+_LOOP_EVENTS = ("rtp_started", "rtp_exited", "rtcp_started", "rtcp_exited")
 
 
 def forwarding_sender(sender: RTCRtpSender) -> ForwardingSender:
     """Turn a fresh aiortc sender into a ForwardingSender (call before negotiation)."""
     sender.__class__ = ForwardingSender
+    for name in _LOOP_EVENTS:
+        setattr(sender, f"_RTCRtpSender__{name}", _ENDED)
     return sender  # type: ignore[return-value]
 
 

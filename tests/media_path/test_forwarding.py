@@ -61,6 +61,13 @@ async def test_each_client_decodes_the_other(make_call, codec_spies, codec: str)
         assert isinstance(sender, ForwardingSender)
         # aiortc's sender loops ended as they started: no task idles per subscription.
         assert sender._RTCRtpSender__rtp_task.done() and sender._RTCRtpSender__rtcp_task.done()
+        # Every sender's loop events, publishing m-lines' too, are one event set for good.
+        events = {
+            id(getattr(t.sender, f"_RTCRtpSender__{name}"))
+            for t in participant.pc.getTransceivers()
+            for name in ("rtp_started", "rtp_exited", "rtcp_started", "rtcp_exited")
+        }
+        assert len(events) == 1
         # No m-line starts a decoder thread or an RTCP task of aiortc's, and none keeps
         # aiortc's per-packet receive state (a video one's RemoteBitrateEstimator is ~97 kB):
         # publishing and subscribing m-lines alike.

@@ -48,10 +48,14 @@ def test_ice_transport_receive_hook() -> None:
 
 
 def test_sender_hooks() -> None:
-    # ForwardingSender replaces these loops and sets the events stop() waits for.
+    # ForwardingSender replaces these loops, and forwarding_sender() replaces the events
+    # stop() waits for by one event set for good: aiortc must only set and await them.
     init = inspect.getsource(RTCRtpSender.__init__)
+    source = inspect.getsource(RTCRtpSender)
     for name in ("__rtp_started", "__rtp_exited", "__rtcp_started", "__rtcp_exited"):
         assert f"self.{name} = asyncio.Event()" in init, name
+        uses = source.count(f"self.{name}")
+        assert uses == 1 + source.count(f"self.{name}.set()") + source.count(f"self.{name}.wait()")
     assert params(RTCRtpSender._run_rtp) == ["self", "codec"]
     assert params(RTCRtpSender._run_rtcp) == ["self"]
     assert "self._ssrc = random32()" in init

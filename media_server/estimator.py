@@ -25,6 +25,8 @@ The estimate (bits/s) follows Google Congestion Control's loss-based controller
   queue grow), never one that is low but rising: libwebrtc's estimate ramps up from its start
   value by about 8% a second, for 20 s and more (a clean leg was held on the lowest layer that
   long), and not in the first ``START_SECONDS`` of feedback either.
+- A window without loss lifts the estimate to what the leg carried in it (padding aside),
+  unless the REMB says the receiver's queue grows: no hold keeps it under a rate that flows.
 - Every decrease is a congestion point: for ``backoff`` seconds the estimate may not grow past
   it (4 s, doubled for each decrease soon after the previous one expired, up to 32 s), so a
   higher layer that did not fit is not retried at once.
@@ -244,6 +246,13 @@ class DownlinkEstimator:
             return True
         if loss < LOSS_LOW:
             self.verified = max(self.verified or 0.0, self.sent_bps)
+            # Never under what the leg just carried without loss: a hold (a congestion point,
+            # a failed probe) kept a 300 kbit/s leg's estimate at 152 kbit/s while 180 flowed
+            # cleanly, under what the lowest layer needs, and the video was paused. Unless
+            # the receiver's REMB says its queue grows (a shaped link: no loss yet).
+            carried = self.sent_bps - self.padding_bps
+            if self.remb is None or self.remb >= REMB_OVERUSE * carried:
+                self.value = max(self.value, carried)
             if self._passed_at is not None and now - self._passed_at >= PROBE_TRUST_SECONDS:
                 self._passed_at = None  # what the probes found held: they told the truth
                 self._probe_lies = 0

@@ -301,3 +301,14 @@ def test_a_probe_starts_from_what_was_shown_not_from_an_estimate_grown_blind() -
     assert link.est.estimate > 1_000_000
     link.est.can_probe = True
     assert link.probe() == pytest.approx(estimator.PROBE_GAIN * 250_000, rel=0.02)
+
+
+def test_the_estimate_is_never_under_what_the_leg_just_carried_without_loss() -> None:
+    # A 300 kbit/s leg: a failed probe's hold kept the estimate at 152 kbit/s while the lowest
+    # layer and audio flowed cleanly at 180, and the video was paused for want of a share.
+    for remb, lifted in ((None, True), (100_000, False)):  # a falling REMB: a queue grows
+        link = Link(rate=180_000, cap=10_000_000)
+        link.est.remb = remb
+        held_at(link, 152_000)
+        link.run(1.0)
+        assert (link.est.estimate >= 180_000 * 0.98) is lifted

@@ -297,6 +297,11 @@ class DownlinkEstimator:
         self.probes += 1
         return int(goal)
 
+    def fail_probe(self) -> None:
+        """The running probe failed by a sign faster than a loss window (Prober.on_nacks)."""
+        if self.probe is not None:
+            self._fail_probe(self.probe, self._clock())
+
     def withdraw_probe(self) -> None:
         """The probe could not be padded: it is not judged (the next may follow)."""
         if self.probe is not None:

@@ -216,7 +216,9 @@ class Participant:
         self.allocator = Allocator(
             lambda: self.downlink.estimate, lost_at=lambda: self.downlink.lost_at, owner=id
         )
-        self.prober = Prober(self.downlink)
+        self.prober = Prober(
+            self.downlink, lambda: sum(s.packets_out for s in self.subscriptions if not s.closed)
+        )
         self._reported_loss = False  # a receiver report of our leg arrived in this compound
         self.dropped: dict[str, int] = {}
         self.rtcp_packets_in = 0
@@ -880,7 +882,9 @@ class Participant:
             if subscription is None:
                 self._drop("rtcp_unknown_ssrc")
             else:
-                subscription.on_nack(rtcp.nack_seqs(packet.lost))
+                seqs = rtcp.nack_seqs(packet.lost)
+                subscription.on_nack(seqs)
+                self.prober.on_nacks(len(seqs))
         elif isinstance(packet, RtcpPsfbPacket):
             self._payload_feedback(packet)
 

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 from media_server.estimator import DownlinkEstimator
 
 TICK_SECONDS = 0.02  # padding goes out in bursts this far apart (a packet or a few each)
+NACK_SHARE = 0.1  # a probe fails at once when NACKs name this share of the media sent since
+NACK_MIN = 3  # ... and at least this many packets
 
 
 class Pad(Protocol):
@@ -43,9 +45,12 @@ class Prober:
     through ``pads`` (tried in order each tick) while ``estimator.probe`` runs.
     ``padded_bytes``: every byte padded so far (before SRTP)."""
 
-    def __init__(self, estimator: DownlinkEstimator,
+    def __init__(self, estimator: DownlinkEstimator, packets_out: Callable[[], int] = lambda: 0,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self._estimator = estimator
+        self._packets_out = packets_out
+        self._out0 = 0
+        self._nacked = 0
         self._clock = clock
         self._timer: asyncio.TimerHandle | None = None
         self._pads: Sequence[Pad] = ()
@@ -68,7 +73,23 @@ class Prober:
         if self._estimator.probe is not None:
             self._estimator.probe.covered = lambda: False  # until it ends (_tick)
         self._tallies = [pad.rtx_tally for pad in pads]
+        self._out0, self._nacked = self._packets_out(), 0
         self._tick()
+
+    def on_nacks(self, packets: int) -> None:
+        """The subscriber NACKed ``packets`` media packets. While a probe runs or awaits its
+        verdict, a share of the media sent since it began over ``NACK_SHARE`` fails it at
+        once: a NACK comes a round trip after the loss, a receiver report up to a second (a
+        probe over a 300 kbit/s policer cost its media 35% for a whole report interval, and
+        the video froze 3 s). Random loss of a few percent does not reach it."""
+        probe = self._estimator.probe
+        if probe is None:
+            return
+        self._nacked += packets
+        sent = self._packets_out() - self._out0
+        if self._nacked >= NACK_MIN and self._nacked > NACK_SHARE * sent:
+            self._estimator.fail_probe()
+            self.stop()
 
     def stop(self) -> None:
         if self._timer is not None:

@@ -312,3 +312,32 @@ def test_the_estimate_is_never_under_what_the_leg_just_carried_without_loss() ->
         held_at(link, 152_000)
         link.run(1.0)
         assert (link.est.estimate >= 180_000 * 0.98) is lifted
+
+
+async def test_nacks_for_a_tenth_of_the_media_sent_fail_a_probe_at_once() -> None:
+    # A NACK comes a round trip after the loss, a receiver report up to a second later: a
+    # probe over a 300 kbit/s policer cost its media 35% for a whole report interval.
+    class Pads:
+        rtx_tally = (0, 0)
+        out = type("Out", (), {"last_seq": 5, "rtx_seq": 9})()
+
+        def pad(self, nbytes: int) -> int:
+            return nbytes
+
+        def reported_past(self, seq: int) -> bool:
+            return True
+
+        def rtx_reported_past(self, rtx_seq: int) -> bool:
+            return True
+
+    for nacked, fails in ((3, False), (12, True)):  # of 100 media packets since it began
+        sent = [1000]
+        est = DownlinkEstimator(lambda: 0)
+        est.can_probe, est.demand, est.sent_bps = True, 2_000_000, 300_000.0
+        est._first_feedback = -100.0
+        prober = Prober(est, packets_out=lambda sent=sent: sent[0])
+        prober.start(est.probe_goal(constrained=True), 300_000, [Pads()])  # type: ignore[arg-type]
+        sent[0] += 100
+        prober.on_nacks(nacked)
+        assert (est.probes_failed == 1 and est.probe is None and not prober.running) is fails
+        prober.stop()

@@ -170,8 +170,9 @@ class MediaSettings(_Section):
     # the loss on their uplink. False: REMB only.
     transport_cc: bool = True
     # Probe a subscriber's leg with RTX padding before switching its video up to a higher
-    # simulcast layer (media_server/prober.py). False: the estimate grows blind, as before.
-    probing: bool = True
+    # simulcast layer (media_server/prober.py). Off by default: in the impairment harness it
+    # froze video more than blind growth did (benchmarks/RESULTS.md, "Probing").
+    probing: bool = False
 
     @model_validator(mode="after")
     def _port_range(self) -> MediaSettings:

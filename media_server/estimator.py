@@ -37,7 +37,9 @@ The estimate (bits/s) follows Google Congestion Control's loss-based controller
 
 Until feedback arrives the estimate is ``initial``.
 
-Probing (where the participant can pad: a simulcast video with RTX, ``can_probe``): a
+Probing (``media.probing``, off by default: against the harness's policers it froze video
+more than blind growth; where the participant can pad: a simulcast video with RTX,
+``can_probe``): a
 subscriber held under a higher layer by its estimate is not switched up blind. Growth then
 stays within ``VERIFIED_MARGIN`` of what the leg has shown it carries (``verified``: the
 highest rate of a window without loss, or the goal of a probe that passed, since loss last

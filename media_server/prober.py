@@ -8,7 +8,8 @@ So the estimator asks for a probe (DownlinkEstimator.probe_goal: a rate, for PRO
 the Prober pads the difference between that and what the leg carries, every ``TICK_SECONDS``,
 with RTX resends of the video's newest packets (Subscription.pad): libwebrtc's pacer pads the
 same way, and LiveKit's StreamAllocator probes before it upgrades a downtrack. The estimator
-judges the probe at the next loss window (no loss: the goal is the estimate); the Prober stops
+judges the probe at the next loss window (no loss: the goal is the estimate; ``media.probing``,
+off by default, see benchmarks/RESULTS.md "Probing"); the Prober stops
 when the probe is judged, ends, or nothing can be padded (the probe is then withdrawn: a probe
 that sent nothing must not pass).
 """

@@ -179,19 +179,19 @@ class TelevisitRemb(TelevisitTraced):
     env = {**trace.ENV, "TELEVISIT__MEDIA__TRANSPORT_CC": "false"}
 
 
-class TelevisitUnprobed(TelevisitTraced):
-    """Televisit without probing (media.probing = false): a subscriber's estimate grows blind
-    and a switch up that does not fit is the probe; the same run tells what probing changes."""
+class TelevisitProbing(TelevisitTraced):
+    """Televisit probing a subscriber's leg before switching up (media.probing = true, off by
+    default); the same run tells what probing changes."""
 
-    name = "televisit-unprobed"
-    env = {**trace.ENV, "TELEVISIT__MEDIA__PROBING": "false"}
+    name = "televisit-probing"
+    env = {**trace.ENV, "TELEVISIT__MEDIA__PROBING": "true"}
 
 
 SYSTEMS = {
     "televisit": (TelevisitTraced, televisit_call),
     "televisit-single": (TelevisitSingle, televisit_call),
     "televisit-remb": (TelevisitRemb, televisit_call),
-    "televisit-unprobed": (TelevisitUnprobed, televisit_call),
+    "televisit-probing": (TelevisitProbing, televisit_call),
     "janus": (JanusHere, janus_call),
 }
 
@@ -401,7 +401,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--systems",
         default="televisit,janus",
         help="televisit, televisit-single (media.simulcast = false), televisit-remb "
-        "(media.transport_cc = false), televisit-unprobed (media.probing = false), janus",
+        "(media.transport_cc = false), televisit-probing (media.probing = true), janus",
     )
     p.add_argument("--short", type=float, default=1.0, help="scale every scenario's times")
     p.add_argument("--period", type=float, default=0.5, help="seconds between samples")

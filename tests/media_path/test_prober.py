@@ -5,12 +5,11 @@ after it decides by the loss before repair, once the padded video's reports cove
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from aiortc.rtp import RtcpReceiverInfo, RtpPacket
 
 from media_server import estimator
+from media_server import prober as prober_module
 from media_server.allocator import UP_MARGIN, Allocator
 from media_server.estimator import DownlinkEstimator
 from media_server.prober import Prober
@@ -257,22 +256,32 @@ async def test_the_prober_pads_the_difference_and_withdraws_a_probe_it_cannot_pa
         def rtx_reported_past(self, rtx_seq: int) -> bool:
             return True
 
-    est = DownlinkEstimator(lambda: 0)
+    # One clock for both, advanced by hand a tick at a time: no real time in the figures.
+    clock = Clock()
+    est = DownlinkEstimator(lambda: 0, clock=clock)
     est.can_probe, est.demand, est.sent_bps = True, 2_000_000, 300_000.0
     est._first_feedback = -100.0
     goal = est.probe_goal(constrained=True)
     pads = Pads(can=True)
-    Prober(est).start(goal, 300_000, [pads])
-    await asyncio.sleep(estimator.PROBE_SECONDS + 0.1)
+    prober = Prober(est, clock=clock)
+    prober.start(goal, 300_000, [pads])
+    start = clock.now
+    while est.probe.covered() is False:  # type: ignore[union-attr]
+        clock.now += prober_module.TICK_SECONDS
+        prober._tick()  # what the loop's timer calls
+        assert clock.now - start < 2 * estimator.PROBE_SECONDS, "the padding never ended"
+    prober.stop()
     padded = 8 * pads.sent / estimator.PROBE_SECONDS  # bits/s over the probe
-    assert padded == pytest.approx(goal - 300_000, rel=0.15)
+    assert padded == pytest.approx(goal - 300_000, rel=0.06)
     assert est.probe is not None and est.probe.covered()  # judged by the next window
     est.probe = None
     est._probe_at = -1e9
     goal = est.probe_goal(constrained=True)
     assert goal is not None and est.probes == 2
-    Prober(est).start(goal, 300_000, [Pads(can=False)])
-    await asyncio.sleep(0.1)
+    prober.start(goal, 300_000, [Pads(can=False)])
+    clock.now += prober_module.TICK_SECONDS
+    prober._tick()
+    prober.stop()
     assert est.probe is None and est.probes == 1  # withdrawn: not judged, not counted
 
 

@@ -805,18 +805,23 @@ class Participant:
         for subscription in self.subscriptions:
             if subscription.kind == "video" and not subscription.closed:
                 subscription.source.cap_changed()
-        # Simulcast videos only: one layer follows the share by its bitrate (REMB), and its
-        # growth, which the probes would now bound, is what raises that bitrate.
-        pads = [s for s in self.subscriptions if s.can_pad and layers_of(s)]
-        self.downlink.can_probe = bool(pads) and self.settings.probing
-        goal = self.downlink.probe_goal(self.allocator.constrained)
-        if goal is not None:
-            d = self.downlink
-            self.prober.start(goal, (d.sent_bps or 0.0) - d.padding_bps, pads)
-            TRACE.info("probe", extra={"participant": self.id, "goal_bps": goal,
-                                       "estimate_bps": self.downlink.estimate})  # fmt: skip
+        if self.settings.probing:
+            self._probe()
         if TRACE.isEnabledFor(logging.DEBUG):
             self._trace_allocation()
+
+    def _probe(self) -> None:
+        """Start a probe of our leg if the estimator wants one (prober.py). Simulcast videos
+        only: one layer follows the share by its bitrate (REMB), and its growth, which the
+        probes would bound, is what raises that bitrate."""
+        d = self.downlink
+        pads = [s for s in self.subscriptions if s.can_pad and layers_of(s)]
+        d.can_probe = bool(pads)
+        goal = d.probe_goal(self.allocator.constrained)
+        if goal is not None:
+            self.prober.start(goal, (d.sent_bps or 0.0) - d.padding_bps, pads)
+            TRACE.info("probe", extra={"participant": self.id, "goal_bps": goal,
+                                       "estimate_bps": d.estimate})  # fmt: skip
 
     def _trace_allocation(self) -> None:
         """One line of the adaptation trace (server.log_levels: televisit.adaptation=debug):

@@ -43,8 +43,8 @@ class Pad(Protocol):
 
 class Prober:
     """One subscriber's prober. ``start(goal, carried, pads)``: pad ``goal - carried`` bits/s
-    through ``pads`` (tried in order each tick) while ``estimator.probe`` runs.
-    ``padded_bytes``: every byte padded so far (before SRTP)."""
+    through ``pads`` (tried in order each tick) while ``estimator.probe`` runs (what was
+    padded is counted on each pad: Subscription.probe_bytes)."""
 
     def __init__(self, estimator: DownlinkEstimator, packets_out: Callable[[], int] = lambda: 0,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
@@ -58,7 +58,6 @@ class Prober:
         self._rate = 0.0  # bytes/s
         self._at = 0.0
         self._owed = 0.0
-        self.padded_bytes = 0
         self._tallies: list[tuple[int, int]] = []
 
     @property
@@ -127,7 +126,6 @@ class Prober:
                 self._estimator.withdraw_probe()
                 return
             self._owed -= sent
-            self.padded_bytes += sent
         self._timer = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
 
 

@@ -186,7 +186,6 @@ class Subscription:
         self.leg_expected = 0
         self.leg_lost = 0
         self.leg_lost_raw = 0  # ... and before repair (RTX repairs not added back)
-        self._reported_highest: int | None = None  # of the last report block (16 bits)
         # (forwarded, received, highest, received before repair)
         self._report_counts: tuple[int, int, int, int] | None = None
         # RTX packets the subscriber reports received on our RTX SSRC (on_rtx_report), and
@@ -604,10 +603,10 @@ class Subscription:
 
     def reported_past(self, seq: int | None) -> bool:
         """Has a receiver report of the subscriber reached sequence number ``seq`` (ours)?"""
-        highest = self._reported_highest
         if seq is None:
             return True
-        return highest is not None and (highest - seq) & 0xFFFF < 0x8000
+        counts = self._report_counts
+        return counts is not None and (counts[2] - seq) & 0xFFFF < 0x8000
 
     def rtx_reported_past(self, rtx_seq: int) -> bool:
         """Has a report block for our RTX SSRC reached its sequence number ``rtx_seq``?"""
@@ -615,7 +614,6 @@ class Subscription:
         return highest >= 0 and (highest - rtx_seq) & 0xFFFF < 0x8000
 
     def on_receiver_report(self, report: rtcp.RtcpReceiverInfo) -> None:
-        self._reported_highest = report.highest_sequence & 0xFFFF
         self.fraction_lost = report.fraction_lost
         self.packets_lost = report.packets_lost
         self.jitter = report.jitter

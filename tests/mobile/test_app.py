@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
@@ -159,7 +160,13 @@ def clinic(tmp_path_factory, receiver):
                                         "notes": [{"at": iso(now - timedelta(days=9)), "text": "rest for a week"}]})  # fmt: skip
         for code, name in ((GAUZE, "Gauze"), (SALINE, "Saline 0.9%"), (SYRINGE, "Syringe 5 ml")):
             c.push("stock", code, {"gtin": code, "name": name, "unit": "pcs"})
-        c.appointment(1, now - timedelta(hours=1))
+        # An hour ago, but never before the start of the department's day: from 00:00 to 01:00
+        # in Helsinki (22:00-23:00 UTC) "an hour ago" was yesterday there, and the test that
+        # looks for it under Today failed at that hour of every day.
+        helsinki_midnight = datetime.now(ZoneInfo("Europe/Helsinki")).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        c.appointment(1, max(now - timedelta(hours=1), helsinki_midnight.astimezone(UTC)))
         c.appointment(2, now + timedelta(hours=20))
         c.appointment(3, now - timedelta(hours=20))
         yield c

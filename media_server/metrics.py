@@ -65,6 +65,10 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "packets whose transport-cc element was not 2 bytes (read as lost)",
         (),
     ),
+    "datagrams_unstamped": (
+        "datagrams read without the kernel's receive time (arrival taken when read)",
+        (),
+    ),
     "media_faults": ("exceptions on the media path (each also logged once per type)", ()),
     "peer_connections": ("peer connections created", ()),
 }
@@ -81,6 +85,7 @@ def participant_samples(p: Participant) -> Iterator[tuple[Key, int]]:
     if p.transport_feedback is not None:
         yield ("transport_feedback_sent", ()), p.transport_feedback.packets_sent
         yield ("transport_cc_malformed", ()), p.transport_feedback.arrivals.malformed
+    yield ("datagrams_unstamped", ()), p.datagrams_unstamped
     yield ("media_faults", ()), p.faults.count
     yield ("probes", ()), p.downlink.probes
     yield ("probes_failed", ()), p.downlink.probes_failed

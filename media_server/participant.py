@@ -698,6 +698,12 @@ class Participant:
     def bytes_in(self) -> int:
         return sum(p.bytes_in for p in self.publications)
 
+    @property
+    def datagrams_unstamped(self) -> int:
+        """Datagrams our leg read without the kernel's receive time (timed when read instead:
+        transport-cc feedback and the uplink estimate then include our own stalls)."""
+        return self._leg.unstamped if self._leg is not None else 0
+
     def _bytes_sent(self) -> int:
         """RTP bytes sent on our leg to this participant (media, resends, probe padding)."""
         return sum(s.bytes_out + s.retransmitted_bytes + s.probe_bytes for s in self.subscriptions)

@@ -31,7 +31,6 @@ from media_server.allocator import SINGLE_TOP_BPS, TRACE
 from media_server.codecs import describe
 from media_server.estimator import REMB_OVERUSE
 from media_server.faults import Faults
-from media_server.rtcp import ntp_ms
 from media_server.rtpforward import Inbound, Outbound
 from media_server.uplink import UplinkEstimator
 
@@ -61,8 +60,6 @@ class Publication:
     rtcp_ssrc: int = 0  # our SSRC in feedback to the publisher
     # Called when a gap opens (NACKs went out at once; the owner schedules the retries).
     on_gap: Callable[[], None] | None = field(default=None, repr=False)
-    # Arrival time in ms for the bandwidth estimator (aiortc's NTP-based milliseconds).
-    clock_ms: Callable[[], int] = field(default=ntp_ms, repr=False)
     faults: Faults | None = field(default=None, repr=False)  # exceptions in the hooks below
     # Every codec negotiated on the publisher's m-line (the publisher may send any of them);
     # empty = only ``codec``.
@@ -194,9 +191,11 @@ class Publication:
         if self.on_codec is not None:
             self.on_codec(self)
 
-    def _on_frame(self, data: bytes, size: int) -> None:
-        """The last packet of a frame (``size``: the frame's payload bytes): the estimator sees
-        one packet per frame, as it groups a frame's packets by send time anyway."""
+    def _on_frame(self, data: bytes, size: int, arrival_us: int) -> None:
+        """The last packet of a frame (``size``: the frame's payload bytes), which arrived at
+        ``arrival_us`` (microseconds, CLOCK_MONOTONIC: the kernel's receive time where the leg
+        reads its socket, not when this runs): the estimator sees one packet per frame, as it
+        groups a frame's packets by send time anyway."""
         header = rtpheader.parse(data)
         ast = rtpheader.abs_send_time(data, header, self._ast_id)
         if ast is not None:
@@ -204,7 +203,7 @@ class Publication:
             if primary._estimator is None:
                 primary._estimator = UplinkEstimator()
             remb = primary._estimator.add(
-                abs_send_time=ast, arrival_time_ms=self.clock_ms(), payload_size=size,
+                abs_send_time=ast, arrival_time_ms=arrival_us // 1000, payload_size=size,
                 ssrc=header.ssrc,
             )  # fmt: skip
             if remb is not None:

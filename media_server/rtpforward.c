@@ -51,10 +51,17 @@ static double monotonic(void) {
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static double wall(void) {
+/* Arrival times on the receive path are microseconds of CLOCK_MONOTONIC: the kernel's receive
+   time of the datagram where read_ready has it (see arrival_clock), else the time it is
+   handled. */
+static int64_t monotonic_us(void) {
     struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+static int64_t timespec_us(const struct timespec *t) {
+    return (int64_t)t->tv_sec * 1000000 + t->tv_nsec / 1000;
 }
 
 /* reason -> count in a Python dict (the counters the metrics read). Leaves a pending
@@ -270,6 +277,8 @@ typedef struct {
     char connected;          /* DTLS is up */
     long long packets_sent;
     long long read_calls, datagrams_read; /* read_ready wake-ups and what they brought */
+    long long unstamped;    /* of datagrams_read, those without a kernel receive time */
+    int64_t last_arrival_us; /* the arrival read_ready gave the last datagram (monotonic_us) */
 } Leg;
 
 static PyTypeObject LegType, InboundType, OutboundType, ArrivalsType;
@@ -426,7 +435,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *outbounds;    /* list of Outbound */
     PyObject *on_disorder;  /* (seq, previous max_seq, now) or None: NACK list */
-    PyObject *on_frame;     /* (packet, frame payload bytes) or None: bandwidth estimate */
+    PyObject *on_frame;     /* (packet, frame payload bytes, arrival us) or None: bandwidth estimate */
     PyObject *on_restart;   /* () or None: the sequence numbers restarted (statistics reset) */
     PyObject *on_payload_type; /* (payload type) or None: a packet of another payload type */
     PyObject *faults;
@@ -478,12 +487,14 @@ static void stats_reset(Inbound *s) {
 
 static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, const Header *h);
 
-static void stats_add(Inbound *s, const Header *h) {
+/* RFC 3550 A.8: the interarrival jitter is of arrival times (`at_us`), so a batch handled
+   at once after a stall of the event loop is not read as the publisher's jitter. */
+static void stats_add(Inbound *s, const Header *h, int64_t at_us) {
     int in_order = s->max_seq < 0 || (h->seq != s->max_seq && ((h->seq - s->max_seq) & 0xFFFF) < 0x8000);
     s->packets_received++;
     if (s->base_seq < 0) s->base_seq = h->seq;
     if (!in_order) return;
-    long long arrival = (long long)(wall() * s->clock_rate);
+    long long arrival = (long long)((double)at_us * 1e-6 * s->clock_rate);
     if (s->max_seq >= 0 && h->seq < s->max_seq) s->cycles += 1 << 16;
     s->max_seq = h->seq;
     if ((long long)h->ts != s->last_timestamp && s->packets_received > 1) {
@@ -512,13 +523,14 @@ static void seen_mark(Inbound *s, uint16_t seq, int previous) {
     s->seen[(seq % SEEN_WINDOW) / 64] |= 1ull << (seq % 64);
 }
 
-static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, const Header *h);
+static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, const Header *h, int64_t at_us);
 
 /* A retransmission on the publisher's RTX stream: unwrapped (RFC 4588 4: the OSN becomes the
    sequence number, `apt` the payload type) and received as the packet it repairs, unless it
    carries no payload (padding: a bandwidth probe) or repairs nothing (already arrived, or
    older than SEEN_WINDOW). */
-static PyObject *rtx_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, const Header *h, int apt) {
+static PyObject *rtx_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, const Header *h, int apt,
+                             int64_t at_us) {
     Py_ssize_t pad = (d[0] & 0x20) ? d[n - 1] : 0;
     if (n > MTU) return k_oversize;
     if (n - h->payload_offset - pad < 2) return k_rtx_padding;
@@ -536,15 +548,16 @@ static PyObject *rtx_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, const H
     unwrapped.seq = osn;
     unwrapped.payload_type = (uint8_t)apt;
     s->rtx_in++;
-    PyObject *reason = inbound_receive(s, buf, n - 2, &unwrapped);
+    PyObject *reason = inbound_receive(s, buf, n - 2, &unwrapped, at_us);
     if (reason == NULL) s->repaired++;
     return reason;
 }
 
-/* NULL when accepted (and forwarded), else the reason it was dropped. */
-static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, const Header *h) {
+/* NULL when accepted (and forwarded), else the reason it was dropped. `at_us`: when the
+   packet arrived (monotonic_us). */
+static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, const Header *h, int64_t at_us) {
     if (h->payload_type != s->payload_type && s->rtx_apt[h->payload_type] >= 0)
-        return rtx_receive(s, d, n, h, s->rtx_apt[h->payload_type]);
+        return rtx_receive(s, d, n, h, s->rtx_apt[h->payload_type], at_us);
     if (h->payload_type != s->payload_type) {
         /* The publisher may switch among its negotiated codecs: Python decides (and sets
            payload_type) or the packet is dropped. Never reached in steady state. */
@@ -590,7 +603,7 @@ static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, con
     s->packets_in++;
     s->bytes_in += n;
     s->last_packet_at = now;
-    stats_add(s, h);
+    stats_add(s, h, at_us);
     seen_mark(s, h->seq, previous);
     if (s->on_disorder != Py_None && previous >= 0 && h->seq != ((previous + 1) & 0xFFFF)) {
         PyObject *r = PyObject_CallFunction(s->on_disorder, "iid", (int)h->seq, previous, now);
@@ -602,7 +615,7 @@ static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, con
         if (h->marker) {
             long long size = s->frame_bytes;
             s->frame_bytes = 0;
-            PyObject *r = PyObject_CallFunction(s->on_frame, "y#L", (const char *)d, n, size);
+            PyObject *r = PyObject_CallFunction(s->on_frame, "y#LL", (const char *)d, n, size, (long long)at_us);
             if (r == NULL) fault(s->faults, k_where_frame);
             Py_XDECREF(r);
         }
@@ -623,9 +636,15 @@ static int get_buffer(PyObject *arg, Py_buffer *view) {
     return PyObject_GetBuffer(arg, view, PyBUF_SIMPLE);
 }
 
-static PyObject *Inbound_receive(Inbound *self, PyObject *arg) {
+static PyObject *Inbound_receive(Inbound *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "receive(packet, at_us=now)");
+        return NULL;
+    }
+    int64_t at_us = nargs == 2 ? PyLong_AsLongLong(args[1]) : monotonic_us();
+    if (at_us == -1 && PyErr_Occurred()) return NULL;
     Py_buffer v;
-    if (get_buffer(arg, &v) < 0) return NULL;
+    if (get_buffer(args[0], &v) < 0) return NULL;
     Header h;
     PyObject *reason;
     if (self->outbounds == NULL) {
@@ -634,7 +653,7 @@ static PyObject *Inbound_receive(Inbound *self, PyObject *arg) {
         return NULL;
     }
     if (parse(v.buf, v.len, &h) < 0) reason = k_malformed_rtp;
-    else reason = inbound_receive(self, v.buf, v.len, &h);
+    else reason = inbound_receive(self, v.buf, v.len, &h, at_us);
     PyBuffer_Release(&v);
     if (reason == NULL) Py_RETURN_NONE;
     return Py_NewRef(reason);
@@ -783,8 +802,9 @@ static PyObject *Inbound_restart(Inbound *self, PyObject *unused) {
 }
 
 static PyMethodDef Inbound_methods[] = {
-    {"receive", (PyCFunction)Inbound_receive, METH_O,
-     "Account for one decrypted RTP packet and forward it; the drop reason or None."},
+    {"receive", (PyCFunction)(void (*)(void))Inbound_receive, METH_FASTCALL,
+     "receive(packet, at_us=now): account for one decrypted RTP packet that arrived at at_us "
+     "(microseconds, CLOCK_MONOTONIC) and forward it; the drop reason or None."},
     {"set_rtx", (PyCFunction)Inbound_set_rtx, METH_O,
      "set_rtx({RTX payload type: media payload type}): retransmissions are unwrapped (RFC 4588)."},
     {"restart", (PyCFunction)Inbound_restart, METH_NOARGS,
@@ -1525,12 +1545,6 @@ typedef struct {
     long long recorded, late, duplicates, malformed, restarts;
 } Arrivals;
 
-static int64_t monotonic_us(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
-}
-
 /* The value of the header extension element `id` (its length in *len), or NULL when absent. */
 static const uint8_t *element(const uint8_t *d, const Header *h, int id, int *len) {
     Py_ssize_t pos = h->ext_offset, end = h->ext_end;
@@ -1773,7 +1787,8 @@ static PyTypeObject ArrivalsType = GC_TYPE(Arrivals, "A publisher transport's ar
 
 /* ---- Leg, continued: receive ---------------------------------------------------------------- */
 
-static void leg_receive(Leg *leg, const uint8_t *d, Py_ssize_t n) {
+/* One decrypted RTP packet that arrived at `at_us` (monotonic_us). */
+static void leg_receive(Leg *leg, const uint8_t *d, Py_ssize_t n, int64_t at_us) {
     Header h;
     if (parse(d, n, &h) < 0) {
         count(leg->dropped, k_malformed_rtp);
@@ -1786,7 +1801,7 @@ static void leg_receive(Leg *leg, const uint8_t *d, Py_ssize_t n) {
         int len;
         const uint8_t *v = element(d, &h, a->ext_id, &len);
         if (v != NULL && len == 2) {
-            arrivals_record(a, be16(v), monotonic_us());
+            arrivals_record(a, be16(v), at_us);
             a->media_ssrc = h.ssrc;
         } else if (v != NULL) {
             a->malformed++; /* reported lost like any gap; the packet itself is forwarded */
@@ -1801,7 +1816,7 @@ static void leg_receive(Leg *leg, const uint8_t *d, Py_ssize_t n) {
     Py_DECREF(key);
     if (inbound != NULL && Py_IS_TYPE(inbound, &InboundType) && ((Inbound *)inbound)->outbounds) {
         Py_INCREF(inbound);
-        PyObject *reason = inbound_receive((Inbound *)inbound, d, n, &h);
+        PyObject *reason = inbound_receive((Inbound *)inbound, d, n, &h, at_us);
         Py_DECREF(inbound);
         if (reason != NULL) count(leg->dropped, reason);
         return;
@@ -1819,8 +1834,9 @@ static int is_srtp(const uint8_t *d, Py_ssize_t n) { /* SRTP or SRTCP (RFC 7983)
     return n > 1 && d[0] > 127 && d[0] < 192;
 }
 
-/* An SRTP or SRTCP datagram of at most MTU bytes in `buf`: decrypted in place, handled now. */
-static void leg_srtp(Leg *leg, uint8_t *buf, int n) {
+/* An SRTP or SRTCP datagram of at most MTU bytes in `buf` that arrived at `at_us`
+   (monotonic_us): decrypted in place, handled now. */
+static void leg_srtp(Leg *leg, uint8_t *buf, int n, int64_t at_us) {
     int rtcp = buf[1] > 191 && buf[1] < 209;
     int len = n;
     if ((rtcp ? srtp_unprotect_rtcp : srtp_unprotect)(leg->rx, buf, &len)) {
@@ -1828,7 +1844,7 @@ static void leg_srtp(Leg *leg, uint8_t *buf, int n) {
         return;
     }
     if (!rtcp) {
-        leg_receive(leg, buf, len);
+        leg_receive(leg, buf, len, at_us);
     } else {
         PyObject *r = PyObject_CallFunction(leg->on_rtcp, "y#", (const char *)buf, (Py_ssize_t)len);
         if (r == NULL) fault(leg->faults, k_where_rtcp);
@@ -1851,7 +1867,8 @@ static PyObject *Leg_datagram_received(Leg *leg, PyObject *const *args, Py_ssize
                 count(leg->dropped, d[1] > 191 && d[1] < 209 ? k_srtcp_rejected : k_srtp_rejected);
                 Py_RETURN_NONE;
             }
-            leg_srtp(leg, memcpy(buf, d, n), (int)n);
+            /* the event loop read it just now and keeps no kernel receive time */
+            leg_srtp(leg, memcpy(buf, d, n), (int)n, monotonic_us());
             Py_RETURN_NONE;
         }
     }
@@ -1879,19 +1896,64 @@ static void pass_on(Leg *leg, const uint8_t *d, int n, const struct sockaddr_sto
 }
 
 /* The event loop's reader callback of the socket the Leg owns (rfd): every datagram waiting,
-   RECV_BATCH per recvmmsg, each handled as datagram_received would, and the sends they cause
-   flushed with sendmmsg at the end. One wake-up and a few system calls for a burst (a video
-   frame arrives as several packets) where the event loop's own UDP transport makes a system
-   call, a bytes object, an address tuple and a Python call per datagram. */
+   RECV_BATCH per recvmmsg, each handled as datagram_received would (as of the time it arrived:
+   arrival_of), and the sends they cause flushed with sendmmsg at the end. One wake-up and a few
+   system calls for a burst (a video frame arrives as several packets) where the event loop's
+   own UDP transport makes a system call, a bytes object, an address tuple and a Python call
+   per datagram. */
 #define RECV_BATCH 32
 #define RECV_ROUNDS 4 /* then back to the loop: other sockets wait their turn */
 #define RECV_SIZE 2048
+#define RECV_CONTROL 64 /* one SCM_TIMESTAMPNS (32 bytes on 64-bit), with room to spare */
 static uint8_t recv_bufs[RECV_BATCH][RECV_SIZE];
+static uint8_t recv_control[RECV_BATCH][RECV_CONTROL] __attribute__((aligned(sizeof(size_t))));
+
+/* When each datagram arrived, not when it is handled: the kernel stamps it as it comes in
+   (SO_TIMESTAMPNS, set on rfd when the Leg is given it) and recvmmsg hands the stamp over with
+   it. Handling time would put every stall of the event loop (a GC pause, a busy callback, the
+   32nd datagram of a batch) into the arrival times that transport-cc feedback and the uplink
+   estimator report, and a publisher's GCC, or our REMB, reads that as a queue on its uplink
+   and cuts its rate. The kernel stamps CLOCK_REALTIME; the offset to CLOCK_MONOTONIC is read
+   once per recvmmsg. */
+typedef struct {
+    int64_t real_us, mono_us; /* the two clocks just after the recvmmsg */
+} RecvClock;
+
+static void recv_clock(RecvClock *c) {
+    struct timespec r, m;
+    clock_gettime(CLOCK_REALTIME, &r);
+    clock_gettime(CLOCK_MONOTONIC, &m);
+    c->real_us = timespec_us(&r);
+    c->mono_us = timespec_us(&m);
+}
+
+/* The arrival (monotonic_us) of the datagram `msg` holds: its kernel stamp, no later than the
+   read and no earlier than the Leg's last arrival (a wall-clock step between stamp and read
+   would move it by the step); the read's time, counted in `unstamped`, when it has none. */
+static int64_t arrival_of(Leg *leg, struct msghdr *msg, const RecvClock *c) {
+    int64_t at = c->mono_us;
+    int stamped = 0;
+    if (!(msg->msg_flags & MSG_CTRUNC)) {
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm != NULL; cm = CMSG_NXTHDR(msg, cm)) {
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+                struct timespec t;
+                memcpy(&t, CMSG_DATA(cm), sizeof t);
+                at = timespec_us(&t) - c->real_us + c->mono_us;
+                stamped = 1;
+            }
+        }
+    }
+    if (!stamped) leg->unstamped++;
+    if (at > c->mono_us) at = c->mono_us;
+    if (at < leg->last_arrival_us) at = leg->last_arrival_us;
+    return leg->last_arrival_us = at;
+}
 
 static PyObject *Leg_read_ready(Leg *leg, PyObject *unused) {
     struct mmsghdr msgs[RECV_BATCH];
     struct iovec iov[RECV_BATCH];
     struct sockaddr_storage from[RECV_BATCH];
+    RecvClock clock;
     Py_INCREF(leg); /* a hook may drop the last other reference */
     leg->read_calls++;
     int was = batching;
@@ -1905,6 +1967,8 @@ static PyObject *Leg_read_ready(Leg *leg, PyObject *unused) {
             msgs[i].msg_hdr.msg_namelen = sizeof from[i];
             msgs[i].msg_hdr.msg_iov = &iov[i];
             msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_control = recv_control[i];
+            msgs[i].msg_hdr.msg_controllen = RECV_CONTROL;
         }
         int n = recvmmsg(leg->rfd, msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
         if (n < 0) {
@@ -1914,14 +1978,16 @@ static PyObject *Leg_read_ready(Leg *leg, PyObject *unused) {
             break;
         }
         leg->datagrams_read += n;
+        recv_clock(&clock);
         for (int i = 0; i < n && leg->rfd >= 0; i++) {
             uint8_t *d = recv_bufs[i];
             int len = (int)msgs[i].msg_len;
+            int64_t at_us = arrival_of(leg, &msgs[i].msg_hdr, &clock);
             if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
                 count(leg->dropped, k_oversize);
             } else if (leg->rx != NULL && leg->connected && is_srtp(d, len)) {
                 if (len > MTU) count(leg->dropped, d[1] > 191 && d[1] < 209 ? k_srtcp_rejected : k_srtp_rejected);
-                else leg_srtp(leg, d, len);
+                else leg_srtp(leg, d, len, at_us);
             } else {
                 pass_on(leg, d, len, &from[i]);
             }
@@ -1937,7 +2003,7 @@ static PyObject *Leg_read_ready(Leg *leg, PyObject *unused) {
 static PyObject *Leg_receive_rtp(Leg *leg, PyObject *arg) {
     Py_buffer v;
     if (get_buffer(arg, &v) < 0) return NULL;
-    leg_receive(leg, v.buf, v.len);
+    leg_receive(leg, v.buf, v.len, monotonic_us());
     PyBuffer_Release(&v);
     Py_RETURN_NONE;
 }
@@ -2043,7 +2109,30 @@ static int Leg_set_arrivals(Leg *self, PyObject *value, void *c) {
     return 0;
 }
 
+static PyObject *Leg_get_rfd(Leg *self, void *c) { return PyLong_FromLong(self->rfd); }
+
+/* A socket to read gets the kernel's receive time of each datagram (read_ready). Raises
+   OSError when it cannot (not a socket): its datagrams would carry no arrival time. */
+static int Leg_set_rfd(Leg *self, PyObject *value, void *c) {
+    long fd = value == NULL ? -2 : PyLong_AsLong(value);
+    if (fd == -1 && PyErr_Occurred()) return -1;
+    if (fd < -1 || fd > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "rfd is a file descriptor or -1");
+        return -1;
+    }
+    int one = 1;
+    if (fd >= 0 && setsockopt((int)fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    self->rfd = (int)fd;
+    return 0;
+}
+
 static PyGetSetDef Leg_getset[] = {
+    {"rfd", (getter)Leg_get_rfd, (setter)Leg_set_rfd,
+     "the socket read_ready reads, or -1; setting it turns on the kernel's receive timestamps "
+     "(SO_TIMESTAMPNS; OSError when it cannot)", NULL},
     {"arrivals", (getter)Leg_get_arrivals, (setter)Leg_set_arrivals,
      "Arrivals that record the transport-cc sequence of each RTP packet received, or None", NULL},
     {NULL},
@@ -2061,9 +2150,10 @@ static PyMemberDef Leg_members[] = {
     {"nominated", T_OBJECT, offsetof(Leg, nominated), 0, "aioice's nominated pairs (dict)"},
     {"pair", T_OBJECT, offsetof(Leg, pair), 0, "the pair the socket belongs to"},
     {"fd", T_INT, offsetof(Leg, fd), 0, "a socket connected to the remote, or -1"},
-    {"rfd", T_INT, offsetof(Leg, rfd), 0, "the socket read_ready reads, or -1"},
     {"read_calls", T_LONGLONG, offsetof(Leg, read_calls), READONLY, NULL},
     {"datagrams_read", T_LONGLONG, offsetof(Leg, datagrams_read), READONLY, NULL},
+    {"unstamped", T_LONGLONG, offsetof(Leg, unstamped), READONLY,
+     "datagrams read_ready read without the kernel's receive time (timed when read instead)"},
     {"connected", T_BOOL, offsetof(Leg, connected), 0, "DTLS is up"},
     {"packets_sent", T_LONGLONG, offsetof(Leg, packets_sent), READONLY, NULL},
     {NULL},

@@ -127,7 +127,9 @@ class LegSocketTransport(asyncio.DatagramTransport):
     transport would."""
 
     def __init__(self, sock: socket.socket, protocol: Any, leg: Leg) -> None:
+        """Raises OSError when the socket cannot give the kernel's receive times (``Leg.rfd``)."""
         super().__init__()
+        leg.rfd = sock.fileno()  # first: nothing to undo when it raises
         self._sock, self._protocol, self._leg = sock, protocol, leg
         self._loop = asyncio.get_running_loop()
         self._closing = False
@@ -135,7 +137,6 @@ class LegSocketTransport(asyncio.DatagramTransport):
         # loop's transport buffers them): a shaped link fills the buffer in bursts, and a
         # keyframe dropped there would freeze the subscriber's video.
         self._backlog: collections.deque[tuple[bytes, Any]] = collections.deque()
-        leg.rfd = sock.fileno()
         self._loop.add_reader(leg.rfd, leg.read_ready)
 
     def sendto(self, data: bytes, addr: Any = None) -> None:
@@ -196,8 +197,9 @@ class LegSocketTransport(asyncio.DatagramTransport):
 
 
 def read_batched(protocol: aioice.ice.StunProtocol, leg: Leg) -> None:
-    """Let ``leg`` read ``protocol``'s socket in batches (see LegSocketTransport); left as it
-    is when the socket cannot be taken over."""
+    """Let ``leg`` read ``protocol``'s socket in batches, each datagram with the kernel's
+    receive time (see LegSocketTransport); left as it is when the socket cannot be taken over
+    (the Leg's ``datagram_received`` then times each datagram when the event loop reads it)."""
     old = protocol.transport
     if isinstance(old, LegSocketTransport):
         return
@@ -206,7 +208,12 @@ def read_batched(protocol: aioice.ice.StunProtocol, leg: Leg) -> None:
         sock.setblocking(False)
     except (OSError, AttributeError):
         return
-    protocol.transport = LegSocketTransport(sock, protocol, leg)
+    try:
+        protocol.transport = LegSocketTransport(sock, protocol, leg)
+    except OSError as exc:
+        log.warning("nominated socket not read in batches: no receive timestamps: %s", exc)
+        sock.close()
+        return
     old.set_protocol(asyncio.DatagramProtocol())  # closing it must not end aioice's protocol
     old.close()
     leg.pair = None  # sends re-resolve their socket through the new transport

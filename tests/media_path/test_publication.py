@@ -61,15 +61,13 @@ def publication_estimate(packets: list[tuple[bytes, int]]) -> int | None:
 
 
 def fed(packets: list[tuple[bytes, int]], **fields: Any) -> Publication:
-    now = [0]
     pub = Publication(
         participant_id="p", kind="video", mid="1", codec=VP8, ssrc=SSRC,
         extensions={rtpheader.URI_ABS_SEND_TIME: AST_ID}, send_rtcp=lambda data: None,
-        clock_ms=lambda: now[0], **fields,
+        **fields,
     )  # fmt: skip
-    for data, arrival in packets:
-        now[0] = arrival
-        assert pub.inbound.receive(data) is None
+    for data, arrival_ms in packets:
+        assert pub.inbound.receive(data, arrival_ms * 1000) is None
     return pub
 
 

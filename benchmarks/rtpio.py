@@ -422,7 +422,7 @@ class MeterSink:
     def on_rtp(self, data: bytes) -> None:
         meter_rtp(self.meter, data, self._send)
 
-    def on_rtcp(self, data: bytes) -> None:
+    def on_rtcp(self, data: bytes, arrival_us: int) -> None:
         meter_rtcp(self.meter, data)
 
 

@@ -778,10 +778,14 @@ class Participant:
         self._route(header.ssrc, candidate)
         return candidate
 
-    def on_rtcp(self, data: bytes) -> None:
-        """A decrypted RTCP compound: each packet in it is parsed and acted on by itself
+    def on_rtcp(self, data: bytes, arrival_us: int) -> None:
+        """A decrypted RTCP compound that arrived at ``arrival_us`` (microseconds of
+        CLOCK_MONOTONIC, as ``time.monotonic``: the kernel's receive time where the leg reads
+        its socket, so the round trips and the delays since the last SR that reports carry
+        leave out our own stalls): each packet in it is parsed and acted on by itself
         (``rtcp.split_compound``), so one that cannot be parsed (counted ``malformed_rtcp``)
         does not take the NACK, PLI or report beside it along."""
+        received_at = arrival_us / 1e6
         parts, framed = rtcp.split_compound(data)
         if not framed:
             self._drop("malformed_rtcp")
@@ -795,7 +799,7 @@ class Participant:
                 self._drop("malformed_rtcp")
                 continue
             for packet in packets:
-                self._on_rtcp_packet(packet)
+                self._on_rtcp_packet(packet, received_at)
         if self._reported_loss:
             self._reported_loss = False
             live = [s for s in self.subscriptions if not s.closed]
@@ -870,12 +874,12 @@ class Participant:
             self._on_notice({"type": "video_paused", "stream": subscription.stream_id,
                              "paused": paused, "reason": "bandwidth"})  # fmt: skip
 
-    def _on_rtcp_packet(self, packet: Any) -> None:
+    def _on_rtcp_packet(self, packet: Any, received_at: float) -> None:
         if isinstance(packet, RtcpSrPacket):
             publication = self._by_ssrc.get(packet.ssrc)
             if publication is not None:
                 info = packet.sender_info
-                publication.on_sender_report(info.ntp_timestamp, info.rtp_timestamp)
+                publication.on_sender_report(info.ntp_timestamp, info.rtp_timestamp, received_at)
         if isinstance(packet, (RtcpSrPacket, RtcpRrPacket)):
             # RTX blocks first: the repairs they count belong in the media block's window.
             rtx = self._by_rtx_ssrc
@@ -886,7 +890,7 @@ class Participant:
                 elif subscription is None:
                     self._drop("rtcp_unknown_ssrc")
                 else:
-                    subscription.on_receiver_report(report)
+                    subscription.on_receiver_report(report, received_at)
                     self._reported_loss = True  # audio too: the same leg
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             subscription = self._by_out_ssrc.get(packet.media_ssrc)

@@ -268,11 +268,14 @@ class Publication:
             self._pli_pending = False
             self._answered_at = time.monotonic()
 
-    def on_sender_report(self, ntp: int, rtp_timestamp: int) -> None:
+    def on_sender_report(self, ntp: int, rtp_timestamp: int, received_at: float) -> None:
+        """The publisher's SR, which arrived at ``received_at`` (``time.monotonic`` s): our
+        reports' delay since it (DLSR) counts from then, so the publisher's round trip leaves
+        out the time it waited in the SFU."""
         self.srs_received += 1
         self.last_sr = (ntp, rtp_timestamp)
         self._sr_lsr = (ntp >> 16) & 0xFFFFFFFF
-        self._sr_received_at = time.monotonic()
+        self._sr_received_at = received_at
         for subscription in self.subscriptions:
             subscription.on_source_sender_report(ntp, rtp_timestamp)
 

@@ -191,10 +191,13 @@ def report_block(
     )
 
 
-def rtt_from_report(lsr: int, dlsr: int, sent: dict[int, float]) -> float | None:
-    """Round trip from a report block echoing one of our SRs (``sent``: lsr -> send time)."""
+def rtt_from_report(
+    lsr: int, dlsr: int, sent: dict[int, float], received_at: float
+) -> float | None:
+    """Round trip (s) from a report block echoing one of our SRs (``sent``: lsr -> send time)
+    that arrived at ``received_at`` (RFC 3550 6.4.1; times in ``time.monotonic`` s)."""
     when = sent.get(lsr)
     if not lsr or when is None:
         return None
-    rtt = time.monotonic() - when - dlsr / 65536
+    rtt = received_at - when - dlsr / 65536
     return rtt if rtt >= 0 else None

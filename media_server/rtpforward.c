@@ -263,7 +263,7 @@ typedef struct {
     PyObject *sessions;     /* keeps the srtp_t alive */
     PyObject *routes;       /* dict: SSRC -> Inbound */
     PyObject *on_rtp;       /* (plain) for an SSRC not in routes */
-    PyObject *on_rtcp;      /* (plain) */
+    PyObject *on_rtcp;      /* (plain, arrival us: monotonic_us) */
     PyObject *queued;       /* (data, addr): what is not SRTP (DTLS, STUN) */
     PyObject *send_queued;  /* (protected): when the socket is full or there is none */
     PyObject *reroute;      /* (): the ICE pair changed: set fd / send_queued / pair again */
@@ -1846,7 +1846,8 @@ static void leg_srtp(Leg *leg, uint8_t *buf, int n, int64_t at_us) {
     if (!rtcp) {
         leg_receive(leg, buf, len, at_us);
     } else {
-        PyObject *r = PyObject_CallFunction(leg->on_rtcp, "y#", (const char *)buf, (Py_ssize_t)len);
+        PyObject *r = PyObject_CallFunction(leg->on_rtcp, "y#L", (const char *)buf, (Py_ssize_t)len,
+                                            (long long)at_us);
         if (r == NULL) fault(leg->faults, k_where_rtcp);
         Py_XDECREF(r);
     }
@@ -2141,7 +2142,8 @@ static PyGetSetDef Leg_getset[] = {
 static PyMemberDef Leg_members[] = {
     {"routes", T_OBJECT_EX, offsetof(Leg, routes), READONLY, "SSRC -> Inbound"},
     {"on_rtp", T_OBJECT_EX, offsetof(Leg, on_rtp), 0, "(plain) for an SSRC not in routes"},
-    {"on_rtcp", T_OBJECT_EX, offsetof(Leg, on_rtcp), 0, "(plain) for SRTCP"},
+    {"on_rtcp", T_OBJECT_EX, offsetof(Leg, on_rtcp), 0,
+     "(plain, arrival_us) for SRTCP: when it arrived, microseconds of CLOCK_MONOTONIC"},
     {"dropped", T_OBJECT_EX, offsetof(Leg, dropped), 0, "reason -> count"},
     {"faults", T_OBJECT_EX, offsetof(Leg, faults), 0, "record(where, exc) for hook exceptions"},
     {"queued", T_OBJECT, offsetof(Leg, queued), 0, "(data, addr) for what is not SRTP/SRTCP"},

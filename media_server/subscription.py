@@ -613,11 +613,13 @@ class Subscription:
         highest = self._rtx_counts[0]
         return highest >= 0 and (highest - rtx_seq) & 0xFFFF < 0x8000
 
-    def on_receiver_report(self, report: rtcp.RtcpReceiverInfo) -> None:
+    def on_receiver_report(self, report: rtcp.RtcpReceiverInfo, received_at: float) -> None:
+        """The subscriber's report block on this stream, which arrived at ``received_at``
+        (``time.monotonic`` s): the round trip ends there, not when the SFU got to it."""
         self.fraction_lost = report.fraction_lost
         self.packets_lost = report.packets_lost
         self.jitter = report.jitter
-        rtt = rtcp.rtt_from_report(report.lsr, report.dlsr, self._sr_sent)
+        rtt = rtcp.rtt_from_report(report.lsr, report.dlsr, self._sr_sent, received_at)
         if rtt is not None:
             self.rtt = rtt
             self.out.history_seconds = self._history_kept()

@@ -33,6 +33,7 @@ import collections
 import logging
 import os
 import socket
+import time
 from typing import Any, Protocol
 
 import aioice.ice
@@ -56,7 +57,7 @@ class MediaSink(Protocol):
 
     def on_rtp(self, data: bytes) -> None: ...
 
-    def on_rtcp(self, data: bytes) -> None: ...
+    def on_rtcp(self, data: bytes, arrival_us: int) -> None: ...
 
 
 def _address(cdata: Any) -> int:
@@ -94,7 +95,8 @@ class SfuDtlsTransport(RTCDtlsTransport):
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
         try:
-            self.leg.on_rtcp(data)
+            # aiortc keeps no receive time for RTCP: this is when its queue handed it over
+            self.leg.on_rtcp(data, time.monotonic_ns() // 1000)
         except Exception as exc:
             self.leg.faults.record("rtcp", exc)
 

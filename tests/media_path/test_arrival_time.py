@@ -1,8 +1,9 @@
 """Arrival times on the receive path are when a datagram reached the SFU's socket (the kernel's
 receive timestamp), not when the event loop got round to it: a publisher sends at a steady
 pace over a real SRTP leg on loopback while the SFU's loop stalls for 300 ms, and the
-transport-cc feedback, the uplink estimator's input (the Inbound's frame hook) and the RFC 3550
-jitter still follow the send spacing."""
+transport-cc feedback, the uplink estimator's input (the Inbound's frame hook), the RFC 3550
+jitter and the arrival of an SRTCP packet still follow the send spacing; round trips and the
+delay since the last SR count from those arrivals."""
 
 from __future__ import annotations
 
@@ -14,15 +15,19 @@ import time
 from itertools import pairwise
 
 import pytest
+from aiortc.rtp import RtcpReceiverInfo, RtcpSenderInfo, RtcpSrPacket
 
 from benchmarks.forward_micro import srtp_sender
 from media_server.faults import Faults
 from media_server.rtpforward import Arrivals, Inbound, Leg
 from media_server.transport import set_keys
 
+from .test_subscription import KEY as KEYFRAME
+from .test_subscription import Wire, bound, publication, push
+from .test_subscription import rtp as media_rtp
 from .test_transport_feedback import EXT_ID, reported
 
-KEY = bytes(range(30))
+SRTP_KEY = bytes(range(30))
 SSRC = 5
 PACE_S = 0.02  # one packet (a one-packet frame) every 20 ms
 PACKETS = 30
@@ -50,12 +55,15 @@ def rfc3550_jitter(arrivals_s: list[float]) -> float:
 async def test_a_stalled_event_loop_does_not_move_the_arrival_times() -> None:
     faults = Faults("test")
     frames: list[tuple[int, float]] = []  # (arrival us, when the hook ran: time.monotonic s)
+    rtcp_at: list[int] = []  # arrival us of each SRTCP packet
     inbound = Inbound(
         90000, 96, faults=faults,
         on_frame=lambda data, size, at_us: frames.append((at_us, time.monotonic())),
     )  # fmt: skip
-    publisher = Leg(on_rtp=None, on_rtcp=None, dropped={}, faults=faults)
-    set_keys(publisher, srtp_sender(True, KEY), srtp_sender(False, bytes(30)))
+    publisher = Leg(
+        on_rtp=None, on_rtcp=lambda data, at_us: rtcp_at.append(at_us), dropped={}, faults=faults
+    )
+    set_keys(publisher, srtp_sender(True, SRTP_KEY), srtp_sender(False, bytes(30)))
     publisher.connected = True
     publisher.routes[SSRC] = inbound
     publisher.arrivals = Arrivals(EXT_ID)
@@ -66,15 +74,20 @@ async def test_a_stalled_event_loop_does_not_move_the_arrival_times() -> None:
     publisher.rfd = sfu.fileno()
     loop.add_reader(sfu.fileno(), publisher.read_ready)
     sent_us: list[int] = []
+    rtcp_sent_us: list[int] = []
 
     def publish() -> None:  # a thread: the publisher keeps its pace while the loop stalls
-        protect = srtp_sender(False, KEY).protect
+        session = srtp_sender(False, SRTP_KEY)
+        sr = bytes(RtcpSrPacket(ssrc=SSRC, sender_info=RtcpSenderInfo(1 << 32, 0, 0, 0)))
         for seq in range(PACKETS):
-            client.sendto(protect(rtp(seq)), sfu.getsockname())
+            client.sendto(session.protect(rtp(seq)), sfu.getsockname())
             sent_us.append(time.monotonic_ns() // 1000)
             if seq == STALL_AFTER - 1:
                 loop.call_soon_threadsafe(time.sleep, STALL_S)  # a GC pause, a busy callback
             time.sleep(PACE_S)
+            if seq == STALL_AFTER:  # well inside the stall
+                client.sendto(session.protect_rtcp(sr), sfu.getsockname())
+                rtcp_sent_us.append(time.monotonic_ns() // 1000)
 
     try:
         await asyncio.to_thread(publish)
@@ -88,7 +101,7 @@ async def test_a_stalled_event_loop_does_not_move_the_arrival_times() -> None:
         sfu.close()
         client.close()
 
-    assert inbound.packets_in == PACKETS and not faults.count
+    assert inbound.packets_in == PACKETS and len(rtcp_at) == 1 and not faults.count
     handled = [at for _, at in frames]
     # The stall happened: some packet was handled STALL_S after the one before it.
     assert max(b - a for a, b in pairwise(handled)) >= STALL_S * 0.8
@@ -107,6 +120,29 @@ async def test_a_stalled_event_loop_does_not_move_the_arrival_times() -> None:
     # every packet of the late batch handled at once, 20 ms early against its timestamp).
     expected = rfc3550_jitter([us / 1e6 for us in sent_us]) * 90000
     assert abs(inbound.jitter - expected) < 0.005 * 90000, (inbound.jitter, expected)
+    assert abs(rtcp_at[0] - rtcp_sent_us[0]) < TOLERANCE_US, (rtcp_at, rtcp_sent_us)
+
+
+def test_round_trips_and_delays_since_the_last_sr_count_from_arrival(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The publisher's SR and the subscriber's report each wait STALL_S in a stalled SFU.
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    pub = publication([])
+    sub = bound(pub, Wire())
+    push(pub, media_rtp(10, 1000, payload=KEYFRAME))
+    sr_arrived = now[0]
+    now[0] += STALL_S
+    # Handled now; the subscription's translated SR goes out now.
+    pub.on_sender_report(0xAABBCCDD00112233, 4000, sr_arrived)
+    block = pub.report_block()  # our report to the publisher, sent now
+    assert block is not None and block.dlsr == pytest.approx(STALL_S * 65536, abs=1)
+    echo_arrived = now[0] + 0.05  # the subscriber's report echoing our SR, 50 ms later
+    now[0] = echo_arrived + STALL_S
+    echo = RtcpReceiverInfo(9999, 0, 0, 0, 0, lsr=0xCCDD0011, dlsr=0)
+    sub.on_receiver_report(echo, echo_arrived)
+    assert sub.rtt == pytest.approx(0.05)
 
 
 def test_a_leg_reads_only_a_socket_it_can_timestamp() -> None:

@@ -8,6 +8,7 @@ import os
 import random
 import socket
 import struct
+import time
 
 from aiortc.rtp import RtpPacket
 
@@ -76,7 +77,8 @@ async def test_garbage_datagrams_are_counted_and_forwarding_continues(make_call)
     truncated[0] |= 0x10  # claims a header extension that is not there
     struct.pack_into("!HH", truncated, 12, 0xBEDE, 200)
     server.on_rtp(bytes(truncated))
-    server.on_rtcp(b"\x81\xc9\x00\x07" + b"\x00" * 8)  # RR claiming 7 words, 2 present
+    rr_overrun = b"\x81\xc9\x00\x07" + b"\x00" * 8  # RR claiming 7 words, 2 present
+    server.on_rtcp(rr_overrun, time.monotonic_ns() // 1000)
 
     expected = {"unknown_ssrc": 1, "payload_type": 1, "malformed_rtp": 1, "malformed_rtcp": 1}
     await wait_for(

@@ -5,6 +5,8 @@ after it decides by the loss before repair, once the padded video's reports cove
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from aiortc.rtp import RtcpReceiverInfo, RtpPacket
 
@@ -213,7 +215,8 @@ def test_padding_is_rtx_resends_of_the_newest_packets_and_not_counted_as_repairs
     # The subscriber reports every padding packet received on the RTX SSRC, and 2 of 10 media
     # packets lost: padding repaired nothing, so the leg lost 2.
     sub.on_receiver_report(RtcpReceiverInfo(ssrc=9999, fraction_lost=0, packets_lost=0,
-                                            highest_sequence=first, jitter=0, lsr=0, dlsr=0))  # fmt: skip
+                                            highest_sequence=first, jitter=0, lsr=0, dlsr=0),
+                           time.monotonic())  # fmt: skip
     for seq in range(20, 30):
         push(sub.source, rtp(seq, 3000 * seq))
     sub.on_rtx_report(RtcpReceiverInfo(ssrc=RTX_SSRC, fraction_lost=0, packets_lost=0,
@@ -221,7 +224,8 @@ def test_padding_is_rtx_resends_of_the_newest_packets_and_not_counted_as_repairs
                                        lsr=0, dlsr=0))  # fmt: skip
     last = sub.out.last_seq
     sub.on_receiver_report(RtcpReceiverInfo(ssrc=9999, fraction_lost=0, packets_lost=2,
-                                            highest_sequence=last, jitter=0, lsr=0, dlsr=0))  # fmt: skip
+                                            highest_sequence=last, jitter=0, lsr=0, dlsr=0),
+                           time.monotonic())  # fmt: skip
     assert (sub.rtx_received, sub.leg_lost, sub.leg_lost_raw) == (0, 2, 2)
     assert sub.reported_past(last) and not sub.reported_past((last + 1) & 0xFFFF)
     rtx_last = pads[-1].sequence_number

@@ -7,6 +7,7 @@ NACK into a policed 500 kbit/s link)."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pylibsrtp
 import pytest
@@ -159,7 +160,7 @@ def reported_keyframe() -> tuple[Publication, subscription_module.Subscription,
     first = wire.parsed()[0].sequence_number
     report = RtcpReceiverInfo(ssrc=9999, fraction_lost=0, packets_lost=0,
                               highest_sequence=first, jitter=0, lsr=0, dlsr=0)  # fmt: skip
-    sub.on_receiver_report(report)
+    sub.on_receiver_report(report, time.monotonic())
     return pub, sub, report, first
 
 
@@ -170,7 +171,7 @@ def test_only_our_legs_loss_counts_not_the_publishers_uplink() -> None:
     for seq in (11, 12, 15, 16):  # 13 and 14 never reached us
         push(pub, rtp(seq, 3000 * seq))
     report.highest_sequence, report.packets_lost = first + 6, 3
-    sub.on_receiver_report(report)
+    sub.on_receiver_report(report, time.monotonic())
     assert (sub.leg_expected, sub.leg_lost) == (4, 1)
 
 
@@ -187,7 +188,7 @@ def test_uplink_loss_is_not_ours_when_the_report_lags_what_arrived() -> None:
     # (highest the subscriber has, what it lost by then): always behind what we sent
     for highest, lost in ((12, 0), (16, 2), (19, 2), (25, 6), (26, 6)):
         report.highest_sequence, report.packets_lost = first + highest - 10, lost
-        sub.on_receiver_report(report)
+        sub.on_receiver_report(report, time.monotonic())
     assert sub.leg_lost == 0
     assert sub.leg_expected == len(arrived)
 

@@ -4,6 +4,7 @@ one that aiortc cannot parse costs only itself (counted ``malformed_rtcp``, neve
 from __future__ import annotations
 
 import struct
+import time
 
 from media_server import rtcp
 from tests.fuzz.media import SUBSCRIBED, Sfu
@@ -28,14 +29,17 @@ def test_each_packet_of_a_compound_is_acted_on_by_itself() -> None:
     )
     compound = receiver_report + short_remb + nack(SUBSCRIBED[0][0], 5) + bad_rr
     compound += pli(SUBSCRIBED[2][0])
-    subscriber.on_rtcp(compound)
+    subscriber.on_rtcp(compound, time.monotonic_ns() // 1000)
     assert audio.fraction_lost == 12  # the report before the bad packets
     assert audio.nacks_received == 1  # the NACK between them
     assert video.keyframe_requests == 1  # the PLI after them
     assert subscriber.dropped == {"malformed_rtcp": 2}  # the short REMB and the bad RR
     assert subscriber.faults.count == 0
     # A length that overruns the datagram: what came before it still counts.
-    subscriber.on_rtcp(pli(SUBSCRIBED[2][0]) + struct.pack("!BBH", 0x81, 206, 9) + bytes(8))
+    subscriber.on_rtcp(
+        pli(SUBSCRIBED[2][0]) + struct.pack("!BBH", 0x81, 206, 9) + bytes(8),
+        time.monotonic_ns() // 1000,
+    )
     assert video.keyframe_requests == 2 and subscriber.dropped == {"malformed_rtcp": 3}
 
 

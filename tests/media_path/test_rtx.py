@@ -222,7 +222,7 @@ def test_a_repair_on_the_rtx_ssrc_counts_as_received_in_the_legs_loss(hostile: b
     sub, first = rtx_streaming(wire.send, packets=2)
     media = RtcpReceiverInfo(ssrc=9999, fraction_lost=0, packets_lost=0,
                              highest_sequence=first + 1, jitter=0, lsr=0, dlsr=0)  # fmt: skip
-    sub.on_receiver_report(media)
+    sub.on_receiver_report(media, time.monotonic())
     pub = sub.source
     for seq in range(12, 22):
         push(pub, rtp(seq, 3000 * seq))
@@ -237,7 +237,7 @@ def test_a_repair_on_the_rtx_ssrc_counts_as_received_in_the_legs_loss(hostile: b
     rtx.highest_sequence = rtx_first + 1
     sub.on_rtx_report(rtx)
     media.highest_sequence, media.packets_lost = first + 11, 2
-    sub.on_receiver_report(media)
+    sub.on_receiver_report(media, time.monotonic())
     assert (sub.rtx_received, sub.leg_expected, sub.leg_lost) == (2, 10, 0)
 
 
@@ -271,7 +271,8 @@ async def test_an_ended_subscription_routes_no_rtcp_and_leaves_no_route_behind()
         reports = [_report(last.ssrc), _report(last.out.rtx_ssrc)]
         p.on_rtcp(
             bytes(RtcpRrPacket(ssrc=1, reports=reports))
-            + bytes(RtcpRtpfbPacket(fmt=1, ssrc=1, media_ssrc=last.ssrc, lost=[5]))
+            + bytes(RtcpRtpfbPacket(fmt=1, ssrc=1, media_ssrc=last.ssrc, lost=[5])),
+            time.monotonic_ns() // 1000,
         )
         assert (last.nacks_received, last.rtx_received) == (nacks, rtx_received)
         assert p.dropped["rtcp_unknown_ssrc"] == before + 3

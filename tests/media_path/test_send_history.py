@@ -138,9 +138,11 @@ def test_a_subscription_keeps_its_packets_for_three_round_trips_when_longer(
     sub = bound(pub, Wire())
     push(pub, rtp(10, 1000, payload=KEY))
     assert sub.out.history_seconds == 1.0
-    pub.on_sender_report(0xAABBCCDD00112233, 4000)
+    pub.on_sender_report(0xAABBCCDD00112233, 4000, time.monotonic())
     now[0] += rtt
-    sub.on_receiver_report(RtcpReceiverInfo(9999, 0, 0, 0, 0, lsr=0xCCDD0011, dlsr=0))
+    sub.on_receiver_report(
+        RtcpReceiverInfo(9999, 0, 0, 0, 0, lsr=0xCCDD0011, dlsr=0), time.monotonic()
+    )
     assert sub.rtt == pytest.approx(rtt)
     assert sub.out.history_seconds == pytest.approx(kept)
 

@@ -3,6 +3,8 @@ and SR translation, on hand-made packets (the end-to-end tests cover real peers)
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
 from aiortc.rtp import RtcpPacket, RtcpReceiverInfo, RtpPacket
@@ -151,14 +153,16 @@ async def test_sender_reports_are_translated_to_the_subscriber_timeline() -> Non
     sub = bound(pub, wire)
     push(pub, rtp(10, 1000, payload=KEY))
     out_ts = wire.parsed()[0].timestamp
-    pub.on_sender_report(0xAABBCCDD00112233, 4000)
+    pub.on_sender_report(0xAABBCCDD00112233, 4000, time.monotonic())
     (sr,) = RtcpPacket.parse(wire.rtcp[-1])
     assert sr.ssrc == 9999
     assert sr.sender_info.ntp_timestamp == 0xAABBCCDD00112233
     assert sr.sender_info.rtp_timestamp == (out_ts + 3000) & 0xFFFFFFFF
     assert sr.sender_info.packet_count == 1
     # The subscriber's report echoing that SR gives an RTT.
-    sub.on_receiver_report(RtcpReceiverInfo(9999, 3, 1, 0, 0, lsr=0xCCDD0011, dlsr=0))
+    sub.on_receiver_report(
+        RtcpReceiverInfo(9999, 3, 1, 0, 0, lsr=0xCCDD0011, dlsr=0), time.monotonic()
+    )
     assert sub.rtt is not None and sub.fraction_lost == 3
 
 

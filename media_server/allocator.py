@@ -61,6 +61,7 @@ FLAP_SECONDS = 20.0  # a layer its publisher stopped this lately ...
 STEADY_SECONDS = 5.0  # ... is switched to only once it has run this long again
 DOWN_HOLD_SECONDS = 1.0  # a share under the current layer's cost this long: a lower layer
 DOWN_SHARP = 0.7  # ... at once under this share of its cost
+TEMPORAL_ALL = 255  # Downtrack.temporal: every temporal layer (rtpforward.c)
 
 
 class Downtrack(Protocol):
@@ -73,8 +74,11 @@ class Downtrack(Protocol):
     source: Any  # a Publication (its primary's ``layers``: simulcast)
     pending: Any  # the layer a gapless switch waits for (its keyframe), or None
     wanted: Any
+    temporal: int  # the highest VP8 temporal layer forwarded (TEMPORAL_ALL: every one)
 
     def set_paused(self, paused: bool) -> None: ...
+
+    def set_temporal(self, tid: int) -> None: ...
 
     def switch_layer(self, layer: Any) -> None: ...
 
@@ -139,7 +143,7 @@ class Allocator:
             layers = layers_of(s)
             if layers:
                 demand += int(max(layers[-1].cost(), layers[-1].nominal()) / HEADROOM)
-                floor = layers[0].cost()
+                floor = temporal_cost(layers[0], layers[0].cost(), 0)
             else:
                 demand += int(SINGLE_TOP_BPS / HEADROOM)
                 floor = SINGLE_MIN_BPS
@@ -149,6 +153,7 @@ class Allocator:
                 continue
             if layers:
                 self._choose_layer(s, timers, layers, share, now, estimate)
+                self._choose_temporal(s, share)
             self._maybe_pause(s, timers, share, floor, now, estimate)
         return demand
 
@@ -230,6 +235,35 @@ class Allocator:
         if now - timers.up_since >= UP_HOLD_SECONDS:
             self._switch(s, timers, higher[-1], estimate, share, "up")
 
+    def _choose_temporal(self, s: Downtrack, share: int) -> None:
+        """The frame rate within the layer forwarded: its temporal layers up to the highest
+        whose cost fits the share (the lowest one at least), at once when the current one no
+        longer fits and with ``UP_MARGIN`` to go up. The layer choice stays by whole layers,
+        so this bridges a switch down until its keyframe, and lets the lowest layer play at a
+        lower frame rate where it would freeze (or pause)."""
+        layer = s.source
+        levels = len(getattr(layer, "temporal_shares", ()))
+        if levels < 2:
+            if s.temporal != TEMPORAL_ALL:
+                s.set_temporal(TEMPORAL_ALL)
+            return
+        steady = self._cost(layer)  # a restarting layer at its steady cost, as for switches
+
+        def cost(tid: int) -> int:
+            return temporal_cost(layer, steady, tid)
+
+        level = min(s.temporal, levels - 1)
+        if cost(level) > share:
+            level = max([tid for tid in range(level) if cost(tid) <= share], default=0)
+        else:
+            level = max([tid for tid in range(level, levels) if UP_MARGIN * cost(tid) <= share],
+                        default=level)  # fmt: skip
+        target = TEMPORAL_ALL if level == levels - 1 else level
+        if target != s.temporal:
+            TRACE.info("temporal layer", extra={**self._fields(s, self._estimate(), share),
+                                                "to": target})  # fmt: skip
+            s.set_temporal(target)
+
     def _cost(self, layer: Any) -> int:
         """What forwarding ``layer`` takes (bits/s): its measured cost, or, while it ramps up
         again after a stop, what it cost when it last ran steadily (restarting, its encoder
@@ -271,6 +305,13 @@ class Allocator:
         return {"participant": self._owner, "stream": getattr(s, "stream_id", None),
                 "layer": getattr(s.source, "rid", None), "estimate_bps": estimate,
                 "share_bps": share}  # fmt: skip
+
+
+def temporal_cost(layer: Any, cost: int, tid: int) -> int:
+    """What forwarding the frames of ``layer``'s temporal layers up to ``tid`` takes (bits/s),
+    of ``cost`` for all of them (Publication.temporal_shares: measured shares)."""
+    shares = getattr(layer, "temporal_shares", ())
+    return int(cost * shares[tid]) if tid < len(shares) - 1 else cost
 
 
 def layers_of(s: Downtrack) -> list[Any]:

@@ -50,6 +50,10 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "NACKed packets not resent: sent before the keyframe a layer switch or resume began at",
         (),
     ),
+    "temporal_dropped": (
+        "VP8 packets not forwarded to a subscriber for their temporal layer (a lower frame rate)",
+        (),
+    ),
     "probes": ("bandwidth probes of subscriber legs (prober.py)", ()),
     "probes_failed": ("of the probes, those the leg did not carry (loss)", ()),
     "probe_packets": ("padding packets sent for probes (RTX resends of sent packets)", ()),
@@ -112,6 +116,7 @@ def participant_samples(p: Participant) -> Iterator[tuple[Key, int]]:
         yield ("retransmissions_over_budget", ()), sub.retransmissions_over_budget
         yield ("retransmissions_superseded", ()), sub.retransmissions_superseded
         yield ("keyframe_requests_received", ()), sub.keyframe_requests
+        yield ("temporal_dropped", ()), sub.temporal_dropped
         yield ("probe_packets", ()), sub.probe_packets
         yield ("probe_bytes", ()), sub.probe_bytes
         for reason, n in sub.dropped.items():

@@ -102,7 +102,7 @@ from media_server import (
     sdpextras,
     simulcast,
 )
-from media_server.allocator import TRACE, Allocator, layers_of
+from media_server.allocator import TEMPORAL_ALL, TRACE, Allocator, layers_of
 from media_server.estimator import DownlinkEstimator, ResendBudget
 from media_server.faults import Faults
 from media_server.feedback import TransportFeedback
@@ -842,6 +842,8 @@ class Participant:
              "wanted": s.wanted.rid if s.wanted is not None else None, "paused": s.paused,
              "rtt_ms": None if s.rtt is None else round(1000 * s.rtt),
              "pending": s.pending.rid if s.pending is not None else None,
+             "temporal": None if s.temporal == TEMPORAL_ALL else s.temporal,
+             "temporal_shares": [round(x, 2) for x in getattr(s.source, "temporal_shares", ())],
              "layers": [(layer.rid, layer.ssrc, layer.bitrate, layer.packets_in,
                          len(layer.inbound.outbounds))
                         for layer in getattr(s.source.primary, "layers", [])]}

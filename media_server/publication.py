@@ -127,6 +127,12 @@ class Publication:
             on_restart=self._on_restart,
             on_payload_type=self._on_payload_type,
         )
+        self.inbound.vp8 = self.codec.name == "VP8"
+        # Of ``bitrate``, the part the frames of temporal layers up to each TID carry (VP8
+        # TID: libwebrtc's simulcast layers are L1T3), cumulative and lowest first, e.g.
+        # (0.45, 0.65, 1.0); () while the stream carries no TID (``measure``).
+        self.temporal_shares: tuple[float, ...] = ()
+        self._temporal_at: tuple[int, ...] = (0, 0, 0, 0)
         if not self.codecs:
             self.codecs = [self.codec]
         self.set_rtx(self.rtx_types)
@@ -185,6 +191,8 @@ class Publication:
         self.codec = codec
         self.payload_type = codec.payloadType
         self.inbound.payload_type = codec.payloadType
+        self.inbound.vp8 = codec.name == "VP8"
+        self.temporal_shares = ()
         self.codec_switches += 1
         for subscription in list(self.subscriptions):
             subscription.on_source_codec()
@@ -297,10 +305,28 @@ class Publication:
             # Smoothed over ~2 s: a keyframe doubles a half-second's rate, and a layer that
             # looks twice as dear for a moment would be left for a lower one.
             self.bitrate = int(rate if not self.bitrate else 0.7 * self.bitrate + 0.3 * rate)
+            self._measure_temporal()
         last = self.last_packet_at
         if last is None or now - last > LAYER_SILENT_SECONDS:
             self.bitrate = 0
         return self.bitrate
+
+    def _measure_temporal(self) -> None:
+        """``temporal_shares`` from the bytes each temporal layer brought since the last
+        measure, smoothed as ``bitrate`` is (a keyframe is TID 0, and makes it look dear)."""
+        counts = self.inbound.temporal_bytes
+        recent = [now - before for now, before in zip(counts, self._temporal_at, strict=True)]
+        self._temporal_at = counts
+        total = sum(recent)
+        top = max((tid for tid, n in enumerate(recent) if n), default=0)
+        if not total or not top:  # no TID, or one temporal layer: nothing to choose among
+            self.temporal_shares = ()
+            return
+        shares = [sum(recent[: tid + 1]) / total for tid in range(top + 1)]
+        if len(self.temporal_shares) == len(shares):
+            old = self.temporal_shares
+            shares = [0.7 * a + 0.3 * b for a, b in zip(old, shares, strict=True)]
+        self.temporal_shares = tuple(shares)
 
     def nominal(self) -> int:
         """What this layer costs by its place among the layers (``NOMINAL_BPS``, lowest

@@ -40,7 +40,7 @@ typedef int (*srtp_fn)(void *ctx, void *buf, int *len);
 static srtp_fn srtp_protect, srtp_protect_rtcp, srtp_unprotect, srtp_unprotect_rtcp;
 
 static PyObject *k_rtx_padding, *k_rtx_unrepaired;
-static PyObject *k_malformed_rtp, *k_payload_type, *k_sequence_jump, *k_too_long, *k_srtp_rejected, *k_srtcp_rejected,
+static PyObject *k_malformed_rtp, *k_payload_type, *k_sequence_jump, *k_too_long, *k_temporal_late, *k_srtp_rejected, *k_srtcp_rejected,
     *k_not_connected, *k_send_error, *k_record, *k_one, *k_where_rtp, *k_where_rtcp,
     *k_where_forward, *k_where_nack, *k_where_frame, *k_where_restart, *k_where_codec,
     *k_where_send, *k_recv_error, *k_oversize;
@@ -464,7 +464,13 @@ typedef struct {
        uplink loses, not what is left after repair (counted as received, a policed 300 kbit/s
        uplink read little loss and its encoder kept sending more than got through). */
     long long repaired;
+    /* VP8 (set by Python for a VP8 stream): bytes_in by temporal layer (TID 0..3), for the
+       allocator's cost of forwarding a layer's lower frame rates */
+    char vp8;
+    long long temporal_bytes[4];
 } Inbound;
+
+static int vp8_temporal(const uint8_t *p, Py_ssize_t n, int *sync, int *start, int *pid);
 
 static int seq_newer(int a, int b) { return a != b && ((a - b) & 0xFFFF) < 0x8000; }
 
@@ -602,6 +608,11 @@ static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, con
     int previous = s->max_seq;
     s->packets_in++;
     s->bytes_in += n;
+    if (s->vp8) {
+        int sync, start, pid;
+        int tid = vp8_temporal(d + h->payload_offset, n - h->payload_offset, &sync, &start, &pid);
+        if (tid >= 0) s->temporal_bytes[tid] += n;
+    }
     s->last_packet_at = now;
     stats_add(s, h, at_us);
     seen_mark(s, h->seq, previous);
@@ -735,7 +746,14 @@ static PyObject *Inbound_get_last_packet_at(Inbound *s, void *c) {
     return PyFloat_FromDouble(s->last_packet_at);
 }
 
+static PyObject *Inbound_get_temporal_bytes(Inbound *s, void *c) {
+    return Py_BuildValue("(LLLL)", s->temporal_bytes[0], s->temporal_bytes[1], s->temporal_bytes[2],
+                         s->temporal_bytes[3]);
+}
+
 static PyGetSetDef Inbound_getset[] = {
+    {"temporal_bytes", (getter)Inbound_get_temporal_bytes, NULL,
+     "VP8: bytes received by temporal layer (TID 0..3), since the Inbound began", NULL},
     {"max_seq", (getter)Inbound_get_max_seq, NULL, NULL, NULL},
     {"base_seq", (getter)Inbound_get_base_seq, NULL, NULL, NULL},
     {"jitter", (getter)Inbound_get_jitter, NULL, NULL, NULL},
@@ -751,6 +769,7 @@ static PyMemberDef Inbound_members[] = {
     {"on_payload_type", T_OBJECT, offsetof(Inbound, on_payload_type), 0,
      "(payload type) for a packet of another payload type; may change payload_type"},
     {"payload_type", T_INT, offsetof(Inbound, payload_type), 0, NULL},
+    {"vp8", T_BOOL, offsetof(Inbound, vp8), 0, "count temporal_bytes (the stream is VP8)"},
     {"packets_in", T_LONGLONG, offsetof(Inbound, packets_in), READONLY, NULL},
     {"bytes_in", T_LONGLONG, offsetof(Inbound, bytes_in), READONLY, NULL},
     {"padding_in", T_LONGLONG, offsetof(Inbound, padding_in), READONLY,
@@ -853,6 +872,40 @@ typedef struct {
     uint16_t seq;     /* the sequence number of the packet it was taken at */
 } Mark;
 
+/* VP8 temporal layers (RFC 7741 4.2: TID, the Y bit). A subscription may be forwarded the
+   frames of temporal layers up to `target` only (the allocator's choice: a lower frame rate at
+   the same resolution, at once, with no keyframe). What is not forwarded leaves no trace: the
+   sequence numbers and PictureIDs that follow close up over it (a gap would be NACKed, and
+   libwebrtc's VP8 reference finder holds frames back while a PictureID is missing), as
+   mediasoup's and LiveKit's VP8 forwarders do; TL0PICIDX needs nothing (layer 0 is never
+   dropped). The layer in effect changes at the start of a frame only: down at any, up at one
+   a decoder of the lower layers can take up from (layer 0, or a layer-sync frame of a layer up
+   to the target).
+
+   A packet that arrives late (a publisher's repair, reordering) takes the skips in effect when
+   the packets after it were numbered: `marks` holds, per run of packets not forwarded, the
+   first sequence number after it and the skips from there on. A late packet of a layer no
+   longer forwarded was promised its sequence number by the packets numbered after it: it
+   goes as padding alone, so the subscriber sees no gap. */
+#define TEMPORAL_ALL 255
+#define TEMPORAL_MARKS 64 /* runs of dropped packets among the MAX_MISORDER a late packet may be behind */
+
+typedef struct {
+    uint16_t from;                /* the first sequence number (the source's) these skips apply to */
+    uint16_t skip_seq, skip_pid;  /* packets and pictures not forwarded before it */
+} TemporalMark;
+
+typedef struct {
+    uint8_t target, layer;        /* the highest TID to forward: wanted, in effect (ALL: every one) */
+    uint16_t skip_seq, skip_pid;  /* since the stream was last re-based */
+    int newest_in;                /* the newest source sequence number seen; -1: none since re-based */
+    int dropped_pid;              /* the last PictureID not forwarded; -1: none */
+    uint8_t marks_used, newest_mark;
+    char marks_lost;              /* a mark was overwritten: a packet older than the oldest is dropped */
+    TemporalMark marks[TEMPORAL_MARKS];
+    long long dropped;            /* packets not forwarded (or sent as padding) for their layer */
+} Temporal;
+
 typedef struct {
     PyObject_HEAD
     PyObject *send;      /* a Leg (compiled send), a callable (bytes), or None: not negotiated */
@@ -885,6 +938,7 @@ typedef struct {
     uint16_t picture_id_offset;
     uint8_t tl0_offset;
     int last_picture_id, last_tl0; /* -1: none sent yet */
+    Temporal temporal;
     /* RTX towards the subscriber (RFC 4588), where its answer accepted it: a resend goes out on
        rtx_ssrc with the RTX stream's own sequence numbers, as rtx_types[media payload type]
        (0: that codec has no RTX, its resends go as they were sent, on the media SSRC). */
@@ -945,18 +999,19 @@ static void vp8_fields(const uint8_t *p, Py_ssize_t n, Py_ssize_t *pid, int *wid
     if (*pid >= 0 && *pid + (*wide ? 2 : 1) > n) *pid = -1;
 }
 
-static void vp8_rewrite(Outbound *o, uint8_t *p, Py_ssize_t n, int newest) {
+/* `pid_offset`: picture_id_offset less the pictures the temporal filter skipped. */
+static void vp8_rewrite(Outbound *o, uint8_t *p, Py_ssize_t n, int newest, uint16_t pid_offset) {
     Py_ssize_t pid_at, tl0_at;
     int wide;
     vp8_fields(p, n, &pid_at, &wide, &tl0_at);
     if (pid_at >= 0) {
         int pid;
         if (wide) {
-            pid = (((p[pid_at] & 0x7F) << 8 | p[pid_at + 1]) + o->picture_id_offset) & 0x7FFF;
+            pid = (((p[pid_at] & 0x7F) << 8 | p[pid_at + 1]) + pid_offset) & 0x7FFF;
             p[pid_at] = (uint8_t)(0x80 | pid >> 8);
             p[pid_at + 1] = (uint8_t)pid;
         } else {
-            pid = ((p[pid_at] & 0x7F) + o->picture_id_offset) & 0x7F;
+            pid = ((p[pid_at] & 0x7F) + pid_offset) & 0x7F;
             p[pid_at] = (uint8_t)pid;
         }
         if (newest) o->last_picture_id = pid;
@@ -965,6 +1020,89 @@ static void vp8_rewrite(Outbound *o, uint8_t *p, Py_ssize_t n, int newest) {
         p[tl0_at] = (uint8_t)(p[tl0_at] + o->tl0_offset);
         if (newest) o->last_tl0 = p[tl0_at];
     }
+}
+
+/* The temporal layer (TID) of a VP8 payload, -1 when it carries none; *sync: the Y bit;
+   *start: it starts a frame (S set, partition 0); *pid: its PictureID, -1 when absent. */
+static int vp8_temporal(const uint8_t *p, Py_ssize_t n, int *sync, int *start, int *pid) {
+    *sync = 0;
+    *pid = -1;
+    *start = n >= 1 && (p[0] & 0x10) && (p[0] & 0x0F) == 0;
+    if (n < 2 || !(p[0] & 0x80)) return -1;
+    Py_ssize_t pos = 2;
+    if (p[1] & 0x80) {
+        if (n <= pos + ((p[pos] & 0x80) != 0)) return -1;
+        *pid = (p[pos] & 0x80) ? ((p[pos] & 0x7F) << 8 | p[pos + 1]) : p[pos];
+        pos += (p[pos] & 0x80) ? 2 : 1;
+    }
+    if (p[1] & 0x40) pos++;
+    if (!(p[1] & 0x20) || n <= pos) return -1;
+    *sync = (p[pos] >> 5) & 1;
+    return p[pos] >> 6;
+}
+
+static void temporal_rebase(Temporal *t) {
+    t->layer = t->target;
+    t->skip_seq = t->skip_pid = 0;
+    t->newest_in = t->dropped_pid = -1;
+    t->marks_used = t->newest_mark = 0;
+    t->marks_lost = 0;
+}
+
+/* What the temporal filter makes of a VP8 packet with source sequence number `seq`: forwarded
+   with the skips in *skip_seq and *skip_pid (TEMPORAL_FORWARD), not forwarded
+   (TEMPORAL_DROP), padding alone in its place (TEMPORAL_STUB), or dropped as too late to
+   number (TEMPORAL_LATE: older than every run of skipped packets tracked). */
+enum { TEMPORAL_FORWARD, TEMPORAL_DROP, TEMPORAL_STUB, TEMPORAL_LATE };
+
+static int temporal_filter(Temporal *t, uint16_t seq, const uint8_t *p, Py_ssize_t n,
+                           uint16_t *skip_seq, uint16_t *skip_pid) {
+    int sync, start, pid;
+    int tid = vp8_temporal(p, n, &sync, &start, &pid);
+    if (t->newest_in < 0 || seq_newer(seq, t->newest_in)) {
+        if (start && tid >= 0) {
+            if (t->target < t->layer) t->layer = t->target;
+            else if (t->target > t->layer && (tid == 0 || (sync && tid <= t->target))) t->layer = t->target;
+        }
+        t->newest_in = seq;
+        if (tid > t->layer) {
+            t->dropped++;
+            t->skip_seq++;
+            if (pid >= 0 && pid != t->dropped_pid) {
+                t->skip_pid++;
+                t->dropped_pid = pid;
+            }
+            TemporalMark *mark = &t->marks[t->newest_mark];
+            if (t->marks_used == 0 || mark->from != seq) { /* a new run of dropped packets */
+                if (t->marks_used) t->newest_mark = (uint8_t)((t->newest_mark + 1) % TEMPORAL_MARKS);
+                if (t->marks_used == TEMPORAL_MARKS) t->marks_lost = 1;
+                else t->marks_used++;
+                mark = &t->marks[t->newest_mark];
+            }
+            *mark = (TemporalMark){(uint16_t)(seq + 1), t->skip_seq, t->skip_pid};
+            return TEMPORAL_DROP;
+        }
+        *skip_seq = t->skip_seq;
+        *skip_pid = t->skip_pid;
+        return TEMPORAL_FORWARD;
+    }
+    /* late: numbered as the packets after it were, newest mark first */
+    *skip_seq = *skip_pid = 0;
+    int found = 0;
+    for (int i = 0; i < t->marks_used && !found; i++) {
+        const TemporalMark *mark = &t->marks[(t->newest_mark + TEMPORAL_MARKS - i) % TEMPORAL_MARKS];
+        if (mark->from == seq || seq_newer(seq, mark->from)) {
+            *skip_seq = mark->skip_seq;
+            *skip_pid = mark->skip_pid;
+            found = 1;
+        }
+    }
+    if (!found && t->marks_lost) return TEMPORAL_LATE;
+    if (tid > t->layer) {
+        t->dropped++;
+        return TEMPORAL_STUB;
+    }
+    return TEMPORAL_FORWARD;
 }
 
 static int outbound_deliver(Outbound *o, const uint8_t *data, Py_ssize_t size) {
@@ -1136,8 +1274,27 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
         int go = PyObject_IsTrue(r);
         Py_DECREF(r);
         if (go <= 0 || !o->ready || o->send == Py_None) return 0;
+        temporal_rebase(&o->temporal); /* prepare re-based the numbering */
     }
-    uint16_t seq = (uint16_t)(h->seq + o->seq_offset);
+    uint16_t skip_seq = 0, skip_pid = 0;
+    uint8_t stub[MTU];
+    if (o->vp8) {
+        int verdict = temporal_filter(&o->temporal, h->seq, d + h->payload_offset, n - h->payload_offset,
+                                      &skip_seq, &skip_pid);
+        if (verdict == TEMPORAL_DROP) return 0;
+        if (verdict == TEMPORAL_LATE) {
+            count(o->dropped, k_temporal_late);
+            return 0;
+        }
+        if (verdict == TEMPORAL_STUB) { /* padding alone (RFC 3550 5.1), as Inbound passes padding */
+            memcpy(stub, d, h->payload_offset);
+            stub[0] |= 0x20;
+            stub[h->payload_offset] = 1;
+            d = stub;
+            n = h->payload_offset + 1;
+        }
+    }
+    uint16_t seq = (uint16_t)(h->seq + o->seq_offset - skip_seq);
     uint32_t ts = h->ts + o->ts_offset;
     const Plan *plan = NULL;
     Plan scratch; /* only for a layout too long to cache; compile_plan fills what it uses */
@@ -1183,7 +1340,8 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
     out[8] = o->ssrc >> 24; out[9] = (uint8_t)(o->ssrc >> 16); out[10] = (uint8_t)(o->ssrc >> 8); out[11] = (uint8_t)o->ssrc;
     if (o->vp8) {
         Py_ssize_t at = plan ? plan->out_len : h->payload_offset;
-        vp8_rewrite(o, out + at, size - at, o->last_seq < 0 || seq_newer(seq, o->last_seq));
+        vp8_rewrite(o, out + at, size - at, o->last_seq < 0 || seq_newer(seq, o->last_seq),
+                    (uint16_t)(o->picture_id_offset - skip_pid));
     }
     int rc = outbound_deliver(o, out, size);
     if (rc == NOT_CONNECTED) {
@@ -1247,6 +1405,8 @@ static int Outbound_init(Outbound *self, PyObject *args, PyObject *kw) {
     self->faults = Py_NewRef(faults);
     self->last_seq = -1;
     self->last_picture_id = self->last_tl0 = -1;
+    self->temporal.target = TEMPORAL_ALL;
+    temporal_rebase(&self->temporal);
     self->last_sent_at = NAN;
     return 0;
 }
@@ -1485,6 +1645,12 @@ static PyMemberDef Outbound_members[] = {
      "resends sent on the RTX stream"},
     {"rtx_payload_bytes_out", T_LONGLONG, offsetof(Outbound, rtx_payload_bytes_out), READONLY,
      "payload octets sent on the RTX stream: the OSN and the original payload (RFC 4588 4)"},
+    {"temporal_target", T_UBYTE, offsetof(Outbound, temporal.target), 0,
+     "VP8: the highest temporal layer (TID) to forward, 255: all; takes effect at a frame start"},
+    {"temporal_layer", T_UBYTE, offsetof(Outbound, temporal.layer), READONLY,
+     "VP8: the highest temporal layer forwarded now, 255: all"},
+    {"temporal_dropped", T_LONGLONG, offsetof(Outbound, temporal.dropped), READONLY,
+     "VP8 packets not forwarded (or sent as padding, late) for their temporal layer"},
     {"last_picture_id", T_INT, offsetof(Outbound, last_picture_id), READONLY, "-1: none sent"},
     {"last_tl0", T_INT, offsetof(Outbound, last_tl0), READONLY, "-1: none sent"},
     {"last_ts", T_UINT, offsetof(Outbound, last_ts), READONLY, NULL},
@@ -2245,7 +2411,7 @@ PyMODINIT_FUNC PyInit_rtpforward(void) {
         intern(&k_where_nack, "publication.nack") || intern(&k_where_frame, "publication.estimate") ||
         intern(&k_where_send, "leg.send") || intern(&k_recv_error, "recv_error") ||
         intern(&k_oversize, "oversize_datagram") || intern(&k_sequence_jump, "sequence_jump") ||
-        intern(&k_too_long, "too_long") || intern(&k_where_restart, "publication.restart") ||
+        intern(&k_too_long, "too_long") || intern(&k_temporal_late, "temporal_late") || intern(&k_where_restart, "publication.restart") ||
         intern(&k_where_codec, "publication.codec") || intern(&k_rtx_padding, "rtx_padding") ||
         intern(&k_rtx_unrepaired, "rtx_unrepaired"))
         return NULL;

@@ -55,6 +55,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpByePacket, RtcpSenderInfo, RtcpSrPacket
 
 from media_server import rtcp, rtpheader
+from media_server.allocator import TEMPORAL_ALL
 from media_server.codecs import decodes, same_format, starts_keyframe
 from media_server.estimator import ResendBudget
 from media_server.faults import Faults
@@ -236,6 +237,23 @@ class Subscription:
         return self.out.payload_bytes_out
 
     @property
+    def temporal(self) -> int:
+        """The highest VP8 temporal layer (TID) forwarded, TEMPORAL_ALL: every one."""
+        return self.out.temporal_target
+
+    def set_temporal(self, tid: int) -> None:
+        """Forward the VP8 frames of temporal layers up to ``tid`` only (TEMPORAL_ALL: all): a
+        lower frame rate at once, no keyframe needed. The compiled path changes layer at the
+        next frame a decoder can take it up from, and closes up the sequence numbers and
+        PictureIDs over what it leaves out (rtpforward.c, Temporal)."""
+        self.out.temporal_target = tid
+
+    @property
+    def temporal_dropped(self) -> int:
+        """Packets not forwarded for their temporal layer (late ones sent as padding too)."""
+        return self.out.temporal_dropped
+
+    @property
     def retransmissions_rtx(self) -> int:
         """Resends that went out on the RTX stream (RFC 4588), out of ``retransmissions``
         (probe padding is not one)."""
@@ -378,6 +396,8 @@ class Subscription:
         self.source.detach(self)
         self.source = publication
         self.switches += 1
+        # A layer is switched to for its whole frame rate (the allocator lowers it again).
+        self.out.temporal_target = TEMPORAL_ALL
         if self.out.send is not None:
             self._route(self.out.send)
         publication.attach(self)

@@ -31,7 +31,8 @@ from .scenarios import SCENARIOS, Scenario
 
 MEDIA_WAIT_SECONDS = 60.0
 SFU_COUNTERS = ("retransmissions", "retransmitted_bytes", "nacks_received", "packets_out",
-                "bytes_out", "rembs_sent", "plis_sent", "probes", "probe_bytes")  # fmt: skip
+                "bytes_out", "rembs_sent", "plis_sent", "probes", "probe_bytes",
+                "temporal_dropped")  # fmt: skip
 
 
 class HereNamespace:

@@ -68,14 +68,17 @@ def read(path: str | Path, since: float, until: float, names: dict[str, str]) ->
 
 def layer_time(allocations: list[dict[str, Any]], publisher: str, start: float, end: float
                ) -> dict[str, float]:  # fmt: skip
-    """Share of [start, end] each layer (rid, "paused", or "-" for one layer) of
-    ``publisher``'s video was forwarded to this receiver, from its allocations."""
+    """Share of [start, end] each layer (rid, "paused", or "-" for one layer; "rid/T<n>":
+    only its temporal layers up to n, a lower frame rate) of ``publisher``'s video was
+    forwarded to this receiver, from its allocations."""
     spans: dict[str, float] = {}
     points = [(a["t"], s) for a in allocations for s in a["streams"] if s.get("from") == publisher]
     for (t, s), (t_next, _) in zip(points, [*points[1:], (end, None)], strict=True):
         a, b = max(t, start), min(t_next, end)
         if b > a:
             key = "paused" if s["paused"] else (s["layer"] or "-")
+            if not s["paused"] and s.get("temporal") is not None:
+                key += f"/T{s['temporal']}"
             spans[key] = spans.get(key, 0.0) + b - a
     total = sum(spans.values())
     return {k: round(v / total, 3) for k, v in spans.items()} if total else {}

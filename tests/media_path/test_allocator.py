@@ -25,6 +25,12 @@ class Track:
     wanted: object = None
     changes: list[bool] = field(default_factory=list)
     switches: list[str] = field(default_factory=list)
+    temporal: int = allocator.TEMPORAL_ALL
+    temporals: list[int] = field(default_factory=list)
+
+    def set_temporal(self, tid: int) -> None:
+        self.temporal = tid
+        self.temporals.append(tid)
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
@@ -33,6 +39,7 @@ class Track:
     def switch_layer(self, layer: object) -> None:
         self.source = layer
         self.switches.append(getattr(layer, "rid", "?"))
+        self.temporal = allocator.TEMPORAL_ALL  # as Subscription.switch_source
 
 
 def test_audio_first_then_a_one_layer_video_pauses_only_on_loss_and_resumes_after_a_hold() -> None:
@@ -77,6 +84,7 @@ class Layer:
     rid: str
     rate: int
     nominal_bps: int
+    temporal_shares: tuple[float, ...] = ()
 
     def cost(self) -> int:
         return self.rate or self.nominal_bps
@@ -232,3 +240,70 @@ async def test_the_answer_asks_opus_publishers_for_in_band_fec_and_dtx() -> None
         assert params["useinbandfec"] == "1" and params["usedtx"] == "1"
     finally:
         await participant.close()
+
+
+def estimate_for(share: int) -> int:
+    return int(share / allocator.HEADROOM) + allocator.AUDIO_RESERVE_BPS + 1
+
+
+def test_a_lower_frame_rate_bridges_a_switch_down_and_keeps_the_lowest_layer_playing() -> None:
+    # L1T3 layers: TID 0 frames carry 45% of a layer's bitrate, TID 0-1 65% (measured).
+    clock = Clock()
+    estimate = [3_000_000]
+    alloc = Allocator(lambda: estimate[0], clock=clock, lost_at=lambda: clock.now)
+    video, layers = simulcast_track()
+    for layer in layers:
+        layer.temporal_shares = (0.45, 0.65, 1.0)
+    audio = Track("audio")
+    video.source = layers[2]  # on f (1.4 Mbit/s), every frame
+    alloc.allocate([audio, video])
+    assert video.temporals == []
+    # A 1 Mbit/s share: f no longer fits, but is over DOWN_SHARP of it, so the switch to h
+    # waits DOWN_HOLD_SECONDS (and then h's keyframe). Until then: f's TID 0-1 (910k), now.
+    estimate[0] = estimate_for(1_000_000)
+    alloc.allocate([audio, video])
+    assert video.temporals == [1] and video.switches == []
+    clock.now += allocator.DOWN_HOLD_SECONDS + 0.1
+    alloc.allocate([audio, video])
+    assert video.switches == ["h"] and video.temporal == allocator.TEMPORAL_ALL  # h fits whole
+    alloc.allocate([audio, video])
+    assert video.temporal == allocator.TEMPORAL_ALL
+    # The lowest layer at a share under its cost (150k): its lower frame rates, not a pause.
+    estimate[0] = estimate_for(100_000)
+    for _ in range(2 * int(allocator.PAUSE_AFTER_SECONDS) + 4):
+        alloc.allocate([audio, video])
+        clock.now += 0.5
+    assert video.source is layers[0] and video.temporal == 1  # 97.5k fits
+    assert video.changes == []
+    estimate[0] = estimate_for(80_000)
+    alloc.allocate([audio, video])
+    assert video.temporal == 0  # 67.5k
+    estimate[0] = estimate_for(100_000)  # TID 1 fits, but not with UP_MARGIN: no flapping
+    alloc.allocate([audio, video])
+    assert video.temporal == 0
+    estimate[0] = estimate_for(110_000)
+    alloc.allocate([audio, video])
+    assert video.temporal == 1
+    estimate[0] = estimate_for(170_000)  # 1.1 x 150k: every frame again
+    alloc.allocate([audio, video])
+    assert video.temporal == allocator.TEMPORAL_ALL and video.temporals[-3:] == [0, 1, 255]
+    # Paused only under PAUSE_FRACTION of the lowest layer's TID 0 cost (67.5k).
+    estimate[0] = estimate_for(45_000)
+    for _ in range(2 * int(allocator.PAUSE_AFTER_SECONDS) + 2):
+        alloc.allocate([audio, video])
+        clock.now += 0.5
+    assert video.changes == [] and video.temporal == 0
+    estimate[0] = estimate_for(35_000)
+    for _ in range(2 * int(allocator.PAUSE_AFTER_SECONDS) + 2):
+        alloc.allocate([audio, video])
+        clock.now += 0.5
+    assert video.changes == [True]
+
+
+def test_a_layer_without_temporal_layers_is_forwarded_whole() -> None:
+    clock = Clock()
+    alloc = Allocator(lambda: estimate_for(100_000), clock=clock)
+    video, layers = simulcast_track()  # no TID (H.264, or VP8 without temporal layers)
+    video.temporal = 1  # left from a stream that had them
+    alloc.allocate([Track("audio"), video])
+    assert video.temporal == allocator.TEMPORAL_ALL

@@ -1,0 +1,190 @@
+"""VP8 temporal layers in the compiled path (rtpforward.c, Outbound.temporal_target): a
+subscription forwarded fewer temporal layers gets a stream a receiver takes as whole: no gap in
+the sequence numbers or PictureIDs it could NACK or wait for, TL0PICIDX untouched, the layer
+changing only where a decoder can follow, and late packets numbered as their neighbours
+were."""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from media_server.rtpforward import Inbound, Outbound
+
+PATTERN = (0, 2, 1, 2)  # libwebrtc's L1T3: TID of frame i is PATTERN[i % 4]
+ALL = 255
+
+
+def vp8_payload(pid: int, tl0: int, tid: int, sync: bool, start: bool) -> bytes:
+    """RFC 7741 4.2 descriptor with X, I (15-bit PictureID), L and T, then a body."""
+    first = 0x80 | (0x10 if start else 0)
+    tidy = tid << 6 | (0x20 if sync else 0)
+    return bytes([first, 0xE0, 0x80 | pid >> 8, pid & 0xFF, tl0, tidy]) + b"body"
+
+
+def frames(count: int, per_frame: int = 2, first_seq: int = 100) -> list[tuple[int, bytes]]:
+    """(tid, packet) for `count` L1T3 frames of `per_frame` packets; layer sync (Y) on the
+    frames that reference layer 0 only (the first TID 1 and TID 2 after a TID 0)."""
+    out = []
+    seq = first_seq
+    for i in range(count):
+        tid = PATTERN[i % 4]
+        sync = i % 4 in (1, 2)
+        for k in range(per_frame):
+            payload = vp8_payload(1000 + i, (i // 4) & 0xFF, tid, sync, start=k == 0)
+            payload += struct.pack("!H", seq & 0xFFFF)  # the source's number, to trace it
+            marker = 0x80 if k == per_frame - 1 else 0
+            header = struct.pack("!BBHII", 0x80, marker | 96, seq & 0xFFFF, 3000 * i, 5)
+            out.append((tid, header + payload))
+            seq += 1
+    return out
+
+
+def outbound() -> tuple[Outbound, list[bytes]]:
+    sent: list[bytes] = []
+    out = Outbound(1024, lambda packet: True, {})
+    out.set_route(sent.append, None)
+    out.ssrc, out.payload_type, out.vp8, out.ready = 5, 96, True, True
+    return out, sent
+
+
+def fields(packet: bytes) -> dict:
+    seq, ts = struct.unpack("!HI", packet[2:8])
+    payload = packet[12:]
+    if packet[0] & 0x20:
+        return {"seq": seq, "padding": True}
+    pid = (payload[2] & 0x7F) << 8 | payload[3]
+    return {"seq": seq, "ts": ts, "pid": pid, "tl0": payload[4], "tid": payload[5] >> 6,
+            "padding": False}  # fmt: skip
+
+
+def test_every_layer_by_default_and_nothing_rewritten() -> None:
+    out, sent = outbound()
+    stream = frames(12)
+    for _, packet in stream:
+        out.forward(packet)
+    assert sent == [p for _, p in stream] and out.temporal_layer == ALL
+
+
+def test_lower_layers_only_close_up_sequence_numbers_and_picture_ids() -> None:
+    out, sent = outbound()
+    out.temporal_target = 0
+    stream = frames(16)
+    for _, packet in stream:
+        out.forward(packet)
+    got = [fields(p) for p in sent]
+    assert [g["tid"] for g in got] == [0] * 8  # four TID 0 frames of two packets
+    assert [g["seq"] for g in got] == list(range(100, 108))  # no gap to NACK
+    assert [g["pid"] for g in got[::2]] == [1000, 1001, 1002, 1003]  # no PictureID to wait for
+    assert [g["tl0"] for g in got[::2]] == [0, 1, 2, 3]  # TL0PICIDX as sent
+    assert [g["ts"] for g in got[::2]] == [0, 12000, 24000, 36000]  # the frames' own times
+    assert out.temporal_dropped == 24 and out.temporal_layer == 0
+
+
+def test_a_layer_is_taken_up_only_where_a_decoder_can_follow() -> None:
+    out, sent = outbound()
+    out.temporal_target = 0
+    stream = frames(12)
+    for _, packet in stream[:8]:  # frames 0..3
+        out.forward(packet)
+    out.temporal_target = 1
+    for _, packet in stream[8:]:  # frames 4..11: TID 0, 2, 1, 2, 0, 2, 1, 2
+        out.forward(packet)
+    assert [fields(p)["tid"] for p in sent[::2]] == [0, 0, 1, 0, 1]
+    # Up to 2 after a frame without layer sync (frame 3, TID 2, Y clear): it waits for the
+    # next frame that is TID 0 or a sync frame of a layer up to the target.
+    out, sent = outbound()
+    out.temporal_target = 1
+    for _, packet in stream[:6]:  # frames 0..2 (TID 0, 2, 1): 0 and 1 forwarded
+        out.forward(packet)
+    out.temporal_target = 2
+    for _, packet in stream[6:]:  # frame 3 (TID 2, no sync) stays out; 4 (TID 0) on: all
+        out.forward(packet)
+    assert [fields(p)["tid"] for p in sent[::2]] == [0, 1, 0, 2, 1, 2, 0, 2, 1, 2]
+    assert out.temporal_layer == 2
+    # Down at the next frame start, not in the middle of a frame.
+    out, sent = outbound()
+    for _, packet in stream[:3]:  # frame 0, and the first packet of frame 1 (TID 2)
+        out.forward(packet)
+    out.temporal_target = 0
+    for _, packet in stream[3:6]:  # the rest of frame 1 goes; frame 2 (TID 1) does not
+        out.forward(packet)
+    assert [fields(p)["tid"] for p in sent] == [0, 0, 2, 2] and out.temporal_layer == 0
+
+
+def test_a_re_based_stream_starts_its_skips_again() -> None:
+    """A layer switch re-bases the numbering (Subscription._prepare sets the offsets from the
+    last ones sent): the skips of the old layer are not taken off the new one's again."""
+    sent: list[bytes] = []
+
+    def prepare(packet: bytes) -> bool:  # as Subscription._prepare re-bases
+        source_seq = struct.unpack("!H", packet[2:4])[0]
+        source_pid = (packet[14] & 0x7F) << 8 | packet[15]
+        if out.last_seq is not None:
+            out.seq_offset = (out.last_seq + 1 - source_seq) & 0xFFFF
+            out.picture_id_offset = (out.last_picture_id + 1 - source_pid) & 0x7FFF
+        out.ready = True
+        return True
+
+    out = Outbound(1024, prepare, {})
+    out.set_route(sent.append, None)
+    out.ssrc, out.payload_type, out.vp8, out.temporal_target = 5, 96, True, 0
+    for _, packet in frames(8):
+        out.forward(packet)
+    assert out.temporal_dropped == 12
+    out.ready = False  # the switch
+    for _, packet in frames(4, first_seq=5000):
+        out.forward(packet)
+    got = [fields(p) for p in sent]
+    assert [g["seq"] for g in got] == list(range(100, 100 + 6))
+    assert [g["pid"] for g in got[::2]] == [1000, 1001, 1002]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 200), st.sampled_from([0, 1, 2, ALL])), max_size=6),
+    st.lists(st.tuples(st.integers(0, 200), st.integers(1, 20)), max_size=12),
+    st.integers(1, 3),
+)
+def test_reordered_packets_keep_numbers_whole_and_in_order(
+    changes: list[tuple[int, int]], delays: list[tuple[int, int]], per_frame: int
+) -> None:
+    """With packets reordered (late by up to 20) and the target changing anywhere, every
+    sequence number sent is used once, none is skipped, and packets forwarded keep their
+    order; a late packet of a layer no longer forwarded goes as padding alone."""
+    stream = frames(60, per_frame=per_frame)
+    order = list(range(len(stream)))
+    for at, late in delays:  # move packet `at` later by `late` places
+        if at < len(order):
+            order.insert(min(len(order), at + late), order.pop(at))
+    targets = dict(changes)
+    dropped: dict[str, int] = {}
+    sent: list[bytes] = []
+    out = Outbound(1024, lambda packet: True, dropped)
+    out.set_route(sent.append, None)
+    out.ssrc, out.payload_type, out.vp8, out.ready = 5, 96, True, True
+    for step, index in enumerate(order):
+        if step in targets:
+            out.temporal_target = targets[step]
+        out.forward(stream[index][1])
+    seqs = [struct.unpack("!H", p[2:4])[0] for p in sent]
+    assert sorted(seqs) == list(range(100, 100 + len(seqs)))  # each once, no gap
+    media = [(struct.unpack("!H", p[-2:])[0], struct.unpack("!H", p[2:4])[0])
+             for p in sent if not p[0] & 0x20]  # fmt: skip
+    assert [m[1] for m in sorted(media)] == sorted(m[1] for m in media)  # order kept
+    assert dropped == {}  # none too late to number
+
+
+def test_inbound_counts_bytes_by_temporal_layer() -> None:
+    inbound = Inbound(90000, 96)
+    inbound.vp8 = True
+    stream = frames(8)
+    for _, packet in stream:
+        assert inbound.receive(packet) is None
+    size = len(stream[0][1])
+    assert inbound.temporal_bytes == (4 * size, 4 * size, 8 * size, 0)
+    plain = Inbound(90000, 96)
+    plain.receive(stream[0][1])
+    assert plain.temporal_bytes == (0, 0, 0, 0)  # not VP8: not looked at

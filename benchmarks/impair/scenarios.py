@@ -81,6 +81,10 @@ SCENARIOS: dict[str, Scenario] = {
             schedule=(_both(0, "client", Link(police_kbps=300)),), window=(10.0, 60.0),
         ),
         Scenario(
+            "down150", "client downlink policed at 150 kbit/s for the whole call", 60.0,
+            schedule=(Change(0, "client", "down", Link(police_kbps=150)),), window=(10.0, 60.0),
+        ),
+        Scenario(
             "three", "three parties; guest2's downlink policed 500 kbit/s from 10 s", 40.0,
             parties=("clinic", "client", "guest2"),
             schedule=(Change(10, "guest2", "down", Link(police_kbps=500)),),

@@ -79,3 +79,19 @@ def test_a_policed_uplink_is_what_its_publisher_sends_into(tmp_path: Path) -> No
     assert client["resent_kbps"] < 60, client
     rows = {row["receiver"]: row for row in call["rows"]}
     assert rows["clinic <- client"]["fps"] > 1, rows["clinic <- client"]
+
+
+@pytest.mark.timeout(480)
+def test_a_link_under_the_lowest_layer_gets_it_at_a_lower_frame_rate(tmp_path: Path) -> None:
+    # The client's downlink policed at 150 kbit/s (scaled to 24 s): its video share (~70
+    # kbit/s) is under the lowest layer's cost (~150). Before temporal layers the video was
+    # paused 54% of the window (2.2 fps); now it plays the lowest layer's TID 0 (or 0-1)
+    # frames, which the SFU forwards with the sequence numbers and PictureIDs closed up.
+    call = _harness(tmp_path, "down150", 0.4)
+    rows = {row["receiver"]: row for row in call["rows"]}
+    client = rows["client <- clinic"]
+    lower_rate = sum(share for layer, share in client["layers"].items() if "/T" in layer)
+    assert lower_rate > 0.3, client
+    assert client["layers"].get("paused", 0) < 0.2, client
+    assert client["fps"] > 1, client  # Chromium decodes what is forwarded
+    assert client.get("audio_concealed_pct", 0) < 30, client

@@ -214,7 +214,10 @@ class Participant:
         )
         self.resend_budget = ResendBudget(lambda: self.downlink.estimate)
         self.allocator = Allocator(
-            lambda: self.downlink.estimate, lost_at=lambda: self.downlink.lost_at, owner=id
+            lambda: self.downlink.estimate,
+            lost_at=lambda: self.downlink.lost_at,
+            owner=id,
+            loss=lambda: self.downlink.fraction_lost,
         )
         self.prober = Prober(
             self.downlink, lambda: sum(s.packets_out for s in self.subscriptions if not s.closed)

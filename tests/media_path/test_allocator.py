@@ -307,3 +307,22 @@ def test_a_layer_without_temporal_layers_is_forwarded_whole() -> None:
     video.temporal = 1  # left from a stream that had them
     alloc.allocate([Track("audio"), video])
     assert video.temporal == allocator.TEMPORAL_ALL
+
+
+def test_a_video_its_leg_carries_without_loss_is_not_paused_on_a_small_share() -> None:
+    # A 150 kbit/s link: after the loss that lowered the estimate, q's TID 0 and audio get
+    # through with 2% loss; the share (the estimate less audio's reserve) says 22 kbit/s.
+    clock = Clock()
+    loss = [0.02]
+    alloc = Allocator(lambda: estimate_for(22_000), clock=clock, lost_at=lambda: clock.now - 1,
+                      loss=lambda: loss[0])  # fmt: skip
+    video, layers = simulcast_track()
+    for layer in layers:
+        layer.temporal_shares = (0.3, 0.55, 1.0)
+    for _ in range(4 * int(allocator.PAUSE_AFTER_SECONDS)):
+        alloc.allocate([Track("audio"), video])
+        clock.now += 0.5
+    assert video.changes == [] and video.temporal == 0
+    loss[0] = 0.15  # the leg loses what it is forwarded: paused at once (the share was low long)
+    alloc.allocate([Track("audio"), video])
+    assert video.changes == [True]

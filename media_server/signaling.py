@@ -10,6 +10,7 @@ plane (it then verifies tokens itself).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -18,7 +19,7 @@ import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from media_server import chat, codecpolicy
 from media_server.admission import AdmissionNeeded, device_of
@@ -55,6 +56,8 @@ NEGOTIATION_SECONDS = 20.0
 HEARTBEAT_SECONDS = 15.0
 # aiohttp drops the connection (1009) above this; below it, oversize frames get an `error`.
 HARD_FRAME_FACTOR = 4
+# What ws.receive() returns as a socket ends; nothing follows them.
+ENDING_FRAMES = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
 _STR = (str,)
 _OPT_STR = (str, types.NoneType)
@@ -146,17 +149,33 @@ def withheld(message: Any, name: str) -> Any:
 
 
 class Connection:
-    """The room's Channel for one socket: a bounded outbox and a writer task. ``withhold``:
-    a member name this socket is never told (a PIN join's: control/join.py)."""
+    """The room's Channel for one socket: a bounded outbox drained by a writer task, and a
+    reader task handing received frames to the session (``receive``). ``withhold``: a member
+    name this socket is never told (a PIN join's: control/join.py).
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    Only the writer closes the socket, after what was queued before the close, and only once
+    the reader has let go of ``ws.receive()``: aiohttp then sends the close frame and reads
+    (discarding what the client still had in flight) until the client's close frame, at most
+    CLOSE_HANDSHAKE_SECONDS, before it closes TCP (RFC 6455 section 7.1.1). A close made while
+    another task waits in ``ws.receive()`` skips that wait and closes TCP right behind the
+    close frame: a message the client sends meanwhile (an answer to an offer) then meets a
+    closed socket, is answered by a reset that can cost the client the close frame, and with
+    it the code it acts on (4009: "opened elsewhere").
+    """
+
+    def __init__(self, ws: web.WebSocketResponse, errors: collections.Counter[str]) -> None:
         self.ws = ws
+        self.errors = errors  # the worker's signaling_errors
         self.withhold: str | None = None
         self._outbox: asyncio.Queue[dict[str, Any] | tuple[int, str]] = asyncio.Queue(
             OUTBOX_MESSAGES + 1
         )
+        # One frame read ahead at most: aiohttp's flow control still holds a flooding client.
+        self._inbox: asyncio.Queue[WSMessage | None] = asyncio.Queue(1)
         self.closing: tuple[int, str] | None = None
-        self.writer = asyncio.get_running_loop().create_task(self._write(), name="ws-writer")
+        loop = asyncio.get_running_loop()
+        self.reader = loop.create_task(self._read(), name="ws-reader")
+        self.writer = loop.create_task(self._write(), name="ws-writer")
 
     def send(self, message: dict[str, Any]) -> None:
         if self.closing is not None:
@@ -173,10 +192,34 @@ class Connection:
             self.closing = (code, close_reason(reason))
             self._outbox.put_nowait(self.closing)
 
+    async def receive(self) -> WSMessage | None:
+        """The next frame the client sent; None once the reader has ended (the socket closed
+        or is closing)."""
+        if self._inbox.empty() and self.reader.done():
+            return None
+        return await self._inbox.get()
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                msg = await self.ws.receive()
+                if msg.type is WSMsgType.ERROR:
+                    # Counted here, with aiohttp's close in the same step: a test server
+                    # cancels the handler once the transport is gone.
+                    self.errors["transport"] += 1
+                await self._inbox.put(msg)
+                if msg.type in ENDING_FRAMES:
+                    return
+        finally:
+            if not self._inbox.full():
+                self._inbox.put_nowait(None)  # wakes a session waiting in receive()
+
     async def _write(self) -> None:
         while True:
             item = await self._outbox.get()
             if isinstance(item, tuple):
+                self.reader.cancel()
+                await asyncio.wait([self.reader])
                 await self.ws.close(code=item[0], message=item[1].encode())
                 return
             if self.ws.closed:
@@ -188,12 +231,14 @@ class Connection:
                 continue
 
     async def finish(self) -> None:
-        """Flush what is queued (ending with a close) within the close-handshake bound."""
+        """Flush what is queued and close (the writer waits for the client's close frame at
+        most CLOSE_HANDSHAKE_SECONDS of the bound here)."""
         self.close(1000, "")
         try:
-            await asyncio.wait_for(self.writer, CLOSE_HANDSHAKE_SECONDS)
+            await asyncio.wait_for(self.writer, 2 * CLOSE_HANDSHAKE_SECONDS)
         except (TimeoutError, ConnectionError):
             self.writer.cancel()
+            self.reader.cancel()
 
 
 class Session:
@@ -230,19 +275,16 @@ class Session:
 
     async def next_message(self, deadline: float | None) -> dict[str, Any] | None:
         """The next valid message, or None when the socket closed or the deadline passed."""
-        ws = self.conn.ws
         while self.conn.closing is None:
             timeout = None if deadline is None else deadline - time.monotonic()
             if timeout is not None and timeout <= 0:
                 return None
             try:
-                msg = await ws.receive(timeout=timeout)
+                async with asyncio.timeout(timeout):
+                    msg = await self.conn.receive()
             except TimeoutError:
                 return None
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                return None
-            if msg.type is WSMsgType.ERROR:
-                self.worker.signaling_errors["transport"] += 1
+            if msg is None or msg.type in ENDING_FRAMES:
                 return None
             if not self.rate_ok():
                 self.refuse(ProtocolError("rate_limited", "too many messages; slow down"))
@@ -439,7 +481,7 @@ def websocket_handler(
             max_msg_size=worker.settings.signaling_max_bytes * HARD_FRAME_FACTOR,
         )
         await ws.prepare(request)
-        conn = Connection(ws)
+        conn = Connection(ws, worker.signaling_errors)
         try:
             await Session(worker, authorize, conn).run()
         finally:

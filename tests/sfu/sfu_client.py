@@ -200,17 +200,26 @@ class SfuClient:
                         break
                     continue
                 data = json.loads(msg.data)
-                if data["type"] == "offer":
-                    await self._answer(data["sdp"])
-                elif data["type"] == "answer":
-                    assert self.pc is not None
-                    await self.pc.setRemoteDescription(RTCSessionDescription(data["sdp"], "answer"))
-                elif data["type"] == "chat":
-                    self.chats.append({**data, "via": "ws"})
+                try:
+                    await self._handle(data)
+                except ConnectionError:
+                    # The server closed while this client was answering it (a replaced
+                    # connection answering an offer): its close frame, if it sent one, is
+                    # already queued behind; read on rather than end here without its code.
+                    pass
                 await self._record(data)
         finally:
             self.closed = Closed(code if code is not None else ws.close_code, reason)
             await self._notify()
+
+    async def _handle(self, data: dict[str, Any]) -> None:
+        if data["type"] == "offer":
+            await self._answer(data["sdp"])
+        elif data["type"] == "answer":
+            assert self.pc is not None
+            await self.pc.setRemoteDescription(RTCSessionDescription(data["sdp"], "answer"))
+        elif data["type"] == "chat":
+            self.chats.append({**data, "via": "ws"})
 
     async def _record(self, data: dict[str, Any]) -> None:
         self.events.append(data)

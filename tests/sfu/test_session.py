@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
+import aiohttp
 import uvloop
 
 from .harness import Sfu, both_decode, pair
@@ -127,3 +128,27 @@ async def test_a_newer_connection_replaces_the_older(sfu: Sfu) -> None:
     await second.send({"type": "ping", "id": 7})
     await second.wait_for(lambda: second.last("pong"), 20, "pong on the newer socket")
     assert len(sfu.worker.rooms["room-x"].members) == 1
+
+
+async def test_a_replaced_socket_waits_for_the_clients_close_frame(sfu: Sfu) -> None:
+    """The server's close is a handshake (RFC 6455 section 7.1.1): after its close frame it
+    keeps TCP open (CLOSE_HANDSHAKE_SECONDS) for the client's, so what the client had in flight
+    (an answer to an offer) meets an open socket, not a reset that can cost it the 4009."""
+    token = sfu.token("room-hs", "guest", "Pat")
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(sfu.ws_url, heartbeat=None, autoclose=False)
+        await ws.send_json({"type": "join", "token": token, "client": "test"})
+        while (await ws.receive_json(timeout=20))["type"] != "joined":
+            pass
+        await (await sfu.client(token)).join()
+        while (msg := await ws.receive(timeout=20)).type is aiohttp.WSMsgType.TEXT:
+            pass
+        assert (msg.type, msg.data, msg.extra) == (
+            aiohttp.WSMsgType.CLOSE, 4009, "replaced by a newer connection"
+        )  # fmt: skip
+        # Long enough for a server that does not wait to have closed TCP behind its close
+        # frame, far short of the CLOSE_HANDSHAKE_SECONDS this one waits.
+        await asyncio.sleep(0.5)
+        await ws.send_json({"type": "ping", "id": 1})  # was in flight as the server closed
+        await ws.close()
+        assert ws.exception() is None and ws.close_code == 4009

@@ -106,12 +106,16 @@ class Allocator:
     DownlinkEstimator.demand) and sets ``constrained`` (a simulcast video is paused, or held
     under a layer its publisher sends, by its share: a probe could free it,
     DownlinkEstimator.probe_goal). ``lost_at()``: when loss last lowered the estimate;
-    ``loss()``: the fraction the leg lost in its last loss window (0..1)."""
+    ``loss()``: the fraction the leg lost in its last loss window (0..1); ``unheld()``: the
+    estimate without its hold at a congestion point (DownlinkEstimator.unheld_estimate), which
+    the frame rate (temporal layers) follows."""
 
     def __init__(self, estimate: Callable[[], int], clock: Callable[[], float] = time.monotonic,
                  lost_at: Callable[[], float] | None = None, owner: str = "",
-                 loss: Callable[[], float] | None = None) -> None:  # fmt: skip
+                 loss: Callable[[], float] | None = None,
+                 unheld: Callable[[], int] | None = None) -> None:  # fmt: skip
         self._estimate = estimate
+        self._unheld = unheld or estimate
         self._lost_at = lost_at or clock
         self._loss = loss or (lambda: 1.0)
         self._clock = clock
@@ -134,9 +138,13 @@ class Allocator:
         if not video:
             return demand
         estimate = self._estimate()
-        left = max(0, estimate - AUDIO_RESERVE_BPS * len(audio)) * HEADROOM
         playing = [s for s in video if not s.paused] or video
-        share = int(left / len(playing))
+
+        def share_of(estimate: int) -> int:
+            return int(max(0, estimate - AUDIO_RESERVE_BPS * len(audio)) * HEADROOM / len(playing))
+
+        share = share_of(estimate)
+        frame_share = max(share, share_of(self._unheld()))
         now = self._clock()
         for key in set(self._timers) - {id(s) for s in video}:
             del self._timers[key]
@@ -158,7 +166,7 @@ class Allocator:
                 continue
             if layers:
                 self._choose_layer(s, timers, layers, share, now, estimate)
-                self._choose_temporal(s, share)
+                self._choose_temporal(s, frame_share)
             self._maybe_pause(s, timers, share, floor, now, estimate)
         return demand
 

@@ -218,6 +218,7 @@ class Participant:
             lost_at=lambda: self.downlink.lost_at,
             owner=id,
             loss=lambda: self.downlink.fraction_lost,
+            unheld=lambda: self.downlink.unheld_estimate,
         )
         self.prober = Prober(
             self.downlink, lambda: sum(s.packets_out for s in self.subscriptions if not s.closed)
@@ -854,6 +855,7 @@ class Participant:
         ]  # fmt: skip
         TRACE.debug("allocation", extra={
             "participant": self.id, "estimate_bps": d.estimate, "remb_bps": d.remb,
+            "unheld_bps": d.unheld_estimate,
             "demand_bps": d.demand, "sent_bps": None if d.sent_bps is None
             else int(d.sent_bps), "loss": round(d.fraction_lost, 3), "streams": streams,
             "raw_loss": round(d.raw_lost, 3),

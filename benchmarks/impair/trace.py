@@ -58,7 +58,7 @@ def read(path: str | Path, since: float, until: float, names: dict[str, str]) ->
             streams = [{**{k: v for k, v in s.items() if k != "stream"},
                         "from": _name(s.get("stream"), names)} for s in entry["streams"]]  # fmt: skip
             allocations.setdefault(who or "?", []).append({
-                "t": t, **{k: entry.get(k) for k in ("estimate_bps", "remb_bps",
+                "t": t, **{k: entry.get(k) for k in ("estimate_bps", "unheld_bps", "remb_bps",
                            "demand_bps", "sent_bps", "loss", "raw_loss", "window_packets", "legs",
                            "verified_bps", "probing", "probes", "probes_failed")},
                 "streams": streams,

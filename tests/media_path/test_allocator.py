@@ -326,3 +326,26 @@ def test_a_video_its_leg_carries_without_loss_is_not_paused_on_a_small_share() -
     loss[0] = 0.15  # the leg loses what it is forwarded: paused at once (the share was low long)
     alloc.allocate([Track("audio"), video])
     assert video.changes == [True]
+
+
+def test_the_frame_rate_follows_the_estimate_without_its_hold() -> None:
+    # Two videos on a 500 kbit/s leg whose estimate a burst of loss lowered to 216 kbit/s and
+    # holds there: the unheld estimate grew back to 520 kbit/s without loss, so each lowest
+    # layer is forwarded whole (a layer switch up still waits for the held estimate).
+    clock = Clock()
+    alloc = Allocator(lambda: 216_000, clock=clock, unheld=lambda: 520_000)
+    videos = []
+    for _ in range(2):
+        video, layers = simulcast_track()
+        for layer in layers:
+            layer.temporal_shares = (0.3, 0.55, 1.0)
+        videos.append(video)
+    for _ in range(4):
+        alloc.allocate([Track("audio"), Track("audio"), *videos])
+        clock.now += 0.5
+    assert [v.temporal for v in videos] == [allocator.TEMPORAL_ALL] * 2
+    assert [v.switches for v in videos] == [[], []]
+    alloc = Allocator(lambda: 216_000, clock=clock)  # held: TID 0 only
+    for _ in range(2):
+        alloc.allocate([Track("audio"), Track("audio"), *videos])
+    assert [v.temporal for v in videos] == [0, 0]

@@ -71,6 +71,24 @@ def test_a_policer_is_found_in_one_window_and_held_under_it() -> None:
     assert grown[-1] <= estimator.DEMAND_MARGIN * leg.est.demand
 
 
+def test_the_unheld_estimate_grows_back_at_once_and_falls_with_loss_at_its_level() -> None:
+    # What the frame rate (temporal layers) follows: no hold at the congestion point.
+    leg = Leg(rate=1_600_000)
+    leg.est.demand = 2_000_000
+    leg.run(0.6)
+    held = leg.run(0.6, loss=0.69)[-1]
+    assert leg.est.unheld_estimate == leg.est.estimate == held
+    leg.rate = 200_000  # lower frame rates: no loss
+    base = leg.run(0.6)[-1]  # (the window the change falls in)
+    leg.run(2.0)
+    assert leg.est.estimate <= base <= held  # the hold
+    grown = leg.est.unheld_estimate
+    assert grown >= base * estimator.GROWTH_PER_SECOND**1.5  # at once (windows of >= 0.5 s)
+    leg.rate = int(grown * 0.9)  # the frame rate it allowed: 20% lost at it
+    leg.run(0.6, loss=0.2)
+    assert leg.est.unheld_estimate < grown and leg.est.estimate <= held
+
+
 def test_an_upgrade_that_fails_again_is_held_off_longer() -> None:
     leg = Leg(rate=1_600_000)
     leg.est.demand = 2_000_000

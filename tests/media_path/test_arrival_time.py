@@ -22,9 +22,7 @@ from media_server.faults import Faults
 from media_server.rtpforward import Arrivals, Inbound, Leg
 from media_server.transport import set_keys
 
-from .test_subscription import KEY as KEYFRAME
-from .test_subscription import Wire, bound, publication, push
-from .test_subscription import rtp as media_rtp
+from .test_subscription import forwarding_on_a_hand_clock
 from .test_transport_feedback import EXT_ID, reported
 
 SRTP_KEY = bytes(range(30))
@@ -127,11 +125,7 @@ def test_round_trips_and_delays_since_the_last_sr_count_from_arrival(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The publisher's SR and the subscriber's report each wait STALL_S in a stalled SFU.
-    now = [1000.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])
-    pub = publication([])
-    sub = bound(pub, Wire())
-    push(pub, media_rtp(10, 1000, payload=KEYFRAME))
+    now, pub, sub = forwarding_on_a_hand_clock(monkeypatch)
     sr_arrived = now[0]
     now[0] += STALL_S
     # Handled now; the subscription's translated SR goes out now.

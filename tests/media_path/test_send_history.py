@@ -22,7 +22,15 @@ from media_server.faults import Faults
 from media_server.rtpforward import Outbound
 from media_server.subscription import Subscription
 
-from .test_subscription import DELTA, KEY, Wire, bound, publication, push, rtp
+from .test_subscription import (
+    DELTA,
+    KEY,
+    Wire,
+    forwarding_on_a_hand_clock,
+    publication,
+    push,
+    rtp,
+)
 
 SLOT = 12  # bytes of one sequence number's slot (rtpforward.c Slot)
 
@@ -132,11 +140,7 @@ def test_a_subscription_keeps_its_packets_for_three_round_trips_when_longer(
 ) -> None:
     # As libwebrtc's RtpPacketHistory: a NACK takes a round trip to arrive and the resend
     # another, so over a long path a second of history would answer nothing useful.
-    now = [1000.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])
-    pub = publication([])
-    sub = bound(pub, Wire())
-    push(pub, rtp(10, 1000, payload=KEY))
+    now, pub, sub = forwarding_on_a_hand_clock(monkeypatch)
     assert sub.out.history_seconds == 1.0
     pub.on_sender_report(0xAABBCCDD00112233, 4000, time.monotonic())
     now[0] += rtt

@@ -73,6 +73,19 @@ def push(pub: Publication, data: bytes) -> None:
     assert pub.inbound.receive(data) is None
 
 
+def forwarding_on_a_hand_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[float], Publication, Subscription]:
+    """A subscription that forwarded its publication's first keyframe, with time.monotonic
+    frozen at ``now[0]`` (advance it by hand): (now, publication, subscription)."""
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    pub = publication([])
+    sub = bound(pub, Wire())
+    push(pub, rtp(10, 1000, payload=KEY))
+    return now, pub, sub
+
+
 async def test_rewrite_starts_at_a_keyframe_and_keeps_steps() -> None:
     upstream: list[bytes] = []
     pub = publication(upstream)

@@ -91,6 +91,8 @@ class _Timers:
     high_since: float | None = None  # ... over the resume level since (while paused)
     up_since: float | None = None  # could take a higher layer since
     down_since: float | None = None  # its layer cost more than its share since
+    forwarded: tuple[Any, int] | None = None  # (layer, temporal target) forwarded ...
+    forwarded_since: float = -1e9  # ... since
 
 
 @dataclass
@@ -106,15 +108,18 @@ class Allocator:
     DownlinkEstimator.demand) and sets ``constrained`` (a simulcast video is paused, or held
     under a layer its publisher sends, by its share: a probe could free it,
     DownlinkEstimator.probe_goal). ``lost_at()``: when loss last lowered the estimate;
-    ``loss()``: the fraction the leg lost in its last loss window (0..1); ``unheld()``: the
+    ``loss()``: the fraction the leg lost in its last loss window (0..1), ``window_began()``:
+    when that window began; ``unheld()``: the
     estimate without its hold at a congestion point (DownlinkEstimator.unheld_estimate), which
     the frame rate (temporal layers) follows."""
 
     def __init__(self, estimate: Callable[[], int], clock: Callable[[], float] = time.monotonic,
                  lost_at: Callable[[], float] | None = None, owner: str = "",
                  loss: Callable[[], float] | None = None,
-                 unheld: Callable[[], int] | None = None) -> None:  # fmt: skip
+                 unheld: Callable[[], int] | None = None,
+                 window_began: Callable[[], float] | None = None) -> None:  # fmt: skip
         self._estimate = estimate
+        self._window_began = window_began or (lambda: clock())
         self._unheld = unheld or estimate
         self._lost_at = lost_at or clock
         self._loss = loss or (lambda: 1.0)
@@ -166,7 +171,7 @@ class Allocator:
                 continue
             if layers:
                 self._choose_layer(s, timers, layers, share, now, estimate)
-                self._choose_temporal(s, frame_share)
+                self._choose_temporal(s, timers, layers, frame_share, now)
             self._maybe_pause(s, timers, share, floor, now, estimate)
         return demand
 
@@ -252,13 +257,20 @@ class Allocator:
         if now - timers.up_since >= UP_HOLD_SECONDS:
             self._switch(s, timers, higher[-1], estimate, share, "up")
 
-    def _choose_temporal(self, s: Downtrack, share: int) -> None:
+    def _choose_temporal(self, s: Downtrack, timers: _Timers, layers: list[Any], share: int,
+                         now: float) -> None:  # fmt: skip
         """The frame rate within the layer forwarded: its temporal layers up to the highest
-        whose cost fits the share (the lowest one at least), at once when the current one no
+        whose cost fits the share (the lowest one at least), down when the current one no
         longer fits and with ``UP_MARGIN`` to go up. The layer choice stays by whole layers,
-        so this bridges a switch down until its keyframe, and lets the lowest layer play at a
-        lower frame rate where it would freeze (or pause)."""
+        so this bridges a switch down until its keyframe (at once), and lets the lowest layer
+        play at a lower frame rate where it would freeze or pause. On the lowest layer it goes
+        down only once the leg loses ``PAUSE_LOSS`` of what it is forwarded now (a loss window
+        begun since): after a burst of loss (a switch up that failed) the estimate reads far
+        under what the link carries, and a 500 kbit/s leg that carried two lowest layers
+        whole was given them at 5-10 fps for seconds."""
         layer = s.source
+        if timers.forwarded != (layer, s.temporal):
+            timers.forwarded, timers.forwarded_since = (layer, s.temporal), now
         levels = len(getattr(layer, "temporal_shares", ()))
         if levels < 2:
             if s.temporal != TEMPORAL_ALL:
@@ -270,7 +282,9 @@ class Allocator:
             return temporal_cost(layer, steady, tid)
 
         level = min(s.temporal, levels - 1)
-        if cost(level) > share:
+        losing = (self._window_began() >= timers.forwarded_since
+                  and self._loss() >= PAUSE_LOSS)  # fmt: skip
+        if cost(level) > share and (layer is not layers[0] or s.pending is not None or losing):
             level = max([tid for tid in range(level) if cost(tid) <= share], default=0)
         else:
             level = max([tid for tid in range(level, levels) if UP_MARGIN * cost(tid) <= share],

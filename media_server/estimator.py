@@ -152,6 +152,7 @@ class DownlinkEstimator:
         self.demand: int | None = None
         self.remb: int | None = None
         self.fraction_lost = 0.0  # of the last window
+        self.window_began = -1e9  # when the last window began (the clock's seconds)
         self.raw_lost = 0.0  # ... before repair
         self.window_packets = 0  # ... and its packets
         self.sent_bps: float | None = None  # of the last window
@@ -249,6 +250,7 @@ class DownlinkEstimator:
         if span < WINDOW_SECONDS or (packets < WINDOW_PACKETS and span < WINDOW_MAX_SECONDS):
             return False
         self._window = (now, sent, resent, padding, expected, lost, raw)
+        self.window_began = at
         self.window_packets = packets
         self.sent_bps = 8 * (sent - sent0) / span
         self.padding_bps = 8 * (padding - padding0) / span

@@ -219,6 +219,7 @@ class Participant:
             owner=id,
             loss=lambda: self.downlink.fraction_lost,
             unheld=lambda: self.downlink.unheld_estimate,
+            window_began=lambda: self.downlink.window_began,
         )
         self.prober = Prober(
             self.downlink, lambda: sum(s.packets_out for s in self.subscriptions if not s.closed)

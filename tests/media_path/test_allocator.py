@@ -310,8 +310,8 @@ def test_a_layer_without_temporal_layers_is_forwarded_whole() -> None:
 
 
 def test_a_video_its_leg_carries_without_loss_is_not_paused_on_a_small_share() -> None:
-    # A 150 kbit/s link: after the loss that lowered the estimate, q's TID 0 and audio get
-    # through with 2% loss; the share (the estimate less audio's reserve) says 22 kbit/s.
+    # After the loss that lowered the estimate, q and audio get through with 2% loss; the
+    # share (the estimate less audio's reserve) says 22 kbit/s.
     clock = Clock()
     loss = [0.02]
     alloc = Allocator(lambda: estimate_for(22_000), clock=clock, lost_at=lambda: clock.now - 1,
@@ -322,7 +322,7 @@ def test_a_video_its_leg_carries_without_loss_is_not_paused_on_a_small_share() -
     for _ in range(4 * int(allocator.PAUSE_AFTER_SECONDS)):
         alloc.allocate([Track("audio"), video])
         clock.now += 0.5
-    assert video.changes == [] and video.temporal == 0
+    assert video.changes == [] and video.temporal == allocator.TEMPORAL_ALL  # it carries q whole
     loss[0] = 0.15  # the leg loses what it is forwarded: paused at once (the share was low long)
     alloc.allocate([Track("audio"), video])
     assert video.changes == [True]
@@ -349,3 +349,35 @@ def test_the_frame_rate_follows_the_estimate_without_its_hold() -> None:
     for _ in range(2):
         alloc.allocate([Track("audio"), Track("audio"), *videos])
     assert [v.temporal for v in videos] == [0, 0]
+
+
+def test_the_lowest_layer_loses_frames_only_for_loss_at_what_it_is_forwarded_now() -> None:
+    # A switch up to h failed (38% lost) and the leg's estimate fell far under what it carries:
+    # back on q, the window that saw h's burst began before the switch and says nothing of q.
+    clock = Clock()
+    window = [0.0, 0.38]  # (began, fraction lost) of the last loss window
+    alloc = Allocator(lambda: estimate_for(60_000), clock=clock, lost_at=lambda: clock.now,
+                      loss=lambda: window[1], window_began=lambda: window[0])  # fmt: skip
+    video, layers = simulcast_track()
+    for layer in layers:
+        layer.temporal_shares = (0.3, 0.55, 1.0)
+    clock.now = 1.0  # on q from now
+    alloc.allocate([Track("audio"), video])
+    assert video.temporal == allocator.TEMPORAL_ALL
+    window[:] = [1.2, 0.01]  # q is carried: whole
+    clock.now = 1.8
+    alloc.allocate([Track("audio"), video])
+    assert video.temporal == allocator.TEMPORAL_ALL
+    window[:] = [1.8, 0.3]  # q is not carried: its lower frame rates
+    clock.now = 2.4
+    alloc.allocate([Track("audio"), video])
+    assert video.temporal == 0 and video.changes == []
+    # A layer above the lowest bridges its switch down at once, loss or not.
+    alloc = Allocator(lambda: estimate_for(1_200_000), clock=clock, lost_at=lambda: clock.now,
+                      loss=lambda: 0.0, window_began=lambda: clock.now)  # fmt: skip
+    video, layers = simulcast_track()
+    for layer in layers:
+        layer.temporal_shares = (0.3, 0.55, 1.0)
+    video.source = layers[2]  # f: 1.4 Mbit/s, its TID 0-1 770 kbit/s
+    alloc.allocate([Track("audio"), video])
+    assert video.temporal == 1 and video.switches == []

@@ -97,6 +97,44 @@ static void fault(PyObject *faults, PyObject *where) {
     Py_XDECREF(tb);
 }
 
+/* ---- VP8 payload descriptor (RFC 7741 4.2) -------------------------------------------------- */
+
+typedef struct {
+    Py_ssize_t pid_at, tl0_at; /* offsets of the PictureID and TL0PICIDX in the payload; -1: absent */
+    int pid;                   /* the PictureID; -1: absent */
+    char wide;                 /* a 15-bit PictureID */
+    char tid;                  /* the temporal layer (TID); -1: none carried */
+    char sync;                 /* the Y bit: a decoder of the layers below can take this one up */
+    char start;                /* it starts a frame (S set, partition 0) */
+} Vp8;
+
+/* What the descriptor of the VP8 payload `p` (n bytes) says; a field it does not carry, or
+   that the payload is too short to hold, is absent. Parsed once per packet received. */
+static void vp8_parse(const uint8_t *p, Py_ssize_t n, Vp8 *v) {
+    v->pid_at = v->tl0_at = v->pid = -1;
+    v->wide = v->sync = 0;
+    v->tid = -1;
+    v->start = n >= 1 && (p[0] & 0x10) && (p[0] & 0x0F) == 0;
+    if (n < 2 || !(p[0] & 0x80)) return;
+    Py_ssize_t pos = 2;
+    if (p[1] & 0x80) {
+        if (n <= pos) return;
+        v->wide = (p[pos] & 0x80) != 0;
+        if (pos + (v->wide ? 2 : 1) > n) return;
+        v->pid_at = pos;
+        v->pid = v->wide ? ((p[pos] & 0x7F) << 8 | p[pos + 1]) : p[pos];
+        pos += v->wide ? 2 : 1;
+    }
+    if (p[1] & 0x40) {
+        if (n <= pos) return;
+        v->tl0_at = pos++;
+    }
+    if ((p[1] & 0x20) && n > pos) {
+        v->tid = (char)(p[pos] >> 6);
+        v->sync = (p[pos] >> 5) & 1;
+    }
+}
+
 /* ---- RTP header (RFC 3550, extensions RFC 8285): mirrors rtpheader.parse ------------------ */
 
 typedef struct {
@@ -470,7 +508,6 @@ typedef struct {
     long long temporal_bytes[4];
 } Inbound;
 
-static int vp8_temporal(const uint8_t *p, Py_ssize_t n, int *sync, int *start, int *pid);
 
 static int seq_newer(int a, int b) { return a != b && ((a - b) & 0xFFFF) < 0x8000; }
 
@@ -491,7 +528,8 @@ static void stats_reset(Inbound *s) {
     s->bad_seq = -1;
 }
 
-static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, const Header *h);
+static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, const Header *h,
+                            const Vp8 *vp8);
 
 /* RFC 3550 A.8: the interarrival jitter is of arrival times (`at_us`), so a batch handled
    at once after a stall of the event loop is not read as the publisher's jitter. */
@@ -608,10 +646,11 @@ static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, con
     int previous = s->max_seq;
     s->packets_in++;
     s->bytes_in += n;
+    Vp8 vp8, *descriptor = NULL; /* parsed here once for every Outbound of the fan-out */
     if (s->vp8) {
-        int sync, start, pid;
-        int tid = vp8_temporal(d + h->payload_offset, n - h->payload_offset, &sync, &start, &pid);
-        if (tid >= 0) s->temporal_bytes[tid] += n;
+        descriptor = &vp8;
+        vp8_parse(d + h->payload_offset, n - h->payload_offset, descriptor);
+        if (vp8.tid >= 0) s->temporal_bytes[(int)vp8.tid] += n;
     }
     s->last_packet_at = now;
     stats_add(s, h, at_us);
@@ -636,7 +675,7 @@ static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, con
         PyObject *o = PyList_GET_ITEM(outs, i);
         if (!Py_IS_TYPE(o, &OutboundType)) continue;
         Py_INCREF(o); /* a hook may detach it */
-        outbound_forward(o, d, n, h);
+        outbound_forward(o, d, n, h, descriptor);
         Py_DECREF(o);
         if (i >= PyList_GET_SIZE(outs)) break;
     }
@@ -982,31 +1021,13 @@ static const Plan *find_plan(Outbound *o, const uint8_t *d, Py_ssize_t n, const 
 }
 
 
-/* Offsets of the VP8 payload descriptor's PictureID (and its width, 7 or 15 bits) and
-   TL0PICIDX in `p` (RFC 7741 4.2); -1 where absent. */
-static void vp8_fields(const uint8_t *p, Py_ssize_t n, Py_ssize_t *pid, int *wide, Py_ssize_t *tl0) {
-    *pid = *tl0 = -1;
-    *wide = 0;
-    if (n < 2 || !(p[0] & 0x80)) return;
-    Py_ssize_t pos = 2;
-    if (p[1] & 0x80) {
-        if (n <= pos) return;
-        *pid = pos;
-        *wide = (p[pos] & 0x80) != 0;
-        pos += *wide ? 2 : 1;
-    }
-    if ((p[1] & 0x40) && n > pos) *tl0 = pos;
-    if (*pid >= 0 && *pid + (*wide ? 2 : 1) > n) *pid = -1;
-}
-
-/* `pid_offset`: picture_id_offset less the pictures the temporal filter skipped. */
-static void vp8_rewrite(Outbound *o, uint8_t *p, Py_ssize_t n, int newest, uint16_t pid_offset) {
-    Py_ssize_t pid_at, tl0_at;
-    int wide;
-    vp8_fields(p, n, &pid_at, &wide, &tl0_at);
+/* The PictureID and TL0PICIDX of `p`, a payload whose descriptor `v` describes, plus the
+   offsets. `pid_offset`: picture_id_offset less the pictures the temporal filter skipped. */
+static void vp8_rewrite(Outbound *o, uint8_t *p, const Vp8 *v, int newest, uint16_t pid_offset) {
+    Py_ssize_t pid_at = v->pid_at, tl0_at = v->tl0_at;
     if (pid_at >= 0) {
         int pid;
-        if (wide) {
+        if (v->wide) {
             pid = (((p[pid_at] & 0x7F) << 8 | p[pid_at + 1]) + pid_offset) & 0x7FFF;
             p[pid_at] = (uint8_t)(0x80 | pid >> 8);
             p[pid_at + 1] = (uint8_t)pid;
@@ -1020,25 +1041,6 @@ static void vp8_rewrite(Outbound *o, uint8_t *p, Py_ssize_t n, int newest, uint1
         p[tl0_at] = (uint8_t)(p[tl0_at] + o->tl0_offset);
         if (newest) o->last_tl0 = p[tl0_at];
     }
-}
-
-/* The temporal layer (TID) of a VP8 payload, -1 when it carries none; *sync: the Y bit;
-   *start: it starts a frame (S set, partition 0); *pid: its PictureID, -1 when absent. */
-static int vp8_temporal(const uint8_t *p, Py_ssize_t n, int *sync, int *start, int *pid) {
-    *sync = 0;
-    *pid = -1;
-    *start = n >= 1 && (p[0] & 0x10) && (p[0] & 0x0F) == 0;
-    if (n < 2 || !(p[0] & 0x80)) return -1;
-    Py_ssize_t pos = 2;
-    if (p[1] & 0x80) {
-        if (n <= pos + ((p[pos] & 0x80) != 0)) return -1;
-        *pid = (p[pos] & 0x80) ? ((p[pos] & 0x7F) << 8 | p[pos + 1]) : p[pos];
-        pos += (p[pos] & 0x80) ? 2 : 1;
-    }
-    if (p[1] & 0x40) pos++;
-    if (!(p[1] & 0x20) || n <= pos) return -1;
-    *sync = (p[pos] >> 5) & 1;
-    return p[pos] >> 6;
 }
 
 static void temporal_rebase(Temporal *t) {
@@ -1055,10 +1057,9 @@ static void temporal_rebase(Temporal *t) {
    number (TEMPORAL_LATE: older than every run of skipped packets tracked). */
 enum { TEMPORAL_FORWARD, TEMPORAL_DROP, TEMPORAL_STUB, TEMPORAL_LATE };
 
-static int temporal_filter(Temporal *t, uint16_t seq, const uint8_t *p, Py_ssize_t n,
-                           uint16_t *skip_seq, uint16_t *skip_pid) {
-    int sync, start, pid;
-    int tid = vp8_temporal(p, n, &sync, &start, &pid);
+static int temporal_filter(Temporal *t, uint16_t seq, const Vp8 *v, uint16_t *skip_seq,
+                           uint16_t *skip_pid) {
+    int tid = v->tid, sync = v->sync, start = v->start, pid = v->pid;
     if (t->newest_in < 0 || seq_newer(seq, t->newest_in)) {
         if (start && tid >= 0) {
             if (t->target < t->layer) t->layer = t->target;
@@ -1261,7 +1262,9 @@ static uint8_t *history_place(Outbound *o, Py_ssize_t n, uint16_t seq, double no
     return at;
 }
 
-static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, const Header *h) {
+/* `vp8`: the payload's descriptor where the caller parsed it (NULL: parsed here if needed). */
+static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, const Header *h,
+                            const Vp8 *vp8) {
     Outbound *o = (Outbound *)self;
     if (o->max_mask == 0) return 0; /* never initialised */
     if (!o->ready || o->send == Py_None) {
@@ -1278,9 +1281,13 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
     }
     uint16_t skip_seq = 0, skip_pid = 0;
     uint8_t stub[MTU];
+    Vp8 parsed;
+    if (o->vp8 && vp8 == NULL) {
+        vp8_parse(d + h->payload_offset, n - h->payload_offset, &parsed);
+        vp8 = &parsed;
+    }
     if (o->vp8) {
-        int verdict = temporal_filter(&o->temporal, h->seq, d + h->payload_offset, n - h->payload_offset,
-                                      &skip_seq, &skip_pid);
+        int verdict = temporal_filter(&o->temporal, h->seq, vp8, &skip_seq, &skip_pid);
         if (verdict == TEMPORAL_DROP) return 0;
         if (verdict == TEMPORAL_LATE) {
             count(o->dropped, k_temporal_late);
@@ -1292,6 +1299,7 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
             stub[h->payload_offset] = 1;
             d = stub;
             n = h->payload_offset + 1;
+            vp8 = NULL; /* nothing of VP8 left to rewrite */
         }
     }
     uint16_t seq = (uint16_t)(h->seq + o->seq_offset - skip_seq);
@@ -1338,11 +1346,9 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
     out[2] = seq >> 8; out[3] = (uint8_t)seq;
     out[4] = ts >> 24; out[5] = (uint8_t)(ts >> 16); out[6] = (uint8_t)(ts >> 8); out[7] = (uint8_t)ts;
     out[8] = o->ssrc >> 24; out[9] = (uint8_t)(o->ssrc >> 16); out[10] = (uint8_t)(o->ssrc >> 8); out[11] = (uint8_t)o->ssrc;
-    if (o->vp8) {
-        Py_ssize_t at = plan ? plan->out_len : h->payload_offset;
-        vp8_rewrite(o, out + at, size - at, o->last_seq < 0 || seq_newer(seq, o->last_seq),
-                    (uint16_t)(o->picture_id_offset - skip_pid));
-    }
+    if (o->vp8 && vp8 != NULL)
+        vp8_rewrite(o, out + (plan ? plan->out_len : h->payload_offset), vp8,
+                    o->last_seq < 0 || seq_newer(seq, o->last_seq), (uint16_t)(o->picture_id_offset - skip_pid));
     int rc = outbound_deliver(o, out, size);
     if (rc == NOT_CONNECTED) {
         count(o->dropped, k_not_connected);
@@ -1450,7 +1456,7 @@ static PyObject *Outbound_forward(Outbound *self, PyObject *arg) {
     if (get_buffer(arg, &v) < 0) return NULL;
     Header h;
     int ok = parse(v.buf, v.len, &h) == 0;
-    if (ok) outbound_forward((PyObject *)self, v.buf, v.len, &h);
+    if (ok) outbound_forward((PyObject *)self, v.buf, v.len, &h, NULL);
     PyBuffer_Release(&v);
     if (!ok) {
         PyErr_SetString(PyExc_ValueError, "not a well-formed RTP packet");

@@ -396,8 +396,7 @@ class Subscription:
         self.source.detach(self)
         self.source = publication
         self.switches += 1
-        # A layer is switched to for its whole frame rate (the allocator lowers it again).
-        self.out.temporal_target = TEMPORAL_ALL
+        self.set_temporal(TEMPORAL_ALL)  # a layer is switched to whole (the allocator decides)
         if self.out.send is not None:
             self._route(self.out.send)
         publication.attach(self)

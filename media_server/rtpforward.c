@@ -40,7 +40,7 @@ typedef int (*srtp_fn)(void *ctx, void *buf, int *len);
 static srtp_fn srtp_protect, srtp_protect_rtcp, srtp_unprotect, srtp_unprotect_rtcp;
 
 static PyObject *k_rtx_padding, *k_rtx_unrepaired;
-static PyObject *k_malformed_rtp, *k_payload_type, *k_sequence_jump, *k_too_long, *k_temporal_late, *k_srtp_rejected, *k_srtcp_rejected,
+static PyObject *k_malformed_rtp, *k_payload_type, *k_sequence_jump, *k_too_long, *k_temporal_late, *k_malformed_vp8, *k_srtp_rejected, *k_srtcp_rejected,
     *k_not_connected, *k_send_error, *k_record, *k_one, *k_where_rtp, *k_where_rtcp,
     *k_where_forward, *k_where_nack, *k_where_frame, *k_where_restart, *k_where_codec,
     *k_where_send, *k_recv_error, *k_oversize;
@@ -108,31 +108,45 @@ typedef struct {
     char start;                /* it starts a frame (S set, partition 0) */
 } Vp8;
 
-/* What the descriptor of the VP8 payload `p` (n bytes) says; a field it does not carry, or
-   that the payload is too short to hold, is absent. Parsed once per packet received. */
-static void vp8_parse(const uint8_t *p, Py_ssize_t n, Vp8 *v) {
+/* What the descriptor of the VP8 payload `p` (n bytes, its padding left out) says: 0, or -1
+   when it is malformed: a field its X/I/L/T/K bits announce lies beyond the payload, or no
+   VP8 octet follows it. aiortc's depacketizer raises on such a packet and libwebrtc's drops it
+   ("Empty vp8 payload"), so a subscriber could never use it; an empty payload (padding) has no
+   descriptor and is not malformed. Parsed once per packet received. */
+static int vp8_parse(const uint8_t *p, Py_ssize_t n, Vp8 *v) {
     v->pid_at = v->tl0_at = v->pid = -1;
     v->wide = v->sync = 0;
     v->tid = -1;
-    v->start = n >= 1 && (p[0] & 0x10) && (p[0] & 0x0F) == 0;
-    if (n < 2 || !(p[0] & 0x80)) return;
-    Py_ssize_t pos = 2;
-    if (p[1] & 0x80) {
-        if (n <= pos) return;
-        v->wide = (p[pos] & 0x80) != 0;
-        if (pos + (v->wide ? 2 : 1) > n) return;
-        v->pid_at = pos;
-        v->pid = v->wide ? ((p[pos] & 0x7F) << 8 | p[pos + 1]) : p[pos];
-        pos += v->wide ? 2 : 1;
+    v->start = 0;
+    if (n == 0) return 0;
+    v->start = (p[0] & 0x10) && (p[0] & 0x0F) == 0;
+    Py_ssize_t pos = 1;
+    if (p[0] & 0x80) {
+        if (n < 2) return -1;
+        uint8_t x = p[1];
+        pos = 2;
+        if (x & 0x80) {
+            if (n <= pos) return -1;
+            v->wide = (p[pos] & 0x80) != 0;
+            if (pos + (v->wide ? 2 : 1) > n) return -1;
+            v->pid_at = pos;
+            v->pid = v->wide ? ((p[pos] & 0x7F) << 8 | p[pos + 1]) : p[pos];
+            pos += v->wide ? 2 : 1;
+        }
+        if (x & 0x40) {
+            if (n <= pos) return -1;
+            v->tl0_at = pos++;
+        }
+        if (x & 0x30) { /* T and K share one octet */
+            if (n <= pos) return -1;
+            if (x & 0x20) {
+                v->tid = (char)(p[pos] >> 6);
+                v->sync = (p[pos] >> 5) & 1;
+            }
+            pos++;
+        }
     }
-    if (p[1] & 0x40) {
-        if (n <= pos) return;
-        v->tl0_at = pos++;
-    }
-    if ((p[1] & 0x20) && n > pos) {
-        v->tid = (char)(p[pos] >> 6);
-        v->sync = (p[pos] >> 5) & 1;
-    }
+    return pos < n ? 0 : -1;
 }
 
 /* ---- RTP header (RFC 3550, extensions RFC 8285): mirrors rtpheader.parse ------------------ */
@@ -187,6 +201,13 @@ static int parse(const uint8_t *d, Py_ssize_t size, Header *h) {
     if ((d[0] & 0x20) && (size == offset || d[size - 1] == 0 || d[size - 1] > size - offset)) return -1;
     h->payload_offset = offset;
     return 0;
+}
+
+/* vp8_parse of the payload of the RTP packet `d` (n bytes, `h` its parsed header), its
+   padding left out: what a receiver takes for the payload once it has removed the padding. */
+static int vp8_parse_packet(const uint8_t *d, Py_ssize_t n, const Header *h, Vp8 *v) {
+    Py_ssize_t pad = (d[0] & 0x20) ? d[n - 1] : 0; /* parse() checked it fits */
+    return vp8_parse(d + h->payload_offset, n - h->payload_offset - pad, v);
 }
 
 /* The element layout of a packet's extension block (where it starts and ends, its form and
@@ -611,6 +632,13 @@ static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, con
         Py_XDECREF(r);
         if (h->payload_type != s->payload_type) return k_payload_type;
     }
+    /* Checked before the packet can touch any state (statistics, a restart, the temporal
+       filter): a broken descriptor is the publisher's, dropped here for every subscriber. */
+    Vp8 vp8, *descriptor = NULL; /* parsed here once for every Outbound of the fan-out */
+    if (s->vp8) {
+        if (vp8_parse_packet(d, n, h, &vp8) < 0) return k_malformed_vp8;
+        descriptor = &vp8;
+    }
     if (s->max_seq >= 0) {
         uint16_t ahead = (uint16_t)(h->seq - s->max_seq);
         if (ahead >= MAX_DROPOUT && ahead <= 0x10000 - MAX_MISORDER) {
@@ -646,12 +674,7 @@ static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, con
     int previous = s->max_seq;
     s->packets_in++;
     s->bytes_in += n;
-    Vp8 vp8, *descriptor = NULL; /* parsed here once for every Outbound of the fan-out */
-    if (s->vp8) {
-        descriptor = &vp8;
-        vp8_parse(d + h->payload_offset, n - h->payload_offset, descriptor);
-        if (vp8.tid >= 0) s->temporal_bytes[(int)vp8.tid] += n;
-    }
+    if (descriptor != NULL && vp8.tid >= 0) s->temporal_bytes[(int)vp8.tid] += n;
     s->last_packet_at = now;
     stats_add(s, h, at_us);
     seen_mark(s, h->seq, previous);
@@ -1283,7 +1306,10 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
     uint8_t stub[MTU];
     Vp8 parsed;
     if (o->vp8 && vp8 == NULL) {
-        vp8_parse(d + h->payload_offset, n - h->payload_offset, &parsed);
+        if (vp8_parse_packet(d, n, h, &parsed) < 0) {
+            count(o->dropped, k_malformed_vp8);
+            return 0;
+        }
         vp8 = &parsed;
     }
     if (o->vp8) {
@@ -2417,7 +2443,8 @@ PyMODINIT_FUNC PyInit_rtpforward(void) {
         intern(&k_where_nack, "publication.nack") || intern(&k_where_frame, "publication.estimate") ||
         intern(&k_where_send, "leg.send") || intern(&k_recv_error, "recv_error") ||
         intern(&k_oversize, "oversize_datagram") || intern(&k_sequence_jump, "sequence_jump") ||
-        intern(&k_too_long, "too_long") || intern(&k_temporal_late, "temporal_late") || intern(&k_where_restart, "publication.restart") ||
+        intern(&k_too_long, "too_long") || intern(&k_temporal_late, "temporal_late") ||
+        intern(&k_malformed_vp8, "malformed_vp8") || intern(&k_where_restart, "publication.restart") ||
         intern(&k_where_codec, "publication.codec") || intern(&k_rtx_padding, "rtx_padding") ||
         intern(&k_rtx_unrepaired, "rtx_unrepaired"))
         return NULL;

@@ -4,6 +4,7 @@ SSRC change each leave the subscriber's stream running and no fault counted."""
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -60,6 +61,37 @@ async def test_a_malformed_extension_element_reaches_no_subscriber(make_call) ->
         await a.client.dtls()._send_rtp(packet)
     await wait_for(lambda: sub.packets_out >= sent_before + 5, 10, "forwarded")
     await keeps_receiving(b.client, audio=50, video=20)
+    assert b.client.dtls().state == "connected"
+    no_faults(a, b)
+
+
+async def test_a_broken_vp8_descriptor_reaches_no_subscriber(make_call, caplog) -> None:
+    # Descriptors cut short (X, I, a 15-bit PictureID, L, T/K announced, the bytes missing,
+    # one completed only by the packet's padding) and one with no VP8 after it: aiortc's
+    # depacketizer raises on each (its receiver logs and drops the packet), libwebrtc's drops
+    # them. The SFU drops them once, for everyone, and counts them.
+    caplog.set_level(logging.DEBUG, logger="aiortc.rtcrtpreceiver")
+    call = await make_call()
+    a, b = call.a, call.b
+    await wait_for(lambda: b.client.frames("video") >= 10, 30, "video before")
+    video = a.participant.publications[1]
+    broken = [b"\x90", b"\x90\x80", b"\x90\x80\x81", b"\x90\x40", b"\x90\x20", b"\x90\x10"]
+    broken.append(b"\x90\xe0\x81\x02\x03\x40")  # whole, and nothing after it
+    packets = []
+    for i, payload in enumerate(broken, start=1):
+        seq = (video.inbound.max_seq + i) & 0xFFFF
+        head = struct.pack("!BBHII", 0x80, video.payload_type, seq, 0x4CB2A20A, video.ssrc)
+        packets.append(head + payload)
+    seq = (video.inbound.max_seq + len(broken) + 1) & 0xFFFF
+    head = struct.pack("!BBHII", 0xA0, video.payload_type, seq, 0x4CB2A20A, video.ssrc)
+    packets.append(head + b"\x90\x80" + b"\x05\x00\x03")  # the PictureID in the padding
+    for packet in packets:
+        await a.client.dtls()._send_rtp(packet)
+    await wait_for(
+        lambda: a.participant.dropped.get("malformed_vp8", 0) >= len(packets), 10, "dropped"
+    )
+    await keeps_receiving(b.client, video=20)
+    assert "payload parsing failed" not in caplog.text
     assert b.client.dtls().state == "connected"
     no_faults(a, b)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 
+from aiortc.codecs.vpx import VpxPayloadDescriptor
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -188,3 +189,86 @@ def test_inbound_counts_bytes_by_temporal_layer() -> None:
     plain = Inbound(90000, 96)
     plain.receive(stream[0][1])
     assert plain.temporal_bytes == (0, 0, 0, 0)  # not VP8: not looked at
+
+
+def descriptors() -> list[bytes]:
+    """Every form of RFC 7741 4.2 descriptor: X with each of I (7- or 15-bit), L, T, K."""
+    out = [bytes([0x10])]  # no X
+    for ext in range(16):
+        body = [0x90, ext << 4]
+        if ext & 8:
+            out.append(bytes(body + [0x05]))
+            body += [0x81, 0x02]  # 15-bit PictureID below
+        if ext & 4:
+            body.append(0x07)
+        if ext & 3:
+            body.append(0x60)  # TID 1, Y, KEYIDX 0
+        out.append(bytes(body))
+    return out
+
+
+def accepted_by_aiortc(payload: bytes) -> bool:
+    """aiortc's depacketizer parses it and finds VP8 data after the descriptor."""
+    try:
+        _, data = VpxPayloadDescriptor.parse(payload)
+    except ValueError:
+        return False
+    return bool(data)
+
+
+def receiver() -> tuple[Inbound, Outbound, list[bytes], dict]:
+    dropped: dict[str, int] = {}
+    out = Outbound(1024, lambda packet: True, dropped)
+    sent: list[bytes] = []
+    out.set_route(sent.append, None)
+    out.ssrc, out.payload_type, out.vp8, out.ready = 5, 96, True, True
+    inbound = Inbound(90000, 96)
+    inbound.vp8 = True
+    inbound.outbounds.append(out)
+    return inbound, out, sent, dropped
+
+
+def rtp(seq: int, payload: bytes, padding: bytes = b"") -> bytes:
+    first = 0xA0 if padding else 0x80
+    return struct.pack("!BBHII", first, 0x80 | 96, seq, 3000 * seq, 5) + payload + padding
+
+
+def test_a_broken_descriptor_is_dropped_for_every_subscriber_and_touches_nothing() -> None:
+    """Every descriptor cut short (a field its X/I/L/T/K bits announce missing, or no VP8
+    octet after it), also where its padding would fill the gap, is dropped at the Inbound as
+    malformed_vp8: aiortc's depacketizer raises on it and libwebrtc's drops it. The receive
+    state is untouched and the stream goes on gapless; whole descriptors go through."""
+    for descriptor in descriptors():
+        for cut in range(1, len(descriptor) + 2):
+            payload = (descriptor + b"\x9d")[:cut]
+            for padding in (b"", b"\x81\x02\x07\x60\x05"):  # would complete it
+                inbound, out, sent, _ = receiver()
+                ok = accepted_by_aiortc(payload)
+                assert inbound.receive(rtp(100, b"\x10k")) is None
+                reason = inbound.receive(rtp(101, payload, padding))
+                assert reason == (None if ok else "malformed_vp8"), (payload, padding)
+                assert inbound.packets_in == 1 + ok and inbound.max_seq == 100 + ok
+                assert inbound.receive(rtp(102, b"\x10k")) is None
+                seqs = [struct.unpack("!H", p[2:4])[0] for p in sent]
+                assert seqs == ([100, 101, 102] if ok else [100, 102])
+                for packet in sent:  # what a subscriber gets, it can parse
+                    rest = packet[12 : len(packet) - (packet[-1] if packet[0] & 0x20 else 0)]
+                    assert accepted_by_aiortc(rest)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=12), st.integers(0, 4), st.sampled_from([0, 1, 2, ALL]))
+def test_whatever_a_publisher_sends_a_subscriber_can_parse(
+    payload: bytes, padding: int, target: int
+) -> None:
+    """Any payload, any padding, any temporal target: what is forwarded is padding alone or a
+    descriptor aiortc's depacketizer takes, with VP8 data after it."""
+    inbound, out, sent, _ = receiver()
+    out.temporal_target = target
+    pad = bytes(padding - 1) + bytes([padding]) if padding else b""
+    inbound.receive(rtp(100, bytes([0x90, 0x20, 0x00]) + b"k"))  # TID 0 start: layer taken
+    inbound.receive(rtp(101, payload, pad))
+    for packet in sent:
+        pad_len = packet[-1] if packet[0] & 0x20 else 0
+        rest = packet[12 : len(packet) - pad_len]
+        assert not rest or accepted_by_aiortc(rest), packet.hex()

@@ -20,8 +20,9 @@ Per packet the Outbound rewrites the four things that belong to the subscriber's
 payload type, sequence number and timestamp (output = input + offset), and the header
 extension ids / MID value by a plan that ``rtpheader.ExtensionRewrite.plan`` works out once per
 extension layout. Nothing is decoded or re-encoded and unknown header extensions survive.
-Every packet sent is kept to answer the subscriber's NACKs: for ``history_seconds`` (or three
-round trips when longer: libwebrtc's RtpPacketHistory keeps max(1 s, 3 RTT)), in a ring of
+Every packet sent is kept to answer the subscriber's NACKs: for ``history_seconds`` (0.3 s by
+default, or three round trips when longer, as libwebrtc's RtpPacketHistory keeps max(1 s,
+3 RTT): ``HISTORY_SECONDS`` says why less than its second), in a ring of
 bytes in the Outbound sized to what the stream sent that long, an eighth to spare, smaller
 again when it slows (``history_max_bytes`` at most), allocated at the first packet, and
 never further back than the leg's SRTP replay window lets a packet be protected again
@@ -72,9 +73,18 @@ SendRtp = Callable[[bytes], None]
 # (RTCDtlsTransport._start_srtp, tx_policy.window_size): libsrtp refuses to protect a packet
 # further behind the newest one sent on its SSRC (replay_old). test_hooks checks the value.
 SRTP_REPLAY_WINDOW = 1024
-# The send history's defaults (media.send_history_ms / send_history_max_bytes): a NACK for a
-# packet sent over a second ago comes too late to help; 1 MiB holds a second at 8 Mbit/s.
-HISTORY_SECONDS = 1.0
+# The send history's defaults (media.send_history_ms / send_history_max_bytes). A packet is
+# kept HISTORY_SECONDS, or 3 round trips when longer (HISTORY_ROUND_TRIPS, libwebrtc's
+# RtpPacketHistory kMinPacketDurationRtt): a receiver's first NACK comes a round trip after
+# the packet was sent, and Chromium's NackRequester repeats it at most once per round trip
+# (100 ms while it knows none; its 20 ms processing period at least), 10 times; we resend a
+# packet at most once per round trip, RESEND_MAX_TIMES times. So the first NACK and at least
+# the next one are answered on any path (three on a path under 100 ms), where libwebrtc's own
+# sender keeps 1 s (1.3x that second's bytes per subscription: 0.23 MB of a live consult's
+# 0.52 MB per participant) and Janus 1.1 max(200 ms, round trip + 100 ms), culled once a
+# second. 1 MiB holds a second at 8 Mbit/s.
+HISTORY_SECONDS = 0.3
+HISTORY_ROUND_TRIPS = 3
 HISTORY_MAX_BYTES = 1 << 20
 RESEND_MIN_INTERVAL_SECONDS = 0.02  # and at least one round trip between resends of a packet
 RESEND_MAX_TIMES = 4  # resends of one packet
@@ -610,7 +620,8 @@ class Subscription:
         self.source.request_keyframe()
 
     def _history_kept(self) -> float:
-        """Seconds the send history keeps (the setting, or 3 round trips when longer); 0 when
+        """Seconds the send history keeps (the setting, or ``HISTORY_ROUND_TRIPS`` round trips
+        when longer: a long path's NACKs and our resends come that much later); 0 when
         the subscriber negotiated no NACK (RFC 4585 ``a=rtcp-fb:* nack``) for any codec of
         the m-line: it will ask for no resends (browsers and aiortc send Opus without), so
         keeping its packets is memory for nothing."""
@@ -618,7 +629,7 @@ class Subscription:
             f.type == "nack" and not f.parameter for c in self.codecs for f in c.rtcpFeedback
         ):
             return 0.0
-        return max(self._history_seconds, 3 * (self.rtt or 0.0))
+        return max(self._history_seconds, HISTORY_ROUND_TRIPS * (self.rtt or 0.0))
 
     def reported_past(self, seq: int | None) -> bool:
         """Has a receiver report of the subscriber reached sequence number ``seq`` (ours)?"""

@@ -15,17 +15,20 @@ import time
 
 import pytest
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
-from aiortc.rtp import RtcpReceiverInfo
+from aiortc.rtp import RtcpReceiverInfo, RtpPacket
 
+from config import load_settings
 from media_server import rtpheader
 from media_server.faults import Faults
+from media_server.publication import Publication
 from media_server.rtpforward import Outbound
-from media_server.subscription import Subscription
+from media_server.subscription import HISTORY_SECONDS, Subscription
 
 from .test_subscription import (
     DELTA,
     KEY,
     Wire,
+    bound,
     forwarding_on_a_hand_clock,
     publication,
     push,
@@ -134,21 +137,55 @@ def test_every_packet_younger_than_history_seconds_is_answered_as_sent() -> None
     assert out.history_bytes < 1 << 20
 
 
-@pytest.mark.parametrize(("rtt", "kept"), [(0.1, 1.0), (0.6, 1.8)])
-def test_a_subscription_keeps_its_packets_for_three_round_trips_when_longer(
-    monkeypatch: pytest.MonkeyPatch, rtt: float, kept: float
-) -> None:
-    # As libwebrtc's RtpPacketHistory: a NACK takes a round trip to arrive and the resend
-    # another, so over a long path a second of history would answer nothing useful.
-    now, pub, sub = forwarding_on_a_hand_clock(monkeypatch)
-    assert sub.out.history_seconds == 1.0
+def _measure_rtt(now: list[float], pub: Publication, sub: Subscription, rtt: float) -> None:
+    """The subscriber's report on our sender report, ``rtt`` later on the hand clock."""
     pub.on_sender_report(0xAABBCCDD00112233, 4000, time.monotonic())
     now[0] += rtt
     sub.on_receiver_report(
         RtcpReceiverInfo(9999, 0, 0, 0, 0, lsr=0xCCDD0011, dlsr=0), time.monotonic()
     )
     assert sub.rtt == pytest.approx(rtt)
+
+
+@pytest.mark.parametrize(("rtt", "kept"), [(0.05, 0.3), (0.6, 1.8)])
+def test_a_subscription_keeps_its_packets_for_three_round_trips_when_longer(
+    monkeypatch: pytest.MonkeyPatch, rtt: float, kept: float
+) -> None:
+    # As libwebrtc's RtpPacketHistory: a NACK takes a round trip to arrive and the resend
+    # another, so a long path keeps more than the setting's 0.3 s.
+    now, pub, sub = forwarding_on_a_hand_clock(monkeypatch)
+    assert sub.out.history_seconds == 0.3
+    _measure_rtt(now, pub, sub, rtt)
     assert sub.out.history_seconds == pytest.approx(kept)
+
+
+def test_the_server_keeps_the_history_the_subscription_defaults_to() -> None:
+    # The rule below is the one served: media.send_history_ms is what Participant passes.
+    assert load_settings(environ={}).media.send_history_ms == 300 == HISTORY_SECONDS * 1000
+
+
+@pytest.mark.parametrize(("rtt", "resent"), [(0.01, False), (1.0, True)])
+def test_a_nack_later_than_the_history_keeps_is_counted_missed_and_resends_nothing(
+    monkeypatch: pytest.MonkeyPatch, rtt: float, resent: bool
+) -> None:
+    # 0.3 s on a short path: a NACK for a packet sent 0.35 s ago (at least: the sleep is a
+    # lower bound) finds nothing, is counted and sends nothing; on a 1 s path 3 round trips
+    # (3 s) still answer it. The RTT is on the hand clock, the packet's age on the real one.
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    wire = Wire()
+    pub = publication([])
+    sub = bound(pub, wire)
+    push(pub, rtp(10, 1000, payload=KEY))
+    push(pub, rtp(11, 4000))
+    _measure_rtt(now, pub, sub, rtt)
+    sent = list(wire.rtp)
+    lost = RtpPacket.parse(sent[0]).sequence_number
+    time.sleep(0.35)  # real: only time.monotonic is the hand clock
+    now[0] += 10.0
+    sub.on_nack([lost])
+    assert (sub.retransmissions, sub.retransmissions_missed) == ((1, 0) if resent else (0, 1))
+    assert wire.rtp == sent + [sent[0]] * resent
 
 
 def test_history_seconds_zero_keeps_nothing_and_gives_the_history_back() -> None:

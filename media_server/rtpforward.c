@@ -1290,6 +1290,13 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
                             const Vp8 *vp8) {
     Outbound *o = (Outbound *)self;
     if (o->max_mask == 0) return 0; /* never initialised */
+    /* A datagram read from a socket holds at most MTU bytes; a packet handed to Inbound.receive
+       or Outbound.forward may be longer, and the buffers below (a late packet's padding stub,
+       the copy sent) are MTU bytes: it could never go out whole anyway. */
+    if (n > MTU) {
+        count(o->dropped, k_too_long);
+        return 0;
+    }
     if (!o->ready || o->send == Py_None) {
         PyObject *r = PyObject_CallFunction(o->prepare, "y#", (const char *)d, n);
         if (r == NULL) {

@@ -272,3 +272,23 @@ def test_whatever_a_publisher_sends_a_subscriber_can_parse(
         pad_len = packet[-1] if packet[0] & 0x20 else 0
         rest = packet[12 : len(packet) - pad_len]
         assert not rest or accepted_by_aiortc(rest), packet.hex()
+
+
+def test_a_late_packet_longer_than_a_datagram_is_counted_not_copied() -> None:
+    """Inbound.receive and Outbound.forward take packets of any length from Python; a late one
+    of a layer no longer forwarded becomes padding in an MTU-sized buffer. One longer than any
+    datagram (16 KB of header extension here: it used to overrun that buffer and crash the
+    process) is dropped as too_long, and the stream goes on."""
+    for through_inbound in (False, True):
+        inbound, out, sent, dropped = receiver()
+        out.temporal_target = 0
+        forward = inbound.receive if through_inbound else out.forward
+        head = struct.pack("!BBHII", 0x90, 0x80 | 96, 101, 3000, 5)
+        huge = head + struct.pack("!HH", 0xBEDE, 4000) + bytes(16000) + b"\x90\x20\x80k"
+        forward(rtp(100, b"\x90\x20\x00k"))  # TID 0: forwarded
+        forward(rtp(102, b"\x90\x20\x80k"))  # TID 2: dropped
+        forward(huge)  # late, TID 2
+        forward(rtp(103, b"\x90\x20\x00k"))
+        assert dropped == {"too_long": 1}
+        # 103 numbered as after the dropped 102; the too-long one leaves its gap
+        assert [struct.unpack("!H", p[2:4])[0] for p in sent] == [100, 102]

@@ -946,16 +946,26 @@ typedef struct {
 
    A packet that arrives late (a publisher's repair, reordering) takes the skips in effect when
    the packets after it were numbered: `marks` holds, per run of packets not forwarded, the
-   first sequence number after it and the skips from there on. A late packet of a layer no
-   longer forwarded was promised its sequence number by the packets numbered after it: it
-   goes as padding alone, so the subscriber sees no gap. */
+   first sequence number after it and the skips from there on. A late packet was promised its
+   sequence number by the packets numbered after it; it goes as its frame went (`frames`: the
+   verdict of each recent frame, by RTP timestamp), so a frame is forwarded whole or not at
+   all: a late packet of a frame not forwarded goes as padding alone (the subscriber sees no
+   gap, and no piece of a frame whose PictureID the next frame took over), and one of a frame
+   forwarded goes on though the layer has come down since. A late packet of a frame none of
+   whose packets came before goes by the layer in effect. */
 #define TEMPORAL_ALL 255
 #define TEMPORAL_MARKS 64 /* runs of dropped packets among the MAX_MISORDER a late packet may be behind */
+#define TEMPORAL_FRAMES 128 /* frames among the MAX_MISORDER packets a late packet may be behind */
 
 typedef struct {
     uint16_t from;                /* the first sequence number (the source's) these skips apply to */
     uint16_t skip_seq, skip_pid;  /* packets and pictures not forwarded before it */
 } TemporalMark;
+
+typedef struct {
+    uint32_t ts;                  /* the frame's RTP timestamp (the source's) */
+    char dropped;                 /* its packets are not forwarded */
+} TemporalFrame;
 
 typedef struct {
     uint8_t target, layer;        /* the highest TID to forward: wanted, in effect (ALL: every one) */
@@ -965,6 +975,8 @@ typedef struct {
     uint8_t marks_used, newest_mark;
     char marks_lost;              /* a mark was overwritten: a packet older than the oldest is dropped */
     TemporalMark marks[TEMPORAL_MARKS];
+    uint8_t frames_used, newest_frame;
+    TemporalFrame frames[TEMPORAL_FRAMES];
     long long dropped;            /* packets not forwarded (or sent as padding) for their layer */
 } Temporal;
 
@@ -1072,6 +1084,16 @@ static void temporal_rebase(Temporal *t) {
     t->newest_in = t->dropped_pid = -1;
     t->marks_used = t->newest_mark = 0;
     t->marks_lost = 0;
+    t->frames_used = t->newest_frame = 0;
+}
+
+/* A new entry in `frames` for the frame with RTP timestamp `ts`, over the oldest. */
+static TemporalFrame *temporal_frame(Temporal *t, uint32_t ts) {
+    if (t->frames_used) t->newest_frame = (uint8_t)((t->newest_frame + 1) % TEMPORAL_FRAMES);
+    if (t->frames_used < TEMPORAL_FRAMES) t->frames_used++;
+    TemporalFrame *frame = &t->frames[t->newest_frame];
+    frame->ts = ts;
+    return frame;
 }
 
 /* What the temporal filter makes of a VP8 packet with source sequence number `seq`: forwarded
@@ -1080,7 +1102,7 @@ static void temporal_rebase(Temporal *t) {
    number (TEMPORAL_LATE: older than every run of skipped packets tracked). */
 enum { TEMPORAL_FORWARD, TEMPORAL_DROP, TEMPORAL_STUB, TEMPORAL_LATE };
 
-static int temporal_filter(Temporal *t, uint16_t seq, const Vp8 *v, uint16_t *skip_seq,
+static int temporal_filter(Temporal *t, uint16_t seq, uint32_t ts, const Vp8 *v, uint16_t *skip_seq,
                            uint16_t *skip_pid) {
     int tid = v->tid, sync = v->sync, start = v->start, pid = v->pid;
     if (t->newest_in < 0 || seq_newer(seq, t->newest_in)) {
@@ -1089,6 +1111,9 @@ static int temporal_filter(Temporal *t, uint16_t seq, const Vp8 *v, uint16_t *sk
             else if (t->target > t->layer && (tid == 0 || (sync && tid <= t->target))) t->layer = t->target;
         }
         t->newest_in = seq;
+        TemporalFrame *frame = &t->frames[t->newest_frame];
+        if (t->frames_used == 0 || frame->ts != ts) frame = temporal_frame(t, ts);
+        frame->dropped = tid > t->layer;
         if (tid > t->layer) {
             t->dropped++;
             t->skip_seq++;
@@ -1122,7 +1147,17 @@ static int temporal_filter(Temporal *t, uint16_t seq, const Vp8 *v, uint16_t *sk
         }
     }
     if (!found && t->marks_lost) return TEMPORAL_LATE;
-    if (tid > t->layer) {
+    const TemporalFrame *frame = NULL;
+    for (int i = 0; i < t->frames_used && frame == NULL; i++) {
+        const TemporalFrame *f = &t->frames[(t->newest_frame + TEMPORAL_FRAMES - i) % TEMPORAL_FRAMES];
+        if (f->ts == ts) frame = f;
+    }
+    if (frame == NULL) { /* the first of its frame to arrive: the rest of it goes as it does */
+        TemporalFrame *first = temporal_frame(t, ts);
+        first->dropped = tid > t->layer;
+        frame = first;
+    }
+    if (frame->dropped) {
         t->dropped++;
         return TEMPORAL_STUB;
     }
@@ -1320,7 +1355,7 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
         vp8 = &parsed;
     }
     if (o->vp8) {
-        int verdict = temporal_filter(&o->temporal, h->seq, vp8, &skip_seq, &skip_pid);
+        int verdict = temporal_filter(&o->temporal, h->seq, h->ts, vp8, &skip_seq, &skip_pid);
         if (verdict == TEMPORAL_DROP) return 0;
         if (verdict == TEMPORAL_LATE) {
             count(o->dropped, k_temporal_late);

@@ -154,7 +154,9 @@ def test_reordered_packets_keep_numbers_whole_and_in_order(
 ) -> None:
     """With packets reordered (late by up to 20) and the target changing anywhere, every
     sequence number sent is used once, none is skipped, and packets forwarded keep their
-    order; a late packet of a layer no longer forwarded goes as padding alone."""
+    order; a frame is forwarded whole or not at all (a late packet goes as its frame went:
+    padding alone for one not forwarded, though its layer is forwarded now), under one
+    PictureID that no other frame forwarded has."""
     stream = frames(60, per_frame=per_frame)
     order = list(range(len(stream)))
     for at, late in delays:  # move packet `at` later by `late` places
@@ -176,6 +178,14 @@ def test_reordered_packets_keep_numbers_whole_and_in_order(
              for p in sent if not p[0] & 0x20]  # fmt: skip
     assert [m[1] for m in sorted(media)] == sorted(m[1] for m in media)  # order kept
     assert dropped == {}  # none too late to number
+    by_frame: dict[int, list[int]] = {}  # source frame (by its timestamp) -> PictureIDs sent
+    for packet in sent:
+        if not packet[0] & 0x20:
+            ts = struct.unpack("!I", packet[4:8])[0]
+            by_frame.setdefault(ts, []).append(fields(packet)["pid"])
+    assert all(len(pids) == per_frame for pids in by_frame.values()), by_frame  # whole
+    assert all(len(set(pids)) == 1 for pids in by_frame.values())
+    assert len({pids[0] for pids in by_frame.values()}) == len(by_frame)  # one each
 
 
 def test_inbound_counts_bytes_by_temporal_layer() -> None:

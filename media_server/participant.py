@@ -363,6 +363,7 @@ class Participant:
             faults=self.faults,
             codecs=negotiated,
             rtx_types=codecs.rtx_types(transceiver._codecs),
+            uplink_feedback=self._transport_cc_id is not None,
         )
         self.publications.append(publication)
         self._by_mid[publication.mid] = publication
@@ -393,7 +394,7 @@ class Participant:
                 ssrc=None, extensions=primary.extensions, send_rtcp=self.send_rtcp,
                 rtcp_ssrc=primary.rtcp_ssrc, on_gap=self._nack_pending, faults=self.faults,
                 codecs=primary.codecs, rid=rid, primary=primary,
-                rtx_types=primary.rtx_types,
+                rtx_types=primary.rtx_types, uplink_feedback=primary.uplink_feedback,
             )  # fmt: skip
             primary.layers.append(layer)
             self.publications.append(layer)

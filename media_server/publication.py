@@ -78,6 +78,13 @@ class Publication:
     rid: str | None = None
     primary: Publication | None = field(default=None, repr=False)
     layers: list[Publication] = field(default_factory=list, repr=False)
+    # The publisher's leg gets transport-cc feedback (feedback.py): the publisher estimates
+    # its uplink itself (libwebrtc's send-side estimator sees the same delays and losses, and
+    # regains rate faster), so no receive-side estimate caps it (as mediasoup runs its REMB
+    # estimator only where transport-cc is not negotiated). A second, slower AIMD on the same
+    # signal held Chrome publishers under its estimate and flapped their top layer
+    # (``uplink_limit``).
+    uplink_feedback: bool = False
 
     nacks_sent: int = 0  # NACK packets
     nacked_packets: int = 0  # sequence numbers asked for (retries included)
@@ -114,7 +121,9 @@ class Publication:
         self.payload_type = self.codec.payloadType
         self.nacks = rtcp.NackList() if self.kind == "video" else None
         self._mid_id = self.extensions.get(rtpheader.URI_MID)
-        self._ast_id = self.extensions.get(rtpheader.URI_ABS_SEND_TIME)
+        self._ast_id = (
+            None if self.uplink_feedback else self.extensions.get(rtpheader.URI_ABS_SEND_TIME)
+        )
         # The uplink's bandwidth estimator (uplink.py), made at the first frame: an idle member
         # needs none. Every layer of a simulcast m-line feeds its primary's: one uplink.
         self._estimator: UplinkEstimator | None = None
@@ -345,7 +354,8 @@ class Publication:
     def uplink_estimate(self) -> int | None:
         """Our receive-side estimate of the publisher's uplink (bits/s; libwebrtc's
         abs-send-time AIMD, fed one packet per frame of every layer of the m-line), None until
-        it has one."""
+        it has one, and always None for a publisher that gets transport-cc feedback
+        (``uplink_feedback``)."""
         return self._estimate
 
     def uplink_limit(self) -> int | None:

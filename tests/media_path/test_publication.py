@@ -1,6 +1,7 @@
 """Publication's receive-side bandwidth estimate: fed one packet per frame (the marker packet,
 with the frame's bytes), it must follow the same trace as aiortc's estimator fed every packet;
-it caps the publisher only when it says the uplink's queue grows."""
+it caps the publisher only when it says the uplink's queue grows, and never a publisher that
+estimates its uplink itself from transport-cc feedback."""
 
 from __future__ import annotations
 
@@ -97,6 +98,16 @@ def test_the_uplink_estimate_caps_a_publisher_only_while_its_queue_grows() -> No
         pub.bitrate = 1_200_000  # what the trace sends
     assert steady.bitrate_cap() == SINGLE_TOP_BPS
     assert queued.bitrate_cap() == queued.uplink_estimate < 0.85 * 1_200_000
+
+
+def test_a_publisher_with_transport_cc_feedback_is_not_capped_by_our_estimate() -> None:
+    # Chrome's send-side estimator sees the same queue in our feedback; our slower AIMD on
+    # top of it held the encoder under its estimate and flapped the top layer (issue 13's
+    # three-party start: 20 s to the top layer).
+    queued = fed(trace((4, 0), (4, 3)), uplink_feedback=True)
+    queued.bitrate = 1_200_000
+    assert queued._estimator is None and queued.uplink_estimate is None
+    assert queued.bitrate_cap() == SINGLE_TOP_BPS
 
 
 def test_an_idle_publication_has_no_estimator_and_layers_share_their_primarys() -> None:

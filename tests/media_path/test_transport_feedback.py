@@ -200,6 +200,9 @@ async def test_the_answer_negotiates_transport_cc_where_the_client_publishes() -
             assert not any(f"a=rtcp-fb:{pt} transport-cc" in section for pt in rtx)
         assert participant.transport_feedback is not None
         assert participant._leg.arrivals.ext_id == 5
+        # The publisher estimates its uplink from that feedback: no REMB estimate of ours.
+        assert participant.publications
+        assert all(p.uplink_feedback and p._ast_id is None for p in participant.publications)
     finally:
         await participant.close()
     await asyncio.sleep(0)  # the cancelled task ends at its next step
@@ -214,6 +217,7 @@ async def test_no_transport_cc_when_switched_off_or_not_offered() -> None:
     try:
         assert answer is not None and "transport-cc" not in answer
         assert participant.transport_feedback is None
+        assert not any(p.uplink_feedback for p in participant.publications)
     finally:
         await participant.close()
     participant = Participant(

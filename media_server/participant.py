@@ -35,6 +35,7 @@ Counters (plain ints; ``dropped``: reason -> int): ``packets_in``, ``bytes_in``,
 not_dtls_or_srtp, rtcp_not_connected, unexpected_data_channel, rtx_padding: an RTX packet
 without payload, a probe; rtx_unrepaired: an RTX packet for one that arrived; malformed_vp8:
 a VP8 payload descriptor cut short, or no VP8 after it, which no subscriber could parse;
+duplicate: a packet that arrived before (counted received, RFC 3550 A.3, not forwarded again);
 rtcp_unknown_ssrc: a report block, NACK, PLI or FIR naming an SSRC we do not send on, such as
 an ended subscription's; rtx_answer_invalid: an answer's RTX payload type we cannot send),
 ``faults.count`` (media-path exceptions, each logged once per type); per stream on

@@ -40,7 +40,7 @@ typedef int (*srtp_fn)(void *ctx, void *buf, int *len);
 static srtp_fn srtp_protect, srtp_protect_rtcp, srtp_unprotect, srtp_unprotect_rtcp;
 
 static PyObject *k_rtx_padding, *k_rtx_unrepaired;
-static PyObject *k_malformed_rtp, *k_payload_type, *k_sequence_jump, *k_too_long, *k_temporal_late, *k_malformed_vp8, *k_srtp_rejected, *k_srtcp_rejected,
+static PyObject *k_malformed_rtp, *k_payload_type, *k_sequence_jump, *k_too_long, *k_temporal_late, *k_malformed_vp8, *k_duplicate, *k_srtp_rejected, *k_srtcp_rejected,
     *k_not_connected, *k_send_error, *k_record, *k_one, *k_where_rtp, *k_where_rtcp,
     *k_where_forward, *k_where_nack, *k_where_frame, *k_where_restart, *k_where_codec,
     *k_where_send, *k_recv_error, *k_oversize;
@@ -654,6 +654,17 @@ static PyObject *inbound_receive(Inbound *s, const uint8_t *d, Py_ssize_t n, con
                 Py_XDECREF(r);
             }
         }
+    }
+    /* A packet that arrived before (the network's duplicate; a resend raced by the original
+       comes on the RTX stream and rtx_receive drops it): its subscribers have it or will ask
+       for it. Forwarded again, one of a VP8 temporal layer not forwarded would go as padding
+       under the number the packet after it took (temporal_filter: a late packet), and a
+       subscriber that lost that packet would take the padding for it and never ask again.
+       RFC 3550 A.3 counts it received all the same (as aiortc's statistics do). */
+    if (s->max_seq >= 0 && !seq_newer(h->seq, s->max_seq) &&
+        (uint16_t)(s->max_seq - h->seq) < SEEN_WINDOW && SEEN_BIT(h->seq)) {
+        stats_add(s, h, at_us);
+        return k_duplicate;
     }
     /* Padding alone (RFC 3550 5.1): libwebrtc's bandwidth probes and its padding up to its
        simulcast layers' bitrate, sent on a media SSRC when RTX is not negotiated (a CPU-starved
@@ -2486,7 +2497,7 @@ PyMODINIT_FUNC PyInit_rtpforward(void) {
         intern(&k_where_send, "leg.send") || intern(&k_recv_error, "recv_error") ||
         intern(&k_oversize, "oversize_datagram") || intern(&k_sequence_jump, "sequence_jump") ||
         intern(&k_too_long, "too_long") || intern(&k_temporal_late, "temporal_late") ||
-        intern(&k_malformed_vp8, "malformed_vp8") || intern(&k_where_restart, "publication.restart") ||
+        intern(&k_malformed_vp8, "malformed_vp8") || intern(&k_duplicate, "duplicate") || intern(&k_where_restart, "publication.restart") ||
         intern(&k_where_codec, "publication.codec") || intern(&k_rtx_padding, "rtx_padding") ||
         intern(&k_rtx_unrepaired, "rtx_unrepaired"))
         return NULL;

@@ -35,13 +35,16 @@ def test_receive_statistics_equal_aiortc(steps: list[tuple[int, int]], start: in
     theirs = StreamStatistics(90000)
     seq = start
     sent = 0
+    arrived: set[int] = set()
     for step, frame in steps:
         seq = (seq + step) & 0xFFFF
         if ours.max_seq is not None and (ours.max_seq - seq) & 0xFFFF in range(100, 0x8000):
             continue
-        sent += 1
+        # A repeat is counted received (RFC 3550 A.3) but not taken in or forwarded.
+        sent += seq not in arrived
         data = rtp(seq, 3000 * frame)
-        assert ours.receive(data) is None
+        assert ours.receive(data) == ("duplicate" if seq in arrived else None)
+        arrived.add(seq)
         theirs.add(SimpleNamespace(sequence_number=seq, timestamp=3000 * frame))
         assert (ours.max_seq, ours.base_seq, ours.cycles, ours.packets_received) == (
             theirs.max_seq, theirs.base_seq, theirs.cycles, theirs.packets_received

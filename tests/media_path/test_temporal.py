@@ -302,3 +302,21 @@ def test_a_late_packet_longer_than_a_datagram_is_counted_not_copied() -> None:
         assert dropped == {"too_long": 1}
         # 103 numbered as after the dropped 102; the too-long one leaves its gap
         assert [struct.unpack("!H", p[2:4])[0] for p in sent] == [100, 102]
+
+
+def test_a_repeated_packet_is_not_forwarded_again() -> None:
+    """A packet the network delivers twice is counted (RFC 3550 A.3 counts it received) and
+    not forwarded again: a repeat of one a lower frame rate left out would go as padding
+    under the number the packet after it took, and a subscriber that lost that packet would
+    take the padding for it and never ask for it again."""
+    inbound, out, sent, _ = receiver()
+    out.temporal_target = 0
+    stream = frames(5, per_frame=1)  # TID 0, 2, 1, 2, 0
+    for _, packet in stream[:3]:
+        assert inbound.receive(packet) is None
+    for _, packet in (stream[1], stream[0], stream[2]):
+        assert inbound.receive(packet) == "duplicate"
+    for _, packet in stream[3:]:
+        assert inbound.receive(packet) is None
+    assert [(fields(p)["seq"], fields(p)["padding"]) for p in sent] == [(100, False), (101, False)]
+    assert inbound.packets_received == 8 and inbound.packets_in == 5

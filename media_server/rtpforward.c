@@ -106,6 +106,7 @@ typedef struct {
     char tid;                  /* the temporal layer (TID); -1: none carried */
     char sync;                 /* the Y bit: a decoder of the layers below can take this one up */
     char start;                /* it starts a frame (S set, partition 0) */
+    char media;                /* it carries VP8 (not padding alone) */
 } Vp8;
 
 /* What the descriptor of the VP8 payload `p` (n bytes, its padding left out) says: 0, or -1
@@ -117,8 +118,9 @@ static int vp8_parse(const uint8_t *p, Py_ssize_t n, Vp8 *v) {
     v->pid_at = v->tl0_at = v->pid = -1;
     v->wide = v->sync = 0;
     v->tid = -1;
-    v->start = 0;
+    v->start = v->media = 0;
     if (n == 0) return 0;
+    v->media = 1;
     v->start = (p[0] & 0x10) && (p[0] & 0x0F) == 0;
     Py_ssize_t pos = 1;
     if (p[0] & 0x80) {
@@ -1122,9 +1124,11 @@ static int temporal_filter(Temporal *t, uint16_t seq, uint32_t ts, const Vp8 *v,
             else if (t->target > t->layer && (tid == 0 || (sync && tid <= t->target))) t->layer = t->target;
         }
         t->newest_in = seq;
-        TemporalFrame *frame = &t->frames[t->newest_frame];
-        if (t->frames_used == 0 || frame->ts != ts) frame = temporal_frame(t, ts);
-        frame->dropped = tid > t->layer;
+        if (v->media) { /* padding carries the timestamp of a frame, not its verdict */
+            TemporalFrame *frame = &t->frames[t->newest_frame];
+            if (t->frames_used == 0 || frame->ts != ts) frame = temporal_frame(t, ts);
+            frame->dropped = tid > t->layer;
+        }
         if (tid > t->layer) {
             t->dropped++;
             t->skip_seq++;
@@ -1159,16 +1163,15 @@ static int temporal_filter(Temporal *t, uint16_t seq, uint32_t ts, const Vp8 *v,
     }
     if (!found && t->marks_lost) return TEMPORAL_LATE;
     const TemporalFrame *frame = NULL;
-    for (int i = 0; i < t->frames_used && frame == NULL; i++) {
+    for (int i = 0; i < t->frames_used && frame == NULL && v->media; i++) {
         const TemporalFrame *f = &t->frames[(t->newest_frame + TEMPORAL_FRAMES - i) % TEMPORAL_FRAMES];
         if (f->ts == ts) frame = f;
     }
-    if (frame == NULL) { /* the first of its frame to arrive: the rest of it goes as it does */
-        TemporalFrame *first = temporal_frame(t, ts);
-        first->dropped = tid > t->layer;
-        frame = first;
-    }
-    if (frame->dropped) {
+    int dropped = tid > t->layer;
+    if (frame != NULL) dropped = frame->dropped;
+    else if (v->media) /* the first of its frame to arrive: the rest of it goes as it does */
+        temporal_frame(t, ts)->dropped = (char)dropped;
+    if (dropped) {
         t->dropped++;
         return TEMPORAL_STUB;
     }

@@ -320,3 +320,26 @@ def test_a_repeated_packet_is_not_forwarded_again() -> None:
         assert inbound.receive(packet) is None
     assert [(fields(p)["seq"], fields(p)["padding"]) for p in sent] == [(100, False), (101, False)]
     assert inbound.packets_received == 8 and inbound.packets_in == 5
+
+
+def test_padding_leaves_the_frame_it_follows_as_it_went() -> None:
+    """Padding (a publisher's probe on the media SSRC) carries the timestamp of the last
+    frame; it takes on nothing of that frame's verdict: the late rest of a frame left out
+    still goes as padding, not as media under the PictureID of the frame before it."""
+    inbound, out, sent, _ = receiver()
+    out.temporal_target = 0
+
+    def packet(seq: int, ts: int, payload: bytes, padding: bytes = b"") -> bytes:
+        first = 0xA0 if padding else 0x80
+        return struct.pack("!BBHII", first, 0x80 | 96, seq, ts, 5) + payload + padding
+
+    def vp8(pid: int, tid: int, start: bool) -> bytes:
+        return bytes([0x90 if start else 0x80, 0xA0, 0x80 | pid >> 8, pid & 0xFF, tid << 6]) + b"k"
+
+    inbound.receive(packet(1000, 0, vp8(100, 0, True)))
+    inbound.receive(packet(1001, 3000, vp8(101, 2, True)))  # left out (1002 is late)
+    inbound.receive(packet(1003, 3000, b"", bytes(9) + b"\x0a"))  # padding, frame 1's time
+    inbound.receive(packet(1004, 6000, vp8(102, 0, True)))
+    inbound.receive(packet(1002, 3000, vp8(101, 2, False)))  # frame 1's rest, late
+    got = [(fields(p)["seq"], fields(p).get("pid")) for p in sent]
+    assert got == [(1000, 100), (1002, None), (1003, 101), (1001, None)]

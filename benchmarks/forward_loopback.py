@@ -180,15 +180,16 @@ def _malloc_in_use() -> int | None:
     return int(info.uordblks + info.hblkhd)
 
 
-def memory_report(request: tuple[str, str | None, int]) -> dict[str, Any]:
+def memory_report(request: tuple[str, str | None, int, str]) -> dict[str, Any]:
     """This process's RSS (bytes) and, when tracemalloc traces, a snapshot kept as ``name``
     with the allocations grown since snapshot ``since`` (None: none), the ``top`` largest
-    by source line of the allocating frame: [(where, bytes, blocks)]."""
+    by ``by`` (tracemalloc's key: "lineno", "filename" or "traceback") of the allocating
+    frame: [(where, bytes, blocks)]."""
     import gc
 
     import psutil
 
-    name, since, top = request
+    name, since, top, by = request
     gc.collect()
     process = psutil.Process()
     out: dict[str, Any] = {
@@ -204,10 +205,10 @@ def memory_report(request: tuple[str, str | None, int]) -> dict[str, Any]:
     )
     _snapshots[name] = snapshot
     if since is not None:
-        stats = snapshot.compare_to(_snapshots[since], "lineno")
+        stats = snapshot.compare_to(_snapshots[since], by)
         out["traced"] = sum(s.size_diff for s in stats)
         out["grown"] = [
-            (str(s.traceback[0]), s.size_diff, s.count_diff)
+            (" <- ".join(str(f) for f in reversed(s.traceback)), s.size_diff, s.count_diff)
             for s in sorted(stats, key=lambda s: -s.size_diff)[:top]
         ]
     return out
@@ -248,10 +249,15 @@ class Sfu:
         self.conn.send((kind, name, body))
         return await asyncio.wait_for(future, 60)
 
-    async def join(self, name: str, loops: list[media.EncodedLoop], send: bool = True) -> LoadPeer:
-        """A peer publishing ``loops``, sending them at once unless not ``send``."""
+    async def join(
+        self, name: str, loops: list[media.EncodedLoop], send: bool = True, chat: bool = False
+    ) -> LoadPeer:
+        """A peer publishing ``loops``, sending them at once unless not ``send``; with ``chat``
+        it opens a data channel as the web client does (SCTP over the DTLS connection)."""
         peer = self.peers[name] = LoadPeer()
         peer.publish(loops)
+        if chat:
+            peer.pc.createDataChannel("chat")
         await peer.accept(await self.ask("offer", name, await peer.offer(), "answer"))
         if send:
             await peer.start_sending(3600)

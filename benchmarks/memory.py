@@ -3,7 +3,8 @@
 The SFU side is forward_loopback's (one Participant per member, each subscribed to the
 other's audio and video, in a child process), traced by tracemalloc. Phases:
 
-- idle: every member joined and subscribed (DTLS up), nothing sent yet;
+- idle: every member joined and subscribed (DTLS up; with ``--chat`` a data channel open, as
+  the web client and the consults harness open one), nothing sent yet;
 - live: after ``--seconds`` of VP8 640x480 ~1.4 Mbit/s + Opus from every member.
 
 Per phase: RSS growth over the SFU's empty state per participant, the part of it Python's
@@ -16,7 +17,7 @@ bytes of malloc) per live block, which at idle doubled RSS and malloc growth per
 (24 consults, 05acb68: idle RSS +0.62 traced against +0.34 MB untraced; live +1.25 against
 +0.70). ``--frames 0`` does not trace: the RSS and malloc figures to compare with another SFU.
 
-    .venv/bin/python -m benchmarks.memory --consults 8 --seconds 10 [--top 25]
+    .venv/bin/python -m benchmarks.memory --consults 8 --seconds 10 [--top 25] [--by filename]
 
 Not a test: figures depend on the machine's allocator and load.
 """
@@ -56,19 +57,19 @@ async def main_async(args: argparse.Namespace) -> None:
     sfu = Sfu(args.server_cpu)
     participants = 2 * args.consults
     try:
-        base = await sfu.ask("memory", "-", ("base", None, 0), "memory")
+        base = await sfu.ask("memory", "-", ("base", None, 0, args.by), "memory")
         for i in range(args.consults):
-            await sfu.join(f"a{i}", loops, send=False)
-            await sfu.join(f"b{i}", loops, send=False)
+            await sfu.join(f"a{i}", loops, send=False, chat=args.chat)
+            await sfu.join(f"b{i}", loops, send=False, chat=args.chat)
             sfu.conn.send(("subscribe", f"a{i}", f"b{i}"))
             sfu.conn.send(("subscribe", f"b{i}", f"a{i}"))
         await asyncio.sleep(2)
-        idle = await sfu.ask("memory", "-", ("idle", "base", args.top), "memory")
+        idle = await sfu.ask("memory", "-", ("idle", "base", args.top, args.by), "memory")
         _show("idle", idle, base, participants)
         for peer in sfu.peers.values():
             await peer.start_sending(3600)
         await asyncio.sleep(args.seconds)
-        live = await sfu.ask("memory", "-", ("live", "base", args.top), "memory")
+        live = await sfu.ask("memory", "-", ("live", "base", args.top, args.by), "memory")
         _show("live", live, base, participants)
     finally:
         await sfu.ask("quit", "-", None, "bye")
@@ -83,7 +84,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="media before 'live'")
     parser.add_argument("--top", type=int, default=25, help="source lines shown per phase")
     parser.add_argument(
+        "--by",
+        choices=("lineno", "filename", "traceback"),
+        default="lineno",
+        help="what the top is of",
+    )
+    parser.add_argument(
         "--frames", type=int, default=1, help="traceback depth traced; 0: no tracing (honest RSS)"
+    )
+    parser.add_argument(
+        "--chat", action="store_true", help="each member opens a data channel, as the web client"
     )
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)

@@ -55,8 +55,9 @@ def _settle(pc: RTCPeerConnection) -> None:
         pc._RTCPeerConnection__pendingLocalDescription = None
 
 
-def _shared(codec: RTCRtpCodecParameters) -> RTCRtpCodecParameters:
-    """The one object equal to ``codec`` in every field (itself, the first time)."""
+def shared(codec: RTCRtpCodecParameters) -> RTCRtpCodecParameters:
+    """The one object equal to ``codec`` in every field (itself, the first time): for a codec
+    kept for the connection's life and never changed (copy it first to change it)."""
     feedback = tuple((f.type, f.parameter) for f in codec.rtcpFeedback)
     parameters = tuple(sorted(codec.parameters.items(), key=lambda item: item[0]))
     key = (codec.mimeType, codec.clockRate, codec.channels, codec.payloadType, parameters, feedback)
@@ -78,7 +79,7 @@ def _share_codecs(pc: RTCPeerConnection) -> None:
     # Each negotiated codec pc holds (its transceivers' and its descriptions') becomes the
     # shared equal one.
     for transceiver in pc.getTransceivers():
-        transceiver._codecs = [_shared(c) for c in transceiver._codecs]
+        transceiver._codecs = [shared(c) for c in transceiver._codecs]
     descriptions = (
         pc._RTCPeerConnection__currentLocalDescription,
         pc._RTCPeerConnection__currentRemoteDescription,
@@ -87,4 +88,4 @@ def _share_codecs(pc: RTCPeerConnection) -> None:
     )
     for description in descriptions:
         for media in description.media if description is not None else ():
-            media.rtp.codecs = [_shared(c) for c in media.rtp.codecs]
+            media.rtp.codecs = [shared(c) for c in media.rtp.codecs]

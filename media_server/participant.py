@@ -257,7 +257,8 @@ class Participant:
                 raise ValueError(str(exc)) from exc
             chosen.append((media, self._prefer_codecs(media.kind, accepted)))
             learned = self._offered_codecs.setdefault(media.kind, [])
-            learned += [c for c in media.rtp.codecs if not codecs.is_rtx(c)]
+            # Kept for the connection's life, and equal to other members' (same browser).
+            learned += [negotiated.shared(c) for c in media.rtp.codecs if not codecs.is_rtx(c)]
         self._offered = True
         self._client_numbering = reoffer.numbering(sdp)
         if self.settings.transport_cc:

@@ -63,6 +63,10 @@ async def test_equal_negotiated_codecs_are_one_object_across_participants(make_c
         assert all(x is y for x, y in zip(ours._codecs, theirs._codecs, strict=True))
     video = [c for c in a[1]._codecs if c.mimeType == "video/VP8"][0]
     assert any(f is g for f in video.rtcpFeedback for g in a[3]._codecs[0].rtcpFeedback)
+    # What each client's offer said it decodes, kept for the connection's life: shared too.
+    for kind in ("audio", "video"):
+        ours, theirs = (side.participant.receive_codecs[kind] for side in (call.a, call.b))
+        assert ours and all(x is y for x, y in zip(ours, theirs, strict=True))
     await keeps_receiving(call.a.client, call.b.client, video=10, audio=10)
 
 
@@ -75,8 +79,8 @@ def test_codecs_that_differ_in_anything_stay_apart() -> None:
         )  # fmt: skip
 
     kept = [codec(), codec(97), codec(feedback=None), codec(apt=96), codec(apt="96")]
-    shared = [negotiated._shared(c) for c in kept]
+    shared = [negotiated.shared(c) for c in kept]
     assert all(s is c for s, c in zip(shared, kept, strict=True))
     again = [codec(), codec(97), codec(feedback=None), codec(apt=96), codec(apt="96")]
-    assert all(negotiated._shared(c) is s for c, s in zip(again, kept, strict=True))
-    assert negotiated._shared(codec(apt=["unhashable"])).parameters == {"apt": ["unhashable"]}
+    assert all(negotiated.shared(c) is s for c, s in zip(again, kept, strict=True))
+    assert negotiated.shared(codec(apt=["unhashable"])).parameters == {"apt": ["unhashable"]}

@@ -116,7 +116,10 @@ async def televisit_member(
     member = Member(role, time.monotonic())
     async with ctx.http.post(f"{ctx.base_url}/api/v1/join", json=credentials) as resp:
         joined = await _json(resp, "join")
-    ws = await ctx.http.ws_connect(joined["signaling_url"], heartbeat=None, max_msg_size=0)
+    # compress: offer permessage-deflate as browsers do (the server declines it).
+    ws = await ctx.http.ws_connect(
+        joined["signaling_url"], heartbeat=None, max_msg_size=0, compress=15
+    )
     member.closers.append(ws.close)
     peer = LoadPeer(decode)
     member.peers.append(peer)

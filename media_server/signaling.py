@@ -54,6 +54,11 @@ RATE_BURST = 200.0
 CLOSE_HANDSHAKE_SECONDS = 5.0
 NEGOTIATION_SECONDS = 20.0
 HEARTBEAT_SECONDS = 15.0
+# COMPRESSION: the socket declines permessage-deflate (RFC 7692), which browsers offer on every
+# WebSocket and aiohttp accepts by default: each side's zlib state stays for the connection's
+# life, ~180 kB of RSS per member once a few SDPs went through (a deflate stream's window,
+# hash and pending buffers, an inflate window), as much as the rest of a member's idle
+# state; a session sends a few dozen kB of signaling in all.
 # aiohttp drops the connection (1009) above this; below it, oversize frames get an `error`.
 HARD_FRAME_FACTOR = 4
 # What ws.receive() returns as a socket ends; nothing follows them.
@@ -479,6 +484,7 @@ def websocket_handler(
             heartbeat=HEARTBEAT_SECONDS,
             timeout=CLOSE_HANDSHAKE_SECONDS,
             max_msg_size=worker.settings.signaling_max_bytes * HARD_FRAME_FACTOR,
+            compress=False,  # see COMPRESSION
         )
         await ws.prepare(request)
         conn = Connection(ws, worker.signaling_errors)

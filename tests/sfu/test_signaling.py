@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import aiohttp
 import pytest
 
 from .harness import Sfu, both_decode, pair
@@ -127,3 +128,14 @@ async def test_a_role_a_consult_does_not_admit_is_refused_and_leaves_no_room(sfu
     assert client.closed.code == 4003
     assert "observer" in client.closed.reason
     assert sfu.worker.rooms == {}
+
+
+async def test_the_socket_declines_compression_a_browser_offers(sfu: Sfu) -> None:
+    # Browsers offer permessage-deflate on every WebSocket; accepted, it kept ~180 kB of zlib
+    # state per member for the connection's life (signaling.py COMPRESSION).
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(sfu.ws_url, heartbeat=None, compress=15)
+        assert ws.compress == 0
+        await ws.send_json({"type": "ping", "id": 1})
+        assert (await ws.receive_json(timeout=20))["type"] == "pong"
+        await ws.close()

@@ -308,8 +308,7 @@ class Participant:
             self._add_publication(media, transceiver)
         if self._transport_cc_id is not None and self.publications and self._leg is not None:
             self.transport_feedback = TransportFeedback(self._leg, self._transport_cc_id)
-            run = self.transport_feedback.run(self._rtcp_ssrc, self.send_rtcp)
-            self._spawn(run, "transport-cc")
+            self.transport_feedback.start(self._rtcp_ssrc, self.send_rtcp, self.faults)
         self._answered.set()
         self._connect_watch = self._spawn(self._watch_connect(), "connect-timeout")
         self._spawn(self._run_ticks(), "rtcp")
@@ -1113,6 +1112,8 @@ class Participant:
             await subscription.close()
         self._closed = True
         self.prober.stop()
+        if self.transport_feedback is not None:
+            self.transport_feedback.stop()
         if self._answer_waiter is not None and not self._answer_waiter.done():
             self._answer_waiter.cancel()
         self._settle_codec_requests(failed=True)

@@ -10,7 +10,7 @@ import struct
 from media_server import feedback as feedback_module
 from media_server import rtpheader, sdpextras
 from media_server.faults import Faults
-from media_server.feedback import TransportFeedback
+from media_server.feedback import FeedbackClock, TransportFeedback
 from media_server.participant import Participant
 from media_server.rtpforward import Arrivals, Leg, apply_plan
 
@@ -203,10 +203,11 @@ async def test_the_answer_negotiates_transport_cc_where_the_client_publishes() -
         # The publisher estimates its uplink from that feedback: no REMB estimate of ours.
         assert participant.publications
         assert all(p.uplink_feedback and p._ast_id is None for p in participant.publications)
+        clock = FeedbackClock.of(asyncio.get_running_loop())
+        assert participant.transport_feedback in clock.members
     finally:
         await participant.close()
-    await asyncio.sleep(0)  # the cancelled task ends at its next step
-    assert not [t for t in asyncio.all_tasks() if t.get_name().endswith(":transport-cc")]
+    assert participant.transport_feedback not in clock.members
 
 
 async def test_no_transport_cc_when_switched_off_or_not_offered() -> None:
@@ -300,9 +301,9 @@ async def test_an_element_of_the_wrong_length_is_counted_logged_once_and_read_as
     assert len(forwarded) == len(shapes)
     monkeypatch.setattr(feedback_module, "INTERVAL_SECONDS", 0.001)
     sent: list[bytes] = []
-    task = asyncio.create_task(feedback.run(lambda: 1, sent.append))
+    feedback.start(lambda: 1, sent.append, Faults("test"))
     await asyncio.sleep(0.05)
-    task.cancel()
+    feedback.stop()
     arrivals = reported(sent)
     assert [seq for seq, at in arrivals.items() if at is not None] == [100, 108]
     assert all(arrivals[seq] is None for seq in range(101, 108))
@@ -324,3 +325,57 @@ def test_one_packet_numbered_far_ahead_does_not_silence_the_feedback() -> None:
     got = reported(arrivals.feedback(1))
     assert [seq for seq, at in got.items() if at is not None] == list(range(107, 200))
     assert (arrivals.late, arrivals.restarts) == (7, 1)
+
+
+async def test_one_loop_timer_sends_every_publishers_feedback_and_none_is_left_armed(
+    monkeypatch,
+) -> None:
+    # Issue 17: a task per publisher woke the loop ten times a second each. One clock per event
+    # loop now ticks for all of them; a failing one is counted and the others still get theirs;
+    # when the last stops no timer stays armed.
+    monkeypatch.setattr(feedback_module, "INTERVAL_SECONDS", 0.005)
+    loop = asyncio.get_running_loop()
+    armed: list[float] = []  # the clock's ticks armed (asyncio.sleep arms timers too)
+    call_later = loop.call_later
+
+    def counting_call_later(delay, callback, *args):
+        if getattr(callback, "__self__", None) is FeedbackClock.of(loop):
+            armed.append(delay)
+        return call_later(delay, callback, *args)
+
+    monkeypatch.setattr(loop, "call_later", counting_call_later)
+    faults = Faults("test")
+    feedbacks, sent = [], []
+    for i in range(4):
+        leg = Leg(on_rtp=lambda data: None, on_rtcp=None, dropped={}, faults=faults)
+        feedback = TransportFeedback(leg, EXT_ID)
+        feedback.arrivals.record(100 + i, 1_000_000)
+        outbox: list[bytes] = []
+        sent.append(outbox)
+        feedbacks.append(feedback)
+
+    def broken(packet: bytes) -> None:
+        raise RuntimeError("send failed")
+
+    for i, feedback in enumerate(feedbacks):
+        feedback.start(lambda: 7, broken if i == 1 else sent[i].append, faults)
+    clock = FeedbackClock.of(loop)
+    assert list(clock.members) == feedbacks
+    for _ in range(200):
+        if all(sent[i] for i in (0, 2, 3)):
+            break
+        await asyncio.sleep(0.005)
+    ticks = len(armed)
+    assert [reported(sent[i]) for i in (0, 2, 3)] == [
+        {100: 1_000_000 - 1_000_000 % TICK_US},
+        {102: 1_000_000 - 1_000_000 % TICK_US},
+        {103: 1_000_000 - 1_000_000 % TICK_US},
+    ]
+    assert faults.by_place == {"transport-cc": 1}
+    # one timer for the four: as many armed as ticks ran (plus the one pending), not four each
+    assert 1 <= ticks <= 3
+    for feedback in feedbacks:
+        feedback.stop()
+    assert clock.timer is None and not clock.members
+    await asyncio.sleep(0.03)
+    assert len(armed) == ticks  # stopped: nothing armed again

@@ -10,15 +10,17 @@ subscribed three times over) through its real entry points, with real SRTP keys 
 Ops are RTP packets built from the input's bytes (any SSRC, payload type, sequence and
 timestamp steps, CSRCs, extension blocks in both forms with known and unknown elements of any
 length, padding, keyframe starts), SRTCP compounds to either leg (well framed or not), raw
-datagrams, and NACK/PLI/REMB from the subscriber. After every op:
+datagrams, NACK/PLI/REMB from the subscriber, and a change of the video subscription's VP8
+temporal layers. After every op:
 
 - nothing was counted as a media fault or a ``send_error`` (bad input is a drop, never a
   fault: no member can inflate an alerting metric);
 - every packet the SFU sent decrypts at the receiver (a repeat of an index is the receiver's
   to drop; an index the send side left behind, ``replay_old``, is a failure);
 - every RTP packet sent parses with aiortc's ``RtpPacket.parse`` under the extension map of
-  the m-line it belongs to, and every RTCP packet with ``RtcpPacket.parse``: the receiver's
-  stand-in. Any exception is a finding.
+  the m-line it belongs to, a video one's VP8 payload descriptor with aiortc's
+  ``VpxPayloadDescriptor.parse`` (with VP8 after it), and every RTCP packet with
+  ``RtcpPacket.parse``: the receiver's stand-in. Any exception is a finding.
 
 ``run(data)`` is the whole harness; ``tests/fuzz/test_media.py`` runs it under hypothesis in
 ``make test`` and ``python -m tests.fuzz.fuzz_media`` under atheris (README: "Fuzzing").
@@ -32,6 +34,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pylibsrtp
+from aiortc.codecs.vpx import VpxPayloadDescriptor
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpPacket, RtpPacket
 
@@ -64,6 +67,7 @@ SUBSCRIBED = [
     (7003, 120, "4", {MID: 3, AST: 2, ORIENTATION: 9, rtpheader.URI_TOFFSET: 14}, 1),
 ]
 MAPS = {ssrc: rtpheader.extension_map(ids) for ssrc, _, _, ids, _ in SUBSCRIBED}
+VIDEO_OUT = {ssrc for ssrc, _, _, _, source in SUBSCRIBED if source == 1}
 KEYS = [bytes([i]) * 30 for i in range(4)]
 MAX_OPS = 48
 
@@ -270,6 +274,10 @@ class Sfu:
         packet = RtpPacket.parse(plain, self.maps[ssrc])
         if packet.extensions.mid is not None and packet.extensions.mid not in "134":
             raise Finding(f"MID {packet.extensions.mid!r} reached the subscriber")
+        if ssrc in VIDEO_OUT and packet.payload:  # padding alone has no descriptor
+            _, vp8 = VpxPayloadDescriptor.parse(packet.payload)  # raises on a broken one
+            if not vp8:
+                raise Finding("a VP8 descriptor with no VP8 after it reached the subscriber")
 
     # ---- ops ------------------------------------------------------------------------------
 
@@ -294,6 +302,8 @@ class Sfu:
             for publication in self.publications:
                 publication.send_nacks(float(r.byte()))
                 publication.request_keyframe()
+            # a lower frame rate: VP8 temporal layers left out from the next frame start
+            self.subscriber.subscriptions[2].set_temporal([0, 1, 2, 255][r.byte() % 4])
 
     @staticmethod
     def _send(leg: Leg, protect: Any, packet: bytes) -> None:
@@ -332,6 +342,8 @@ class Sfu:
             packet += self._extension(r)
         if first & 0x08:  # a VP8 keyframe start: lets video through the keyframe gate
             packet += bytes([0x10, 0x00, 0x9D, 0x01, 0x2A])
+        elif first & 0x40:
+            packet += self._descriptor(r)
         packet += r.take(r.byte() % 64)
         if first & 0x20:  # near the MTU: a growing rewrite must not take it over
             packet += bytes(1380 + r.byte() % 128)
@@ -339,6 +351,26 @@ class Sfu:
             packet[0] |= 0x20
             packet += bytes([r.byte() % 8])
         return bytes(packet)
+
+    @staticmethod
+    def _descriptor(r: Reader) -> bytes:
+        """A VP8 payload descriptor (RFC 7741 4.2): X with any of I (7- or 15-bit PictureID),
+        L, T (any TID, Y) and K, or none, whole or cut short anywhere."""
+        flags, ext = r.byte(), r.byte() & 0xF0
+        out = bytearray([0x80 | (flags & 0x10) if ext or flags & 0x01 else flags & 0x10])
+        if out[0] & 0x80:
+            out.append(ext)
+            if ext & 0x80:
+                out += (
+                    bytes([0x80 | r.byte(), r.byte()]) if flags & 0x02 else bytes([r.byte() & 0x7F])
+                )
+            if ext & 0x40:
+                out.append(r.byte())
+            if ext & 0x30:
+                out.append(r.byte())
+        if flags & 0x04:
+            out = out[: r.byte() % (len(out) + 1)]
+        return bytes(out)
 
     def _extension(self, r: Reader) -> bytes:
         choice = r.byte()

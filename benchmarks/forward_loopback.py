@@ -9,7 +9,19 @@ encrypt, send, and the event loop around it).
 
     .venv/bin/python -m benchmarks.forward_loopback --consults 1,4,8 --window 10 [--floor]
 
-us/pkt = (user+sys CPU seconds of the SFU process) / (packets it forwarded), over the window.
+us/pkt = (CPU seconds of the SFU process) / (packets it forwarded), over the window; the CPU
+time is the scheduler's (``/proc/<pid>/task/*/schedstat``, nanoseconds: at one consult the
+process uses ~13 ms/s, and ``os.times``' 10 ms ticks were +-8% of that over 10 s), the user
+and sys columns are ``os.times``' split of it. ``wake/s/part``: the times per second the SFU
+process went to sleep and was woken (voluntary context switches, all threads) per
+participant; ``ms/s/part``: its CPU per participant.
+
+--silent connects the participants and subscribes them but sends no media: what a participant
+costs by itself (timers, RTCP, ICE consent), the fixed part of us/pkt at low load.
+--transport-cc puts the transport-cc extension in the peers' offers, as Chrome's have, so the
+SFU negotiates it and sends them feedback (media_server/feedback.py); the load peers do not
+number their packets, so the feedback is empty and this measures its timers, not its content.
+--chat has each peer open a data channel, as the web client and the consults harness do.
 
 --floor also measures, for each N right after Televisit, a reference SFU process with the same
 peer connections, DTLS, compiled SRTP and sockets and event loop whose participants hand each
@@ -92,6 +104,23 @@ def floor_participant() -> type:
     return FloorParticipant
 
 
+def _cpu_and_wakeups() -> tuple[int, int]:
+    """(CPU nanoseconds, voluntary context switches) of this process, all threads: the
+    scheduler's own counts, (0, 0) where /proc has none."""
+    ns = switches = 0
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/schedstat") as f:
+                ns += int(f.read().split()[0])
+            with open(f"/proc/self/task/{task}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        switches += int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    return ns, switches
+
+
 async def _sfu(conn: Connection, floor: bool) -> None:
     from config import load_settings
     from media_server.participant import Participant
@@ -144,8 +173,9 @@ async def _sfu(conn: Connection, floor: bool) -> None:
             legs = [p._leg for p in participants.values() if p._leg is not None]
             wakes = sum(getattr(leg, "read_calls", 0) for leg in legs)
             datagrams = sum(getattr(leg, "datagrams_read", 0) for leg in legs)
+            cpu_ns, switches = _cpu_and_wakeups()
             conn.send(("stats", name, (t.user, t.system, forwarded(), drops, received, refused,
-                                       wakes, datagrams)))  # fmt: skip
+                                       wakes, datagrams, cpu_ns, switches)))  # fmt: skip
         elif kind == "memory":
             report = memory_report(body)
             report["history"] = sum(
@@ -250,48 +280,85 @@ class Sfu:
         return await asyncio.wait_for(future, 60)
 
     async def join(
-        self, name: str, loops: list[media.EncodedLoop], send: bool = True, chat: bool = False
+        self,
+        name: str,
+        loops: list[media.EncodedLoop],
+        send: bool = True,
+        chat: bool = False,
+        transport_cc: bool = False,
     ) -> LoadPeer:
         """A peer publishing ``loops``, sending them at once unless not ``send``; with ``chat``
-        it opens a data channel as the web client does (SCTP over the DTLS connection)."""
+        it opens a data channel as the web client does (SCTP over the DTLS connection); its
+        offer names the transport-cc extension, as Chrome's does, if ``transport_cc``."""
         peer = self.peers[name] = LoadPeer()
         peer.publish(loops)
         if chat:
             peer.pc.createDataChannel("chat")
-        await peer.accept(await self.ask("offer", name, await peer.offer(), "answer"))
+        offer = await peer.offer()
+        if transport_cc:
+            offer = with_transport_cc(offer)
+        await peer.accept(await self.ask("offer", name, offer, "answer"))
         if send:
             await peer.start_sending(3600)
         return peer
 
 
+def with_transport_cc(offer: str) -> str:
+    """``offer`` with ``a=extmap`` of the transport-cc URI in each media section, under a
+    one-byte id (RFC 8285: 1-14) it does not use."""
+    from media_server import rtpheader
+
+    lines = offer.split("\r\n")
+    used = {
+        int(line[9:].split()[0].split("/")[0]) for line in lines if line.startswith("a=extmap:")
+    }
+    ident = min(set(range(1, 15)) - used)
+    out = []
+    for line in lines:
+        out.append(line)
+        if line.startswith(("m=audio", "m=video")):
+            out.append(f"a=extmap:{ident} {rtpheader.URI_TRANSPORT_CC}")
+    return "\r\n".join(out)
+
+
 async def measure(
-    consults: int, window: float, settle: float, loops: list[Any], cpu: int, floor: bool = False
+    consults: int,
+    window: float,
+    settle: float,
+    loops: list[Any],
+    cpu: int,
+    floor: bool = False,
+    **join: bool,
 ) -> dict[str, float]:
+    """One step: ``consults`` consults through a fresh SFU process (the floor's if ``floor``),
+    each peer joining with ``join`` (Sfu.join's send, chat, transport_cc)."""
     sfu = Sfu(cpu, floor)
     try:
         for i in range(consults):
-            await sfu.join(f"a{i}", loops)
-            await sfu.join(f"b{i}", loops)
+            await sfu.join(f"a{i}", loops, **join)
+            await sfu.join(f"b{i}", loops, **join)
             sfu.conn.send(("subscribe", f"a{i}", f"b{i}"))
             sfu.conn.send(("subscribe", f"b{i}", f"a{i}"))
         await asyncio.sleep(settle)
-        user0, sys0, fwd0, drop0, in0, refused0, wake0, dg0 = await sfu.ask(
+        user0, sys0, fwd0, drop0, in0, refused0, wake0, dg0, ns0, sw0 = await sfu.ask(
             "stats", "-", None, "stats"
         )
         t0 = time.monotonic()
         await asyncio.sleep(window)
-        user1, sys1, fwd1, drop1, in1, refused1, wake1, dg1 = await sfu.ask(
+        user1, sys1, fwd1, drop1, in1, refused1, wake1, dg1, ns1, sw1 = await sfu.ask(
             "stats", "-", None, "stats"
         )
         seconds = time.monotonic() - t0
         packets = fwd1 - fwd0
+        cpu = (ns1 - ns0) / 1e9 if ns1 else user1 + sys1 - user0 - sys0
+        participants = 2 * consults
         return {
             "consults": consults,
             "forwarded_pps": packets / seconds,
-            "sfu_cpu_pct": 100 * (user1 + sys1 - user0 - sys0) / seconds,
-            "us_per_packet": 1e6 * (user1 + sys1 - user0 - sys0) / packets
-            if packets
-            else float("nan"),
+            "sfu_cpu_pct": 100 * cpu / seconds,
+            "us_per_packet": 1e6 * cpu / packets if packets else float("nan"),
+            "wakeups_per_participant": (sw1 - sw0) / seconds / participants,
+            "ms_per_participant": 1e3 * cpu / seconds / participants,
             "us_user": 1e6 * (user1 - user0) / packets if packets else float("nan"),
             "us_sys": 1e6 * (sys1 - sys0) / packets if packets else float("nan"),
             "dropped": drop1 - drop0,
@@ -319,21 +386,23 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     print(
         f"{'sfu':>9} {'consults':>8} {'fwd pkt/s':>10} {'SFU CPU%':>9} {'us/pkt':>7} {'user':>6} "
-        f"{'sys':>6} {'dropped':>8} {'in pkt/s':>9} {'refused':>8} {'x floor':>8} {'dg/wake':>8}"
+        f"{'sys':>6} {'dropped':>8} {'in pkt/s':>9} {'refused':>8} {'x floor':>8} {'dg/wake':>8} "
+        f"{'wake/s/part':>11} {'ms/s/part':>9}"
     )
     for n in [int(x) for x in args.consults.split(",")]:
-        rows = [("televisit", await measure(n, args.window, args.settle, loops, args.server_cpu))]
+        common = (n, args.window, args.settle, loops, args.server_cpu)
+        join = {"send": not args.silent, "chat": args.chat, "transport_cc": args.transport_cc}
+        rows = [("televisit", await measure(*common, **join))]
         if args.floor:
-            rows.append(
-                ("floor", await measure(n, args.window, args.settle, loops, args.server_cpu, True))
-            )
+            rows.append(("floor", await measure(*common, True, **join)))
         floor_us = rows[-1][1]["us_per_packet"] if args.floor else float("nan")
         for name, row in rows:
             print(
                 f"{name:>9} {n:8d} {row['forwarded_pps']:10.0f} {row['sfu_cpu_pct']:9.1f} "
                 f"{row['us_per_packet']:7.1f} {row['us_user']:6.1f} {row['us_sys']:6.1f} "
                 f"{row['dropped']:8d} {row['received_pps']:9.0f} {row['refused']:8d} "
-                f"{row['us_per_packet'] / floor_us:8.2f} {row['datagrams_per_wake']:8.2f}",
+                f"{row['us_per_packet'] / floor_us:8.2f} {row['datagrams_per_wake']:8.2f} "
+                f"{row['wakeups_per_participant']:11.1f} {row['ms_per_participant']:9.2f}",
                 flush=True,
             )
 
@@ -350,6 +419,13 @@ def main() -> None:
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--floor", action="store_true", help="also measure the floor reference")
+    parser.add_argument(
+        "--silent", action="store_true", help="peers connect and send no media (fixed costs)"
+    )
+    parser.add_argument("--chat", action="store_true", help="each peer opens a data channel")
+    parser.add_argument(
+        "--transport-cc", action="store_true", help="peers' offers carry transport-cc (Chrome's)"
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

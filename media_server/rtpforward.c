@@ -40,7 +40,7 @@ typedef int (*srtp_fn)(void *ctx, void *buf, int *len);
 static srtp_fn srtp_protect, srtp_protect_rtcp, srtp_unprotect, srtp_unprotect_rtcp;
 
 static PyObject *k_rtx_padding, *k_rtx_unrepaired;
-static PyObject *k_malformed_rtp, *k_payload_type, *k_sequence_jump, *k_too_long, *k_temporal_late, *k_malformed_vp8, *k_duplicate, *k_srtp_rejected, *k_srtcp_rejected,
+static PyObject *k_malformed_rtp, *k_payload_type, *k_sequence_jump, *k_too_long, *k_temporal_late, *k_malformed_vp8, *k_duplicate, *k_before_restart, *k_srtp_rejected, *k_srtcp_rejected,
     *k_not_connected, *k_send_error, *k_record, *k_one, *k_where_rtp, *k_where_rtcp,
     *k_where_forward, *k_where_nack, *k_where_frame, *k_where_restart, *k_where_codec,
     *k_where_send, *k_recv_error, *k_oversize;
@@ -1036,6 +1036,11 @@ typedef struct {
     long long rtx_payload_bytes_out; /* OSN + payload: its sender reports' octet count */
     long long packets_out, bytes_out, payload_bytes_out;
     int last_seq;        /* -1: nothing sent yet */
+    /* The source sequence number prepare last re-based the numbering at, while a packet from
+       before it may still arrive (RESTART_WINDOW); -1: none. Such a packet (a new source's
+       from before its keyframe, reordered) would be numbered before the re-base point, with
+       the numbers the packets sent before the re-base took: it is dropped (before_restart). */
+    int restart_from;
     uint32_t last_ts;
     double last_sent_at; /* NAN: never */
     int nplans, next_plan;
@@ -1334,6 +1339,10 @@ static uint8_t *history_place(Outbound *o, Py_ssize_t n, uint16_t seq, double no
     return at;
 }
 
+/* Packets after a re-base past which none from before it can arrive: the Inbound takes one at
+   most MAX_MISORDER behind the newest (RFC 3550 A.1). */
+#define RESTART_WINDOW 0x1000
+
 /* `vp8`: the payload's descriptor where the caller parsed it (NULL: parsed here if needed). */
 static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, const Header *h,
                             const Vp8 *vp8) {
@@ -1357,6 +1366,14 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
         Py_DECREF(r);
         if (go <= 0 || !o->ready || o->send == Py_None) return 0;
         temporal_rebase(&o->temporal); /* prepare re-based the numbering */
+        o->restart_from = h->seq;
+    } else if (o->restart_from >= 0) {
+        uint16_t after = (uint16_t)(h->seq - o->restart_from);
+        if (after >= 0x8000) {
+            count(o->dropped, k_before_restart);
+            return 0;
+        }
+        if (after >= RESTART_WINDOW) o->restart_from = -1; /* nothing that old gets this far */
     }
     uint16_t skip_seq = 0, skip_pid = 0;
     uint8_t stub[MTU];
@@ -1491,7 +1508,7 @@ static int Outbound_init(Outbound *self, PyObject *args, PyObject *kw) {
     self->prepare = Py_NewRef(prepare);
     self->dropped = Py_NewRef(dropped);
     self->faults = Py_NewRef(faults);
-    self->last_seq = -1;
+    self->last_seq = self->restart_from = -1;
     self->last_picture_id = self->last_tl0 = -1;
     self->temporal.target = TEMPORAL_ALL;
     temporal_rebase(&self->temporal);
@@ -2500,7 +2517,8 @@ PyMODINIT_FUNC PyInit_rtpforward(void) {
         intern(&k_where_send, "leg.send") || intern(&k_recv_error, "recv_error") ||
         intern(&k_oversize, "oversize_datagram") || intern(&k_sequence_jump, "sequence_jump") ||
         intern(&k_too_long, "too_long") || intern(&k_temporal_late, "temporal_late") ||
-        intern(&k_malformed_vp8, "malformed_vp8") || intern(&k_duplicate, "duplicate") || intern(&k_where_restart, "publication.restart") ||
+        intern(&k_malformed_vp8, "malformed_vp8") || intern(&k_duplicate, "duplicate") ||
+        intern(&k_before_restart, "before_restart") || intern(&k_where_restart, "publication.restart") ||
         intern(&k_where_codec, "publication.codec") || intern(&k_rtx_padding, "rtx_padding") ||
         intern(&k_rtx_unrepaired, "rtx_unrepaired"))
         return NULL;

@@ -227,3 +227,34 @@ def test_rtx_from_the_publisher_is_unwrapped_into_the_packet_it_repairs_once() -
     for bad in ({97: 97}, {128: 96}, {97: 98, 98: 96}):  # an RTX type naming itself or RTX
         with pytest.raises(ValueError):
             inbound.set_rtx(bad)
+
+
+def test_a_packet_from_before_a_re_base_is_not_given_a_number_already_sent() -> None:
+    """A re-base (a layer or source switch at its keyframe, a resume) continues the numbering
+    from the last packet sent. A packet of the new source from before the packet re-based at
+    (reordered) would be numbered before it, with a number a packet of the old source went
+    out under: it is dropped as before_restart, until nothing that old can arrive."""
+    sent: list[bytes] = []
+    dropped: dict[str, int] = {}
+
+    def prepare(packet: bytes) -> bool:  # as Subscription._prepare re-bases
+        source_seq = struct.unpack("!H", packet[2:4])[0]
+        if out.last_seq is not None:
+            out.seq_offset = (out.last_seq + 1 - source_seq) & 0xFFFF
+        out.ready = True
+        return True
+
+    out = Outbound(1024, prepare, dropped)
+    out.set_route(sent.append, None)
+    out.ssrc, out.payload_type = 5, 96
+    for seq in (1000, 1001, 1002):
+        out.forward(rtp(seq, seq))
+    out.ready = False  # the switch: 5000 is the new source's keyframe
+    for seq in (5000, 5001, 4999, 4998, 5002):
+        out.forward(rtp(seq, seq))
+    assert [struct.unpack("!H", p[2:4])[0] for p in sent] == [1000, 1001, 1002, 1003, 1004, 1005]
+    assert dropped == {"before_restart": 2}
+    for seq in range(5003, 5003 + 0x1000):  # far on: the next packets are the new source's
+        out.forward(rtp(seq, seq))
+    out.forward(rtp(5003 + 0x1000 + 0x7000, 0))  # seq_newer holds: forwarded
+    assert dropped == {"before_restart": 2} and len(sent) == 6 + 0x1000 + 1

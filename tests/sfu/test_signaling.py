@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import gc
 import json
+import os
+import socket
+import struct
 from typing import Any
 
 import aiohttp
 import pytest
+
+from media_server.signaling import Connection, Session
 
 from .harness import Sfu, both_decode, pair
 
@@ -139,3 +147,86 @@ async def test_the_socket_declines_compression_a_browser_offers(sfu: Sfu) -> Non
         await ws.send_json({"type": "ping", "id": 1})
         assert (await ws.receive_json(timeout=20))["type"] == "pong"
         await ws.close()
+
+
+def _frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """A client's masked WebSocket frame (RFC 6455 5.2), short payloads only."""
+    key = b"\x01\x02\x03\x04"
+    masked = bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + key + masked
+
+
+async def _upgraded(sfu: Sfu) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw TCP client past the WebSocket upgrade: it sends and answers only what a test says."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", sfu.server.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST (SO_LINGER 0): a client that vanishes mid-message."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def test_abusive_clients_leave_no_task_and_no_connection_behind(sfu: Sfu) -> None:
+    """Clients that vanish mid-frame, send garbage, close and hold TCP open, never answer the
+    server's close, or go while joined: each socket's reader and writer tasks end and its
+    Connection and Session are freed (the server closes TCP at most CLOSE_HANDSHAKE_SECONDS
+    after its close frame), and the room stays usable."""
+    await asyncio.sleep(0.1)
+    baseline = {id(t) for t in asyncio.all_tasks()}
+    join = json.dumps({"type": "join", "token": sfu.token("room-a", "guest", "Pat")}).encode()
+    held = []
+    for abuse in range(6):
+        reader, writer = await _upgraded(sfu)
+        if abuse == 0:  # half a frame, then gone
+            writer.write(_frame(1, join)[:5])
+            await writer.drain()
+            _reset(writer)
+        elif abuse == 1:  # not WebSocket at all
+            writer.write(b"\xff" * 64)
+            await writer.drain()
+            held.append(writer)
+        elif abuse == 2:  # a close frame, and TCP held open
+            writer.write(_frame(8, struct.pack("!H", 1000)))
+            await writer.drain()
+            held.append(writer)
+        elif abuse == 3:  # a bad token: the server closes; the client never answers or reads
+            writer.write(_frame(1, json.dumps({"type": "join", "token": "nope"}).encode()))
+            await writer.drain()
+            held.append(writer)
+        elif abuse == 4:  # a message in fragments that never end, then gone
+            writer.write(_frame(1, b'{"type":', fin=False) + _frame(0, b" ", fin=False) * 20)
+            await writer.drain()
+            _reset(writer)
+        else:  # joined, then gone in the middle of its next message
+            writer.write(_frame(1, join))
+            await writer.drain()
+            await asyncio.sleep(0.3)
+            writer.write(_frame(1, b'{"type": "ping"' + b" " * 40)[:20])
+            await writer.drain()
+            _reset(writer)
+
+    def leftovers() -> list[str]:
+        return [t.get_name() for t in asyncio.all_tasks() if id(t) not in baseline]
+
+    for _ in range(100):  # 10 s: twice the close handshake's bound (5 s)
+        if not leftovers():
+            break
+        await asyncio.sleep(0.1)
+    assert leftovers() == []
+    gc.collect()
+    live = [o for o in gc.get_objects() if isinstance(o, (Connection, Session))]
+    assert live == []
+    for writer in held:
+        writer.close()
+    client = await sfu.client(sfu.token("room-a", "host", "Doc"))
+    assert (await client.join())["room"]["state"] in ("waiting", "active")

@@ -19,8 +19,12 @@ The estimate (bits/s) follows Google Congestion Control's loss-based controller
 - The REMB is a receiver's delay-based estimate, bounded by 1.5x what it receives (libwebrtc's
   AIMD): a low layer keeps it low, so it is no measure of the link while it is above what we
   send. Under ``REMB_OVERUSE`` x what we send (its queue grows: a shaped link) for
-  ``REMB_HOLD_SECONDS`` it lowers the estimate, at most by half per ``REMB_HOLD_SECONDS``
-  (a receiver starved of CPU reads its own stalls as queueing). Only a REMB that fell counts
+  ``REMB_HOLD_SECONDS`` it lowers the estimate, at most to half of what we send per
+  ``REMB_HOLD_SECONDS`` (a receiver starved of CPU reads its own stalls as queueing): half of
+  what we send, not of the estimate, which grew above it exploring (halving a 2.7 Mbit/s
+  estimate while 0.9 Mbit/s flowed into a shaped 500 kbit/s link changed no layer, and the
+  400 ms queue overflowed into a 1.3 s freeze and a 222 ms audio gap; GCC's decrease, too, is
+  a share of what arrives). Only a REMB that fell counts
   (under ``REMB_FALL`` x the highest of the last ``REMB_FALL_SECONDS``: the receiver saw its
   queue grow), never one that is low but rising: libwebrtc's estimate ramps up from its start
   value by about 8% a second, for 20 s and more (a clean leg was held on the lowest layer that
@@ -221,7 +225,7 @@ class DownlinkEstimator:
         since = self._remb_low_since = self._remb_low_since or now
         if now - since < REMB_HOLD_SECONDS or now - self._remb_cut_at < REMB_HOLD_SECONDS:
             return False
-        target = max(self.remb, self.value / 2)
+        target = max(self.remb, min(self.value, sending) / 2)
         if now < self._probe_echo[0]:
             # The receiver reacting to a probe's burst (a shaped link's queue, a policer's
             # drops): the probe fails, the estimate goes back to before it, not lower.

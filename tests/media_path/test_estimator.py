@@ -142,8 +142,25 @@ def test_remb_under_what_we_send_lowers_the_estimate_step_by_step() -> None:
         leg.run(estimator.REMB_HOLD_SECONDS)
         leg.est.on_remb(400_000)
         seen.append(leg.est.estimate)
-    assert seen[0] == pytest.approx(start / 2, rel=0.05)  # at most halved at a time
+    assert start > 1_500_000
+    assert seen[0] == pytest.approx(1_500_000 / 2, rel=0.05)  # at most half what we send
     assert seen[-1] == 400_000
+
+
+def test_a_remb_cut_starts_from_what_we_send_not_an_estimate_grown_above_it() -> None:
+    # The shaped step of issue 13, from the harness: the estimate had grown to 2.7 Mbit/s
+    # while the top layer sent 0.9 Mbit/s; the link fell to 500 kbit/s and the REMB with it.
+    # Halving the estimate (1.37 Mbit/s) left the top layer on until the 400 ms queue
+    # overflowed; half of what we send is under it at the first cut.
+    leg = Leg(rate=900_000)
+    leg.est.demand = 2_000_000
+    leg.run(estimator.START_SECONDS + 0.6)
+    assert leg.est.estimate >= 2_500_000
+    leg.est.on_remb(1_300_000)
+    leg.est.on_remb(440_000)
+    leg.run(estimator.REMB_HOLD_SECONDS)
+    assert leg.est.on_remb(440_000)
+    assert leg.est.estimate == pytest.approx(900_000 / 2, rel=0.05)  # under the top layer
 
 
 def test_a_low_but_rising_remb_is_a_receiver_ramping_up_not_a_queue() -> None:

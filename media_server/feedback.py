@@ -78,14 +78,15 @@ class TransportFeedback:
 class FeedbackClock:
     """The one timer of an event loop's ``TransportFeedback``s: while any is started, a tick
     every ``INTERVAL_SECONDS`` (a loop timer, no task) has each send what is due, in the order
-    they started; with none, no timer is armed. ``of(loop)`` gives the loop's clock."""
+    they started; with none, no timer is armed. ``of(loop)`` gives the loop's clock; ``add``
+    runs in that loop. The clock keeps no reference to its loop (it is the value of a weak
+    mapping from the loop: a reference back would keep every loop alive)."""
 
     _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FeedbackClock] = (
         weakref.WeakKeyDictionary()
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
         self.members: dict[TransportFeedback, None] = {}  # an ordered set
         self.timer: asyncio.TimerHandle | None = None
 
@@ -93,13 +94,13 @@ class FeedbackClock:
     def of(cls, loop: asyncio.AbstractEventLoop) -> FeedbackClock:
         clock = cls._clocks.get(loop)
         if clock is None:
-            clock = cls._clocks[loop] = cls(loop)
+            clock = cls._clocks[loop] = cls()
         return clock
 
     def add(self, feedback: TransportFeedback) -> None:
         self.members[feedback] = None
         if self.timer is None:
-            self.timer = self._loop.call_later(INTERVAL_SECONDS, self._tick)
+            self.timer = asyncio.get_running_loop().call_later(INTERVAL_SECONDS, self._tick)
 
     def discard(self, feedback: TransportFeedback) -> None:
         self.members.pop(feedback, None)
@@ -112,4 +113,4 @@ class FeedbackClock:
         for feedback in list(self.members):
             feedback.send_due()
         if self.members and self.timer is None:
-            self.timer = self._loop.call_later(INTERVAL_SECONDS, self._tick)
+            self.timer = asyncio.get_running_loop().call_later(INTERVAL_SECONDS, self._tick)

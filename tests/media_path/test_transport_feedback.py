@@ -379,3 +379,24 @@ async def test_one_loop_timer_sends_every_publishers_feedback_and_none_is_left_a
     assert clock.timer is None and not clock.members
     await asyncio.sleep(0.03)
     assert len(armed) == ticks  # stopped: nothing armed again
+
+
+def test_a_loop_that_ran_feedback_is_not_kept_alive_by_its_clock() -> None:
+    import gc
+    import weakref
+
+    async def run_one() -> None:
+        leg = Leg(on_rtp=lambda data: None, on_rtcp=None, dropped={}, faults=Faults("test"))
+        feedback = TransportFeedback(leg, EXT_ID)
+        feedback.start(lambda: 1, lambda packet: None, Faults("test"))
+        await asyncio.sleep(0)
+        feedback.stop()
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(run_one())
+    assert FeedbackClock._clocks.get(loop) is not None
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None

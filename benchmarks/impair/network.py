@@ -3,9 +3,17 @@
 This kernel has no netem (testing-webrtc-here.md, "Impairing the network"). What works:
 - random loss: an nftables rule on the **input** hook, ``numgen random mod 100 < N drop``
   (a drop on output would make the sender's sendto fail instead of losing the datagram);
-- policing (a cap without a queue): ``limit rate over B bytes/second burst K bytes drop``;
 - shaping (a cap with a queue, delay builds up): an htb class on ``lo`` egress holding a
-  bfifo sized to ``queue_ms`` of the rate, selected by a u32 filter on the UDP port.
+  bfifo sized to ``queue_ms`` of the rate, selected by a u32 filter on the UDP port;
+- policing (a cap without a queue), two kinds:
+  - by default nftables' ``limit rate over B bytes/second burst K bytes drop`` on input, whose
+    bucket is one second of the rate plus K (nft_limit counts in its unit, the second): it
+    lets about a second of anything through (a keyframe burst, a probe, a switch up) before
+    it drops. Issue 13's figures were measured with it.
+  - with ``burst_ms`` set, a strict policer: the htb class above with a token bucket of
+    ``burst_ms`` of the rate and a bfifo of one datagram, so what the bucket does not cover
+    is dropped (tc's police action, which would police on input, is not in this kernel).
+    At 150 kbit/s and 100 ms that is 1,875 bytes: a keyframe's burst is mostly dropped.
 Every party and the SFU share 127.0.0.1 inside the namespace, so a direction of one party's
 path is its UDP port: ``down`` (what it receives) matches ``udp dport``, ``up`` (what it sends)
 ``udp sport``. Added delay is not a kernel feature here: parties add it themselves
@@ -25,6 +33,8 @@ from dataclasses import dataclass
 
 TABLE = "tvimpair"
 HTB_DEFAULT = 1  # unshaped traffic: a class at line rate
+DATAGRAM_BYTES = 1600  # a strict policer's queue: the datagram being sent, no more
+NFT_BURST_MS = 100  # the nftables policer's burst, on top of its second
 
 
 class NotPrivate(RuntimeError):
@@ -73,7 +83,8 @@ class Link:
     """What one direction of one party's path does to its packets.
 
     ``loss_pct``: random loss, percent. ``police_kbps``: packets over this rate are dropped
-    (no queue; burst ``burst_ms`` of the rate). ``shape_kbps``: packets over this rate wait in
+    (no queue; a bucket of ``burst_ms`` of the rate, or nftables' second and 100 ms when
+    None: see the module docstring). ``shape_kbps``: packets over this rate wait in
     a queue of ``queue_ms`` (dropped when it is full). ``delay_ms``: added one-way delay, applied
     by the party itself (fixed for a call).
     """
@@ -82,7 +93,7 @@ class Link:
     police_kbps: int | None = None
     shape_kbps: int | None = None
     queue_ms: int = 400
-    burst_ms: int = 100
+    burst_ms: int | None = None
     delay_ms: int = 0
 
     def describe(self) -> str:
@@ -132,9 +143,9 @@ class Impairments:
             if link.loss_pct:
                 per_mille = round(link.loss_pct * 10)
                 rules.append(f"add rule inet {TABLE} input {match} numgen random mod 1000 < {per_mille} drop")  # fmt: skip
-            if link.police_kbps:
+            if link.police_kbps and link.burst_ms is None:
                 rate = link.police_kbps * 1000 // 8
-                burst = max(3000, rate * link.burst_ms // 1000)
+                burst = max(3000, rate * NFT_BURST_MS // 1000)
                 rules.append(f"add rule inet {TABLE} input {match} limit rate over {rate} bytes/second burst {burst} bytes drop")  # fmt: skip
         script = f"flush chain inet {TABLE} input\n" + "\n".join(rules) + "\n"
         if not private():
@@ -147,31 +158,38 @@ class Impairments:
     def _apply_tc(self, port: int, direction: str, link: Link) -> None:
         key = (port, direction)
         classid = self._classes.get(key)
-        if link.shape_kbps is None:
+        if link.police_kbps and link.shape_kbps:
+            raise ValueError("a link is policed or shaped, not both")
+        strict = link.police_kbps if link.burst_ms is not None else None
+        kbps = strict or link.shape_kbps
+        if not kbps:
             if classid is not None:
                 _run(["tc", "filter", "del", "dev", self.device, "parent", "1:", "prio",
                       str(classid)])  # fmt: skip
                 _run(["tc", "class", "del", "dev", self.device, "classid", f"1:{classid}"])
                 del self._classes[key]
             return
-        rate = f"{link.shape_kbps}kbit"
-        limit = max(3000, link.shape_kbps * 1000 // 8 * link.queue_ms // 1000)
+        bytes_per_second = kbps * 1000 // 8
+        htb = ["htb", "rate", f"{kbps}kbit", "ceil", f"{kbps}kbit"]
+        if strict and link.burst_ms is not None:
+            bucket = max(DATAGRAM_BYTES, bytes_per_second * link.burst_ms // 1000)
+            htb += ["burst", str(bucket), "cburst", str(bucket)]
+            limit = DATAGRAM_BYTES  # no queue: over the bucket is dropped
+        else:
+            limit = max(3000, bytes_per_second * link.queue_ms // 1000)
+        verb = "add" if classid is None else "change"
         if classid is None:
             classid = self._classes[key] = self._next_class
             self._next_class += 1
-            _run(["tc", "class", "add", "dev", self.device, "parent", "1:", "classid",
-                  f"1:{classid}", "htb", "rate", rate, "ceil", rate])  # fmt: skip
-            _run(["tc", "qdisc", "add", "dev", self.device, "parent", f"1:{classid}", "handle",
-                  f"{classid}:", "bfifo", "limit", str(limit)])  # fmt: skip
+        _run(["tc", "class", verb, "dev", self.device, "parent", "1:", "classid",
+              f"1:{classid}", *htb])  # fmt: skip
+        _run(["tc", "qdisc", verb, "dev", self.device, "parent", f"1:{classid}", "handle",
+              f"{classid}:", "bfifo", "limit", str(limit)])  # fmt: skip
+        if verb == "add":
             field = "dport" if direction == "down" else "sport"
             _run(["tc", "filter", "add", "dev", self.device, "parent", "1:", "prio",
                   str(classid), "protocol", "ip", "u32", "match", "ip", field, str(port),
                   "0xffff", "flowid", f"1:{classid}"])  # fmt: skip
-        else:
-            _run(["tc", "class", "change", "dev", self.device, "parent", "1:", "classid",
-                  f"1:{classid}", "htb", "rate", rate, "ceil", rate])  # fmt: skip
-            _run(["tc", "qdisc", "change", "dev", self.device, "parent", f"1:{classid}",
-                  "handle", f"{classid}:", "bfifo", "limit", str(limit)])  # fmt: skip
 
     def clear(self) -> None:
         """Remove every impairment (the table and the qdisc)."""

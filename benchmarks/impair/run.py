@@ -405,6 +405,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "(media.transport_cc = false), televisit-probing (media.probing = true), janus",
     )
     p.add_argument("--short", type=float, default=1.0, help="scale every scenario's times")
+    p.add_argument(
+        "--police-burst-ms", type=int, default=None, metavar="MS",
+        help="police with a strict token bucket of MS ms of the rate (tc htb, no queue) "
+        "instead of nftables' limit, whose bucket holds a second of the rate",
+    )  # fmt: skip
     p.add_argument("--period", type=float, default=0.5, help="seconds between samples")
     p.add_argument("--out", default="var/impair", help="directory for JSON and PNGs")
     return p.parse_args(argv)
@@ -435,6 +440,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     scenario = (
                         SCENARIOS[name].short(args.short) if args.short != 1 else SCENARIOS[name]
                     )
+                    if args.police_burst_ms is not None:
+                        scenario = scenario.strict(args.police_burst_ms)
                     load = report.load()
                     print(f"{system}: {scenario.name} ({scenario.title}, {scenario.duration:.0f} s)",
                           file=sys.stderr, flush=True)  # fmt: skip

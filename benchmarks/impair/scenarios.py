@@ -45,6 +45,16 @@ class Scenario:
             window=None if self.window is None else tuple(t * factor for t in self.window),
         )
 
+    def strict(self, burst_ms: int) -> Scenario:
+        """The same scenario with every policer strict: a bucket of ``burst_ms`` of its rate
+        (network.Link.burst_ms) where nftables' holds a second."""
+        changes = tuple(replace(c, link=replace(c.link, burst_ms=burst_ms))
+                        if c.link.police_kbps else c for c in self.schedule)  # fmt: skip
+        if changes == self.schedule:
+            return self
+        title = f"{self.title}; strict policer, {burst_ms} ms bucket"
+        return replace(self, title=title, schedule=changes)
+
 
 def _both(at: float, party: str, link: Link) -> Change:
     return Change(at, party, "both", link)

@@ -49,12 +49,17 @@ def arrived(n, pause=0.0):
 clean = arrived(400)
 imp.set(port, "down", network.Link(loss_pct=30))
 lossy = arrived(400)
-imp.set(port, "down", network.Link(police_kbps=400, burst_ms=50))
+imp.set(port, "down", network.Link(police_kbps=400))
 policed = arrived(400)
+imp.set(port, "down", network.Link(police_kbps=400, burst_ms=50))
+time.sleep(0.2)
+strict = arrived(400)
+time.sleep(0.1)  # the bucket fills again
+under = arrived(40, pause=0.025)  # 40 kB/s, under the policer's 50
 imp.set(port, "down", network.CLEAN)
 back = arrived(400)
 imp.clear()
-print(clean, lossy, policed, back)
+print(clean, lossy, policed, strict, under, back)
 """
 
 
@@ -64,10 +69,14 @@ def test_rules_drop_and_police_only_inside_their_namespace() -> None:
     done = subprocess.run([sys.executable, "-c", UDP_PROBE], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    clean, lossy, policed, back = (int(v) for v in done.stdout.split())
+    clean, lossy, policed, strict, under, back = (int(v) for v in done.stdout.split())
     assert clean == 400 and back == 400
     assert 200 < lossy < 350  # ~30% random loss
-    assert policed < 60  # 400 kbit/s = 50 kB/s: a burst of 50 ms (~3 packets) then drops
+    # 400 kbit/s = 50 kB/s. nftables' policer: a second of the rate and 100 ms (55 kB) then
+    # drops; the strict one: a bucket of 50 ms (~3 packets) then drops, no queue.
+    assert 40 <= policed <= 60
+    assert strict <= 8
+    assert under == 40  # under the rate, nothing is dropped
     after = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert network.TABLE not in after and before == after  # the root namespace untouched
 

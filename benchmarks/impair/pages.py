@@ -128,6 +128,7 @@ class Party:
         self.page: Any = None
         self.ports_down: set[int] = set()  # UDP ports this party receives media on
         self.ports_up: set[int] = set()  # ... and sends media from
+        self.opened_at: float | None = None  # when it opened its page (time.monotonic)
 
     async def launch(self, playwright: Any) -> None:
         self.browser = await playwright.chromium.launch(

@@ -83,6 +83,7 @@ async def televisit_call(config: dict[str, Any], scenario: Scenario, http: aioht
         await party.launch(playwright)
     started = time.monotonic()
     for party, url in zip(parties, urls, strict=True):
+        party.opened_at = time.monotonic()
         await party.join(url)
     return list(parties), started
 
@@ -114,6 +115,7 @@ async def janus_call(config: dict[str, Any], scenario: Scenario, http: aiohttp.C
     feeds = []
     for n, party in enumerate(parties):
         name = party.name
+        party.opened_at = time.monotonic()
         await party.open()
         session = clients.JanusSession(ctx)
         sessions.append(session)
@@ -294,8 +296,9 @@ async def measure_call(system: str, config: dict[str, Any], scenario: Scenario, 
                   for p in parties if getattr(p, "stream_of_mid", None)}  # fmt: skip
     decided = (trace.read(config["log_path"], t0_wall, t0_wall + scenario.duration + 1, names)
                if "log_path" in config else {"allocations": {}, "rembs": {}})  # fmt: skip
+    opened = {p.name: p.opened_at for p in parties if p.opened_at is not None}
     return summarize(system, scenario, samples, t0, sfu, t0 - started, publishers,
-                     decided, first_video)  # fmt: skip
+                     decided, first_video, opened)  # fmt: skip
 
 
 def _party(stream: str, names: dict[str, str]) -> str:
@@ -306,12 +309,16 @@ def summarize(system: str, scenario: Scenario, samples: dict[str, list[dict[str,
               t0: float, sfu: list[dict[str, float]], setup_s: float,
               publishers: dict[str, dict[str, str]] | None = None,
               decided: dict[str, Any] | None = None,
-              first_video: dict[str, float] | None = None) -> dict[str, Any]:  # fmt: skip
+              first_video: dict[str, float] | None = None,
+              opened: dict[str, float] | None = None) -> dict[str, Any]:  # fmt: skip
     """Rows per receiving party and video stream, and the plotted series. ``publishers``:
     receiver -> mid -> publishing party (Televisit: rows name who sent the video);
     ``decided``: the SFU's adaptation trace (trace.read); ``first_video``: party -> when it
     decoded its first video frame (time.monotonic, before ``t0``); ``setup_s``: from the call's
-    start (the first party opening its page, every browser already running) to ``t0``."""
+    start (the first party opening its page, every browser already running) to ``t0``;
+    ``opened``: party -> when it opened its page (time.monotonic), for ``joined_to_top_s``:
+    from the later of the receiver and the sender opening theirs (a third party joins a call
+    some seconds old, and its video cannot reach anyone before it has joined)."""
     start, end = scenario.window or (0.0, scenario.duration)
     rows, plotted = [], {}
     decided = decided or {"allocations": {}, "rembs": {}}
@@ -358,6 +365,9 @@ def summarize(system: str, scenario: Scenario, samples: dict[str, list[dict[str,
                 # reach counts from t = -1: the sample (the end of its interval) is reach - 1
                 # after t0, and the call started setup_s before t0.
                 row["to_top_s"] = None if reach is None else reach - 1.0 + setup_s
+                both = [opened[n] for n in (name, sender) if opened and n in opened]
+                if reach is not None and len(both) == 2:
+                    row["joined_to_top_s"] = max(0.0, reach - 1.0 + t0 - max(both))
                 # From the first decoded frame (the call's media start), without the pages'
                 # own start-up and join clicks that to_top_s includes.
                 decoding_from = (first_video or {}).get(name)

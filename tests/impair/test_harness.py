@@ -119,6 +119,29 @@ def test_figures_from_counters() -> None:
     assert sound["concealed_pct"] == pytest.approx(100 * 1000 / 4500)
 
 
+def test_time_to_top_counts_from_the_later_of_the_pair_joining() -> None:
+    # guest2 opened its page 3 s after the clinic (the call's start); the clinic decodes
+    # guest2's video at its top width from 2 s after t0, which came 4 s after the start.
+    from benchmarks.impair.run import summarize
+    from benchmarks.impair.scenarios import Scenario
+
+    scenario = Scenario("three", "three parties", 5.0, parties=("clinic", "client", "guest2"))
+    t0 = 100.0
+    samples = []
+    for i in range(11):
+        sample = _sample(t0 + i * 0.5, i * 10, width=1280 if i * 0.5 >= 2.0 else 320)
+        sample["inbound"][0]["mid"] = "1"
+        sample["outbound"] = []
+        samples.append(sample)
+    done = summarize("televisit", scenario, {"clinic": samples}, t0, [], 4.0,
+                     publishers={"clinic": {"1": "guest2"}},
+                     opened={"clinic": t0 - 4.0, "client": t0 - 3.5, "guest2": t0 - 1.0})  # fmt: skip
+    (row,) = done["rows"]
+    assert row["receiver"] == "clinic <- guest2"
+    assert row["to_top_s"] == pytest.approx(6.0)  # from the call's start
+    assert row["joined_to_top_s"] == pytest.approx(3.0)  # from guest2's joining
+
+
 def test_the_adaptation_trace_is_read_back_per_party(tmp_path: Path) -> None:
     # Log lines as the SFU writes them (control/logs.py JsonFormatter): the client (member c)
     # is forwarded the clinic's (member k) layer f for 2 s, then q for 1 s, then paused 1 s.

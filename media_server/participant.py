@@ -34,7 +34,8 @@ Counters (plain ints; ``dropped``: reason -> int): ``packets_in``, ``bytes_in``,
 (malformed_rtp, unknown_ssrc, payload_type, malformed_rtcp, srtp_rejected, srtcp_rejected,
 not_dtls_or_srtp, rtcp_not_connected, unexpected_data_channel, rtx_padding: an RTX packet
 without payload, a probe; rtx_unrepaired: an RTX packet for one that arrived; malformed_vp8:
-a VP8 payload descriptor cut short, or no VP8 after it, which no subscriber could parse;
+a VP8 payload descriptor cut short, or no VP8 after it, which no subscriber could parse
+(each malformed_* kind is logged once: ``log_malformed``);
 duplicate: a packet that arrived before (counted received, RFC 3550 A.3, not forwarded again);
 rtcp_unknown_ssrc: a report block, NACK, PLI or FIR naming an SSRC we do not send on, such as
 an ended subscription's; rtx_answer_invalid: an answer's RTX payload type we cannot send),
@@ -116,6 +117,10 @@ from media_server.transport import adopt, forwarding_receiver, forwarding_sender
 
 log = logging.getLogger(__name__)
 
+# What only a broken or hostile client sends: each kind logged once per participant (the
+# per-packet path counts every one in ``dropped``), so the log names the client without a line
+# per packet.
+MALFORMED = ("malformed_rtp", "malformed_vp8", "malformed_rtcp")
 TICK_SECONDS = 0.05  # NACK retries
 REPORT_SECONDS = 1.0  # receiver reports, REMB, media timeout (jittered +-50%)
 TIMER_SLACK_SECONDS = 0.005
@@ -228,6 +233,7 @@ class Participant:
         )
         self._reported_loss = False  # a receiver report of our leg arrived in this compound
         self.dropped: dict[str, int] = {}
+        self._logged_malformed: set[str] = set()
         self.rtcp_packets_in = 0
         self.rtcp_packets_out = 0
         self.rembs_sent = 0
@@ -945,6 +951,19 @@ class Participant:
     def _drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
+    def log_malformed(self) -> None:
+        """Log each kind of malformed input (MALFORMED) this client sent once: the compiled
+        path drops and counts every such packet in ``dropped`` and logs nothing. Run with the
+        receiver reports (about once a second)."""
+        for reason in MALFORMED:
+            if reason in self.dropped and reason not in self._logged_malformed:
+                self._logged_malformed.add(reason)
+                log.warning(
+                    "%s: dropped %s from this client (counted in packets_dropped; logged once)",
+                    self.id,
+                    reason,
+                )
+
     # ---- RTCP out -------------------------------------------------------------------------
 
     def send_rtcp(self, data: bytes) -> None:
@@ -988,6 +1007,7 @@ class Participant:
                     next_report = now + REPORT_SECONDS * (0.5 + random.random())
                     self._send_reports()
                     self._check_media(now)
+                    self.log_malformed()
                     if any(s.paused for s in self.subscriptions):
                         # A paused video brings no receiver reports or REMB for it: the
                         # allocator must still look, or it would never resume.

@@ -69,27 +69,42 @@ async def test_a_broken_vp8_descriptor_reaches_no_subscriber(make_call, caplog) 
     # Descriptors cut short (X, I, a 15-bit PictureID, L, T/K announced, the bytes missing,
     # one completed only by the packet's padding) and one with no VP8 after it: aiortc's
     # depacketizer raises on each (its receiver logs and drops the packet), libwebrtc's drops
-    # them. The SFU drops them once, for everyone, and counts them.
+    # them. The SFU drops them once, for everyone, counts them, and logs the kind once.
     caplog.set_level(logging.DEBUG, logger="aiortc.rtcrtpreceiver")
+    caplog.set_level(logging.WARNING, logger="media_server.participant")
     call = await make_call()
     a, b = call.a, call.b
     await wait_for(lambda: b.client.frames("video") >= 10, 30, "video before")
     video = a.participant.publications[1]
     broken = [b"\x90", b"\x90\x80", b"\x90\x80\x81", b"\x90\x40", b"\x90\x20", b"\x90\x10"]
     broken.append(b"\x90\xe0\x81\x02\x03\x40")  # whole, and nothing after it
-    packets = []
-    for i, payload in enumerate(broken, start=1):
-        seq = (video.inbound.max_seq + i) & 0xFFFF
-        head = struct.pack("!BBHII", 0x80, video.payload_type, seq, 0x4CB2A20A, video.ssrc)
-        packets.append(head + payload)
-    seq = (video.inbound.max_seq + len(broken) + 1) & 0xFFFF
-    head = struct.pack("!BBHII", 0xA0, video.payload_type, seq, 0x4CB2A20A, video.ssrc)
-    packets.append(head + b"\x90\x80" + b"\x05\x00\x03")  # the PictureID in the padding
-    for packet in packets:
-        await a.client.dtls()._send_rtp(packet)
-    await wait_for(
-        lambda: a.participant.dropped.get("malformed_vp8", 0) >= len(packets), 10, "dropped"
-    )
+
+    async def send_broken() -> int:
+        # Numbered ahead of the stream, so the publisher's own packets cannot take these
+        # numbers (and its SRTP index) while they are sent.
+        packets = []
+        for i, payload in enumerate(broken, start=50):
+            seq = (video.inbound.max_seq + i) & 0xFFFF
+            head = struct.pack("!BBHII", 0x80, video.payload_type, seq, 0x4CB2A20A, video.ssrc)
+            packets.append(head + payload)
+        seq = (video.inbound.max_seq + 50 + len(broken)) & 0xFFFF
+        head = struct.pack("!BBHII", 0xA0, video.payload_type, seq, 0x4CB2A20A, video.ssrc)
+        packets.append(head + b"\x90\x80" + b"\x05\x00\x03")  # the PictureID in the padding
+        for packet in packets:
+            await a.client.dtls()._send_rtp(packet)
+        return len(packets)
+
+    def logged() -> int:
+        return caplog.text.count("dropped malformed_vp8 from this client")
+
+    sent = await send_broken()
+    await wait_for(lambda: a.participant.dropped.get("malformed_vp8", 0) >= sent, 10, "dropped")
+    await wait_for(logged, 10, "logged")
+    sent += await send_broken()
+    await wait_for(lambda: a.participant.dropped.get("malformed_vp8", 0) >= sent, 10, "dropped")
+    rembs = a.participant.rembs_sent  # sent with the receiver reports, on their tick only
+    await wait_for(lambda: a.participant.rembs_sent > rembs + 1, 10, "two report ticks")
+    assert logged() == 1
     await keeps_receiving(b.client, video=20)
     assert "payload parsing failed" not in caplog.text
     assert b.client.dtls().state == "connected"

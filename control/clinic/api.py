@@ -471,7 +471,10 @@ async def events_socket(request: web.Request) -> web.StreamResponse:
     topics = [events.staff_topic(staff.id), events.orgwide_topic(staff.org_id)]
     if staff.can("administer"):
         topics.append(events.org_topic(staff.org_id))
-    ws = web.WebSocketResponse(heartbeat=25)
+    # No permessage-deflate, which browsers offer and aiohttp accepts by default: its zlib
+    # state (~180 kB) would stay for the life of every open dashboard, to save a few hundred
+    # bytes an event (as the SFU's signaling socket, media_server/signaling.py COMPRESSION).
+    ws = web.WebSocketResponse(heartbeat=25, compress=False)
     await ws.prepare(request)
     seen: deque[str] = deque(maxlen=SEEN_MAX)
     async with events.listen(node.bus, topics) as feed:

@@ -281,7 +281,9 @@ async def test_login_guessing_is_throttled(client, org):
 
 async def test_provider_dashboard_hears_requests_live(client, org):
     h, ids = org
-    async with client.ws_connect("/api/v1/clinic/events", headers=h["drwho"]) as ws:
+    # compress: offered as a browser does, declined (its zlib state would stay per dashboard)
+    async with client.ws_connect("/api/v1/clinic/events", headers=h["drwho"], compress=15) as ws:
+        assert ws.compress == 0
         hello = await asyncio.wait_for(ws.receive_json(), 30)
         assert hello["type"] == "hello"
         rq = (await (await _request(client, h["desk"], ids["drwho"])).json())["request"]

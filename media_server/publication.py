@@ -328,7 +328,10 @@ class Publication:
         self._temporal_at = counts
         total = sum(recent)
         top = max((tid for tid, n in enumerate(recent) if n), default=0)
-        if not total or not top:  # no TID, or one temporal layer: nothing to choose among
+        # No TID, one temporal layer, or no base layer (TID 0: every other layer's frames
+        # depend on it; a stream without it, say all TID 3, read shares of (0, 0, 0, 1), and
+        # a lower frame rate that cost nothing forwarded nothing): nothing to choose among.
+        if not total or not top or not recent[0]:
             self.temporal_shares = ()
             return
         shares = [sum(recent[: tid + 1]) / total for tid in range(top + 1)]

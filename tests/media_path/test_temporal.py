@@ -343,3 +343,33 @@ def test_padding_leaves_the_frame_it_follows_as_it_went() -> None:
     inbound.receive(packet(1002, 3000, vp8(101, 2, False)))  # frame 1's rest, late
     got = [(fields(p)["seq"], fields(p).get("pid")) for p in sent]
     assert got == [(1000, 100), (1002, None), (1003, 101), (1001, None)]
+
+
+def _measured_shares(stream: list[tuple[int, bytes]]) -> tuple[float, ...]:
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    from media_server.publication import Publication
+
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    pub = Publication(participant_id="p", kind="video", mid="1", codec=vp8, ssrc=5,
+                      extensions={}, send_rtcp=lambda data: None)  # fmt: skip
+    pub.measure(0.0)
+    for _, packet in stream:
+        pub.inbound.receive(packet)
+    pub.measure(1.0)
+    return pub.temporal_shares
+
+
+def test_a_stream_without_a_base_temporal_layer_offers_no_frame_rate_to_choose() -> None:
+    # Every frame labelled TID 3 (a publisher's odd or hostile encoder): the shares read
+    # (0, 0, 0, 1), a lower frame rate cost nothing, and the allocator chose one that
+    # forwarded nothing at all, with no pause to tell the subscriber. Without TID 0 frames
+    # there is no lower frame rate: the stream is forwarded whole or by its spatial layer.
+    normal = _measured_shares(frames(8))
+    assert len(normal) == 3 and 0 < normal[0] < normal[1] < normal[2] == 1.0
+    odd = []
+    for _, packet in frames(8):
+        header, payload = packet[:12], bytearray(packet[12:])
+        payload[5] = 3 << 6 | (payload[5] & 0x3F)  # TID 3
+        odd.append((3, header + bytes(payload)))
+    assert _measured_shares(odd) == ()

@@ -32,9 +32,8 @@ The estimate (bits/s) follows Google Congestion Control's loss-based controller
 - A window without loss lifts the estimate to what the leg carried in it (padding aside),
   unless the REMB says the receiver's queue grows: no hold keeps it under a rate that flows.
 - Every decrease is a congestion point: for ``backoff`` seconds the estimate may not grow past
-  it (4 s, doubled for each decrease soon after the previous one expired or at about the
-  level of the last, up to 32 s), so a higher layer that did not fit is not retried at once,
-  and ever more rarely on a link that stays as it is.
+  it (4 s, doubled for each decrease soon after the previous one expired, up to 32 s), so a
+  higher layer that did not fit is not retried at once.
 - Growth explores: the estimate may rise up to ``DEMAND_MARGIN`` x ``demand`` (what the
   subscriber's streams could use at their top, set by the allocator), so a subscriber forwarded
   a low layer learns, by being switched up, whether a higher one fits. It never exceeds that:
@@ -95,7 +94,6 @@ WINDOW_SECONDS = 0.5  # loss is measured over at least this long ...
 WINDOW_PACKETS = 20  # ... and this many packets (or WINDOW_MAX_SECONDS)
 WINDOW_MAX_SECONDS = 2.0
 BACKOFF_SECONDS = (4.0, 32.0)  # how long a congestion point holds, first and longest
-SAME_LEVEL = 1.5  # a congestion point within this factor of the last episode's is the same
 DEMAND_MARGIN = 1.5  # growth stops at this much above what the streams could use
 FLOOR = 50_000  # bits/s: never estimate less (audio and RTCP must get through)
 CEILING = 20_000_000
@@ -176,8 +174,6 @@ class DownlinkEstimator:
         self._ceiling: tuple[float, float] | None = None  # (bits/s, until)
         self._backoff = BACKOFF_SECONDS[0]
         self._last_decrease = -1e9
-        # bits/s: the first decrease of the last congestion episode (what got through then)
-        self._episode_level: float | None = None
         self.lost_at = -1e9  # when loss (not a REMB) last lowered the estimate
         self.can_probe = False
         self.probe: Probe | None = None  # running, or waiting for the window that judges it
@@ -412,19 +408,11 @@ class DownlinkEstimator:
             self._probe_lies += 1
             self._back_off_probing(now)
         # A decrease soon after the last congestion point stopped holding: that point was too
-        # high, so hold the new one longer (GCC's probe backoff, roughly). So too for one at
-        # about the level of the last episode's, however long the climb back to it took: the
-        # same bottleneck found again (GCC keeps its link capacity estimate for that). On a
-        # 300 kbit/s policer the climb from ~250 kbit/s to the top layer took 11 s, every
-        # failed switch up came over 14 s after the last and the hold stayed 4 s: a switch up
-        # that froze the video every 15-19 s.
-        if self._ceiling is None:
-            level, self._episode_level = self._episode_level, target
-            same = level is not None and level / SAME_LEVEL <= target <= level * SAME_LEVEL
-            if same or now - self._last_decrease < self._backoff + 10.0:
-                self._backoff = min(BACKOFF_SECONDS[1], 2 * self._backoff)
-            elif now - self._last_decrease > 30.0:
-                self._backoff = BACKOFF_SECONDS[0]
+        # high, so hold the new one longer (GCC's probe backoff, roughly).
+        if self._ceiling is None and now - self._last_decrease < self._backoff + 10.0:
+            self._backoff = min(BACKOFF_SECONDS[1], 2 * self._backoff)
+        elif now - self._last_decrease > 30.0:
+            self._backoff = BACKOFF_SECONDS[0]
         self._last_decrease = now
         self.value = self._unheld = target
         self.verified = min(self.verified or target, target)

@@ -11,7 +11,7 @@ from aiohttp import web
 from config.settings import Settings
 from control import appointments, departments
 from control.auth import authenticated_org
-from control.bodies import is_id, path_id, read_body
+from control.bodies import is_id, path_id, query_int, read_body
 from control.models import AppointmentCreate, AppointmentPatch, SendLinks
 from control.notify import LinkError, MissingContact, cancel_links, delivery_status, queue_links
 from control.problems import Problem, conflict, invalid
@@ -128,15 +128,6 @@ def _time_param(request: web.Request, name: str, default: float) -> float:
     return moment.timestamp()
 
 
-def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise invalid(name, f"must be a whole number from {lo} to {hi}")
-    return int(raw)
-
-
 async def list_handler(request: web.Request) -> web.Response:
     """?from=&to= (ISO times, on the start), ?provider_id=, ?limit=&offset=."""
     org_id = await authenticated_org(request)
@@ -145,8 +136,8 @@ async def list_handler(request: web.Request) -> web.Response:
     hi = _time_param(request, "to", math.inf)
     if hi < lo:
         raise invalid("to", "must not be before from")
-    limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    offset = _int_param(request, "offset", 0, 0, MAX_OFFSET)
+    limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    offset = query_int(request, "offset", 0, 0, MAX_OFFSET)
     provider_id = request.query.get("provider_id") or None
     if provider_id is not None and not is_id(provider_id):
         raise invalid("provider_id", "must be a provider id (1 to 128 printable characters)")

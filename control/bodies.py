@@ -1,4 +1,5 @@
-"""Reading a request body into a pydantic model, every failure a problem naming the field."""
+"""Reading a request's body into a pydantic model, and its path id and whole-number query
+parameters: every failure a problem naming the field."""
 
 from __future__ import annotations
 
@@ -65,3 +66,25 @@ def path_id(request: web.Request, what: str) -> str:
     if not is_id(value):
         raise not_found(what)
     return value
+
+
+# Longer than any bound a query parameter has (MAX_OFFSET is 10**9) with room for leading
+# zeros, and far below int()'s 4,300-digit limit on decimal strings.
+MAX_NUMBER_DIGITS = 20
+
+
+def is_whole_number(text: str) -> bool:
+    """ASCII digits only, at most MAX_NUMBER_DIGITS: str.isdigit() also takes "²" and "١",
+    and int() refuses the first (ValueError) and reads the second as 1."""
+    return 0 < len(text) <= MAX_NUMBER_DIGITS and text.isascii() and text.isdigit()
+
+
+def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    """The query parameter ``name`` as a whole number in ``lo..hi`` (``default`` when absent).
+    Raises a 422 problem naming it otherwise."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not is_whole_number(raw) or not lo <= int(raw) <= hi:
+        raise invalid(name, f"must be a whole number from {lo} to {hi}")
+    return int(raw)

@@ -160,7 +160,8 @@ ROUTES: list[Route] = [
     ],
     Route("GET", f"{API}/mobile/submissions", mobile_api.list_submissions,
           _doc(mobile_api.list_submissions), response=SubmissionsOut, tag="mobile",
-          query=(("limit", "page size, 1..500 (default 100)"),)),
+          query=(("limit", "page size (default 100)",
+                  {"type": "integer", "minimum": 1, "maximum": mobile_api.MAX_PAGE}),)),
     Route("POST", f"{API}/mobile/submissions/ack", mobile_api.ack_submissions,
           _doc(mobile_api.ack_submissions), AckBody, AckOut, tag="mobile"),
     # ... what staff do in their profile and administrators in the settings

@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from control.auth import authenticated_org
-from control.bodies import path_id, read_body
+from control.bodies import path_id, query_int, read_body
 from control.clientaddr import client_key
 from control.clinic import accounts
 from control.clinic.api import handler, refuse_while_blocked, signed_in
@@ -83,10 +83,8 @@ put_stock = _put(records.STOCK, StockItemIn, "stock")
 async def list_submissions(request: web.Request) -> web.Response:
     """Notes and stock scans staff wrote, oldest first, until acknowledged."""
     org_id = await authenticated_org(request)
-    raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise invalid("limit", f"must be a whole number from 1 to {MAX_PAGE}")
-    found, more = await submissions.pending(services(request).store, org_id, int(raw))
+    limit = query_int(request, "limit", 100, 1, MAX_PAGE)
+    found, more = await submissions.pending(services(request).store, org_id, limit)
     return _json({"submissions": found, "more": more})
 
 

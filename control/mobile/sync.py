@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from control import appointments, departments
+from control.bodies import is_whole_number
 from control.mobile import notes, records
 from control.mobile.feed import feed_index
 from control.mobile.window import Window, signature, window_of
@@ -107,7 +108,7 @@ def _cursor(sig: str, number: int) -> str:
 
 def _parse(cursor: str | None) -> tuple[str, int] | None:
     sig, _, number = (cursor or "").partition(".")
-    return (sig, int(number)) if number.isdigit() and len(number) < 20 else None
+    return (sig, int(number)) if is_whole_number(number) else None
 
 
 def _in_window(data: dict[str, Any], windows: dict[str, Window]) -> bool:

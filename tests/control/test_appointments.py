@@ -199,6 +199,10 @@ async def test_list_by_date_range_and_provider(client, auth, department):
         ({"limit": "0"}, "limit"),
         ({"limit": "many"}, "limit"),
         ({"offset": "-1"}, "offset"),
+        # str.isdigit() takes these: int() raised on the first two (a 500), read "١" as 1.
+        ({"limit": "\u00b2"}, "limit"),
+        ({"offset": "1" * 5000}, "offset"),
+        ({"limit": "\u0661"}, "limit"),
     ]:
         resp = await client.get("/api/v1/appointments", params=query, headers=auth)
         assert (await problem(resp, 422))["field"] == field

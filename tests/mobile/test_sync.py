@@ -160,7 +160,7 @@ async def test_a_new_day_or_a_moved_department_means_a_full_sync(clinic: Clinic)
     body = await (await clinic.sync(device, cursor)).json()
     assert body["full"] is True and body["departments"][0]["days"][1] == "2026-12-01"
     # A cursor this server never gave is just a full sync.
-    for bogus in ("nonsense", "abc.99999999", "x" * 64):
+    for bogus in ("nonsense", "abc.99999999", "x" * 64, "abc.\u00b2", f"{cursor[:-1]}\u00b2"):
         assert (await (await clinic.sync(device, bogus)).json())["full"] is True
     resp = await clinic.sync(device, "x" * 65)
     assert resp.status == 422

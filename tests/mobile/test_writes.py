@@ -119,8 +119,9 @@ async def test_clinic_software_pulls_and_acknowledges(ready: Clinic):
     assert [s["id"] for s in page["submissions"]] == made[2:] and page["more"] is False
     again = await c.post(f"{API}/mobile/submissions/ack", json={"ids": made}, headers=ready.api)
     assert (await again.json())["acknowledged"] == made
-    resp = await c.get(f"{API}/mobile/submissions?limit=0", headers=ready.api)
-    await problem(resp, 422, field="limit")
+    for limit in ("0", "\u00b2", "\u0661"):  # "²" was a 500 (int() after str.isdigit())
+        resp = await c.get(f"{API}/mobile/submissions", params={"limit": limit}, headers=ready.api)
+        await problem(resp, 422, field="limit")
     await problem(
         await c.post(f"{API}/mobile/submissions/ack", json={"ids": []}, headers=ready.api), 422
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
+import json
+
 import pytest
 
 from control import auth as auth_keys
@@ -18,13 +21,24 @@ async def post(client, auth, body, url="/api/v1/appointments", **kwargs):
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{", b"not json", b"\xff\xfe", b'{"a": 1,}', b"[1, 2]", b'"text"', b"null"],
-)
+    [
+        b"{", b"not json", b"\xff\xfe", b'{"a": 1,}', b"[1, 2]", b'"text"', b"null",
+        # Past Python's 4,300-digit limit: json.loads raised ValueError, a 500.
+        b'{"external_id": ' + b"1" * 5000 + b"}",
+        b'{"external_id": "\\ud800"}',  # a lone surrogate
+        b"[" * 50000,
+    ],
+)  # fmt: skip
 async def test_malformed_json_is_400(client, auth, raw):
     body = await problem(
         await post(client, auth, raw, headers={"Content-Type": "application/json"}), 400
     )
     assert body["type"].endswith("malformed-json")
+
+
+async def test_a_byte_order_mark_is_ignored(client, auth, department):
+    raw = codecs.BOM_UTF8 + json.dumps(appointment_body(department["id"])).encode()
+    assert (await post(client, auth, raw)).status == 201
 
 
 def _with(department_id, path, value):

@@ -39,6 +39,19 @@ The estimate (bits/s) follows Google Congestion Control's loss-based controller
   a low layer learns, by being switched up, whether a higher one fits. It never exceeds that:
   a link that dropped to a tenth is found at the next window, not after halving from 20 Mbit/s.
 
+Packet results (``on_packet_results``: a leg with transport-wide feedback, whose receiver then
+sends no REMB) replace the REMB rules from the first one on, by GCC's delay-based controller
+from the sender's side (draft-ietf-rmcat-gcc-02 section 5; delaybased.py): over-use lowers the
+estimate to ``DELAY_BACKOFF`` x the rate the receiver acknowledged (at most every
+``DELAY_CUT_SECONDS``; a congestion point as a loss decrease is, so the allocator's hysteresis
+holds), over- or under-use holds its growth, and no loss window lifts it to what was sent
+while the queue grows. A probe is judged by its packets' results (delaybased.ProbeMeter): it
+fails on over-use while it runs (the estimate not lowered under where it was for
+``PROBE_ECHO_SECONDS`` after: the queue was the probe's), or once all of them are reported,
+when they arrived under ``PROBE_ARRIVAL_SHARE`` of the rate they were sent at or over
+``PROBE_PADDING_LOSS`` of them were lost; else it passes and the estimate is the rate they
+arrived at (not its goal: padding may fall short). The loss window still fails one by loss.
+
 Until feedback arrives the estimate is ``initial``.
 
 Probing (``media.probing``, off by default: against the harness's policers it froze video
@@ -80,6 +93,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from media_server.delaybased import NORMAL, OVERUSING, AckedRate, DelayGradient, ProbeMeter
+
 INITIAL = 2_500_000  # bits/s before feedback: the top layer of a 720p camera, and audio
 REMB_OVERUSE = 0.85  # a REMB under this share of what we send means the queue grows
 REMB_HOLD_SECONDS = 0.5  # ... for this long (one low REMB may be a receiver's CPU stall)
@@ -111,6 +126,10 @@ PROBE_AFTER_DECREASE_SECONDS = 2.0  # no probe this soon after loss lowered the 
 PROBE_BACKOFF_SECONDS = (2.0, 6.0)  # after a failed probe, first and longest wait
 PROBE_ECHO_SECONDS = 2.0  # a REMB this soon after a probe's end may answer it
 VERIFIED_MARGIN = 1.1  # with probing, blind growth stays this close to what got through
+DELAY_BACKOFF = 0.85  # over-use: the estimate becomes this share of what arrives (GCC's beta)
+DELAY_CUT_SECONDS = 0.2  # ... at most this often (a cut takes a while to empty the queue)
+PROBE_ARRIVAL_SHARE = 0.9  # a probe whose packets arrived slower than this share of their
+# send rate met a bottleneck (libwebrtc's ProbeBitrateEstimator reads it so too)
 
 
 @dataclass
@@ -129,6 +148,7 @@ class Probe:
     raw_before: float
     covered: Callable[[], bool] = lambda: True
     padding_lost: Callable[[], float] = lambda: 0.0
+    meter: ProbeMeter | None = None  # with packet results: its packets' send and arrival
 
 
 class DownlinkEstimator:
@@ -186,6 +206,12 @@ class DownlinkEstimator:
         self._passed_at: float | None = None  # the last probe that passed, while on trial
         # REMBs until then may answer a probe's burst: (until, the estimate before it)
         self._probe_echo = (-1e9, 0.0)
+        # From the first packet results on (transport-wide feedback): the delay gradient, its
+        # state after the last feedback, and the rate acknowledged (delaybased.py).
+        self.delay: DelayGradient | None = None
+        self.delay_state = NORMAL
+        self.acked = AckedRate()
+        self._delay_cut_at = -1e9
 
     @property
     def estimate(self) -> int:
@@ -212,6 +238,8 @@ class DownlinkEstimator:
         now = self._clock()
         self.remb = max(0, bitrate)
         self.updates += 1
+        if self.delay is not None:
+            return False  # packet results say more, and sooner (on_packet_results)
         started = self._started(now)
         while self._rembs and now - self._rembs[0][0] > REMB_FALL_SECONDS:
             self._rembs.popleft()
@@ -273,7 +301,7 @@ class DownlinkEstimator:
             # cleanly, under what the lowest layer needs, and the video was paused. Unless
             # the receiver's REMB says its queue grows (a shaped link: no loss yet).
             carried = self.sent_bps - self.padding_bps
-            if self.remb is None or self.remb >= REMB_OVERUSE * carried:
+            if not self._queue_grows(carried):
                 self.value = max(self.value, carried)
             if self._passed_at is not None and now - self._passed_at >= PROBE_TRUST_SECONDS:
                 self._passed_at = None  # what the probes found held: they told the truth
@@ -286,11 +314,71 @@ class DownlinkEstimator:
             self._decrease(1.05 * self.media_bps * (1 - loss), now)
         elif loss > LOSS_HIGH:
             self._decrease(self.sent_bps * (1 - loss / 2), now)
-        elif loss < LOSS_LOW:
+        elif loss < LOSS_LOW and self.delay_state == NORMAL:
             self._grow(now)
         else:
-            self._grown_at = now
+            self._grown_at = now  # some loss, or a queue that grows or drains: hold
         return True
+
+    def _queue_grows(self, carried: float) -> bool:
+        """Does the leg's queue grow while it carries ``carried`` bits/s: over-use in the packet
+        results, or without them a REMB under ``REMB_OVERUSE`` of it."""
+        if self.delay is not None:
+            return self.delay_state == OVERUSING
+        return self.remb is not None and self.remb < REMB_OVERUSE * carried
+
+    def on_packet_results(self, results: list[tuple[int, int, int, int, int]],
+                          now: float) -> bool:  # fmt: skip
+        """One transport-wide feedback's packet results for the leg, in sequence order, each
+        ``(seq, sent_us, size, arrived_us, kind)`` (delaybased.py), received at ``now``
+        (time.monotonic s); True when the estimate moved. From the first on, the REMB rules
+        stop (a receiver sending this feedback sends no REMB): over-use lowers the estimate
+        to ``DELAY_BACKOFF`` x the rate acknowledged (draft-ietf-rmcat-gcc-02 5.5's decrease,
+        a congestion point as a loss decrease is), over- or under-use holds its growth, and a
+        probe is judged by the rate its packets arrived at (``_judge_probe_delay``)."""
+        if not results:
+            return False
+        if self.delay is None:
+            self.delay = DelayGradient()
+            self._started(now)
+        state = self.delay_state = self.delay.update(results)
+        self.acked.update(results)
+        self.updates += 1
+        before = self.value
+        probe = self.probe
+        if probe is not None and probe.meter is not None:
+            probe.meter.update(results)
+            if state == OVERUSING:
+                self._fail_probe(probe, now)
+            elif probe.meter.done:
+                self._judge_probe_delay(probe, probe.meter, now)
+        acked = self.acked.bps
+        if (
+            state == OVERUSING
+            and acked is not None
+            and now - self._delay_cut_at >= DELAY_CUT_SECONDS
+        ):
+            target = DELAY_BACKOFF * acked
+            if now < self._probe_echo[0]:
+                # The queue may be a probe's (which failed by it): not under the estimate
+                # before the probe, as a REMB answering its burst (on_remb).
+                target = max(target, self._probe_echo[1])
+            if target < self.value:
+                self._delay_cut_at = now
+                self._decrease(target, now)
+        return self.value != before
+
+    def _judge_probe_delay(self, probe: Probe, meter: ProbeMeter, now: float) -> None:
+        """Every packet sent during ``probe`` is reported: it passed when they arrived at
+        ``PROBE_ARRIVAL_SHARE`` of the rate they were sent at or more and at most
+        ``PROBE_PADDING_LOSS`` of them were lost (over-use while it ran failed it already);
+        the estimate is then the rate they arrived at."""
+        sent, arrived = meter.sent_bps, meter.arrived_bps
+        if (sent is None or arrived is None or arrived < PROBE_ARRIVAL_SHARE * sent
+                or meter.loss > PROBE_PADDING_LOSS):  # fmt: skip
+            self._fail_probe(probe, now)
+        else:
+            self._pass_probe(probe, min(sent, arrived), now)
 
     def probe_goal(self, constrained: bool) -> int | None:
         """Start a probe if one is due: the rate (bits/s) the leg should carry for
@@ -315,6 +403,8 @@ class DownlinkEstimator:
             return None
         seconds = min(PROBE_LONGEST_SECONDS, PROBE_SECONDS * 2**self._probe_lies)
         self.probe = Probe(now, now + seconds, goal, self.value, self.raw_lost)
+        if self.delay is not None:
+            self.probe.meter = ProbeMeter(int(now * 1e6), int(self.probe.end * 1e6))
         self._probe_echo = (self.probe.end + PROBE_ECHO_SECONDS, self.value)
         self.probes += 1
         return int(goal)
@@ -340,20 +430,27 @@ class DownlinkEstimator:
         if self.raw_lost > probe.raw_before + PROBE_LOSS_GROWTH or self.fraction_lost >= LOSS_HIGH:
             self._fail_probe(probe, now)
             return True
+        if probe.meter is not None:
+            return False  # the packet results pass it (_judge_probe_delay)
         if now < probe.end + PROBE_JUDGE_SECONDS or not probe.covered():
             return False  # the window closed before the padding ended: the next one judges
         if probe.padding_lost() > PROBE_PADDING_LOSS:
             self._fail_probe(probe, now)
             return True
+        self._pass_probe(probe, probe.goal, now)
+        return True
+
+    def _pass_probe(self, probe: Probe, carried: float, now: float) -> None:
+        """The leg carried ``probe`` at ``carried`` bits/s: that is the estimate, any hold
+        released, and the next probe may follow."""
         self.probe = None
         self._probe_at = now
         self._passed_at = now  # on trial: a switch up it allows may yet fail (_decrease)
         self._probe_gain = PROBE_GAIN
         self._ceiling = None
-        self.verified = max(self.verified or 0.0, probe.goal)
-        self.value = max(self.value, probe.goal)
+        self.verified = max(self.verified or 0.0, carried)
+        self.value = max(self.value, carried)
         self._grown_at = now
-        return True
 
     def _fail_probe(self, probe: Probe, now: float) -> None:
         """The leg did not carry ``probe``: back to the estimate before it, held there."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import re
 import zoneinfo
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -72,6 +73,21 @@ Email = Annotated[
     Field(json_schema_extra={"pattern": _EMAIL.pattern, "maxLength": 254}),
     AfterValidator(_email),
 ]
+# datetime's years 1-9999 less a year at either end: the server turns every time into UTC
+# and shifts it (a PIN's window opens before the start), and a time past either end of the
+# range could not be written back (OverflowError, a 500).
+EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def _instant(value: datetime) -> datetime:
+    if not EARLIEST <= value <= LATEST:
+        raise ValueError("must be between 0002-01-01T00:00:00Z and 9998-12-31T23:59:59Z")
+    return value
+
+
+# Every time a request carries: RFC 3339 with an offset, within EARLIEST..LATEST.
+Instant = Annotated[AwareDatetime, AfterValidator(_instant)]
 # Ids become store keys, claims and index names; names and one-line texts are shown on pages
 # and sent in messages: no control characters (NUL cannot even be stored). Free text (an
 # address, a note) may also hold tabs and line breaks.
@@ -175,8 +191,8 @@ class Patient(_Request):
 class AppointmentCreate(_Request):
     department_id: Id
     external_id: Id = Field(description="the clinic's own id; creating twice returns the first")
-    start: AwareDatetime = Field(description="RFC 3339 time with an offset")
-    end: AwareDatetime = Field(
+    start: Instant = Field(description="RFC 3339 time with an offset (years 2-9998 in UTC)")
+    end: Instant = Field(
         description="after start, and at most pins.max_appointment_hours (12 by default) "
         "after it (else 422 naming end)"
     )
@@ -192,8 +208,8 @@ class AppointmentCreate(_Request):
 
 
 class AppointmentPatch(_Request):
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
+    start: Instant | None = None
+    end: Instant | None = None
     provider: Provider | None = None
     client: Client | None = Field(default=None, description="replaces the whole client")
     patient: Patient | None = Field(default=None, description="replaces the whole patient")

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 from control.mobile import gtin
-from control.models import Email, Id, Language, Name, Phone, line, text
+from control.models import Email, Id, Instant, Language, Name, Phone, line, text
 from control.times import iso
 
 # The longest preliminary note the app may write (characters).
@@ -21,7 +21,7 @@ NOTE_MAX_CHARS = 4000
 # The largest quantity one scan may add.
 SCAN_MAX_QUANTITY = 100_000
 
-UtcTime = Annotated[AwareDatetime, PlainSerializer(iso, return_type=str)]
+UtcTime = Annotated[Instant, PlainSerializer(iso, return_type=str)]
 Text = Annotated[str, text(10_000)]
 Short = Annotated[str, line(200)]
 

@@ -116,6 +116,10 @@ async def test_get_and_patch(client, auth, department):
     # end before start once merged with the stored start: 422 naming end.
     resp = await client.patch(url, json={"end": iso(later - timedelta(minutes=1))}, headers=auth)
     assert (await problem(resp, 422))["field"] == "end"
+    # After year 9999 in UTC (a 500, writing it back) and the appointment unchanged.
+    far = {"start": "9999-12-31T23:10:00-01:00", "end": "9999-12-31T23:30:00-01:00"}
+    assert (await problem(await client.patch(url, json=far, headers=auth), 422))["field"] == "start"
+    assert await (await client.get(url, headers=auth)).json() == moved
 
 
 async def test_patch_with_nested_object_keeps_the_record_shape(client, auth, department, store):

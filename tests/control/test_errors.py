@@ -63,6 +63,9 @@ def _with(department_id, path, value):
         ("client.language", "de", "client.language"),
         ("start", "2026-12-01T10:00:00", "start"),  # no time zone
         ("start", "tomorrow", "start"),
+        # In UTC before year 1 or after 9999: writing them back was a 500.
+        ("start", "0001-01-01T00:30:00+01:00", "start"),
+        ("end", "9999-12-31T23:30:00-01:00", "end"),
         ("end", 1733047200, "end"),  # a number is not a time here
         ("end", "2026-12-01T09:59:00Z", "(body)"),  # before the start
         ("end", "2026-12-01T10:00:00Z", "(body)"),  # zero length

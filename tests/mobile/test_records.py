@@ -77,6 +77,18 @@ async def test_bad_bodies_name_the_field(clinic: Clinic):
     await problem(resp, 401)
 
 
+@pytest.mark.parametrize("at", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"])
+async def test_times_whose_utc_is_out_of_range_are_refused(clinic: Clinic, at):
+    # Valid RFC 3339, but in UTC before year 1 or after 9999: writing it back was a 500.
+    await clinic.family(1, history=0)
+    entry = {"patient_id": "p1", "at": at}
+    await problem(await clinic.put("history", "h-1", entry, 422), 422, field="at")
+    consult = {"patient_id": "p1", "started_at": "2026-11-01T09:00:00Z",
+               "notes": [{"at": at, "text": "x"}]}  # fmt: skip
+    await problem(await clinic.put("consultations", "k-1", consult, 422), 422, field="notes.0.at")
+    await clinic.put("history", "h-1", {**entry, "at": "0002-01-01T00:00:00Z"}, 201)
+
+
 async def test_the_mobile_api_is_in_the_openapi_document(clinic: Clinic):
     doc = await (await clinic.client.get(f"{API}/openapi.json")).json()
     put = doc["paths"]["/api/v1/mobile/stock/{id}"]["put"]

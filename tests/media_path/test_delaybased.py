@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from media_server.delaybased import (
     LOST,
     MEDIA,
@@ -194,11 +196,15 @@ def test_a_probe_that_padded_less_than_its_goal_passes_at_what_arrived() -> None
         assert estimate < 0.9 * goal
 
 
-def test_a_probe_into_a_link_that_cannot_carry_it_fails() -> None:
-    # 800 kbit/s: the 500 kbit/s layer fits, a probe for twice what flows does not.
-    leg = Leg(Bottleneck(800_000), probing=True)
+@pytest.mark.parametrize("max_queue", [0.4, 0.02])
+def test_a_probe_into_a_link_that_cannot_carry_it_fails(max_queue: float) -> None:
+    # 800 kbit/s: the 500 kbit/s layer fits, a probe for twice what flows does not; with a
+    # 400 ms queue it is seen as over-use, with 20 ms (about a policer's bucket) as loss and
+    # a rate that arrived slower than it was sent.
+    leg = Leg(Bottleneck(800_000, max_queue=max_queue), probing=True)
     leg.run(12.0)
     assert leg.goals and leg.est.probes_failed >= 1
+    assert all(estimate <= 1.05 * 800_000 for _, estimate in leg.passes)
     assert leg.est.estimate < 1.1 * LAYERS[-1] + AUDIO_BPS
     assert leg.layer < LAYERS[-1]
 

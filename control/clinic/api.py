@@ -14,7 +14,6 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -453,6 +452,13 @@ async def set_policy(request: web.Request) -> web.Response:
 SEEN_MAX = 256
 
 
+def _same_host(origin: str, host: str) -> bool:
+    """Whether an Origin header (RFC 6454: ``scheme://host[:port]``) names ``host``. Read
+    without a URL parser: urllib's raises ValueError on a header such as ``http://[``."""
+    _, sep, rest = origin.partition("://")
+    return bool(sep) and rest == host
+
+
 @handler
 async def events_socket(request: web.Request) -> web.StreamResponse:
     """WebSocket of live dashboard events (the caller's, their organization's broadcasts, and
@@ -465,7 +471,7 @@ async def events_socket(request: web.Request) -> web.StreamResponse:
     nothing; a browser Origin other than this server's is refused (403)."""
     session, staff = await _who(request)
     origin = request.headers.get("Origin")
-    if origin and urlsplit(origin).netloc != request.host:
+    if origin and not _same_host(origin, request.host):
         raise Forbidden("this socket is for this server's own pages (Origin mismatch)")
     node = _node(request)
     topics = [events.staff_topic(staff.id), events.orgwide_topic(staff.org_id)]

@@ -281,8 +281,11 @@ async def test_login_guessing_is_throttled(client, org):
 
 async def test_provider_dashboard_hears_requests_live(client, org):
     h, ids = org
-    # compress: offered as a browser does, declined (its zlib state would stay per dashboard)
-    async with client.ws_connect("/api/v1/clinic/events", headers=h["drwho"], compress=15) as ws:
+    # compress: offered as a browser does, declined (its zlib state would stay per dashboard);
+    # Origin: this server's own page, as the dashboard's.
+    origin = str(client.make_url("")).rstrip("/")
+    headers = {**h["drwho"], "Origin": origin}
+    async with client.ws_connect("/api/v1/clinic/events", headers=headers, compress=15) as ws:
         assert ws.compress == 0
         hello = await asyncio.wait_for(ws.receive_json(), 30)
         assert hello["type"] == "hello"
@@ -389,7 +392,12 @@ async def test_openapi_documents_the_clinic_api(client):
     assert clinic["/api/v1/clinic/requests"]["post"]["responses"]["201"]
 
 
-async def test_events_socket_refuses_other_origins(client, org):
+@pytest.mark.parametrize(
+    # "http://[" is no URL at all: urllib's parser raised ValueError on it (a 500).
+    "origin",
+    ["https://evil.example", "http://[", "null", "http://evil.example/x"],
+)
+async def test_events_socket_refuses_other_origins(client, org, origin):
     h, _ = org
-    headers = {**h["drwho"], "Origin": "https://evil.example"}
+    headers = {**h["drwho"], "Origin": origin}
     await _problem(await client.get("/api/v1/clinic/events", headers=headers), 403)

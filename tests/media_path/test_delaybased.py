@@ -34,12 +34,14 @@ REPORT_SECONDS = 1.0  # ... and a receiver report about every second
 class Bottleneck:
     """A FIFO of ``capacity`` bits/s that drops what would wait over ``max_queue`` s, after it
     ``delay`` s and up to ``jitter`` s more (never reordering), and ``loss`` of packets lost
-    at random."""
+    at random; the first ``stall`` s of each second (a radio's), what arrives comes at once
+    at its end."""
 
     def __init__(self, capacity: float, max_queue: float = 0.4, jitter: float = 0.004,
-                 loss: float = 0.0, delay: float = 0.02, seed: int = 1) -> None:  # fmt: skip
+                 loss: float = 0.0, delay: float = 0.02, seed: int = 1,
+                 stall: float = 0.0) -> None:  # fmt: skip
         self.capacity, self.max_queue, self.jitter = capacity, max_queue, jitter
-        self.loss, self.delay = loss, delay
+        self.loss, self.delay, self.stall = loss, delay, stall
         self.rng = random.Random(seed)
         self._free_at = 0.0
         self._last = 0.0
@@ -53,7 +55,7 @@ class Bottleneck:
             return None
         self._free_at = start + 8 * size / self.capacity
         self._last = max(self._last, self._free_at + self.delay + self.rng.uniform(0, self.jitter))
-        return self._last
+        return max(self._last, int(self._last) + self.stall)
 
 
 class Leg:
@@ -158,8 +160,10 @@ def test_a_shaped_link_is_found_by_its_queue_and_the_estimate_follows_what_arriv
     assert 400_000 <= leg.est.estimate <= 550_000
 
 
-def test_a_clean_link_with_jitter_is_no_overuse() -> None:
-    leg = Leg(Bottleneck(5_000_000, jitter=0.008), follow=False)
+@pytest.mark.parametrize("link", [Bottleneck(5_000_000, jitter=0.008),
+                                  Bottleneck(2_500_000, stall=0.1)], ids=["jitter", "stalls"])  # fmt: skip
+def test_a_clean_link_with_jitter_or_stalls_is_no_overuse(link: Bottleneck) -> None:
+    leg = Leg(link, follow=False)
     leg.run(20.0)
     assert OVERUSING not in leg.states and leg.est.decreases == 0
     assert leg.est.estimate >= TOP

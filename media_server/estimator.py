@@ -40,16 +40,16 @@ The estimate (bits/s) follows Google Congestion Control's loss-based controller
   a link that dropped to a tenth is found at the next window, not after halving from 20 Mbit/s.
 
 Packet results (``on_packet_results``: a leg with transport-wide feedback, whose receiver then
-sends no REMB) replace the REMB rules from the first one on, by GCC's delay-based controller
-from the sender's side (draft-ietf-rmcat-gcc-02 section 5; delaybased.py): over-use lowers the
-estimate to ``DELAY_BACKOFF`` x the rate the receiver acknowledged (at most every
-``DELAY_CUT_SECONDS``; a congestion point as a loss decrease is, so the allocator's hysteresis
-holds), over- or under-use holds its growth, and no loss window lifts it to what was sent
-while the queue grows. A probe is judged by its packets' results (delaybased.ProbeMeter): it
-fails on over-use while it runs (the estimate not lowered under where it was for
-``PROBE_ECHO_SECONDS`` after: the queue was the probe's), or once all of them are reported,
-when they arrived under ``PROBE_ARRIVAL_SHARE`` of the rate they were sent at or over
-``PROBE_PADDING_LOSS`` of them were lost; else it passes and the estimate is the rate they
+sends no REMB) replace the REMB rules while they come (``RESULTS_STALE_SECONDS``), by GCC's
+delay-based controller from the sender's side (draft-ietf-rmcat-gcc-02 section 5;
+delaybased.py): over-use lowers the estimate to ``DELAY_BACKOFF`` x the rate the receiver
+acknowledged (at most every ``DELAY_CUT_SECONDS``; a congestion point as a loss decrease is, so
+the allocator's hysteresis holds), over- or under-use holds its growth, and no loss window
+lifts it to what was sent while the queue grows. A probe is judged by its packets' results
+(delaybased.ProbeMeter): it fails on over-use while it runs (the estimate not lowered under
+where it was for ``PROBE_ECHO_SECONDS`` after: the queue was the probe's), or once all of them
+are reported, when they arrived under ``PROBE_ARRIVAL_SHARE`` of the rate they were sent at or
+over ``PROBE_PADDING_LOSS`` of them were lost; else it passes and the estimate is the rate they
 arrived at (not its goal: padding may fall short). The loss window still fails one by loss.
 
 Until feedback arrives the estimate is ``initial``.
@@ -128,6 +128,7 @@ PROBE_ECHO_SECONDS = 2.0  # a REMB this soon after a probe's end may answer it
 VERIFIED_MARGIN = 1.1  # with probing, blind growth stays this close to what got through
 DELAY_BACKOFF = 0.85  # over-use: the estimate becomes this share of what arrives (GCC's beta)
 DELAY_CUT_SECONDS = 0.2  # ... at most this often (a cut takes a while to empty the queue)
+RESULTS_STALE_SECONDS = 1.0  # packet results older than this say nothing of the leg now
 PROBE_ARRIVAL_SHARE = 0.9  # a probe whose packets arrived slower than this share of their
 # send rate met a bottleneck (libwebrtc's ProbeBitrateEstimator reads it so too)
 
@@ -210,6 +211,7 @@ class DownlinkEstimator:
         # state after the last feedback, and the rate acknowledged (delaybased.py).
         self.delay: DelayGradient | None = None
         self.delay_state = NORMAL
+        self._results_at = -1e9
         self.acked = AckedRate()
         self._delay_cut_at = -1e9
 
@@ -238,7 +240,7 @@ class DownlinkEstimator:
         now = self._clock()
         self.remb = max(0, bitrate)
         self.updates += 1
-        if self.delay is not None:
+        if self._delay_state(now) is not None:
             return False  # packet results say more, and sooner (on_packet_results)
         started = self._started(now)
         while self._rembs and now - self._rembs[0][0] > REMB_FALL_SECONDS:
@@ -301,7 +303,7 @@ class DownlinkEstimator:
             # cleanly, under what the lowest layer needs, and the video was paused. Unless
             # the receiver's REMB says its queue grows (a shaped link: no loss yet).
             carried = self.sent_bps - self.padding_bps
-            if not self._queue_grows(carried):
+            if not self._queue_grows(carried, now):
                 self.value = max(self.value, carried)
             if self._passed_at is not None and now - self._passed_at >= PROBE_TRUST_SECONDS:
                 self._passed_at = None  # what the probes found held: they told the truth
@@ -314,24 +316,33 @@ class DownlinkEstimator:
             self._decrease(1.05 * self.media_bps * (1 - loss), now)
         elif loss > LOSS_HIGH:
             self._decrease(self.sent_bps * (1 - loss / 2), now)
-        elif loss < LOSS_LOW and self.delay_state == NORMAL:
+        elif loss < LOSS_LOW and self._delay_state(now) in (None, NORMAL):
             self._grow(now)
         else:
             self._grown_at = now  # some loss, or a queue that grows or drains: hold
         return True
 
-    def _queue_grows(self, carried: float) -> bool:
+    def _delay_state(self, now: float) -> str | None:
+        """The delay-gradient state while packet results come (None: none in the last
+        ``RESULTS_STALE_SECONDS``, when the REMB rules apply again: a renegotiation that drops
+        transport-cc must not leave the leg held by the last state it had)."""
+        if now - self._results_at > RESULTS_STALE_SECONDS:
+            return None
+        return self.delay_state
+
+    def _queue_grows(self, carried: float, now: float) -> bool:
         """Does the leg's queue grow while it carries ``carried`` bits/s: over-use in the packet
         results, or without them a REMB under ``REMB_OVERUSE`` of it."""
-        if self.delay is not None:
-            return self.delay_state == OVERUSING
+        state = self._delay_state(now)
+        if state is not None:
+            return state == OVERUSING
         return self.remb is not None and self.remb < REMB_OVERUSE * carried
 
     def on_packet_results(self, results: list[tuple[int, int, int, int, int]],
                           now: float) -> bool:  # fmt: skip
         """One transport-wide feedback's packet results for the leg, in sequence order, each
         ``(seq, sent_us, size, arrived_us, kind)`` (delaybased.py), received at ``now``
-        (time.monotonic s); True when the estimate moved. From the first on, the REMB rules
+        (time.monotonic s); True when the estimate moved. While they come, the REMB rules
         stop (a receiver sending this feedback sends no REMB): over-use lowers the estimate
         to ``DELAY_BACKOFF`` x the rate acknowledged (draft-ietf-rmcat-gcc-02 5.5's decrease,
         a congestion point as a loss decrease is), over- or under-use holds its growth, and a
@@ -342,6 +353,7 @@ class DownlinkEstimator:
             self.delay = DelayGradient()
             self._started(now)
         state = self.delay_state = self.delay.update(results)
+        self._results_at = now
         self.acked.update(results)
         self.updates += 1
         before = self.value
@@ -403,7 +415,7 @@ class DownlinkEstimator:
             return None
         seconds = min(PROBE_LONGEST_SECONDS, PROBE_SECONDS * 2**self._probe_lies)
         self.probe = Probe(now, now + seconds, goal, self.value, self.raw_lost)
-        if self.delay is not None:
+        if self._delay_state(now) is not None:
             self.probe.meter = ProbeMeter(int(now * 1e6), int(self.probe.end * 1e6))
         self._probe_echo = (self.probe.end + PROBE_ECHO_SECONDS, self.value)
         self.probes += 1
@@ -430,7 +442,7 @@ class DownlinkEstimator:
         if self.raw_lost > probe.raw_before + PROBE_LOSS_GROWTH or self.fraction_lost >= LOSS_HIGH:
             self._fail_probe(probe, now)
             return True
-        if probe.meter is not None:
+        if probe.meter is not None and self._delay_state(now) is not None:
             return False  # the packet results pass it (_judge_probe_delay)
         if now < probe.end + PROBE_JUDGE_SECONDS or not probe.covered():
             return False  # the window closed before the padding ended: the next one judges

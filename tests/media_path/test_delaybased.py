@@ -228,19 +228,44 @@ def test_a_draining_queue_holds_the_growth() -> None:
     # growth while it drains (GCC's hold on under-use); growth once it is steady again.
     clock = Clock()
     est = DownlinkEstimator(lambda: 0, clock=clock)
-    draining = [(i, i * 10_000, 1_000, 600_000 + i * 8_000, MEDIA) for i in range(60)]
-    est.on_packet_results(draining, clock.now)
+    est.on_packet_results(draining(0, 60), clock.now)
     assert est.delay_state == UNDERUSING
     before = est.value = 500_000.0
-    for packets in (0, 100, 200):  # windows without loss: growth, but for the queue draining
+    for i, packets in enumerate((0, 100, 200)):  # windows without loss: growth, but ...
         est.on_report(packets, 0)
         clock.now += 0.6
+        est.on_packet_results(draining(60 + 20 * i, 20), clock.now)  # ... the queue drains
     assert est.value == before
-    steady = [(i, i * 10_000, 1_000, 120_000 + i * 10_000, MEDIA) for i in range(60, 200)]
+    steady = [(i, i * 10_000, 1_000, 360_000 + i * 10_000, MEDIA) for i in range(120, 260)]
     est.on_packet_results(steady, clock.now)
     assert est.delay_state == NORMAL
     est.on_report(300, 0)
     assert est.value > before
+
+
+def draining(first: int, count: int) -> list[tuple[int, int, int, int, int]]:
+    """Results of groups sent 10 ms apart from a queue of 600 ms draining: 8 ms apart."""
+    return [(i, i * 10_000, 1_000, 600_000 + i * 8_000, MEDIA) for i in range(first, first + count)]
+
+
+def test_results_that_stopped_hold_nothing_and_the_remb_rules_return() -> None:
+    # A renegotiation dropped transport-cc while the queue was draining: the last state
+    # (under-use) holds no growth for ever, and a REMB that fell counts again.
+    clock = Clock()
+    est = DownlinkEstimator(lambda: int(clock.now * 125_000), clock=clock)  # 1 Mbit/s sent
+    est.on_packet_results(draining(0, 60), clock.now)
+    assert est.delay_state == UNDERUSING
+    clock.now += 5.0
+    before = est.value = 500_000.0
+    for packets in (0, 100, 200):
+        est.on_report(packets, 0)
+        clock.now += 0.6
+    assert est.value > before
+    est.on_remb(1_000_000)
+    clock.now += 0.3
+    est.on_remb(300_000)
+    clock.now += 0.6
+    assert est.on_remb(300_000)
 
 
 def test_with_packet_results_a_falling_remb_cuts_nothing() -> None:

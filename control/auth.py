@@ -119,6 +119,20 @@ class KeyCache:
         return org_id
 
 
+def credential(text: str | None) -> str:
+    """``text`` if it can be one of our credentials (printable ASCII: every key and token we
+    issue is base64url with a prefix), else "". aiohttp hands header bytes that are not UTF-8
+    on as lone surrogates, which hashing a key (str.encode) raised on: a 500."""
+    return text if text and text.isascii() and text.isprintable() else ""
+
+
+def bearer_token(request: web.Request) -> str:
+    """The credential of ``Authorization: Bearer <credential>`` (the scheme in any case, RFC
+    7235 2.1), or "" when there is none."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return credential(value.strip()) if scheme.lower() == "bearer" else ""
+
+
 async def authenticated_org(request: web.Request) -> str:
     """The organization the request's API key belongs to, or a 401 problem."""
     header = request.headers.get("Authorization", "")
@@ -130,7 +144,7 @@ async def authenticated_org(request: web.Request) -> str:
             "send the organization's API key as Authorization: Bearer tv_...",
             headers={"WWW-Authenticate": 'Bearer realm="televisit"'},
         )
-    org_id = await services(request).api_keys.org_of_key(key.strip())
+    org_id = await services(request).api_keys.org_of_key(bearer_token(request))
     if org_id is None:
         raise Problem(
             401,

@@ -123,6 +123,10 @@ class Keyring:
         return self._signer.sign(claims)
 
     def verify_token(self, token: str, *, now: float | None = None) -> Grant:
+        if not token.isascii():
+            # A JWT is base64url and dots; PyJWT raised UnicodeEncodeError on a lone
+            # surrogate (JSON signaling frames may carry one), which is no InvalidTokenError.
+            raise TokenError("invalid", "the token is malformed")
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.InvalidTokenError as exc:

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from control import departments
+from control.auth import bearer_token, credential
 from control.bodies import path_id, read_body
 from control.clientaddr import client_key
 from control.clinic import accounts, events, policy, requests, sessions, visits
@@ -62,11 +63,9 @@ def _node(request: web.Request) -> ClinicNode:
     return request.app[NODE]
 
 
-def _token_of(request: web.Request) -> str | None:
-    auth = request.headers.get("Authorization", "")
-    if auth.startswith("Bearer "):
-        return auth[7:].strip()
-    return request.cookies.get(COOKIE)
+def _token_of(request: web.Request) -> str:
+    """The bearer token, else the dashboard's cookie ("" when neither)."""
+    return bearer_token(request) or credential(request.cookies.get(COOKIE))
 
 
 async def _who(request: web.Request) -> tuple[Login, Staff]:
@@ -172,9 +171,7 @@ async def login(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     """End this session (the cookie's or the bearer token's)."""
     await _who(request)
-    token = _token_of(request)
-    assert token is not None
-    await sessions.close_login(_node(request).clinic.store, token)
+    await sessions.close_login(_node(request).clinic.store, _token_of(request))
     resp = web.Response(status=204)
     resp.del_cookie(COOKIE, path="/")
     return resp

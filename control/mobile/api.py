@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from control.auth import authenticated_org
+from control.auth import authenticated_org, bearer_token
 from control.bodies import path_id, query_int, read_body
 from control.clientaddr import client_key
 from control.clinic import accounts
@@ -175,9 +175,7 @@ async def revoke_device(request: web.Request) -> web.Response:
 
 
 async def _writer(request: web.Request) -> Writer:
-    auth = request.headers.get("Authorization", "")
-    token = auth[7:].strip() if auth.startswith("Bearer ") else ""
-    device, staff = await devices.authorize(services(request).store, token)
+    device, staff = await devices.authorize(services(request).store, bearer_token(request))
     return Writer(staff, device)
 
 

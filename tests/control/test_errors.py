@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import json
 
@@ -184,6 +185,38 @@ async def test_unexpected_errors_are_a_generic_500_problem(client, auth, monkeyp
     monkeypatch.setattr(departments, "list_departments", broken)
     body = await problem(await client.get("/api/v1/departments", headers=auth), 500)
     assert "secret internals" not in body["detail"]
+
+
+async def _raw_get(client, path: str, header: bytes) -> tuple[int, bytes]:
+    """GET with one header of raw bytes (aiohttp's client sends only str headers)."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
+                 + header + b"\r\n\r\n")  # fmt: skip
+    answer = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/departments", "/api/v1/clinic/me", "/api/v1/mobile/app/me"],
+)
+@pytest.mark.parametrize(
+    "header",
+    [
+        # Bytes that are not UTF-8 reach the handler as lone surrogates: hashing them was a 500.
+        b"Authorization: Bearer tv_\xff\xfe",
+        b"Authorization: Bearer tvs_\xff",
+        b"Authorization: Bearer tvm_\xc3",
+        b"Authorization: Bearer tv_\xc3\xa9",  # UTF-8, but no key of ours
+        b"Cookie: tv_staff=tvs_\xff",
+    ],
+)
+async def test_credentials_that_are_not_ascii_are_unauthenticated(client, path, header):
+    status, body = await _raw_get(client, path, header)
+    assert status == 401, body
+    assert json.loads(body)["type"].endswith("unauthenticated")
 
 
 async def test_deeply_nested_json_is_400_not_a_crash(client, auth):

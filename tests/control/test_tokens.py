@@ -143,3 +143,11 @@ def test_issued_tokens_are_byte_for_byte_what_pyjwt_encodes(name, room, role, ap
     assert token == expected
     grant = ring.verify_token(token, now=exp - 1)
     assert (grant.name, grant.room_id, grant.appointment_id) == (name, room, appointment)
+
+
+@pytest.mark.parametrize("token", ["\ud800", "eyJhbGciOiJIUzI1NiJ9.\udcff.x", "tok\u00e9n"])
+def test_a_token_that_is_not_ascii_is_malformed(token):
+    # A signaling frame's JSON may carry a lone surrogate: PyJWT raised UnicodeEncodeError.
+    with pytest.raises(TokenError) as caught:
+        Keyring({"k1": K1}, "k1").verify_token(token, now=NOW)
+    assert caught.value.reason == "invalid"

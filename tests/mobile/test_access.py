@@ -129,3 +129,13 @@ async def test_unknown_and_malformed_device_tokens_are_401(clinic: Clinic):
         await problem(resp, 401, "unauthenticated")
     # An organization API key is not a device.
     await problem(await clinic.sync(clinic.api), 401, "unauthenticated")
+
+
+async def test_the_bearer_scheme_is_read_in_any_case(clinic: Clinic):
+    # RFC 7235 2.1; the API key's routes did, the app's and the staff's routes refused it.
+    await clinic.enable()
+    device = await clinic.device()
+    lower = {"Authorization": device["Authorization"].replace("Bearer ", "bearer ")}
+    assert (await clinic.client.get(f"{API}/mobile/app/me", headers=lower)).status == 200
+    staff = {"Authorization": clinic.vet["Authorization"].replace("Bearer ", "BEARER ")}
+    assert (await clinic.client.get(f"{API}/mobile/devices", headers=staff)).status == 200

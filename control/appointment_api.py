@@ -185,7 +185,7 @@ async def send_handler(request: web.Request) -> web.Response:
         raise conflict("links-refused", str(exc), field=exc.field) from exc
     if svc.outbox_worker is not None:
         svc.outbox_worker.wake()
-    data = await appointments.mark_links_sent(svc.store, org_id, data["id"], svc.clock())
+    data = await appointments.mark_links_sent(svc.store, org_id, data, svc.clock())
     return web.json_response(
         {"appointment": await present(svc.store, svc.settings, data), "queued": body.channels},
         status=202,

@@ -428,16 +428,31 @@ async def ensure_room(
     return await _change(store, org_id, appointment_id, change)
 
 
+def _client_credentials(data: dict[str, Any]) -> tuple[str, int]:
+    """What a client's message carries that a new client replaces: the PIN and the version of
+    the guest links (the short link follows the version)."""
+    return data["telemedicine"]["pin"], link_version(data, "guest")
+
+
 async def mark_links_sent(
-    store: Store, org_id: str, appointment_id: str, now: float
+    store: Store, org_id: str, sent: dict[str, Any], now: float
 ) -> dict[str, Any]:
+    """The appointment with ``links_sent_at`` set, if its client still holds the PIN and links
+    that ``sent`` (the appointment as the messages were queued from) carried. A change of
+    client in between re-issued them (and cleared ``links_sent_at``): those were never sent,
+    and the clinic is left to send them."""
 
     async def change(record: Record) -> dict[str, Any]:
-        tele = dict(record.data["telemedicine"], links_sent_at=iso_at(now))
-        data = dict(record.data, telemedicine=tele, updated_at=iso_at(now))
+        current = record.data
+        if current["status"] != "scheduled":
+            return current
+        if _client_credentials(current) != _client_credentials(sent):
+            return current
+        tele = dict(current["telemedicine"], links_sent_at=iso_at(now))
+        data = dict(current, telemedicine=tele, updated_at=iso_at(now))
         await store.update(
             KIND,
-            appointment_id,
+            sent["id"],
             data,
             expect_version=record.version,
             claims=record.claims,
@@ -445,7 +460,7 @@ async def mark_links_sent(
         )
         return data
 
-    return await _change(store, org_id, appointment_id, change)
+    return await _change(store, org_id, sent["id"], change)
 
 
 async def list_range(

@@ -12,6 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from config import load_settings
+from control import appointment_api
 from control.notify.devgateway import DevSmsGateway
 
 from .helpers import appointment_body, department_body, problem
@@ -66,6 +67,35 @@ async def test_send_queues_both_channels_and_marks_links_sent(
     # Resending queues new messages; the latest per channel is the status shown.
     assert (await send(client, auth, appt["id"], ["sms"])).status == 202
     assert len(await store.range(f"msgs:{appt['id']}")) == 3
+
+
+async def test_a_client_changed_while_links_are_sent_is_not_marked_sent(
+    client, auth, department, monkeypatch
+):
+    # The clinic PATCHes a new client while a send for the old one is between queueing its
+    # messages and marking the links sent: the new client's links were never sent.
+    appt = await book(client, auth, department["id"])
+    url = f"/api/v1/appointments/{appt['id']}"
+    new_client = {"name": "Liisa", "phone": "+358409876543"}
+    real = appointment_api.queue_links
+
+    async def queue_then_patch(*args, **kwargs):
+        await real(*args, **kwargs)
+        resp = await client.patch(url, json={"client": new_client}, headers=auth)
+        assert resp.status == 200, await resp.text()
+
+    monkeypatch.setattr(appointment_api, "queue_links", queue_then_patch)
+    assert (await send(client, auth, appt["id"], ["sms"])).status == 202
+    got = await (await client.get(url, headers=auth)).json()
+    assert (
+        got["client"]["name"] == "Liisa"
+        and got["telemedicine"]["pin"] != appt["telemedicine"]["pin"]
+    )
+    assert got["telemedicine"]["links_sent_at"] is None
+    monkeypatch.undo()
+    assert (await send(client, auth, appt["id"], ["sms"])).status == 202
+    got = await (await client.get(url, headers=auth)).json()
+    assert got["telemedicine"]["links_sent_at"] is not None
 
 
 async def test_send_refusals_name_the_field(client, auth, department):

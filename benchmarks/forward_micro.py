@@ -4,6 +4,7 @@ Measured in one process, on the same packets, in the same run, against a referen
 Python RTP forwarder would otherwise pay: aiortc's ``RtpPacket.parse`` + ``serialize``.
 
     .venv/bin/python -m benchmarks.forward_micro [--packets 100000] [--fanout 4]
+        [--downlink-transport-cc]
 
 Lines (the path is compiled: media_server/rtpforward.c):
 - reference: RtpPacket.parse + serialize (mid, abs-send-time, audio-level, transport-cc
@@ -20,6 +21,9 @@ Lines (the path is compiled: media_server/rtpforward.c):
 - fan-out to N: receive once, forward to N subscriptions (per packet *sent*)
 
 Packets come five to a frame, the fifth with the marker bit (the bandwidth estimator runs on it).
+``--downlink-transport-cc``: the subscribers' legs negotiated transport-cc
+(media.downlink_transport_cc): every packet sent gets the leg's transport sequence and is
+recorded (rtpforward.Departures).
 
 No network and no event loop: the path is synchronous, so these are the CPU work per packet
 without the kernel (benchmarks/forward_loopback.py measures the whole SFU process on loopback).
@@ -43,7 +47,7 @@ from aiortc.rtp import RtpPacket
 from media_server import rtpheader
 from media_server.faults import Faults
 from media_server.publication import Publication
-from media_server.rtpforward import Arrivals, Leg
+from media_server.rtpforward import Arrivals, Departures, Leg
 from media_server.subscription import Subscription
 from media_server.transport import set_keys
 
@@ -54,6 +58,7 @@ PUB_EXT = {
     rtpheader.URI_TRANSPORT_CC: 5,
 }
 SUB_EXT = {rtpheader.URI_MID: 1, rtpheader.URI_ABS_SEND_TIME: 3, rtpheader.URI_AUDIO_LEVEL: 2}
+SUB_TCC_ID = 6  # the subscribers' transport-cc id with --downlink-transport-cc
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 PAYLOAD = bytes([0x90, 0x80, 0x80, 0x01, 0x10]) + bytes(1195)  # VP8 keyframe start, 1200 B
 
@@ -110,23 +115,28 @@ def publication() -> Publication:
     )
 
 
-def leg(inbound: pylibsrtp.Session | None = None) -> Leg:
-    """A connected Leg without a socket (its send_queued does nothing)."""
+def leg(inbound: pylibsrtp.Session | None = None, departures: bool = False) -> Leg:
+    """A connected Leg without a socket (its send_queued does nothing); ``departures``: it
+    stamps and records a transport sequence in what it sends."""
     rx, tx = inbound or srtp_sender(inbound=True), srtp_sender()
     out = Leg(on_rtp=nothing, on_rtcp=nothing, dropped={}, faults=Faults("bench"))
+    if departures:
+        out.departures = Departures(SUB_TCC_ID, {})
     set_keys(out, rx, tx)
     out.send_queued = nothing
     out.connected = True
     return out
 
 
-def subscription(source: Publication, send: Callable[[bytes], Any]) -> Subscription:
+def subscription(
+    source: Publication, send: Callable[[bytes], Any], extensions: dict[str, int] = SUB_EXT
+) -> Subscription:
     sub = Subscription(source, history_packets=1024, faults=Faults("bench"))
     sub.bind(
         ssrc=7,
         payload_type=100,
         mid="3",
-        extensions=SUB_EXT,
+        extensions=extensions,
         send_rtp=send,
         send_rtcp=lambda d: None,
     )
@@ -141,7 +151,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--packets", type=int, default=100_000)
     parser.add_argument("--fanout", type=int, default=4)
+    parser.add_argument("--downlink-transport-cc", action="store_true")
     args = parser.parse_args()
+    stamps = args.downlink_transport_cc
+    sub_ext = {**SUB_EXT, rtpheader.URI_TRANSPORT_CC: SUB_TCC_ID} if stamps else SUB_EXT
     data = packets(args.packets)
     m_in = rtpheader.extension_map(PUB_EXT)
     n = len(data)
@@ -151,7 +164,7 @@ def main() -> None:
             RtpPacket.parse(d, m_in).serialize(m_in)
 
     standalone = publication()
-    rewrite_sub = subscription(standalone, nothing)
+    rewrite_sub = subscription(standalone, nothing, sub_ext)
     standalone.detach(rewrite_sub)
     rewrite_out = rewrite_sub.out
 
@@ -173,7 +186,7 @@ def main() -> None:
     # number it has left behind, and the next run resends the same packets.
     def receive_forward() -> None:
         pub = publication()
-        sub = subscription(pub, leg())
+        sub = subscription(pub, leg(departures=stamps), sub_ext)
         receive = pub.inbound.receive
         for d in data:
             receive(d)
@@ -187,7 +200,7 @@ def main() -> None:
         publisher = leg()
         publisher.routes[42] = whole_pub.inbound
         publisher.arrivals = Arrivals(PUB_EXT[rtpheader.URI_TRANSPORT_CC])
-        sub = subscription(whole_pub, leg())
+        sub = subscription(whole_pub, leg(departures=stamps), sub_ext)
         received = publisher.datagram_received
         addr = ("127.0.0.1", 9)
         for d in encrypted:
@@ -196,7 +209,7 @@ def main() -> None:
 
     def fan_out() -> None:
         pub = publication()
-        subs = [subscription(pub, leg()) for _ in range(args.fanout)]
+        subs = [subscription(pub, leg(departures=stamps), sub_ext) for _ in range(args.fanout)]
         receive = pub.inbound.receive
         for d in data:
             receive(d)
@@ -215,6 +228,7 @@ def main() -> None:
     print(
         f"# {n} packets of 1200 B payload, 4 header extensions; python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs; best of 3"
+        + ("; subscribers' legs stamp transport-cc" if stamps else "")
     )
     print(f"{'path':48} {'us/packet':>10} {'x reference':>12}")
     for name, us in rows:

@@ -169,6 +169,12 @@ class MediaSettings(_Section):
     # extension and feedback, media_server/feedback.py): their send-side estimator then sees
     # the loss on their uplink. False: REMB only.
     transport_cc: bool = True
+    # Negotiate transport-cc on the sections we send to subscribers too: every packet to them
+    # carries our transport-wide sequence number and their feedback says when each arrived
+    # (rtpforward.Departures), for a delay-based estimate of their downlink. Off until that
+    # estimator (estimator.py) is measured: Chrome sends no REMB for packets that carry the
+    # element, so turning it on replaces the REMB signal the downlink estimate uses today.
+    downlink_transport_cc: bool = False
     # Probe a subscriber's leg with RTX padding before switching its video up to a higher
     # simulcast layer (media_server/prober.py). Off by default: in the impairment harness it
     # froze video more than blind growth did (benchmarks/RESULTS.md, "Probing").

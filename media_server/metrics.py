@@ -69,6 +69,18 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "packets whose transport-cc element was not 2 bytes (read as lost)",
         (),
     ),
+    "transport_feedback_received": (
+        "transport-cc feedback packets read from subscribers (media.downlink_transport_cc)",
+        (),
+    ),
+    "transport_feedback_reported_lost": (
+        "packets to subscribers their transport-cc feedback reported not received",
+        (),
+    ),
+    "transport_feedback_malformed": (
+        "transport-cc feedback packets from subscribers dropped as malformed",
+        (),
+    ),
     "datagrams_unstamped": (
         "datagrams read without the kernel's receive time (arrival taken when read)",
         (),
@@ -89,6 +101,10 @@ def participant_samples(p: Participant) -> Iterator[tuple[Key, int]]:
     if p.transport_feedback is not None:
         yield ("transport_feedback_sent", ()), p.transport_feedback.packets_sent
         yield ("transport_cc_malformed", ()), p.transport_feedback.arrivals.malformed
+    if p.departures is not None:
+        yield ("transport_feedback_received", ()), p.departures.feedbacks
+        yield ("transport_feedback_reported_lost", ()), p.departures.reported_lost
+        yield ("transport_feedback_malformed", ()), p.departures.malformed
     yield ("datagrams_unstamped", ()), p.datagrams_unstamped
     yield ("media_faults", ()), p.faults.count
     yield ("probes", ()), p.downlink.probes

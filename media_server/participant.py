@@ -111,7 +111,7 @@ from media_server.faults import Faults
 from media_server.feedback import TransportFeedback
 from media_server.prober import Prober
 from media_server.publication import Publication
-from media_server.rtpforward import Leg
+from media_server.rtpforward import Departures, Leg
 from media_server.subscription import Subscription
 from media_server.transport import adopt, forwarding_receiver, forwarding_sender
 
@@ -120,7 +120,7 @@ log = logging.getLogger(__name__)
 # What only a broken or hostile client sends: each kind logged once per participant (the
 # per-packet path counts every one in ``dropped``), so the log names the client without a line
 # per packet.
-MALFORMED = ("malformed_rtp", "malformed_vp8", "malformed_rtcp")
+MALFORMED = ("malformed_rtp", "malformed_vp8", "malformed_rtcp", "malformed_transport_feedback")
 TICK_SECONDS = 0.05  # NACK retries
 REPORT_SECONDS = 1.0  # receiver reports, REMB, media timeout (jittered +-50%)
 TIMER_SLACK_SECONDS = 0.005
@@ -194,6 +194,9 @@ class Participant:
         # The transport-cc extension's id in the client's offer, when we negotiate it (feedback.py)
         self._transport_cc_id: int | None = None
         self.transport_feedback: TransportFeedback | None = None
+        # The transport-cc id on the sections we send on (media.downlink_transport_cc): the
+        # client's, or one it left free; the Leg's Departures once an answer kept it.
+        self._downlink_cc_id: int | None = None
         self._simulcast: dict[str, simulcast.Offer] = {}  # mid -> what the client's offer sends
         self._answered = asyncio.Event()  # the client's offer is answered: we may offer
         self._pending: list[Subscription] = []
@@ -270,6 +273,10 @@ class Participant:
         if self.settings.transport_cc:
             self._transport_cc_id = self._client_numbering.extension_ids.get(
                 rtpheader.URI_TRANSPORT_CC
+            )
+        if self.settings.downlink_transport_cc:
+            self._downlink_cc_id = reoffer.reserve(
+                self._client_numbering, rtpheader.URI_TRANSPORT_CC
             )
         self._simulcast = simulcast.offered(sdp)
         if not self.settings.simulcast:
@@ -531,6 +538,8 @@ class Participant:
             aligned = sdpextras.transport_cc(
                 reoffer.align(offer.sdp, self._client_numbering), self._transport_cc_id
             )
+            # ... and the sections we send on carry our own transport sequence, where set.
+            aligned = sdpextras.transport_cc(aligned, self._downlink_cc_id, sending=True)
             await self.pc.setLocalDescription(RTCSessionDescription(sdp=aligned, type="offer"))
         self._answer_waiter = asyncio.get_running_loop().create_future()
         # aiortc keeps no a=simulcast: each re-offer carries it again, or the browser would
@@ -551,8 +560,11 @@ class Participant:
             self._report("failed")
             self._settle_codec_requests(requests, failed=True)
             return
+        kept = {}  # mid -> transport-cc id, where the answer kept ours
+        if self._downlink_cc_id is not None:
+            kept = sdpextras.transport_cc_by_mid(self.pc.remoteDescription.sdp)
         for subscription, transceiver in added:
-            self._bind(subscription, transceiver)
+            self._bind(subscription, transceiver, kept.get(transceiver.mid or ""))
         # Every answer restates the RTX of all our m-lines: those it bound just now, and those
         # bound by earlier answers.
         by_mid = {t.mid: t for t in self.pc.getTransceivers() if t.mid is not None}
@@ -563,7 +575,11 @@ class Participant:
                 self._follow_rtx(subscription, transceiver)
         self._settle_codec_requests(requests)
 
-    def _bind(self, subscription: Subscription, transceiver: RTCRtpTransceiver) -> None:
+    def _bind(
+        self, subscription: Subscription, transceiver: RTCRtpTransceiver, transport_cc: int | None
+    ) -> None:
+        """``transport_cc``: the transport-cc id the answer kept on the m-line (None: none):
+        its packets then carry the Leg's transport sequence (``departures``)."""
         if subscription.closed:
             return
         media_codecs = [c for c in transceiver._codecs if not codecs.is_rtx(c)]
@@ -580,15 +596,32 @@ class Participant:
             return
         ssrc = transceiver.sender._ssrc
         self._by_out_ssrc[ssrc] = subscription
+        extensions = rtpheader.extension_ids(transceiver._headerExtensions)
+        if (
+            transport_cc is not None
+            and transport_cc == self._downlink_cc_id
+            and self._start_departures()
+        ):
+            extensions[rtpheader.URI_TRANSPORT_CC] = transport_cc
         subscription.bind(
             ssrc=ssrc,
             payload_type=media_codecs[0].payloadType,
             codecs=media_codecs,
             mid=transceiver.mid,
-            extensions=rtpheader.extension_ids(transceiver._headerExtensions),
+            extensions=extensions,
             send_rtp=self._leg,
             send_rtcp=self.send_rtcp,
         )
+
+    def _start_departures(self) -> Departures | None:
+        """The Leg's record of what it sent by transport sequence (made at the first m-line
+        whose answer kept transport-cc): None without a Leg."""
+        leg = self._leg
+        if leg is None or self._downlink_cc_id is None:
+            return None
+        if leg.departures is None:
+            leg.departures = Departures(self._downlink_cc_id, self.dropped)
+        return leg.departures
 
     def _follow_rtx(self, subscription: Subscription, transceiver: RTCRtpTransceiver) -> None:
         """Resend on the RTX SSRC with the RTX payload types (RFC 4588) the latest answer
@@ -718,6 +751,13 @@ class Participant:
         transport-cc feedback and the uplink estimate then include our own stalls)."""
         return self._leg.unstamped if self._leg is not None else 0
 
+    @property
+    def departures(self) -> Departures | None:
+        """What our leg sent by transport-wide sequence number and the subscriber's transport-cc
+        feedback on it (rtpforward.Departures: feedbacks, reported_lost, malformed), once an
+        answer kept transport-cc on a section we send on (media.downlink_transport_cc)."""
+        return self._leg.departures if self._leg is not None else None
+
     def _bytes_sent(self) -> int:
         """RTP bytes sent on our leg to this participant (media, resends, probe padding)."""
         return sum(s.bytes_out + s.retransmitted_bytes + s.probe_bytes for s in self.subscriptions)
@@ -806,7 +846,15 @@ class Participant:
         if not parts:
             return
         self.rtcp_packets_in += 1
+        departures = self.departures
         for part in parts:
+            if departures is not None and rtcp.is_transport_feedback(part):
+                # Read next to the record of what we sent, not by aiortc (which reads its
+                # FCI as NACK items).
+                results = departures.feedback(part)
+                if results and self.downlink.on_packet_results(results, time.monotonic()):
+                    self._allocate()
+                continue
             try:
                 packets = RtcpPacket.parse(part)
             except rtcp.MALFORMED:

@@ -112,6 +112,19 @@ def numbering(sdp: str) -> Numbering:
     return out
 
 
+def reserve(client: Numbering, uri: str) -> int | None:
+    """The id ``client`` gives extension ``uri``, else the first one-byte id it leaves free,
+    kept in ``client`` from then on: every later re-offer names ``uri`` with it (Chrome
+    refuses a moved id), and ``align`` gives it to nothing else. None: no id is free."""
+    if uri not in client.extension_ids:
+        taken = set(client.extension_ids.values())
+        free = next((i for i in _EXTENSION_IDS if i not in taken), None)
+        if free is None:
+            return None
+        client.extension_ids[uri] = free
+    return client.extension_ids[uri]
+
+
 # Marks a line of the server's offer to leave out (nothing free to name it with).
 _DROP = "\x00"
 

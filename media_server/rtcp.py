@@ -22,6 +22,7 @@ from aiortc.rtp import (
 )
 
 RTCP_RTPFB = 205
+RTCP_RTPFB_TRANSPORT_CC = 15
 NACK_MAX_RETRIES = 5
 NACK_MAX_AGE_SECONDS = 1.0
 NACK_MAX_TRACKED = 512
@@ -53,6 +54,14 @@ def split_compound(data: bytes) -> tuple[list[bytes], bool]:
         parts.append(data[pos:end])
         pos = end
     return parts, pos == size
+
+
+def is_transport_feedback(packet: bytes) -> bool:
+    """Is ``packet`` (one of a compound) transport-cc feedback: RTPFB (205) with FMT 15
+    (draft-holmer-rmcat-transport-wide-cc-extensions-01 3.1)?"""
+    return (
+        len(packet) > 1 and packet[1] == RTCP_RTPFB and packet[0] & 0x1F == RTCP_RTPFB_TRANSPORT_CC
+    )
 
 
 def ntp_ms() -> int:

@@ -39,7 +39,7 @@
 typedef int (*srtp_fn)(void *ctx, void *buf, int *len);
 static srtp_fn srtp_protect, srtp_protect_rtcp, srtp_unprotect, srtp_unprotect_rtcp;
 
-static PyObject *k_rtx_padding, *k_rtx_unrepaired;
+static PyObject *k_rtx_padding, *k_rtx_unrepaired, *k_malformed_feedback;
 static PyObject *k_malformed_rtp, *k_payload_type, *k_sequence_jump, *k_too_long, *k_temporal_late, *k_malformed_vp8, *k_duplicate, *k_before_restart, *k_srtp_rejected, *k_srtcp_rejected,
     *k_not_connected, *k_send_error, *k_record, *k_one, *k_where_rtp, *k_where_rtcp,
     *k_where_forward, *k_where_nack, *k_where_frame, *k_where_restart, *k_where_codec,
@@ -205,6 +205,35 @@ static int parse(const uint8_t *d, Py_ssize_t size, Header *h) {
     return 0;
 }
 
+/* The value of the header extension element `id` (its length in *len), or NULL when absent. */
+static const uint8_t *element(const uint8_t *d, const Header *h, int id, int *len) {
+    Py_ssize_t pos = h->ext_offset, end = h->ext_end;
+    if (!pos) return NULL;
+    if (!h->two_byte) {
+        if (be16(d + pos - 4) != 0xBEDE) return NULL;
+        while (pos < end) {
+            uint8_t b = d[pos];
+            if (b == 0) { pos++; continue; }
+            if (b >> 4 == 15) return NULL;
+            if (b >> 4 == id) {
+                *len = (b & 0x0F) + 1;
+                return pos + 1 + *len <= end ? d + pos + 1 : NULL;
+            }
+            pos += (b & 0x0F) + 2;
+        }
+    } else {
+        while (pos + 2 <= end) {
+            if (d[pos] == 0) { pos++; continue; }
+            if (d[pos] == id) {
+                *len = d[pos + 1];
+                return pos + 2 + *len <= end ? d + pos + 2 : NULL;
+            }
+            pos += 2 + d[pos + 1];
+        }
+    }
+    return NULL;
+}
+
 /* vp8_parse of the payload of the RTP packet `d` (n bytes, `h` its parsed header), its
    padding left out: what a receiver takes for the payload once it has removed the padding. */
 static int vp8_parse_packet(const uint8_t *d, Py_ssize_t n, const Header *h, Vp8 *v) {
@@ -214,11 +243,17 @@ static int vp8_parse_packet(const uint8_t *d, Py_ssize_t n, const Header *h, Vp8
 
 /* The element layout of a packet's extension block (where it starts and ends, its form and
    every element header and padding byte): equal signatures put the same elements at the same
-   offsets, so one rewrite plan serves them all. -1 when too long to cache. */
+   offsets, so one rewrite plan serves them all. -1 when too long to cache. A packet without
+   an extension block has the signature of its header's length alone (an extension offset is
+   never 0), planned only where the plan adds a transport-wide sequence number. */
 static int signature(const uint8_t *d, const Header *h, uint8_t *sig) {
     Py_ssize_t pos = h->ext_offset, end = h->ext_end;
     int n = 0;
     sig[n++] = (uint8_t)pos;
+    if (!pos) {
+        sig[n++] = (uint8_t)h->payload_offset;
+        return n;
+    }
     sig[n++] = (uint8_t)((end - pos) >> 8);
     sig[n++] = (uint8_t)(end - pos);
     uint16_t profile = be16(d + pos - 4);
@@ -249,7 +284,9 @@ static int signature(const uint8_t *d, const Header *h, uint8_t *sig) {
 /* ---- header rewrite plans ------------------------------------------------------------------ */
 
 /* A plan rebuilds the header up to the payload: a tuple whose items are (start, end) - copy
-   those bytes of the incoming packet - or bytes - write them as they are. */
+   those bytes of the incoming packet - or bytes - write them as they are - or, once at most,
+   None: the 2-byte value of the transport-cc element, written as zeros here and stamped with
+   the Leg's transport-wide sequence number as the packet is sent (leg_send). */
 typedef struct {
     uint16_t start, len;
     const char *literal; /* NULL: copy from the packet */
@@ -260,6 +297,7 @@ typedef struct {
     uint8_t sig[SIG_MAX];
     int nops;
     Py_ssize_t out_len; /* bytes the plan writes */
+    Py_ssize_t tcc_at;  /* where None put the transport-cc value in what it writes; 0: none */
     Op ops[PLAN_OPS];
     PyObject *owner; /* the tuple: keeps the literals alive */
 } Plan;
@@ -275,11 +313,18 @@ static int compile_plan(PyObject *plan, Py_ssize_t header_len, Plan *out) {
         PyErr_SetString(PyExc_ValueError, "rewrite plan has too many steps");
         return -1;
     }
-    Py_ssize_t total = 0;
+    Py_ssize_t total = 0, tcc_at = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyTuple_GET_ITEM(plan, i);
         Op *op = &out->ops[i];
-        if (PyBytes_Check(item)) {
+        if (item == Py_None) {
+            if (tcc_at || total < 12) goto bad; /* one per packet, in the extension block */
+            static const char placeholder[2];
+            op->literal = placeholder;
+            op->start = 0;
+            op->len = 2;
+            tcc_at = total;
+        } else if (PyBytes_Check(item)) {
             op->literal = PyBytes_AS_STRING(item);
             op->start = 0;
             op->len = (uint16_t)PyBytes_GET_SIZE(item);
@@ -300,6 +345,7 @@ static int compile_plan(PyObject *plan, Py_ssize_t header_len, Plan *out) {
     if (total < 12 || total > MTU) goto bad;
     out->nops = (int)n;
     out->out_len = total;
+    out->tcc_at = tcc_at;
     Py_INCREF(plan);
     Py_XSETREF(out->owner, plan);
     return 0;
@@ -314,6 +360,63 @@ static void run_plan(const Plan *plan, const uint8_t *in, uint8_t *out) {
         memcpy(out, op->literal ? (const uint8_t *)op->literal : in + op->start, op->len);
         out += op->len;
     }
+}
+
+/* ---- Departures: what left on a subscriber's transport, by transport-wide sequence --------- */
+
+/* A subscriber's transport that negotiated transport-wide congestion control
+   (draft-holmer-rmcat-transport-wide-cc-extensions-01) gets a transport-wide sequence number
+   in every RTP packet we send on it - forwarded media, resends, probe padding - stamped into
+   the 2-byte value of its transport-cc element as the packet is sent (leg_send; the rewrite
+   plan put the element there, or the resend found it). Each is recorded here: when it left
+   (microseconds of CLOCK_MONOTONIC, taken just before sendmmsg/send), its size on the wire
+   (bytes, after SRTP) and what it was. The subscriber's feedback (RTPFB FMT 15) names them by
+   sequence number with their arrival times; Departures.feedback joins the two for the
+   send-side delay-based estimator (estimator.py). */
+
+/* Packets the ring holds: feedback comes every 50-250 ms (libwebrtc's receiver) and reaches
+   us a round trip later; 4096 packets are 4 s at 1,000 packets/s (8 Mbit/s of 1,000-byte
+   packets, more than one subscriber's leg carries), so a feedback a second or two late, or one
+   after a lost one, still finds its packets. 16 bytes each: 64 KiB per transport, allocated
+   only where transport-cc was negotiated on a sending section. */
+#define DEPARTURES 4096
+enum { SENT_MEDIA = 0, SENT_RESEND = 1, SENT_PADDING = 2 }; /* Departure.kind */
+enum { UNREPORTED = 0, REPORTED_LOST = 1, REPORTED_RECEIVED = 2 };
+
+typedef struct {
+    int64_t sent_us;  /* monotonic_us as it was handed to the socket */
+    uint16_t size;    /* bytes of the datagram (SRTP included) */
+    uint8_t kind;     /* SENT_* */
+    uint8_t reported; /* what a feedback delivered of it so far: a packet is delivered once
+                         received, and once lost at most before that */
+} Departure;
+
+typedef struct {
+    PyObject_HEAD
+    int ext_id;          /* the transport-cc extension's id on this transport (RFC 8285) */
+    int64_t next;        /* the next transport-wide sequence number, unwrapped (the wire has
+                            its low 16 bits); the ring holds next - DEPARTURES .. next - 1 */
+    int64_t reference;   /* the newest reference time of a feedback, unwrapped (64 ms units) */
+    char referenced;     /* a feedback set reference */
+    int last_count;      /* the feedback packet count of the last feedback; -1: none */
+    PyObject *dropped;   /* reason -> count (the participant's) */
+    long long feedbacks, reported_lost, reported_received, malformed, duplicates;
+    Departure ring[DEPARTURES];
+} Departures;
+
+/* Writes the next transport-wide sequence number at `at` (the element's value); returns it. */
+static int64_t departures_stamp(Departures *d, uint8_t *at) {
+    at[0] = (uint8_t)(d->next >> 8);
+    at[1] = (uint8_t)d->next;
+    return d->next++;
+}
+
+static void departures_record(Departures *d, int64_t seq, int size, int kind, int64_t sent_us) {
+    Departure *e = &d->ring[seq % DEPARTURES];
+    e->sent_us = sent_us;
+    e->size = (uint16_t)size;
+    e->kind = (uint8_t)kind;
+    e->reported = UNREPORTED;
 }
 
 /* ---- Leg: one participant's connection (SRTP both ways, the socket) ----------------------- */
@@ -333,6 +436,7 @@ typedef struct {
     PyObject *dropped;
     PyObject *faults;
     PyObject *arrivals;     /* Arrivals, or NULL: transport-cc not negotiated */
+    Departures *departures; /* or NULL: no sending section negotiated transport-cc */
     int fd;                 /* a socket connected to the remote, or -1 */
     int rfd;                /* the socket read_ready reads (batched), or -1 */
     char connected;          /* DTLS is up */
@@ -342,7 +446,7 @@ typedef struct {
     int64_t last_arrival_us; /* the arrival read_ready gave the last datagram (monotonic_us) */
 } Leg;
 
-static PyTypeObject LegType, InboundType, OutboundType, ArrivalsType;
+static PyTypeObject LegType, InboundType, OutboundType, ArrivalsType, DeparturesType;
 
 /* The three types are garbage-collected (their hooks point back at the Python objects that own
    them) and are built the same way: tp_clear releases everything, so one dealloc serves. */
@@ -408,21 +512,34 @@ static int transmit(Leg *leg, const uint8_t *buf, int len) {
    the datagrams for one socket go out together in one sendmmsg instead of one send each
    (a forwarded video frame is several packets to the same subscriber). A send that fails
    after it was queued is counted on its Leg (dropped / faults): the Outbound has already
-   counted it as sent. */
+   counted it as sent. A queued packet's departure time is taken at the flush, just before
+   its sendmmsg. */
 #define SEND_BATCH 64
 typedef struct {
     Leg *leg; /* a reference, released at the flush */
     int len;
+    int64_t tcc_seq; /* its transport-wide sequence number in leg->departures; -1: none */
     uint8_t data[MTU + MAX_RTCP_TRAILER];
 } QueuedSend;
 static QueuedSend send_queue[SEND_BATCH];
-static int queued_sends, batching;
+static int queued_sends, batching, queued_stamps;
+
+/* The departure time of the queued sends first..end-1 that carry a transport sequence. */
+static void stamp_departures(int first, int end) {
+    int64_t now = monotonic_us();
+    for (int k = first; k < end; k++) {
+        Departures *d = send_queue[k].leg->departures;
+        int64_t seq = send_queue[k].tcc_seq;
+        if (seq >= 0 && d != NULL && seq < d->next && seq >= d->next - DEPARTURES)
+            d->ring[seq % DEPARTURES].sent_us = now;
+    }
+}
 
 static void flush_sends(void) {
     struct mmsghdr msgs[SEND_BATCH];
     struct iovec iov[SEND_BATCH];
-    int n = queued_sends, was = batching;
-    queued_sends = 0;
+    int n = queued_sends, was = batching, stamps = queued_stamps;
+    queued_sends = queued_stamps = 0;
     batching = 0; /* a Python fallback below sends at once */
     memset(msgs, 0, sizeof(struct mmsghdr) * n);
     for (int i = 0; i < n; i++) {
@@ -435,6 +552,7 @@ static void flush_sends(void) {
         Leg *leg = send_queue[i].leg;
         int fd = leg->fd, end = i + 1;
         while (end < n && send_queue[end].leg->fd == fd && fd >= 0) end++;
+        if (stamps) stamp_departures(i, end);
         int done = fd >= 0 ? sendmmsg(fd, msgs + i, end - i, 0) : 0;
         if (done < 0) done = 0;
         leg->packets_sent += done;
@@ -450,7 +568,10 @@ static void flush_sends(void) {
     batching = was;
 }
 
-static int leg_send(Leg *leg, const uint8_t *data, Py_ssize_t size) {
+/* Protect and send one packet. `tcc_at`: where its transport-cc value is (0: it has none), to
+   be stamped with the next transport-wide sequence number when the leg records departures;
+   `kind`: SENT_MEDIA, SENT_RESEND or SENT_PADDING, recorded with it. */
+static int leg_send(Leg *leg, const uint8_t *data, Py_ssize_t size, Py_ssize_t tcc_at, int kind) {
     if (!leg->connected || leg->tx == NULL) return NOT_CONNECTED;
     if (leg->nominated != NULL) {
         PyObject *pair = PyDict_GetItemWithError(leg->nominated, k_one);
@@ -475,15 +596,27 @@ static int leg_send(Leg *leg, const uint8_t *data, Py_ssize_t size) {
         buf = send_queue[queued_sends].data;
     }
     memcpy(buf, data, size);
+    Departures *d = leg->departures;
+    int64_t tcc_seq = -1;
+    if (tcc_at && d != NULL && tcc_at + 2 <= size) tcc_seq = departures_stamp(d, buf + tcc_at);
     int len = (int)size;
     int rc = (rtcp ? srtp_protect_rtcp : srtp_protect)(leg->tx, buf, &len);
     if (rc) {
+        if (tcc_seq >= 0) d->next--; /* nothing left with it: the number is not spent */
         PyErr_Format(PyExc_ValueError, "srtp_protect failed (status %d)", rc);
         return FAILED;
     }
-    if (!queue) return transmit(leg, buf, len);
+    if (!queue) {
+        if (tcc_seq >= 0) departures_record(d, tcc_seq, len, kind, monotonic_us());
+        return transmit(leg, buf, len);
+    }
+    if (tcc_seq >= 0) {
+        departures_record(d, tcc_seq, len, kind, 0); /* timed at the flush */
+        queued_stamps = 1;
+    }
     send_queue[queued_sends].leg = (Leg *)Py_NewRef(leg);
     send_queue[queued_sends].len = len;
+    send_queue[queued_sends].tcc_seq = tcc_seq;
     queued_sends++;
     return SENT;
 }
@@ -998,6 +1131,8 @@ typedef struct {
     PyObject *send;      /* a Leg (compiled send), a callable (bytes), or None: not negotiated */
     PyObject *prepare;   /* (packet) -> bool, while not ready: keyframe gate and re-basing */
     PyObject *plan_for;  /* (packet) -> plan, or None: the extension block passes unchanged */
+    char transport_seq;  /* plans add a transport-cc element: a packet without an extension
+                            block is planned too (set_route) */
     PyObject *dropped;
     PyObject *faults;
     Slot *slots;         /* by sequence number & mask; NULL until the first packet is kept */
@@ -1183,8 +1318,8 @@ static int temporal_filter(Temporal *t, uint16_t seq, uint32_t ts, const Vp8 *v,
     return TEMPORAL_FORWARD;
 }
 
-static int outbound_deliver(Outbound *o, const uint8_t *data, Py_ssize_t size) {
-    if (Py_IS_TYPE(o->send, &LegType)) return leg_send((Leg *)o->send, data, size);
+static int outbound_deliver(Outbound *o, const uint8_t *data, Py_ssize_t size, Py_ssize_t tcc_at, int kind) {
+    if (Py_IS_TYPE(o->send, &LegType)) return leg_send((Leg *)o->send, data, size, tcc_at, kind);
     PyObject *packet = PyBytes_FromStringAndSize((const char *)data, size);
     if (packet == NULL) return FAILED;
     int rc = outcome(PyObject_CallOneArg(o->send, packet));
@@ -1406,7 +1541,7 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
     const Plan *plan = NULL;
     Plan scratch; /* only for a layout too long to cache; compile_plan fills what it uses */
     scratch.owner = NULL;
-    if (h->ext_offset && o->plan_for != Py_None) {
+    if ((h->ext_offset || o->transport_seq) && o->plan_for != Py_None) {
         plan = find_plan(o, d, n, h, &scratch);
         if (plan == NULL) {
             Py_CLEAR(scratch.owner);
@@ -1434,9 +1569,12 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
     else if (o->slots != NULL) /* a subscriber that asks for no resends: nothing to keep */
         history_release(o);
     if (out == NULL) out = local;
+    Py_ssize_t tcc_at = 0;
     if (plan) {
         run_plan(plan, d, out);
         memcpy(out + plan->out_len, d + h->payload_offset, payload);
+        tcc_at = plan->tcc_at;
+        if (tcc_at) out[0] |= 0x10; /* the plan may have given the packet its extension block */
     } else {
         memcpy(out, d, n);
     }
@@ -1448,7 +1586,7 @@ static int outbound_forward(PyObject *self, const uint8_t *d, Py_ssize_t n, cons
     if (o->vp8 && vp8 != NULL)
         vp8_rewrite(o, out + (plan ? plan->out_len : h->payload_offset), vp8,
                     o->last_seq < 0 || seq_newer(seq, o->last_seq), (uint16_t)(o->picture_id_offset - skip_pid));
-    int rc = outbound_deliver(o, out, size);
+    int rc = outbound_deliver(o, out, size, tcc_at, SENT_MEDIA);
     if (rc == NOT_CONNECTED) {
         count(o->dropped, k_not_connected);
         if (o->last_seq < 0) o->ready = 0; /* nothing reached the subscriber: start at a keyframe */
@@ -1637,9 +1775,11 @@ static PyObject *Outbound_resendable(Outbound *self, PyObject *arg) {
     return PyLong_FromSsize_t(r.size);
 }
 
-static PyObject *Outbound_resend(Outbound *self, PyObject *arg) {
-    long seq = PyLong_AsLong(arg);
-    if (seq == -1 && PyErr_Occurred()) return NULL;
+static PyObject *Outbound_resend(Outbound *self, PyObject *args, PyObject *kw) {
+    static char *names[] = {"seq", "padding", NULL};
+    long seq;
+    int padding = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "l|p", names, &seq, &padding)) return NULL;
     Resend r;
     if (self->send == Py_None || !resendable(self, seq, &r)) Py_RETURN_NONE;
     /* A copy: the send may run Python (a reroute, a callable) before it has read the bytes. */
@@ -1660,7 +1800,17 @@ static PyObject *Outbound_resend(Outbound *self, PyObject *arg) {
     } else {
         memcpy(buf, r.packet, r.len);
     }
-    int rc = outbound_deliver(self, buf, r.size);
+    /* The header as it was sent, transport-cc element included (where the plan put one): the
+       resend carries a transport sequence of its own. */
+    Py_ssize_t tcc_at = 0;
+    Departures *d = Py_IS_TYPE(self->send, &LegType) ? ((Leg *)self->send)->departures : NULL;
+    Header h;
+    int len;
+    if (d != NULL && parse(buf, r.size, &h) == 0) {
+        const uint8_t *value = element(buf, &h, d->ext_id, &len);
+        if (value != NULL && len == 2) tcc_at = value - buf;
+    }
+    int rc = outbound_deliver(self, buf, r.size, tcc_at, padding ? SENT_PADDING : SENT_RESEND);
     if (rc == NOT_CONNECTED) {
         PyErr_SetString(PyExc_ConnectionError, "the leg is not connected");
         return NULL;
@@ -1695,15 +1845,18 @@ static PyObject *Outbound_set_rtx(Outbound *self, PyObject *args) {
 }
 
 static PyObject *Outbound_set_route(Outbound *self, PyObject *args, PyObject *kw) {
-    static char *names[] = {"send", "plan_for", NULL};
+    static char *names[] = {"send", "plan_for", "transport_seq", NULL};
     PyObject *send, *plan_for;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO", names, &send, &plan_for)) return NULL;
+    int transport_seq = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|p", names, &send, &plan_for, &transport_seq))
+        return NULL;
     if (send != Py_None && !Py_IS_TYPE(send, &LegType) && !PyCallable_Check(send)) {
         PyErr_SetString(PyExc_TypeError, "send must be a Leg, a callable or None");
         return NULL;
     }
     Py_XSETREF(self->send, Py_NewRef(send));
     Py_XSETREF(self->plan_for, Py_NewRef(plan_for));
+    self->transport_seq = (char)transport_seq;
     forget_plans(self);
     Py_RETURN_NONE;
 }
@@ -1771,15 +1924,18 @@ static PyMethodDef Outbound_methods[] = {
      "The packet sent with this sequence number while it could be resent as it was, or None."},
     {"resendable", (PyCFunction)Outbound_resendable, METH_O,
      "resendable(seq) -> bytes a resend of it puts on the wire (before SRTP), or None: it cannot go."},
-    {"resend", (PyCFunction)Outbound_resend, METH_O,
-     "resend(seq) -> bytes sent (RTX where set_rtx covers its payload type), or None: it cannot go. "
+    {"resend", (PyCFunction)(void (*)(void))Outbound_resend, METH_VARARGS | METH_KEYWORDS,
+     "resend(seq, padding=False) -> bytes sent (RTX where set_rtx covers its payload type), or None: "
+     "it cannot go. padding: a probe's, not a NACK's (what its transport sequence is recorded as). "
      "Raises ConnectionError while the leg is down, the send's error if it failed."},
     {"set_rtx", (PyCFunction)Outbound_set_rtx, METH_VARARGS,
      "set_rtx(ssrc, {RTX payload type: media payload type}): resends go out as RTX (RFC 4588); "
      "an empty dict: as they were sent (rtx_ssrc 0). ValueError: a type outside 1..127, an RTX type "
      "that is its apt or names another RTX type, or ssrc equal to the media ssrc (set ssrc first)."},
     {"set_route", (PyCFunction)(void (*)(void))Outbound_set_route, METH_VARARGS | METH_KEYWORDS,
-     "Where packets go (a Leg, a callable or None) and the extension plan source."},
+     "set_route(send, plan_for, transport_seq=False): where packets go (a Leg, a callable or None), "
+     "the extension plan source, and whether its plans add a transport-cc element (then a packet "
+     "without an extension block is planned too)."},
     {NULL},
 };
 
@@ -1815,35 +1971,6 @@ typedef struct {
     uint16_t late_last;
     long long recorded, late, duplicates, malformed, restarts;
 } Arrivals;
-
-/* The value of the header extension element `id` (its length in *len), or NULL when absent. */
-static const uint8_t *element(const uint8_t *d, const Header *h, int id, int *len) {
-    Py_ssize_t pos = h->ext_offset, end = h->ext_end;
-    if (!pos) return NULL;
-    if (!h->two_byte) {
-        if (be16(d + pos - 4) != 0xBEDE) return NULL;
-        while (pos < end) {
-            uint8_t b = d[pos];
-            if (b == 0) { pos++; continue; }
-            if (b >> 4 == 15) return NULL;
-            if (b >> 4 == id) {
-                *len = (b & 0x0F) + 1;
-                return pos + 1 + *len <= end ? d + pos + 1 : NULL;
-            }
-            pos += (b & 0x0F) + 2;
-        }
-    } else {
-        while (pos + 2 <= end) {
-            if (d[pos] == 0) { pos++; continue; }
-            if (d[pos] == id) {
-                *len = d[pos + 1];
-                return pos + 2 + *len <= end ? d + pos + 2 : NULL;
-            }
-            pos += 2 + d[pos + 1];
-        }
-    }
-    return NULL;
-}
 
 /* One arrival of transport sequence `seq` at `at_us`. Reordering within the ring is kept in
    place; the first arrival of a sequence counts (a duplicate is ignored); one older than the
@@ -2055,6 +2182,169 @@ static PyMethodDef Arrivals_methods[] = {
 
 static PyTypeObject ArrivalsType = GC_TYPE(Arrivals, "A publisher transport's arrivals by transport-wide sequence "
                                                      "number and the feedback on them (draft-holmer-rmcat-transport-wide-cc-extensions-01).");
+
+/* ---- Departures, continued: the subscriber's transport-cc feedback ------------------------- */
+
+static uint8_t statuses[0x10000]; /* one feedback's packet status symbols (the GIL serialises) */
+
+/* A feedback we cannot read: dropped and counted (`dropped` and malformed), never raised into
+   the media path; the participant logs the reason once. */
+static PyObject *feedback_malformed(Departures *d) {
+    d->malformed++;
+    count(d->dropped, k_malformed_feedback);
+    Py_RETURN_NONE;
+}
+
+/* The results of one transport-cc feedback packet `p` (n bytes: RTPFB, FMT 15; section 3.1):
+   a list, in transport sequence order, of (seq, sent_us, size, arrived_us, kind) for each
+   packet it reports that the ring holds and that no feedback delivered yet as received (a
+   packet reported lost is delivered again once a later feedback reports it received; never
+   twice either way). seq is unwrapped; arrived_us is the receiver's clock (reference time
+   x 64 ms + the receive deltas before it, the 24-bit reference time unwrapped across
+   feedbacks), -1 when reported not received. None when the packet is malformed: fields or
+   chunks or deltas past its length, a reserved status symbol (3), bad padding. A feedback
+   with the same packet count as the one before it is a duplicate: []. */
+static PyObject *departures_feedback(Departures *d, const uint8_t *p, Py_ssize_t n) {
+    if (n < 20 || p[0] >> 6 != 2 || (p[0] & 0x1F) != 15 || p[1] != 205) return feedback_malformed(d);
+    Py_ssize_t length = 4 * ((Py_ssize_t)be16(p + 2) + 1);
+    if (length > n || length < 20) return feedback_malformed(d);
+    n = length;
+    if (p[0] & 0x20) { /* RFC 3550 6.4.1: the last octet counts the padding, itself included */
+        if (p[n - 1] == 0 || p[n - 1] > n - 20) return feedback_malformed(d);
+        n -= p[n - 1];
+    }
+    uint16_t base = be16(p + 12);
+    int status_count = be16(p + 14);
+    int32_t reference = (int32_t)(p[16] << 16 | p[17] << 8 | p[18]);
+    int feedback_count = p[19];
+    Py_ssize_t pos = 20;
+    for (int k = 0; k < status_count;) {
+        if (pos + 2 > n) return feedback_malformed(d);
+        unsigned chunk = be16(p + pos);
+        pos += 2;
+        if (!(chunk & 0x8000)) { /* run length chunk (3.1.3) */
+            uint8_t symbol = (chunk >> 13) & 3;
+            if (symbol == 3) return feedback_malformed(d);
+            for (unsigned run = chunk & 0x1FFF; run > 0 && k < status_count; run--) statuses[k++] = symbol;
+        } else if (!(chunk & 0x4000)) { /* status vector of 14 one-bit symbols (3.1.4) */
+            for (int i = 0; i < 14 && k < status_count; i++) statuses[k++] = (chunk >> (13 - i)) & 1;
+        } else { /* status vector of 7 two-bit symbols */
+            for (int i = 0; i < 7 && k < status_count; i++) {
+                uint8_t symbol = (chunk >> (12 - 2 * i)) & 3;
+                if (symbol == 3) return feedback_malformed(d);
+                statuses[k++] = symbol;
+            }
+        }
+    }
+    Py_ssize_t deltas = pos;
+    for (int k = 0; k < status_count; k++) pos += statuses[k]; /* 1 byte small, 2 large */
+    if (pos > n) return feedback_malformed(d);
+    if (d->last_count == feedback_count) {
+        d->duplicates++;
+        return PyList_New(0);
+    }
+    d->last_count = feedback_count;
+    d->feedbacks++;
+    int64_t ref = reference;
+    if (d->referenced) {
+        int32_t step = (reference - (int32_t)(d->reference & 0xFFFFFF)) & 0xFFFFFF;
+        ref = d->reference + (step >= 0x800000 ? step - 0x1000000 : step);
+    }
+    if (!d->referenced || ref > d->reference) d->reference = ref;
+    d->referenced = 1;
+    int64_t arrived = ref * REFERENCE_US;
+    int64_t last = d->next - 1; /* the newest sequence sent */
+    int64_t first = last - (uint16_t)((uint16_t)last - base);
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    pos = deltas;
+    for (int k = 0; k < status_count; k++) {
+        uint8_t symbol = statuses[k];
+        if (symbol == SMALL_DELTA) {
+            arrived += TICK_US * (int64_t)p[pos++];
+        } else if (symbol == LARGE_DELTA) {
+            arrived += TICK_US * (int64_t)(int16_t)be16(p + pos);
+            pos += 2;
+        }
+        int64_t seq = first + k;
+        if (seq > last || seq < 0 || seq <= last - DEPARTURES) continue; /* not in the ring */
+        Departure *e = &d->ring[seq % DEPARTURES];
+        if (e->reported == REPORTED_RECEIVED || (symbol == NOT_RECEIVED && e->reported == REPORTED_LOST))
+            continue;
+        e->reported = symbol == NOT_RECEIVED ? REPORTED_LOST : REPORTED_RECEIVED;
+        if (symbol == NOT_RECEIVED) d->reported_lost++;
+        else d->reported_received++;
+        PyObject *item = Py_BuildValue("(LLiLi)", (long long)seq, (long long)e->sent_us, (int)e->size,
+                                       (long long)(symbol == NOT_RECEIVED ? -1 : arrived), (int)e->kind);
+        if (item == NULL || PyList_Append(out, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    return out;
+}
+
+static PyObject *Departures_feedback(Departures *d, PyObject *arg) {
+    Py_buffer v;
+    if (get_buffer(arg, &v) < 0) return NULL;
+    PyObject *out = departures_feedback(d, v.buf, v.len);
+    PyBuffer_Release(&v);
+    return out;
+}
+
+static int Departures_init(Departures *self, PyObject *args, PyObject *kw) {
+    static char *names[] = {"ext_id", "dropped", NULL};
+    int id;
+    PyObject *dropped;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iO!", names, &id, &PyDict_Type, &dropped)) return -1;
+    if (id < 1 || id > 255) {
+        PyErr_SetString(PyExc_ValueError, "a header extension id is 1-255 (RFC 8285)");
+        return -1;
+    }
+    self->ext_id = id;
+    self->last_count = -1;
+    Py_XSETREF(self->dropped, Py_NewRef(dropped));
+    return 0;
+}
+
+static int Departures_traverse(Departures *self, visitproc visit, void *arg) {
+    Py_VISIT(self->dropped);
+    return 0;
+}
+
+static int Departures_clear(Departures *self) {
+    Py_CLEAR(self->dropped);
+    return 0;
+}
+
+static PyMemberDef Departures_members[] = {
+    {"ext_id", T_INT, offsetof(Departures, ext_id), READONLY, "the transport-cc extension's id"},
+    {"next_seq", T_LONGLONG, offsetof(Departures, next), READONLY,
+     "the transport-wide sequence number the next packet sent gets (unwrapped; packets sent so far)"},
+    {"feedbacks", T_LONGLONG, offsetof(Departures, feedbacks), READONLY,
+     "feedback packets read (not malformed, not duplicates)"},
+    {"reported_lost", T_LONGLONG, offsetof(Departures, reported_lost), READONLY,
+     "packets delivered as not received"},
+    {"reported_received", T_LONGLONG, offsetof(Departures, reported_received), READONLY,
+     "packets delivered as received"},
+    {"malformed", T_LONGLONG, offsetof(Departures, malformed), READONLY,
+     "feedback packets dropped as malformed (also counted in dropped: malformed_transport_feedback)"},
+    {"duplicates", T_LONGLONG, offsetof(Departures, duplicates), READONLY,
+     "feedback packets with the packet count of the one before: not read again"},
+    {NULL},
+};
+
+static PyMethodDef Departures_methods[] = {
+    {"feedback", (PyCFunction)Departures_feedback, METH_O,
+     "feedback(packet) -> [(seq, sent_us, size, arrived_us, kind)] or None (malformed, counted): "
+     "one transport-cc feedback packet (RTPFB FMT 15) joined with what we sent."},
+    {NULL},
+};
+
+static PyTypeObject DeparturesType = GC_TYPE(Departures, "A subscriber transport's departures by transport-wide sequence "
+                                                         "number and its feedback on them (draft-holmer-rmcat-transport-wide-cc-extensions-01).");
 
 /* ---- Leg, continued: receive ---------------------------------------------------------------- */
 
@@ -2283,7 +2573,7 @@ static PyObject *Leg_receive_rtp(Leg *leg, PyObject *arg) {
 static PyObject *Leg_send(Leg *leg, PyObject *arg) {
     Py_buffer v;
     if (get_buffer(arg, &v) < 0) return NULL;
-    int rc = leg_send(leg, v.buf, v.len);
+    int rc = leg_send(leg, v.buf, v.len, 0, SENT_MEDIA);
     PyBuffer_Release(&v);
     if (rc == NOT_CONNECTED) {
         PyErr_SetString(PyExc_ConnectionError, "the leg is not connected");
@@ -2348,6 +2638,7 @@ static int Leg_traverse(Leg *self, visitproc visit, void *arg) {
     Py_VISIT(self->dropped);
     Py_VISIT(self->faults);
     Py_VISIT(self->arrivals);
+    Py_VISIT(self->departures);
     return 0;
 }
 
@@ -2365,6 +2656,7 @@ static int Leg_clear(Leg *self) {
     Py_CLEAR(self->dropped);
     Py_CLEAR(self->faults);
     Py_CLEAR(self->arrivals);
+    Py_CLEAR(self->departures);
     return 0;
 }
 
@@ -2378,6 +2670,19 @@ static int Leg_set_arrivals(Leg *self, PyObject *value, void *c) {
         return -1;
     }
     Py_XSETREF(self->arrivals, value == NULL || value == Py_None ? NULL : Py_NewRef(value));
+    return 0;
+}
+
+static PyObject *Leg_get_departures(Leg *self, void *c) {
+    return Py_NewRef(self->departures ? (PyObject *)self->departures : Py_None);
+}
+
+static int Leg_set_departures(Leg *self, PyObject *value, void *c) {
+    if (value != NULL && value != Py_None && !Py_IS_TYPE(value, &DeparturesType)) {
+        PyErr_SetString(PyExc_TypeError, "departures is a Departures or None");
+        return -1;
+    }
+    Py_XSETREF(self->departures, value == NULL || value == Py_None ? NULL : (Departures *)Py_NewRef(value));
     return 0;
 }
 
@@ -2407,6 +2712,9 @@ static PyGetSetDef Leg_getset[] = {
      "(SO_TIMESTAMPNS; OSError when it cannot)", NULL},
     {"arrivals", (getter)Leg_get_arrivals, (setter)Leg_set_arrivals,
      "Arrivals that record the transport-cc sequence of each RTP packet received, or None", NULL},
+    {"departures", (getter)Leg_get_departures, (setter)Leg_set_departures,
+     "Departures that stamp a transport-cc sequence into each RTP packet sent with the element and "
+     "record it, or None", NULL},
     {NULL},
 };
 
@@ -2482,6 +2790,7 @@ static PyObject *apply_plan(PyObject *m, PyObject *args) {
         if (out != NULL) {
             uint8_t *o = (uint8_t *)PyBytes_AS_STRING(out);
             run_plan(&compiled, v.buf, o);
+            if (compiled.tcc_at) o[0] |= 0x10; /* as outbound_forward */
             memcpy(o + compiled.out_len, (const uint8_t *)v.buf + h.payload_offset, payload);
         }
     }
@@ -2520,7 +2829,8 @@ PyMODINIT_FUNC PyInit_rtpforward(void) {
         intern(&k_malformed_vp8, "malformed_vp8") || intern(&k_duplicate, "duplicate") ||
         intern(&k_before_restart, "before_restart") || intern(&k_where_restart, "publication.restart") ||
         intern(&k_where_codec, "publication.codec") || intern(&k_rtx_padding, "rtx_padding") ||
-        intern(&k_rtx_unrepaired, "rtx_unrepaired"))
+        intern(&k_rtx_unrepaired, "rtx_unrepaired") ||
+        intern(&k_malformed_feedback, "malformed_transport_feedback"))
         return NULL;
     k_one = PyLong_FromLong(1);
     InboundType.tp_getset = Inbound_getset;
@@ -2528,12 +2838,15 @@ PyMODINIT_FUNC PyInit_rtpforward(void) {
     LegType.tp_call = (ternaryfunc)Leg_call;
     LegType.tp_getset = Leg_getset;
     if (PyType_Ready(&LegType) < 0 || PyType_Ready(&InboundType) < 0 || PyType_Ready(&OutboundType) < 0 ||
-        PyType_Ready(&ArrivalsType) < 0)
+        PyType_Ready(&ArrivalsType) < 0 || PyType_Ready(&DeparturesType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     if (PyModule_AddType(m, &LegType) < 0 || PyModule_AddType(m, &InboundType) < 0 ||
-        PyModule_AddType(m, &OutboundType) < 0 || PyModule_AddType(m, &ArrivalsType) < 0) {
+        PyModule_AddType(m, &OutboundType) < 0 || PyModule_AddType(m, &ArrivalsType) < 0 ||
+        PyModule_AddType(m, &DeparturesType) < 0 || PyModule_AddIntConstant(m, "SENT_MEDIA", SENT_MEDIA) < 0 ||
+        PyModule_AddIntConstant(m, "SENT_RESEND", SENT_RESEND) < 0 ||
+        PyModule_AddIntConstant(m, "SENT_PADDING", SENT_PADDING) < 0) {
         Py_DECREF(m);
         return NULL;
     }

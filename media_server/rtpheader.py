@@ -177,7 +177,7 @@ def extension_map(ids: dict[str, int]) -> HeaderExtensionsMap:
     return m
 
 
-Plan = tuple["tuple[int, int] | bytes", ...]
+Plan = tuple["tuple[int, int] | bytes | None", ...]
 
 
 class ExtensionRewrite:
@@ -197,9 +197,16 @@ class ExtensionRewrite:
     stops there; aiortc does not and reads on) are blanked to padding. Elements of extensions
     aiortc does not know but both legs negotiated pass untouched. Each kind of malformed
     element is logged once per rewrite.
+
+    Where the subscriber's leg negotiated transport-cc (draft-holmer-rmcat-transport-wide-cc-
+    extensions-01, ``media.downlink_transport_cc``) every packet leaves with one transport-cc
+    element whose value the plan leaves to the compiled send (``None`` in the plan: a 2-byte
+    placeholder the Leg stamps with its own transport-wide sequence number): the publisher's
+    element, renumbered, where it had one (its value never leaks through as ours), else one
+    appended to the block (a packet without a block gets one). ``stamps`` says so.
     """
 
-    __slots__ = ("_ids", "_uris", "_mid_in", "_mid_value", "_owner", "_reported")
+    __slots__ = ("_ids", "_uris", "_mid_in", "_mid_value", "_owner", "_reported", "_tcc")
 
     def __init__(
         self, publisher: dict[str, int], subscriber: dict[str, int], mid: str, owner: str = ""
@@ -210,11 +217,20 @@ class ExtensionRewrite:
         self._mid_value = mid.encode()
         self._owner = owner
         self._reported: set[str] = set()
+        self._tcc = subscriber.get(URI_TRANSPORT_CC)  # the subscriber leg's id, None: not ours
+
+    @property
+    def stamps(self) -> bool:
+        """Plans give each packet a transport-cc element for the Leg to stamp (``None``)."""
+        return self._tcc is not None
 
     def plan(self, packet: bytes) -> Plan:
         """The header of ``packet`` up to its payload, rebuilt for the subscriber: a tuple of
-        (start, end) - copy those bytes of the packet - and bytes - write them. It holds for
-        every packet with the same element layout (element values are copied, not planned)."""
+        (start, end) - copy those bytes of the packet - and bytes - write them - and, where
+        ``stamps``, one None - the transport-cc value, 2 bytes the Leg stamps. It holds for
+        every packet with the same element layout (element values are copied, not planned).
+        A packet without an extension block gets a one-byte block (RFC 8285) holding the
+        transport-cc element; the compiled path sets its X bit."""
         header = parse(packet)
         two_byte = header.two_byte
         skip = 2 if two_byte else 1
@@ -224,27 +240,47 @@ class ExtensionRewrite:
             for offset, ident, length in elements(packet, header)
             if self._forwardable(ident, length, two_byte)
         ]
+        # The first transport-cc element carries ours (an offset; None: none); any other
+        # would carry the publisher's value on: blanked.
+        tcc_at = next((o for o, i, _ in found if self._uris[i] == URI_TRANSPORT_CC), None)
+        found = [f for f in found if f[0] == tcc_at or self._uris[f[1]] != URI_TRANSPORT_CC]
+        appended: list[bytes | None] = []  # elements added at the end of the block
         longer = None  # the MID element's new id when the value does not fit in place
         for _, ident, length in found:
             if ident == self._mid_in and len(value) > length:
                 longer = self._ids[ident]
-        ops: list[tuple[int, int] | bytes] = []
+                appended.append(_element_header(longer, len(value), two_byte) + value)
+        if self._tcc is not None and tcc_at is None and (two_byte or self._tcc <= 14):
+            appended += [_element_header(self._tcc, 2, two_byte), None]
+        ops: list[tuple[int, int] | bytes | None] = []
         pos = 0
-        if longer is not None:
-            appended = _element_header(longer, len(value), two_byte) + value
-            size = header.ext_end - header.ext_offset + len(appended)
-            appended += bytes(-size % 4)
+        if appended:
+            size = (
+                header.ext_end
+                - header.ext_offset
+                + sum(2 if a is None else len(a) for a in appended)
+            )
+            appended.append(bytes(-size % 4))
+            if not header.ext_offset:  # no block: the header, then a one-byte block's own
+                ops += [
+                    (0, header.payload_offset),
+                    struct.pack("!HH", ONE_BYTE_PROFILE, (size + 3) // 4),
+                ]
+                return tuple(ops + appended)
             ops += [(0, header.ext_offset - 2), struct.pack("!H", (size + 3) // 4)]
             pos = header.ext_offset
         kept = {offset for offset, _, _ in found}
         for offset, ident, length in elements(packet, header):
             new = self._ids.get(ident)
             end = offset + skip + length
+            placeholder = False
             if offset not in kept or (ident == self._mid_in and longer is not None):
                 chunk = bytes(skip + length)
             elif ident == self._mid_in:
                 chunk = _element_header(new, len(value), two_byte) + value  # type: ignore[arg-type]
                 chunk += bytes(length - len(value))
+            elif offset == tcc_at:
+                chunk, placeholder = _element_header(new, length, two_byte), True  # type: ignore[arg-type]
             elif new != ident:
                 chunk, end = _element_header(new, length, two_byte), offset + skip  # type: ignore[arg-type]
             else:
@@ -252,6 +288,8 @@ class ExtensionRewrite:
             if offset > pos:
                 ops.append((pos, offset))
             ops.append(chunk)
+            if placeholder:
+                ops.append(None)
             pos = end
         reserved = _reserved_at(packet, header)
         if reserved is not None:
@@ -262,9 +300,7 @@ class ExtensionRewrite:
             pos = header.ext_end
         if header.payload_offset > pos:
             ops.append((pos, header.payload_offset))
-        if longer is not None:
-            ops.append(appended)
-        return tuple(ops)
+        return tuple(ops + appended)
 
     def _forwardable(self, ident: int, length: int, two_byte: bool) -> bool:
         new = self._ids.get(ident)

@@ -297,7 +297,7 @@ class Subscription:
                 continue
             rtx_seq = out.rtx_seq & 0xFFFF
             try:
-                size = out.resend(seq)
+                size = out.resend(seq, padding=True)
             except ConnectionError:
                 self._drop("pad_not_connected")
                 break
@@ -383,7 +383,7 @@ class Subscription:
             self.source.extensions, self._subscriber_ext, self.mid or "", self.source.id
         )
         # Always a plan, even when ids and MID match: it also blanks malformed elements.
-        self.out.set_route(send, rewrite.plan)
+        self.out.set_route(send, rewrite.plan, transport_seq=rewrite.stamps)
 
     def switch_source(self, publication: Publication, at_keyframe: bool = False) -> None:
         """The publisher came back on a new connection: carry on from its new publication.

@@ -2019,6 +2019,14 @@ static void arrivals_record(Arrivals *a, uint16_t seq, int64_t at_us) {
     a->recorded++;
 }
 
+/* Appends `item` (a new reference, or NULL with an exception) to `list`, releasing it: -1 on
+   failure. */
+static int append_new(PyObject *list, PyObject *item) {
+    int rc = item == NULL ? -1 : PyList_Append(list, item);
+    Py_XDECREF(item);
+    return rc;
+}
+
 /* Floor division: a receive delta is in whole ticks at or before the arrival, and what is
    reported is carried on (libwebrtc's encoder does the same), so rounding never accumulates. */
 static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -2125,13 +2133,10 @@ static PyObject *Arrivals_feedback(Arrivals *a, PyObject *arg) {
     PyObject *out = PyList_New(0);
     if (out == NULL) return NULL;
     while (a->started && a->next <= a->max) {
-        PyObject *packet = feedback_packet(a, sender_ssrc);
-        if (packet == NULL || PyList_Append(out, packet) < 0) {
-            Py_XDECREF(packet);
+        if (append_new(out, feedback_packet(a, sender_ssrc)) < 0) {
             Py_DECREF(out);
             return NULL;
         }
-        Py_DECREF(packet);
     }
     return out;
 }
@@ -2276,12 +2281,10 @@ static PyObject *departures_feedback(Departures *d, const uint8_t *p, Py_ssize_t
         else d->reported_received++;
         PyObject *item = Py_BuildValue("(LLiLi)", (long long)seq, (long long)e->sent_us, (int)e->size,
                                        (long long)(symbol == NOT_RECEIVED ? -1 : arrived), (int)e->kind);
-        if (item == NULL || PyList_Append(out, item) < 0) {
-            Py_XDECREF(item);
+        if (append_new(out, item) < 0) {
             Py_DECREF(out);
             return NULL;
         }
-        Py_DECREF(item);
     }
     return out;
 }

@@ -29,7 +29,8 @@ def validation_problem(exc: ValidationError) -> Problem:
 async def read_body(request: web.Request, model: type[M]) -> M:
     """Parse the JSON body (whatever Content-Type says: curl -d sends form-encoded by default).
 
-    Raises Problem 400 ``malformed-json`` for a body that is not JSON (or not an object), 422
+    Raises Problem 400 ``malformed-json`` for a body that is not JSON (or not an object),
+    ``malformed-body`` for one that does not decode as its Content-Encoding says, 422
     ``invalid-input`` naming the first field the model refuses. Bodies over
     server.max_body_bytes never get here: aiohttp's client_max_size answers 413.
     """
@@ -39,6 +40,11 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         # The client went away mid-body: nobody reads this answer, but the access log shows a
         # 400 instead of an "unhandled error" with a traceback.
         raise Problem(400, "body-incomplete", "the body ended before its length") from exc
+    except web.RequestPayloadError as exc:
+        # aiohttp wraps what its parser raised reading the body (bytes that do not inflate as
+        # the Content-Encoding says, broken chunks); its own message is in the cause.
+        why = getattr(exc.__cause__, "message", None) or str(exc)
+        raise Problem(400, "malformed-body", f"the body could not be read: {why}") from exc
     try:
         # RFC 8259 8.1: a parser may ignore a byte order mark (some Windows tools send one).
         return model.model_validate_json(raw.removeprefix(codecs.BOM_UTF8) or b"{}")

@@ -37,6 +37,15 @@ async def test_malformed_json_is_400(client, auth, raw):
     assert body["type"].endswith("malformed-json")
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_that_does_not_inflate_is_400(client, auth, encoding):
+    # Not compressed at all, though the header says so: aiohttp's RequestPayloadError, a 500.
+    resp = await post(client, auth, b'{"name": "x"}', url="/api/v1/departments",
+                      headers={"Content-Encoding": encoding})  # fmt: skip
+    body = await problem(resp, 400)
+    assert body["type"].endswith("malformed-body") and encoding in body["detail"], body
+
+
 async def test_a_byte_order_mark_is_ignored(client, auth, department):
     raw = codecs.BOM_UTF8 + json.dumps(appointment_body(department["id"])).encode()
     assert (await post(client, auth, raw)).status == 201

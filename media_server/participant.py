@@ -919,6 +919,9 @@ class Participant:
             "raw_loss": round(d.raw_lost, 3),
             "window_packets": d.window_packets, "verified_bps": d.verified and int(d.verified),
             "probing": d.probe is not None, "probes": d.probes, "probes_failed": d.probes_failed,
+            # from transport-cc packet results (estimator.on_packet_results), None without
+            "delay": None if d.delay is None else d.delay_state,
+            "acked_bps": d.acked.bps and int(d.acked.bps),
             # per subscription: kind, packets expected and lost after repair, RTX repairs,
             # lost before repair, RTX packets expected and lost, probe padding packets
             "legs": [(s.kind, s.leg_expected, s.leg_lost, s.rtx_received, s.leg_lost_raw,

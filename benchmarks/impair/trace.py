@@ -60,7 +60,8 @@ def read(path: str | Path, since: float, until: float, names: dict[str, str]) ->
             allocations.setdefault(who or "?", []).append({
                 "t": t, **{k: entry.get(k) for k in ("estimate_bps", "unheld_bps", "remb_bps",
                            "demand_bps", "sent_bps", "loss", "raw_loss", "window_packets", "legs",
-                           "verified_bps", "probing", "probes", "probes_failed")},
+                           "verified_bps", "probing", "probes", "probes_failed", "delay",
+                           "acked_bps")},
                 "streams": streams,
             })  # fmt: skip
     return {"allocations": allocations, "rembs": rembs}

@@ -8,6 +8,7 @@ index per organization so requesters can list whom they may reach.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import secrets
 import time
@@ -36,6 +37,9 @@ class Staff:
     available: bool
     disabled: bool
     created_at: float
+    # Names the password in force (a digest of its hash): a session opened under another
+    # password is over (sessions.resolve), whenever and however many were opened.
+    credential: str
 
     def can(self, group: str) -> bool:
         return not self.disabled and group in self.groups
@@ -72,6 +76,7 @@ def _from_record(rec: Record) -> Staff:
         available=d["available"],
         disabled=d["disabled"],
         created_at=d["created_at"],
+        credential=hashlib.sha256(d["password"].encode()).hexdigest()[:16],
     )
 
 

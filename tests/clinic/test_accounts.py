@@ -93,3 +93,22 @@ async def test_login_logout_expiry_and_stations(store):
     await update_staff(store, s.id, disabled=True)
     assert await sessions.resolve(store, token, now=4001.0) is None
     assert await sessions.revoke_all(store, s.id) == 1
+
+
+async def test_a_new_password_ends_every_session_opened_under_the_old_one(store):
+    s = await create_staff(store, "org1", username="desk", display_name="Front desk",
+                           password="correct horse", groups=["request"])  # fmt: skip
+    # One more session than revoke_all read in one page: the newest one stayed signed in.
+    tokens = [
+        (await sessions.open_login(store, s, now=1000.0 + i, ttl_seconds=3600))[0]
+        for i in range(sessions.REVOKE_PAGE + 1)
+    ]
+    # A login that checked the old password as the administrator changed it.
+    racing = await authenticate(store, "desk", "correct horse")
+    changed = await update_staff(store, s.id, password="battery staple")
+    assert await sessions.revoke_all(store, s.id) == len(tokens)
+    late, _ = await sessions.open_login(store, racing, now=3000.0, ttl_seconds=3600)
+    for token in (tokens[0], tokens[-1], late):
+        assert await sessions.resolve(store, token, now=3001.0) is None
+    fresh, _ = await sessions.open_login(store, changed, now=3002.0, ttl_seconds=3600)
+    assert (await sessions.resolve(store, fresh, now=3003.0))[1].id == s.id

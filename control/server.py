@@ -4,6 +4,7 @@ placement) and/or the supervisor of its SFU worker processes (control/cluster/).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import socket
@@ -20,7 +21,7 @@ from control.clinic.demo import DemoLogin, banner_lines, ensure_demo_staff
 from control.cluster.localbus import BusHub, hub_path
 from control.cluster.member import SfuMember
 from control.cluster.member import attach as attach_member
-from control.cluster.supervisor import Supervisor
+from control.cluster.supervisor import Supervisor, WorkerFailed
 from control.demo import Demo, ensure_demo
 from control.store import Store
 from control.store.factory import open_bus, open_store
@@ -147,7 +148,14 @@ def serve(settings: Settings) -> int:
     logs.configure(settings.server.log_level, levels=settings.server.log_levels)
     try:
         uvloop.run(run(settings))
-    except OSError as exc:  # the port is taken, the data directory is not writable, ...
+    except (OSError, WorkerFailed) as exc:  # a port is taken, the data directory is not
+        # writable, ...: one line saying so, not a traceback
         print(f"televisit: {exc}", file=sys.stderr)
+        if getattr(exc, "errno", None) == errno.EADDRINUSE:
+            print(
+                "televisit: another program listens there: stop it, or choose another port "
+                "(--port or server.port)",
+                file=sys.stderr,
+            )
         return 1
     return 0

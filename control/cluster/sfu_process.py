@@ -82,14 +82,28 @@ def signaling_url(settings: Settings, index: int, port: int) -> str:
     return f"{'wss' if base.scheme == 'https' else 'ws'}://{host}:{port}/ws"
 
 
+class CannotListen(OSError):
+    """The signaling port is taken (or not ours to take); the message says which setting."""
+
+
 def bind(settings: Settings, index: int) -> socket.socket:
-    """The listening TCP socket of worker ``index`` (signaling_port + index, or any port)."""
+    """The listening TCP socket of worker ``index`` (signaling_port + index, or any port).
+    Raises CannotListen naming the address and the setting to change."""
     first = settings.media.signaling_port
     port = first + index if first else 0
     family = socket.AF_INET6 if ":" in settings.server.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.server.host, port))
+    try:
+        sock.bind((settings.server.host, port))
+    except OSError as exc:
+        sock.close()
+        raise CannotListen(
+            exc.errno,
+            f"SFU worker {index} cannot listen for signaling on {settings.server.host}:{port} "
+            f"({exc.strerror}): stop what holds the port, or set media.signaling_port "
+            "(worker i listens on signaling_port + i; 0: any free port)",
+        ) from exc
     return sock
 
 
@@ -99,7 +113,14 @@ async def run(assignment: Assignment) -> int:
     await store.open()
     bus = process_bus(settings)
     await bus.open()
-    sock = bind(settings, assignment.index)
+    try:
+        sock = bind(settings, assignment.index)
+    except CannotListen as exc:
+        # The supervisor reads this line in place of "ready" and stops start-up with it.
+        print(json.dumps({"error": exc.strerror}), flush=True)
+        await bus.close()
+        await store.close()
+        return 1
     url = signaling_url(settings, assignment.index, sock.getsockname()[1])
     app = web.Application()
     member = attach(

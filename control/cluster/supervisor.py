@@ -22,6 +22,7 @@ import secrets
 import signal
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 from config.settings import Settings
 from control.bus import EventBus
@@ -95,14 +96,18 @@ class Supervisor:
         proc.stdin.write(assignment.model_dump_json().encode())
         await proc.stdin.drain()
         proc.stdin.close()
+        said: Any = None
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), READY_SECONDS)
-            slot.url = json.loads(line)["ready"]
-        except (TimeoutError, ValueError, KeyError) as exc:
+            said = json.loads(line)
+            slot.url = said["ready"]
+        except (TimeoutError, ValueError, KeyError, TypeError) as exc:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-            raise WorkerFailed(f"SFU worker {slot.index} did not start ({exc!r})") from exc
+            # A worker that knows why it cannot start says so ({"error": ...}).
+            why = said.get("error") if isinstance(said, dict) else None
+            raise WorkerFailed(why or f"SFU worker {slot.index} did not start ({exc!r})") from exc
         log.info(
             "SFU worker started",
             extra={"worker": slot.worker_id, "pid": proc.pid, "url": slot.url},

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -101,3 +102,28 @@ def test_serve_listens_where_the_flags_say(tmp_path: Path) -> None:
         _, stderr = proc.communicate(timeout=30)
     # --log-level warning: no per-request info lines.
     assert '"level": "info"' not in stderr, stderr[-2000:]
+
+
+@pytest.mark.parametrize("taken", ["server.port", "media.signaling_port"])
+def test_a_taken_port_stops_serve_with_one_line_naming_the_setting(tmp_path: Path, taken) -> None:
+    # The signaling port's was two worker tracebacks and "SFU worker 0 did not start
+    # (JSONDecodeError(...))".
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        held = holder.getsockname()[1]
+        port = held if taken == "server.port" else free_port()
+        env = {
+            **os.environ,
+            "TELEVISIT__MEDIA__WORKERS": "1",
+            "TELEVISIT__MEDIA__SIGNALING_PORT": str(held if taken != "server.port" else 0),
+        }
+        argv = ["serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
+                str(tmp_path / "data"), "--log-level", "warning"]  # fmt: skip
+        proc = subprocess.run([sys.executable, "-m", "control.cli", *argv], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("televisit: ")]
+    assert lines and str(held) in lines[0], lines
+    assert any(taken in line for line in lines), lines

@@ -19,6 +19,7 @@ from media_server.rtpforward import SENT_MEDIA, SENT_PADDING, SENT_RESEND, Depar
 from media_server.subscription import Subscription
 from media_server.transport import set_keys
 
+from .peers import Call, keeps_receiving, media_settings
 from .test_resend import srtp_sessions
 from .test_subscription import KEY, publication, push, rtp
 
@@ -290,3 +291,48 @@ def test_the_setting_negotiates_transport_cc_on_the_sections_we_send_on() -> Non
     assert reoffer.reserve(client, TCC) == 1 and reoffer.reserve(client, TCC) == 1
     named = reoffer.numbering(out)
     assert reoffer.reserve(named, TCC) == 5
+
+
+@pytest.mark.parametrize("on", [False, True])
+async def test_reoffers_to_an_aiortc_client_with_the_setting_on_and_off(on: bool) -> None:
+    # Off: the sections we send on carry no transport-cc, as before the setting existed, and
+    # the client's numbering gains nothing. On: each names the extension (an id the client
+    # left free: aiortc offers none) and transport-cc feedback on its media codecs; aiortc's
+    # answer drops both (it knows the extension only as a sender's), so nothing is stamped
+    # and the media flows as before.
+    call = Call(media_settings(downlink_transport_cc=on))
+    offers: list[str] = []
+    participant = call.a.participant
+    forward = participant._on_offer
+
+    async def seen(sdp: str) -> None:
+        offers.append(sdp)
+        await forward(sdp)
+
+    participant._on_offer = seen
+    try:
+        await call.start()
+        await keeps_receiving(call.a.client, video=5, audio=5)
+        assert offers
+        for offer in offers:
+            numbering = reoffer.numbering(offer)
+            sending = [s for s in offer.split("\r\nm=")[1:] if "a=sendonly" in s]
+            assert sending
+            for section in sending:
+                if not on:
+                    assert "transport-cc" not in section
+                    continue
+                ext_id = numbering.extension_ids[TCC]
+                assert f"a=extmap:{ext_id} {TCC}" in section
+                pts = [line.split()[0][9:] for line in section.split("\r\n")
+                       if line.startswith("a=rtpmap:") and "rtx/" not in line]  # fmt: skip
+                assert all(f"a=rtcp-fb:{pt} transport-cc" in section for pt in pts)
+            others = [i for uri, i in numbering.extension_ids.items() if uri != TCC]
+            assert (
+                len(others) == len(set(others)) and numbering.extension_ids.get(TCC) not in others
+            )
+        assert (TCC in participant._client_numbering.extension_ids) == on
+        assert participant.departures is None
+        assert all(TCC not in s._subscriber_ext for s in participant.subscriptions)
+    finally:
+        await call.close()

@@ -190,11 +190,26 @@ class TelevisitProbing(TelevisitTraced):
     env = {**trace.ENV, "TELEVISIT__MEDIA__PROBING": "true"}
 
 
+class TelevisitTwcc(TelevisitTraced):
+    """Televisit with transport-wide congestion control towards subscribers too
+    (media.downlink_transport_cc = true, off by default): the pages' feedback drives the
+    send-side delay-based estimate (they send no REMB then), and probes are judged by it
+    (media.probing = true)."""
+
+    name = "televisit-twcc"
+    env = {
+        **trace.ENV,
+        "TELEVISIT__MEDIA__DOWNLINK_TRANSPORT_CC": "true",
+        "TELEVISIT__MEDIA__PROBING": "true",
+    }
+
+
 SYSTEMS = {
     "televisit": (TelevisitTraced, televisit_call),
     "televisit-single": (TelevisitSingle, televisit_call),
     "televisit-remb": (TelevisitRemb, televisit_call),
     "televisit-probing": (TelevisitProbing, televisit_call),
+    "televisit-twcc": (TelevisitTwcc, televisit_call),
     "janus": (JanusHere, janus_call),
 }
 
@@ -412,7 +427,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--systems",
         default="televisit,janus",
         help="televisit, televisit-single (media.simulcast = false), televisit-remb "
-        "(media.transport_cc = false), televisit-probing (media.probing = true), janus",
+        "(media.transport_cc = false), televisit-probing (media.probing = true), "
+        "televisit-twcc (media.downlink_transport_cc and media.probing = true), janus",
     )
     p.add_argument("--short", type=float, default=1.0, help="scale every scenario's times")
     p.add_argument(

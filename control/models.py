@@ -89,11 +89,12 @@ def _instant(value: datetime) -> datetime:
 # Every time a request carries: RFC 3339 with an offset, within EARLIEST..LATEST.
 Instant = Annotated[AwareDatetime, AfterValidator(_instant)]
 # Ids become store keys, claims and index names; names and one-line texts are shown on pages
-# and sent in messages: no control characters (NUL cannot even be stored). Free text (an
-# address, a note) may also hold tabs and line breaks.
-ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
-LINE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
-TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+# and sent in messages: no control characters, C0 or C1 (NUL cannot even be stored; NEL,
+# U+0085, is a line break to str.splitlines and many mail readers), and no line or paragraph
+# separator (U+2028, U+2029). Free text (an address, a note) may also hold tabs and line breaks.
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]+$"
+LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=ID_PATTERN)]
 

@@ -80,6 +80,11 @@ def _with(department_id, path, value):
         ("end", "2026-12-01T09:59:00Z", "(body)"),  # before the start
         ("end", "2026-12-01T10:00:00Z", "(body)"),  # zero length
         ("external_id", "", "external_id"),
+        # C1 controls and line separators were taken: NEL (U+0085) breaks lines for
+        # str.splitlines and mail readers, as U+2028 does on pages.
+        ("client.name", "Anna\x85Bcc: x@example.com", "client.name"),
+        ("provider.name", "Dr\u2028Who", "provider.name"),
+        ("external_id", "A\x9f1", "external_id"),
         ("external_id", "x" * 129, "external_id"),
         ("provider.name", None, "provider.name"),
         ("patient.species", 7, "patient.species"),

@@ -6,14 +6,17 @@ hand, chunk by chunk, from the draft."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import struct
 
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtcpRtpfbPacket, RtpPacket
 
-from media_server import reoffer, rtpheader, sdpextras
+from media_server import metrics, reoffer, rtpheader, sdpextras
 from media_server.faults import Faults
+from media_server.participant import Participant
 from media_server.publication import Publication
 from media_server.rtpforward import SENT_MEDIA, SENT_PADDING, SENT_RESEND, Departures, Leg, Outbound
 from media_server.subscription import Subscription
@@ -336,3 +339,42 @@ async def test_reoffers_to_an_aiortc_client_with_the_setting_on_and_off(on: bool
         assert all(TCC not in s._subscriber_ext for s in participant.subscriptions)
     finally:
         await call.close()
+
+
+async def test_a_subscribers_feedback_reaches_the_estimator_and_a_malformed_one_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The participant hands each transport-cc feedback in a compound to its leg's Departures
+    # (not to aiortc's parser) and the results to the downlink estimator; one it cannot read
+    # is counted in dropped and logged once, and the NACK beside it in the compound still
+    # counts (malformed_rtcp is not raised).
+    caplog.set_level(logging.WARNING, logger="media_server.participant")
+    participant = Participant(
+        "sub", settings=media_settings(downlink_transport_cc=True),
+        on_offer=lambda sdp: asyncio.sleep(0), on_publication=lambda p: None,
+        on_chat=lambda p, t: None, on_state=lambda p, s: None,
+    )  # fmt: skip
+    sub_leg = SubscriberLeg()
+    sub_leg.leg.dropped = participant.dropped
+    sub_leg.departures = sub_leg.leg.departures = Departures(TCC_ID, participant.dropped)
+    sub_leg.outbound().forward(rtp(100, 0))  # one packet this Departures recorded: seq 0
+    participant._leg = sub_leg.leg
+    seen: list[list[tuple[int, int, int, int, int]]] = []
+    participant.downlink.on_packet_results = lambda results, now: seen.append(results) or False
+    try:
+        bad = feedback(0, 1, 0, [0x2000 | 4], bytes([4, 4]))
+        nack = bytes(RtcpRtpfbPacket(fmt=1, ssrc=1, media_ssrc=424242, lost=[7]))
+        for _ in range(2):
+            participant.on_rtcp(bad + nack, 0)
+            participant.log_malformed()
+        participant.on_rtcp(feedback(0, 1, 0, [0x2000 | 1], bytes([4])), 0)
+        assert participant.dropped["malformed_transport_feedback"] == 2
+        assert participant.dropped["rtcp_unknown_ssrc"] == 2  # the NACK was read each time
+        assert "malformed_rtcp" not in participant.dropped
+        assert caplog.text.count("malformed_transport_feedback") == 1
+        assert [[r[0] for r in results] for results in seen] == [[0]]
+        samples = dict(metrics.participant_samples(participant))
+        assert samples[("transport_feedback_received", ())] == 1
+        assert samples[("transport_feedback_malformed", ())] == 2
+    finally:
+        await participant.close()

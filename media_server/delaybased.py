@@ -65,16 +65,20 @@ ACKED_MIN_US = 100_000  # ... and none over less than this
 class DelayGradient:
     """The delay-gradient state of one leg (``state``: NORMAL, OVERUSING, UNDERUSING) from its
     packet results (``update``). ``trend``: the last fitted slope (ms/ms), ``threshold``: the
-    adaptive threshold (ms), ``groups``: inter-group deltas seen."""
+    adaptive threshold (ms), ``groups``: inter-group deltas seen, ``largest``: the bytes of
+    the largest group the last ``update`` completed (a keyframe's burst queues behind itself:
+    DownlinkEstimator.on_packet_results)."""
 
     def __init__(self) -> None:
         self.state = NORMAL
         self.trend = 0.0
         self.threshold = THRESHOLD_MS
         self.groups = 0
-        # The group being gathered: first and last send, last arrival (us); the last complete
-        # group's last send and arrival (us).
+        self.largest = 0
+        # The group being gathered: first and last send, last arrival (us), bytes; the last
+        # complete group's last send and arrival (us).
         self._first_sent = self._last_sent = self._last_arrived = -1
+        self._bytes = 0
         self._prev: tuple[int, int] | None = None
         self._reset_fit()
 
@@ -89,9 +93,9 @@ class DelayGradient:
     def update(self, results: list[tuple[int, int, int, int, int]]) -> str:
         """Feed one feedback's results (sequence order); the worst state seen in them:
         OVERUSING if any group was, else the state after the last group."""
-        worst = NORMAL
+        worst, largest, group_bytes = NORMAL, 0, self._bytes
         first, last_sent, last_arrived = self._first_sent, self._last_sent, self._last_arrived
-        for _, sent, _, arrived, _ in results:
+        for _, sent, size, arrived, _ in results:
             if arrived < 0 or sent < first:
                 continue  # lost, or sent before the group being gathered (reordered)
             if (
@@ -107,12 +111,15 @@ class DelayGradient:
                     if self.state == OVERUSING:
                         worst = OVERUSING
                 self._prev = (last_sent, last_arrived)
-                first, last_arrived = sent, arrived
+                largest = max(largest, group_bytes)
+                first, last_arrived, group_bytes = sent, arrived, 0
             elif first < 0:
                 first, last_arrived = sent, arrived
             last_sent = sent
             last_arrived = max(last_arrived, arrived)
+            group_bytes += size
         self._first_sent, self._last_sent, self._last_arrived = first, last_sent, last_arrived
+        self._bytes, self.largest = group_bytes, largest
         return worst if worst == OVERUSING else self.state
 
     def _delta(self, sent: int, arrived: int) -> None:

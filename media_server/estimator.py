@@ -128,6 +128,8 @@ PROBE_ECHO_SECONDS = 2.0  # a REMB this soon after a probe's end may answer it
 VERIFIED_MARGIN = 1.1  # with probing, blind growth stays this close to what got through
 DELAY_BACKOFF = 0.85  # over-use: the estimate becomes this share of what arrives (GCC's beta)
 DELAY_CUT_SECONDS = 0.2  # ... at most this often (a cut takes a while to empty the queue)
+KEYFRAME_SECONDS = 0.1  # a group this long to send at the estimate is a burst (a keyframe):
+KEYFRAME_ECHO_SECONDS = 0.3  # over-use until that long and this after it is its own queue
 RESULTS_STALE_SECONDS = 1.0  # packet results older than this say nothing of the leg now
 PROBE_ARRIVAL_SHARE = 0.9  # a probe whose packets arrived slower than this share of their
 # send rate met a bottleneck (libwebrtc's ProbeBitrateEstimator reads it so too)
@@ -214,6 +216,7 @@ class DownlinkEstimator:
         self._results_at = -1e9
         self.acked = AckedRate()
         self._delay_cut_at = -1e9
+        self._keyframe_until = -1e9  # over-use until then may be a burst's own queue
 
     @property
     def estimate(self) -> int:
@@ -364,11 +367,20 @@ class DownlinkEstimator:
                 self._fail_probe(probe, now)
             elif probe.meter.done:
                 self._judge_probe_delay(probe, probe.meter, now)
+        # The SFU forwards a keyframe as it came, unpaced: at a layer switch up its burst
+        # queues behind itself at the bottleneck even where the layer fits (a 60 KB keyframe
+        # into 2.5 Mbit/s read as over-use and took the layer back down). So over-use within
+        # the time the burst takes at the estimate (and an echo) cuts nothing; where the new
+        # layer does not fit, it lasts past that and cuts then.
+        drain = 8 * self.delay.largest / max(self.value, FLOOR)
+        if drain > KEYFRAME_SECONDS:
+            self._keyframe_until = max(self._keyframe_until, now + drain + KEYFRAME_ECHO_SECONDS)
         acked = self.acked.bps
         if (
             state == OVERUSING
             and acked is not None
             and now - self._delay_cut_at >= DELAY_CUT_SECONDS
+            and now >= self._keyframe_until
         ):
             target = DELAY_BACKOFF * acked
             if now < self._probe_echo[0]:

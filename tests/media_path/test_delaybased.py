@@ -27,6 +27,7 @@ LAYERS = (150_000, 500_000, 1_500_000)  # bits/s of the publisher's simulcast la
 AUDIO_BPS = 50 * 120 * 8  # 50 packets/s of 120 bytes
 TOP = LAYERS[-1] + AUDIO_BPS
 MTU = 1_200
+KEYFRAME = 10  # a keyframe is this many times a layer's average frame
 FEEDBACK_SECONDS = 0.05  # Chrome sends transport-wide feedback about every 50-100 ms
 REPORT_SECONDS = 1.0  # ... and a receiver report about every second
 
@@ -74,8 +75,9 @@ class Leg:
         self.est = DownlinkEstimator(lambda: self.sent, clock=self.clock,
                                      padding_bytes=lambda: self.padded)  # fmt: skip
         self.est.demand = TOP
-        self.est.can_probe = True
+        self.est.can_probe = probing  # as the participant sets it: only with media.probing
         self.layer = LAYERS[-1]
+        self.keyframe = False
         self.states: list[str] = []
         self.goals: list[int] = []
         self.passes: list[tuple[float, float]] = []  # (goal, estimate) of each probe passed
@@ -113,7 +115,9 @@ class Leg:
     def _choose(self) -> None:
         if self.follow:
             fits = [r for r in LAYERS if 1.1 * r + AUDIO_BPS <= self.est.estimate]
-            self.layer = fits[-1] if fits else LAYERS[0]
+            layer = fits[-1] if fits else LAYERS[0]
+            self.keyframe |= layer != self.layer  # a switch starts at the new layer's keyframe
+            self.layer = layer
         if self.probing:
             goal = self.est.probe_goal(self.layer < LAYERS[-1])
             if goal is not None:
@@ -130,7 +134,8 @@ class Leg:
             if tick % 20 == 0:
                 self._send(now, 120, MEDIA)
             if tick % 33 == 0:  # a frame: its packets in one burst, 0.1 ms apart
-                size = int(self.layer / 8 / 30)
+                size = int(self.layer / 8 / 30) * (KEYFRAME if self.keyframe else 1)
+                self.keyframe = False
                 for i in range(-(-size // MTU)):
                     self._send(now + i / 10_000, min(MTU, size - i * MTU), MEDIA)
             probe = self.est.probe
@@ -158,6 +163,20 @@ def test_a_shaped_link_is_found_by_its_queue_and_the_estimate_follows_what_arriv
     assert 400_000 <= after_1s <= 550_000, estimates
     # ... and it stays there (the layer went down and the queue drained: no cut under it)
     assert 400_000 <= leg.est.estimate <= 550_000
+
+
+@pytest.mark.parametrize(("capacity", "fits"), [(2_500_000, True), (1_200_000, False)])
+def test_a_switch_ups_keyframe_cuts_only_where_the_layer_does_not_fit(capacity: int,
+                                                                      fits: bool) -> None:  # fmt: skip
+    # From the 500 kbit/s layer, growth switches up to 1.5 Mbit/s; its first frame is a
+    # keyframe ten frames long, sent at once: a queue of its own for 200-400 ms.
+    leg = Leg(Bottleneck(capacity))
+    leg.est.value = 1_000_000.0
+    leg.run(12.0)
+    if fits:
+        assert leg.est.decreases == 0 and leg.layer == LAYERS[-1]
+    else:  # ... where the link cannot carry the layer, over-use outlasts the burst and cuts
+        assert leg.est.decreases >= 1 and leg.layer < LAYERS[-1]
 
 
 @pytest.mark.parametrize("link", [Bottleneck(5_000_000, jitter=0.008),

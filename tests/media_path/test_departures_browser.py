@@ -116,6 +116,9 @@ async def test_chromium_feedback_arrives_as_packet_results_and_its_rembs_stop() 
     seqs = [r[0] for r in results]
     assert len(set(seqs)) == len(seqs)  # each packet delivered once (none lost on loopback)
     assert {r[4] for r in results} >= {SENT_MEDIA}
+    # Sent times are taken as each packet leaves (the batch's sendmmsg): in sequence order.
+    sent_us = [r[1] for r in sorted(results)]
+    assert sent_us[0] > 0 and sent_us == sorted(sent_us)
     received = [r for r in results if r[3] >= 0]
     assert len(received) >= 0.95 * len(results)
     # On loopback what the receiver saw between two packets is what we put between them,

@@ -467,6 +467,7 @@ async def events_socket(request: web.Request) -> web.StreamResponse:
     provider.availability, session.revoked (the socket then closes with 4001). Clients send
     nothing; a browser Origin other than this server's is refused (403)."""
     session, staff = await _who(request)
+    token = _token_of(request)
     origin = request.headers.get("Origin")
     if origin and not _same_host(origin, request.host):
         raise Forbidden("this socket is for this server's own pages (Origin mismatch)")
@@ -482,7 +483,12 @@ async def events_socket(request: web.Request) -> web.StreamResponse:
     seen: deque[str] = deque(maxlen=SEEN_MAX)
     async with events.listen(node.bus, topics) as feed:
         await ws.send_json({"type": "hello", "staff": staff.public()})
-        pump = asyncio.create_task(_pump(ws, feed, seen, session.id))
+        store, clock = node.clinic.store, node.clinic.clock
+
+        async def signed_in_still() -> bool:
+            return await sessions.resolve(store, token, now=clock()) is not None
+
+        pump = asyncio.create_task(_pump(ws, feed, seen, signed_in_still))
         try:
             async for msg in ws:  # clients send nothing; reading notices the close
                 if msg.type == WSMsgType.ERROR:
@@ -495,13 +501,20 @@ async def events_socket(request: web.Request) -> web.StreamResponse:
 
 
 async def _pump(
-    ws: web.WebSocketResponse, feed: AsyncIterator[dict[str, Any]], seen: deque[str], login: str
+    ws: web.WebSocketResponse,
+    feed: AsyncIterator[dict[str, Any]],
+    seen: deque[str],
+    signed_in_still: Callable[[], Awaitable[bool]],
 ) -> None:
+    """Forward events while the socket's login holds: one revoked (this station's
+    session.revoked), ended by a new password or a disabled account, or expired closes the
+    socket (4001) at the next event instead of being sent it (a password change sends no
+    event of its own: its sessions may be thousands)."""
     async for event in feed:
         if event["id"] in seen:
             continue  # heard on two topics
         seen.append(event["id"])
-        if event["type"] == "session.revoked" and event["session"]["id"] == login:
+        if not await signed_in_still():
             await ws.close(code=4001, message=b"session revoked")
             return
         await ws.send_json(event)

@@ -333,6 +333,20 @@ async def test_revoked_station_is_signed_out_of_its_live_feed(client, org):
         assert msg.type.name in ("CLOSE", "CLOSED") and ws.close_code == 4001
 
 
+async def test_a_new_password_signs_the_old_login_out_of_its_live_feed(client, org):
+    # The password change ended the login's session but its open socket went on hearing the
+    # provider's requests (requester names and all).
+    h, ids = org
+    async with client.ws_connect("/api/v1/clinic/events", headers=h["drwho"]) as ws:
+        assert (await asyncio.wait_for(ws.receive_json(), 30))["type"] == "hello"
+        resp = await client.patch(f"/api/v1/clinic/staff/{ids['drwho']}", headers=h["admin"],
+                                  json={"password": "a brand new password"})  # fmt: skip
+        assert resp.status == 200, await resp.text()
+        assert (await _request(client, h["desk"], ids["drwho"])).status == 201
+        msg = await asyncio.wait_for(ws.receive(), 30)
+        assert msg.type.name in ("CLOSE", "CLOSED") and ws.close_code == 4001, msg
+
+
 async def test_visit_tokens_open_the_room_only_while_the_visit_is_open(client, org, node, settings):
     from control.join import JoinRefused, authorize_join
 

@@ -183,9 +183,14 @@ async def send_handler(request: web.Request) -> web.Response:
         raise Problem(422, "missing-contact", str(exc), field=exc.field) from exc
     except LinkError as exc:
         raise conflict("links-refused", str(exc), field=exc.field) from exc
+    data = await appointments.mark_links_sent(svc.store, org_id, data, svc.clock())
+    if data["status"] == "cancelled":
+        # Cancelled while these were queued, after the cancel failed the queued ones: links
+        # that no longer work must not go out either.
+        await cancel_links(svc.store, data["id"])
+        raise conflict("appointment-cancelled", "the appointment is cancelled", field="status")
     if svc.outbox_worker is not None:
         svc.outbox_worker.wake()
-    data = await appointments.mark_links_sent(svc.store, org_id, data, svc.clock())
     return web.json_response(
         {"appointment": await present(svc.store, svc.settings, data), "queued": body.channels},
         status=202,

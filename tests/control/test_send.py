@@ -98,6 +98,26 @@ async def test_a_client_changed_while_links_are_sent_is_not_marked_sent(
     assert got["telemedicine"]["links_sent_at"] is not None
 
 
+async def test_an_appointment_cancelled_while_links_are_sent_sends_none(
+    client, auth, department, store, monkeypatch
+):
+    # The cancel comes after this send read the appointment and before it queued: the cancel
+    # had nothing to fail yet, and the messages went out with links that no longer work.
+    appt = await book(client, auth, department["id"])
+    real = appointment_api.queue_links
+
+    async def cancel_then_queue(*args, **kwargs):
+        resp = await client.post(f"/api/v1/appointments/{appt['id']}/cancel", headers=auth)
+        assert resp.status == 200, await resp.text()
+        await real(*args, **kwargs)
+
+    monkeypatch.setattr(appointment_api, "queue_links", cancel_then_queue)
+    body = await problem(await send(client, auth, appt["id"], ["sms", "email"]), 409)
+    assert body["type"].endswith("appointment-cancelled")
+    messages = await store.range(f"msgs:{appt['id']}")
+    assert [m.data["status"] for m in messages] == ["failed", "failed"]
+
+
 async def test_send_refusals_name_the_field(client, auth, department):
     no_phone = await book(client, auth, department["id"], external_id="A-2",
                           client={"name": "Liisa", "email": "liisa@example.com"})  # fmt: skip

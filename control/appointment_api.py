@@ -86,6 +86,10 @@ async def update_handler(request: web.Request) -> web.Response:
         svc.store, svc.settings, svc.keyring, org_id, record.id, patch, department, svc.clock()
     )
     versions = appointments.link_versions(data)
+    if versions["guest"] != appointments.link_versions(record.data)["guest"]:
+        # The old client's PIN and links are dead: what is still queued for them (the phone
+        # number the clinic just corrected, say) must not go out.
+        await cancel_links(svc.store, data["id"], reason="the client changed")
     if svc.bus is not None and versions != appointments.link_versions(record.data):
         # Members still in the room with a replaced identity leave it now (media_server/node).
         room_id = data["telemedicine"]["room_id"]
@@ -178,17 +182,29 @@ async def send_handler(request: web.Request) -> web.Response:
             svc.clock(),
         )
     try:
-        await queue_links(svc.store, svc.settings, data, department, list(body.channels))
+        queued = await queue_links(svc.store, svc.settings, data, department, list(body.channels))
     except MissingContact as exc:
         raise Problem(422, "missing-contact", str(exc), field=exc.field) from exc
     except LinkError as exc:
         raise conflict("links-refused", str(exc), field=exc.field) from exc
-    data = await appointments.mark_links_sent(svc.store, org_id, data, svc.clock())
-    if data["status"] == "cancelled":
-        # Cancelled while these were queued, after the cancel failed the queued ones: links
-        # that no longer work must not go out either.
-        await cancel_links(svc.store, data["id"])
-        raise conflict("appointment-cancelled", "the appointment is cancelled", field="status")
+    current = await appointments.mark_links_sent(svc.store, org_id, data, svc.clock())
+    # Cancelled or given a new client while these were queued, after that change failed the
+    # messages queued before it: links that no longer work must not go out either.
+    refusal = None
+    if current["status"] == "cancelled":
+        refusal = conflict("appointment-cancelled", "the appointment is cancelled", field="status")
+    elif appointments.client_credentials(current) != appointments.client_credentials(data):
+        refusal = conflict(
+            "client-changed",
+            "the client changed while these links were sent; send the new client's links",
+            field="client",
+        )
+    if refusal is not None:
+        await cancel_links(
+            svc.store, data["id"], reason=refusal.detail, only={m["id"] for m in queued}
+        )
+        raise refusal
+    data = current
     if svc.outbox_worker is not None:
         svc.outbox_worker.wake()
     return web.json_response(

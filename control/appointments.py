@@ -428,7 +428,7 @@ async def ensure_room(
     return await _change(store, org_id, appointment_id, change)
 
 
-def _client_credentials(data: dict[str, Any]) -> tuple[str, int]:
+def client_credentials(data: dict[str, Any]) -> tuple[str, int]:
     """What a client's message carries that a new client replaces: the PIN and the version of
     the guest links (the short link follows the version)."""
     return data["telemedicine"]["pin"], link_version(data, "guest")
@@ -446,7 +446,7 @@ async def mark_links_sent(
         current = record.data
         if current["status"] != "scheduled":
             return current
-        if _client_credentials(current) != _client_credentials(sent):
+        if client_credentials(current) != client_credentials(sent):
             return current
         tele = dict(current["telemedicine"], links_sent_at=iso_at(now))
         data = dict(current, telemedicine=tele, updated_at=iso_at(now))

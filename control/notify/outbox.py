@@ -22,7 +22,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -217,19 +217,26 @@ async def queue_webhook(store: Store, url: str, org_id: str, event: dict[str, An
     return True
 
 
-async def cancel_links(store: Store, appointment_id: str) -> int:
-    """Fail the appointment's messages that no worker has started (the appointment was
-    cancelled: its links are dead). Returns how many. A message already ``sending`` cannot
-    be called back."""
+async def cancel_links(
+    store: Store,
+    appointment_id: str,
+    *,
+    reason: str = "appointment cancelled",
+    only: Collection[str] | None = None,
+) -> int:
+    """Fail the appointment's messages that no worker has started (``only`` these ids, when
+    given), with ``reason``: the links they carry are dead (the appointment was cancelled, or
+    its client replaced). Returns how many. A message already ``sending`` cannot be called
+    back."""
     cancelled = 0
     for message in await messages_of(store, appointment_id):
-        if message["status"] != "queued":
+        if message["status"] != "queued" or only is not None and message["id"] not in only:
             continue
         for _ in range(3):  # a worker may claim it meanwhile: then it is no longer queued
             record = await store.get(KIND, message["id"])
             if record is None or record.data["status"] != "queued":
                 break
-            data = dict(record.data, status="failed", last_error="appointment cancelled")
+            data = dict(record.data, status="failed", last_error=reason)
             try:
                 await save(store, record, data)
             except VersionConflict:

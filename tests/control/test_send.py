@@ -69,33 +69,63 @@ async def test_send_queues_both_channels_and_marks_links_sent(
     assert len(await store.range(f"msgs:{appt['id']}")) == 3
 
 
-async def test_a_client_changed_while_links_are_sent_is_not_marked_sent(
-    client, auth, department, monkeypatch
+async def test_a_client_changed_while_links_are_sent_sends_the_old_one_nothing(
+    client, auth, department, store, monkeypatch
 ):
-    # The clinic PATCHes a new client while a send for the old one is between queueing its
-    # messages and marking the links sent: the new client's links were never sent.
+    # The clinic PATCHes a new client (a corrected phone number, say) while a send for the old
+    # one is between queueing its messages and marking the links sent: the new client's
+    # never-sent links were marked sent, and the old client got the old, dead ones.
     appt = await book(client, auth, department["id"])
     url = f"/api/v1/appointments/{appt['id']}"
     new_client = {"name": "Liisa", "phone": "+358409876543"}
     real = appointment_api.queue_links
 
     async def queue_then_patch(*args, **kwargs):
-        await real(*args, **kwargs)
+        queued = await real(*args, **kwargs)
         resp = await client.patch(url, json={"client": new_client}, headers=auth)
         assert resp.status == 200, await resp.text()
+        return queued
 
     monkeypatch.setattr(appointment_api, "queue_links", queue_then_patch)
-    assert (await send(client, auth, appt["id"], ["sms"])).status == 202
+    body = await problem(await send(client, auth, appt["id"], ["sms"]), 409)
+    assert body["type"].endswith("client-changed") and body["field"] == "client"
     got = await (await client.get(url, headers=auth)).json()
-    assert (
-        got["client"]["name"] == "Liisa"
-        and got["telemedicine"]["pin"] != appt["telemedicine"]["pin"]
-    )
+    assert got["client"]["name"] == "Liisa"
+    assert got["telemedicine"]["pin"] != appt["telemedicine"]["pin"]
     assert got["telemedicine"]["links_sent_at"] is None
+    assert [m.data["status"] for m in await store.range(f"msgs:{appt['id']}")] == ["failed"]
     monkeypatch.undo()
     assert (await send(client, auth, appt["id"], ["sms"])).status == 202
     got = await (await client.get(url, headers=auth)).json()
     assert got["telemedicine"]["links_sent_at"] is not None
+    sms = [m.data for m in await store.range(f"msgs:{appt['id']}")]
+    assert [(m["to"], m["status"]) for m in sms] == [
+        ("+358401234567", "failed"),
+        ("+358409876543", "queued"),
+    ]
+
+
+async def test_a_new_client_fails_what_is_still_queued_for_the_old_one(
+    client, auth, department, store
+):
+    # Queued (the SMS gateway down, say) when the clinic corrected the client: the old
+    # number was sent the old, dead PIN and links with the patient's name once it came back.
+    appt = await book(client, auth, department["id"])
+    assert (await send(client, auth, appt["id"], ["sms", "email"])).status == 202
+    resp = await client.patch(f"/api/v1/appointments/{appt['id']}", headers=auth,
+                              json={"client": {"name": "Liisa", "phone": "+358409876543"}})  # fmt: skip
+    assert resp.status == 200, await resp.text()
+    messages = [m.data for m in await store.range(f"msgs:{appt['id']}")]
+    assert [(m["status"], m["last_error"]) for m in messages] == [
+        ("failed", "the client changed")
+    ] * 2
+    # New times alone keep the client, and what was queued for it.
+    assert (await send(client, auth, appt["id"], ["sms"])).status == 202
+    resp = await client.patch(f"/api/v1/appointments/{appt['id']}", headers=auth,
+                              json={"end": "2026-12-01T10:45:00Z"})  # fmt: skip
+    assert resp.status == 200, await resp.text()
+    statuses = [m.data["status"] for m in await store.range(f"msgs:{appt['id']}")]
+    assert statuses == ["failed", "failed", "queued"]
 
 
 async def test_an_appointment_cancelled_while_links_are_sent_sends_none(
@@ -109,7 +139,7 @@ async def test_an_appointment_cancelled_while_links_are_sent_sends_none(
     async def cancel_then_queue(*args, **kwargs):
         resp = await client.post(f"/api/v1/appointments/{appt['id']}/cancel", headers=auth)
         assert resp.status == 200, await resp.text()
-        await real(*args, **kwargs)
+        return await real(*args, **kwargs)
 
     monkeypatch.setattr(appointment_api, "queue_links", cancel_then_queue)
     body = await problem(await send(client, auth, appt["id"], ["sms", "email"]), 409)

@@ -48,6 +48,15 @@ async def _check_references(store: Store, org_id: str, body: NoteBody) -> None:
             raise UnknownReference(
                 f"appointment_id: no appointment {body.appointment_id!r}", field="appointment_id"
             )
+        # A note for one patient filed under another's visit would reach the clinic software
+        # as that visit's note. (An appointment booked without the patient's id cannot say.)
+        booked = appt.data["patient"].get("id")
+        if booked is not None and booked != body.patient_id:
+            raise Invalid(
+                f"appointment_id: appointment {body.appointment_id} is patient {booked!r}'s, "
+                f"not {body.patient_id!r}'s",
+                field="appointment_id",
+            )
 
 
 async def save(
@@ -61,8 +70,9 @@ async def save(
 ) -> tuple[dict[str, Any], bool]:
     """Create or edit the note: (its submission ``note.saved``, created). Raises
     UnknownReference (422) for a patient or appointment that does not exist, Invalid (422)
-    for an edit naming another patient or a new note not starting from 0, NoteConflict (409)
-    when the note moved on since ``base_version``, KeyReused (409)."""
+    for an appointment booked for another patient, an edit naming another patient or a new
+    note not starting from 0, NoteConflict (409) when the note moved on since
+    ``base_version``, KeyReused (409)."""
     org_id, key = writer.org_id, body.idempotency_key
 
     def make(rec: Record | None) -> Write | None:

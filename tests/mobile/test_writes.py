@@ -79,6 +79,17 @@ async def test_bad_notes_name_the_field(ready: Clinic, over, field):
     await problem(resp, 422, field=field)
 
 
+async def test_a_note_goes_only_with_its_own_patients_appointment(ready: Clinic):
+    # p2's note filed under p1's visit reached the clinic software as that visit's note.
+    device = await ready.device()
+    await ready.family(2, history=0)
+    visit = await ready.appointment(1, NOON)
+    resp = await ready.note(device, "n-1", "x", patient="p2", appointment_id=visit["id"])
+    await problem(resp, 422, field="appointment_id")
+    resp = await ready.note(device, "n-1", "x", patient="p1", appointment_id=visit["id"])
+    assert resp.status == 201, await resp.text()
+
+
 async def test_stock_scans_land_once_and_bad_ones_name_the_field(ready: Clinic):
     device = await ready.device()
     k = key()

@@ -157,6 +157,8 @@ async def end_visit(clinic: Clinic, staff: Staff | None, visit_id: str) -> Visit
 
     def change(rec: Record) -> tuple[dict[str, Any], tuple[str, ...], dict[str, float]]:
         d = rec.data
+        if staff is not None and d["org_id"] != staff.org_id:
+            raise Missing(f"visit {visit_id} not found", field="visit_id")
         if staff is not None and staff.id not in (d["provider_id"], d["requester_id"]):
             raise Forbidden(f"you do not take part in visit {visit_id}")
         if d["state"] != "open":

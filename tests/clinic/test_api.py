@@ -159,6 +159,9 @@ async def test_request_decline_with_note_dismiss_again_accept(client, org):
     # Another provider's and another organization's staff cannot see the visit.
     await _problem(await client.get(f"/api/v1/clinic/visits/{visit['id']}", headers=h["drno"]), 403)
     await _problem(await client.get(f"/api/v1/clinic/visits/{visit['id']}", headers=h["far"]), 404)
+    # ... nor learn that it exists by ending it (was 403 "you do not take part").
+    await _problem(await client.post(f"/api/v1/clinic/visits/{visit['id']}/end",
+                                     headers=h["far"], json={}), 404)  # fmt: skip
     resp = await client.post(
         f"/api/v1/clinic/visits/{visit['id']}/end", headers=h["drwho"], json={}
     )

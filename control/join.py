@@ -144,6 +144,15 @@ def _admitted(appointment: dict[str, Any], grant: Grant, audience: Audience) -> 
 _GUARDS: dict[str, Guard] = {pins.ROOM_PREFIX: _appointment_guard}
 
 
+def _by_window(grant: Grant) -> bool:
+    """Whether the appointment's window, not the token's ``exp``, says when ``grant`` ends. An
+    appointment's tokens expire when its window closed as they were issued; moved later, it
+    keeps its links (README: new times alone keep the links already sent), so a token past
+    its ``exp`` is judged by the window as the appointment has it now (_appointment_guard:
+    version, status and window)."""
+    return grant.room_id.startswith(pins.ROOM_PREFIX) and grant.appointment_id is not None
+
+
 def register_room_guard(prefix: str, guard: Guard) -> None:
     _GUARDS[prefix] = guard
 
@@ -152,6 +161,8 @@ async def admit(store: Store, settings: Settings, token: str, now: float) -> Adm
     try:
         grant = keyring_for(settings).verify_token(token, now=now)
     except TokenError as exc:
+        if exc.reason == "expired" and exc.grant is not None and _by_window(exc.grant):
+            return await _appointment_guard(store, settings, exc.grant, now)
         reason = "expired" if exc.reason == "expired" else "invalid"
         said: dict[str, Any] = {}
         if exc.grant is not None:

@@ -169,6 +169,26 @@ async def test_authorize_join_follows_the_appointment(client, auth, appt, clock)
     assert cancelled.value.reason == "cancelled"
 
 
+async def test_links_of_an_appointment_moved_later_keep_working(client, auth, appt, clock):
+    # Their tokens expired when the first window closed: the client's /j/ link and the
+    # clinic's stored host link were refused as expired in the new window.
+    guest, host = (
+        token_of(appt["telemedicine"]["token_url"]),
+        token_of(appt["telemedicine"]["host_url"]),
+    )
+    later = BASE + timedelta(days=2)
+    moved = {"start": later.isoformat(), "end": (later + timedelta(minutes=30)).isoformat()}
+    resp = await client.patch(f"/api/v1/appointments/{appt['id']}", json=moved, headers=auth)
+    assert resp.status == 200, await resp.text()
+    clock.set(later)
+    for token in (guest, host):
+        resp = await client.post("/api/v1/join", json={"token": token})
+        assert resp.status == 200, await resp.text()
+    # ... and end with the new window.
+    clock.set(later + timedelta(hours=2))
+    await problem(await client.post("/api/v1/join", json={"token": host}), 410)
+
+
 async def test_other_room_kinds_register_a_guard(client, clock):
     svc = client.app[SERVICES]
     seen = []

@@ -163,6 +163,14 @@ async def send_handler(request: web.Request) -> web.Response:
     data = record.data
     if data["status"] == "cancelled":
         raise conflict("appointment-cancelled", "the appointment is cancelled", field="status")
+    if appointments.window(data, svc.settings).state(svc.clock()) == "closed":
+        # Its PIN and links stopped working: the client would be sent dead ones.
+        raise conflict(
+            "appointment-over",
+            "the appointment is over (its links stopped working pins.grace_minutes after its "
+            "end); move it to a new time first",
+            field="end",
+        )
     if not department["telemedicine_enabled"]:
         raise conflict(
             "telemedicine-disabled",

@@ -134,8 +134,8 @@ ROUTES: list[Route] = [
     Route("POST", f"{API}/appointments/{{id}}/telemedicine/send", appointment_api.send_handler,
           "Send or resend the client's links by SMS and/or email",
           SendLinks, SendResult, status=202,
-          responses=((409, "cancelled, telemedicine off in its department, or the client "
-                           "changed while sending"),)),
+          responses=((409, "cancelled, over, telemedicine off in its department, or the "
+                           "client changed while sending"),)),
     # joining
     Route("POST", f"{API}/join", join.join_handler,
           "Join a room by PIN (native apps) or by a link's token (rate limited)",

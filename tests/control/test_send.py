@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from datetime import timedelta
 from email import message_from_bytes, policy
 
 import pytest
@@ -15,7 +16,7 @@ from config import load_settings
 from control import appointment_api
 from control.notify.devgateway import DevSmsGateway
 
-from .helpers import appointment_body, department_body, problem
+from .helpers import BASE, appointment_body, department_body, iso, problem
 
 
 def free_port() -> int:
@@ -146,6 +147,19 @@ async def test_an_appointment_cancelled_while_links_are_sent_sends_none(
     assert body["type"].endswith("appointment-cancelled")
     messages = await store.range(f"msgs:{appt['id']}")
     assert [m.data["status"] for m in messages] == ["failed", "failed"]
+
+
+async def test_links_of_an_appointment_that_is_over_are_not_sent(client, auth, department, clock):
+    # They were queued and sent: dead links (410 token-expired) to the client.
+    appt = await book(client, auth, department["id"])
+    clock.set(BASE + timedelta(minutes=30 + 61))  # past the end and the 60 min grace
+    body = await problem(await send(client, auth, appt["id"], ["sms"]), 409)
+    assert body["type"].endswith("appointment-over") and body["field"] == "end"
+    later = BASE + timedelta(days=1)
+    moved = {"start": iso(later), "end": iso(later + timedelta(minutes=30))}
+    resp = await client.patch(f"/api/v1/appointments/{appt['id']}", json=moved, headers=auth)
+    assert resp.status == 200, await resp.text()
+    assert (await send(client, auth, appt["id"], ["sms"])).status == 202
 
 
 async def test_send_refusals_name_the_field(client, auth, department):

@@ -6,7 +6,13 @@ PYTHON ?= python3
 
 .PHONY: run admin test lint system-deps clean
 
+# What a fresh Debian lacks for this (the venv module, a compiler and Python's headers for
+# media_server/rtpforward.c) is named before the venv or the build fails on it less clearly.
 $(VENV)/.installed: pyproject.toml setup.py media_server/rtpforward.c
+	@command -v gcc >/dev/null && $(PYTHON) -c 'import ensurepip, os, sysconfig; \
+		assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' \
+		2>/dev/null || { echo "make: $(PYTHON) needs gcc, its venv module and its headers:" \
+		"sudo apt-get install gcc python3-venv python3-dev" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,bench]'

@@ -241,9 +241,10 @@ async def _by_pin(request: web.Request, pin: str, now: float) -> dict[str, Any]:
     checks it, and a fresh guest token for it. (Verifying the token just signed and reading
     the appointment again through its room, as a token join does, would only repeat this.)"""
     svc = services(request)
-    if not pins.looks_like_pin(pin, svc.settings.pins.digits):
+    typed = pins.typed_pin(pin, svc.settings.pins.digits)
+    if typed is None:
         raise Problem(404, "no-room", NO_ROOM, field="pin")
-    appointment = await appointments.by_pin(svc.store, pin)
+    appointment = await appointments.by_pin(svc.store, typed)
     if appointment is None or appointment["status"] != "scheduled":
         raise Problem(404, "no-room", NO_ROOM, field="pin")
     win = appointments.window(appointment, svc.settings)

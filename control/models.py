@@ -310,7 +310,12 @@ class SendResult(_Response):
 
 
 class JoinRequest(_Request):
-    pin: str | None = Field(default=None, max_length=32, description="what native apps send")
+    pin: str | None = Field(
+        default=None,
+        max_length=32,
+        description="what native apps send: the digits as typed (spaces and dashes between "
+        "them, and any script's decimal digits, are read as the PIN)",
+    )
     token: str | None = Field(
         default=None, max_length=2048, description="from a /j/<token> or /h/<token> link"
     )

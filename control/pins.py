@@ -9,6 +9,7 @@ the appointment by its room).
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from dataclasses import dataclass
 
 from config.settings import PinSettings
@@ -28,8 +29,18 @@ def new_room_id() -> str:
     return ROOM_PREFIX + secrets.token_urlsafe(12)
 
 
-def looks_like_pin(text: str, digits: int) -> bool:
-    return len(text) == digits and text.isascii() and text.isdigit()
+# What people put between a PIN's digits when they copy or type it (the /pin page drops the
+# same), and the decimal digits of any script (an Arabic or Devanagari keypad, full-width).
+_SEPARATORS = str.maketrans("", "", " \t-.\u00a0\u2010\u2011\u2012\u2013\u2212")
+
+
+def typed_pin(text: str, digits: int) -> str | None:
+    """The PIN ``text`` spells (``digits`` ASCII digits), or None when it spells none:
+    separators dropped, each decimal digit of any script read as its value."""
+    bare = text.strip().translate(_SEPARATORS)
+    if len(bare) != digits or not bare.isdecimal():
+        return None
+    return "".join(str(unicodedata.decimal(c)) for c in bare)
 
 
 @dataclass(frozen=True, slots=True)

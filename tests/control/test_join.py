@@ -86,6 +86,18 @@ async def test_wrong_expired_early_and_cancelled_pins_look_the_same(
     assert all(a == answers[0] for a in answers), answers
 
 
+async def test_a_pin_typed_with_spaces_or_another_scripts_digits_joins(client, appt, clock):
+    # The /pin page drops spaces and dashes itself; a native app sending them, or an Arabic
+    # keypad's digits, got the 404 of a wrong PIN and spent the address's wrong-PIN budget.
+    clock.set(BASE)
+    pin = appt["telemedicine"]["pin"]
+    arabic = "".join(chr(0x660 + int(d)) for d in pin)
+    for typed in (f" {pin[:3]} {pin[3:7]}-{pin[7:]} ", arabic):
+        resp = await join_pin(client, typed)
+        assert resp.status == 200, await resp.text()
+    await problem(await join_pin(client, pin[:-1] + "x"), 404)
+
+
 async def test_join_by_token_for_guest_and_host(client, appt, clock):
     clock.set(BASE)
     guest = await client.post(

@@ -38,9 +38,26 @@ def _e164(value: str) -> str:
     return value
 
 
+def mail_address(value: str) -> str:
+    """``value`` as SMTP without SMTPUTF8 (what the notify worker speaks) carries it: an
+    internationalized domain in its ASCII form (IDNA, ``exämple.fi`` -> ``xn--exmple-cua.fi``).
+    ValueError naming the problem when it has no such form (a local part that is not ASCII)."""
+    local, _, domain = value.rpartition("@")
+    if not local.isascii():
+        raise ValueError(
+            "the part before the @ must be ASCII (mail goes out without SMTPUTF8, which such "
+            "an address needs)"
+        )
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError as exc:
+        raise ValueError("must be an email address such as name@example.com") from exc
+
+
 def _email(value: str) -> str:
     if len(value) > 254 or not _EMAIL.match(value):
         raise ValueError("must be an email address such as name@example.com")
+    mail_address(value)  # stored as given; the worker sends to its ASCII form
     return value
 
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from config.settings import Settings
+from control.models import mail_address
 from control.notify import ics, templates
 from control.notify.errors import LinkError, MissingContact
 from control.store import AlreadyExists, Record, Store, VersionConflict
@@ -80,7 +81,12 @@ def _recipient(appointment: dict[str, Any], channel: str) -> str:
         raise MissingContact(
             f"client.{field}", f"the client has no {field}, so links cannot be sent by {channel}"
         )
-    return str(value)
+    if channel == "sms":
+        return str(value)
+    try:
+        return mail_address(str(value))
+    except ValueError as exc:  # stored before models.Email checked for it
+        raise LinkError("client.email", f"client.email: {exc}") from exc
 
 
 def _content(

@@ -162,6 +162,19 @@ async def test_links_of_an_appointment_that_is_over_are_not_sent(client, auth, d
     assert (await send(client, auth, appt["id"], ["sms"])).status == 202
 
 
+async def test_an_internationalized_domain_is_mailed_in_its_ascii_form(
+    client, auth, department, store
+):
+    # Taken, then failed at every send: "email address is not ASCII (SMTPUTF8 is not used)".
+    email = "anna@ex\u00e4mple.fi"
+    appt = await book(client, auth, department["id"],
+                      client={"name": "Anna", "email": email})  # fmt: skip
+    assert appt["client"]["email"] == email  # stored as given
+    assert (await send(client, auth, appt["id"], ["email"])).status == 202
+    (message,) = [m.data for m in await store.range(f"msgs:{appt['id']}")]
+    assert message["to"] == "anna@xn--exmple-cua.fi"
+
+
 async def test_send_refusals_name_the_field(client, auth, department):
     no_phone = await book(client, auth, department["id"], external_id="A-2",
                           client={"name": "Liisa", "email": "liisa@example.com"})  # fmt: skip

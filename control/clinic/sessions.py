@@ -13,10 +13,12 @@ from typing import Any
 
 from control.clinic.accounts import Staff, get_staff
 from control.clinic.errors import Invalid, Missing
-from control.store import NotFound, Store
+from control.store import NotFound, Record, Store
 
 KIND = "staff_login"
 TOKEN_PREFIX = "tvs_"
+# Sessions read at once from an index (an account's, an organization's stations).
+PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +106,18 @@ async def close_login(store: Store, token: str) -> None:
 
 
 async def list_stations(store: Store, org_id: str, *, now: float) -> list[Login]:
-    recs = await store.range(f"login:stations:{org_id}", limit=1000)
-    return [login for r in recs if (login := _login(r.id, r.data)).expires_at > now]
+    """The organization's live stations, oldest first. Expired ones are forgotten here: a
+    station that never signs in again stays in the index, and one page of 1,000 of them hid
+    every station signed in since from its administrators (who could not sign it out)."""
+    index = f"login:stations:{org_id}"
+    recs: list[Record] = []
+    while page := await store.range(index, limit=PAGE, offset=len(recs)):
+        recs.extend(page)
+    logins = [_login(r.id, r.data) for r in recs]
+    for login in logins:
+        if login.expires_at <= now:
+            await _forget(store, login.id)
+    return [login for login in logins if login.expires_at > now]
 
 
 async def revoke(store: Store, org_id: str, id: str) -> Login:
@@ -117,18 +129,15 @@ async def revoke(store: Store, org_id: str, id: str) -> Login:
     return _login(rec.id, rec.data)
 
 
-REVOKE_PAGE = 1000
-
-
 async def revoke_all(store: Store, staff_id: str) -> int:
     """End every session of an account (its password changed or it was disabled): how many.
     Page by page, as each forgotten one leaves the index: one page of 1,000 left the
     newest sessions of an account signed in more often than that alive."""
     done = 0
     while True:
-        recs = await store.range(f"login:staff:{staff_id}", limit=REVOKE_PAGE)
+        recs = await store.range(f"login:staff:{staff_id}", limit=PAGE)
         for r in recs:
             await _forget(store, r.id)
         done += len(recs)
-        if len(recs) < REVOKE_PAGE:
+        if len(recs) < PAGE:
             return done

@@ -101,7 +101,7 @@ async def test_a_new_password_ends_every_session_opened_under_the_old_one(store)
     # One more session than revoke_all read in one page: the newest one stayed signed in.
     tokens = [
         (await sessions.open_login(store, s, now=1000.0 + i, ttl_seconds=3600))[0]
-        for i in range(sessions.REVOKE_PAGE + 1)
+        for i in range(sessions.PAGE + 1)
     ]
     # A login that checked the old password as the administrator changed it.
     racing = await authenticate(store, "desk", "correct horse")
@@ -112,3 +112,16 @@ async def test_a_new_password_ends_every_session_opened_under_the_old_one(store)
         assert await sessions.resolve(store, token, now=3001.0) is None
     fresh, _ = await sessions.open_login(store, changed, now=3002.0, ttl_seconds=3600)
     assert (await sessions.resolve(store, fresh, now=3003.0))[1].id == s.id
+
+
+async def test_stations_past_a_page_of_expired_ones_are_listed(store):
+    # One page of 1,000 stations that had expired (never signed in again, so never removed)
+    # hid the live one from its administrators, who then could not sign it out.
+    s = await create_staff(store, "org1", username="kiosk", display_name="Kiosk",
+                           password="correct horse", groups=["request"])  # fmt: skip
+    for i in range(sessions.PAGE):
+        await sessions.open_login(store, s, now=1000.0 + i, ttl_seconds=60, station=f"Old {i}")
+    _, live = await sessions.open_login(store, s, now=5000.0, ttl_seconds=3600, station="Lobby")
+    assert [x.station for x in await sessions.list_stations(store, "org1", now=5001.0)] == ["Lobby"]
+    # ... and the expired ones are forgotten on the way.
+    assert len(await store.range("login:stations:org1", limit=2000)) == 1

@@ -6,6 +6,9 @@ drops the claim and is a sequenced write (``REVOCATIONS``): the key stops workin
 every node. Requests check keys through a ``KeyCache``: the organization of a key seen before
 is trusted while the revocation sequence stands still, which costs one read of one number
 instead of the claim's lookup and its record's decoding.
+
+``bearer_token`` reads the credential of every kind of caller (API keys, staff logins, the
+staff app's devices) the same way.
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ a VP8 payload descriptor cut short, or no VP8 after it, which no subscriber coul
 (each malformed_* kind is logged once: ``log_malformed``);
 duplicate: a packet that arrived before (counted received, RFC 3550 A.3, not forwarded again);
 rtcp_unknown_ssrc: a report block, NACK, PLI or FIR naming an SSRC we do not send on, such as
-an ended subscription's; rtx_answer_invalid: an answer's RTX payload type we cannot send),
+an ended subscription's; rtx_answer_invalid: an answer's RTX payload type we cannot send;
+malformed_transport_feedback: transport-cc feedback ``departures`` cannot read),
 ``faults.count`` (media-path exceptions, each logged once per type); per stream on
 ``publications`` and ``subscriptions``.
 
@@ -50,7 +51,10 @@ a subscription's video is offered RTX too, and where the answer keeps it our res
 the RTX SSRC (else on the media SSRC). A video m-line may send 2-3 simulcast layers (rid,
 RID header extension: simulcast.py); each becomes a Publication in ``primary.layers`` and the
 subscriber's allocator picks one per subscription. Per subscriber: ``downlink`` (estimator),
-``allocator``, ``resend_budget``. A subscription's m-line stays in the SDP after the
+``allocator``, ``resend_budget``; with ``media.downlink_transport_cc``, where the answer
+kept it, ``departures`` (rtpforward.Departures): the transport-wide sequence our leg stamps in
+every RTP packet it sends, and the subscriber's feedback on them, handed to ``downlink`` as
+packet results. A subscription's m-line stays in the SDP after the
 subscription closes (aiortc reuses no m-line); a reconnecting publisher is carried on by
 ``switch_source`` rather than by new m-lines. In-process aiortc peers (tests, load clients)
 must gather on loopback themselves: ``with ports.gathering(GatherPolicy(("127.0.0.1",))):``

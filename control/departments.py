@@ -77,12 +77,7 @@ async def update_department(
 
 
 async def list_departments(store: Store, org_id: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    while True:
-        page = await store.range(org_index(org_id), limit=500, offset=len(out))
-        out.extend(with_defaults(r.data) for r in page)
-        if len(page) < 500:
-            return out
+    return [with_defaults(r.data) for r in await store.every(org_index(org_id))]
 
 
 async def org_time_zone(store: Store, org_id: str) -> str:

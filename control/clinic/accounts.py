@@ -176,7 +176,7 @@ async def authenticate(store: Store, username: str, password: str) -> Staff | No
 
 async def list_staff(store: Store, org_id: str, *, providers_only: bool = False) -> list[Staff]:
     index = f"staff:{'providers' if providers_only else 'org'}:{org_id}"
-    return [_from_record(r) for r in await store.range(index, limit=1000)]
+    return [_from_record(r) for r in await store.every(index)]
 
 
 async def update_staff(

@@ -13,11 +13,11 @@ from typing import Any
 
 from control.clinic.accounts import Staff, get_staff
 from control.clinic.errors import Invalid, Missing
-from control.store import NotFound, Record, Store
+from control.store import NotFound, Store
 
 KIND = "staff_login"
 TOKEN_PREFIX = "tvs_"
-# Sessions read at once from an index (an account's, an organization's stations).
+# Sessions revoke_all reads at once from an account's index.
 PAGE = 1000
 
 
@@ -109,11 +109,7 @@ async def list_stations(store: Store, org_id: str, *, now: float) -> list[Login]
     """The organization's live stations, oldest first. Expired ones are forgotten here: a
     station that never signs in again stays in the index, and one page of 1,000 of them hid
     every station signed in since from its administrators (who could not sign it out)."""
-    index = f"login:stations:{org_id}"
-    recs: list[Record] = []
-    while page := await store.range(index, limit=PAGE, offset=len(recs)):
-        recs.extend(page)
-    logins = [_login(r.id, r.data) for r in recs]
+    logins = [_login(r.id, r.data) for r in await store.every(f"login:stations:{org_id}")]
     for login in logins:
         if login.expires_at <= now:
             await _forget(store, login.id)

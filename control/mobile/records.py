@@ -26,8 +26,6 @@ from control.mobile.feed import feed_index
 from control.store import Record, Store, UniqueConflict
 from control.times import epoch, iso_at
 
-PAGE = 500
-
 
 @dataclass(frozen=True)
 class Kind:
@@ -131,12 +129,7 @@ async def latest_of(store: Store, index: str, latest: int) -> list[dict[str, Any
 
 
 async def every(store: Store, index: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    while True:
-        page = await store.range(index, limit=PAGE, offset=len(out))
-        out.extend(r.data for r in page)
-        if len(page) < PAGE:
-            return out
+    return [r.data for r in await store.every(index)]
 
 
 async def stock_by_gtin(store: Store, org_id: str, code: str) -> dict[str, Any] | None:

@@ -137,6 +137,16 @@ class Store(abc.ABC):
     ) -> list[Record]:
         """Records in ``index`` with lo <= score <= hi, ordered by (score, kind, id)."""
 
+    async def every(self, index: str, *, page: int = 500) -> list[Record]:
+        """Every record of ``index`` in range's order, read ``page`` at a time (one range call
+        cuts a list at its limit: lists of staff, stations and departments had been cut)."""
+        out: list[Record] = []
+        while True:
+            got = await self.range(index, limit=page, offset=len(out))
+            out.extend(got)
+            if len(got) < page:
+                return out
+
     @abc.abstractmethod
     async def sequence(self, name: str) -> int:
         """The last number the sequence ``name`` gave to a sequenced write (0 before any)."""

@@ -125,3 +125,15 @@ async def test_stations_past_a_page_of_expired_ones_are_listed(store):
     assert [x.station for x in await sessions.list_stations(store, "org1", now=5001.0)] == ["Lobby"]
     # ... and the expired ones are forgotten on the way.
     assert len(await store.range("login:stations:org1", limit=2000)) == 1
+
+
+async def test_an_organization_of_over_a_thousand_lists_every_account(store, monkeypatch):
+    # One page of 1,000: administrators could not see (nor disable) the accounts after it,
+    # and requesters not reach the providers after it.
+    monkeypatch.setattr(passwords, "hash_password", lambda password: "cheap")  # scrypt: 1,001 x
+    for i in range(1001):
+        await create_staff(store, "big", username=f"vet{i:04}", display_name=f"Vet {i}",
+                           password="correct horse", groups=["provide"], now=float(i))  # fmt: skip
+    everyone = await list_staff(store, "big")
+    assert len(everyone) == 1001 and everyone[-1].username == "vet1000"
+    assert len(await list_staff(store, "big", providers_only=True)) == 1001

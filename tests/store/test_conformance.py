@@ -221,6 +221,15 @@ async def test_range_limit_and_offset(store):
     assert paged == [f"a{i:02}" for i in range(12)]
 
 
+@pytest.mark.parametrize("page", [1, 5, 12, 13, 500])
+async def test_every_reads_the_whole_index_page_by_page(store, page):
+    for i in range(12):
+        await store.create("appt", f"a{i:02}", {}, indexes={"ix": i // 3})
+    got = await store.every("ix", page=page)
+    assert [r.id for r in got] == [f"a{i:02}" for i in range(12)]
+    assert await store.every("nothing", page=page) == []
+
+
 async def test_range_returns_full_records(store):
     await store.create("appt", "a1", {"x": [1, 2]}, claims=["c:1"], indexes={"ix": 1, "iy": 2})
     (rec,) = await store.range("iy")

@@ -12,18 +12,27 @@ import time
 
 import pytest
 
-from media_server import rtpheader
+from media_server import reoffer, rtpheader
 from media_server.participant import Participant
 from media_server.rtpforward import SENT_MEDIA
 from tests.web.conftest import BASE_FLAGS, CHROMIUM, require_chromium
 
 from .peers import Client, ServerSide, media_settings, wait_for
 
-# The page: one peer connection that receives what the server offers (its own offer carries
-# only the chat data channel, so the transport-cc id is one the server picked: reoffer.reserve).
-PAGE_JS = """async () => {
+# The page: one peer connection that receives what the server offers. Its own offer carries the
+# chat data channel, and with ``publish`` a tone (WebAudio: no camera needed) whose section
+# names transport-cc: the server then uses the page's id both ways; without, one it picked
+# (reoffer.reserve).
+PAGE_JS = """async (publish) => {
   const pc = window.pc = new RTCPeerConnection({iceServers: []});
   pc.createDataChannel('chat');
+  if (publish) {
+    const audio = new AudioContext(), tone = audio.createOscillator();
+    const out = audio.createMediaStreamDestination();
+    tone.connect(out);
+    tone.start();
+    pc.addTrack(out.stream.getAudioTracks()[0], out.stream);
+  }
   await pc.setLocalDescription(await pc.createOffer());
   while (pc.iceGatheringState !== 'complete')
     await new Promise(r => setTimeout(r, 20));
@@ -47,7 +56,10 @@ DECODED_JS = """async () => {
 
 
 @pytest.mark.timeout(120)
-async def test_chromium_feedback_arrives_as_packet_results_and_its_rembs_stop() -> None:
+@pytest.mark.parametrize("publish", [False, True], ids=["receives", "publishes-too"])
+async def test_chromium_feedback_arrives_as_packet_results_and_its_rembs_stop(
+    publish: bool,
+) -> None:
     require_chromium()
     from playwright.async_api import async_playwright
 
@@ -88,7 +100,8 @@ async def test_chromium_feedback_arrives_as_packet_results_and_its_rembs_stop() 
         try:
             page = await (await browser.new_context()).new_page()
             await publisher.connect()
-            answer = await subscriber.handle_offer(await page.evaluate(PAGE_JS))
+            offer = await page.evaluate(PAGE_JS, publish)
+            answer = await subscriber.handle_offer(offer)
             await page.evaluate(ANSWER_JS, answer)
             for publication in publisher.participant.publications:
                 await subscriber.subscribe(publication)
@@ -107,6 +120,12 @@ async def test_chromium_feedback_arrives_as_packet_results_and_its_rembs_stop() 
 
     departures = subscriber.departures
     assert departures is not None and departures.feedbacks >= 30 and departures.malformed == 0
+    offered = reoffer.numbering(offer).extension_ids.get(rtpheader.URI_TRANSPORT_CC)
+    assert (offered is not None) == publish
+    if publish:  # one id per URI in the bundle: the page's, both ways
+        assert departures.ext_id == offered
+        assert subscriber.transport_feedback is not None
+        assert subscriber.transport_feedback.arrivals.recorded > 0
     assert subscriber.subscriptions and all(
         s._subscriber_ext.get(rtpheader.URI_TRANSPORT_CC) == departures.ext_id
         for s in subscriber.subscriptions

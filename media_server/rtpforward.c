@@ -374,17 +374,25 @@ static void run_plan(const Plan *plan, const uint8_t *in, uint8_t *out) {
    sequence number with their arrival times; Departures.feedback joins the two for the
    send-side delay-based estimator (estimator.py). */
 
-/* Packets the ring holds: feedback comes every 50-250 ms (libwebrtc's receiver) and reaches
-   us a round trip later; 4096 packets are 4 s at 1,000 packets/s (8 Mbit/s of 1,000-byte
-   packets, more than one subscriber's leg carries), so a feedback a second or two late, or one
-   after a lost one, still finds its packets. 16 bytes each: 64 KiB per transport, allocated
-   only where transport-cc was negotiated on a sending section. */
-#define DEPARTURES 4096
+/* Packets the ring holds. libwebrtc's receiver sends a feedback every 50-250 ms that reports
+   the packets that arrived (or not) since its last one and never repeats them: a lost
+   feedback's packets are never asked about again, so the ring needs to hold only the packets
+   sent between the oldest one a feedback reports and that feedback's arrival - one feedback
+   interval plus a round trip, about 100 packets for a 720p subscriber (a few hundred packets/s,
+   100 ms + 150 ms). It starts at DEPARTURES_FIRST (1.3 s at 400 packets/s) and doubles, up to
+   DEPARTURES_MAX (4 s at 1,000 packets/s), once a feedback spans more than half of it
+   (departures_fit): a leg whose packet rate or round trip needs more gets more before it loses
+   results. 8 bytes each: 4 KiB per transport to start with, allocated only where transport-cc
+   was negotiated on a sending section. */
+#define DEPARTURES_FIRST 512
+#define DEPARTURES_MAX 4096
 enum { SENT_MEDIA = 0, SENT_RESEND = 1, SENT_PADDING = 2 }; /* Departure.kind */
 enum { UNREPORTED = 0, REPORTED_LOST = 1, REPORTED_RECEIVED = 2 };
 
 typedef struct {
-    int64_t sent_us;  /* monotonic_us as it was handed to the socket */
+    uint32_t sent;    /* when it was handed to the socket: microseconds of CLOCK_MONOTONIC after
+                         the Departures' epoch, modulo 2^32 (it wraps every 71.6 minutes; read
+                         back against the newest departure by departures_sent_us) */
     uint16_t size;    /* bytes of the datagram (SRTP included) */
     uint8_t kind;     /* SENT_* */
     uint8_t reported; /* what a feedback delivered of it so far: a packet is delivered once
@@ -395,13 +403,16 @@ typedef struct {
     PyObject_HEAD
     int ext_id;          /* the transport-cc extension's id on this transport (RFC 8285) */
     int64_t next;        /* the next transport-wide sequence number, unwrapped (the wire has
-                            its low 16 bits); the ring holds next - DEPARTURES .. next - 1 */
+                            its low 16 bits); the ring holds next - size .. next - 1 */
     int64_t reference;   /* the newest reference time of a feedback, unwrapped (64 ms units) */
     char referenced;     /* a feedback set reference */
     int last_count;      /* the feedback packet count of the last feedback; -1: none */
     PyObject *dropped;   /* reason -> count (the participant's) */
     long long feedbacks, reported_lost, reported_received, malformed, duplicates;
-    Departure ring[DEPARTURES];
+    int64_t epoch_us;    /* monotonic_us that Departure.sent counts from */
+    int64_t newest_us;   /* the latest departure time recorded (monotonic_us; epoch_us at first) */
+    int64_t size;        /* packets the ring holds: a power of two; 0 once released */
+    Departure *ring;     /* PyMem: tracemalloc sees it; NULL once released */
 } Departures;
 
 /* Writes the next transport-wide sequence number at `at` (the element's value); returns it. */
@@ -411,12 +422,26 @@ static int64_t departures_stamp(Departures *d, uint8_t *at) {
     return d->next++;
 }
 
+/* The departure time of `seq` (in the ring): `sent_us` monotonic_us. */
+static void departures_time(Departures *d, int64_t seq, int64_t sent_us) {
+    d->ring[seq & (d->size - 1)].sent = (uint32_t)(sent_us - d->epoch_us);
+    if (sent_us > d->newest_us) d->newest_us = sent_us;
+}
+
+/* monotonic_us of a departure: what its 32-bit offset is once unwrapped against the newest
+   departure (right for any departure less than 71.6 minutes older than that one: the ring
+   holds seconds). */
+static int64_t departures_sent_us(const Departures *d, const Departure *e) {
+    return d->newest_us - (uint32_t)((uint32_t)(d->newest_us - d->epoch_us) - e->sent);
+}
+
+/* `sent_us` 0: timed later (departures_time, at the flush of queued sends). */
 static void departures_record(Departures *d, int64_t seq, int size, int kind, int64_t sent_us) {
-    Departure *e = &d->ring[seq % DEPARTURES];
-    e->sent_us = sent_us;
+    Departure *e = &d->ring[seq & (d->size - 1)];
     e->size = (uint16_t)size;
     e->kind = (uint8_t)kind;
     e->reported = UNREPORTED;
+    if (sent_us) departures_time(d, seq, sent_us);
 }
 
 /* ---- Leg: one participant's connection (SRTP both ways, the socket) ----------------------- */
@@ -530,8 +555,8 @@ static void stamp_departures(int first, int end) {
     for (int k = first; k < end; k++) {
         Departures *d = send_queue[k].leg->departures;
         int64_t seq = send_queue[k].tcc_seq;
-        if (seq >= 0 && d != NULL && seq < d->next && seq >= d->next - DEPARTURES)
-            d->ring[seq % DEPARTURES].sent_us = now;
+        if (seq >= 0 && d != NULL && seq < d->next && seq >= d->next - d->size)
+            departures_time(d, seq, now);
     }
 }
 
@@ -598,7 +623,8 @@ static int leg_send(Leg *leg, const uint8_t *data, Py_ssize_t size, Py_ssize_t t
     memcpy(buf, data, size);
     Departures *d = leg->departures;
     int64_t tcc_seq = -1;
-    if (tcc_at && d != NULL && tcc_at + 2 <= size) tcc_seq = departures_stamp(d, buf + tcc_at);
+    if (tcc_at && d != NULL && d->ring != NULL && tcc_at + 2 <= size)
+        tcc_seq = departures_stamp(d, buf + tcc_at);
     int len = (int)size;
     int rc = (rtcp ? srtp_protect_rtcp : srtp_protect)(leg->tx, buf, &len);
     if (rc) {
@@ -2200,6 +2226,24 @@ static PyObject *feedback_malformed(Departures *d) {
     Py_RETURN_NONE;
 }
 
+/* A feedback spans `span` packets (its first sequence to the newest sent): over half the ring,
+   the ring doubles (the smallest power of two at least twice the span, up to DEPARTURES_MAX)
+   so that the next, likely as long, still finds its packets. A span past DEPARTURES_MAX is a
+   base far behind what we sent (a stale or lying feedback): no growth. Out of memory, the
+   ring stays as it was. */
+static void departures_fit(Departures *d, int64_t span) {
+    if (d->ring == NULL || 2 * span <= d->size || span > DEPARTURES_MAX) return;
+    int64_t size = d->size;
+    while (size < 2 * span && size < DEPARTURES_MAX) size *= 2;
+    Departure *ring = PyMem_Calloc((size_t)size, sizeof(Departure));
+    if (ring == NULL) return;
+    for (int64_t seq = d->next - d->size < 0 ? 0 : d->next - d->size; seq < d->next; seq++)
+        ring[seq & (size - 1)] = d->ring[seq & (d->size - 1)];
+    PyMem_Free(d->ring);
+    d->ring = ring;
+    d->size = size;
+}
+
 /* The results of one transport-cc feedback packet `p` (n bytes: RTPFB, FMT 15; section 3.1):
    a list, in transport sequence order, of (seq, sent_us, size, arrived_us, kind) for each
    packet it reports that the ring holds and that no feedback delivered yet as received (a
@@ -2260,6 +2304,7 @@ static PyObject *departures_feedback(Departures *d, const uint8_t *p, Py_ssize_t
     int64_t arrived = ref * REFERENCE_US;
     int64_t last = d->next - 1; /* the newest sequence sent */
     int64_t first = last - (uint16_t)((uint16_t)last - base);
+    departures_fit(d, last - first + 1);
     PyObject *out = PyList_New(0);
     if (out == NULL) return NULL;
     pos = deltas;
@@ -2272,14 +2317,14 @@ static PyObject *departures_feedback(Departures *d, const uint8_t *p, Py_ssize_t
             pos += 2;
         }
         int64_t seq = first + k;
-        if (seq > last || seq < 0 || seq <= last - DEPARTURES) continue; /* not in the ring */
-        Departure *e = &d->ring[seq % DEPARTURES];
+        if (seq > last || seq < 0 || seq <= last - d->size) continue; /* not in the ring */
+        Departure *e = &d->ring[seq & (d->size - 1)];
         if (e->reported == REPORTED_RECEIVED || (symbol == NOT_RECEIVED && e->reported == REPORTED_LOST))
             continue;
         e->reported = symbol == NOT_RECEIVED ? REPORTED_LOST : REPORTED_RECEIVED;
         if (symbol == NOT_RECEIVED) d->reported_lost++;
         else d->reported_received++;
-        PyObject *item = Py_BuildValue("(LLiLi)", (long long)seq, (long long)e->sent_us, (int)e->size,
+        PyObject *item = Py_BuildValue("(LLiLi)", (long long)seq, (long long)departures_sent_us(d, e), (int)e->size,
                                        (long long)(symbol == NOT_RECEIVED ? -1 : arrived), (int)e->kind);
         if (append_new(out, item) < 0) {
             Py_DECREF(out);
@@ -2298,16 +2343,27 @@ static PyObject *Departures_feedback(Departures *d, PyObject *arg) {
 }
 
 static int Departures_init(Departures *self, PyObject *args, PyObject *kw) {
-    static char *names[] = {"ext_id", "dropped", NULL};
+    static char *names[] = {"ext_id", "dropped", "epoch_us", NULL};
     int id;
     PyObject *dropped;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iO!", names, &id, &PyDict_Type, &dropped)) return -1;
+    long long epoch_us = monotonic_us();
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iO!|$L", names, &id, &PyDict_Type, &dropped, &epoch_us))
+        return -1;
     if (id < 1 || id > 255) {
         PyErr_SetString(PyExc_ValueError, "a header extension id is 1-255 (RFC 8285)");
         return -1;
     }
+    if (self->ring == NULL) {
+        self->ring = PyMem_Calloc(DEPARTURES_FIRST, sizeof(Departure));
+        if (self->ring == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->size = DEPARTURES_FIRST;
+    }
     self->ext_id = id;
     self->last_count = -1;
+    self->epoch_us = self->newest_us = epoch_us;
     Py_XSETREF(self->dropped, Py_NewRef(dropped));
     return 0;
 }
@@ -2319,6 +2375,9 @@ static int Departures_traverse(Departures *self, visitproc visit, void *arg) {
 
 static int Departures_clear(Departures *self) {
     Py_CLEAR(self->dropped);
+    PyMem_Free(self->ring);
+    self->ring = NULL; /* leg_send stamps nothing more, feedback finds nothing in it */
+    self->size = 0;
     return 0;
 }
 
@@ -2336,6 +2395,8 @@ static PyMemberDef Departures_members[] = {
      "feedback packets dropped as malformed (also counted in dropped: malformed_transport_feedback)"},
     {"duplicates", T_LONGLONG, offsetof(Departures, duplicates), READONLY,
      "feedback packets with the packet count of the one before: not read again"},
+    {"capacity", T_LONGLONG, offsetof(Departures, size), READONLY,
+     "packets the ring holds now (8 bytes each): 512, doubled up to 4096 as feedback needs"},
     {NULL},
 };
 
@@ -2346,8 +2407,11 @@ static PyMethodDef Departures_methods[] = {
     {NULL},
 };
 
-static PyTypeObject DeparturesType = GC_TYPE(Departures, "A subscriber transport's departures by transport-wide sequence "
-                                                         "number and its feedback on them (draft-holmer-rmcat-transport-wide-cc-extensions-01).");
+static PyTypeObject DeparturesType = GC_TYPE(Departures, "Departures(ext_id, dropped, *, epoch_us=now): a subscriber transport's "
+                                                         "departures by transport-wide sequence number and its feedback on them "
+                                                         "(draft-holmer-rmcat-transport-wide-cc-extensions-01). epoch_us "
+                                                         "(CLOCK_MONOTONIC us): where the ring's 32-bit send times count from (they "
+                                                         "wrap every 2^32 us, 71.6 min, after it).");
 
 /* ---- Leg, continued: receive ---------------------------------------------------------------- */
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -37,7 +38,7 @@ class SubscriberLeg:
     """A subscriber's Leg (SRTP as aiortc keys it) that records departures; what it sends is
     kept protected (``wire``) and can be read back (``sent``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, **departures: int) -> None:
         self.wire: list[bytes] = []
         self.dropped: dict[str, int] = {}
         self.leg = Leg(on_rtp=None, on_rtcp=None, dropped=self.dropped, faults=Faults("test"))
@@ -45,7 +46,7 @@ class SubscriberLeg:
         self._receiver = srtp_sessions()[0]
         set_keys(self.leg, inbound, outbound)
         self.leg.send_queued, self.leg.connected = self.wire.append, True
-        self.departures = self.leg.departures = Departures(TCC_ID, self.dropped)
+        self.departures = self.leg.departures = Departures(TCC_ID, self.dropped, **departures)
 
     def sent(self) -> list[bytes]:
         return [self._receiver.unprotect(d) for d in self.wire]
@@ -155,12 +156,56 @@ def feedback(base: int, reference: int, count: int, chunks: list[int], deltas: b
     return struct.pack("!BBH", first, 205, (len(body) + 4) // 4 - 1) + body
 
 
-def sending(n: int) -> SubscriberLeg:
-    sub_leg = SubscriberLeg()
+def sending(n: int, sub_leg: SubscriberLeg | None = None, first: int = 0) -> SubscriberLeg:
+    """``sub_leg`` (a new one by default) after sending ``n`` packets (RTP sequence from
+    ``first``), of 10 to 16 bytes of payload."""
+    sub_leg = sub_leg or SubscriberLeg()
     out = sub_leg.outbound()
-    for i in range(n):
+    for i in range(first, first + n):
         out.forward(rtp(i & 0xFFFF, 3000 * i & 0xFFFFFFFF, payload=bytes(10 + i % 7)))
     return sub_leg
+
+
+def all_received(base: int, n: int, count: int) -> bytes:
+    """A feedback (packet count ``count``) reporting ``n`` packets from ``base`` received,
+    one tick apart."""
+    return feedback(base & 0xFFFF, 1, count, [0x2000 | n], bytes([1] * n))
+
+
+def test_send_times_read_back_across_the_wrap_of_their_32_bit_offset() -> None:
+    # The ring keeps a send time as 32-bit microseconds after its epoch (8 bytes a packet): it
+    # wraps every 71.6 minutes of a call. Here the wrap comes 20 ms after the epoch, between
+    # the packets: their send times still read back as the clock read them, in order.
+    start = time.monotonic_ns() // 1000
+    sub_leg = SubscriberLeg(epoch_us=start - 2**32 + 20_000)
+    for _ in range(8):
+        sending(1, sub_leg)
+        time.sleep(0.006)
+    end = time.monotonic_ns() // 1000
+    sent_us = [r[1] for r in sub_leg.departures.feedback(all_received(0, 8, 0))]
+    assert len(sent_us) == 8 and sent_us == sorted(sent_us)
+    assert start <= sent_us[0] and sent_us[-1] <= end
+    assert sent_us[-1] - sent_us[0] >= 7 * 6000  # the sleeps between them, none lost to a wrap
+
+
+def test_the_ring_grows_when_a_feedback_spans_more_than_half_of_it() -> None:
+    # 512 packets to start with (4 KiB); a feedback every 100 ms on a few hundred packets/s
+    # spans far less, and the ring stays so.
+    sub_leg = sending(100)
+    d = sub_leg.departures
+    assert len(d.feedback(all_received(0, 100, 0))) == 100 and d.capacity == 512
+    # A feedback spanning 400 packets (a higher rate, a longer round trip): the ring doubles,
+    # keeping what it held, so the next one as long, 700 here, finds all of its packets.
+    sending(300, sub_leg, first=100)
+    assert len(d.feedback(all_received(100, 300, 1))) == 300 and d.capacity == 1024
+    sending(700, sub_leg, first=400)
+    results = d.feedback(all_received(400, 700, 2))
+    assert [r[0] for r in results] == list(range(400, 1100))
+    assert [r[2] for r in results] == [len(x) for x in sub_leg.wire[400:1100]]
+    assert d.capacity == 2048
+    # A base far behind what was sent (stale or lying) grows nothing: up to 4096 at most.
+    sending(3000, sub_leg, first=1100)
+    assert d.feedback(all_received(4100 - 5000, 3, 3)) == [] and d.capacity == 2048
 
 
 def test_run_length_chunks_and_small_deltas() -> None:
@@ -230,7 +275,7 @@ def test_sequence_numbers_unwrap_at_65535() -> None:
     results = d.feedback(feedback(65534, 9, 0, [0x2000 | 4], bytes([1] * 4)))
     assert [r[0] for r in results] == [65534, 65535, 65536, 65537]
     assert [r[2] for r in results] == [len(x) for x in sub_leg.wire[65534:65538]]
-    # Those never sent (65540...) and those the ring no longer holds (4096 back) are skipped.
+    # Those never sent (65540...) and those the ring no longer holds (far back) are skipped.
     later = d.feedback(feedback(65538 & 0xFFFF, 9, 1, [0x2000 | 5], bytes([1] * 5)))
     assert [r[0] for r in later] == [65538, 65539]
     assert d.feedback(feedback(100, 9, 2, [0x2000 | 3], bytes([1] * 3))) == []

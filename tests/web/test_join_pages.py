@@ -68,6 +68,25 @@ def test_join_by_pin(browser, live_server, screenshots):
     page.context.close()
 
 
+def test_pin_typed_on_any_keypad(browser, live_server):
+    """The page takes what the server reads as a PIN (pins.typed_pin): an Arabic-Indic
+    keypad's digits with dashes, and full-width digits each followed by a space (longer than
+    the 20 characters the box once held)."""
+    for label, spell in (
+        ("arabic", lambda d: "-".join(chr(0x660 + int(c)) for c in d)),
+        ("fullwidth", lambda d: " ".join(chr(0xFF10 + int(c)) for c in d)),
+    ):
+        pin = live_server.make_appointment(client_language="fi")["telemedicine"]["pin"]
+        page = open_page(
+            browser, f"{live_server.base}/pin", viewport=PHONE, locale="fi-FI", label=label
+        )
+        fi = strings("fi")
+        page.get_by_label(fi["pin.label"], exact=True).fill(spell(pin))
+        page.get_by_role("button", name=fi["pin.submit"]).click()
+        expect(page.locator("body")).to_have_attribute("data-view", "prejoin")
+        page.context.close()
+
+
 def test_cancelled_link_in_the_clients_language(browser, live_server, screenshots):
     appt = live_server.make_appointment(client_language="fi")
     live_server.cancel(appt["id"])

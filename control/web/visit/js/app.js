@@ -128,6 +128,16 @@ async function openLink() {
   }
 }
 
+// What the server reads as a PIN (control/pins.py, typed_pin): the same separators dropped,
+// and the decimal digits of any script (an Arabic-Indic or full-width keypad), which are
+// sent as typed for the server to read; anything else is told here without a round trip.
+const PIN_SEPARATORS = /[ \t\-.\u00a0\u2010-\u2013\u2212]/g;
+
+function typedPin(text) {
+  const bare = text.trim().replace(PIN_SEPARATORS, "");
+  return /^\p{Nd}+$/u.test(bare) ? bare : null;
+}
+
 function setupPinForm() {
   const form = $("pin-form");
   const input = $("pin");
@@ -142,8 +152,8 @@ function setupPinForm() {
     ev.preventDefault();
     error.hidden = true;
     input.removeAttribute("aria-invalid");
-    const pin = input.value.replace(/[\s-]/g, "");
-    if (!/^\d+$/.test(pin)) {
+    const pin = typedPin(input.value);
+    if (pin === null) {
       fail(t("pin.invalid"));
       return;
     }

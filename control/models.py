@@ -109,11 +109,28 @@ Instant = Annotated[AwareDatetime, AfterValidator(_instant)]
 # and sent in messages: no control characters, C0 or C1 (NUL cannot even be stored; NEL,
 # U+0085, is a line break to str.splitlines and many mail readers), and no line or paragraph
 # separator (U+2028, U+2029). Free text (an address, a note) may also hold tabs and line breaks.
-ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]+$"
-LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
-TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+#
+# Bidirectional formatting (UAX #9): a name is shown inside other text (an SMS, the clinic's
+# dashboard), and an override (LRO/RLO, U+202D/U+202E) displays its letters in an order they
+# are not stored in ("Trojan Source"), while an embedding or isolate left open (LRE/RLE
+# U+202A/B, LRI/RLI/FSI U+2066-8) or a stray closer (PDF U+202C, PDI U+2069) reorders the
+# text around the name, e.g. the PIN or the link after it. Both are refused. Right-to-left
+# names need none of them (the algorithm orders Arabic and Hebrew letters itself; the marks
+# LRM, RLM and ALM, U+200E/U+200F/U+061C, stay allowed), but Android's BidiFormatter and web
+# pages wrap names they hand over in one embedding or isolate closed right after, so one
+# such closed pair (not nested, within one line) is accepted: it cannot reach past the name.
+# Ids (keys, not prose) take no bidirectional formatting at all.
+_BREAKS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+_BIDI = r"\u202a-\u202e\u2066-\u2069"
+_LINE_CHAR = f"[^{_BREAKS}{_BIDI}]"
+_TEXT_CHAR = rf"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}]"
+_CLOSED = rf"[\u202a\u202b]{_LINE_CHAR}*\u202c|[\u2066-\u2068]{_LINE_CHAR}*\u2069"
+ID_PATTERN = f"^{_LINE_CHAR}+$"
+NAME_PATTERN = f"^(?:{_LINE_CHAR}|{_CLOSED})+$"
+LINE_PATTERN = f"^(?:{_LINE_CHAR}|{_CLOSED})*$"
+TEXT_PATTERN = f"^(?:{_TEXT_CHAR}|{_CLOSED})*$"
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=ID_PATTERN)]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)]
 
 
 def line(max_length: int) -> Any:

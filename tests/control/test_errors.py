@@ -88,6 +88,15 @@ def _with(department_id, path, value):
         ("client.name", "Anna\x85Bcc: x@example.com", "client.name"),
         ("provider.name", "Dr\u2028Who", "provider.name"),
         ("external_id", "A\x9f1", "external_id"),
+        # Bidirectional overrides, and embeddings or isolates that reach past the name, were
+        # taken and reordered what the recipient reads around the name (UAX #9).
+        ("client.name", "Anna \u202eexe.fdp", "client.name"),  # RLO, never closed
+        ("client.name", "\u202dAnna\u202c", "client.name"),  # an override, even closed
+        ("patient.name", "\u2067\u05de\u05d9\u05e8\u05d9", "patient.name"),  # RLI left open
+        ("provider.name", "Dr Who\u2069", "provider.name"),  # a stray PDI
+        ("provider.name", "\u202bDr\u2069", "provider.name"),  # RLE closed by a PDI
+        ("patient.species", "\u2066\u2067cat\u2069\u2069", "patient.species"),  # nested
+        ("external_id", "\u2066A-1\u2069", "external_id"),  # ids take none
         ("external_id", "x" * 129, "external_id"),
         ("provider.name", None, "provider.name"),
         ("patient.species", 7, "patient.species"),
@@ -101,6 +110,26 @@ async def test_bad_appointment_fields_are_named(client, auth, department, path, 
     assert body["errors"][0]["field"] == field
     if path == "end" and field == "(body)":
         assert "end must be after start" in body["detail"]
+
+
+async def test_right_to_left_names_are_taken_as_given(client, auth, department):
+    # Arabic and Hebrew need no formatting; marks are allowed, and a name wrapped in one
+    # embedding or isolate closed right after (Android's BidiFormatter, web pages) too.
+    names = {
+        "client.name": "\u0641\u0627\u0637\u0645\u0629 \u0639\u0644\u064a\u200f",
+        "patient.name": "\u202b\u05de\u05d9\u05e8\u05d9\u202c (2)",
+        "provider.name": "\u2068\u062f. \u0633\u0627\u0644\u0645\u2069 \u200eDVM",
+    }
+    body = appointment_body(department["id"])
+    for path, value in names.items():
+        group, key = path.split(".")
+        body[group][key] = value
+    resp = await post(client, auth, body)
+    assert resp.status == 201, await resp.text()
+    stored = await resp.json()
+    for path, value in names.items():
+        group, key = path.split(".")
+        assert stored[group][key] == value
 
 
 async def test_missing_fields_are_named(client, auth, department):

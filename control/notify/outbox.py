@@ -36,7 +36,6 @@ KIND = "message"
 DUE_INDEX = "outbox:due"
 CHANNELS = ("sms", "email")
 ACTIVE = ("queued", "sending")
-_PAGE = 500
 
 
 def appointment_index(appointment_id: str) -> str:
@@ -262,12 +261,7 @@ def iso(timestamp: float | None) -> str | None:
 
 async def messages_of(store: Store, appointment_id: str) -> list[dict[str, Any]]:
     """Every message of the appointment, oldest first."""
-    out: list[dict[str, Any]] = []
-    while True:
-        page = await store.range(appointment_index(appointment_id), limit=_PAGE, offset=len(out))
-        out.extend(r.data for r in page)
-        if len(page) < _PAGE:
-            return out
+    return [r.data for r in await store.every(appointment_index(appointment_id))]
 
 
 async def delivery_status(store: Store, appointment_id: str) -> dict[str, dict[str, Any]]:

@@ -349,14 +349,16 @@ async def set_availability(clinic: Clinic, provider: Staff, available: bool) -> 
 
 
 async def provider_inbox(clinic: Clinic, provider: Staff) -> list[Request]:
-    """Open requests to ``provider``, newest first (the top of the dashboard)."""
-    recs = await clinic.store.range(f"vcreq:provider:{provider.id}", limit=500)
+    """Every open request to ``provider``, newest first (the top of the dashboard; at most
+    one per requester, and one page of 500 had hidden the rest, undeclined when going away)."""
+    recs = await clinic.store.every(f"vcreq:provider:{provider.id}")
     return [_request(r) for r in reversed(recs)]
 
 
 async def requester_outbox(clinic: Clinic, requester: Staff) -> list[Request]:
-    """The requester's open requests and undismissed declines, newest first."""
-    recs = await clinic.store.range(f"vcreq:requester:{requester.id}", limit=500)
+    """Every open request and undismissed decline of the requester, newest first (at most
+    one per provider)."""
+    recs = await clinic.store.every(f"vcreq:requester:{requester.id}")
     return [_request(r) for r in reversed(recs)]
 
 

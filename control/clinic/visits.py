@@ -194,10 +194,10 @@ async def set_status(clinic: Clinic, room_id: str, role: str, status: str) -> Vi
 
 
 async def open_visits(clinic: Clinic, staff: Staff) -> list[Visit]:
-    """The caller's open visits (as provider and as requester), newest first."""
+    """Every open visit of the caller (as provider and as requester), newest first."""
     found: dict[str, Visit] = {}
     for side in ("provider", "requester"):
-        for rec in await clinic.store.range(f"vcvisit:{side}:{staff.id}", limit=500):
+        for rec in await clinic.store.every(f"vcvisit:{side}:{staff.id}"):
             found[rec.id] = _visit(rec)
     return sorted(found.values(), key=lambda v: v.created_at, reverse=True)
 

@@ -27,7 +27,6 @@ KIND = "mobile_device"
 TOKEN_PREFIX = "tvm_"
 # Syncing records the time at most this often (a sync is not worth a write every time).
 TOUCH_SECONDS = 60.0
-LIST_MAX = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +136,7 @@ async def touch(store: Store, device: Device, now: float) -> None:
 
 async def listed(store: Store, index: str) -> list[Device]:
     """The devices of ``staff_index(...)`` or ``org_index(...)``, oldest first."""
-    return [_device(r) for r in await store.range(index, limit=LIST_MAX)]
+    return [_device(r) for r in await store.every(index)]
 
 
 async def revoke(store: Store, device_id: str, by: Staff, *, now: float) -> Device:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from config import load_settings
-from control.clinic import requests, visits
+from control.clinic import passwords, requests, visits
 from control.clinic.accounts import create_staff
 from control.clinic.context import Clinic
 from control.clinic.errors import Conflict, Forbidden, Invalid, Missing
@@ -285,3 +285,26 @@ async def test_background_sweeper_expires_without_being_asked(node):
         assert node.sweeper.expired == 1 and node.sweeper.errors == 0
     finally:
         await node.sweeper.stop()
+
+
+async def test_lists_past_a_page_show_every_item(clinic, monkeypatch):
+    # One page of 500: the 501st request was missing from the provider's inbox (and not
+    # declined when the provider went away), the requester's outbox and the open visits.
+    monkeypatch.setattr(passwords, "hash_password", lambda password: "cheap")  # scrypt: 502 x
+    staff = [
+        await requests.set_availability(clinic, await create_staff(
+            clinic.store, "big", username=f"vet{i:03}", display_name=f"Vet {i}",
+            password="correct horse", groups=["provide", "request"], now=float(i),
+        ), True)
+        for i in range(502)
+    ]  # fmt: skip
+    hub, others = staff[0], staff[1:]
+    for other in others:
+        await requests.create_request(clinic, hub, other.id)
+        await requests.create_request(clinic, other, hub.id)
+    assert len(await requests.requester_outbox(clinic, hub)) == 501
+    inbox = await requests.provider_inbox(clinic, hub)
+    assert {r.requester_id for r in inbox} == {o.id for o in others}
+    for req in inbox:
+        await requests.accept(clinic, hub, req.id)
+    assert len(await visits.open_visits(clinic, hub)) == 501

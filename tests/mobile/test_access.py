@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from control.clinic.accounts import list_staff
+from control.mobile import devices
+
 from .helpers import API, Clinic, problem
 
 
@@ -139,3 +142,14 @@ async def test_the_bearer_scheme_is_read_in_any_case(clinic: Clinic):
     assert (await clinic.client.get(f"{API}/mobile/app/me", headers=lower)).status == 200
     staff = {"Authorization": clinic.vet["Authorization"].replace("Bearer ", "BEARER ")}
     assert (await clinic.client.get(f"{API}/mobile/devices", headers=staff)).status == 200
+
+
+async def test_over_a_thousand_devices_are_all_listed(clinic: Clinic):
+    # One page of 1,000 (LIST_MAX): the devices after it could not be seen, so not signed out.
+    await clinic.enable()
+    (vet,) = [s for s in await list_staff(clinic.store, clinic.org["id"]) if s.username == "vet"]
+    for i in range(1001):
+        await devices.register(clinic.store, vet, f"Phone {i}", now=float(i))
+    for url, headers in (("devices", clinic.vet), ("org/devices", clinic.admin)):
+        listed = await (await clinic.client.get(f"{API}/mobile/{url}", headers=headers)).json()
+        assert len(listed["devices"]) == 1001 and listed["devices"][-1]["name"] == "Phone 1000"

@@ -577,6 +577,9 @@ class Participant:
             live = subscription.ssrc and not subscription.closed and subscription.refused is None
             if live and transceiver is not None:
                 self._follow_rtx(subscription, transceiver)
+                # ... and its transport-cc: an answer that drops it on an m-line bound
+                # before ends the stamping there (the subscriber reads the id as nothing).
+                subscription.follow_transport_cc(self._stamped(kept.get(subscription.mid or "")))
         self._settle_codec_requests(requests)
 
     def _bind(
@@ -601,11 +604,7 @@ class Participant:
         ssrc = transceiver.sender._ssrc
         self._by_out_ssrc[ssrc] = subscription
         extensions = rtpheader.extension_ids(transceiver._headerExtensions)
-        if (
-            transport_cc is not None
-            and transport_cc == self._downlink_cc_id
-            and self._start_departures()
-        ):
+        if self._stamped(transport_cc) is not None:
             extensions[rtpheader.URI_TRANSPORT_CC] = transport_cc
         subscription.bind(
             ssrc=ssrc,
@@ -616,6 +615,14 @@ class Participant:
             send_rtp=self._leg,
             send_rtcp=self.send_rtcp,
         )
+
+    def _stamped(self, transport_cc: int | None) -> int | None:
+        """The transport-cc id an m-line's packets carry our transport sequence under, from the
+        id the answer kept there (None: it kept none): ours, once the Leg records departures;
+        else None (an id that is not ours: no stamping, as without transport-cc)."""
+        if transport_cc is None or transport_cc != self._downlink_cc_id:
+            return None
+        return transport_cc if self._start_departures() is not None else None
 
     def _start_departures(self) -> Departures | None:
         """The Leg's record of what it sent by transport sequence (made at the first m-line

@@ -1827,9 +1827,10 @@ static PyObject *Outbound_resend(Outbound *self, PyObject *args, PyObject *kw) {
         memcpy(buf, r.packet, r.len);
     }
     /* The header as it was sent, transport-cc element included (where the plan put one): the
-       resend carries a transport sequence of its own. */
+       resend carries a transport sequence of its own - while the plans still add the element:
+       once a later answer dropped it, one sent before goes as it was, not stamped. */
     Py_ssize_t tcc_at = 0;
-    Departures *d = Py_IS_TYPE(self->send, &LegType) ? ((Leg *)self->send)->departures : NULL;
+    Departures *d = self->transport_seq && Py_IS_TYPE(self->send, &LegType) ? ((Leg *)self->send)->departures : NULL;
     Header h;
     int len;
     if (d != NULL && parse(buf, r.size, &h) == 0) {

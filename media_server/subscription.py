@@ -378,6 +378,20 @@ class Subscription:
         else:
             self.source.request_keyframe()
 
+    def follow_transport_cc(self, ext_id: int | None) -> None:
+        """The latest answer on our m-line keeps transport-cc under ``ext_id`` (None: it dropped
+        it): packets forwarded from now on carry the leg's transport-wide sequence number under
+        that id, or none (re-planned; resends and probe padding follow the plan: a resend of a
+        packet sent with the element gets no new sequence once it is dropped)."""
+        extensions = {
+            uri: i for uri, i in self._subscriber_ext.items() if uri != rtpheader.URI_TRANSPORT_CC
+        }
+        if ext_id is not None:
+            extensions[rtpheader.URI_TRANSPORT_CC] = ext_id
+        if extensions != self._subscriber_ext:
+            self._subscriber_ext = extensions
+            self._route(self.out.send)
+
     def _route(self, send: SendRtp | None) -> None:
         rewrite = rtpheader.ExtensionRewrite(
             self.source.extensions, self._subscriber_ext, self.mid or "", self.source.id

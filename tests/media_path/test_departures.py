@@ -23,7 +23,7 @@ from media_server.rtpforward import SENT_MEDIA, SENT_PADDING, SENT_RESEND, Depar
 from media_server.subscription import Subscription
 from media_server.transport import set_keys
 
-from .peers import Call, keeps_receiving, media_settings
+from .peers import Call, keeps_receiving, media_settings, wait_for
 from .test_resend import srtp_sessions
 from .test_subscription import KEY, publication, push, rtp
 
@@ -423,3 +423,73 @@ async def test_a_subscribers_feedback_reaches_the_estimator_and_a_malformed_one_
         assert samples[("transport_feedback_malformed", ())] == 2
     finally:
         await participant.close()
+
+
+def test_a_later_answer_that_drops_transport_cc_ends_the_stamping_on_its_m_line() -> None:
+    # A subscription bound with the element stamps each packet; the subscriber's next answer
+    # no longer names transport-cc there: what is forwarded after it, and resends of what was
+    # sent before, carry no new transport sequence. Kept again, it stamps again.
+    sub_leg = SubscriberLeg()
+    video = Subscription(publication([]), history_packets=1024, faults=Faults("test"))
+    video.bind(ssrc=9999, payload_type=96, mid="4", extensions={MID: 1, TCC: TCC_ID},
+               send_rtp=sub_leg.leg, send_rtcp=lambda data: None)  # fmt: skip
+    video.out.set_rtx(8888, {98: 96})
+    video.rtx_repairs = frozenset({96})
+    push(video.source, rtp(10, 0, payload=KEY))
+    first = video.out.last_seq
+    assert sub_leg.departures.next_seq == 1
+    video.follow_transport_cc(None)
+    push(video.source, rtp(11, 3000))
+    video.on_nack([first])
+    assert sub_leg.departures.next_seq == 1
+    video.follow_transport_cc(TCC_ID)
+    push(video.source, rtp(12, 6000))
+    sent = sub_leg.sent()
+    assert [rtpheader.parse(p).ssrc for p in sent] == [9999, 9999, 8888, 9999]
+    # the resend goes as its packet was sent (sequence 0), not stamped again
+    assert [transport_seq(p) for p in sent] == [0, None, 0, 1]
+    assert sub_leg.departures.next_seq == 2
+
+
+async def test_the_participant_follows_an_answer_that_drops_transport_cc() -> None:
+    # The client's first answers keep transport-cc on the m-lines we send on (as Chrome's do;
+    # aiortc's answer is given the extmap line our offer named), so a's leg stamps; a later
+    # answer drops it: no packet is stamped after it while the media goes on.
+    call = Call(media_settings(downlink_transport_cc=True))
+    side = call.a
+    keep = [True]
+
+    async def answer(sdp: str) -> None:
+        ids: dict[str, str] = {}  # mid -> the transport-cc id our offer named there
+        for section in sdp.split("\r\nm=")[1:]:
+            lines = section.split("\r\n")
+            mid = next(line[6:] for line in lines if line.startswith("a=mid:"))
+            named = [line.split()[0][9:] for line in lines if line.endswith(f" {TCC}")]
+            if named:
+                ids[mid] = named[0]
+        out = []
+        for line in (await side.client.answer(sdp)).split("\r\n"):
+            out.append(line)
+            if keep[0] and line.startswith("a=mid:") and line[6:] in ids:
+                out.append(f"a=extmap:{ids[line[6:]]} {TCC}")
+        await side.participant.handle_answer("\r\n".join(out))
+
+    side._answer = answer
+    try:
+        await call.start()
+        await keeps_receiving(call.a.client, video=5, audio=5)
+        departures = side.participant.departures
+        assert departures is not None and departures.next_seq > 0
+        keep[0] = False
+        subscribed = len(side.participant.subscriptions)
+        audio = next(p for p in call.b.participant.publications if p.kind == "audio")
+        await side.participant.subscribe(audio)  # a re-offer, answered without transport-cc
+        await wait_for(
+            lambda: all(s.ssrc for s in side.participant.subscriptions[subscribed:]), 10, "bound"
+        )
+        stamped = departures.next_seq
+        await keeps_receiving(call.a.client, video=10, audio=10)
+        assert departures.next_seq == stamped
+        assert all(TCC not in s._subscriber_ext for s in side.participant.subscriptions)
+    finally:
+        await call.close()

@@ -2305,7 +2305,7 @@ static PyObject *departures_feedback(Departures *d, const uint8_t *p, Py_ssize_t
     int64_t arrived = ref * REFERENCE_US;
     int64_t last = d->next - 1; /* the newest sequence sent */
     int64_t first = last - (uint16_t)((uint16_t)last - base);
-    departures_fit(d, last - first + 1);
+    if (first >= 0) departures_fit(d, last - first + 1); /* else it names packets never sent */
     PyObject *out = PyList_New(0);
     if (out == NULL) return NULL;
     pos = deltas;

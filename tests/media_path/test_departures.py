@@ -206,6 +206,9 @@ def test_the_ring_grows_when_a_feedback_spans_more_than_half_of_it() -> None:
     # A base far behind what was sent (stale or lying) grows nothing: up to 4096 at most.
     sending(3000, sub_leg, first=1100)
     assert d.feedback(all_received(4100 - 5000, 3, 3)) == [] and d.capacity == 2048
+    # Nor one that names packets before the first sent (a lying base, or another leg's).
+    fresh = sending(10).departures
+    assert fresh.feedback(all_received(-400, 3, 0)) == [] and fresh.capacity == 512
 
 
 def test_run_length_chunks_and_small_deltas() -> None:

@@ -7,13 +7,18 @@ import codecs
 import re
 from typing import TypeVar
 
-from aiohttp import ClientPayloadError, web
+from aiohttp import ClientPayloadError, hdrs, web
 from pydantic import BaseModel, ValidationError
 
 from control.models import ID_PATTERN
 from control.problems import Problem, invalid, not_found
 
 M = TypeVar("M", bound=BaseModel)
+
+# What aiohttp inflates before a handler reads the body (br with Brotli, zstd with
+# backports.zstd installed; without them its parser answered br and zstd with a plain-text 400
+# that no handler saw), and identity.
+CONTENT_CODINGS = ("gzip", "deflate", "br", "zstd", "identity")
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
@@ -30,10 +35,21 @@ async def read_body(request: web.Request, model: type[M]) -> M:
     """Parse the JSON body (whatever Content-Type says: curl -d sends form-encoded by default).
 
     Raises Problem 400 ``malformed-json`` for a body that is not JSON (or not an object),
-    ``malformed-body`` for one that does not decode as its Content-Encoding says, 422
-    ``invalid-input`` naming the first field the model refuses. Bodies over
-    server.max_body_bytes never get here: aiohttp's client_max_size answers 413.
+    ``malformed-body`` for one that does not decode as its Content-Encoding says, 415
+    ``unsupported-encoding`` for a Content-Encoding other than CONTENT_CODINGS (with
+    Accept-Encoding naming those, RFC 9110 15.5.16), 422 ``invalid-input`` naming the first
+    field the model refuses. Bodies over server.max_body_bytes never get here: aiohttp's
+    client_max_size answers 413.
     """
+    coding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
+    if coding not in CONTENT_CODINGS:
+        # aiohttp passes a coding it does not decode (compress, x-gzip, a list of several)
+        # through as it came: the answer would have been "not valid JSON".
+        raise Problem(
+            415, "unsupported-encoding",
+            f"Content-Encoding {coding!r} is not read; send one of {', '.join(CONTENT_CODINGS)}",
+            headers={hdrs.ACCEPT_ENCODING: ", ".join(CONTENT_CODINGS)},
+        )  # fmt: skip
     try:
         raw = await request.read()
     except (ConnectionError, ClientPayloadError) as exc:

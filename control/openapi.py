@@ -12,7 +12,7 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from control.routes import Route
 
-from control.bodies import MAX_ID_CHARS
+from control.bodies import CONTENT_CODINGS, MAX_ID_CHARS
 from control.models import ID_PATTERN, ProblemBody
 
 TITLE = "Televisit control API"
@@ -92,8 +92,13 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
     else:
         op["responses"] = {str(route.status): ok}
     if route.request is not None:
-        op["responses"]["400"] = _problem_response(schemas, "malformed JSON")
+        op["responses"]["400"] = _problem_response(
+            schemas, "malformed JSON, or a body that does not decode as its Content-Encoding says"
+        )
         op["responses"]["413"] = _problem_response(schemas, "body over server.max_body_bytes")
+        op["responses"]["415"] = _problem_response(
+            schemas, f"a Content-Encoding other than {', '.join(CONTENT_CODINGS)}"
+        )
         op["responses"]["422"] = _problem_response(schemas, "invalid input (field named)")
     if route.auth is not None:
         op["security"] = [{_SECURITY[route.auth]: []}]

@@ -5,11 +5,18 @@ from __future__ import annotations
 import asyncio
 import codecs
 import json
+import sys
 
+import brotli
 import pytest
 
 from control import auth as auth_keys
 from control.orgs import create_org
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 from .helpers import appointment_body, department_body, problem
 
@@ -44,6 +51,33 @@ async def test_a_body_that_does_not_inflate_is_400(client, auth, encoding):
                       headers={"Content-Encoding": encoding})  # fmt: skip
     body = await problem(resp, 400)
     assert body["type"].endswith("malformed-body") and encoding in body["detail"], body
+
+
+def _compressed(coding: str, raw: bytes) -> bytes:
+    return brotli.compress(raw) if coding == "br" else zstd.compress(raw)
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd"])
+async def test_a_body_in_every_coding_aiohttp_reads_is_read(client, auth, coding):
+    # Without a decoder aiohttp's parser answered br and zstd with a plain-text 400.
+    raw = json.dumps(department_body()).encode()
+    headers = {"Content-Encoding": coding, "Content-Type": "application/json"}
+    ok = await post(client, auth, _compressed(coding, raw), url="/api/v1/departments",
+                    headers=headers)  # fmt: skip
+    assert ok.status == 201, await ok.text()
+    bad = await post(client, auth, raw, url="/api/v1/departments", headers=headers)
+    body = await problem(bad, 400)
+    assert body["type"].endswith("malformed-body") and coding in body["detail"], body
+
+
+@pytest.mark.parametrize("coding", ["compress", "x-gzip", "gzip, br", "snappy"])
+async def test_a_coding_that_is_not_read_is_415_naming_it(client, auth, coding):
+    # Passed through as it came: the answer was "the body is not valid JSON".
+    resp = await post(client, auth, b"\x1f\x9d\x90{", url="/api/v1/departments",
+                      headers={"Content-Encoding": coding})  # fmt: skip
+    body = await problem(resp, 415)
+    assert body["type"].endswith("unsupported-encoding") and repr(coding) in body["detail"]
+    assert resp.headers["Accept-Encoding"] == "gzip, deflate, br, zstd, identity"
 
 
 async def test_a_byte_order_mark_is_ignored(client, auth, department):

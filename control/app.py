@@ -16,7 +16,7 @@ from control.clinic import api as clinic_api
 from control.clinic.node import ClinicNode
 from control.clinic.pages import add_pages as add_clinic_pages
 from control.mobile import api as mobile_api
-from control.mobile.loginkeys import KeyThrottle
+from control.mobile import loginkeys
 from control.mobile.pages import add_pages as add_staff_app
 from control.notify import OutboxWorker
 from control.problems import Problem, from_http_error
@@ -81,7 +81,7 @@ def create_app(
     clinic = ClinicNode(store, bus, settings, clock=clock)
     app[clinic_api.NODE] = clinic
     app[clinic_api.THROTTLE] = clinic_api.LoginThrottle()
-    app[mobile_api.THROTTLE] = KeyThrottle()
+    app[mobile_api.LIMITER] = loginkeys.limiter(store)
     add_routes(app.router)
     add_clinic_pages(app.router)
     add_staff_app(app.router)

@@ -124,17 +124,18 @@ class Addresses:
 
 
 class GuessBudget:
-    """The deployment's wrong-PIN budget per clock minute, kept in the store so every node
-    spends the same one: record ``guessbudget/<minute % 60>`` = {minute, failed, fresh}."""
+    """The deployment's wrong-guess budget per clock minute, kept in the store so every node
+    spends the same one: record ``<kind>/<minute % 60>`` = {minute, failed, fresh}."""
 
-    def __init__(self, store: Store, settings: JoinSettings) -> None:
+    def __init__(self, store: Store, settings: JoinSettings, kind: str = KIND) -> None:
         self.store = store
         self.settings = settings
+        self.kind = kind
 
     async def spent(self, now: float) -> tuple[bool, bool]:
         """(wrong-PIN budget spent, fresh-address budget spent) for this minute."""
         minute = int(now // 60)
-        record = await self.store.get(KIND, str(minute % SLOTS))
+        record = await self.store.get(self.kind, str(minute % SLOTS))
         if record is None or record.data["minute"] != minute:
             return False, False
         return (
@@ -148,7 +149,7 @@ class GuessBudget:
         minute = int(now // 60)
         slot = str(minute % SLOTS)
         for _ in range(WRITE_ATTEMPTS):
-            record = await self.store.get(KIND, slot)
+            record = await self.store.get(self.kind, slot)
             if record is None or record.data["minute"] != minute:
                 data = {"minute": minute, "failed": 0, "fresh": 0}
             else:
@@ -156,9 +157,9 @@ class GuessBudget:
             data[what] += 1
             try:
                 if record is None:
-                    await self.store.create(KIND, slot, data)
+                    await self.store.create(self.kind, slot, data)
                 else:
-                    await self.store.update(KIND, slot, data, expect_version=record.version)
+                    await self.store.update(self.kind, slot, data, expect_version=record.version)
                 return
             except (VersionConflict, NotFound, AlreadyExists):
                 continue  # another node counted meanwhile: read again
@@ -183,14 +184,21 @@ class Admitted:
 
 
 class JoinLimiter:
-    """The PIN-guessing budgets of the module's docstring."""
+    """The PIN-guessing budgets of the module's docstring; the staff app's one-time login keys
+    have the same shape of guessing and so the same budgets (their own amounts, store ``kind``
+    and per-address records: control/mobile/loginkeys.py)."""
 
     def __init__(
-        self, settings: JoinSettings, store: Store, *, max_addresses: int = MAX_ADDRESSES
+        self,
+        settings: JoinSettings,
+        store: Store,
+        *,
+        max_addresses: int = MAX_ADDRESSES,
+        kind: str = KIND,
     ) -> None:
         self.settings = settings
         self.addresses = Addresses(settings, max_addresses)
-        self.budget = GuessBudget(store, settings)
+        self.budget = GuessBudget(store, settings, kind)
         self.refused = 0
 
     async def admit(self, key: str, now: float) -> Admitted:

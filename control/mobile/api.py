@@ -8,7 +8,6 @@ the dashboard cookie or a ``tvs_`` token) and the app itself with its device tok
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ from control.auth import authenticated_org, bearer_token
 from control.bodies import path_id, query_int, read_body
 from control.clientaddr import client_key
 from control.clinic import accounts
-from control.clinic.api import handler, refuse_while_blocked, signed_in
+from control.clinic.api import handler, signed_in
 from control.mobile import devices, loginkeys, notes, orgsettings, records, scans, submissions
 from control.mobile.schemas import (
     AckBody,
@@ -35,12 +34,13 @@ from control.mobile.schemas import (
 )
 from control.mobile.submissions import Writer
 from control.mobile.sync import sync as sync_payload
-from control.problems import invalid
+from control.problems import invalid, retry_later
+from control.ratelimit import JoinLimiter, Refused
 from control.services import Services, services
 from control.times import iso_at
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-THROTTLE = web.AppKey("mobile_key_throttle", loginkeys.KeyThrottle)
+LIMITER = web.AppKey("mobile_key_limiter", JoinLimiter)
 MAX_PAGE = 500
 
 
@@ -190,15 +190,19 @@ def _brief(writer: Writer) -> dict[str, Any]:
 async def device_login(request: web.Request) -> web.Response:
     """Exchange a one-time login key for this device's token (guessing is throttled)."""
     svc = services(request)
-    throttle = request.app[THROTTLE]
-    address = client_key(request, svc.settings.server.proxy_networks)
-    moment = time.monotonic()
-    refuse_while_blocked(throttle.blocked(address, moment), "wrong login keys")
+    limiter = request.app[LIMITER]
+    now = svc.clock()
+    try:
+        admitted = await limiter.admit(client_key(request, svc.settings.server.proxy_networks), now)
+    except Refused as exc:
+        raise retry_later(
+            429, "rate-limited", "too many wrong login keys; wait and try again", exc.retry_after
+        ) from exc
     body = await read_body(request, DeviceLoginBody)
     try:
-        staff_id, org_id = await loginkeys.redeem(svc.store, body.key, now=svc.clock())
+        staff_id, org_id = await loginkeys.redeem(svc.store, body.key, now=now)
     except loginkeys.InvalidKey:
-        throttle.failed(address, moment)
+        await limiter.failed(admitted, now)
         raise
     staff = await accounts.get_staff(svc.store, staff_id)
     if staff is None or staff.disabled:

@@ -6,9 +6,14 @@ reads as another character), shown as ``ABCDE-FGHJK``; typing is forgiving (case
 dashes ignored, O read as 0, I and L as 1). Only its SHA-256 is stored (record
 ``mobile_login_key/<hash>``); it works once, until ``mobile.login_key_minutes`` after it was
 shown, and a user has at most one (the claim ``mobile-login-key:<staff id>``): showing
-credentials again replaces the previous key. Guessing is throttled per address and per node
-(``KeyThrottle``); at 50 bits, even the node-wide limit leaves a guesser about one chance in
-10^10 per live key per day.
+credentials again replaces the previous key. Guessing meets the budgets of PIN guessing
+(control/ratelimit.py, ``limiter``), with amounts of its own (``GUESSING``): per client address
+20 attempts a minute and 20 wrong keys an hour; for the deployment 100 looked-up wrong keys a
+minute, past which only addresses without a wrong key on record are looked up (50 a minute).
+So one guesser, from any number of addresses, cannot lock out the staff signing in (a single
+node-wide limit of 100 wrong keys a minute had refused every device login on the node), and at
+most 216,000 wrong keys are looked up a day: at 50 bits and 1,000 live keys, 1 - (1 - 1000 /
+2^50)^216000 = 1.9e-7 that any guess in a day hits.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from config.settings import JoinSettings
 from control.clinic.accounts import Staff
-from control.clinic.api import LoginThrottle
 from control.clinic.errors import Unauthenticated
+from control.ratelimit import JoinLimiter
 from control.store import AlreadyExists, NotFound, Store, UniqueConflict, VersionConflict
 
 KIND = "mobile_login_key"
@@ -27,6 +33,11 @@ ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 LENGTH = 10
 _TYPOS = str.maketrans({"O": "0", "I": "1", "L": "1", "-": None, " ": None})
 ISSUE_ATTEMPTS = 5
+# A staff member mistyping a key a few times stays far from these (see the module).
+GUESSING = JoinSettings(
+    per_ip_per_minute=20, failed_per_ip_per_hour=20, failed_per_minute=100, fresh_per_minute=50
+)
+BUDGET_KIND = "keybudget"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,17 +108,6 @@ class InvalidKey(Unauthenticated):
         )
 
 
-class KeyThrottle:
-    """Failed redeems per client address (10 a minute) and per node (100 a minute)."""
-
-    def __init__(self) -> None:
-        self.per_address = LoginThrottle(limit=10, window=60.0)
-        self.per_node = LoginThrottle(limit=100, window=60.0)
-
-    def blocked(self, address: str, now: float) -> float:
-        """Seconds to wait before trying again (0: go ahead)."""
-        return max(self.per_address.blocked(address, now), self.per_node.blocked("*", now))
-
-    def failed(self, address: str, now: float) -> None:
-        self.per_address.failed(address, now)
-        self.per_node.failed("*", now)
+def limiter(store: Store) -> JoinLimiter:
+    """The login-key guessing budgets (``GUESSING``, deployment-wide ones in ``store``)."""
+    return JoinLimiter(GUESSING, store, kind=BUDGET_KIND)

@@ -3,8 +3,10 @@ a clock the test moves, an organization with its API key, a department."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -84,3 +86,25 @@ async def department(client, auth) -> dict[str, Any]:
     resp = await client.post("/api/v1/departments", json=department_body(), headers=auth)
     assert resp.status == 201, await resp.text()
     return await resp.json()
+
+
+@pytest.fixture
+async def from_address(client) -> AsyncIterator[Any]:
+    """``post(address, body, headers, path)``: a POST (a join by default) from the loopback
+    ``address`` (each 127.0.0.x is a client of its own)."""
+    sessions: dict[str, aiohttp.ClientSession] = {}
+
+    async def post(
+        address: str, body: dict[str, Any], headers: dict | None = None, path: str = "/api/v1/join"
+    ) -> int:
+        session = sessions.get(address)
+        if session is None:
+            connector = aiohttp.TCPConnector(local_addr=(address, 0))
+            session = sessions[address] = aiohttp.ClientSession(connector=connector)
+        async with session.post(client.make_url(path), json=body, headers=headers or {}) as resp:
+            await resp.read()
+            return resp.status
+
+    yield post
+    for session in sessions.values():
+        await session.close()

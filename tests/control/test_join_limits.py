@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import aiohttp
 import pytest
 
 from config import load_settings
@@ -42,27 +40,6 @@ async def appt(client, auth, department, clock):
     assert resp.status == 201
     clock.set(BASE)
     return await resp.json()
-
-
-@pytest.fixture
-async def from_address(client) -> AsyncIterator[Any]:
-    """``post(address, body, headers)``: a join request from the loopback ``address``."""
-    sessions: dict[str, aiohttp.ClientSession] = {}
-
-    async def post(address: str, body: dict[str, Any], headers: dict | None = None) -> int:
-        session = sessions.get(address)
-        if session is None:
-            connector = aiohttp.TCPConnector(local_addr=(address, 0))
-            session = sessions[address] = aiohttp.ClientSession(connector=connector)
-        async with session.post(
-            client.make_url("/api/v1/join"), json=body, headers=headers or {}
-        ) as resp:
-            await resp.read()
-            return resp.status
-
-    yield post
-    for session in sessions.values():
-        await session.close()
 
 
 def wrong(settings, n: int, real: str) -> str:

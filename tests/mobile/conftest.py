@@ -9,6 +9,7 @@ from tests.control.conftest import (  # noqa: F401 - fixtures
     auth,
     client,
     clock,
+    from_address,
     make_client,
     org,
     settings,

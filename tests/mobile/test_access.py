@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from control.clinic.accounts import list_staff
-from control.mobile import devices
+from control.mobile import devices, loginkeys
 
 from .helpers import API, Clinic, problem
 
@@ -70,13 +70,35 @@ async def test_a_login_key_works_once_and_expires(clinic: Clinic):
 async def test_guessing_keys_is_throttled(clinic: Clinic):
     await clinic.enable()
     c = clinic.client
-    for _ in range(10):
+    for _ in range(loginkeys.GUESSING.failed_per_ip_per_hour):
         resp = await c.post(f"{API}/mobile/device-login", json={"key": "AAAAA-AAAAA"})
         await problem(resp, 401, "invalid-login-key")
     login = await clinic.login_key(clinic.vet)
     blocked = await c.post(f"{API}/mobile/device-login", json={"key": login})
     body = await problem(blocked, 429, "rate-limited")
     assert int(blocked.headers["Retry-After"]) >= 1 and body["retry_after"] >= 1
+
+
+async def test_one_guesser_on_many_addresses_locks_out_no_one_else(clinic: Clinic, from_address):
+    # A node-wide 100 wrong keys a minute: a guesser on 11 addresses (10 each) refused every
+    # staff member's device login on the node for the rest of the minute.
+    await clinic.enable()
+    path = f"{API}/mobile/device-login"
+    guesses = loginkeys.GUESSING.failed_per_minute + 10
+    per_address = loginkeys.GUESSING.failed_per_ip_per_hour
+    statuses = [
+        await from_address(f"127.0.1.{n // per_address}", {"key": "AAAAA-AAAAA"}, path=path)
+        for n in range(guesses)
+    ]
+    # The deployment's budget is spent: the next address's first key is looked up (it had no
+    # wrong key), its others and every known guesser's are refused.
+    assert statuses == [401] * (guesses - 9) + [429] * 9, statuses
+    assert await from_address("127.0.1.1", {"key": "AAAAA-AAAAA"}, path=path) == 429
+    # The staff, each from an address without a wrong key, still sign in.
+    for n, (who, headers) in enumerate((("vet", clinic.vet), ("admin", clinic.admin))):
+        key = await clinic.login_key(headers)
+        body = {"key": key, "name": f"{who}'s phone"}
+        assert await from_address(f"127.0.2.{n}", body, path=path) == 201, who
 
 
 async def test_devices_are_listed_with_last_sync_and_revoked_by_user_or_admin(clinic: Clinic):

@@ -53,6 +53,7 @@ from control.clinic.schemas import (
     VisitsOut,
 )  # fmt: skip
 from control.clinic.sessions import Login
+from control.mobile import devices
 from control.problems import Problem
 
 NODE = web.AppKey("clinic_node", ClinicNode)
@@ -387,7 +388,8 @@ async def create_staff(request: web.Request) -> web.Response:
 
 @handler
 async def update_staff(request: web.Request) -> web.Response:
-    """Change groups, name, password or disable an account (its sessions end)."""
+    """Change groups, name, password or disable an account (its sessions end; a new password
+    signs out its staff-app devices too)."""
     admin = await _admin(request)
     body = await read_body(request, StaffPatchBody)
     store = _node(request).clinic.store
@@ -398,6 +400,8 @@ async def update_staff(request: web.Request) -> web.Response:
     )  # fmt: skip
     if body.disabled or body.password is not None:
         await sessions.revoke_all(store, staff.id)
+    if body.password is not None:
+        await devices.revoke_every(store, staff, admin, now=_node(request).clinic.clock())
     return _json({"staff": staff.public()})
 
 

@@ -200,12 +200,13 @@ async def device_login(request: web.Request) -> web.Response:
         ) from exc
     body = await read_body(request, DeviceLoginBody)
     try:
-        staff_id, org_id = await loginkeys.redeem(svc.store, body.key, now=now)
+        staff_id, org_id, credential = await loginkeys.redeem(svc.store, body.key, now=now)
     except loginkeys.InvalidKey:
         await limiter.failed(admitted, now)
         raise
     staff = await accounts.get_staff(svc.store, staff_id)
-    if staff is None or staff.disabled:
+    # A key shown before the password changed is as dead as the sessions of then.
+    if staff is None or staff.disabled or credential not in (None, staff.credential):
         raise loginkeys.InvalidKey()
     staff.require("mobile")
     await orgsettings.require_enabled(svc.store, org_id)

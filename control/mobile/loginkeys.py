@@ -68,7 +68,12 @@ async def issue(store: Store, staff: Staff, *, now: float, ttl_seconds: float) -
             except (NotFound, VersionConflict):
                 pass  # used or replaced meanwhile
         raw = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
-        data = {"staff_id": staff.id, "org_id": staff.org_id, "expires_at": now + ttl_seconds}
+        data = {
+            "staff_id": staff.id,
+            "org_id": staff.org_id,
+            "expires_at": now + ttl_seconds,
+            "credential": staff.credential,
+        }
         try:
             await store.create(KIND, _record_id(raw), data, claims=[_claim(staff.id)])
         except (UniqueConflict, AlreadyExists):
@@ -77,9 +82,10 @@ async def issue(store: Store, staff: Staff, *, now: float, ttl_seconds: float) -
     raise RuntimeError("could not issue a login key")  # pragma: no cover - five lost races
 
 
-async def redeem(store: Store, typed: str, *, now: float) -> tuple[str, str]:
-    """Use the key up: (its staff id, org id). Exactly one of racing redeemers wins; an
-    unknown, used or expired key raises InvalidKey (401)."""
+async def redeem(store: Store, typed: str, *, now: float) -> tuple[str, str, str | None]:
+    """Use the key up: (its staff id, org id, the password it was shown under: the
+    ``Staff.credential`` of then, None for keys shown before it was recorded). Exactly one of
+    racing redeemers wins; an unknown, used or expired key raises InvalidKey (401)."""
     normalized = normalize(typed)
     if len(normalized) != LENGTH or any(c not in ALPHABET for c in normalized):
         raise InvalidKey()
@@ -92,7 +98,7 @@ async def redeem(store: Store, typed: str, *, now: float) -> tuple[str, str]:
         raise InvalidKey() from exc
     if now >= rec.data["expires_at"]:
         raise InvalidKey()
-    return rec.data["staff_id"], rec.data["org_id"]
+    return rec.data["staff_id"], rec.data["org_id"], rec.data.get("credential")
 
 
 class InvalidKey(Unauthenticated):

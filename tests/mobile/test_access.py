@@ -175,3 +175,35 @@ async def test_over_a_thousand_devices_are_all_listed(clinic: Clinic):
     for url, headers in (("devices", clinic.vet), ("org/devices", clinic.admin)):
         listed = await (await clinic.client.get(f"{API}/mobile/{url}", headers=headers)).json()
         assert len(listed["devices"]) == 1001 and listed["devices"][-1]["name"] == "Phone 1000"
+
+
+async def test_a_new_password_signs_out_the_accounts_devices(clinic: Clinic):
+    # A phone signed in before the password changed kept syncing: a password changed after
+    # the phone was lost left it in. So did a login key shown before the change.
+    await clinic.enable()
+    c = clinic.client
+    phone = await clinic.device(name="Phone")
+    shown_before = await clinic.login_key(clinic.vet)
+    admins_phone = await clinic.device(clinic.admin, name="Admin's phone")
+    staff = await list_staff(clinic.store, clinic.org["id"])
+    (vet,) = [s for s in staff if s.username == "vet"]
+    resp = await c.patch(
+        f"{API}/clinic/staff/{vet.id}",
+        json={"password": "new battery staple"},
+        headers=clinic.admin,
+    )
+    assert resp.status == 200, await resp.text()
+
+    body = await problem(await clinic.sync(phone), 401, "device-revoked")
+    assert "signed out" in body["detail"]
+    resp = await c.post(f"{API}/mobile/device-login", json={"key": shown_before, "name": "X"})
+    await problem(resp, 401, "invalid-login-key")
+    listed = await (await c.get(f"{API}/mobile/org/devices", headers=clinic.admin)).json()
+    assert [d["name"] for d in listed["devices"]] == ["Admin's phone"]
+    assert (await clinic.sync(admins_phone)).status == 200  # other accounts' devices stay
+    # Signed in under the new password, the vet signs the phone in again.
+    resp = await c.post(
+        f"{API}/clinic/login", json={"username": "vet", "password": "new battery staple"}
+    )
+    session = {"Authorization": f"Bearer {(await resp.json())['token']}"}
+    assert (await clinic.sync(await clinic.device(session, name="Phone"))).status == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import json
+import re
 import sys
 
 import brotli
@@ -12,6 +13,7 @@ import pytest
 
 from control import auth as auth_keys
 from control.orgs import create_org
+from control.routes import ROUTES
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -164,6 +166,33 @@ async def test_right_to_left_names_are_taken_as_given(client, auth, department):
     for path, value in names.items():
         group, key = path.split(".")
         assert stored[group][key] == value
+
+
+def _string_schemas(schema: dict, defs: dict, path: str = "") -> list[tuple[str, dict]]:
+    """(field path, schema) of every string a request schema holds, through refs and unions."""
+    if "$ref" in schema:
+        return _string_schemas(defs[schema["$ref"].rsplit("/", 1)[1]], defs, path)
+    if "anyOf" in schema:
+        return [x for sub in schema["anyOf"] for x in _string_schemas(sub, defs, path)]
+    if schema.get("type") == "object":
+        return [x for name, sub in schema.get("properties", {}).items()
+                for x in _string_schemas(sub, defs, f"{path}.{name}".lstrip("."))]  # fmt: skip
+    if schema.get("type") == "array":
+        return _string_schemas(schema.get("items", {}), defs, f"{path}[]")
+    return [(path, schema)] if schema.get("type") == "string" else []
+
+
+def test_every_patterned_string_of_every_request_refuses_an_override():
+    # The whole kind: a field with a pattern of its own that let U+202E through would show
+    # its text reversed wherever it is displayed.
+    checked = 0
+    for model in {route.request for route in ROUTES if route.request is not None}:
+        schema = model.model_json_schema()
+        for path, field in _string_schemas(schema, schema.get("$defs", {})):
+            if "pattern" in field:
+                checked += 1
+                assert not re.search(field["pattern"], "Anna\u202e"), (model.__name__, path)
+    assert checked > 50
 
 
 async def test_missing_fields_are_named(client, auth, department):

@@ -569,6 +569,12 @@ class Participant:
             kept = sdpextras.transport_cc_by_mid(self.pc.remoteDescription.sdp)
         for subscription, transceiver in added:
             self._bind(subscription, transceiver, kept.get(transceiver.mid or ""))
+        if added:
+            # New subscriptions share the leg from now: allocate at once rather than at the
+            # next feedback that moves the estimate. A REMB always allocates, but transport-cc
+            # feedback (a subscriber that sends it sends no REMB) only when the estimate
+            # moved, which the first loss window does a second or two later.
+            self._allocate()
         # Every answer restates the RTX of all our m-lines: those it bound just now, and those
         # bound by earlier answers.
         by_mid = {t.mid: t for t in self.pc.getTransceivers() if t.mid is not None}

@@ -496,3 +496,18 @@ async def test_the_participant_follows_an_answer_that_drops_transport_cc() -> No
         assert all(TCC not in s._subscriber_ext for s in side.participant.subscriptions)
     finally:
         await call.close()
+
+
+async def test_a_bound_subscription_is_allocated_before_any_feedback_from_its_subscriber() -> None:
+    # Its publisher is told which layers to send and the subscription gets its share at once:
+    # with transport-cc towards the subscriber, the first feedback that moved the estimate was
+    # a second or two after the binding (no REMB comes then), and the top layer came as late.
+    call = Call(media_settings(downlink_transport_cc=True))
+    call.a.participant.on_rtcp = lambda data, arrival_us: None  # a's leg reports nothing
+    try:
+        await call.start()
+        videos = [s for s in call.a.participant.subscriptions if s.kind == "video"]
+        await wait_for(lambda: all(s.ssrc for s in videos), 10, "a's subscriptions bound")
+        assert videos and all(s.target_bps is not None for s in videos)
+    finally:
+        await call.close()

@@ -127,6 +127,10 @@ log = logging.getLogger(__name__)
 MALFORMED = ("malformed_rtp", "malformed_vp8", "malformed_rtcp", "malformed_transport_feedback")
 TICK_SECONDS = 0.05  # NACK retries
 REPORT_SECONDS = 1.0  # receiver reports, REMB, media timeout (jittered +-50%)
+# Transport-cc feedback allocates at least this often, as Chrome's REMBs do (one each ~250 ms
+# seen, and each allocates): the allocator's hold timers (UP_HOLD_SECONDS) advance only when
+# it runs, and feedback moves the estimate seldom, so a switch up waited for the loss windows.
+ALLOCATE_SECONDS = 0.25
 TIMER_SLACK_SECONDS = 0.005
 CHAT_LABEL = "chat"
 # A publication's SSRC that sent nothing this long may be replaced by a new one with its MID.
@@ -239,6 +243,7 @@ class Participant:
             self.downlink, lambda: sum(s.packets_out for s in self.subscriptions if not s.closed)
         )
         self._reported_loss = False  # a receiver report of our leg arrived in this compound
+        self._allocated_at = 0.0  # time.monotonic() of the latest allocation
         self.dropped: dict[str, int] = {}
         self._logged_malformed: set[str] = set()
         self.rtcp_packets_in = 0
@@ -869,7 +874,11 @@ class Participant:
                 # Read next to the record of what we sent, not by aiortc (which reads its
                 # FCI as NACK items).
                 results = departures.feedback(part)
-                if results and self.downlink.on_packet_results(results, time.monotonic()):
+                if not results:
+                    continue
+                now = time.monotonic()
+                moved = self.downlink.on_packet_results(results, now)
+                if moved or now - self._allocated_at >= ALLOCATE_SECONDS:
                     self._allocate()
                 continue
             try:
@@ -890,6 +899,7 @@ class Participant:
     def _allocate(self) -> None:
         """The downlink estimate moved: share it again, tell the publishers, and probe the
         leg when the share holds a video under what its publisher sends (prober.py)."""
+        self._allocated_at = time.monotonic()
         self.downlink.demand = self.allocator.allocate(self.subscriptions)
         for subscription in self.subscriptions:
             if subscription.kind == "video" and not subscription.closed:

@@ -16,6 +16,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpRtpfbPacket, RtpPacket
 
 from media_server import metrics, reoffer, rtpheader, sdpextras
+from media_server import participant as participant_module
 from media_server.faults import Faults
 from media_server.participant import Participant
 from media_server.publication import Publication
@@ -496,6 +497,30 @@ async def test_the_participant_follows_an_answer_that_drops_transport_cc() -> No
         assert all(TCC not in s._subscriber_ext for s in side.participant.subscriptions)
     finally:
         await call.close()
+
+
+async def test_transport_feedback_allocates_the_leg_as_often_as_a_remb_would() -> None:
+    # A subscriber sending transport-cc feedback sends no REMB, and its feedback seldom moves
+    # the estimate; the leg is still allocated at the feedback that comes ALLOCATE_SECONDS or
+    # more after the last allocation (as each REMB allocates), or the allocator's hold timers
+    # (a switch up) would advance only with the loss windows.
+    participant = Participant(
+        "sub", settings=media_settings(downlink_transport_cc=True),
+        on_offer=lambda sdp: asyncio.sleep(0), on_publication=lambda p: None,
+        on_chat=lambda p, t: None, on_state=lambda p, s: None,
+    )  # fmt: skip
+    sub_leg = sending(3)
+    participant._leg = sub_leg.leg
+    participant.downlink.on_packet_results = lambda results, now: False  # the estimate holds
+    allocations: list[int] = []
+    participant.allocator.allocate = lambda subscriptions: allocations.append(1) or 0
+    try:
+        for seq in range(3):
+            await asyncio.sleep(participant_module.ALLOCATE_SECONDS + 0.05)
+            participant.on_rtcp(feedback(seq, 1, seq, [0x2000 | 1], bytes([4])), 0)
+        assert len(allocations) == 3
+    finally:
+        await participant.close()
 
 
 async def test_a_bound_subscription_is_allocated_before_any_feedback_from_its_subscriber() -> None:

@@ -11,6 +11,14 @@ import * as db from "./db.js";
 
 const RECENT_SCANS = 20;
 let running = null;
+// The order items were made in: the clock's ms, and a thousandth more for each item made in
+// the same ms (a random tiebreak sent two scans queued back to back in either order).
+let lastSeq = 0;
+
+function nextSeq() {
+  lastSeq = Math.max(Date.now(), lastSeq + 0.001);
+  return lastSeq;
+}
 
 function newKey() {
   return crypto.randomUUID();
@@ -26,7 +34,7 @@ async function save(item) {
 }
 
 function fresh(fields) {
-  return { key: newKey(), seq: Date.now() + Math.random(), state: "pending", sent: null, ...fields };
+  return { key: newKey(), seq: nextSeq(), state: "pending", sent: null, ...fields };
 }
 
 // A note saved in the editor. `base` is the version the user started from (0: a new note).
